@@ -1,0 +1,110 @@
+//! The one error type of the daemon, and the one place that maps it to an
+//! errno and an HTTP status. Internal detail stays in `Display` (for the log);
+//! a client only ever sees the errno and its fixed message.
+
+use crate::protocol::errno::Errno;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A refusal the client caused or must act on.
+    #[error("refused with errno {}", .0.code())]
+    Refused(Errno),
+    /// Stored data failed its integrity check; nothing was changed.
+    #[error("integrity check failed: {0}")]
+    Tampered(String),
+    #[error("database: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Errno> for Error {
+    fn from(e: Errno) -> Self {
+        Error::Refused(e)
+    }
+}
+
+impl Error {
+    pub fn internal(msg: impl std::fmt::Display) -> Self {
+        Error::Internal(msg.to_string())
+    }
+
+    /// The errno a client is answered with.
+    pub fn errno(&self) -> Errno {
+        match self {
+            Error::Refused(e) => *e,
+            Error::Tampered(_) => Errno::Tampered,
+            Error::Db(e) => db_errno(e),
+            Error::Pool(_) => Errno::Unavailable,
+            Error::Internal(_) => Errno::Internal,
+        }
+    }
+
+    /// The HTTP status of an answer carrying this error. The XML body is
+    /// authoritative; the status only lets proxies and logs tell classes apart.
+    pub fn http_status(&self) -> u16 {
+        errno_http_status(self.errno())
+    }
+}
+
+/// HTTP status for an answer with this errno (proto-spec §"HTTP status").
+pub fn errno_http_status(e: Errno) -> u16 {
+    match e.code() {
+        0 => 200,
+        1001 | 1005 | 1007 | 1008 => 400,
+        1002 | 1003 => 403,
+        1004 => 401,
+        1006 => 409,
+        1009 => 429,
+        2001..=2999 => 200,
+        3002 => 503,
+        _ => 500,
+    }
+}
+
+/// A database error that means "the database could not be reached or gave up"
+/// is 3002 (resend later, nothing changed); anything else is a bug: 3003.
+fn db_errno(e: &tokio_postgres::Error) -> Errno {
+    match e.code() {
+        None => Errno::Unavailable,
+        Some(state) => {
+            let code = state.code();
+            let unavailable = code.starts_with("08") // connection exception
+                || code.starts_with("53") // insufficient resources
+                || code.starts_with("57P") // admin shutdown, crash shutdown, cannot connect now
+                || code == "40001" // serialization failure
+                || code == "40P01"; // deadlock detected
+            if unavailable {
+                Errno::Unavailable
+            } else {
+                Errno::Internal
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_errno_has_a_status() {
+        for e in Errno::ALL {
+            let s = errno_http_status(e);
+            assert!((200..600).contains(&s));
+        }
+        assert_eq!(Error::Refused(Errno::Throttled).http_status(), 429);
+        assert_eq!(Error::internal("boom").errno(), Errno::Internal);
+        assert_eq!(Error::Tampered("x".into()).errno(), Errno::Tampered);
+    }
+
+    #[test]
+    fn internal_text_is_not_in_the_errmsg() {
+        let e = Error::internal("password=hunter2");
+        assert!(!e.errno().message().contains("hunter2"));
+    }
+}
