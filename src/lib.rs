@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for the map of modules and the invariants they keep.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod client;
 pub mod config;
 pub mod crypto;

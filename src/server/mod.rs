@@ -1,1 +1,128 @@
-//! See ARCHITECTURE.md.
+//! The only module that touches sockets: a hyper 1 service on tokio, with
+//! routing, limits, health, metrics and graceful shutdown.
+
+pub mod http;
+pub mod metrics;
+mod routes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use metrics::Metrics;
+
+/// Everything a request handler may use; shared by all connections.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub pool: deadpool_postgres::Pool,
+    pub metrics: Metrics,
+    next_request_id: AtomicU64,
+    id_prefix: u32,
+}
+
+impl AppState {
+    pub fn new(config: Arc<Config>, pool: deadpool_postgres::Pool) -> AppState {
+        AppState {
+            config,
+            pool,
+            metrics: Metrics::default(),
+            next_request_id: AtomicU64::new(1),
+            // Distinguishes the request ids of instances sharing one log sink.
+            id_prefix: rand::random(),
+        }
+    }
+
+    fn request_id(&self) -> String {
+        let n = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        format!("{:08x}-{n:x}", self.id_prefix)
+    }
+}
+
+/// Serves `listener` until `shutdown` resolves; then stops accepting, lets
+/// in-flight requests finish within `shutdown_grace`, and returns.
+pub async fn run(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.config.server.header_timeout)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let svc = service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(state, peer, req).await) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), svc);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting for in-flight requests");
+    let grace = state.config.server.shutdown_grace;
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(grace) => tracing::warn!(?grace, "grace period over; dropping connections"),
+    }
+    Ok(())
+}
+
+async fn handle(
+    state: Arc<AppState>,
+    peer: SocketAddr,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> http::Answer {
+    use tracing::Instrument;
+    let started = std::time::Instant::now();
+    let rid = state.request_id();
+    let path = metrics::PathLabel::of(req.uri().path());
+    let span = tracing::info_span!("request", id = %rid, %peer, method = %req.method(), path = req.uri().path());
+    let mut answer = routes::route(&state, peer, req)
+        .instrument(span.clone())
+        .await;
+    let status = answer.status().as_u16();
+    state
+        .metrics
+        .observe(path, status, started.elapsed().as_secs_f64());
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            micros = started.elapsed().as_micros() as u64,
+            "answered"
+        )
+    });
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&rid) {
+        answer.headers_mut().insert("x-request-id", v);
+    }
+    answer
+}

@@ -1,1 +1,148 @@
-//! See ARCHITECTURE.md.
+//! PostgreSQL: the only module that speaks SQL. It owns the pool, the
+//! migrations, the embedded cluster of the default setup, and (as the ledger
+//! and protocol land) the queries.
+
+pub mod embedded;
+pub mod migrate;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::config::Config;
+use embedded::Cluster;
+
+/// An open database: the pool, and the embedded cluster if we use one.
+pub struct Database {
+    pub pool: Pool,
+    pub cluster: Option<Cluster>,
+    /// Whether opening it started the cluster (and so closing it should stop it).
+    pub started_cluster: bool,
+}
+
+/// Where the database is: the URL given, or the embedded cluster (started if
+/// needed, and the `cardswitch` database created in it on first use).
+pub async fn locate(
+    config: &Config,
+) -> anyhow::Result<(tokio_postgres::Config, Option<Cluster>, bool)> {
+    match &config.database_url {
+        Some(url) => {
+            let pg: tokio_postgres::Config = url
+                .parse()
+                .map_err(|e| anyhow::anyhow!("invalid --database-url: {e}"))?;
+            Ok((pg, None, false))
+        }
+        None => {
+            let cluster = Cluster::new(&config.data_dir)?;
+            let c2 = cluster.clone();
+            let started = tokio::task::spawn_blocking(move || c2.ensure_running())
+                .await
+                .context("cluster start task failed")??;
+            create_database_if_missing(&cluster, embedded::DATABASE).await?;
+            Ok((
+                cluster.pg_config(embedded::DATABASE),
+                Some(cluster),
+                started,
+            ))
+        }
+    }
+}
+
+/// Opens the database and applies pending migrations.
+pub async fn open(config: &Config) -> anyhow::Result<Database> {
+    let (pg, cluster, started_cluster) = locate(config).await?;
+    let pool = make_pool(pg, config.db.pool_size, config.db.connect_timeout)?;
+    let mut client = pool.get().await.context("cannot connect to the database")?;
+    migrate::run(&mut client)
+        .await
+        .context("migrations failed")?;
+    drop(client);
+    Ok(Database {
+        pool,
+        cluster,
+        started_cluster,
+    })
+}
+
+impl Database {
+    /// Closes the pool, then stops the embedded cluster if we started it.
+    pub async fn close(self) -> anyhow::Result<()> {
+        self.pool.close();
+        if let (Some(cluster), true) = (self.cluster, self.started_cluster) {
+            tokio::task::spawn_blocking(move || cluster.stop())
+                .await
+                .context("cluster stop task failed")??;
+        }
+        Ok(())
+    }
+}
+
+pub fn make_pool(
+    mut pg: tokio_postgres::Config,
+    size: usize,
+    connect_timeout: Duration,
+) -> anyhow::Result<Pool> {
+    pg.connect_timeout(connect_timeout);
+    let mgr = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            // Fast recycling checks only `is_closed`; a connection broken by a
+            // database restart is closed by then and gets replaced.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(mgr)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(connect_timeout))
+        .create_timeout(Some(connect_timeout))
+        .recycle_timeout(Some(connect_timeout))
+        .build()
+        .context("cannot build the connection pool")
+}
+
+async fn create_database_if_missing(cluster: &Cluster, name: &str) -> anyhow::Result<()> {
+    let (client, conn) = cluster
+        .pg_config("postgres")
+        .connect(NoTls)
+        .await
+        .context("cannot connect to the embedded cluster")?;
+    let conn = tokio::spawn(conn);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if !exists {
+        // Identifiers cannot be bound; `name` is our own constant or a test's
+        // generated name, quoted all the same.
+        let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        if let Err(e) = client.batch_execute(&sql).await {
+            // Two processes racing to create it: the loser sees 42P04.
+            if e.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
+                return Err(e.into());
+            }
+        }
+    }
+    drop(client);
+    let _ = conn.await;
+    Ok(())
+}
+
+/// Answers whether the database responds, within `timeout`.
+pub async fn ping(pool: &Pool, timeout: Duration) -> Result<(), String> {
+    let fut = async {
+        let client = pool.get().await.map_err(|e| format!("pool: {e}"))?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|e| format!("query: {e}"))?;
+        Ok::<(), String>(())
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err("timed out".into()),
+    }
+}

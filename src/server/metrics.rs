@@ -1,0 +1,140 @@
+//! Prometheus metrics, kept in the server state (no global recorder), so two
+//! daemons in one test process count separately.
+
+use prometheus_client::encoding::{text::encode, EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// The paths we label by; anything else is `Other`, so a scanner cannot blow
+/// up the number of series.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum PathLabel {
+    v1_hello,
+    v1_login,
+    v1_txn,
+    healthz,
+    metrics,
+    other,
+}
+
+impl PathLabel {
+    pub fn of(path: &str) -> PathLabel {
+        match path {
+            "/v1/hello" => PathLabel::v1_hello,
+            "/v1/login" => PathLabel::v1_login,
+            "/v1/txn" => PathLabel::v1_txn,
+            "/healthz" => PathLabel::healthz,
+            "/metrics" => PathLabel::metrics,
+            _ => PathLabel::other,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    path: PathLabel,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PathLabels {
+    path: PathLabel,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<PathLabels, Histogram>,
+    pool_size: Gauge,
+    pool_available: Gauge,
+    pool_waiting: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms .. ~4 s
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 15))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("cardswitch");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency =
+            Family::<PathLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
+        let pool_size = Gauge::default();
+        let pool_available = Gauge::default();
+        let pool_waiting = Gauge::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by path and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from request head to answer, by path",
+            latency.clone(),
+        );
+        registry.register(
+            "db_pool_size",
+            "Open database connections",
+            pool_size.clone(),
+        );
+        registry.register(
+            "db_pool_available",
+            "Idle database connections",
+            pool_available.clone(),
+        );
+        registry.register(
+            "db_pool_waiting",
+            "Requests waiting for a database connection",
+            pool_waiting.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            pool_size,
+            pool_available,
+            pool_waiting,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn observe(&self, path: PathLabel, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels { path, status })
+            .inc();
+        self.latency
+            .get_or_create(&PathLabels { path })
+            .observe(seconds);
+    }
+
+    /// Renders the text exposition, with pool gauges read at scrape time.
+    pub fn render(&self, pool: &deadpool_postgres::Pool) -> String {
+        let s = pool.status();
+        self.pool_size.set(s.size as i64);
+        self.pool_available.set(s.available as i64);
+        self.pool_waiting.set(s.waiting as i64);
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_paths_share_one_label() {
+        assert_eq!(PathLabel::of("/etc/passwd"), PathLabel::other);
+        assert_eq!(PathLabel::of("/v1/txn"), PathLabel::v1_txn);
+    }
+}

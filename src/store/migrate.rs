@@ -1,0 +1,76 @@
+//! Numbered plain-SQL migrations, embedded in the binary. Each runs in its own
+//! transaction under an advisory lock, so two daemons starting together apply
+//! each exactly once, and running them again changes nothing.
+
+use tokio_postgres::Client;
+
+/// (version, name, SQL). Versions are dense and never reused.
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "foundation",
+    include_str!("migrations/0001_foundation.sql"),
+)];
+
+/// An arbitrary constant naming our advisory lock.
+const LOCK_KEY: i64 = 0x6361_7264_7377_6d67; // "cardswmg"
+
+/// Applies every migration not yet applied. Returns the versions applied now.
+pub async fn run(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version    integer PRIMARY KEY,
+                 name       text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await?;
+    let mut applied_now = Vec::new();
+    for &(version, name, sql) in MIGRATIONS {
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
+            .await?;
+        let done = tx
+            .query_opt(
+                "SELECT 1 FROM schema_migrations WHERE version = $1",
+                &[&version],
+            )
+            .await?
+            .is_some();
+        if !done {
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                &[&version, &name],
+            )
+            .await?;
+            applied_now.push(version);
+        }
+        tx.commit().await?;
+    }
+    Ok(applied_now)
+}
+
+/// The highest applied version, if any.
+pub async fn current_version(client: &Client) -> Result<Option<i32>, tokio_postgres::Error> {
+    let row = client
+        .query_one("SELECT max(version) FROM schema_migrations", &[])
+        .await;
+    match row {
+        Ok(r) => Ok(r.get(0)),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_dense_and_ordered() {
+        for (i, (v, _, sql)) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(*v as usize, i + 1);
+            assert!(!sql.trim().is_empty());
+        }
+    }
+}
