@@ -213,7 +213,7 @@ impl Cluster {
 
     fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new(self.bin_dir.join(program));
-        cmd.current_dir(&self.root.parent().unwrap_or(Path::new("/")))
+        cmd.current_dir(self.root.parent().unwrap_or(Path::new("/")))
             .env_remove("PGDATA")
             .env("LC_ALL", "C");
         if let Some((uid, gid)) = self.run_as {
@@ -244,7 +244,7 @@ fn find_bin_dir() -> anyhow::Result<PathBuf> {
                 Some((v, e.path().join("bin")))
             })
             .collect();
-        versions.sort_by(|a, b| b.0.cmp(&a.0));
+        versions.sort_by_key(|v| std::cmp::Reverse(v.0));
         candidates.extend(versions.into_iter().map(|(_, p)| p));
     }
     if let Some(path) = std::env::var_os("PATH") {
