@@ -1,0 +1,4 @@
+//! Integration tests: one binary, one private PostgreSQL cluster, a module per area.
+
+mod foundation;
+mod harness;
