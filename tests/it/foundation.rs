@@ -87,7 +87,11 @@ async fn embedded_cluster_is_created_reused_and_stopped_by_whoever_started_it() 
 
     let status = cli(&data, &["db", "status"]);
     assert_eq!(status.status.code(), Some(3));
-    assert!(stdout(&status).starts_with("not initialized"), "{}", stdout(&status));
+    assert!(
+        stdout(&status).starts_with("not initialized"),
+        "{}",
+        stdout(&status)
+    );
 
     // `serve` creates and starts the cluster, and stops it on SIGTERM.
     let port = free_port();
@@ -130,7 +134,9 @@ async fn migrations_run_twice_change_nothing() {
     let first = migrate::run(&mut client).await.unwrap();
     assert_eq!(first.len(), migrate::MIGRATIONS.len());
     let before = schema(&client).await;
-    assert!(before.iter().any(|(t, c, _)| t == "cards" && c == "balance"));
+    assert!(before
+        .iter()
+        .any(|(t, c, _)| t == "cards" && c == "balance"));
     let second = migrate::run(&mut client).await.unwrap();
     assert!(second.is_empty());
     assert_eq!(schema(&client).await, before);
@@ -146,17 +152,27 @@ async fn migrations_run_twice_change_nothing() {
 async fn healthz_follows_the_database_without_a_restart() {
     let cluster = harness::private_cluster();
     harness::create_database(&cluster, "cardswitch").await;
-    let d = Daemon::start(harness::config_for(&harness::url_for(&cluster, "cardswitch"))).await;
+    let d = Daemon::start(harness::config_for(&harness::url_for(
+        &cluster,
+        "cardswitch",
+    )))
+    .await;
     assert_eq!(d.get("/healthz").await.unwrap().status, 200);
 
     let c = cluster.clone();
-    tokio::task::spawn_blocking(move || c.stop()).await.unwrap().unwrap();
+    tokio::task::spawn_blocking(move || c.stop())
+        .await
+        .unwrap()
+        .unwrap();
     let down = d.get("/healthz").await.unwrap();
     assert_eq!(down.status, 503);
     assert!(String::from_utf8_lossy(&down.body).contains("database unavailable"));
 
     let c = cluster.clone();
-    tokio::task::spawn_blocking(move || c.start()).await.unwrap().unwrap();
+    tokio::task::spawn_blocking(move || c.start())
+        .await
+        .unwrap()
+        .unwrap();
     let mut status = 0;
     for _ in 0..100 {
         status = d.get("/healthz").await.unwrap().status;
@@ -201,14 +217,18 @@ async fn limits_methods_and_paths() {
     .unwrap();
     assert_eq!(a.status, 413);
     // Chunked, no length given: refused once the bytes pass 16 KiB.
-    let mut req = b"POST /v1/txn HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut req =
+        b"POST /v1/txn HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     for _ in 0..5 {
         req.extend_from_slice(b"1000\r\n");
         req.extend_from_slice(&[b'a'; 0x1000]);
         req.extend_from_slice(b"\r\n");
     }
     req.extend_from_slice(b"0\r\n\r\n");
-    assert_eq!(harness::raw_request(d.addr, &req).await.unwrap().status, 413);
+    assert_eq!(
+        harness::raw_request(d.addr, &req).await.unwrap().status,
+        413
+    );
 
     for path in ["/v1/hello", "/v1/login", "/v1/txn"] {
         let a = d.get(path).await.unwrap();
@@ -219,7 +239,10 @@ async fn limits_methods_and_paths() {
     let metrics = d.get("/metrics").await.unwrap();
     assert_eq!(metrics.status, 200);
     let text = String::from_utf8_lossy(&metrics.body);
-    assert!(text.contains("cardswitch_http_requests_total{path=\"v1_txn\",status=\"413\"} 2"), "{text}");
+    assert!(
+        text.contains("cardswitch_http_requests_total{path=\"v1_txn\",status=\"413\"} 2"),
+        "{text}"
+    );
     assert!(text.contains("cardswitch_db_pool_size"));
     d.stop().await.unwrap();
 }
@@ -232,7 +255,9 @@ async fn a_slow_client_cannot_hold_a_connection() {
     let d = Daemon::start(config).await;
     // Head never finished: the server closes the connection.
     let mut s = tokio::net::TcpStream::connect(d.addr).await.unwrap();
-    s.write_all(b"POST /v1/txn HTTP/1.1\r\nHost: t\r\n").await.unwrap();
+    s.write_all(b"POST /v1/txn HTTP/1.1\r\nHost: t\r\n")
+        .await
+        .unwrap();
     let mut buf = Vec::new();
     use tokio::io::AsyncReadExt;
     let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;

@@ -91,7 +91,11 @@ pub fn url_for(cluster: &Cluster, db: &str) -> String {
 /// A new, empty database in the shared cluster; returns its URL.
 pub async fn fresh_database() -> String {
     let cluster = &shared().cluster;
-    let name = format!("t{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::Relaxed));
+    let name = format!(
+        "t{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::Relaxed)
+    );
     create_database(cluster, &name).await;
     url_for(cluster, &name)
 }
@@ -168,7 +172,11 @@ impl Daemon {
     /// Signals shutdown and waits for `serve` to return.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.signal_stop();
-        self.task.take().unwrap().await.expect("serve task panicked")
+        self.task
+            .take()
+            .unwrap()
+            .await
+            .expect("serve task panicked")
     }
 
     pub async fn get(&self, path: &str) -> std::io::Result<RawAnswer> {
@@ -212,7 +220,12 @@ pub fn parse_answer(buf: &[u8]) -> std::io::Result<RawAnswer> {
     let split = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other(format!("no HTTP head in {:?}", String::from_utf8_lossy(buf))))?;
+        .ok_or_else(|| {
+            std::io::Error::other(format!(
+                "no HTTP head in {:?}",
+                String::from_utf8_lossy(buf)
+            ))
+        })?;
     let head = String::from_utf8_lossy(&buf[..split]).to_string();
     let status = head
         .split_whitespace()
