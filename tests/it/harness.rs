@@ -38,6 +38,8 @@ pub fn temp_dir(prefix: &str) -> PathBuf {
 
 /// Spawns a detached shell that waits for this process to exit, then stops
 /// any postmaster under `dir` (immediate mode: SIGQUIT) and deletes `dir`.
+// The watchdog must outlive this process, so it is never waited for.
+#[allow(clippy::zombie_processes)]
 fn watch_and_remove(dir: &Path) {
     let script = r#"
         while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
