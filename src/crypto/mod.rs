@@ -8,6 +8,8 @@
 pub mod aead;
 pub mod kdf;
 pub mod mac;
+mod pem;
+pub mod rsa;
 pub mod secret;
 
 pub use secret::{Secret32, SecretVec};

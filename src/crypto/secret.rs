@@ -84,6 +84,11 @@ impl SecretVec {
         self.0.is_empty()
     }
 
+    /// For writing into the allocation in place (decrypting into it).
+    pub(super) fn as_mut_vec(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+
     /// The bytes as a [`Secret32`]; `BadLength` unless exactly 32 long.
     pub fn to_secret32(&self) -> Result<Secret32, CryptoError> {
         Secret32::from_slice(&self.0)
