@@ -7,9 +7,11 @@
 
 pub mod aead;
 pub mod kdf;
+pub mod keyed_hash;
 pub mod mac;
 mod pem;
 pub mod rsa;
+pub mod seal;
 pub mod secret;
 
 pub use secret::{Secret32, SecretVec};
