@@ -14,6 +14,9 @@ pub mod rsa;
 pub mod seal;
 pub mod secret;
 
+#[cfg(test)]
+mod rsa_reference;
+
 pub use secret::{Secret32, SecretVec};
 
 /// What can go wrong in this module. Messages name the kind of failure only:
