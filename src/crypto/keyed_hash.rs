@@ -57,6 +57,7 @@ pub fn keyed_hash(key: &Secret32, domain: &str, salt: &[u8], secret: &[u8]) -> [
 
 /// Whether `secret` hashes to `expected`, compared in constant time. An
 /// `expected` of the wrong length is false.
+#[must_use]
 pub fn verify_keyed_hash(
     key: &Secret32,
     domain: &str,

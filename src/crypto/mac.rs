@@ -18,12 +18,14 @@ pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 
 /// Whether `tag` is the HMAC-SHA256 of `parts` under `key`, compared in
 /// constant time. A tag of the wrong length is simply false.
+#[must_use]
 pub fn verify_hmac(key: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
     ct_eq(&hmac_sha256(key, parts), tag)
 }
 
 /// Constant-time equality of two byte strings. The time depends on the
 /// lengths (which are public here: MAC and hash sizes), never on the content.
+#[must_use]
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }

@@ -30,9 +30,11 @@ const PRIVATE_PEM_LABEL: &str = "PRIVATE KEY";
 
 /// An RSA private key (day key, signer key, root key).
 ///
-/// The key lives in AWS-LC memory, which AWS-LC cleanses when it frees it
-/// (its `OPENSSL_free` zeroes every allocation), so dropping this zeroizes
-/// the key even though the type cannot derive `ZeroizeOnDrop`.
+/// The key lives in AWS-LC memory. AWS-LC's allocator cleanses every
+/// allocation when it frees it (`OPENSSL_free` calls `OPENSSL_cleanse`
+/// unless an application installs its own allocator, which we do not), so
+/// dropping this zeroizes the key even though it cannot derive
+/// `ZeroizeOnDrop`.
 pub struct RsaPrivate {
     sign: KeyPair,
     decrypt: OaepPrivateDecryptingKey,
@@ -214,6 +216,7 @@ impl RsaPublic {
 
     /// Whether `sig` is a valid RSA-PSS-SHA256 signature (32-byte salt) of
     /// `msg` under this key.
+    #[must_use]
     pub fn verify_pss_sha256(&self, msg: &[u8], sig: &[u8]) -> bool {
         self.verify.verify_sig(msg, sig).is_ok()
     }
