@@ -18,3 +18,5 @@ pub use xml::{Answer, AnswerBody, Row, Rows};
 
 #[cfg(test)]
 mod message_tests;
+#[cfg(test)]
+mod xsd_tests;
