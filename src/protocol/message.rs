@@ -152,7 +152,8 @@ pub use super::op::Op;
 
 /// The decrypted inner form of a txn, every grammar and per-op presence rule
 /// checked; `attr2` kept as received (decoded once) and checked to be a
-/// strict form with only the names its op allows.
+/// strict form with only the names its op allows, each in its grammar
+/// (see [`super::attr2`]), the required ones present.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InnerForm {
     pub op: Op,
@@ -192,10 +193,7 @@ impl InnerForm {
             grammar::card(attr1)?;
         }
         let attr2 = f.get("attr2");
-        let a2 = parse_attr2(attr2.unwrap_or(""), op.attr2_fields())?;
-        if op.is_manager() && a2.get("mpin").is_none() {
-            return Err(Errno::Malformed);
-        }
+        super::attr2::check(op, &parse_attr2(attr2.unwrap_or(""), op.attr2_fields())?)?;
         let own = |s: Option<&str>| s.map(str::to_owned);
         Ok(InnerForm {
             op,

@@ -166,7 +166,7 @@ fn inner_form_rules() {
             ("op", "lock"),
             ("order_no", "O1"),
             ("attr1", "CARD1234"),
-            ("attr2", "mpin=1"),
+            ("attr2", "mpin=1234"),
         ],
         &[
             ("op", "lock"),
@@ -179,16 +179,31 @@ fn inner_form_rules() {
             ("order_no", "O1"),
             ("operator", "m.1"),
             ("attr1", "CARD1234"),
-            ("attr2", "mpin=1"),
+            ("attr2", "mpin=1234"),
         ],
         &[
             ("op", "reverse"),
             ("order_no", "O1"),
             ("operator", "m"),
             ("attr1", "O.1"),
-            ("attr2", "mpin=1"),
+            ("attr2", "mpin=1234"),
         ],
         &[("op", "query"), ("attr1", "CARD1234"), ("extra", "1")],
+        &[("op", "query"), ("attr1", "CARD1234"), ("attr2", "pin=12")],
+        &[
+            ("op", "register"),
+            ("order_no", "R1"),
+            ("attr1", "NEW1"),
+            ("attr2", "name=Li&phone=13800000000"),
+        ],
+        &[
+            ("op", "transfer"),
+            ("amount", "1"),
+            ("order_no", "O1"),
+            ("operator", "m"),
+            ("attr1", "CARD1"),
+            ("attr2", "mpin=1234"),
+        ],
     ];
     for b in bad {
         assert_eq!(inner(b), Err(Errno::Malformed), "{b:?}");
@@ -197,33 +212,35 @@ fn inner_form_rules() {
 
 #[test]
 fn canonical_encoding() {
-    let a = InnerForm::parse(
-        b"attr2=tender%3Dcash%26pin%3D1%2B2&attr1=CARD1234&order_no=O1&amount=12.50&op=debit",
-    )
-    .unwrap();
-    let b = InnerForm::parse(
-        b"op=debit&amount=12.5&order_no=O1&operator=&attr1=CARD1234&attr2=pin=1%2B2%26tender=cash",
-    )
-    .unwrap();
-    let want = "cardswitch-v1-inner\nop=debit&amount=12.5&order_no=O1&attr1=CARD1234&attr2=pin%3D1%2B2%26tender%3Dcash";
-    assert_eq!(String::from_utf8(a.canonical_bytes()).unwrap(), want);
-    assert_eq!(a.canonical_bytes(), b.canonical_bytes());
-    assert_eq!(a.digest(), b.digest());
-    let c = InnerForm::parse(
-        b"op=debit&amount=12.51&order_no=O1&attr1=CARD1234&attr2=pin=1%2B2%26tender=cash",
-    )
-    .unwrap();
-    assert_ne!(a.digest(), c.digest());
-    let z = InnerForm::parse(b"op=topup&amount=0.00&order_no=O1&attr1=CARD1234").unwrap();
+    let canon =
+        |f: &[u8]| String::from_utf8(InnerForm::parse(f).unwrap().canonical_bytes()).unwrap();
+    let debit = "cardswitch-v1-inner\nop=debit&amount=12.5&order_no=O1&attr1=CARD1234&attr2=pin%3D1234%26tender%3Dcash";
     assert_eq!(
-        z.canonical_bytes(),
-        b"cardswitch-v1-inner\nop=topup&amount=0&order_no=O1&attr1=CARD1234"
+        canon(b"attr2=tender%3Dcash%26pin%3D1234&attr1=CARD1234&order_no=O1&amount=12.50&op=debit"),
+        debit
     );
+    assert_eq!(canon(b"op=debit&amount=12.5&order_no=O1&operator=&attr1=CARD1234&attr2=pin=1234%26tender=cash"), debit);
+    let register = "cardswitch-v1-inner\nop=register&order_no=R1&operator=c1&attr1=NEW1234&attr2=level%3Dgold%26name%3DLi%2BWei%26phone%3D13800000000";
+    assert_eq!(canon(b"op=register&order_no=R1&operator=c1&attr1=NEW1234&attr2=phone%3D13800000000%26name%3DLi%2BWei%26level%3Dgold"), register);
+    assert_eq!(canon(b"operator=c1&op=register&order_no=R1&attr1=NEW1234&attr2=name=Li%2520Wei%26level=gold%26phone=13800000000&amount="), register);
+
+    let a = InnerForm::parse(b"op=debit&amount=12.50&order_no=O1&attr1=CARD1234").unwrap();
+    for other in [
+        &b"op=debit&amount=12.51&order_no=O1&attr1=CARD1234"[..],
+        b"op=debit&amount=12.50&order_no=O2&attr1=CARD1234",
+        b"op=debit&amount=12.50&order_no=O1&attr1=CARD1235",
+        b"op=debit&amount=12.50&order_no=O1&operator=c&attr1=CARD1234",
+        b"op=debit&amount=12.50&order_no=O1&attr1=CARD1234&attr2=tender=cash",
+        b"op=topup&amount=12.50&order_no=O1&attr1=CARD1234",
+    ] {
+        assert_ne!(a.digest(), InnerForm::parse(other).unwrap().digest());
+    }
+    let z = InnerForm::parse(b"op=topup&amount=0.00&order_no=O1&attr1=CARD1234").unwrap();
+    let want = b"cardswitch-v1-inner\nop=topup&amount=0&order_no=O1&attr1=CARD1234";
+    assert_eq!(z.canonical_bytes(), want);
     assert_eq!(
-        hex::encode(z.digest()),
-        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
-            b"cardswitch-v1-inner\nop=topup&amount=0&order_no=O1&attr1=CARD1234"
-        ))
+        z.digest(),
+        <[u8; 32]>::from(<sha2::Sha256 as sha2::Digest>::digest(want))
     );
 }
 
@@ -243,7 +260,7 @@ proptest! {
     }
 
     #[test]
-    fn attr2_order_does_not_change_digest(pin in "[0-9 ]{1,6}", tender in "(cash|balance)") {
+    fn attr2_order_does_not_change_digest(pin in "[0-9]{4,12}", tender in "(cash|balance)") {
         let x = encode_form(&[("pin", &pin), ("tender", &tender)]);
         let y = encode_form(&[("tender", &tender), ("pin", &pin)]);
         let f = |a2: &str| inner(&[("op", "debit"), ("amount", "1"), ("order_no", "O"), ("attr1", "CARD1"), ("attr2", a2)]).unwrap();

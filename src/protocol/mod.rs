@@ -4,6 +4,7 @@
 //! Pure functions over bytes: no I/O, no SQL, no crypto calls, and this
 //! module never imports tokio. Every parser takes `&[u8]` or `&str`, never
 //! panics, and refuses with an [`errno::Errno`] (usually 1001).
+pub mod attr2;
 pub mod canonical;
 pub mod errno;
 pub mod form;

@@ -124,6 +124,20 @@ impl Op {
             Op::Close => &["mpin", "pin"],
         }
     }
+
+    /// The names `attr2` must carry for this op (§6 without "optional" or
+    /// "if set"); missing is 1001.
+    pub fn attr2_required(self) -> &'static [&'static str] {
+        match self {
+            Op::Register => &["name", "phone", "level"],
+            Op::Points => &["delta", "reason"],
+            Op::Redeem => &["cost", "gift"],
+            Op::Transfer => &["mpin", "to"],
+            Op::Replace => &["mpin", "new"],
+            op if op.is_manager() => &["mpin"],
+            _ => &[],
+        }
+    }
 }
 
 impl std::fmt::Display for Op {
@@ -155,6 +169,14 @@ mod tests {
         for op in Op::ALL {
             assert!(!op.is_manager() || op.is_posting(), "{op}");
             assert_eq!(op.is_manager(), op.attr2_fields().contains(&"mpin"), "{op}");
+            assert_eq!(
+                op.is_manager(),
+                op.attr2_required().contains(&"mpin"),
+                "{op}"
+            );
+            for n in op.attr2_required() {
+                assert!(op.attr2_fields().contains(n), "{op} {n}");
+            }
         }
     }
 }
