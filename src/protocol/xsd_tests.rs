@@ -6,6 +6,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use super::answer::{HelloAnswer, LoginAnswer, POSTING_FIELDS};
 use super::errno::Errno;
 use super::xml::{encode_answer, encode_rows, AnswerBody, Row, Rows};
 
@@ -88,6 +89,12 @@ fn encoder_output_matches_the_xsds() {
     let none = AnswerBody::None;
     let ok = |body: &AnswerBody| encode_answer(Errno::Ok, NOW, body);
     let err = |e: Errno| encode_answer(e, NOW, &AnswerBody::None);
+
+    // The rows below are the ones the typed answers read.
+    assert!(HelloAnswer::from_row(&hello_row()).is_ok());
+    assert!(LoginAnswer::from_row(&login_row()).is_ok());
+    let posting = posting_row();
+    assert!(POSTING_FIELDS.iter().all(|f| posting.get(f).is_some()));
 
     assert!(validates("hello.xsd", &ok(&one(hello_row()))));
     assert!(validates("hello.xsd", &err(Errno::UnknownTerminal)));
