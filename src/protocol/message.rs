@@ -239,7 +239,11 @@ impl InnerForm {
     /// it is encoded again as a value. So two spellings of one request hash
     /// the same and any difference of meaning hashes differently.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let amount = self.amount_decimal().map(|d| d.normalize().to_string());
+        // A hand-built amount outside the grammar is hashed verbatim rather
+        // than dropped, so it can never hash like a form without an amount.
+        let amount = self.amount.as_deref().map(|a| {
+            grammar::amount(a).map_or_else(|_| a.to_owned(), |d| d.normalize().to_string())
+        });
         let attr2 = self.attr2.as_deref().map(canonical_attr2);
         let mut out = String::from(CANONICAL_PREFIX);
         let fields = [

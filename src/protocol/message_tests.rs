@@ -235,6 +235,31 @@ fn canonical_encoding() {
     ] {
         assert_ne!(a.digest(), InnerForm::parse(other).unwrap().digest());
     }
+    for (sent, canonical) in [
+        ("10.10", "10.1"),
+        ("100", "100"),
+        ("100.00", "100"),
+        ("0.5", "0.5"),
+    ] {
+        let f =
+            InnerForm::parse(format!("op=topup&amount={sent}&order_no=O&attr1=CARD1").as_bytes())
+                .unwrap();
+        let want =
+            format!("cardswitch-v1-inner\nop=topup&amount={canonical}&order_no=O&attr1=CARD1");
+        assert_eq!(f.canonical_bytes(), want.as_bytes());
+    }
+    let hand_built = InnerForm {
+        amount: Some("x".into()),
+        ..a.clone()
+    };
+    assert_ne!(
+        hand_built.digest(),
+        InnerForm {
+            amount: None,
+            ..a.clone()
+        }
+        .digest()
+    );
     let z = InnerForm::parse(b"op=topup&amount=0.00&order_no=O1&attr1=CARD1234").unwrap();
     let want = b"cardswitch-v1-inner\nop=topup&amount=0&order_no=O1&attr1=CARD1234";
     assert_eq!(z.canonical_bytes(), want);
