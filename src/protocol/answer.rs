@@ -69,7 +69,7 @@ impl HelloAnswer {
     }
 
     /// Reads the row by name, checking every grammar; fields it does not
-    /// know are ignored (proto-spec §3).
+    /// know are ignored (proto-spec/README.md §3).
     pub fn from_row(row: &Row) -> Result<Self, Errno> {
         Ok(HelloAnswer {
             key_id: grammar::key_id(text(row, "key_id")?)?.to_owned(),

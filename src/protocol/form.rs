@@ -2,7 +2,7 @@
 //!
 //! Decoding is stricter than browsers are, because every leniency is a second
 //! spelling of the same request, and the request MAC, the replay record and
-//! the idempotency hash all assume one. See proto-spec/README.md §"Forms".
+//! the idempotency hash all assume one. See proto-spec/README.md §1.2.
 
 use super::errno::Errno;
 
