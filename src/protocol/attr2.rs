@@ -1,0 +1,154 @@
+//! The grammars of the named values inside `attr2` (proto-spec/README.md
+//! §10). protocol.md leaves them open; checking them here means the ledger
+//! only ever sees well-formed values, and a malformed one is 1001 whatever
+//! op carries it.
+
+use super::errno::Errno;
+use super::form::Form;
+use super::grammar;
+use super::op::Op;
+
+/// Longest `limit` of a `history` request.
+pub const MAX_HISTORY_LIMIT: u32 = 50;
+/// `limit` when the request gives none.
+pub const DEFAULT_HISTORY_LIMIT: u32 = 10;
+
+fn digits(v: &str, min: usize, max: usize) -> Result<(), Errno> {
+    let ok = (min..=max).contains(&v.len()) && v.bytes().all(|c| c.is_ascii_digit());
+    ok.then_some(()).ok_or(Errno::Malformed)
+}
+
+/// Card and manager PINs: `[0-9]{4,12}`.
+pub fn pin(v: &str) -> Result<(), Errno> {
+    digits(v, 4, 12)
+}
+
+/// `history` `limit`: 1 to 50, no leading zero.
+pub fn limit(v: &str) -> Result<u32, Errno> {
+    digits(v, 1, 2)?;
+    let n: u32 = v.parse().map_err(|_| Errno::Malformed)?;
+    if v.starts_with('0') || n > MAX_HISTORY_LIMIT {
+        return Err(Errno::Malformed);
+    }
+    Ok(n)
+}
+
+/// Free text (`name`, `reason`, `gift`): 1–64 characters, no control characters.
+pub fn text(v: &str) -> Result<(), Errno> {
+    let n = v.chars().count();
+    let ok = (1..=64).contains(&n) && !v.chars().any(char::is_control);
+    ok.then_some(()).ok_or(Errno::Malformed)
+}
+
+/// `phone`: `\+?[0-9]{5,20}`.
+pub fn phone(v: &str) -> Result<(), Errno> {
+    digits(v.strip_prefix('+').unwrap_or(v), 5, 20)
+}
+
+/// `birthday`: `YYYY-MM-DD`, a real date of the Gregorian calendar.
+pub fn birthday(v: &str) -> Result<(), Errno> {
+    let b = v.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return Err(Errno::Malformed);
+    }
+    let num = |r: std::ops::Range<usize>| -> Result<u32, Errno> {
+        digits(&v[r.clone()], r.len(), r.len())?;
+        v[r].parse().map_err(|_| Errno::Malformed)
+    };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err(Errno::Malformed),
+    };
+    (y >= 1 && (1..=days).contains(&d))
+        .then_some(())
+        .ok_or(Errno::Malformed)
+}
+
+/// Checks one named value of `attr2`.
+pub fn check_value(name: &str, v: &str) -> Result<(), Errno> {
+    match name {
+        "pin" | "mpin" => pin(v),
+        "tender" => matches!(v, "balance" | "cash")
+            .then_some(())
+            .ok_or(Errno::Malformed),
+        "limit" => limit(v).map(drop),
+        "delta" => grammar::points(v).map(drop),
+        "cost" => digits(v, 1, 12),
+        "reason" | "gift" | "name" => text(v),
+        "phone" => phone(v),
+        "level" => grammar::terminal(v).map(drop),
+        "birthday" => birthday(v),
+        "referrer" | "to" | "new" => grammar::card(v).map(drop),
+        "terminal" => grammar::terminal(v).map(drop),
+        _ => Err(Errno::Malformed),
+    }
+}
+
+/// Checks a decoded `attr2` against its op: every value in its grammar and
+/// every required name present (the allowed names were checked on decoding).
+pub fn check(op: Op, attr2: &Form) -> Result<(), Errno> {
+    for (name, value) in attr2.pairs() {
+        check_value(name, value)?;
+    }
+    if op.attr2_required().iter().all(|n| attr2.get(n).is_some()) {
+        Ok(())
+    } else {
+        Err(Errno::Malformed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values() {
+        for (n, v) in [
+            ("pin", "1234"),
+            ("mpin", "123456789012"),
+            ("tender", "cash"),
+            ("limit", "50"),
+            ("limit", "1"),
+            ("delta", "-20"),
+            ("cost", "0"),
+            ("name", "李 雷"),
+            ("phone", "+8613800000000"),
+            ("level", "gold"),
+            ("birthday", "2000-02-29"),
+            ("to", "CARD9"),
+            ("terminal", "T-2"),
+        ] {
+            assert_eq!(check_value(n, v), Ok(()), "{n}={v}");
+        }
+        for (n, v) in [
+            ("pin", "123"),
+            ("pin", "12a4"),
+            ("tender", "Cash"),
+            ("limit", "0"),
+            ("limit", "51"),
+            ("limit", "05"),
+            ("delta", "+1"),
+            ("cost", "-1"),
+            ("name", &"x".repeat(65)),
+            ("reason", "a\nb"),
+            ("phone", "1234"),
+            ("phone", "138 0000"),
+            ("birthday", "1900-02-29"),
+            ("birthday", "2001-13-01"),
+            ("birthday", "2001-1-01"),
+            ("birthday", "0000-01-01"),
+            ("birthday", "2001-04-31"),
+            ("new", "C-1"),
+            ("unknown", "x"),
+        ] {
+            assert_eq!(check_value(n, v), Err(Errno::Malformed), "{n}={v}");
+        }
+        assert_eq!(limit("7"), Ok(7));
+        assert_eq!(check_value("birthday", "2000-02-3é"), Err(Errno::Malformed));
+    }
+}

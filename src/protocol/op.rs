@@ -1,0 +1,182 @@
+//! The operations of protocol.md §6 and what each one's inner form carries.
+
+use super::errno::Errno;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    Query,
+    Member,
+    History,
+    Register,
+    Debit,
+    Topup,
+    Points,
+    Redeem,
+    Reverse,
+    Refund,
+    Transfer,
+    Lost,
+    Found,
+    Lock,
+    Unlock,
+    Replace,
+    Close,
+}
+
+impl Op {
+    pub const ALL: [Op; 17] = [
+        Op::Query,
+        Op::Member,
+        Op::History,
+        Op::Register,
+        Op::Debit,
+        Op::Topup,
+        Op::Points,
+        Op::Redeem,
+        Op::Reverse,
+        Op::Refund,
+        Op::Transfer,
+        Op::Lost,
+        Op::Found,
+        Op::Lock,
+        Op::Unlock,
+        Op::Replace,
+        Op::Close,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Query => "query",
+            Op::Member => "member",
+            Op::History => "history",
+            Op::Register => "register",
+            Op::Debit => "debit",
+            Op::Topup => "topup",
+            Op::Points => "points",
+            Op::Redeem => "redeem",
+            Op::Reverse => "reverse",
+            Op::Refund => "refund",
+            Op::Transfer => "transfer",
+            Op::Lost => "lost",
+            Op::Found => "found",
+            Op::Lock => "lock",
+            Op::Unlock => "unlock",
+            Op::Replace => "replace",
+            Op::Close => "close",
+        }
+    }
+
+    /// Exact, case-sensitive; anything else is 1001.
+    pub fn parse(s: &str) -> Result<Op, Errno> {
+        Op::ALL
+            .into_iter()
+            .find(|op| op.as_str() == s)
+            .ok_or(Errno::Malformed)
+    }
+
+    /// Posting ops change the ledger and need an `order_no`.
+    pub fn is_posting(self) -> bool {
+        !matches!(self, Op::Query | Op::Member | Op::History)
+    }
+
+    /// The ops marked M: a manager `operator` and `mpin` in `attr2`.
+    pub fn is_manager(self) -> bool {
+        matches!(
+            self,
+            Op::Reverse
+                | Op::Refund
+                | Op::Transfer
+                | Op::Lost
+                | Op::Found
+                | Op::Lock
+                | Op::Unlock
+                | Op::Replace
+                | Op::Close
+        )
+    }
+
+    /// Whether the op's `amount` column in §6 is filled (it is then
+    /// required, and forbidden for every other op).
+    pub fn needs_amount(self) -> bool {
+        matches!(self, Op::Debit | Op::Topup | Op::Refund | Op::Transfer)
+    }
+
+    /// `reverse` and `refund` name the original order in `attr1`; every
+    /// other op names a card.
+    pub fn attr1_is_order_no(self) -> bool {
+        matches!(self, Op::Reverse | Op::Refund)
+    }
+
+    /// The names `attr2` may carry for this op (§6); any other is 1001.
+    pub fn attr2_fields(self) -> &'static [&'static str] {
+        match self {
+            Op::Query | Op::Member => &["pin"],
+            Op::History => &["pin", "limit"],
+            Op::Register => &["name", "phone", "level", "pin", "birthday", "referrer"],
+            Op::Debit => &["pin", "tender"],
+            Op::Topup => &["tender"],
+            Op::Points => &["delta", "reason"],
+            Op::Redeem => &["pin", "cost", "gift"],
+            Op::Reverse | Op::Refund => &["mpin", "terminal"],
+            Op::Transfer => &["mpin", "to", "pin"],
+            Op::Lost | Op::Found | Op::Lock | Op::Unlock => &["mpin"],
+            Op::Replace => &["mpin", "new"],
+            Op::Close => &["mpin", "pin"],
+        }
+    }
+
+    /// The names `attr2` must carry for this op (§6 without "optional" or
+    /// "if set"); missing is 1001.
+    pub fn attr2_required(self) -> &'static [&'static str] {
+        match self {
+            Op::Register => &["name", "phone", "level"],
+            Op::Points => &["delta", "reason"],
+            Op::Redeem => &["cost", "gift"],
+            Op::Transfer => &["mpin", "to"],
+            Op::Replace => &["mpin", "new"],
+            op if op.is_manager() => &["mpin"],
+            _ => &[],
+        }
+    }
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for op in Op::ALL {
+            assert_eq!(Op::parse(op.as_str()), Ok(op));
+            assert_eq!(op.to_string(), op.as_str());
+        }
+        for bad in ["", "Debit", "debit ", "refund2", "sale"] {
+            assert_eq!(Op::parse(bad), Err(Errno::Malformed));
+        }
+    }
+
+    #[test]
+    fn classes() {
+        let posting: Vec<_> = Op::ALL.into_iter().filter(|o| !o.is_posting()).collect();
+        assert_eq!(posting, [Op::Query, Op::Member, Op::History]);
+        assert_eq!(Op::ALL.into_iter().filter(|o| o.is_manager()).count(), 9);
+        for op in Op::ALL {
+            assert!(!op.is_manager() || op.is_posting(), "{op}");
+            assert_eq!(op.is_manager(), op.attr2_fields().contains(&"mpin"), "{op}");
+            assert_eq!(
+                op.is_manager(),
+                op.attr2_required().contains(&"mpin"),
+                "{op}"
+            );
+            for n in op.attr2_required() {
+                assert!(op.attr2_fields().contains(n), "{op} {n}");
+            }
+        }
+    }
+}
