@@ -19,7 +19,11 @@ pub mod plan;
 pub mod rules;
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod model;
+#[cfg(test)]
+mod ops_tests;
 
 pub use lots::{live_points, Lot, LotId, LotTake, NewLot, Ts};
 pub use money::{round_half_up_cents, Money, Points, MAX_POINTS};
