@@ -5,7 +5,8 @@ use chrono::Duration;
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 
-use super::model::{balance_flow, Model};
+use super::lots::live_points;
+use super::model::{balance_flow, Model, Snap};
 use super::money::Money;
 use super::ops_card::*;
 use super::ops_money::*;
@@ -245,12 +246,25 @@ impl Model {
                 );
                 assert_eq!(plan.answer.order_no, order);
                 self.apply(&plan, tender);
+                if plan.op == OpKind::Expire {
+                    let no = &plan.cards[0].card_no;
+                    assert_eq!(self.card(no).points, live_points(self.lots(no), now));
+                }
                 Some(plan)
             }
             Err(r) => {
                 assert_ne!(r.errno, Errno::Internal, "{op:?}");
                 assert!(r.pin_write.is_none() || r.errno == Errno::WrongPin);
+                let before = self.snapshot();
                 self.refused(&r);
+                // A refusal writes a PIN counter at most: no money, no points.
+                let after = self.snapshot();
+                let money = |s: &[Snap]| {
+                    s.iter()
+                        .map(|c| (c.2, c.3, c.4.clone()))
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(money(&before), money(&after));
                 None
             }
         }

@@ -19,6 +19,8 @@ pub mod plan;
 pub mod rules;
 
 #[cfg(test)]
+mod card_tests;
+#[cfg(test)]
 mod fuzz;
 #[cfg(test)]
 mod model;

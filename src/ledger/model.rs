@@ -12,6 +12,9 @@ use super::money::Money;
 use super::plan::*;
 use super::rules::{BonusRule, Level};
 
+/// Card number, status, balance, points, lots holding points.
+pub(super) type Snap = (String, CardStatus, Money, i64, Vec<Lot>);
+
 pub(super) struct MCard {
     pub(super) state: CardState,
     pub(super) lots: Vec<Lot>,
@@ -92,7 +95,7 @@ impl Model {
     }
 
     /// What each card looks like, for exact before/after comparisons.
-    pub(super) fn snapshot(&self) -> Vec<(String, CardStatus, Money, i64, Vec<Lot>)> {
+    pub(super) fn snapshot(&self) -> Vec<Snap> {
         self.cards
             .values()
             .map(|c| {

@@ -55,6 +55,12 @@ impl Money {
         self.0
     }
 
+    /// Whole cents: exact, since the scale is always 2.
+    pub fn cents(self) -> i64 {
+        // Every Money is at most 10^14 cents, far inside i64.
+        self.0.mantissa() as i64
+    }
+
     pub fn is_zero(self) -> bool {
         self.0.is_zero()
     }
@@ -150,6 +156,7 @@ mod tests {
             let m = Money::from_cents(cents).unwrap();
             prop_assert_eq!(m.amount(), Decimal::new(cents, 2));
             prop_assert_eq!(Money::new(m.amount()).unwrap(), m);
+            prop_assert_eq!(m.cents(), cents);
         }
     }
 }

@@ -14,15 +14,15 @@ use super::plan::*;
 use super::rules::{BonusRule, Level};
 use crate::protocol::errno::Errno;
 
-fn m(s: &str) -> Money {
+pub(super) fn m(s: &str) -> Money {
     Money::new(Decimal::from_str(s).unwrap()).unwrap()
 }
 
-fn now() -> Ts {
+pub(super) fn now() -> Ts {
     DateTime::from_timestamp_millis(1_795_000_000_000).unwrap()
 }
 
-fn card(no: &str, balance: &str, points: i64) -> CardState {
+pub(super) fn card(no: &str, balance: &str, points: i64) -> CardState {
     CardState {
         card_no: no.into(),
         member_id: 7,
@@ -39,7 +39,7 @@ fn card(no: &str, balance: &str, points: i64) -> CardState {
     }
 }
 
-fn with(status: CardStatus, c: CardState) -> CardState {
+pub(super) fn with(status: CardStatus, c: CardState) -> CardState {
     CardState { status, ..c }
 }
 
@@ -52,7 +52,7 @@ fn debit(sale: &str, tender: Tender, pin: Pin) -> DebitReq {
     }
 }
 
-fn errno(d: Decision) -> Errno {
+pub(super) fn errno(d: Decision) -> Errno {
     d.unwrap_err().errno
 }
 
@@ -213,7 +213,7 @@ fn topup_bonus_and_ceiling() {
     assert_eq!(errno(d), Errno::InvalidAmount);
 }
 
-fn lots() -> Vec<Lot> {
+pub(super) fn lots() -> Vec<Lot> {
     vec![
         Lot {
             id: 1,
@@ -505,144 +505,5 @@ fn reverse_rules() {
     assert_eq!(
         (cash.cards[0].new_balance, cash.answer.cash_out),
         (m("5"), m("95"))
-    );
-}
-
-#[test]
-fn register_status_replace_close() {
-    let lvl = card("x", "0", 0).level;
-    let req = RegisterReq {
-        order_no: "g".into(),
-        card_no: "N1".into(),
-        member: NewMember {
-            name: "a".into(),
-            phone: "1".into(),
-            birthday: None,
-            referrer: None,
-        },
-        level: "gold".into(),
-        pin_set: true,
-    };
-    let p = decide_register(None, Some(&lvl), &req).unwrap();
-    assert_eq!(p.new_card.unwrap().pin, PinSource::FromRequest);
-    assert_eq!(
-        errno(decide_register(Some(&card("N1", "0", 0)), Some(&lvl), &req)),
-        Errno::CardInUse
-    );
-    assert_eq!(errno(decide_register(None, None, &req)), Errno::Malformed);
-
-    use CardStatus::*;
-    let cases = [
-        (StatusOp::Lost, Active, Ok(Some(Lost))),
-        (StatusOp::Lost, Lost, Ok(None)),
-        (StatusOp::Lost, Locked, Err(Errno::CardLocked)),
-        (StatusOp::Found, Lost, Ok(Some(Active))),
-        (StatusOp::Found, Active, Ok(None)),
-        (StatusOp::Found, Closed, Err(Errno::CardLocked)),
-        (StatusOp::Lock, Active, Ok(Some(Locked))),
-        (StatusOp::Lock, Lost, Err(Errno::CardLost)),
-        (StatusOp::Unlock, Locked, Ok(Some(Active))),
-        (StatusOp::Unlock, Lost, Err(Errno::CardLost)),
-        (StatusOp::Unlock, Closed, Err(Errno::CardLocked)),
-    ];
-    for (op, from, want) in cases {
-        let got = decide_status(&with(from, card("A1", "1", 0)), op, "s")
-            .map(|p| p.cards[0].status)
-            .map_err(|r| r.errno);
-        assert_eq!(got, want, "{op:?} from {from:?}");
-    }
-
-    let old = CardState {
-        has_pin: true,
-        ..with(Lost, card("A1", "12.34", 20))
-    };
-    let p = decide_replace(
-        &old,
-        &lots(),
-        None,
-        &ReplaceReq {
-            order_no: "r".into(),
-            new_card_no: "B2".into(),
-        },
-    )
-    .unwrap();
-    assert_eq!(p.cards[0].card_no, "B2");
-    assert_eq!(
-        (
-            p.cards[0].new_balance,
-            p.cards[0].new_points,
-            p.cards[0].lots_created.len()
-        ),
-        (m("12.34"), 20, 3)
-    );
-    assert_eq!(
-        (
-            p.cards[1].new_balance,
-            p.cards[1].new_points,
-            p.cards[1].status
-        ),
-        (m("0"), 0, Some(Closed))
-    );
-    assert_eq!(p.new_card.unwrap().pin, PinSource::CopyFrom("A1".into()));
-    let rr = |new: &str| ReplaceReq {
-        order_no: "r".into(),
-        new_card_no: new.into(),
-    };
-    assert_eq!(
-        errno(decide_replace(
-            &old,
-            &lots(),
-            Some(&card("B2", "0", 0)),
-            &rr("B2")
-        )),
-        Errno::CardInUse
-    );
-    assert_eq!(
-        errno(decide_replace(&old, &lots(), None, &rr("A1"))),
-        Errno::CardInUse
-    );
-    assert_eq!(
-        errno(decide_replace(
-            &with(Locked, old.clone()),
-            &lots(),
-            None,
-            &rr("B2")
-        )),
-        Errno::CardLocked
-    );
-    assert_eq!(
-        errno(decide_replace(&old, &lots()[1..], None, &rr("B2"))),
-        Errno::Internal
-    );
-
-    let c = card("A1", "12.34", 20);
-    let p = decide_close(
-        &c,
-        &lots(),
-        &CloseReq {
-            order_no: "c".into(),
-            pin: Pin::Absent,
-        },
-    )
-    .unwrap();
-    assert_eq!(
-        (p.answer.cash_out, p.answer.balance, p.answer.points),
-        (m("12.34"), m("0"), 0)
-    );
-    assert_eq!(
-        p.cards[0].balance_delta,
-        Decimal::from_str("-12.34").unwrap()
-    );
-    let lost = with(Lost, c);
-    assert_eq!(
-        errno(decide_close(
-            &lost,
-            &lots(),
-            &CloseReq {
-                order_no: "c".into(),
-                pin: Pin::Absent
-            }
-        )),
-        Errno::CardLost
     );
 }

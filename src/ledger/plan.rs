@@ -1,7 +1,7 @@
 //! The state a decision reads and the plan it returns: everything the store
 //! must write, in one transaction, and nothing it must compute.
 
-use chrono::NaiveDate;
+use chrono::{NaiveDate, TimeZone};
 use rust_decimal::Decimal;
 
 use super::lots::{LotTake, NewLot, Ts};
@@ -442,6 +442,12 @@ impl Plan {
             original: None,
         }
     }
+}
+
+/// The business day of an instant in the server's configured time zone, for
+/// [`Original::business_day`] and the `today` of a reverse.
+pub fn business_day<Tz: TimeZone>(at: Ts, tz: &Tz) -> NaiveDate {
+    at.with_timezone(tz).date_naive()
 }
 
 /// Rules the operator configures.

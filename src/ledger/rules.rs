@@ -103,14 +103,13 @@ pub fn refund_points(
     if charged.is_zero() || earned <= 0 {
         return 0;
     }
-    let total = already_refunded.amount() + refund.amount();
-    let target = if total >= charged.amount() {
+    // In integer cents, so no division ever rounds the proportion.
+    let total = i128::from(already_refunded.cents()) + i128::from(refund.cents());
+    let charged = i128::from(charged.cents());
+    let target = if total >= charged {
         earned
     } else {
-        (total * Decimal::from(earned) / charged.amount())
-            .floor()
-            .try_into()
-            .unwrap_or(earned)
+        i64::try_from(total * i128::from(earned) / charged).unwrap_or(earned)
     };
     (target.min(earned) - already_taken).clamp(0, (earned - already_taken).max(0))
 }
