@@ -7,7 +7,7 @@ use std::str::FromStr;
 use chrono::DateTime;
 use rust_decimal::Decimal;
 
-use super::lots::{Lot, LotId, LotTake, Ts};
+use super::lots::{Lot, LotId, Ts};
 use super::money::Money;
 use super::plan::*;
 use super::rules::{BonusRule, Level};
@@ -202,10 +202,7 @@ impl Model {
                     points_left: n.points,
                     expires_at: n.expires_at,
                 });
-                created.push(LotTake {
-                    lot_id: *next_lot,
-                    points: n.points,
-                });
+                created.push(*next_lot);
                 *next_lot += 1;
             }
             let lot_moves: i64 = ch.lots_created.iter().map(|n| n.points).sum::<i64>()
@@ -213,13 +210,7 @@ impl Model {
                 - ch.lots_taken.iter().map(|t| t.points).sum::<i64>();
             assert_eq!(lot_moves, ch.points_delta, "{:?}", plan.op);
             card.postings.push((ch.balance_delta, ch.points_delta));
-            effects.push(Effect {
-                card_no: ch.card_no.clone(),
-                balance_delta: ch.balance_delta,
-                points_delta: ch.points_delta,
-                lots_created: created,
-                lots_taken: ch.lots_taken.clone(),
-            });
+            effects.push(ch.effect(&created));
         }
         if let Some(u) = &plan.original {
             let o = self.originals.get_mut(&u.order_no).unwrap();
