@@ -220,6 +220,13 @@ pub fn decide_reverse(
                 return Err(Errno::InsufficientPoints.into());
             }
         }
+        if !e
+            .lots_taken
+            .iter()
+            .all(|t| lots.iter().any(|l| l.id == t.lot_id))
+        {
+            return Err(Errno::Internal.into());
+        }
         let mut c = CardChange::build(card, -e.balance_delta, -e.points_delta)?;
         c.lots_taken = e.lots_created.clone();
         c.lots_restored = e.lots_taken.clone();
