@@ -1,0 +1,313 @@
+//! An in-memory store that applies plans the way the SQL executor must, and
+//! checks the ledger's invariants after every step.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use chrono::DateTime;
+use rust_decimal::Decimal;
+
+use super::lots::{Lot, LotId, Ts};
+use super::money::Money;
+use super::plan::*;
+use super::rules::{BonusRule, Level};
+
+/// Card number, status, balance, points, lots holding points.
+pub(super) type Snap = (String, CardStatus, Money, i64, Vec<Lot>);
+
+pub(super) struct MCard {
+    pub(super) state: CardState,
+    pub(super) lots: Vec<Lot>,
+    /// (balance delta, points delta) of every posting on the card.
+    pub(super) postings: Vec<(Decimal, i64)>,
+}
+
+pub(super) struct Model {
+    pub(super) cfg: LedgerConfig,
+    pub(super) levels: Vec<Level>,
+    pub(super) cards: BTreeMap<String, MCard>,
+    pub(super) originals: BTreeMap<String, Original>,
+    pub(super) next_lot: LotId,
+    pub(super) next_order: u64,
+    pub(super) next_member: i64,
+    pub(super) now: Ts,
+}
+
+fn dec(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+fn money(s: &str) -> Money {
+    Money::new(dec(s)).unwrap()
+}
+
+impl Model {
+    pub(super) fn new() -> Model {
+        let level = |n: &str, d: &str, r: &str| Level {
+            name: n.into(),
+            discount: dec(d),
+            points_rate: dec(r),
+        };
+        Model {
+            cfg: LedgerConfig {
+                bonus_rules: vec![
+                    BonusRule {
+                        min_topup: money("100"),
+                        bonus: money("5"),
+                    },
+                    BonusRule {
+                        min_topup: money("500"),
+                        bonus: money("30"),
+                    },
+                ],
+                points_expiry_months: Some(1),
+            },
+            levels: vec![
+                level("std", "1", "1"),
+                level("gold", "0.95", "0.5"),
+                level("vip", "0.88", "2.25"),
+            ],
+            cards: BTreeMap::new(),
+            originals: BTreeMap::new(),
+            next_lot: 1,
+            next_order: 1,
+            next_member: 1,
+            now: DateTime::from_timestamp_millis(1_795_000_000_000).unwrap(),
+        }
+    }
+
+    pub(super) fn order(&mut self) -> String {
+        self.next_order += 1;
+        format!("o{}", self.next_order)
+    }
+
+    pub(super) fn card_no(&self, i: usize) -> String {
+        let keys: Vec<&String> = self.cards.keys().collect();
+        keys[i % keys.len()].clone()
+    }
+
+    pub(super) fn card(&self, no: &str) -> &CardState {
+        &self.cards[no].state
+    }
+
+    pub(super) fn lots(&self, no: &str) -> &[Lot] {
+        &self.cards[no].lots
+    }
+
+    /// What each card looks like, for exact before/after comparisons.
+    pub(super) fn snapshot(&self) -> Vec<Snap> {
+        self.cards
+            .values()
+            .map(|c| {
+                let mut lots: Vec<Lot> = c
+                    .lots
+                    .iter()
+                    .filter(|l| l.points_left > 0)
+                    .cloned()
+                    .collect();
+                lots.sort_by_key(|l| l.id);
+                (
+                    c.state.card_no.clone(),
+                    c.state.status,
+                    c.state.balance,
+                    c.state.points,
+                    lots,
+                )
+            })
+            .collect()
+    }
+
+    pub(super) fn refused(&mut self, r: &Refusal) {
+        if let Some(w) = &r.pin_write {
+            let c = &mut self.cards.get_mut(&w.card_no).unwrap().state;
+            c.pin_fail_count = w.pin_fail_count;
+            if w.lock {
+                c.status = CardStatus::Locked;
+            }
+        }
+    }
+
+    /// Applies a plan as the store will, and records it as an original.
+    pub(super) fn apply(&mut self, plan: &Plan, tender: Tender) {
+        if let Some(n) = &plan.new_card {
+            assert!(!self.cards.contains_key(&n.card_no));
+            let member_id = match &n.member {
+                MemberRef::Existing(id) => *id,
+                MemberRef::New(_) => {
+                    self.next_member += 1;
+                    self.next_member
+                }
+            };
+            let level = self
+                .levels
+                .iter()
+                .find(|l| l.name == n.level)
+                .unwrap()
+                .clone();
+            let state = CardState {
+                card_no: n.card_no.clone(),
+                member_id,
+                status: CardStatus::Active,
+                balance: Money::ZERO,
+                points: 0,
+                level,
+                pin_fail_count: 0,
+                has_pin: n.pin != PinSource::None,
+            };
+            self.cards.insert(
+                n.card_no.clone(),
+                MCard {
+                    state,
+                    lots: vec![],
+                    postings: vec![],
+                },
+            );
+        }
+        let mut effects = vec![];
+        for ch in &plan.cards {
+            let next_lot = &mut self.next_lot;
+            let card = self.cards.get_mut(&ch.card_no).unwrap();
+            let s = &mut card.state;
+            assert_eq!(
+                s.balance.amount() + ch.balance_delta,
+                ch.new_balance.amount()
+            );
+            assert_eq!(s.points + ch.points_delta, ch.new_points);
+            assert_eq!(ch.balance_delta.scale(), 2);
+            s.balance = ch.new_balance;
+            s.points = ch.new_points;
+            if let Some(st) = ch.status {
+                s.status = st;
+            }
+            if let Some(n) = ch.pin_fail_count {
+                s.pin_fail_count = n;
+            }
+            for t in &ch.lots_taken {
+                let l = card.lots.iter_mut().find(|l| l.id == t.lot_id).unwrap();
+                assert!(t.points > 0 && l.points_left >= t.points);
+                l.points_left -= t.points;
+            }
+            for t in &ch.lots_restored {
+                card.lots
+                    .iter_mut()
+                    .find(|l| l.id == t.lot_id)
+                    .unwrap()
+                    .points_left += t.points;
+            }
+            let mut created = vec![];
+            for n in &ch.lots_created {
+                assert!(n.points > 0);
+                card.lots.push(Lot {
+                    id: *next_lot,
+                    points_left: n.points,
+                    expires_at: n.expires_at,
+                });
+                created.push(*next_lot);
+                *next_lot += 1;
+            }
+            let lot_moves: i64 = ch.lots_created.iter().map(|n| n.points).sum::<i64>()
+                + ch.lots_restored.iter().map(|t| t.points).sum::<i64>()
+                - ch.lots_taken.iter().map(|t| t.points).sum::<i64>();
+            assert_eq!(lot_moves, ch.points_delta, "{:?}", plan.op);
+            card.postings.push((ch.balance_delta, ch.points_delta));
+            effects.push(ch.effect(&created));
+        }
+        if let Some(u) = &plan.original {
+            let o = self.originals.get_mut(&u.order_no).unwrap();
+            o.reversed |= u.mark_reversed;
+            o.refunded = o.refunded.checked_add(u.refunded_add).unwrap();
+            o.points_taken_back += u.points_taken_back_add;
+        }
+        let a = &plan.answer;
+        assert_eq!(a.card, plan.cards[0].card_no);
+        assert_eq!(a.balance, plan.cards[0].new_balance);
+        assert_eq!(a.points, plan.cards[0].new_points);
+        self.originals.insert(
+            a.order_no.clone(),
+            Original {
+                order_no: a.order_no.clone(),
+                op: plan.op,
+                business_day: self.now.date_naive(),
+                amount: a.amount,
+                charged: a.charged,
+                tender,
+                points_earned: if plan.op == OpKind::Debit {
+                    a.points_delta
+                } else {
+                    0
+                },
+                reversed: false,
+                refunded: Money::ZERO,
+                points_taken_back: 0,
+                effects,
+            },
+        );
+    }
+
+    pub(super) fn check(&self) {
+        for c in self.cards.values() {
+            let s = &c.state;
+            let bal: Decimal = c.postings.iter().map(|p| p.0).sum();
+            assert_eq!(
+                s.balance.amount(),
+                bal,
+                "{}: balance is the sum of its postings",
+                s.card_no
+            );
+            let pts: i64 = c.postings.iter().map(|p| p.1).sum();
+            assert_eq!(
+                s.points, pts,
+                "{}: points are the sum of postings",
+                s.card_no
+            );
+            assert!(c.lots.iter().all(|l| l.points_left >= 0));
+            let lots: i64 = c.lots.iter().map(|l| l.points_left).sum();
+            assert_eq!(s.points, lots, "{}: points are the sum of lots", s.card_no);
+            if s.status == CardStatus::Closed {
+                assert!(s.balance.is_zero() && s.points == 0);
+            }
+        }
+        for o in self.originals.values().filter(|o| o.op == OpKind::Debit) {
+            assert!(o.refunded <= o.charged);
+            assert!(o.points_taken_back <= o.points_earned);
+            if o.refunded == o.charged {
+                assert_eq!(o.points_taken_back, o.points_earned);
+            }
+            assert!(
+                !o.reversed || o.refunded.is_zero(),
+                "never both reversed and refunded"
+            );
+        }
+    }
+}
+
+/// Money that enters or leaves the cards: what a plan's balance deltas must
+/// add up to, from its answer and the original alone.
+pub(super) fn balance_flow(plan: &Plan, original: Option<&Original>, tender: Tender) -> Decimal {
+    let a = &plan.answer;
+    match plan.op {
+        OpKind::Debit => {
+            assert_eq!(a.discount.amount() + a.charged.amount(), a.amount.amount());
+            match tender {
+                Tender::Balance => -a.charged.amount(),
+                Tender::Cash => Decimal::ZERO,
+            }
+        }
+        OpKind::Topup => a.amount.amount() + a.bonus.amount(),
+        OpKind::Refund => {
+            let cash = original.unwrap().tender == Tender::Cash;
+            assert_eq!(a.cash_out, if cash { a.amount } else { Money::ZERO });
+            a.amount.amount() - a.cash_out.amount()
+        }
+        OpKind::Close => -a.cash_out.amount(),
+        OpKind::Reverse => {
+            let o = original.unwrap();
+            for (c, e) in plan.cards.iter().zip(&o.effects) {
+                assert_eq!(c.balance_delta, -e.balance_delta);
+                assert_eq!(c.points_delta, -e.points_delta);
+            }
+            -o.effects.iter().map(|e| e.balance_delta).sum::<Decimal>()
+        }
+        _ => Decimal::ZERO,
+    }
+}

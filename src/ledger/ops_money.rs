@@ -1,0 +1,265 @@
+//! debit, topup, refund, transfer, reverse.
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+use super::lots::{lot_expiry, spend, Lot, LotTake, NewLot, Ts};
+use super::money::Money;
+use super::plan::{
+    check_pin, require_active, Answer, CardChange, CardState, Decision, LedgerConfig, OpKind,
+    Original, OriginalUpdate, Pin, Plan, Refusal, Tender,
+};
+use super::rules::{debit_amounts, points_earned, refund_points, topup_bonus};
+use crate::protocol::errno::Errno;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DebitReq {
+    pub order_no: String,
+    pub sale: Money,
+    pub tender: Tender,
+    pub pin: Pin,
+}
+
+/// Level discount on the sale; with tender `balance` the charge leaves the
+/// balance (2004 if short), with `cash` the balance is untouched. Points are
+/// earned on the charge either way, as a new lot.
+pub fn decide_debit(cfg: &LedgerConfig, card: &CardState, req: &DebitReq, now: Ts) -> Decision {
+    require_active(card)?;
+    let pin_reset = check_pin(card, req.pin)?;
+    let (discount, charged) = debit_amounts(req.sale, &card.level)?;
+    let earned = points_earned(charged, &card.level)?;
+    let balance_delta = match req.tender {
+        Tender::Balance => -charged.amount(),
+        Tender::Cash => Decimal::ZERO,
+    };
+    let mut c = CardChange::build(card, balance_delta, earned)?;
+    if earned > 0 {
+        c.lots_created.push(NewLot {
+            points: earned,
+            expires_at: lot_expiry(now, cfg.points_expiry_months),
+        });
+    }
+    c.pin_fail_count = pin_reset;
+    let mut plan = Plan::single(&req.order_no, OpKind::Debit, c);
+    plan.answer.amount = req.sale;
+    plan.answer.discount = discount;
+    plan.answer.charged = charged;
+    Ok(plan)
+}
+
+/// The top-up's `tender` (how the customer paid the shop) is recorded by the
+/// store and changes no rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopupReq {
+    pub order_no: String,
+    pub amount: Money,
+}
+
+/// Balance up by the amount plus the bonus of the highest rule reached. A
+/// balance that would pass the column's maximum is 2010.
+pub fn decide_topup(cfg: &LedgerConfig, card: &CardState, req: &TopupReq) -> Decision {
+    require_active(card)?;
+    if req.amount.is_zero() {
+        return Err(Errno::InvalidAmount.into());
+    }
+    let bonus = topup_bonus(req.amount, &cfg.bonus_rules);
+    let credit = req.amount.checked_add(bonus).ok_or(Errno::InvalidAmount)?;
+    let c = CardChange::build(card, credit.amount(), 0)?;
+    let mut plan = Plan::single(&req.order_no, OpKind::Topup, c);
+    plan.answer.amount = req.amount;
+    plan.answer.charged = req.amount;
+    plan.answer.bonus = bonus;
+    Ok(plan)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundReq {
+    pub order_no: String,
+    pub amount: Money,
+}
+
+/// Part or all of a debit given back. Only a debit can be refunded (2007
+/// otherwise), not a reversed one (2008), never past its charge in total
+/// (2008). A balance debit is refunded to the balance; a cash debit is refunded
+/// in cash (`cash_out`), the balance unchanged. Points earned are taken back in
+/// proportion ([`refund_points`]) from the card's live lots in spending order;
+/// if the customer has already spent them the refund is refused with 2005
+/// rather than letting the card keep points for money it got back.
+pub fn decide_refund(
+    original: &Original,
+    card: &CardState,
+    lots: &[Lot],
+    req: &RefundReq,
+    now: Ts,
+) -> Decision {
+    if original.op != OpKind::Debit {
+        return Err(Errno::OriginalNotFound.into());
+    }
+    if original.effects.first().map(|e| e.card_no.as_str()) != Some(card.card_no.as_str()) {
+        return Err(Errno::Internal.into());
+    }
+    if original.reversed {
+        return Err(Errno::AlreadyReversed.into());
+    }
+    if req.amount.is_zero() {
+        return Err(Errno::InvalidAmount.into());
+    }
+    let total = original
+        .refunded
+        .checked_add(req.amount)
+        .ok_or(Errno::AlreadyReversed)?;
+    if total > original.charged {
+        return Err(Errno::AlreadyReversed.into());
+    }
+    require_active(card)?;
+    let take = refund_points(
+        req.amount,
+        original.refunded,
+        original.charged,
+        original.points_earned,
+        original.points_taken_back,
+    );
+    let takes = spend(lots, take, now)?;
+    let (balance_delta, cash_out) = match original.tender {
+        Tender::Balance => (req.amount.amount(), Money::ZERO),
+        Tender::Cash => (Decimal::ZERO, req.amount),
+    };
+    let mut c = CardChange::build(card, balance_delta, -take)?;
+    c.lots_taken = takes;
+    let mut plan = Plan::single(&req.order_no, OpKind::Refund, c);
+    plan.answer.amount = req.amount;
+    plan.answer.cash_out = cash_out;
+    plan.original = Some(OriginalUpdate {
+        order_no: original.order_no.clone(),
+        mark_reversed: false,
+        refunded_add: req.amount,
+        points_taken_back_add: take,
+    });
+    Ok(plan)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransferReq {
+    pub order_no: String,
+    pub amount: Money,
+    /// The PIN of the `from` card.
+    pub pin: Pin,
+}
+
+/// Balance moved from one active card to another: the two deltas sum to
+/// zero. The same card on both sides is 1001 (the request makes no sense, it
+/// is no amount problem).
+pub fn decide_transfer(from: &CardState, to: &CardState, req: &TransferReq) -> Decision {
+    if from.card_no == to.card_no {
+        return Err(Errno::Malformed.into());
+    }
+    require_active(from)?;
+    require_active(to)?;
+    let pin_reset = check_pin(from, req.pin)?;
+    if req.amount.is_zero() {
+        return Err(Errno::InvalidAmount.into());
+    }
+    let mut out = CardChange::build(from, -req.amount.amount(), 0)?;
+    out.pin_fail_count = pin_reset;
+    let into = CardChange::build(to, req.amount.amount(), 0)?;
+    let mut plan = Plan::single(&req.order_no, OpKind::Transfer, out);
+    plan.cards.push(into);
+    plan.answer.amount = req.amount;
+    Ok(plan)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReverseReq {
+    pub order_no: String,
+}
+
+/// A card an original touched, with its lots, as loaded by the store.
+pub type CardWithLots<'a> = (&'a CardState, &'a [Lot]);
+
+/// Undoes an original posting whole: every card's balance and points delta,
+/// the points of the lots it created taken back from those very lots, the
+/// points it took given back to the lots they came from (so expiry dates are
+/// as before). Reversible: debit, topup, points, redeem, transfer (2007 for
+/// any other op). Only on the original's business day, and only if it was
+/// neither reversed nor refunded (2008 for all three; past its day a debit
+/// is undone with `refund`). Every card must be active, and still hold what
+/// is taken back (2004, 2005: a top-up already spent cannot be reversed).
+pub fn decide_reverse(
+    original: &Original,
+    cards: &[CardWithLots<'_>],
+    req: &ReverseReq,
+    today: NaiveDate,
+) -> Decision {
+    let reversible = matches!(
+        original.op,
+        OpKind::Debit | OpKind::Topup | OpKind::Points | OpKind::Redeem | OpKind::Transfer
+    );
+    if !reversible {
+        return Err(Errno::OriginalNotFound.into());
+    }
+    if original.reversed
+        || !original.refunded.is_zero()
+        || original.points_taken_back != 0
+        || original.business_day != today
+    {
+        return Err(Errno::AlreadyReversed.into());
+    }
+    let mut changes = Vec::with_capacity(original.effects.len());
+    for e in &original.effects {
+        let (card, lots) = cards
+            .iter()
+            .find(|(c, _)| c.card_no == e.card_no)
+            .ok_or(Refusal::from(Errno::Internal))?;
+        require_active(card)?;
+        for t in &e.lots_created {
+            let lot = lots
+                .iter()
+                .find(|l| l.id == t.lot_id)
+                .ok_or(Errno::Internal)?;
+            if lot.points_left < t.points {
+                return Err(Errno::InsufficientPoints.into());
+            }
+        }
+        if !e
+            .lots_taken
+            .iter()
+            .all(|t| lots.iter().any(|l| l.id == t.lot_id))
+        {
+            return Err(Errno::Internal.into());
+        }
+        let mut c = CardChange::build(card, -e.balance_delta, -e.points_delta)?;
+        c.lots_taken = e.lots_created.clone();
+        c.lots_restored = e.lots_taken.clone();
+        changes.push(c);
+    }
+    let first = changes.first().ok_or(Errno::Internal)?;
+    let mut answer = Answer::for_change(&req.order_no, OpKind::Reverse, first);
+    answer.amount = original.amount;
+    answer.charged = original.charged;
+    if original.op == OpKind::Debit {
+        answer.discount = original
+            .amount
+            .checked_sub(original.charged)
+            .ok_or(Errno::Internal)?;
+        if original.tender == Tender::Cash {
+            answer.cash_out = original.charged;
+        }
+    }
+    Ok(Plan {
+        op: OpKind::Reverse,
+        new_card: None,
+        cards: changes,
+        original: Some(OriginalUpdate {
+            order_no: original.order_no.clone(),
+            mark_reversed: true,
+            refunded_add: Money::ZERO,
+            points_taken_back_add: 0,
+        }),
+        answer,
+    })
+}
+
+/// Points in a list of lot moves.
+pub fn lot_points(moves: &[LotTake]) -> i64 {
+    moves.iter().map(|t| t.points).sum()
+}

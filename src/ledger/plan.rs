@@ -1,0 +1,267 @@
+//! The plan a decision returns: everything the store must write, in one
+//! transaction, and nothing it must compute.
+
+use chrono::{NaiveDate, TimeZone};
+use rust_decimal::Decimal;
+
+use super::lots::{LotId, LotTake, NewLot, Ts};
+use super::money::{Money, Points, MAX_POINTS};
+use super::rules::BonusRule;
+pub use super::state::*;
+use crate::protocol::errno::Errno;
+
+/// A refusal, or the plan to apply.
+pub type Decision = Result<Plan, Refusal>;
+
+/// What happens to one card: one `postings` row and one card update.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CardChange {
+    pub card_no: String,
+    /// Signed, scale 2.
+    pub balance_delta: Decimal,
+    pub points_delta: Points,
+    pub lots_created: Vec<NewLot>,
+    pub lots_taken: Vec<LotTake>,
+    /// Points given back to existing lots (a reverse of a spend).
+    pub lots_restored: Vec<LotTake>,
+    pub status: Option<CardStatus>,
+    pub pin_fail_count: Option<u32>,
+    /// The card's values after the change, for the answer and for the store
+    /// to check its `UPDATE … RETURNING` against.
+    pub new_balance: Money,
+    pub new_points: Points,
+}
+
+impl CardChange {
+    /// A change by these deltas. A balance that would go negative is 2004,
+    /// points 2005; past the maxima, 2010.
+    pub fn build(
+        card: &CardState,
+        balance_delta: Decimal,
+        points_delta: Points,
+    ) -> Result<Self, Errno> {
+        let new_balance = match card.balance.checked_apply(balance_delta) {
+            Some(b) => b,
+            None if card.balance.amount() + balance_delta < Decimal::ZERO => {
+                return Err(Errno::InsufficientBalance)
+            }
+            None => return Err(Errno::InvalidAmount),
+        };
+        let new_points = card
+            .points
+            .checked_add(points_delta)
+            .ok_or(Errno::InvalidAmount)?;
+        if new_points < 0 {
+            return Err(Errno::InsufficientPoints);
+        }
+        if new_points > MAX_POINTS {
+            return Err(Errno::InvalidAmount);
+        }
+        Ok(CardChange {
+            card_no: card.card_no.clone(),
+            balance_delta: super::money::delta(balance_delta),
+            points_delta,
+            lots_created: vec![],
+            lots_taken: vec![],
+            lots_restored: vec![],
+            status: None,
+            pin_fail_count: None,
+            new_balance,
+            new_points,
+        })
+    }
+
+    /// The record of this change the store keeps for a later reverse, once it
+    /// knows the ids it gave the created lots (in `lots_created` order).
+    pub fn effect(&self, created_ids: &[LotId]) -> Effect {
+        assert_eq!(
+            created_ids.len(),
+            self.lots_created.len(),
+            "one id per created lot"
+        );
+        Effect {
+            card_no: self.card_no.clone(),
+            balance_delta: self.balance_delta,
+            points_delta: self.points_delta,
+            lots_created: self
+                .lots_created
+                .iter()
+                .zip(created_ids)
+                .map(|(n, id)| LotTake {
+                    lot_id: *id,
+                    points: n.points,
+                })
+                .collect(),
+            lots_taken: self.lots_taken.clone(),
+        }
+    }
+
+    pub fn unchanged(card: &CardState) -> Self {
+        CardChange::build(card, Decimal::ZERO, 0).expect("a zero change is always valid")
+    }
+}
+
+/// A member to create (register).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewMember {
+    pub name: String,
+    pub phone: String,
+    pub birthday: Option<NaiveDate>,
+    pub referrer: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberRef {
+    New(NewMember),
+    Existing(i64),
+}
+
+/// Where a new card's PIN hash comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PinSource {
+    None,
+    /// The `pin` of the register request, hashed by the store.
+    FromRequest,
+    /// The old card's hash (replace).
+    CopyFrom(String),
+}
+
+/// A card to insert, active with zero balance and points, before the plan's
+/// card changes are applied (which may then credit it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewCard {
+    pub card_no: String,
+    pub member: MemberRef,
+    pub level: String,
+    pub pin: PinSource,
+}
+
+/// The answer row of protocol.md §6, less what the store fills.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub order_no: String,
+    pub op: OpKind,
+    pub card: String,
+    pub amount: Money,
+    pub discount: Money,
+    pub charged: Money,
+    /// Top-up bonus credited on top of `amount` (zero for other ops).
+    pub bonus: Money,
+    /// Money the cashier pays out in cash: the balance of a closed card, a
+    /// refund of a cash debit.
+    pub cash_out: Money,
+    pub points_delta: Points,
+    pub balance: Money,
+    pub points: Points,
+}
+
+impl Answer {
+    pub fn for_change(order_no: &str, op: OpKind, c: &CardChange) -> Answer {
+        Answer {
+            order_no: order_no.to_owned(),
+            op,
+            card: c.card_no.clone(),
+            amount: Money::ZERO,
+            discount: Money::ZERO,
+            charged: Money::ZERO,
+            bonus: Money::ZERO,
+            cash_out: Money::ZERO,
+            points_delta: c.points_delta,
+            balance: c.new_balance,
+            points: c.new_points,
+        }
+    }
+
+    /// The full row, once the store knows its posting.
+    pub fn into_row(self, txn_id: i64, posted_at: Ts, replayed: bool) -> AnswerRow {
+        AnswerRow {
+            answer: self,
+            txn_id,
+            posted_at,
+            replayed,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnswerRow {
+    pub answer: Answer,
+    pub txn_id: i64,
+    pub posted_at: Ts,
+    pub replayed: bool,
+}
+
+/// What one posting did to one card, as the store keeps it for a later
+/// reverse: ids of the lots it created (known once written) and took.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Effect {
+    pub card_no: String,
+    pub balance_delta: Decimal,
+    pub points_delta: Points,
+    pub lots_created: Vec<LotTake>,
+    pub lots_taken: Vec<LotTake>,
+}
+
+/// An original posting named by a `reverse` or `refund`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Original {
+    pub order_no: String,
+    pub op: OpKind,
+    /// Its business day in the server's configured time zone.
+    pub business_day: NaiveDate,
+    pub amount: Money,
+    pub charged: Money,
+    pub tender: Tender,
+    pub points_earned: Points,
+    pub reversed: bool,
+    pub refunded: Money,
+    pub points_taken_back: Points,
+    /// In the order of the original plan's card changes.
+    pub effects: Vec<Effect>,
+}
+
+/// The store adds these to the original's row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OriginalUpdate {
+    pub order_no: String,
+    pub mark_reversed: bool,
+    pub refunded_add: Money,
+    pub points_taken_back_add: Points,
+}
+
+/// Everything the store writes for one request. `cards[0]` is the card the
+/// answer is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub op: OpKind,
+    pub new_card: Option<NewCard>,
+    pub cards: Vec<CardChange>,
+    pub original: Option<OriginalUpdate>,
+    pub answer: Answer,
+}
+
+impl Plan {
+    pub fn single(order_no: &str, op: OpKind, change: CardChange) -> Plan {
+        Plan {
+            op,
+            new_card: None,
+            answer: Answer::for_change(order_no, op, &change),
+            cards: vec![change],
+            original: None,
+        }
+    }
+}
+
+/// The business day of an instant in the server's configured time zone, for
+/// [`Original::business_day`] and the `today` of a reverse.
+pub fn business_day<Tz: TimeZone>(at: Ts, tz: &Tz) -> NaiveDate {
+    at.with_timezone(tz).date_naive()
+}
+
+/// Rules the operator configures.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LedgerConfig {
+    pub bonus_rules: Vec<BonusRule>,
+    /// Months after which earned points expire; `None`: never.
+    pub points_expiry_months: Option<u32>,
+}

@@ -1,0 +1,252 @@
+//! The card and operator as a decision sees them, and the checks every op
+//! starts with: operator role, card status, card PIN.
+
+use super::money::{Money, Points};
+use super::rules::Level;
+use crate::protocol::errno::Errno;
+
+/// Consecutive wrong PINs that lock a card.
+pub const PIN_TRIES: u32 = 5;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CardStatus {
+    Active,
+    Lost,
+    Locked,
+    Closed,
+}
+
+/// A card row as loaded (and locked) by the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CardState {
+    pub card_no: String,
+    pub member_id: i64,
+    pub status: CardStatus,
+    pub balance: Money,
+    /// Sum of the card's lots, expired ones not yet posted included.
+    pub points: Points,
+    pub level: Level,
+    pub pin_fail_count: u32,
+    pub has_pin: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Cashier,
+    Manager,
+}
+
+/// The ops of protocol.md §6, and `Expire`, the store's own points-expiry
+/// posting that no terminal can send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    Query,
+    Member,
+    History,
+    Register,
+    Debit,
+    Topup,
+    Points,
+    Redeem,
+    Reverse,
+    Refund,
+    Transfer,
+    Lost,
+    Found,
+    Lock,
+    Unlock,
+    Replace,
+    Close,
+    Expire,
+}
+
+impl OpKind {
+    pub const WIRE: [OpKind; 17] = [
+        OpKind::Query,
+        OpKind::Member,
+        OpKind::History,
+        OpKind::Register,
+        OpKind::Debit,
+        OpKind::Topup,
+        OpKind::Points,
+        OpKind::Redeem,
+        OpKind::Reverse,
+        OpKind::Refund,
+        OpKind::Transfer,
+        OpKind::Lost,
+        OpKind::Found,
+        OpKind::Lock,
+        OpKind::Unlock,
+        OpKind::Replace,
+        OpKind::Close,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Query => "query",
+            OpKind::Member => "member",
+            OpKind::History => "history",
+            OpKind::Register => "register",
+            OpKind::Debit => "debit",
+            OpKind::Topup => "topup",
+            OpKind::Points => "points",
+            OpKind::Redeem => "redeem",
+            OpKind::Reverse => "reverse",
+            OpKind::Refund => "refund",
+            OpKind::Transfer => "transfer",
+            OpKind::Lost => "lost",
+            OpKind::Found => "found",
+            OpKind::Lock => "lock",
+            OpKind::Unlock => "unlock",
+            OpKind::Replace => "replace",
+            OpKind::Close => "close",
+            OpKind::Expire => "expire",
+        }
+    }
+
+    /// Parses a wire op name; `expire` is not one.
+    pub fn from_wire(s: &str) -> Option<OpKind> {
+        OpKind::WIRE.iter().copied().find(|o| o.as_str() == s)
+    }
+
+    /// The ops marked M in protocol.md §6.
+    pub fn is_manager_op(self) -> bool {
+        !matches!(
+            self,
+            OpKind::Query
+                | OpKind::Member
+                | OpKind::History
+                | OpKind::Register
+                | OpKind::Debit
+                | OpKind::Topup
+                | OpKind::Points
+                | OpKind::Redeem
+        )
+    }
+
+    /// Everything but `query`, `member`, `history` writes and needs an order_no.
+    pub fn is_posting(self) -> bool {
+        !matches!(self, OpKind::Query | OpKind::Member | OpKind::History)
+    }
+}
+
+/// Whether the operator may run `op`. `operator` is `None` when the store
+/// found no such operator for the terminal's store; `mpin_ok` is the store's
+/// check of `mpin` against the operator's PIN hash (`false` when absent).
+/// Unknown operator, a cashier on an M op, or an M op without the right
+/// manager PIN: 2011. A manager on a cashier op needs no `mpin`.
+pub fn authorize(op: OpKind, operator: Option<Role>, mpin_ok: bool) -> Result<(), Errno> {
+    if op == OpKind::Expire {
+        return Err(Errno::OperatorRefused);
+    }
+    match (operator, op.is_manager_op()) {
+        (None, _) => Err(Errno::OperatorRefused),
+        (Some(_), false) => Ok(()),
+        (Some(Role::Manager), true) if mpin_ok => Ok(()),
+        (Some(_), true) => Err(Errno::OperatorRefused),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Tender {
+    #[default]
+    Balance,
+    Cash,
+}
+
+/// The store's check of the `pin` field against the card's PIN hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Pin {
+    Absent,
+    Correct,
+    Wrong,
+}
+
+/// A write the store must commit even though the request is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinWrite {
+    pub card_no: String,
+    pub pin_fail_count: u32,
+    /// Set the card's status to `Locked`.
+    pub lock: bool,
+}
+
+/// A refused request: its errno, and for a wrong PIN the counter to write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub errno: Errno,
+    pub pin_write: Option<PinWrite>,
+}
+
+impl From<Errno> for Refusal {
+    fn from(errno: Errno) -> Self {
+        Refusal {
+            errno,
+            pin_write: None,
+        }
+    }
+}
+
+/// Postings and most card ops need an active card: lost 2002, locked or
+/// closed 2003.
+pub fn require_active(card: &CardState) -> Result<(), Errno> {
+    match card.status {
+        CardStatus::Active => Ok(()),
+        CardStatus::Lost => Err(Errno::CardLost),
+        CardStatus::Locked | CardStatus::Closed => Err(Errno::CardLocked),
+    }
+}
+
+/// Checks a card's PIN where the op carries one. Ok gives the counter to
+/// write (`Some(0)` resets a non-zero count; `None` writes nothing). A wrong
+/// PIN counts; the 5th in a row locks the card and still answers 2009, later
+/// requests meet the lock (2003). A missing PIN is 2009 but is no guess, so it
+/// does not count. The caller checks the status first, so a locked card is
+/// never guessed at.
+pub fn check_pin(card: &CardState, pin: Pin) -> Result<Option<u32>, Refusal> {
+    if !card.has_pin {
+        return Ok(None);
+    }
+    match pin {
+        Pin::Correct => Ok((card.pin_fail_count > 0).then_some(0)),
+        Pin::Absent => Err(Errno::WrongPin.into()),
+        Pin::Wrong => {
+            let n = card.pin_fail_count.saturating_add(1);
+            Err(Refusal {
+                errno: Errno::WrongPin,
+                pin_write: Some(PinWrite {
+                    card_no: card.card_no.clone(),
+                    pin_fail_count: n,
+                    lock: n >= PIN_TRIES,
+                }),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles() {
+        for op in OpKind::WIRE {
+            assert_eq!(OpKind::from_wire(op.as_str()), Some(op));
+            assert!(authorize(op, Some(Role::Manager), true).is_ok());
+            assert_eq!(authorize(op, None, true), Err(Errno::OperatorRefused));
+            let cashier = authorize(op, Some(Role::Cashier), true);
+            assert_eq!(cashier.is_ok(), !op.is_manager_op(), "{op:?}");
+            if op.is_manager_op() {
+                assert_eq!(
+                    authorize(op, Some(Role::Manager), false),
+                    Err(Errno::OperatorRefused)
+                );
+            } else {
+                assert!(authorize(op, Some(Role::Manager), false).is_ok());
+            }
+        }
+        assert_eq!(OpKind::from_wire("expire"), None);
+        assert!(authorize(OpKind::Expire, Some(Role::Manager), true).is_err());
+        assert!(!OpKind::Query.is_posting() && OpKind::Lost.is_posting());
+    }
+}
