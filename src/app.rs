@@ -26,12 +26,40 @@ pub async fn serve(
         embedded = db.cluster.is_some(),
         "cardswitch serving"
     );
+    let upkeep = tokio::spawn(upkeep(db.pool.clone(), config.protocol.ts_window));
     let served = server::run(listener, state, shutdown).await;
+    upkeep.abort();
     let closed = db.close().await;
     served.context("server failed")?;
     closed.context("closing the database failed")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Hourly housekeeping: once-only partitions made ahead and old ones dropped.
+async fn upkeep(pool: deadpool_postgres::Pool, ts_window: std::time::Duration) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let result = async {
+            let mut client = pool.get().await.map_err(|e| e.to_string())?;
+            let now = chrono::Utc::now();
+            store::seen_ts::ensure_partitions(&mut client, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            store::seen_ts::drop_expired(&mut client, now, ts_window)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        match result {
+            Ok(dropped) if !dropped.is_empty() => {
+                tracing::info!(?dropped, "dropped old seen_ts partitions")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "seen_ts upkeep failed; will retry"),
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -36,6 +36,113 @@ pub struct Config {
     pub log_format: LogFormat,
     pub server: ServerConfig,
     pub db: DbConfig,
+    pub business: BusinessConfig,
+    pub protocol: ProtocolConfig,
+    pub keys: KeysConfig,
+    pub ledger: LedgerSettings,
+}
+
+/// The business day: day keys, day secrets and same-day reversals follow it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusinessConfig {
+    /// The shops' time zone as a fixed offset, `+08:00` by default.
+    pub utc_offset: String,
+    /// How long after midnight yesterday's day keys still work.
+    #[serde(with = "secs")]
+    pub grace: Duration,
+}
+
+impl Default for BusinessConfig {
+    fn default() -> Self {
+        BusinessConfig {
+            utc_offset: "+08:00".into(),
+            grace: Duration::from_secs(600),
+        }
+    }
+}
+
+impl BusinessConfig {
+    /// The offset; `Config::load` has checked that it parses.
+    pub fn offset(&self) -> chrono::FixedOffset {
+        parse_offset(&self.utc_offset)
+            .unwrap_or_else(|| chrono::FixedOffset::east_opt(8 * 3600).expect("valid"))
+    }
+}
+
+/// Parses `+08:00`, `-05:30`, `Z`.
+pub fn parse_offset(s: &str) -> Option<chrono::FixedOffset> {
+    if s == "Z" || s == "+00:00" || s == "-00:00" {
+        return chrono::FixedOffset::east_opt(0);
+    }
+    let (sign, rest) = match s.as_bytes().first()? {
+        b'+' => (1, &s[1..]),
+        b'-' => (-1, &s[1..]),
+        _ => return None,
+    };
+    let (h, m) = rest.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+    if h > 14 || m > 59 {
+        return None;
+    }
+    chrono::FixedOffset::east_opt(sign * (h * 3600 + m * 60))
+}
+
+/// Settings of the wire protocol (protocol.md §4).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProtocolConfig {
+    /// A request's `ts` may differ from the server clock by at most this.
+    #[serde(with = "secs")]
+    pub ts_window: Duration,
+}
+
+impl Default for ProtocolConfig {
+    fn default() -> Self {
+        ProtocolConfig {
+            ts_window: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Key lifetimes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeysConfig {
+    pub signer_validity_days: u32,
+    /// An old root keeps certifying this long after `keys rotate-root`.
+    pub root_overlap_days: u32,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            signer_validity_days: 90,
+            root_overlap_days: 30,
+        }
+    }
+}
+
+/// Money and points rules the business configures.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LedgerSettings {
+    /// Months after which earned points expire; absent: never.
+    pub points_expiry_months: Option<u32>,
+    /// Top-up bonuses: a top-up of at least `min_topup` gets `bonus`.
+    pub bonus_rules: Vec<BonusRuleSetting>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BonusRuleSetting {
+    #[serde(with = "rust_decimal::serde::str")]
+    pub min_topup: rust_decimal::Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub bonus: rust_decimal::Decimal,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +199,10 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     pub server: ServerConfig,
     pub db: DbConfig,
+    pub business: BusinessConfig,
+    pub protocol: ProtocolConfig,
+    pub keys: KeysConfig,
+    pub ledger: LedgerSettings,
 }
 
 /// What the command line and environment said; `None` means "not given".
@@ -115,6 +226,12 @@ impl Config {
             }
             None => FileConfig::default(),
         };
+        if parse_offset(&fc.business.utc_offset).is_none() {
+            anyhow::bail!(
+                "business.utc_offset must look like +08:00, not {:?}",
+                fc.business.utc_offset
+            );
+        }
         Ok(Config::merge(fc, over))
     }
 
@@ -139,6 +256,10 @@ impl Config {
             log_format: over.log_format.or(fc.log_format).unwrap_or_default(),
             server,
             db: fc.db,
+            business: fc.business,
+            protocol: fc.protocol,
+            keys: fc.keys,
+            ledger: fc.ledger,
         }
     }
 
@@ -152,6 +273,10 @@ impl Config {
             log_format: LogFormat,
             server: &'a ServerConfig,
             db: &'a DbConfig,
+            business: &'a BusinessConfig,
+            protocol: &'a ProtocolConfig,
+            keys: &'a KeysConfig,
+            ledger: &'a LedgerSettings,
         }
         let shown = Shown {
             database_url: match &self.database_url {
@@ -166,6 +291,10 @@ impl Config {
             log_format: self.log_format,
             server: &self.server,
             db: &self.db,
+            business: &self.business,
+            protocol: &self.protocol,
+            keys: &self.keys,
+            ledger: &self.ledger,
         };
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
@@ -233,6 +362,33 @@ mod tests {
         assert_eq!(c.server.body_timeout, Duration::from_millis(2500));
         assert_eq!(c.keys_dir, PathBuf::from("./keys"));
         assert_eq!(c.database_url, None);
+    }
+
+    #[test]
+    fn sections_parse() {
+        let fc: FileConfig = toml::from_str(
+            "[business]\nutc_offset = \"-05:30\"\n[ledger]\npoints_expiry_months = 12\n\
+             [[ledger.bonus_rules]]\nmin_topup = \"500.00\"\nbonus = \"50.00\"\n",
+        )
+        .unwrap();
+        let c = Config::merge(fc, Overrides::default());
+        assert_eq!(c.business.offset().local_minus_utc(), -(5 * 3600 + 30 * 60));
+        assert_eq!(c.ledger.points_expiry_months, Some(12));
+        assert_eq!(
+            c.ledger.bonus_rules[0].bonus,
+            rust_decimal::Decimal::new(5000, 2)
+        );
+        assert_eq!(c.protocol.ts_window, Duration::from_secs(300));
+        assert!(c.to_redacted_toml().contains("utc_offset"));
+    }
+
+    #[test]
+    fn offsets() {
+        assert_eq!(parse_offset("+08:00").unwrap().local_minus_utc(), 8 * 3600);
+        assert_eq!(parse_offset("Z").unwrap().local_minus_utc(), 0);
+        for bad in ["08:00", "+8:00", "+15:00", "+08:60", "", "+08"] {
+            assert!(parse_offset(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

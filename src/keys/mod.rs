@@ -1,1 +1,108 @@
-//! See ARCHITECTURE.md.
+//! Key lifecycle: the master key file, and the secrets sealed under it.
+//! (Root, signer, day and session keys come with the protocol work.)
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context};
+use deadpool_postgres::GenericClient;
+
+use crate::crypto::seal::MasterKey;
+use crate::crypto::Secret32;
+use crate::store::secrets;
+
+pub const MASTER_KEY_FILE: &str = "master.key";
+/// Name of the sealed secret that keys every password and PIN hash.
+pub const HASH_KEY: &str = "hash_key";
+
+/// What the daemon needs from key material to run transactions.
+pub struct Secrets {
+    pub master: MasterKey,
+    /// Keys the hashes of terminal passwords, card PINs and manager PINs. It
+    /// is not derived from the master key, so rotating the master key re-seals
+    /// it and every stored hash stays valid.
+    pub hash_key: Secret32,
+}
+
+pub fn master_key_path(keys_dir: &Path) -> PathBuf {
+    keys_dir.join(MASTER_KEY_FILE)
+}
+
+/// Reads the master key file; refuses one readable by group or others.
+pub fn load_master(keys_dir: &Path) -> anyhow::Result<MasterKey> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = master_key_path(keys_dir);
+    let meta = std::fs::metadata(&path).map_err(|e| {
+        anyhow!(
+            "cannot read the master key {}: {e}; create keys with `cardswitch keys init`",
+            path.display()
+        )
+    })?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        bail!(
+            "the master key {} is readable by others: chmod 600 it",
+            path.display()
+        );
+    }
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+    );
+    MasterKey::from_file_text(&text).map_err(|e| anyhow!("master key {}: {e}", path.display()))
+}
+
+/// Writes a new master key file with mode 0600; refuses to overwrite.
+pub fn write_master(keys_dir: &Path, master: &MasterKey) -> anyhow::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(keys_dir)
+        .with_context(|| format!("cannot create {}", keys_dir.display()))?;
+    let path = master_key_path(keys_dir);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot create {} (it must not exist)", path.display()))?;
+    f.write_all(master.to_file_text().as_bytes())?;
+    f.sync_all()?;
+    Ok(path)
+}
+
+/// The associated data binding a sealed secret to its name.
+fn secret_aad(name: &str) -> Vec<u8> {
+    format!("cardswitch v1 sealed secret\n{name}").into_bytes()
+}
+
+/// Creates the hash key if there is none. Returns whether it made one.
+pub async fn create_hash_key<C: GenericClient>(c: &C, master: &MasterKey) -> anyhow::Result<bool> {
+    let key = Secret32::random();
+    let sealed = master.seal(&secret_aad(HASH_KEY), key.expose());
+    Ok(secrets::insert(c, HASH_KEY, master.id(), &sealed).await?)
+}
+
+/// Opens the hash key with the master key.
+pub async fn load_hash_key<C: GenericClient>(
+    c: &C,
+    master: &MasterKey,
+) -> anyhow::Result<Secret32> {
+    let (key_id, sealed) = secrets::get(c, HASH_KEY)
+        .await?
+        .ok_or_else(|| anyhow!("no hash key in the database; run `cardswitch keys init`"))?;
+    if key_id != master.id() {
+        bail!(
+            "the hash key is sealed under master key {key_id}, but the master key file is {}",
+            master.id()
+        );
+    }
+    let plain = master
+        .open(&secret_aad(HASH_KEY), &sealed)
+        .map_err(|e| anyhow!("cannot open the hash key: {e}"))?;
+    Ok(plain.to_secret32()?)
+}
+
+/// Loads everything the daemon needs: the master key file and the hash key.
+pub async fn load_secrets<C: GenericClient>(keys_dir: &Path, c: &C) -> anyhow::Result<Secrets> {
+    let master = load_master(keys_dir)?;
+    let hash_key = load_hash_key(c, &master).await?;
+    Ok(Secrets { master, hash_key })
+}

@@ -4,6 +4,9 @@
 
 pub mod embedded;
 pub mod migrate;
+pub mod secrets;
+pub mod seen_ts;
+pub mod txn;
 
 use std::time::Duration;
 
@@ -58,6 +61,9 @@ pub async fn open(config: &Config) -> anyhow::Result<Database> {
     migrate::run(&mut client)
         .await
         .context("migrations failed")?;
+    seen_ts::ensure_partitions(&mut client, chrono::Utc::now())
+        .await
+        .context("cannot create seen_ts partitions")?;
     drop(client);
     Ok(Database {
         pool,

@@ -284,3 +284,41 @@ async fn schema(c: &tokio_postgres::Client) -> Vec<(String, String, String)> {
     .map(|r| (r.get(0), r.get(1), r.get(2)))
     .collect()
 }
+
+#[tokio::test]
+async fn once_only_values_survive_and_old_partitions_go() {
+    use cardswitch::store::seen_ts;
+    let url = harness::fresh_database().await;
+    let pool = store::make_pool(url.parse().unwrap(), 2, Duration::from_secs(5)).unwrap();
+    let mut client = pool.get().await.unwrap();
+    migrate::run(&mut client).await.unwrap();
+    let now = chrono::Utc::now();
+    seen_ts::ensure_partitions(&mut client, now).await.unwrap();
+    seen_ts::ensure_partitions(&mut client, now).await.unwrap();
+    let ts = now.timestamp_millis();
+    assert!(seen_ts::record(&client, "T1", ts).await.unwrap());
+    assert!(!seen_ts::record(&client, "T1", ts).await.unwrap());
+    assert!(seen_ts::record(&client, "T2", ts).await.unwrap());
+    // Five days on, today's partition is past twice the window and goes.
+    let later = now + chrono::TimeDelta::days(5);
+    seen_ts::ensure_partitions(&mut client, later)
+        .await
+        .unwrap();
+    let dropped = seen_ts::drop_expired(&mut client, later, Duration::from_secs(300))
+        .await
+        .unwrap();
+    let today = format!("seen_ts_{}", now.format("%Y%m%d"));
+    assert!(dropped.contains(&today), "{dropped:?}");
+    let left: i64 = client
+        .query_one("SELECT count(*) FROM seen_ts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    // Yesterday relative to `later` is kept.
+    let kept = format!(
+        "seen_ts_{}",
+        (later - chrono::TimeDelta::days(1)).format("%Y%m%d")
+    );
+    assert!(!dropped.contains(&kept));
+}
