@@ -213,7 +213,7 @@ pub async fn root_public(pool: &Pool) -> anyhow::Result<RsaPublic> {
 fn valid_roots(roots: &[sk::RootRow], now: DateTime<Utc>) -> Vec<&sk::RootRow> {
     roots
         .iter()
-        .filter(|r| r.overlap_until.is_none_or(|u| u > now))
+        .filter(|r| r.overlap_until.map_or(true, |u| u > now))
         .collect()
 }
 
@@ -294,14 +294,15 @@ pub async fn rotate_signer(
 }
 
 /// `keys rotate-root`: a new root key file; the old root keeps certifying for
-/// `keys.root_overlap_days`. The new root certifies the current signer.
+/// `keys.root_overlap_days`. The new root certifies every unexpired signer.
 pub async fn rotate_root(config: &Config, pool: &Pool) -> anyhow::Result<(String, PathBuf)> {
     let master = super::load_master(&config.keys_dir)?;
     let mut client = pool.get().await?;
     let signer_row = sk::current_signer(&client)
         .await?
         .ok_or_else(|| anyhow!("no signer key; run `cardswitch keys init`"))?;
-    let signer = open_signer(&signer_row, &master)?;
+    // Proves the master key file opens the signer before anything changes.
+    open_signer(&signer_row, &master)?;
     let root = tokio::task::spawn_blocking(|| RsaPrivate::generate(3072))
         .await?
         .map_err(|e| anyhow!("RSA-3072: {e}"))?;
@@ -313,13 +314,18 @@ pub async fn rotate_root(config: &Config, pool: &Pool) -> anyhow::Result<(String
         let tx = client.transaction().await?;
         sk::retire_current_roots(&tx, until).await?;
         sk::insert_root(&tx, &root_id, root.public().spki_der()).await?;
-        let sig = certify(
-            &root,
-            &signer.id,
-            signer.not_after,
-            &signer.private.public(),
-        );
-        sk::insert_signer_cert(&tx, &signer.id, &root_id, &sig).await?;
+        // Every signer still valid, not only the current one: today's day
+        // keys may have been signed by an older signer.
+        let now_ms = Utc::now().timestamp_millis();
+        for s in sk::signers(&tx).await? {
+            if s.not_after <= now_ms {
+                continue;
+            }
+            let public = RsaPublic::from_spki_der(&s.public_der)
+                .map_err(|e| anyhow!("signer {}: {e}", s.signer_id))?;
+            let sig = certify(&root, &s.signer_id, s.not_after, &public);
+            sk::insert_signer_cert(&tx, &s.signer_id, &root_id, &sig).await?;
+        }
         audit_ops(
             &tx,
             "keys.rotate_root",

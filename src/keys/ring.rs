@@ -267,12 +267,19 @@ impl Keyring {
         }
         let signer = self.signer(&client).await?;
         drop(client);
-        let row = self.make_day_key(config, terminal, day, signer).await?;
-        let client = pool.get().await?;
-        sk::insert_day_key(&client, &row).await?;
-        sk::active_day_key(&client, terminal, day)
-            .await?
-            .ok_or_else(|| anyhow!("day key for {terminal} vanished"))
+        for _ in 0..2 {
+            let row = self
+                .make_day_key(config, terminal, day, signer.clone())
+                .await?;
+            let client = pool.get().await?;
+            sk::insert_day_key(&client, &row).await?;
+            if let Some(row) = sk::active_day_key(&client, terminal, day).await? {
+                return Ok(row);
+            }
+            // Sealed under a master key rotated meanwhile: re-read the file.
+            self.reload_master()?;
+        }
+        bail!("cannot store a day key for {terminal}")
     }
 
     async fn make_day_key(

@@ -61,7 +61,7 @@ impl Buckets {
         }
         let audit = b
             .audited
-            .is_none_or(|t| now.duration_since(t).as_secs_f64() >= 1.0);
+            .map_or(true, |t| now.duration_since(t).as_secs_f64() >= 1.0);
         if audit {
             b.audited = Some(now);
         }

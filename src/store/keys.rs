@@ -205,13 +205,18 @@ fn day_row(r: &tokio_postgres::Row) -> DayKeyRow {
 }
 
 /// Stores a new active day key; `Ok(false)` when the terminal already has
-/// an active one for that day (another instance was quicker).
+/// an active one for that day (another instance was quicker), or when the
+/// key is sealed under a master key that is no longer current (a
+/// `keys rotate-master` ran meanwhile: its row lock on the hash key orders
+/// the two, so no blob under a retired master key can slip in).
 pub async fn insert_day_key<C: GenericClient>(c: &C, k: &DayKeyRow) -> PgResult<bool> {
     let n = c
         .execute(
             "INSERT INTO day_keys (key_id, terminal_id, business_day, not_before, not_after,
                  public_der, sealed_private, sealed_k_day, master_key_id, signer_id, day_sig)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+               FROM sealed_secrets WHERE name = 'hash_key' AND master_key_id = $9
+                FOR SHARE
              ON CONFLICT (terminal_id, business_day) WHERE status = 'active' DO NOTHING",
             &[
                 &k.key_id,

@@ -262,10 +262,6 @@ fn shared_rsa() -> &'static (Vec<u8>, Vec<u8>) {
     })
 }
 
-pub fn shared_root() -> cardswitch::crypto::rsa::RsaPrivate {
-    cardswitch::crypto::rsa::RsaPrivate::from_pkcs8_der(&shared_rsa().0).unwrap()
-}
-
 /// Runs `keys init` (with the shared RSA keys) for `config` unless its keys
 /// dir already has a master key; a default keys dir is replaced by a temp dir.
 pub async fn ensure_keys(config: &mut Config) {
