@@ -4,3 +4,4 @@ mod foundation;
 mod harness;
 mod protocol;
 mod protocol_keys;
+mod vectors;
