@@ -61,9 +61,12 @@ impl AppState {
 
     /// The lock that makes one terminal's logins go one at a time.
     fn login_lock(&self, terminal: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.login_locks
-            .lock()
-            .expect("lock")
+        let mut locks = self.login_locks.lock().expect("lock");
+        if locks.len() > 10_000 {
+            // Forget the locks nobody holds (ids of unknown terminals included).
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks
             .entry(terminal.to_owned())
             .or_default()
             .clone()
