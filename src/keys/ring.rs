@@ -56,6 +56,9 @@ pub struct Keyring {
     /// 0: not listening (bypass the session cache); else bumped on every
     /// (re)connection of the listener.
     generation: AtomicU64,
+    /// Bumped by every notification, before it takes effect: a session read
+    /// from the database while a revocation was on its way is not cached.
+    epoch: AtomicU64,
 }
 
 /// Most sessions a cache holds before it is cleared (a crude bound).
@@ -75,6 +78,7 @@ impl Keyring {
             day_keys: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
         })
     }
 
@@ -172,6 +176,7 @@ impl Keyring {
                 }
             }
         }
+        let epoch = self.epoch.load(Ordering::Acquire);
         let client = pool.get().await?;
         let Some(live) = sk::live_session(&client, sid, now).await? else {
             return Ok(None);
@@ -196,10 +201,17 @@ impl Keyring {
         });
         if generation != 0 {
             let mut cache = self.sessions.lock().expect("lock");
-            if cache.len() >= CACHE_MAX {
-                cache.clear();
+            // Checked under the lock that forgetting takes: a notification
+            // either bumped the epoch before this (not cached) or will
+            // forget this entry after it.
+            if self.epoch.load(Ordering::Acquire) == epoch
+                && self.generation.load(Ordering::Acquire) == generation
+            {
+                if cache.len() >= CACHE_MAX {
+                    cache.clear();
+                }
+                cache.insert(sid.to_owned(), s.clone());
             }
-            cache.insert(sid.to_owned(), s.clone());
         }
         Ok(Some(s))
     }
@@ -224,6 +236,7 @@ impl Keyring {
     /// Called by the listener: `Some(n)` once LISTEN is in place, `None` when
     /// its connection is lost.
     pub fn set_listening(&self, on: bool) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         if on {
             self.forget_all();
             let next = self
@@ -240,6 +253,7 @@ impl Keyring {
 
     /// Applies one notification payload.
     pub fn on_notify(&self, payload: &str) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         if let Some(t) = payload.strip_prefix("revoke:") {
             self.forget_terminal(t);
         } else if payload == "master" {

@@ -66,10 +66,7 @@ impl AppState {
             // Forget the locks nobody holds (ids of unknown terminals included).
             locks.retain(|_, l| Arc::strong_count(l) > 1);
         }
-        locks
-            .entry(terminal.to_owned())
-            .or_default()
-            .clone()
+        locks.entry(terminal.to_owned()).or_default().clone()
     }
 
     fn request_id(&self) -> String {

@@ -688,8 +688,10 @@ async fn too_many_requests_get_1009() {
     config.protocol.terminal_rate = 1;
     config.protocol.terminal_burst = 4;
     let d = Daemon::start(config).await;
+    settle(&fx).await;
     let c = Client::new(&url(&d));
     let s = c.handshake("T1", &password, &fx.root).await.unwrap();
+    let before = fx.fingerprint().await;
     let mut throttled = None;
     for _ in 0..6 {
         let b = build(&s, c.clock.next(), QUERY);
@@ -703,6 +705,7 @@ async fn too_many_requests_get_1009() {
     assert_eq!(r.status, 429);
     assert_eq!(r.header("retry-after"), Some(&b"1"[..]));
     expect_plain("/v1/txn", &r, Errno::Throttled);
+    assert_eq!(fx.fingerprint().await, before);
     let audited: i64 = fx
         .client()
         .await
