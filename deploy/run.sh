@@ -7,11 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/ensure-deps.sh
 cargo build --release --locked
+bin="${CARGO_TARGET_DIR:-./target}/release/cardswitch"
 # An explicit ops step, done here once: the daemon itself never makes keys
 # and refuses to start without them. The root key file this writes to
 # ./keys can then be moved offline (README, Operations).
 keys_dir="${CARDSWITCH_KEYS_DIR:-./keys}"
 if [ ! -e "$keys_dir/master.key" ]; then
-    ./target/release/cardswitch keys init
+    "$bin" keys init
 fi
-exec ./target/release/cardswitch serve "$@"
+exec "$bin" serve "$@"

@@ -1,7 +1,6 @@
 //! `POST /v1/hello` and `POST /v1/login` (protocol.md §3).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::Utc;
@@ -132,10 +131,6 @@ pub async fn login(state: &AppState, peer: SocketAddr, body: Bytes) -> Answer {
     if let Err(a) = proto::throttle_terminal(state, &refusal, &req.terminal).await {
         return a;
     }
-    // Logins of one terminal go one at a time, each after the delay its
-    // failures earned: guessing is slowed down, the right password still works.
-    let lock = state.login_lock(&req.terminal);
-    let _guard = lock.lock().await;
     match login_row(state, &req).await {
         Ok(row) => proto::xml(Errno::Ok, &AnswerBody::Rows(Rows(vec![row.to_row()])), None),
         Err((errno, reason)) => {
@@ -262,10 +257,6 @@ async fn login_row(
         sig: base64_encode(&sig),
     })
 }
-
-/// The per-terminal lock map of logins.
-pub type LoginLocks =
-    std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
 
 #[cfg(test)]
 mod tests {

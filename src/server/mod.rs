@@ -33,7 +33,6 @@ pub struct AppState {
     pub txn_env: crate::store::txn::TxnEnv,
     pub addr_buckets: throttle::Buckets,
     pub terminal_buckets: throttle::Buckets,
-    login_locks: handshake::LoginLocks,
     next_request_id: AtomicU64,
     id_prefix: u32,
 }
@@ -48,7 +47,6 @@ impl AppState {
             },
             addr_buckets: throttle::Buckets::new(p.addr_rate, p.addr_burst),
             terminal_buckets: throttle::Buckets::new(p.terminal_rate, p.terminal_burst),
-            login_locks: Default::default(),
             keys,
             config,
             pool,
@@ -57,16 +55,6 @@ impl AppState {
             // Distinguishes the request ids of instances sharing one log sink.
             id_prefix: rand::random(),
         }
-    }
-
-    /// The lock that makes one terminal's logins go one at a time.
-    fn login_lock(&self, terminal: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.login_locks.lock().expect("lock");
-        if locks.len() > 10_000 {
-            // Forget the locks nobody holds (ids of unknown terminals included).
-            locks.retain(|_, l| Arc::strong_count(l) > 1);
-        }
-        locks.entry(terminal.to_owned()).or_default().clone()
     }
 
     fn request_id(&self) -> String {
