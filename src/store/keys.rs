@@ -463,15 +463,28 @@ pub async fn notify<C: GenericClient>(c: &C, payload: &str) -> PgResult<()> {
     Ok(())
 }
 
+/// How often the listener proves to itself that notifications arrive.
+const PING_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+/// A listener that has not seen its own ping for this long is "down".
+const PING_LOST: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// LISTENs on [`NOTIFY_CHANNEL`] on a connection of its own, for ever:
-/// `on_state(true)` once listening, `on_state(false)` when the connection is
-/// lost (then it reconnects after a second), `on_notify(payload)` for each
+/// `on_state(true)` once listening works, `on_state(false)` when it stops
+/// (then it reconnects after a second), `on_notify(payload)` for each
 /// notification.
+///
+/// "Works" is proven, not assumed: the listener NOTIFYs itself every 500 ms
+/// and counts as down when its own ping has not come back for 2 s. So a
+/// connection that silently stopped delivering (a pooler in transaction
+/// mode, which does not carry LISTEN, or a half-open TCP connection) makes
+/// the daemon fall back to checking the database on every request instead
+/// of trusting a cache no notification can reach.
 pub async fn listen_forever(
     pg: tokio_postgres::Config,
     on_state: impl Fn(bool),
     on_notify: impl Fn(&str),
 ) {
+    let nonce = format!("ping:{:016x}", rand::random::<u64>());
     loop {
         match pg.connect(tokio_postgres::NoTls).await {
             Err(e) => tracing::warn!(error = %e, "key listener cannot connect; retrying"),
@@ -500,9 +513,38 @@ pub async fn listen_forever(
                 {
                     Err(e) => tracing::warn!(error = %e, "LISTEN failed"),
                     Ok(()) => {
-                        on_state(true);
-                        while let Some(payload) = rx.recv().await {
-                            on_notify(&payload);
+                        let mut up = false;
+                        let mut last_seen = tokio::time::Instant::now();
+                        let mut tick = tokio::time::interval(PING_EVERY);
+                        loop {
+                            tokio::select! {
+                                got = rx.recv() => match got {
+                                    None => break,
+                                    Some(p) if p == nonce => {
+                                        last_seen = tokio::time::Instant::now();
+                                        if !up {
+                                            up = true;
+                                            on_state(true);
+                                        }
+                                    }
+                                    // Other instances' pings.
+                                    Some(p) if p.starts_with("ping:") => {}
+                                    Some(p) => on_notify(&p),
+                                },
+                                _ = tick.tick() => {
+                                    if last_seen.elapsed() > PING_LOST {
+                                        tracing::warn!("key notifications stopped arriving; reconnecting");
+                                        break;
+                                    }
+                                    if let Err(e) = client
+                                        .execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &nonce])
+                                        .await
+                                    {
+                                        tracing::warn!(error = %e, "key listener ping failed");
+                                        break;
+                                    }
+                                }
+                            }
                         }
                     }
                 }

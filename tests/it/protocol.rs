@@ -608,6 +608,7 @@ async fn disabled_revoked_and_expired_are_refused() {
     cardswitch::keys::admin::set_terminal_status(fx.pool(), "T1", false)
         .await
         .unwrap();
+    let before = fx.fingerprint().await;
     let b = build(&s, c.clock.next(), QUERY);
     expect_plain(
         "/v1/txn",
@@ -623,6 +624,7 @@ async fn disabled_revoked_and_expired_are_refused() {
         .await
         .unwrap();
     expect_plain("/v1/hello", &r, Errno::UnknownTerminal);
+    assert_eq!(fx.fingerprint().await, before, "a 1002 wrote something");
     cardswitch::keys::admin::set_terminal_status(fx.pool(), "T1", true)
         .await
         .unwrap();

@@ -269,3 +269,44 @@ async fn the_daemon_refuses_to_start_without_keys() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cardswitch keys init"));
 }
+
+#[tokio::test]
+async fn day_keys_are_destroyed_after_the_grace_period() {
+    let fx = Fixture::new().await;
+    let pw = fx.terminal("T1", "S1").await;
+    let d = Daemon::start(fx.config.clone()).await;
+    let c = Client::new(&format!("http://{}", d.addr));
+    let s = c.handshake("T1", &pw, &fx.root).await.unwrap();
+    let key_not_after: i64 = fx
+        .client()
+        .await
+        .query_one(
+            "SELECT not_after FROM day_keys WHERE key_id = $1",
+            &[&s.key_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // The session lasts as long as its day key: midnight plus the grace.
+    assert_eq!(s.not_after as i64, key_not_after);
+    // What the daemon's upkeep does each minute, run at the key's end.
+    let n = cardswitch::store::keys::destroy_expired(&fx.client().await, key_not_after)
+        .await
+        .unwrap();
+    assert!(n >= 1);
+    let row = fx
+        .client()
+        .await
+        .query_one(
+            "SELECT status, sealed_private IS NULL AND sealed_k_day IS NULL,
+                    (SELECT count(*) FROM sessions WHERE key_id = $1)
+               FROM day_keys WHERE key_id = $1",
+            &[&s.key_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "destroyed");
+    assert!(row.get::<_, bool>(1));
+    assert_eq!(row.get::<_, i64>(2), 0);
+    d.stop().await.unwrap();
+}
