@@ -272,6 +272,12 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> 
 
 async fn keys_command(action: KeysAction, config: &Config) -> anyhow::Result<ExitCode> {
     use cardswitch::keys::admin;
+    if matches!(action, KeysAction::Init) && admin::keys_exist(config) {
+        anyhow::bail!(
+            "{} holds a master key: keys are already initialised (nothing changed)",
+            config.keys_dir.display()
+        );
+    }
     let db = store::open(config).await?;
     let pool = &db.pool;
     let result: anyhow::Result<()> = async {
