@@ -533,6 +533,14 @@ async fn every_refusal_1001_to_1008_writes_nothing_but_audit() {
         &c.post_form("/v1/login", body, &[]).await.unwrap(),
         Errno::LoginRefused,
     );
+    // A good secret with a ts outside the window: 1005.
+    let old_ts = now_ms() - 600_000;
+    let r = c
+        .post_form("/v1/login", login(old_ts, old_ts, &password), &[])
+        .await
+        .unwrap();
+    expect_plain("/v1/login", &r, Errno::TsOutsideWindow);
+    refusals += 1;
     // A key id that is not the terminal's current day key: 1004.
     let ts = c.clock.next();
     let body = wire::login_body("T1", "T1.19990101.00000000", ts, &[7u8; 256]);

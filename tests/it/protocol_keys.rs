@@ -97,6 +97,26 @@ async fn rotations_keep_the_service_up() {
         c.hello("T1", &old_root, None).await.is_err(),
         "current root is the new one"
     );
+    // Once the overlap is over, the old root is refused (1004).
+    fx.client()
+        .await
+        .execute(
+            "UPDATE root_keys SET overlap_until = now() - interval '1 second'
+              WHERE overlap_until IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    let e = c
+        .hello("T1", &old_root, Some(&old_root.short_id()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.downcast_ref::<cardswitch::client::Refused>()
+            .unwrap()
+            .errno,
+        Errno::KeyUnknown
+    );
 
     // Terminal rotation: old sessions end, a new day key for today.
     let key = admin::rotate_terminal(&fx.config, fx.pool(), "T1")
