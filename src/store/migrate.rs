@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "seen_ts_secrets",
         include_str!("migrations/0002_seen_ts_secrets.sql"),
     ),
+    (3, "keys", include_str!("migrations/0003_keys.sql")),
 ];
 
 /// An arbitrary constant naming our advisory lock.

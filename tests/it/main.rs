@@ -2,3 +2,6 @@
 
 mod foundation;
 mod harness;
+mod protocol;
+mod protocol_keys;
+mod vectors;
