@@ -135,6 +135,16 @@ impl Client {
             b = b.header(*k, *v);
         }
         let req = b.body(Full::new(body.into()))?;
+        self.send(req).await
+    }
+
+    /// GETs `path` (health and metrics).
+    pub async fn get_raw(&self, path: &str) -> anyhow::Result<RawResponse> {
+        let req = Request::get(format!("{}{path}", self.base)).body(Full::new(Bytes::new()))?;
+        self.send(req).await
+    }
+
+    async fn send(&self, req: Request<Full<Bytes>>) -> anyhow::Result<RawResponse> {
         let resp = tokio::time::timeout(std::time::Duration::from_secs(30), self.http.request(req))
             .await
             .map_err(|_| anyhow!("no answer within 30 s"))?

@@ -3,6 +3,7 @@
 //! and protocol land) the queries.
 
 pub mod audit;
+pub mod bench;
 pub mod embedded;
 pub mod keys;
 pub mod migrate;

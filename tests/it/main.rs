@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one private PostgreSQL cluster, a module per area.
 
+mod bench_smoke;
 mod foundation;
 mod harness;
 mod protocol;

@@ -1,0 +1,644 @@
+//! `cardswitch bench`: the end-to-end load benchmark of issue 6. On one
+//! PostgreSQL cluster it provisions terminals and cards through the real code
+//! paths, starts the daemon as a child process (or uses a running one), logs
+//! every terminal in, drives encrypted txns over real HTTP with C concurrent
+//! clients, then runs pgbench's TPC-B-like script with the same C for the
+//! same time on the same cluster, and prints a JSON summary followed by one
+//! line `ratio=<cardswitch tps / pgbench tps>`.
+
+pub mod daemon;
+pub mod load;
+pub mod pgbench;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use crate::client::{Client, Session};
+use crate::config::Config;
+use crate::protocol::errno::Errno;
+use load::{Mix, RunStats, Seat, World};
+
+/// What to run; the flags of `cardswitch bench`.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub terminals: usize,
+    pub cards: usize,
+    pub clients: usize,
+    pub duration: Duration,
+    /// One timed run per entry, in order (default: debit, then mixed).
+    pub runs: Vec<Mix>,
+    /// Paces every run at this many txns/s in all (default: as fast as it goes).
+    pub rate: Option<f64>,
+    /// Skip pgbench (then `ratio=n/a`).
+    pub pgbench: bool,
+    pub pgbench_scale: u32,
+    /// A daemon already running (on the configured database); else one is
+    /// started from `daemon_exe`.
+    pub url: Option<String>,
+    /// Its pid, to read its RSS, when `url` is given.
+    pub daemon_pid: Option<u32>,
+    pub daemon_exe: Option<PathBuf>,
+    /// After the runs, hold this many idle keep-alive connections open and
+    /// read the daemon's RSS.
+    pub idle_connections: usize,
+    /// Where the child daemon's config and log go.
+    pub work_dir: PathBuf,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            terminals: 64,
+            cards: 100_000,
+            clients: 32,
+            duration: Duration::from_secs(30),
+            runs: vec![Mix::Debit, Mix::Mixed],
+            rate: None,
+            pgbench: true,
+            pgbench_scale: 10,
+            url: None,
+            daemon_pid: None,
+            daemon_exe: None,
+            idle_connections: 0,
+            work_dir: PathBuf::from("."),
+        }
+    }
+}
+
+/// The JSON summary.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub machine: serde_json::Value,
+    pub database: serde_json::Value,
+    pub setup: Setup,
+    pub login: LoginStats,
+    pub runs: Vec<RunStats>,
+    pub daemon_rss: Option<daemon::Rss>,
+    pub idle: Option<IdleStats>,
+    pub pgbench: Option<pgbench::PgbenchStats>,
+    /// First run's tps over pgbench's.
+    pub ratio: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Setup {
+    pub terminals: usize,
+    pub cards: usize,
+    pub clients: usize,
+    pub duration_s: f64,
+    pub terminals_s: f64,
+    pub day_keys_made: usize,
+    pub day_keys_s: f64,
+    pub cards_registered: u64,
+    pub cards_s: f64,
+    pub daemon: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoginStats {
+    pub terminals: usize,
+    pub seconds: f64,
+    pub per_second: f64,
+    pub failed: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IdleStats {
+    pub connections: usize,
+    pub opened: usize,
+    pub rss_before: Option<daemon::Rss>,
+    pub rss_with_idle: Option<daemon::Rss>,
+}
+
+impl Report {
+    /// The summary as printed: pretty JSON, then the `ratio=` line last.
+    pub fn render(&self) -> String {
+        let json = serde_json::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+        let ratio = match self.ratio {
+            Some(r) => format!("{r:.3}"),
+            None => "n/a".into(),
+        };
+        format!("{json}\nratio={ratio}\n")
+    }
+
+    /// Errors of every run (errno ≠ 0 or no valid answer), summed.
+    pub fn error_count(&self) -> u64 {
+        self.runs.iter().map(RunStats::error_count).sum()
+    }
+}
+
+fn say(msg: impl std::fmt::Display) {
+    eprintln!("bench: {msg}");
+}
+
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 100.0).round() / 100.0
+}
+
+const STORE_SIZE: usize = 16;
+const CARD_PREFIX: &str = "BC";
+const LEVEL: &str = "bench";
+const MANAGER: (&str, &str) = ("bench-mgr", "246810");
+const START_BALANCE: &str = "100000.00";
+
+fn terminal_id(i: usize) -> String {
+    format!("BT{i:06}")
+}
+
+fn store_id(i: usize) -> String {
+    format!("BS{:04}", i / STORE_SIZE)
+}
+
+/// Runs the whole benchmark and returns its report (nothing printed to
+/// stdout; progress goes to stderr).
+pub async fn run(config: &Config, opts: &BenchOptions) -> anyhow::Result<Report> {
+    if opts.clients == 0 || opts.terminals < opts.clients {
+        bail!(
+            "--terminals ({}) must be at least --clients ({}): each client is its own terminal",
+            opts.terminals,
+            opts.clients
+        );
+    }
+    let machine = machine_facts();
+    let db = crate::store::open(config).await?;
+    let result = run_on(config, opts, &db, machine).await;
+    db.close().await?;
+    result
+}
+
+async fn run_on(
+    config: &Config,
+    opts: &BenchOptions,
+    db: &crate::store::Database,
+    machine: serde_json::Value,
+) -> anyhow::Result<Report> {
+    let pool = &db.pool;
+    let database = {
+        let c = pool.get().await?;
+        crate::store::bench::server_facts(&c).await?
+    };
+
+    // --- terminals, their day keys, the ledger's level and manager ---
+    let t0 = Instant::now();
+    say(format!("provisioning {} terminals", opts.terminals));
+    let passwords = provision_terminals(config, pool, opts.terminals).await?;
+    let terminals_s = secs(t0.elapsed());
+    let t0 = Instant::now();
+    say("making day keys for today and tomorrow (RSA-2048 each; once a day in production)");
+    let day_keys_made = crate::keys::admin::pregen(config, pool, 1).await?;
+    let day_keys_s = secs(t0.elapsed());
+    let manager = provision_ledger(config, pool, opts.terminals).await?;
+
+    // --- the daemon ---
+    let database_url = match &config.database_url {
+        Some(u) => u.clone(),
+        None => libpq_string(&db.pg),
+    };
+    let (child, base, pid) = match (&opts.url, &opts.daemon_exe) {
+        (Some(url), _) => (None, url.trim_end_matches('/').to_owned(), opts.daemon_pid),
+        (None, Some(exe)) => {
+            say("starting the daemon");
+            std::fs::create_dir_all(&opts.work_dir)?;
+            let d = daemon::ChildDaemon::start(exe, config, &database_url, &opts.work_dir).await?;
+            let base = format!("http://{}", d.addr);
+            let pid = d.pid();
+            (Some(d), base, Some(pid))
+        }
+        (None, None) => bail!("no daemon: give --url or a daemon executable"),
+    };
+    let outcome = drive(config, opts, pool, &base, pid, passwords, manager).await;
+    if let Some(d) = child {
+        d.stop().await?;
+    }
+    let (login, cards, runs, daemon_rss, idle) = outcome?;
+
+    // --- pgbench on the same cluster ---
+    let pgbench = if opts.pgbench {
+        let dbname = format!(
+            "{}_pgbench",
+            db.pg
+                .get_dbname()
+                .unwrap_or(crate::store::embedded::DATABASE)
+        );
+        say(format!(
+            "pgbench: initialising {dbname} at scale {}",
+            opts.pgbench_scale
+        ));
+        crate::store::bench::recreate_database(&db.pg, &dbname).await?;
+        let pg = db.pg.clone();
+        let (scale, clients, duration) = (opts.pgbench_scale, opts.clients, opts.duration);
+        let stats = tokio::task::spawn_blocking(move || {
+            pgbench::init(&pg, &dbname, scale)?;
+            say(format!(
+                "pgbench: -M prepared, {clients} clients, {} s",
+                duration.as_secs()
+            ));
+            pgbench::bench(&pg, &dbname, scale, clients, duration)
+        })
+        .await??;
+        Some(stats)
+    } else {
+        None
+    };
+    let ratio = match (&pgbench, runs.first()) {
+        (Some(p), Some(r)) if p.tps > 0.0 => Some((r.tps / p.tps * 1000.0).round() / 1000.0),
+        _ => None,
+    };
+    Ok(Report {
+        machine,
+        database,
+        setup: Setup {
+            terminals: opts.terminals,
+            cards: opts.cards,
+            clients: opts.clients,
+            duration_s: opts.duration.as_secs_f64(),
+            terminals_s,
+            day_keys_made,
+            day_keys_s,
+            cards_registered: cards.0,
+            cards_s: cards.1,
+            daemon: if opts.url.is_some() {
+                format!("running at {base}")
+            } else {
+                "child process".into()
+            },
+        },
+        login,
+        runs,
+        daemon_rss,
+        idle,
+        pgbench,
+        ratio,
+    })
+}
+
+type Driven = (
+    LoginStats,
+    (u64, f64),
+    Vec<RunStats>,
+    Option<daemon::Rss>,
+    Option<IdleStats>,
+);
+
+async fn drive(
+    config: &Config,
+    opts: &BenchOptions,
+    pool: &deadpool_postgres::Pool,
+    base: &str,
+    pid: Option<u32>,
+    passwords: Vec<(String, String)>,
+    manager: Option<(String, String)>,
+) -> anyhow::Result<Driven> {
+    let root = crate::keys::admin::root_public(pool).await?;
+    let _ = config;
+
+    // --- every terminal logs in ---
+    say(format!("logging {} terminals in", passwords.len()));
+    let t0 = Instant::now();
+    let mut set = JoinSet::new();
+    let sem = Arc::new(tokio::sync::Semaphore::new(opts.clients));
+    for (i, (terminal, password)) in passwords.into_iter().enumerate() {
+        let (root, base, sem) = (root.clone(), base.to_owned(), sem.clone());
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let client = Client::new(&base);
+            let r = client.handshake(&terminal, &password, &root).await;
+            (i, client, r)
+        });
+    }
+    let mut seats: Vec<Option<Seat>> = (0..opts.terminals).map(|_| None).collect();
+    let mut failed = 0;
+    let mut first_error = None;
+    while let Some(r) = set.join_next().await {
+        let (i, client, r) = r?;
+        match r {
+            Ok(session) => seats[i] = Some(Seat { client, session }),
+            Err(e) => {
+                failed += 1;
+                first_error.get_or_insert(format!("{e:#}"));
+            }
+        }
+    }
+    let login_s = t0.elapsed().as_secs_f64();
+    let login = LoginStats {
+        terminals: opts.terminals,
+        seconds: (login_s * 100.0).round() / 100.0,
+        per_second: ((opts.terminals - failed) as f64 / login_s).round(),
+        failed,
+    };
+    say(format!(
+        "{} logins in {:.2} s ({} per second)",
+        opts.terminals - failed,
+        login_s,
+        login.per_second
+    ));
+    if let Some(e) = first_error {
+        bail!("{failed} logins failed; the first: {e}");
+    }
+    let seats: Vec<Arc<Seat>> = seats
+        .into_iter()
+        .take(opts.clients)
+        .map(|s| Arc::new(s.expect("every login succeeded")))
+        .collect();
+
+    let world = Arc::new(World {
+        card_prefix: CARD_PREFIX.into(),
+        cards: opts.cards,
+        manager,
+        run_tag: run_tag(),
+    });
+
+    // --- cards, through the protocol: register, then a topup ---
+    let cards = provision_cards(pool, &seats, &world).await?;
+
+    // --- the timed runs ---
+    let mut runs = Vec::new();
+    for (n, mix) in opts.runs.iter().enumerate() {
+        say(format!(
+            "run {}: {} for {} s with {} clients{}",
+            n + 1,
+            mix.as_str(),
+            opts.duration.as_secs(),
+            seats.len(),
+            opts.rate
+                .map(|r| format!(" paced at {r} txn/s"))
+                .unwrap_or_default()
+        ));
+        let stats = load::run(
+            seats.clone(),
+            world.clone(),
+            *mix,
+            n,
+            opts.duration,
+            opts.rate,
+        )
+        .await;
+        say(format!(
+            "run {}: {} txn/s, p50 {} ms, p99 {} ms, {} errors",
+            n + 1,
+            stats.tps,
+            stats.latency_ms.p50,
+            stats.latency_ms.p99,
+            stats.error_count()
+        ));
+        runs.push(stats);
+    }
+    let daemon_rss = pid.and_then(daemon::rss);
+
+    // --- idle connections ---
+    let idle = if opts.idle_connections > 0 {
+        Some(hold_idle(base, pid, opts.idle_connections).await?)
+    } else {
+        None
+    };
+    Ok((login, cards, runs, daemon_rss, idle))
+}
+
+/// Opens `n` keep-alive connections, sends one health check on each, and
+/// reads the daemon's RSS while they are all open and idle.
+async fn hold_idle(base: &str, pid: Option<u32>, n: usize) -> anyhow::Result<IdleStats> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    say(format!("holding {n} idle connections"));
+    let addr = base
+        .strip_prefix("http://")
+        .unwrap_or(base)
+        .trim_end_matches('/')
+        .to_owned();
+    let rss_before = pid.and_then(daemon::rss);
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let Ok(mut s) = tokio::net::TcpStream::connect(&addr).await else {
+            break;
+        };
+        let req = b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n";
+        if s.write_all(req).await.is_err() {
+            break;
+        }
+        let mut buf = [0u8; 512];
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+        conns.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_with_idle = pid.and_then(daemon::rss);
+    let opened = conns.len();
+    drop(conns);
+    Ok(IdleStats {
+        connections: n,
+        opened,
+        rss_before,
+        rss_with_idle,
+    })
+}
+
+/// Stores of 16 terminals each, and the terminals with fresh passwords
+/// (an existing terminal of an earlier run gets a new one).
+async fn provision_terminals(
+    config: &Config,
+    pool: &deadpool_postgres::Pool,
+    n: usize,
+) -> anyhow::Result<Vec<(String, String)>> {
+    use crate::keys::admin;
+    for s in (0..n).step_by(STORE_SIZE) {
+        let c = pool.get().await?;
+        crate::store::terminals::add_store(&c, &store_id(s), "Bench store").await?;
+    }
+    let existing: std::collections::HashSet<String> = admin::list_terminals(pool)
+        .await?
+        .into_iter()
+        .map(|t| t.terminal_id)
+        .collect();
+    let existing = Arc::new(existing);
+    let config = Arc::new(config.clone());
+    let mut set = JoinSet::new();
+    let sem = Arc::new(tokio::sync::Semaphore::new(8));
+    for i in 0..n {
+        let (config, pool, sem, existing) =
+            (config.clone(), pool.clone(), sem.clone(), existing.clone());
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let id = terminal_id(i);
+            let pw = admin::random_password().to_string();
+            if existing.contains(&id) {
+                admin::reset_password(&config, &pool, &id, Some(pw.clone())).await?;
+            } else {
+                admin::add_terminal(&config, &pool, &id, &store_id(i), Some(pw.clone())).await?;
+            }
+            Ok::<_, anyhow::Error>((i, id, pw))
+        });
+    }
+    let mut out: Vec<Option<(String, String)>> = (0..n).map(|_| None).collect();
+    while let Some(r) = set.join_next().await {
+        let (i, id, pw) = r??;
+        out[i] = Some((id, pw));
+    }
+    Ok(out
+        .into_iter()
+        .map(|x| x.expect("every terminal"))
+        .collect())
+}
+
+/// The ledger's side of provisioning: a level for the cards and a manager
+/// per store (refunds are manager ops). `None` until the ledger has them.
+async fn provision_ledger(
+    _config: &Config,
+    _pool: &deadpool_postgres::Pool,
+    _terminals: usize,
+) -> anyhow::Result<Option<(String, String)>> {
+    let _ = (LEVEL, MANAGER);
+    Ok(None)
+}
+
+/// Registers the missing benchmark cards and tops each up, through the
+/// protocol (`register`, then `topup`), spread over the seats. Returns how
+/// many it registered and how long it took.
+async fn provision_cards(
+    pool: &deadpool_postgres::Pool,
+    seats: &[Arc<Seat>],
+    world: &Arc<World>,
+) -> anyhow::Result<(u64, f64)> {
+    let have = {
+        let c = pool.get().await?;
+        crate::store::bench::count_cards(&c, CARD_PREFIX).await?
+    };
+    if have as usize >= world.cards {
+        return Ok((0, 0.0));
+    }
+    say(format!(
+        "registering {} cards through the protocol (register + topup {START_BALANCE})",
+        world.cards - have as usize
+    ));
+    let t0 = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut set = JoinSet::new();
+    for seat in seats {
+        let (seat, world, next) = (seat.clone(), world.clone(), next.clone());
+        set.spawn(async move {
+            let mut made = 0u64;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= world.cards {
+                    return Ok::<_, anyhow::Error>(made);
+                }
+                if register_card(&seat.client, &seat.session, &world, i).await? {
+                    made += 1;
+                }
+            }
+        });
+    }
+    let mut made = 0;
+    while let Some(r) = set.join_next().await {
+        made += r??;
+    }
+    let s = secs(t0.elapsed());
+    say(format!("{made} cards registered in {s} s"));
+    Ok((made, s))
+}
+
+/// One card: `register` (2012, card in use, means an earlier run made it)
+/// and, when it was new, a `topup`. Returns whether it was new.
+async fn register_card(
+    client: &Client,
+    session: &Session,
+    world: &World,
+    i: usize,
+) -> anyhow::Result<bool> {
+    let card = load::card_no(&world.card_prefix, i);
+    let reg = load::build(
+        "register",
+        None,
+        Some(&format!("{}reg{i}", world.run_tag)),
+        None,
+        &card,
+        &[
+            ("name", "Bench"),
+            ("phone", "13800000000"),
+            ("level", LEVEL),
+        ],
+    )?;
+    let out = client.txn(session, &reg).await?;
+    match out.errno {
+        Errno::Ok => {}
+        Errno::CardInUse => return Ok(false),
+        e => bail!(
+            "register {card}: errno {} ({}){}",
+            e.code(),
+            e.message(),
+            if e == Errno::Internal {
+                " — is the ledger in this build?"
+            } else {
+                ""
+            }
+        ),
+    }
+    let top = load::build(
+        "topup",
+        Some(START_BALANCE),
+        Some(&format!("{}top{i}", world.run_tag)),
+        None,
+        &card,
+        &[],
+    )?;
+    let out = client.txn(session, &top).await?;
+    if out.errno != Errno::Ok {
+        bail!("topup {card}: errno {}", out.errno.code());
+    }
+    Ok(true)
+}
+
+/// A tag that makes order numbers unique across runs on one database.
+fn run_tag() -> String {
+    let ms = chrono::Utc::now().timestamp_millis();
+    format!("b{ms:x}")
+}
+
+/// A libpq key=value string for `pg` (Unix socket or TCP host).
+fn libpq_string(pg: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let mut parts = Vec::new();
+    if let Some(h) = pg.get_hosts().first() {
+        parts.push(format!(
+            "host={}",
+            match h {
+                Host::Tcp(n) => n.clone(),
+                Host::Unix(p) => p.display().to_string(),
+            }
+        ));
+    }
+    if let Some(p) = pg.get_ports().first() {
+        parts.push(format!("port={p}"));
+    }
+    if let Some(u) = pg.get_user() {
+        parts.push(format!("user={u}"));
+    }
+    if let Some(d) = pg.get_dbname() {
+        parts.push(format!("dbname={d}"));
+    }
+    parts.join(" ")
+}
+
+/// CPUs and the load average before the benchmark: the machine is shared,
+/// and the figures mean little without this.
+fn machine_facts() -> serde_json::Value {
+    let loadavg = std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    serde_json::json!({
+        "cpus": pgbench::num_cpus(),
+        "loadavg_before": loadavg,
+    })
+}
+
+/// Parses `--mix debit,mixed`.
+pub fn parse_runs(s: &str) -> anyhow::Result<Vec<Mix>> {
+    s.split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse::<Mix>().map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .context("--mix")
+}

@@ -1,0 +1,45 @@
+//! A few seconds of `cardswitch bench` through its real code path (a child
+//! daemon from the built binary, real HTTP, pgbench on the test cluster),
+//! with tiny numbers. It asserts only that the run completes without an
+//! error and ends with the `ratio=` line: never a timing.
+
+use std::time::Duration;
+
+use cardswitch::bench::{self, load::Mix, BenchOptions};
+
+use crate::harness::{temp_dir, Fixture};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_smoke_completes_and_prints_a_ratio() {
+    let fx = Fixture::new().await;
+    // Until the ledger's register lands, the one card is made by SQL and
+    // the load only queries it.
+    fx.card(&bench::load::card_no("BC", 0), "100.00").await;
+    let opts = BenchOptions {
+        terminals: 2,
+        cards: 1,
+        clients: 2,
+        duration: Duration::from_secs(2),
+        runs: vec![Mix::Query],
+        pgbench_scale: 1,
+        daemon_exe: Some(env!("CARGO_BIN_EXE_cardswitch").into()),
+        idle_connections: 20,
+        work_dir: temp_dir("cs-bench-"),
+        ..BenchOptions::default()
+    };
+    let report = bench::run(&fx.config, &opts).await.expect("bench runs");
+    let text = report.render();
+    assert_eq!(report.error_count(), 0, "{text}");
+    assert!(report.runs.iter().all(|r| r.ok > 0), "{text}");
+    assert_eq!(report.login.failed, 0);
+    assert!(
+        report.pgbench.as_ref().is_some_and(|p| p.tps > 0.0),
+        "{text}"
+    );
+    assert_eq!(report.idle.as_ref().map(|i| i.opened), Some(20), "{text}");
+    let last = text.lines().last().unwrap();
+    assert!(last.starts_with("ratio=") && last != "ratio=n/a", "{text}");
+    let json = &text[..text.rfind("ratio=").unwrap()];
+    let v: serde_json::Value = serde_json::from_str(json).expect("the summary is JSON");
+    assert!(v["runs"][0]["latency_ms"]["p99"].is_number());
+}
