@@ -42,6 +42,11 @@ pub struct Session {
     pub terminal: String,
     pub not_after: i64,
     pub keys: SessionKeys,
+    /// The terminal's store, and whether the terminal was active when the
+    /// session was read (disabling a terminal revokes its sessions and
+    /// notifies every instance, which drops them from the cache).
+    pub store_id: String,
+    pub terminal_active: bool,
     /// The listener generation the entry was cached under.
     generation: u64,
 }
@@ -197,6 +202,8 @@ impl Keyring {
             terminal: live.terminal_id,
             not_after: live.not_after,
             keys: SessionKeys::derive(&k_sid),
+            store_id: live.store_id,
+            terminal_active: live.terminal_active,
             generation,
         });
         if generation != 0 {

@@ -50,60 +50,32 @@ pub async fn txn(state: &AppState, peer: SocketAddr, headers: &HeaderMap, body: 
     if let Err(a) = proto::throttle_terminal(state, &refusal, &req.terminal).await {
         return a;
     }
-    let terminal = match state.pool.get().await {
-        Err(e) => {
-            return refusal
-                .answer(
-                    state,
-                    crate::error::Error::from(e).errno(),
-                    "database",
-                    None,
-                )
-                .await
-        }
-        Ok(c) => match terminals::get(&c, &req.terminal).await {
-            Ok(Some(t)) if t.status == "active" => t,
-            Ok(_) => {
-                return refusal
-                    .answer(
-                        state,
-                        Errno::UnknownTerminal,
-                        "unknown or disabled terminal",
-                        None,
-                    )
-                    .await
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "database");
-                return refusal
-                    .answer(
-                        state,
-                        crate::error::Error::from(e).errno(),
-                        "database",
-                        None,
-                    )
-                    .await;
-            }
-        },
-    };
-    let session = match state.keys.session(&state.pool, &req.sid).await {
-        Ok(Some(s)) if s.terminal == req.terminal => s,
-        Ok(_) => {
-            return refusal
-                .answer(
-                    state,
-                    Errno::KeyUnknown,
-                    "session unknown, expired or revoked",
-                    None,
-                )
-                .await
-        }
+    // The common case first: a live session of this very terminal, with the
+    // terminal active, answers both checks at once — from the session cache
+    // (no query at all) or from one query that reads the terminal with the
+    // session. Sessions of a disabled terminal are revoked in the same
+    // transaction that disables it, and every instance is notified, so a
+    // cached entry never outlives its terminal's status. Anything else takes
+    // the checks one by one, in protocol.md §4's order (1002 before 1004).
+    let fast = match state.keys.session(&state.pool, &req.sid).await {
+        Ok(Some(s)) if s.terminal == req.terminal && s.terminal_active => Some(s),
+        Ok(_) => None,
         Err(e) => {
             tracing::error!(error = %e, "session lookup");
             return refusal
                 .answer(state, e.errno(), "session lookup", None)
                 .await;
         }
+    };
+    let (session, store_id) = match fast {
+        Some(s) => {
+            let store = s.store_id.clone();
+            (s, store)
+        }
+        None => match checked_one_by_one(state, &refusal, &req).await {
+            Ok(x) => x,
+            Err(a) => return a,
+        },
     };
     // From here on every answer carries the answer MAC.
     let correct = hmac_sha256(
@@ -161,7 +133,7 @@ pub async fn txn(state: &AppState, peer: SocketAddr, headers: &HeaderMap, body: 
     };
     let ctx = txn::TxnContext {
         terminal: req.terminal.clone(),
-        store_id: terminal.store_id,
+        store_id,
         ts: req.ts as i64,
         now: chrono::Utc::now(),
     };
@@ -196,6 +168,67 @@ pub async fn txn(state: &AppState, peer: SocketAddr, headers: &HeaderMap, body: 
             refusal
                 .answer(state, errno, inner.op.as_str(), Some(&mac))
                 .await
+        }
+    }
+}
+
+/// The terminal check (1002), then the session check (1004), each on its own.
+async fn checked_one_by_one(
+    state: &AppState,
+    refusal: &Refusal<'_>,
+    req: &TxnRequest,
+) -> Result<(std::sync::Arc<crate::keys::ring::Session>, String), Answer> {
+    let terminal = match state.pool.get().await {
+        Err(e) => {
+            return Err(refusal
+                .answer(
+                    state,
+                    crate::error::Error::from(e).errno(),
+                    "database",
+                    None,
+                )
+                .await)
+        }
+        Ok(c) => match terminals::get(&c, &req.terminal).await {
+            Ok(Some(t)) if t.status == "active" => t,
+            Ok(_) => {
+                return Err(refusal
+                    .answer(
+                        state,
+                        Errno::UnknownTerminal,
+                        "unknown or disabled terminal",
+                        None,
+                    )
+                    .await)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "database");
+                return Err(refusal
+                    .answer(
+                        state,
+                        crate::error::Error::from(e).errno(),
+                        "database",
+                        None,
+                    )
+                    .await);
+            }
+        },
+    };
+    match state.keys.session(&state.pool, &req.sid).await {
+        Ok(Some(s)) if s.terminal == req.terminal => Ok((s, terminal.store_id)),
+        Ok(_) => Err(refusal
+            .answer(
+                state,
+                Errno::KeyUnknown,
+                "session unknown, expired or revoked",
+                None,
+            )
+            .await),
+        Err(e) => {
+            tracing::error!(error = %e, "session lookup");
+            Err(refusal
+                .answer(state, e.errno(), "session lookup", None)
+                .await)
         }
     }
 }

@@ -364,6 +364,10 @@ pub struct LiveSession {
     pub not_after: i64,
     pub sealed_k_day: Vec<u8>,
     pub master_key_id: String,
+    /// The terminal's store and whether it is active, read in the same
+    /// query so a txn needs no second one for its terminal.
+    pub store_id: String,
+    pub terminal_active: bool,
 }
 
 pub async fn live_session<C: GenericClient>(
@@ -371,21 +375,27 @@ pub async fn live_session<C: GenericClient>(
     sid: &str,
     now_ms: i64,
 ) -> PgResult<Option<LiveSession>> {
-    Ok(c.query_opt(
-        "SELECT s.terminal_id, s.key_id, s.not_after, d.sealed_k_day, d.master_key_id
+    let st = c
+        .prepare_cached(
+            "SELECT s.terminal_id, s.key_id, s.not_after, d.sealed_k_day, d.master_key_id,
+                    t.store_id, t.status = 'active'
                FROM sessions s JOIN day_keys d USING (key_id)
+               JOIN terminals t ON t.terminal_id = s.terminal_id
               WHERE s.sid = $1 AND s.revoked_at IS NULL AND s.not_after > $2
                 AND d.status = 'active' AND d.not_after > $2 AND d.sealed_k_day IS NOT NULL",
-        &[&sid, &now_ms],
-    )
-    .await?
-    .map(|r| LiveSession {
-        terminal_id: r.get(0),
-        key_id: r.get(1),
-        not_after: r.get(2),
-        sealed_k_day: r.get(3),
-        master_key_id: r.get(4),
-    }))
+        )
+        .await?;
+    Ok(c.query_opt(&st, &[&sid, &now_ms])
+        .await?
+        .map(|r| LiveSession {
+            terminal_id: r.get(0),
+            key_id: r.get(1),
+            not_after: r.get(2),
+            sealed_k_day: r.get(3),
+            master_key_id: r.get(4),
+            store_id: r.get(5),
+            terminal_active: r.get(6),
+        }))
 }
 
 /// Per terminal: its newest active day key and its open sessions.
