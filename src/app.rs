@@ -36,7 +36,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// Hourly housekeeping: once-only partitions made ahead and old ones dropped.
+/// Hourly housekeeping: once-only partitions made ahead and old ones dropped;
+/// postings partitions made months ahead.
 async fn upkeep(pool: deadpool_postgres::Pool, ts_window: std::time::Duration) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
@@ -45,6 +46,9 @@ async fn upkeep(pool: deadpool_postgres::Pool, ts_window: std::time::Duration) {
             let mut client = pool.get().await.map_err(|e| e.to_string())?;
             let now = chrono::Utc::now();
             store::seen_ts::ensure_partitions(&mut client, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            store::postings::ensure_partitions(&mut client, now)
                 .await
                 .map_err(|e| e.to_string())?;
             store::seen_ts::drop_expired(&mut client, now, ts_window)

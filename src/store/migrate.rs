@@ -4,7 +4,7 @@
 
 use tokio_postgres::Client;
 
-/// (version, name, SQL). Versions are dense and never reused.
+/// (version, name, SQL). Versions increase and are never reused.
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (
         1,
@@ -16,6 +16,8 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "seen_ts_secrets",
         include_str!("migrations/0002_seen_ts_secrets.sql"),
     ),
+    // Version 3 is the protocol's (keys, sessions); the ledger is 4.
+    (4, "ledger", include_str!("migrations/0004_ledger.sql")),
 ];
 
 /// An arbitrary constant naming our advisory lock.

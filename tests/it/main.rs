@@ -2,3 +2,5 @@
 
 mod foundation;
 mod harness;
+mod ledger;
+mod ledger_support;
