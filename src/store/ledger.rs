@@ -123,7 +123,7 @@ const PRIOR_SQL: &str =
 const LOAD_SQL: &str = "
 WITH lv AS (
     SELECT card_no, lot_id, points_left, expires_at FROM lots
-     WHERE card_no = ANY ($1::text[]) AND points_left > 0
+     WHERE card_no = ANY ($1::text[]) AND (points_left > 0 OR lot_id = ANY ($8::bigint[]))
 )
 SELECT (SELECT coalesce(json_agg(json_build_object('card_no', card_no, 'id', lot_id,
                'left', points_left, 'exp', floor(extract(epoch FROM expires_at) * 1000)::bigint)),
@@ -552,6 +552,14 @@ pub async fn execute(
     let locked_nos: Vec<String> = rows.keys().cloned().collect();
     let wants_lots = matches!(req.op, OpKind::Debit | OpKind::Points | OpKind::Replace);
     let hist_card = (req.op == OpKind::History).then_some(req.attr1.as_str());
+    // A reverse needs the very lots its original created and took, spent
+    // or not.
+    let named_lots: Vec<i64> = original
+        .iter()
+        .flat_map(|o| &o.effects)
+        .flat_map(|e| e.lots_created.iter().chain(&e.lots_taken))
+        .map(|t| t.lot_id)
+        .collect();
     let stmt = tx.prepare_cached(LOAD_SQL).await?;
     let l = tx
         .query_one(
@@ -564,6 +572,7 @@ pub async fn execute(
                 &(posting || req.op == OpKind::Query),
                 &hist_card,
                 &i64::from(req.limit),
+                &named_lots,
             ],
         )
         .await?;

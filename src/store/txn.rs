@@ -43,10 +43,19 @@ pub async fn run(pool: &Pool, env: &TxnEnv, ctx: &TxnContext, form: &InnerForm) 
                 tracing::warn!(error = %e, attempt, "txn retried");
                 continue;
             }
+            Err(Error::Internal(m)) if m == STALE => {
+                if attempt < 4 {
+                    continue;
+                }
+                return Err(Errno::Unavailable.into());
+            }
             other => return other,
         }
     }
 }
+
+/// The marker of a pooled connection found closed before BEGIN.
+const STALE: &str = "stale pooled connection";
 
 fn is_retryable(e: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::SqlState;
@@ -58,7 +67,13 @@ fn is_retryable(e: &tokio_postgres::Error) -> bool {
 
 async fn run_once(pool: &Pool, env: &TxnEnv, ctx: &TxnContext, form: &InnerForm) -> Result<Rows> {
     let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
+    let tx = match client.transaction().await {
+        Ok(tx) => tx,
+        // A pooled connection the server closed (a terminated backend, a
+        // restart): nothing was sent, so a fresh one may be tried.
+        Err(e) if e.is_closed() => return Err(Error::Internal(STALE.into())),
+        Err(e) => return Err(e.into()),
+    };
     match dispatch(&tx, env, ctx, form).await {
         Ok(rows) => {
             tx.commit().await?;

@@ -3,4 +3,5 @@
 mod foundation;
 mod harness;
 mod ledger;
+mod ledger_stress;
 mod ledger_support;
