@@ -20,8 +20,9 @@ pub fn op_kind(op: Op) -> OpKind {
 
 /// A txn request, every value typed. `InnerForm::parse` checked the grammars
 /// and presence rules, so the only refusals left here are for values the
-/// form's grammar admits but the ledger cannot hold (1001).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// form's grammar admits but the ledger cannot hold (1001). Its `Debug`
+/// never shows the PINs.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Request {
     pub op: OpKind,
     pub order_no: Option<String>,
@@ -49,6 +50,25 @@ pub struct Request {
     /// `register`.
     pub member: Option<NewMember>,
     pub level: Option<String>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hide = |p: &Option<String>| p.as_ref().map(|_| "<hidden>");
+        f.debug_struct("Request")
+            .field("op", &self.op)
+            .field("order_no", &self.order_no)
+            .field("operator", &self.operator)
+            .field("attr1", &self.attr1)
+            .field("amount", &self.amount)
+            .field("pin", &hide(&self.pin))
+            .field("mpin", &hide(&self.mpin))
+            .field("tender", &self.tender)
+            .field("orig_terminal", &self.orig_terminal)
+            .field("to", &self.to)
+            .field("new_card", &self.new_card)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Request {
@@ -305,6 +325,8 @@ mod tests {
         assert_eq!(r.limit, 7);
         let r = Request::from_form(&form("op=history&attr1=CARD5")).unwrap();
         assert_eq!(r.limit, DEFAULT_HISTORY_LIMIT);
+        let r = Request::from_form(&form("op=query&attr1=CARD5&attr2=pin%3D987654")).unwrap();
+        assert!(!format!("{r:?}").contains("987654"));
     }
 
     #[test]

@@ -233,8 +233,10 @@ WITH d AS (
            status = CASE WHEN $5::bool THEN 'locked' ELSE status END
      WHERE card_no = $3::text RETURNING 1
 ), o AS (
-    UPDATE operators SET pin_fail_count = pin_fail_count + 1,
-           status = CASE WHEN pin_fail_count + 1 >= $8::integer THEN 'disabled' ELSE status END
+    UPDATE operators
+       SET pin_fail_count = CASE WHEN $9::bool THEN 0 ELSE pin_fail_count + 1 END,
+           status = CASE WHEN NOT $9::bool AND pin_fail_count + 1 >= $8::integer
+                         THEN 'disabled' ELSE status END
      WHERE store_id = $6::text AND operator_id = $7::text RETURNING 1
 )
 SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM c) + (SELECT count(*) FROM o)";
@@ -1004,9 +1006,12 @@ fn history_rows(v: Value) -> Result<Vec<Row>> {
     hs.sort_by_key(|h| std::cmp::Reverse((h.posted_at, h.posting_id)));
     hs.into_iter()
         .map(|h| {
-            Ok(Row::new()
-                .with("order_no", h.order_no.unwrap_or_default())
-                .with("op", h.op)
+            let mut r = Row::new();
+            // The store's own expiry postings have no order number.
+            if let Some(o) = h.order_no {
+                r.push("order_no", o);
+            }
+            Ok(r.with("op", h.op)
                 .with("txn_id", h.txn_id.to_string())
                 .with("card", h.card_no)
                 .with("amount", money_text(money(&h.amount)?))
@@ -1052,11 +1057,16 @@ fn check_operator(
             }
             _ => false,
         };
+        let who = (
+            ctx.store_id.clone(),
+            req.operator.clone().unwrap_or_default(),
+        );
         if !mpin_ok {
-            refuse.operator = Some((
-                ctx.store_id.clone(),
-                req.operator.clone().unwrap_or_default(),
-            ));
+            refuse.operator = Some((who.0, who.1, false));
+        } else if o.pin_fail_count > 0 {
+            // A right PIN ends the run of wrong ones even if the op is then
+            // refused for another reason.
+            refuse.operator = Some((who.0, who.1, true));
         }
     }
     authorize(req.op, role, mpin_ok)
@@ -1068,7 +1078,8 @@ fn check_operator(
 #[derive(Default)]
 struct RefusalWrites {
     order_no: Option<String>,
-    operator: Option<(String, String)>,
+    /// `(store, operator, reset)`: count a wrong PIN, or reset the count.
+    operator: Option<(String, String, bool)>,
     card: Option<(String, u32, bool)>,
 }
 
@@ -1092,9 +1103,9 @@ impl RefusalWrites {
                 Some((c, n, l)) => (Some(c.as_str()), Some(*n as i32), *l),
                 None => (None, None, false),
             };
-            let (store, op) = match &self.operator {
-                Some((s, o)) => (Some(s.as_str()), Some(o.as_str())),
-                None => (None, None),
+            let (store, op, reset) = match &self.operator {
+                Some((s, o, r)) => (Some(s.as_str()), Some(o.as_str()), *r),
+                None => (None, None, false),
             };
             tx.query_one(
                 &stmt,
@@ -1107,6 +1118,7 @@ impl RefusalWrites {
                     &store,
                     &op,
                     &(PIN_TRIES as i32),
+                    &reset,
                 ],
             )
             .await?;

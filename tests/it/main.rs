@@ -3,5 +3,6 @@
 mod foundation;
 mod harness;
 mod ledger;
+mod ledger_cli;
 mod ledger_stress;
 mod ledger_support;
