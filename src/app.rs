@@ -19,6 +19,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    store::ledger::ledger_config(&config.ledger)
+        .map_err(|e| anyhow::anyhow!("invalid [ledger] configuration: {e}"))?;
     let db = store::open(&config).await?;
     let state = Arc::new(AppState::new(config.clone(), db.pool.clone()));
     tracing::info!(

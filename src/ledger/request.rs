@@ -208,6 +208,11 @@ pub fn posting_row(plan: &Plan, row: &AnswerRow, rc: &RowContext<'_>) -> Row {
         OpKind::Replace => rc.req.attr1.clone(),
         _ => a.card.clone(),
     };
+    // proto-spec §11.1: for a refund or a transfer `charged` is the amount moved.
+    let charged = match plan.op {
+        OpKind::Refund | OpKind::Transfer => a.amount,
+        _ => a.charged,
+    };
     let mut r = Row::new()
         .with("order_no", &a.order_no)
         .with("op", a.op.as_str())
@@ -215,7 +220,7 @@ pub fn posting_row(plan: &Plan, row: &AnswerRow, rc: &RowContext<'_>) -> Row {
         .with("card", card)
         .with("amount", money_text(a.amount))
         .with("discount", money_text(a.discount))
-        .with("charged", money_text(a.charged))
+        .with("charged", money_text(charged))
         .with("points_delta", a.points_delta.to_string())
         .with("balance", money_text(a.balance))
         .with("points", a.points.to_string())

@@ -59,9 +59,12 @@ pub fn ledger_config(s: &crate::config::LedgerSettings) -> Result<LedgerConfig> 
         .iter()
         .map(|r| {
             Ok(BonusRule {
-                min_topup: Money::new(r.min_topup)
-                    .map_err(|_| Error::internal("bad bonus rule min_topup"))?,
-                bonus: Money::new(r.bonus).map_err(|_| Error::internal("bad bonus rule bonus"))?,
+                min_topup: Money::new(r.min_topup).map_err(|_| {
+                    Error::internal("bonus rule min_topup must be an amount >= 0 in cents")
+                })?,
+                bonus: Money::new(r.bonus).map_err(|_| {
+                    Error::internal("bonus rule bonus must be an amount >= 0 in cents")
+                })?,
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -426,6 +426,7 @@ async fn refunds_in_parts() {
     assert_eq!(r.get("balance"), Some("155.00"));
     assert_eq!(r.get("points_delta"), Some("-100"));
     assert_eq!(r.get("cash_refund"), Some("0.00"));
+    assert_eq!(r.get("charged"), Some("50.00"));
     l.refused(&req("refund", "D1").amount("45.01").order("F2").mgr(), 2008)
         .await;
     let r = l
@@ -500,6 +501,7 @@ async fn transfer_between_cards() {
     assert_eq!(r.get("balance"), Some("70.00"));
     assert_eq!(r.get("to_card"), Some("CARDB001"));
     assert_eq!(r.get("to_balance"), Some("30.00"));
+    assert_eq!(r.get("charged"), Some("30.00"));
     assert_eq!(l.card_row("CARDB001").await.0, d("30"));
     let t = |amount: &str, to: &str, pin: &str| {
         req("transfer", "CARDA001")
