@@ -321,6 +321,13 @@ struct HistoryRow {
     terminal_id: String,
 }
 
+/// A value `InnerForm::parse` guarantees. Missing after the claim, it is a
+/// bug: 3003 and everything rolled back (a refusal here would commit the
+/// claim without its answer).
+fn need<T>(v: Option<T>) -> Result<T> {
+    v.ok_or_else(|| Error::internal("a checked request field is missing"))
+}
+
 fn dec(s: &str) -> Result<Decimal> {
     Decimal::from_str(s).map_err(|e| Error::internal(format!("stored number {s:?}: {e}")))
 }
@@ -471,7 +478,16 @@ pub async fn execute(
     ctx: &TxnContext,
     form: &InnerForm,
 ) -> Result<Rows> {
-    let req = Request::from_form(form)?;
+    let req = match Request::from_form(form) {
+        Ok(r) => r,
+        Err(e) => {
+            // Refused before any work: the ts is used up all the same.
+            if !crate::store::seen_ts::record(tx, &ctx.terminal, ctx.ts).await? {
+                return Err(Errno::TsUsed.into());
+            }
+            return Err(e.into());
+        }
+    };
     let now = crate::ledger::lots::truncate_ms(ctx.now);
     let posting = req.op.is_posting();
     let digest = form.digest().to_vec();
@@ -601,6 +617,20 @@ pub async fn execute(
         v.sort_by_key(|l| l.id);
     }
 
+    // Hook for row MACs (issue 5): a card whose points disagree with its
+    // lots was changed outside the ledger. 3001, nothing changed.
+    for (no, row) in &rows {
+        let in_lots: i64 = lots
+            .get(no)
+            .map_or(0, |v| v.iter().map(|l| l.points_left).sum());
+        if in_lots != row.points {
+            return Err(Error::Tampered(format!(
+                "card {no}: points {} but its lots hold {in_lots}",
+                row.points
+            )));
+        }
+    }
+
     // Points expired since the card was last used: posted first, so the
     // decision and the answer see live points only.
     let mut states: BTreeMap<String, CardState> = BTreeMap::new();
@@ -626,7 +656,6 @@ pub async fn execute(
 
     let cfg = ledger_config(&env.config.ledger)?;
     let card = |no: &str| states.get(no).ok_or(Errno::CardNotFound);
-    let card_row = |no: &str| rows.get(no).ok_or(Errno::CardNotFound);
     let order_no = req.order_no.clone().unwrap_or_default();
     let pin_of = |no: &str| -> Result<Pin> {
         match rows.get(no) {
@@ -645,7 +674,7 @@ pub async fn execute(
             Ok(r) => r,
             Err(rf) => return refuse.refusal(tx, ctx, rf).await,
         };
-        let cr = card_row(&req.attr1)?;
+        let cr = need(rows.get(&req.attr1))?;
         let rows_out = match req.op {
             OpKind::Query => vec![Row::new()
                 .with("card", &st.card_no)
@@ -700,7 +729,7 @@ pub async fn execute(
                     &RegisterReq {
                         order_no: order_no.clone(),
                         card_no: req.attr1.clone(),
-                        member: req.member.clone().ok_or(Errno::Malformed)?,
+                        member: need(req.member.clone())?,
                         level: req.level.clone().unwrap_or_default(),
                         pin_set: req.pin.is_some(),
                     },
@@ -708,7 +737,7 @@ pub async fn execute(
             }
         }
         OpKind::Reverse | OpKind::Refund => {
-            let o = original.as_ref().ok_or(Errno::OriginalNotFound)?;
+            let o = need(original.as_ref())?;
             let with_lots: Vec<(&CardState, &[Lot])> = o
                 .effects
                 .iter()
@@ -757,7 +786,7 @@ pub async fn execute(
                         st,
                         &DebitReq {
                             order_no: order_no.clone(),
-                            sale: req.amount.ok_or(Errno::Malformed)?,
+                            sale: need(req.amount)?,
                             tender: req.tender,
                             pin,
                         },
@@ -768,7 +797,7 @@ pub async fn execute(
                         st,
                         &TopupReq {
                             order_no: order_no.clone(),
-                            amount: req.amount.ok_or(Errno::Malformed)?,
+                            amount: need(req.amount)?,
                         },
                     ),
                     OpKind::Points => decide_points(
@@ -777,7 +806,7 @@ pub async fn execute(
                         card_lots,
                         &PointsReq {
                             order_no: order_no.clone(),
-                            delta: req.delta.ok_or(Errno::Malformed)?,
+                            delta: need(req.delta)?,
                             reason: req.reason.clone().unwrap_or_default(),
                         },
                         now,
@@ -787,14 +816,14 @@ pub async fn execute(
                         card_lots,
                         &RedeemReq {
                             order_no: order_no.clone(),
-                            cost: req.cost.ok_or(Errno::Malformed)?,
+                            cost: need(req.cost)?,
                             gift: req.gift.clone().unwrap_or_default(),
                             pin,
                         },
                         now,
                     ),
                     OpKind::Transfer => {
-                        let to_no = req.to.clone().ok_or(Errno::Malformed)?;
+                        let to_no = need(req.to.clone())?;
                         if to_no == req.attr1 {
                             Err(Errno::Malformed.into())
                         } else {
@@ -805,7 +834,7 @@ pub async fn execute(
                                     to,
                                     &TransferReq {
                                         order_no: order_no.clone(),
-                                        amount: req.amount.ok_or(Errno::Malformed)?,
+                                        amount: need(req.amount)?,
                                         pin,
                                     },
                                 ),
@@ -822,7 +851,7 @@ pub async fn execute(
                         decide_status(st, sop, &order_no)
                     }
                     OpKind::Replace => {
-                        let new_no = req.new_card.clone().ok_or(Errno::Malformed)?;
+                        let new_no = need(req.new_card.clone())?;
                         let placeholder = new_exists.then(|| placeholder(&new_no, st));
                         decide_replace(
                             st,
@@ -878,13 +907,13 @@ pub async fn execute(
         let (hash, salt) = match &nc.pin {
             PinSource::None => (None, None),
             PinSource::FromRequest => {
-                let pin = req.pin.as_deref().ok_or(Errno::Malformed)?;
+                let pin = need(req.pin.as_deref())?;
                 let salt = random_salt();
                 let h = keyed_hash(&env.hash_key, DOMAIN_CARD_PIN, &salt, pin.as_bytes());
                 (Some(hex::encode(h)), Some(hex::encode(salt)))
             }
             PinSource::CopyFrom(old) => {
-                let r = card_row(old)?;
+                let r = need(rows.get(old))?;
                 (r.pin_hash.clone(), r.pin_salt.clone())
             }
         };

@@ -820,3 +820,70 @@ async fn history_newest_first() {
     assert_eq!(all.len(), 4);
     l.refused(&req("history", "NOPE0001"), 2001).await;
 }
+
+#[tokio::test]
+async fn operators_belong_to_their_store() {
+    let l = setup().await;
+    l.card("CARD0013", "std", Some("10"), None).await;
+    // m3 is a manager of S2; T1 is a terminal of S1.
+    l.refused(
+        &req("lock", "CARD0013")
+            .order("K1")
+            .by("m3")
+            .a2("mpin", MPIN),
+        2011,
+    )
+    .await;
+    l.refused_from(
+        "T3",
+        &req("lock", "CARD0013")
+            .order("K1")
+            .by("m1")
+            .a2("mpin", MPIN),
+        2011,
+    )
+    .await;
+    l.send_from(
+        "T3",
+        &req("lock", "CARD0013")
+            .order("K1")
+            .by("m3")
+            .a2("mpin", MPIN),
+    )
+    .await
+    .unwrap();
+    assert_eq!(l.card_row("CARD0013").await.2, "locked");
+    // A cashier op needs no operator; a cashier of the store may send it.
+    l.ok(&req("unlock", "CARD0013").order("K2").mgr()).await;
+    l.ok(&req("query", "CARD0013").by("c1")).await;
+    l.ok(&req("query", "CARD0013").by("m1")).await;
+}
+
+#[tokio::test]
+async fn points_out_of_step_with_lots_is_3001() {
+    let l = setup().await;
+    l.card("CARD0014", "std", Some("10"), None).await;
+    l.ok(&req("points", "CARD0014")
+        .order("P1")
+        .a2("delta", "10")
+        .a2("reason", "x"))
+        .await;
+    l.client()
+        .await
+        .execute(
+            "UPDATE cards SET points = 1000 WHERE card_no = 'CARD0014'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let postings = l.count("SELECT count(*) FROM postings").await;
+    l.refused(&req("debit", "CARD0014").amount("1").order("D1"), 3001)
+        .await;
+    assert_eq!(l.count("SELECT count(*) FROM postings").await, postings);
+    assert_eq!(
+        l.count("SELECT count(*) FROM orders WHERE order_no = 'D1'")
+            .await,
+        0
+    );
+    assert_eq!(l.card_row("CARD0014").await.0, d("10"));
+}

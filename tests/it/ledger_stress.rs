@@ -202,7 +202,7 @@ fn record(t: &mut Tally, r: &Req, res: cardswitch::error::Result<cardswitch::pro
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn concurrent_mix_keeps_the_books() {
-    let l = Arc::new(setup().await);
+    let l = Arc::new(setup_with(|c| c.ledger.points_expiry_months = Some(12)).await);
     for i in 0..CARDS {
         let level = if i % 2 == 0 { "std" } else { "gold" };
         l.card(&card(i), level, Some("500"), None).await;
@@ -216,8 +216,30 @@ async fn concurrent_mix_keeps_the_books() {
     for task in 0..TASKS {
         tasks.push(tokio::spawn(worker(l.clone(), task, stop.clone())));
     }
+    // Time passes faster here: a few lots at a time expire under the load,
+    // so the lazy expiry postings race with everything else.
+    let clock = {
+        let l = l.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                l.client()
+                    .await
+                    .execute(
+                        "UPDATE lots SET expires_at = now() - interval '1 second'
+                          WHERE lot_id IN (SELECT lot_id FROM lots WHERE points_left > 0
+                                            ORDER BY random() LIMIT 3)",
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
     tokio::time::sleep(duration()).await;
     stop.store(true, Ordering::Relaxed);
+    clock.await.unwrap();
     let mut posted = 0;
     let mut replays = 0;
     let mut errnos: HashMap<u16, u64> = HashMap::new();
@@ -235,6 +257,11 @@ async fn concurrent_mix_keeps_the_books() {
         (posted + replays) as f64 / secs
     );
     assert!(posted > 100, "the load did run");
+    let expiries = l
+        .count("SELECT count(*) FROM postings WHERE op = 'expire'")
+        .await;
+    eprintln!("load: {expiries} expiry postings");
+    assert!(expiries > 0, "lots expired under the load");
     l.check_books().await;
     let orders = l
         .count("SELECT count(*) FROM orders WHERE answer IS NOT NULL")
