@@ -887,3 +887,32 @@ async fn points_out_of_step_with_lots_is_3001() {
     );
     assert_eq!(l.card_row("CARD0014").await.0, d("10"));
 }
+
+#[tokio::test]
+async fn postings_partitions_and_safety_net() {
+    let l = setup().await;
+    let parts = "SELECT count(*) FROM pg_inherits WHERE inhparent = 'postings'::regclass";
+    assert_eq!(l.count(parts).await, 6, "five months and the DEFAULT");
+    {
+        let mut c = l.client().await;
+        cardswitch::store::postings::ensure_partitions(&mut c, chrono::Utc::now())
+            .await
+            .unwrap();
+    }
+    assert_eq!(l.count(parts).await, 6, "making them again changes nothing");
+    l.card("CARD0015", "std", Some("10"), None).await;
+    assert_eq!(
+        l.count("SELECT count(*) FROM postings_default").await,
+        0,
+        "this month's postings have their partition"
+    );
+    // A posting far past the partitions made ahead still lands.
+    let mut ctx = l.ctx("T1", l.next_ts());
+    ctx.now += chrono::TimeDelta::days(400);
+    let f = req("topup", "CARD0015").amount("1").order("FUTURE").form();
+    cardswitch::store::txn::run(&l.pool, &l.env, &ctx, &f)
+        .await
+        .unwrap();
+    assert_eq!(l.count("SELECT count(*) FROM postings_default").await, 1);
+    l.check_books().await;
+}
