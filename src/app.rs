@@ -21,16 +21,46 @@ pub async fn serve(
     let config = Arc::new(config);
     store::ledger::ledger_config(&config.ledger)
         .map_err(|e| anyhow::anyhow!("invalid [ledger] configuration: {e}"))?;
+    // Keys are an explicit ops step (`cardswitch keys init`): the daemon never
+    // makes them itself, and refuses to start without them.
+    if !crate::keys::admin::keys_exist(&config) {
+        anyhow::bail!(
+            "no keys in {}: run `cardswitch keys init` first (see README, Operations)",
+            config.keys_dir.display()
+        );
+    }
     let db = store::open(&config).await?;
-    let state = Arc::new(AppState::new(config.clone(), db.pool.clone()));
+    let ring = {
+        let client = db
+            .pool
+            .get()
+            .await
+            .context("cannot connect to the database")?;
+        crate::keys::ring::Keyring::load(&config, &client)
+            .await
+            .context("cannot load the keys")?
+    };
+    let ring = Arc::new(ring);
+    let state = Arc::new(AppState::new(config.clone(), db.pool.clone(), ring.clone()));
     tracing::info!(
         addr = %listener.local_addr()?,
         embedded = db.cluster.is_some(),
         "cardswitch serving"
     );
     let upkeep = tokio::spawn(upkeep(db.pool.clone(), config.protocol.ts_window));
+    let listener_task = {
+        let (r1, r2) = (ring.clone(), ring.clone());
+        tokio::spawn(store::keys::listen_forever(
+            db.pg.clone(),
+            move |on| r1.set_listening(on),
+            move |payload| r2.on_notify(payload),
+        ))
+    };
+    let key_task = tokio::spawn(key_upkeep(db.pool.clone(), config.clone(), ring.clone()));
     let served = server::run(listener, state, shutdown).await;
     upkeep.abort();
+    listener_task.abort();
+    key_task.abort();
     let closed = db.close().await;
     served.context("server failed")?;
     closed.context("closing the database failed")?;
@@ -64,6 +94,55 @@ async fn upkeep(pool: deadpool_postgres::Pool, ts_window: std::time::Duration) {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "seen_ts upkeep failed; will retry"),
+        }
+    }
+}
+
+/// Every minute: today's and tomorrow's day keys made ahead (so RSA key
+/// generation stays off the request path and tomorrow's keys exist before
+/// midnight), expired day keys and their sessions destroyed, and a warning
+/// while the signer is within 14 days of its expiry.
+async fn key_upkeep(
+    pool: deadpool_postgres::Pool,
+    config: Arc<Config>,
+    ring: Arc<crate::keys::ring::Keyring>,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    let mut warned_at: Option<std::time::Instant> = None;
+    loop {
+        tick.tick().await;
+        let now = chrono::Utc::now();
+        // A master key rotated by `keys rotate-master` is picked up here even
+        // if its notification was missed.
+        if let Err(e) = ring.reload_master() {
+            tracing::warn!(error = %format!("{e:#}"), "cannot re-read the master key file");
+        }
+        match ring.pregen(&pool, &config, now, 1).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(made = n, "day keys made ahead"),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "day key pregeneration failed"),
+        }
+        match pool.get().await {
+            Ok(c) => {
+                match store::keys::destroy_expired(&c, now.timestamp_millis()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(destroyed = n, "expired day keys destroyed"),
+                    Err(e) => tracing::warn!(error = %e, "destroying expired day keys failed"),
+                }
+                if let Ok(Some(s)) = store::keys::current_signer(&c).await {
+                    let days = (s.not_after - now.timestamp_millis()).div_euclid(86_400_000);
+                    let due = days < crate::keys::admin::SIGNER_WARN_DAYS;
+                    if due && warned_at.map_or(true, |t| t.elapsed().as_secs() >= 3600) {
+                        warned_at = Some(std::time::Instant::now());
+                        tracing::warn!(
+                            signer = %s.signer_id,
+                            days_left = days,
+                            "the signer key expires soon: run `cardswitch keys rotate-signer`"
+                        );
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "key upkeep: no database connection"),
         }
     }
 }

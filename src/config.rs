@@ -98,12 +98,29 @@ pub struct ProtocolConfig {
     /// A request's `ts` may differ from the server clock by at most this.
     #[serde(with = "secs")]
     pub ts_window: Duration,
+    /// Token bucket per source address over hello, login and txn: requests
+    /// per second, and the burst allowed above that rate (1009 beyond).
+    pub addr_rate: u32,
+    pub addr_burst: u32,
+    /// Token bucket per terminal id, same requests.
+    pub terminal_rate: u32,
+    pub terminal_burst: u32,
+    /// Each failed login doubles the delay before the terminal's next login
+    /// is answered (from 50 ms), up to this; a success resets it. A delay,
+    /// never a lockout: the right password still gets in.
+    #[serde(with = "secs")]
+    pub login_delay_max: Duration,
 }
 
 impl Default for ProtocolConfig {
     fn default() -> Self {
         ProtocolConfig {
             ts_window: Duration::from_secs(300),
+            addr_rate: 500,
+            addr_burst: 1000,
+            terminal_rate: 50,
+            terminal_burst: 100,
+            login_delay_max: Duration::from_secs(5),
         }
     }
 }

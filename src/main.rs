@@ -62,6 +62,23 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Key management: master, root, signer, day keys, sessions.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Stores.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
+    /// Terminals.
+    Terminal {
+        #[command(subcommand)]
+        action: TerminalAction,
+    },
+    /// Reference client: handshake (cached for the day), one operation, its rows.
+    Client(ClientArgs),
     /// Manage the operators of a store (cashiers and managers).
     Operator {
         #[command(subcommand)]
@@ -129,6 +146,109 @@ enum LevelAction {
 }
 
 #[derive(Subcommand)]
+enum KeysAction {
+    /// Create the master key file, the root key file and a first signer; refuses to overwrite.
+    Init,
+    /// Print the current root public key (PEM), for provisioning terminals.
+    RootPublic,
+    /// Show roots, signer, master key id, and per terminal its day key and sessions.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// New signer key certified by the root (key file from the keys dir, or --root-key).
+    RotateSigner {
+        /// Root private key file(s) (PEM); default: root-*.pem in the keys dir.
+        #[arg(long = "root-key")]
+        root_key: Vec<PathBuf>,
+    },
+    /// New root key; the old one keeps certifying for keys.root_overlap_days.
+    RotateRoot,
+    /// End a terminal's sessions and day key; make a new day key for today.
+    RotateTerminal { terminal: String },
+    /// End a terminal's sessions and day keys now, on every instance.
+    Revoke { terminal: String },
+    /// New master key: every sealed secret re-sealed in one transaction.
+    RotateMaster,
+    /// Make day keys for today and the next N days.
+    Pregen {
+        #[arg(long, default_value_t = 1)]
+        days: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreAction {
+    /// Add a store.
+    Add {
+        store: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TerminalAction {
+    /// Add a terminal; prints its password once.
+    Add {
+        terminal: String,
+        #[arg(long)]
+        store: String,
+        #[arg(long)]
+        json: bool,
+        /// Read the password from stdin instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List terminals.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a terminal (its requests get 1002; its sessions end).
+    Disable { terminal: String },
+    /// Enable a terminal again.
+    Enable { terminal: String },
+    /// New password (printed once); the terminal's sessions end.
+    ResetPassword {
+        terminal: String,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Args)]
+struct ClientArgs {
+    /// Daemon URL, e.g. http://127.0.0.1:8080
+    #[arg(long)]
+    url: String,
+    #[arg(long)]
+    terminal: String,
+    /// File holding the terminal's password (one line).
+    #[arg(long)]
+    password_file: PathBuf,
+    /// The root public key PEM (`cardswitch keys root-public`).
+    #[arg(long)]
+    root_public: PathBuf,
+    /// Operation: query, member, history, register, debit, topup, ...
+    op: String,
+    #[arg(long)]
+    amount: Option<String>,
+    #[arg(long)]
+    order_no: Option<String>,
+    #[arg(long)]
+    operator: Option<String>,
+    #[arg(long)]
+    attr1: Option<String>,
+    #[arg(long)]
+    attr2: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
 enum DbAction {
     /// Create (on first use) and start the embedded cluster.
     Start,
@@ -193,11 +313,312 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> 
             db.close().await?;
         }
         Command::Db { action } => return db_command(action, &config),
-        Command::Operator { action } => operator_command(action, &config).await?,
-        Command::Level { action } => level_command(action, &config).await?,
         Command::Config {
             action: ConfigAction::Show,
         } => print!("{}", config.to_redacted_toml()),
+        Command::Keys { action } => return keys_command(action, &config).await,
+        Command::Store { action } => {
+            let db = store::open(&config).await?;
+            let r = match action {
+                StoreAction::Add { store, name } => {
+                    cardswitch::keys::admin::add_store(&db.pool, &store, &name).await
+                }
+            };
+            db.close().await?;
+            r?;
+            println!("ok");
+        }
+        Command::Terminal { action } => return terminal_command(action, &config).await,
+        Command::Client(args) => return client_command(args, &config).await,
+        Command::Operator { action } => operator_command(action, &config).await?,
+        Command::Level { action } => level_command(action, &config).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn keys_command(action: KeysAction, config: &Config) -> anyhow::Result<ExitCode> {
+    use cardswitch::keys::admin;
+    if matches!(action, KeysAction::Init) && admin::keys_exist(config) {
+        anyhow::bail!(
+            "{} holds a master key: keys are already initialised (nothing changed)",
+            config.keys_dir.display()
+        );
+    }
+    let db = store::open(config).await?;
+    let pool = &db.pool;
+    let result: anyhow::Result<()> = async {
+        match action {
+            KeysAction::Init => {
+                let r = admin::init(config, pool, None, None).await?;
+                println!(
+                    "master key {} in {}",
+                    r.master_id,
+                    config.keys_dir.display()
+                );
+                println!(
+                    "root key {} in {} (the daemon does not need it: keep it offline)",
+                    r.root_id,
+                    r.root_file.display()
+                );
+                println!("signer {} certified by root {}", r.signer_id, r.root_id);
+            }
+            KeysAction::RootPublic => print!("{}", admin::root_public(pool).await?.to_pem()),
+            KeysAction::Status { json } => {
+                let s = admin::status(config, pool).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&s)?);
+                } else {
+                    print_status(&s);
+                }
+            }
+            KeysAction::RotateSigner { root_key } => {
+                let (id, warnings) = admin::rotate_signer(config, pool, &root_key).await?;
+                for w in warnings {
+                    eprintln!("warning: {w}");
+                }
+                println!("signer {id}: new day keys are signed by it");
+            }
+            KeysAction::RotateRoot => {
+                let (id, file) = admin::rotate_root(config, pool).await?;
+                println!(
+                    "root {id} in {}; the old root keeps certifying for {} days: \
+                     re-provision terminals with `cardswitch keys root-public`",
+                    file.display(),
+                    config.keys.root_overlap_days
+                );
+            }
+            KeysAction::RotateTerminal { terminal } => {
+                let key = admin::rotate_terminal(config, pool, &terminal).await?;
+                println!("terminal {terminal}: sessions ended, new day key {key}");
+            }
+            KeysAction::Revoke { terminal } => {
+                let n = admin::revoke(pool, &terminal).await?;
+                println!("terminal {terminal}: day keys revoked, {n} sessions ended");
+            }
+            KeysAction::RotateMaster => {
+                let (old, new) = admin::rotate_master(config, pool).await?;
+                println!("master key {old} replaced by {new}; every secret re-sealed");
+            }
+            KeysAction::Pregen { days } => {
+                let n = admin::pregen(config, pool, days).await?;
+                println!("{n} day keys made");
+            }
+        }
+        Ok(())
+    }
+    .await;
+    db.close().await?;
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_status(s: &cardswitch::keys::admin::KeyStatus) {
+    println!(
+        "master key: {}",
+        s.master_key_id
+            .as_deref()
+            .unwrap_or("(key file not readable)")
+    );
+    for r in &s.roots {
+        println!(
+            "root {}: {}, {} days old{}{}",
+            r.root_id,
+            if r.current { "current" } else { "overlapping" },
+            r.age_days,
+            r.overlap_until
+                .as_deref()
+                .map(|u| format!(", certifies until {u}"))
+                .unwrap_or_default(),
+            if r.key_file_here {
+                ", key file in keys dir"
+            } else {
+                ""
+            }
+        );
+    }
+    if let Some(sg) = &s.signer {
+        println!(
+            "signer {}: expires {} ({} days), certified by {}",
+            sg.signer_id,
+            sg.not_after,
+            sg.days_left,
+            sg.certified_by.join(", ")
+        );
+    }
+    for t in &s.terminals {
+        println!(
+            "terminal {} ({}): day key {} until {}, {} open sessions",
+            t.terminal,
+            t.status,
+            t.key_id.as_deref().unwrap_or("-"),
+            t.not_after
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map(|d| d.to_rfc3339())
+                .unwrap_or_else(|| "-".into()),
+            t.open_sessions
+        );
+    }
+    for w in &s.warnings {
+        println!("warning: {w}");
+    }
+}
+
+fn read_password_stdin() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+async fn terminal_command(action: TerminalAction, config: &Config) -> anyhow::Result<ExitCode> {
+    use cardswitch::keys::admin;
+    let db = store::open(config).await?;
+    let pool = &db.pool;
+    let result: anyhow::Result<()> = async {
+        match action {
+            TerminalAction::Add {
+                terminal,
+                store,
+                json,
+                password_stdin,
+            } => {
+                let given = if password_stdin {
+                    Some(read_password_stdin()?)
+                } else {
+                    None
+                };
+                let generated = given.is_none();
+                let pw = admin::add_terminal(config, pool, &terminal, &store, given).await?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"terminal": terminal, "store": store,
+                            "password": if generated { Some(pw.as_str()) } else { None }})
+                    );
+                } else if generated {
+                    println!("terminal {terminal} added to store {store}");
+                    println!("password (shown once): {}", pw.as_str());
+                } else {
+                    println!("terminal {terminal} added to store {store}");
+                }
+            }
+            TerminalAction::List { json } => {
+                let list = admin::list_terminals(pool).await?;
+                if json {
+                    let v: Vec<_> = list
+                        .iter()
+                        .map(|t| {
+                            serde_json::json!({"terminal": t.terminal_id, "store": t.store_id,
+                                "status": t.status, "failed_logins": t.failed_logins,
+                                "created_at": t.created_at.to_rfc3339()})
+                        })
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    for t in list {
+                        println!(
+                            "{}\tstore {}\t{}\tfailed logins {}",
+                            t.terminal_id, t.store_id, t.status, t.failed_logins
+                        );
+                    }
+                }
+            }
+            TerminalAction::Disable { terminal } => {
+                admin::set_terminal_status(pool, &terminal, false).await?;
+                println!("terminal {terminal} disabled");
+            }
+            TerminalAction::Enable { terminal } => {
+                admin::set_terminal_status(pool, &terminal, true).await?;
+                println!("terminal {terminal} enabled");
+            }
+            TerminalAction::ResetPassword {
+                terminal,
+                json,
+                password_stdin,
+            } => {
+                let given = if password_stdin {
+                    Some(read_password_stdin()?)
+                } else {
+                    None
+                };
+                let generated = given.is_none();
+                let pw = admin::reset_password(config, pool, &terminal, given).await?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"terminal": terminal,
+                            "password": if generated { Some(pw.as_str()) } else { None }})
+                    );
+                } else if generated {
+                    println!("password (shown once): {}", pw.as_str());
+                } else {
+                    println!("password set");
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    db.close().await?;
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn client_command(a: ClientArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    let password = zeroize::Zeroizing::new(
+        std::fs::read_to_string(&a.password_file)
+            .with_context(|| format!("cannot read {}", a.password_file.display()))?,
+    );
+    let password = zeroize::Zeroizing::new(password.trim_end_matches(['\r', '\n']).to_owned());
+    let pem = std::fs::read_to_string(&a.root_public)
+        .with_context(|| format!("cannot read {}", a.root_public.display()))?;
+    let root = cardswitch::crypto::rsa::RsaPublic::from_pem(&pem)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.root_public.display()))?;
+    let inner = cardswitch::client::inner_form(
+        &a.op,
+        a.amount.as_deref(),
+        a.order_no.as_deref(),
+        a.operator.as_deref(),
+        a.attr1.as_deref(),
+        a.attr2.as_deref(),
+    )?;
+    let req = cardswitch::client::CliRequest {
+        url: a.url,
+        terminal: a.terminal,
+        password,
+        root,
+        inner,
+        data_dir: config.data_dir.clone(),
+    };
+    let out = cardswitch::client::run_cli(&req).await?;
+    let rows: Vec<serde_json::Map<String, serde_json::Value>> = out
+        .rows
+        .0
+        .iter()
+        .map(|r| {
+            r.0.iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect()
+        })
+        .collect();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"errno": out.errno.code(), "errmsg": out.errno.message(), "rows": rows})
+        );
+    } else if out.errno == cardswitch::protocol::Errno::Ok {
+        for (i, r) in out.rows.0.iter().enumerate() {
+            if i > 0 {
+                println!();
+            }
+            for (k, v) in &r.0 {
+                println!("{k}={v}");
+            }
+        }
+    }
+    if out.errno != cardswitch::protocol::Errno::Ok {
+        eprintln!("errno {}: {}", out.errno.code(), out.errno.message());
+        return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)
 }

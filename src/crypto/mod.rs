@@ -10,6 +10,7 @@ pub mod kdf;
 pub mod keyed_hash;
 pub mod mac;
 mod pem;
+pub mod row;
 pub mod rsa;
 pub mod seal;
 pub mod secret;

@@ -1,5 +1,10 @@
-//! Key lifecycle: the master key file, and the secrets sealed under it.
-//! (Root, signer, day and session keys come with the protocol work.)
+//! Key lifecycle: the master key file and the secrets sealed under it
+//! (this file), business days and day keys (`day`), the daemon's keys at run
+//! time (`ring`), and what ops do with them (`admin`).
+
+pub mod admin;
+pub mod day;
+pub mod ring;
 
 use std::path::{Path, PathBuf};
 
@@ -69,7 +74,7 @@ pub fn write_master(keys_dir: &Path, master: &MasterKey) -> anyhow::Result<PathB
 }
 
 /// The associated data binding a sealed secret to its name.
-fn secret_aad(name: &str) -> Vec<u8> {
+pub(crate) fn secret_aad(name: &str) -> Vec<u8> {
     format!("cardswitch v1 sealed secret\n{name}").into_bytes()
 }
 

@@ -1,9 +1,13 @@
 //! The only module that touches sockets: a hyper 1 service on tokio, with
 //! routing, limits, health, metrics and graceful shutdown.
 
+mod handshake;
 pub mod http;
 pub mod metrics;
+mod proto;
 mod routes;
+pub mod throttle;
+mod txn;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,6 +21,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::keys::ring::Keyring;
 use metrics::Metrics;
 
 /// Everything a request handler may use; shared by all connections.
@@ -24,13 +29,25 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub pool: deadpool_postgres::Pool,
     pub metrics: Metrics,
+    pub keys: Arc<Keyring>,
+    pub txn_env: crate::store::txn::TxnEnv,
+    pub addr_buckets: throttle::Buckets,
+    pub terminal_buckets: throttle::Buckets,
     next_request_id: AtomicU64,
     id_prefix: u32,
 }
 
 impl AppState {
-    pub fn new(config: Arc<Config>, pool: deadpool_postgres::Pool) -> AppState {
+    pub fn new(config: Arc<Config>, pool: deadpool_postgres::Pool, keys: Arc<Keyring>) -> AppState {
+        let p = &config.protocol;
         AppState {
+            txn_env: crate::store::txn::TxnEnv {
+                config: config.clone(),
+                hash_key: keys.hash_key.clone(),
+            },
+            addr_buckets: throttle::Buckets::new(p.addr_rate, p.addr_burst),
+            terminal_buckets: throttle::Buckets::new(p.terminal_rate, p.terminal_burst),
+            keys,
             config,
             pool,
             metrics: Metrics::default(),

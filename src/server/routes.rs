@@ -14,7 +14,7 @@ const PROTOCOL_PATHS: [&str; 3] = ["/v1/hello", "/v1/login", "/v1/txn"];
 
 pub async fn route(
     state: &AppState,
-    _peer: SocketAddr,
+    peer: SocketAddr,
     req: Request<hyper::body::Incoming>,
 ) -> Answer {
     let path = req.uri().path();
@@ -26,13 +26,15 @@ pub async fn route(
             if req.method() != Method::POST {
                 return http::method_not_allowed("POST");
             }
-            let server = &state.config.server;
-            match http::read_body(req, server.max_body_bytes, server.body_timeout).await {
-                Err(e) => http::body_error(e),
-                Ok((_parts, _body)) => http::plain(
-                    StatusCode::NOT_IMPLEMENTED,
-                    "protocol handlers are not in this build yet",
-                ),
+            let path = p.to_owned();
+            let (headers, body) = match super::proto::prelude(state, peer, &path, req).await {
+                Ok(x) => x,
+                Err(answer) => return answer,
+            };
+            match path.as_str() {
+                "/v1/hello" => super::handshake::hello(state, peer, body).await,
+                "/v1/login" => super::handshake::login(state, peer, body).await,
+                _ => super::txn::txn(state, peer, &headers, body).await,
             }
         }
         _ => http::plain(StatusCode::NOT_FOUND, "not found"),

@@ -16,7 +16,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "seen_ts_secrets",
         include_str!("migrations/0002_seen_ts_secrets.sql"),
     ),
-    // Version 3 is the protocol's (keys, sessions); the ledger is 4.
+    (3, "keys", include_str!("migrations/0003_keys.sql")),
     (4, "ledger", include_str!("migrations/0004_ledger.sql")),
 ];
 

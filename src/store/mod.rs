@@ -2,13 +2,16 @@
 //! migrations, the embedded cluster of the default setup, and (as the ledger
 //! and protocol land) the queries.
 
+pub mod audit;
 pub mod embedded;
+pub mod keys;
 pub mod ledger;
 pub mod migrate;
 pub mod operators;
 pub mod postings;
 pub mod secrets;
 pub mod seen_ts;
+pub mod terminals;
 pub mod txn;
 
 use std::time::Duration;
@@ -26,6 +29,8 @@ pub struct Database {
     pub cluster: Option<Cluster>,
     /// Whether opening it started the cluster (and so closing it should stop it).
     pub started_cluster: bool,
+    /// Where it is, for connections outside the pool (the key listener).
+    pub pg: tokio_postgres::Config,
 }
 
 /// Where the database is: the URL given, or the embedded cluster (started if
@@ -59,7 +64,7 @@ pub async fn locate(
 /// Opens the database and applies pending migrations.
 pub async fn open(config: &Config) -> anyhow::Result<Database> {
     let (pg, cluster, started_cluster) = locate(config).await?;
-    let pool = make_pool(pg, config.db.pool_size, config.db.connect_timeout)?;
+    let pool = make_pool(pg.clone(), config.db.pool_size, config.db.connect_timeout)?;
     let mut client = pool.get().await.context("cannot connect to the database")?;
     migrate::run(&mut client)
         .await
@@ -75,6 +80,7 @@ pub async fn open(config: &Config) -> anyhow::Result<Database> {
         pool,
         cluster,
         started_cluster,
+        pg,
     })
 }
 

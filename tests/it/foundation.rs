@@ -69,9 +69,29 @@ fn terminate(child: &mut std::process::Child) -> (std::process::ExitStatus, Dura
 }
 
 fn spawn_serve(data_dir: &std::path::Path, port: u16) -> std::process::Child {
+    // The daemon refuses to start without keys: make them first, as run.sh does.
+    let keys = data_dir.with_file_name("keys");
+    if !keys.join("master.key").exists() {
+        let init = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--keys-dir")
+            .arg(&keys)
+            .args(["keys", "init"])
+            .env_remove("CARDSWITCH_DATABASE_URL")
+            .output()
+            .expect("run keys init");
+        assert!(
+            init.status.success(),
+            "{}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+    }
     Command::new(BIN)
         .arg("--data-dir")
         .arg(data_dir)
+        .arg("--keys-dir")
+        .arg(&keys)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env_remove("CARDSWITCH_DATABASE_URL")
         .stdout(std::process::Stdio::null())

@@ -138,7 +138,10 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub async fn start(config: Config) -> Daemon {
+    /// Starts a daemon; a configuration without keys gets test keys first
+    /// (in a temp keys dir: never the crate's `./keys`).
+    pub async fn start(mut config: Config) -> Daemon {
+        ensure_keys(&mut config).await;
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .unwrap();
@@ -239,4 +242,163 @@ pub fn parse_answer(buf: &[u8]) -> std::io::Result<RawAnswer> {
         head,
         body: buf[split + 4..].to_vec(),
     })
+}
+
+// --- keys and provisioning (protocol tests) ---
+
+/// RSA-3072 root and signer keys generated once per test process (PKCS#8
+/// DER), shared by every test database: generation is the slow part.
+fn shared_rsa() -> &'static (Vec<u8>, Vec<u8>) {
+    static KEYS: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let g = || {
+            cardswitch::crypto::rsa::RsaPrivate::generate(3072)
+                .unwrap()
+                .to_pkcs8_der()
+                .expose()
+                .to_vec()
+        };
+        (g(), g())
+    })
+}
+
+/// Runs `keys init` (with the shared RSA keys) for `config` unless its keys
+/// dir already has a master key; a default keys dir is replaced by a temp dir.
+pub async fn ensure_keys(config: &mut Config) {
+    if config.keys_dir == Path::new("./keys") {
+        config.keys_dir = temp_dir("cs-keys-").join("keys");
+    }
+    if cardswitch::keys::admin::keys_exist(config) {
+        return;
+    }
+    let db = cardswitch::store::open(config)
+        .await
+        .expect("open test database");
+    let (root, signer) = shared_rsa();
+    let parse = |d: &[u8]| cardswitch::crypto::rsa::RsaPrivate::from_pkcs8_der(d).unwrap();
+    cardswitch::keys::admin::init(config, &db.pool, Some(parse(root)), Some(parse(signer)))
+        .await
+        .expect("keys init");
+    db.close().await.unwrap();
+}
+
+/// A fresh database with keys, a pool on it, and the root public key.
+pub struct Fixture {
+    pub config: Config,
+    pub db: cardswitch::store::Database,
+    pub root: cardswitch::crypto::rsa::RsaPublic,
+}
+
+impl Fixture {
+    pub async fn new() -> Fixture {
+        let mut config = config_for(&fresh_database().await);
+        ensure_keys(&mut config).await;
+        let db = cardswitch::store::open(&config).await.unwrap();
+        let root = cardswitch::keys::admin::root_public(&db.pool)
+            .await
+            .unwrap();
+        Fixture { config, db, root }
+    }
+
+    pub fn pool(&self) -> &deadpool_postgres::Pool {
+        &self.db.pool
+    }
+
+    pub async fn client(&self) -> deadpool_postgres::Object {
+        self.db.pool.get().await.unwrap()
+    }
+
+    /// Adds the terminal (and its store if new); returns its password.
+    pub async fn terminal(&self, id: &str, store: &str) -> String {
+        let _ = cardswitch::keys::admin::add_store(self.pool(), store, "Test store").await;
+        cardswitch::keys::admin::add_terminal(&self.config, self.pool(), id, store, None)
+            .await
+            .unwrap()
+            .to_string()
+    }
+
+    /// A card without a PIN, by SQL (the ledger's `register` is not needed).
+    pub async fn card(&self, card_no: &str, balance: &str) {
+        let c = self.client().await;
+        c.batch_execute(&format!(
+            "INSERT INTO levels (level, discount, points_rate) VALUES ('std', 1, 1) ON CONFLICT DO NOTHING;
+             WITH m AS (INSERT INTO members (name, phone, level) VALUES ('Test', '13800000000', 'std')
+                        RETURNING member_id)
+             INSERT INTO cards (card_no, member_id, balance) SELECT '{card_no}', member_id, {balance} FROM m;"
+        ))
+        .await
+        .unwrap();
+    }
+
+    /// A digest of everything in the database but the audit trail, the
+    /// once-only values and the failed-login counter, to prove a refusal
+    /// wrote nothing else.
+    pub async fn fingerprint(&self) -> String {
+        let c = self.client().await;
+        let tables: Vec<String> = c
+            .query(
+                "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+                    AND c.relname NOT IN ('audit', 'seen_ts', 'schema_migrations', 'terminals')
+                  ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut out = String::new();
+        for t in tables {
+            let row = c
+                .query_one(
+                    &format!("SELECT count(*)::text || ':' || coalesce(md5(string_agg(x::text, ',' ORDER BY x::text)), '') FROM \"{t}\" x"),
+                    &[],
+                )
+                .await
+                .unwrap();
+            out.push_str(&format!("{t}={};", row.get::<_, String>(0)));
+        }
+        let row = c
+            .query_one(
+                "SELECT coalesce(md5(string_agg(terminal_id || store_id || status || encode(pw_hash, 'hex'), ',' ORDER BY terminal_id)), '') FROM terminals",
+                &[],
+            )
+            .await
+            .unwrap();
+        out.push_str(&format!("terminals={}", row.get::<_, String>(0)));
+        out
+    }
+
+    pub async fn audit_count(&self) -> i64 {
+        self.client()
+            .await
+            .query_one("SELECT count(*) FROM audit", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+}
+
+/// Validates `doc` against `proto-spec/xsd/{xsd}` with xmllint (a missing
+/// xmllint fails the test: CI installs libxml2-utils).
+pub fn assert_valid(xsd: &str, doc: &[u8]) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let path = format!("{}/proto-spec/xsd/{xsd}", env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new("xmllint")
+        .args(["--noout", "--nonet", "--schema", &path, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("xmllint not found: install libxml2-utils");
+    child.stdin.take().unwrap().write_all(doc).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{xsd}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(doc)
+    );
 }

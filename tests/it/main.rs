@@ -6,3 +6,6 @@ mod ledger;
 mod ledger_cli;
 mod ledger_stress;
 mod ledger_support;
+mod protocol;
+mod protocol_keys;
+mod vectors;

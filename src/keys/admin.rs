@@ -1,0 +1,748 @@
+//! What `cardswitch keys …`, `store …` and `terminal …` do: provisioning and
+//! rotation. Each change is one database transaction, audited.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{GenericClient, Pool};
+
+use super::day::{self, random_hex};
+use super::ring::{open_signer, Keyring};
+use crate::config::Config;
+use crate::crypto::keyed_hash::{self, DOMAIN_TERMINAL_PASSWORD};
+use crate::crypto::rsa::{RsaPrivate, RsaPublic};
+use crate::crypto::seal::MasterKey;
+use crate::crypto::Secret32;
+use crate::protocol::canonical;
+use crate::protocol::grammar::{self, base64_encode};
+use crate::store::{audit, keys as sk, secrets, terminals};
+
+/// Days before its expiry from which the signer is reported as due.
+pub const SIGNER_WARN_DAYS: i64 = 14;
+
+fn actor() -> Option<String> {
+    std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .ok()
+}
+
+async fn audit_ops<C: GenericClient>(
+    c: &C,
+    kind: &str,
+    terminal: Option<&str>,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    audit::insert(c, kind, terminal, actor().as_deref(), Some("cli"), &detail).await?;
+    Ok(())
+}
+
+pub fn root_key_path(keys_dir: &Path, root_id: &str) -> PathBuf {
+    keys_dir.join(format!("root-{root_id}.pem"))
+}
+
+/// Writes a private key file with mode 0600; refuses to overwrite.
+pub fn write_private_file(path: &Path, key: &RsaPrivate) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {} (it must not exist)", path.display()))?;
+    f.write_all(key.to_pkcs8_pem().as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+pub fn read_private_file(path: &Path) -> anyhow::Result<RsaPrivate> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
+    );
+    RsaPrivate::from_pkcs8_pem(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+/// Signs the signer statement of protocol.md §3.1 with `root`.
+pub fn certify(
+    root: &RsaPrivate,
+    signer_id: &str,
+    not_after: i64,
+    signer_pub: &RsaPublic,
+) -> Vec<u8> {
+    let st = canonical::signer_statement(
+        signer_id,
+        not_after as u64,
+        &base64_encode(signer_pub.spki_der()),
+    );
+    root.sign_pss_sha256(st.as_bytes())
+}
+
+fn new_signer_row(
+    signer: &RsaPrivate,
+    master: &MasterKey,
+    now: DateTime<Utc>,
+    validity_days: u32,
+) -> sk::SignerRow {
+    let signer_id = format!("s.{}.{}", now.format("%Y%m%d"), random_hex(4));
+    sk::SignerRow {
+        sealed_private: master.seal(&day::signer_aad(&signer_id), signer.to_pkcs8_der().expose()),
+        signer_id,
+        public_der: signer.public().spki_der().to_vec(),
+        master_key_id: master.id().to_owned(),
+        not_after: (now + chrono::TimeDelta::days(i64::from(validity_days))).timestamp_millis(),
+        created_at: now,
+    }
+}
+
+/// What `keys init` made.
+pub struct InitReport {
+    pub master_id: String,
+    pub root_id: String,
+    pub root_file: PathBuf,
+    pub signer_id: String,
+}
+
+/// `keys init`: master key file, root key (RSA-3072) file, first signer
+/// certified by it, hash key. Refuses when any of them exists. `root` and
+/// `signer` may be given (tests share pre-generated keys); else generated.
+pub async fn init(
+    config: &Config,
+    pool: &Pool,
+    root: Option<RsaPrivate>,
+    signer: Option<RsaPrivate>,
+) -> anyhow::Result<InitReport> {
+    let keys_dir = &config.keys_dir;
+    if super::master_key_path(keys_dir).exists() {
+        bail!(
+            "{} exists: keys are already initialised (nothing changed)",
+            super::master_key_path(keys_dir).display()
+        );
+    }
+    let mut client = pool.get().await?;
+    if !sk::roots(&client).await?.is_empty()
+        || sk::current_signer(&client).await?.is_some()
+        || secrets::get(&client, super::HASH_KEY).await?.is_some()
+    {
+        bail!("the database already holds keys: refusing to overwrite them (nothing changed)");
+    }
+    let (root, signer) = match (root, signer) {
+        (Some(r), Some(s)) => (r, s),
+        (r, s) => {
+            tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let r = match r {
+                    Some(r) => r,
+                    None => RsaPrivate::generate(3072).map_err(|e| anyhow!("RSA-3072: {e}"))?,
+                };
+                let s = match s {
+                    Some(s) => s,
+                    None => RsaPrivate::generate(3072).map_err(|e| anyhow!("RSA-3072: {e}"))?,
+                };
+                Ok((r, s))
+            })
+            .await??
+        }
+    };
+    let master = MasterKey::generate();
+    let root_pub = root.public();
+    let root_id = root_pub.short_id();
+    let now = Utc::now();
+    let row = new_signer_row(&signer, &master, now, config.keys.signer_validity_days);
+    let cert = certify(&root, &row.signer_id, row.not_after, &signer.public());
+
+    let root_file = root_key_path(keys_dir, &root_id);
+    super::write_master(keys_dir, &master)?;
+    let written = (|| -> anyhow::Result<()> {
+        write_private_file(&root_file, &root)?;
+        Ok(())
+    })();
+    let committed = match written {
+        Err(e) => Err(e),
+        Ok(()) => async {
+            let tx = client.transaction().await?;
+            sk::insert_root(&tx, &root_id, root_pub.spki_der()).await?;
+            sk::insert_signer(&tx, &row).await?;
+            sk::insert_signer_cert(&tx, &row.signer_id, &root_id, &cert).await?;
+            if !super::create_hash_key(&tx, &master).await? {
+                bail!("the database already has a hash key");
+            }
+            audit_ops(
+                &tx,
+                "keys.init",
+                None,
+                serde_json::json!({"root": root_id, "signer": row.signer_id, "master": master.id()}),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await,
+    };
+    if let Err(e) = committed {
+        let _ = std::fs::remove_file(super::master_key_path(keys_dir));
+        let _ = std::fs::remove_file(&root_file);
+        return Err(e);
+    }
+    Ok(InitReport {
+        master_id: master.id().to_owned(),
+        root_id,
+        root_file,
+        signer_id: row.signer_id,
+    })
+}
+
+/// Whether keys exist at all (the master key file in the keys dir).
+pub fn keys_exist(config: &Config) -> bool {
+    super::master_key_path(&config.keys_dir).exists()
+}
+
+/// The current root's public key.
+pub async fn root_public(pool: &Pool) -> anyhow::Result<RsaPublic> {
+    let client = pool.get().await?;
+    let roots = sk::roots(&client).await?;
+    let cur = roots
+        .iter()
+        .find(|r| r.overlap_until.is_none())
+        .ok_or_else(|| anyhow!("no root key; run `cardswitch keys init`"))?;
+    RsaPublic::from_spki_der(&cur.public_der).map_err(|e| anyhow!("root key: {e}"))
+}
+
+fn valid_roots(roots: &[sk::RootRow], now: DateTime<Utc>) -> Vec<&sk::RootRow> {
+    roots
+        .iter()
+        .filter(|r| r.overlap_until.map_or(true, |u| u > now))
+        .collect()
+}
+
+/// `keys rotate-signer`: a new signer certified by every valid root whose key
+/// file is at hand (`root_files`, or every `root-*.pem` in the keys dir).
+/// Returns the new signer id and warnings.
+pub async fn rotate_signer(
+    config: &Config,
+    pool: &Pool,
+    root_files: &[PathBuf],
+) -> anyhow::Result<(String, Vec<String>)> {
+    let master = super::load_master(&config.keys_dir)?;
+    let mut client = pool.get().await?;
+    let now = Utc::now();
+    let roots = sk::roots(&client).await?;
+    let valid = valid_roots(&roots, now);
+    let files: Vec<PathBuf> = if root_files.is_empty() {
+        valid
+            .iter()
+            .map(|r| root_key_path(&config.keys_dir, &r.root_id))
+            .filter(|p| p.exists())
+            .collect()
+    } else {
+        root_files.to_vec()
+    };
+    let mut keys = Vec::new();
+    for f in &files {
+        let k = read_private_file(f)?;
+        let id = k.public().short_id();
+        let Some(r) = valid.iter().find(|r| r.root_id == id) else {
+            bail!("{} is not a current or overlapping root key", f.display());
+        };
+        if r.public_der != k.public().spki_der() {
+            bail!("{} does not match root {id}", f.display());
+        }
+        keys.push((id, k));
+    }
+    let current = valid
+        .iter()
+        .find(|r| r.overlap_until.is_none())
+        .ok_or_else(|| anyhow!("no current root key"))?;
+    if !keys.iter().any(|(id, _)| *id == current.root_id) {
+        bail!(
+            "the current root key {} is needed: pass --root-key FILE",
+            current.root_id
+        );
+    }
+    let mut warnings = Vec::new();
+    for r in &valid {
+        if !keys.iter().any(|(id, _)| *id == r.root_id) {
+            warnings.push(format!(
+                "root {} (overlapping) does not certify the new signer: terminals pinning it \
+                 get 1004 from hello until re-provisioned",
+                r.root_id
+            ));
+        }
+    }
+    let signer = tokio::task::spawn_blocking(|| RsaPrivate::generate(3072))
+        .await?
+        .map_err(|e| anyhow!("RSA-3072: {e}"))?;
+    let row = new_signer_row(&signer, &master, now, config.keys.signer_validity_days);
+    let tx = client.transaction().await?;
+    sk::insert_signer(&tx, &row).await?;
+    for (id, k) in &keys {
+        let sig = certify(k, &row.signer_id, row.not_after, &signer.public());
+        sk::insert_signer_cert(&tx, &row.signer_id, id, &sig).await?;
+    }
+    audit_ops(
+        &tx,
+        "keys.rotate_signer",
+        None,
+        serde_json::json!({"signer": row.signer_id, "roots": keys.iter().map(|(i, _)| i).collect::<Vec<_>>()}),
+    )
+    .await?;
+    sk::notify(&tx, "flush").await?;
+    tx.commit().await?;
+    Ok((row.signer_id, warnings))
+}
+
+/// `keys rotate-root`: a new root key file; the old root keeps certifying for
+/// `keys.root_overlap_days`. The new root certifies every unexpired signer.
+pub async fn rotate_root(config: &Config, pool: &Pool) -> anyhow::Result<(String, PathBuf)> {
+    let master = super::load_master(&config.keys_dir)?;
+    let mut client = pool.get().await?;
+    let signer_row = sk::current_signer(&client)
+        .await?
+        .ok_or_else(|| anyhow!("no signer key; run `cardswitch keys init`"))?;
+    // Proves the master key file opens the signer before anything changes.
+    open_signer(&signer_row, &master)?;
+    let root = tokio::task::spawn_blocking(|| RsaPrivate::generate(3072))
+        .await?
+        .map_err(|e| anyhow!("RSA-3072: {e}"))?;
+    let root_id = root.public().short_id();
+    let file = root_key_path(&config.keys_dir, &root_id);
+    write_private_file(&file, &root)?;
+    let until = Utc::now() + chrono::TimeDelta::days(i64::from(config.keys.root_overlap_days));
+    let result = async {
+        let tx = client.transaction().await?;
+        sk::retire_current_roots(&tx, until).await?;
+        sk::insert_root(&tx, &root_id, root.public().spki_der()).await?;
+        // Every signer still valid, not only the current one: today's day
+        // keys may have been signed by an older signer.
+        let now_ms = Utc::now().timestamp_millis();
+        for s in sk::signers(&tx).await? {
+            if s.not_after <= now_ms {
+                continue;
+            }
+            let public = RsaPublic::from_spki_der(&s.public_der)
+                .map_err(|e| anyhow!("signer {}: {e}", s.signer_id))?;
+            let sig = certify(&root, &s.signer_id, s.not_after, &public);
+            sk::insert_signer_cert(&tx, &s.signer_id, &root_id, &sig).await?;
+        }
+        audit_ops(
+            &tx,
+            "keys.rotate_root",
+            None,
+            serde_json::json!({"root": root_id, "overlap_until": until.to_rfc3339()}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&file);
+        return Err(e);
+    }
+    Ok((root_id, file))
+}
+
+/// `keys revoke ID`: every day key and session of the terminal ends now, on
+/// every instance (NOTIFY, delivered at commit). Returns sessions ended.
+pub async fn revoke(pool: &Pool, terminal: &str) -> anyhow::Result<u64> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    if terminals::get(&tx, terminal).await?.is_none() {
+        bail!("no terminal {terminal}");
+    }
+    let n = sk::revoke_terminal(&tx, terminal).await?;
+    sk::notify(&tx, &format!("revoke:{terminal}")).await?;
+    audit_ops(
+        &tx,
+        "keys.revoke",
+        Some(terminal),
+        serde_json::json!({"sessions": n}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// `keys rotate-terminal ID`: revoke, then a new day key for today.
+pub async fn rotate_terminal(
+    config: &Config,
+    pool: &Pool,
+    terminal: &str,
+) -> anyhow::Result<String> {
+    let n = revoke(pool, terminal).await?;
+    let ring = {
+        let client = pool.get().await?;
+        Keyring::load(config, &client).await?
+    };
+    let day = day::business_day(Utc::now(), config.business.offset());
+    let row = ring.day_key_for(pool, config, terminal, day).await?;
+    let client = pool.get().await?;
+    audit_ops(
+        &client,
+        "keys.rotate_terminal",
+        Some(terminal),
+        serde_json::json!({"key_id": row.key_id, "sessions_ended": n}),
+    )
+    .await?;
+    Ok(row.key_id)
+}
+
+/// `keys pregen --days N`: day keys for today and the next N days.
+pub async fn pregen(config: &Config, pool: &Pool, days: u32) -> anyhow::Result<usize> {
+    let ring = {
+        let client = pool.get().await?;
+        Keyring::load(config, &client).await?
+    };
+    ring.pregen(pool, config, Utc::now(), days).await
+}
+
+/// `keys rotate-master`: a new master key; every sealed secret re-sealed in
+/// one transaction; the key file replaced atomically (written beside, synced,
+/// renamed over the old one only once the database has committed).
+pub async fn rotate_master(config: &Config, pool: &Pool) -> anyhow::Result<(String, String)> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let keys_dir = &config.keys_dir;
+    let old = super::load_master(keys_dir)?;
+    let new = MasterKey::generate();
+    let path = super::master_key_path(keys_dir);
+    let tmp = keys_dir.join("master.key.new");
+    let _ = std::fs::remove_file(&tmp);
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(new.to_file_text().as_bytes())?;
+        f.sync_all()?;
+    }
+    let mut client = pool.get().await?;
+    let result = async {
+        let tx = client.transaction().await?;
+        let check = |id: &str, what: &str| -> anyhow::Result<()> {
+            if id != old.id() {
+                bail!("{what} is sealed under master key {id}, not {}", old.id());
+            }
+            Ok(())
+        };
+        let mut count = 0usize;
+        for (name, id, blob) in sk::sealed_secrets_for_update(&tx).await? {
+            check(&id, &name)?;
+            let aad = super::secret_aad(&name);
+            let plain = old.open(&aad, &blob).map_err(|e| anyhow!("{name}: {e}"))?;
+            sk::update_sealed_secret(&tx, &name, &new.seal(&aad, plain.expose()), new.id()).await?;
+            count += 1;
+        }
+        for s in sk::signers(&tx).await? {
+            check(&s.master_key_id, &s.signer_id)?;
+            let aad = day::signer_aad(&s.signer_id);
+            let plain = old
+                .open(&aad, &s.sealed_private)
+                .map_err(|e| anyhow!("{}: {e}", s.signer_id))?;
+            sk::update_signer_seal(&tx, &s.signer_id, &new.seal(&aad, plain.expose()), new.id())
+                .await?;
+            count += 1;
+        }
+        for k in sk::live_day_keys(&tx).await? {
+            check(&k.master_key_id, &k.key_id)?;
+            let (Some(p), Some(d)) = (&k.sealed_private, &k.sealed_k_day) else {
+                continue;
+            };
+            let pa = day::day_private_aad(&k.key_id);
+            let da = day::day_secret_aad(&k.key_id);
+            let p = old.open(&pa, p).map_err(|e| anyhow!("{}: {e}", k.key_id))?;
+            let d = old.open(&da, d).map_err(|e| anyhow!("{}: {e}", k.key_id))?;
+            sk::update_day_key_seal(
+                &tx,
+                &k.key_id,
+                &new.seal(&pa, p.expose()),
+                &new.seal(&da, d.expose()),
+                new.id(),
+            )
+            .await?;
+            count += 2;
+        }
+        audit_ops(
+            &tx,
+            "keys.rotate_master",
+            None,
+            serde_json::json!({"old": old.id(), "new": new.id(), "resealed": count}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, &path).with_context(|| {
+        format!(
+            "the database is re-sealed under {}, but renaming {} to {} failed: rename it by hand",
+            new.id(),
+            tmp.display(),
+            path.display()
+        )
+    })?;
+    if let Ok(dir) = std::fs::File::open(keys_dir) {
+        let _ = dir.sync_all();
+    }
+    // After the rename, so an instance reloading on this reads the new file.
+    sk::notify(&client, "master").await?;
+    Ok((old.id().to_owned(), new.id().to_owned()))
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct RootStatus {
+    pub root_id: String,
+    pub created_at: String,
+    pub age_days: i64,
+    pub current: bool,
+    pub overlap_until: Option<String>,
+    pub key_file_here: bool,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct SignerStatus {
+    pub signer_id: String,
+    pub not_after: String,
+    pub days_left: i64,
+    pub due: bool,
+    pub certified_by: Vec<String>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct KeyStatus {
+    pub master_key_id: Option<String>,
+    pub roots: Vec<RootStatus>,
+    pub signer: Option<SignerStatus>,
+    pub terminals: Vec<sk::TerminalKeyStatus>,
+    pub warnings: Vec<String>,
+}
+
+fn ms_to_rfc3339(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default()
+}
+
+/// `keys status`.
+pub async fn status(config: &Config, pool: &Pool) -> anyhow::Result<KeyStatus> {
+    let client = pool.get().await?;
+    let now = Utc::now();
+    let mut warnings = Vec::new();
+    let master_key_id = match super::load_master(&config.keys_dir) {
+        Ok(m) => Some(m.id().to_owned()),
+        Err(e) => {
+            warnings.push(format!("{e:#}"));
+            None
+        }
+    };
+    let roots = sk::roots(&client)
+        .await?
+        .into_iter()
+        .map(|r| RootStatus {
+            key_file_here: root_key_path(&config.keys_dir, &r.root_id).exists(),
+            age_days: (now - r.created_at).num_days(),
+            created_at: r.created_at.to_rfc3339(),
+            current: r.overlap_until.is_none(),
+            overlap_until: r.overlap_until.map(|u| u.to_rfc3339()),
+            root_id: r.root_id,
+        })
+        .collect();
+    let signer = match sk::current_signer(&client).await? {
+        None => None,
+        Some(s) => {
+            let days_left = (s.not_after - now.timestamp_millis()).div_euclid(86_400_000);
+            let due = days_left < SIGNER_WARN_DAYS;
+            if due {
+                warnings.push(format!(
+                    "signer {} expires in {days_left} days: run `cardswitch keys rotate-signer`",
+                    s.signer_id
+                ));
+            }
+            let mut certified_by = Vec::new();
+            for r in sk::roots(&client).await? {
+                if sk::signer_cert(&client, &s.signer_id, &r.root_id)
+                    .await?
+                    .is_some()
+                {
+                    certified_by.push(r.root_id);
+                }
+            }
+            Some(SignerStatus {
+                not_after: ms_to_rfc3339(s.not_after),
+                signer_id: s.signer_id,
+                days_left,
+                due,
+                certified_by,
+            })
+        }
+    };
+    let terminals = sk::terminal_key_status(&client, now.timestamp_millis()).await?;
+    Ok(KeyStatus {
+        master_key_id,
+        roots,
+        signer,
+        terminals,
+        warnings,
+    })
+}
+
+// --- stores and terminals ---
+
+pub async fn add_store(pool: &Pool, store_id: &str, name: &str) -> anyhow::Result<()> {
+    grammar::terminal(store_id).map_err(|_| anyhow!("store ids are [A-Za-z0-9_-]{{1,32}}"))?;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    if !terminals::add_store(&tx, store_id, name).await? {
+        bail!("store {store_id} exists");
+    }
+    audit_ops(
+        &tx,
+        "store.add",
+        None,
+        serde_json::json!({"store": store_id, "name": name}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A new random terminal password: 24 bytes from the OS CSPRNG (192 bits),
+/// base64url without padding (32 characters).
+pub fn random_password() -> zeroize::Zeroizing<String> {
+    use base64::Engine;
+    let s = Secret32::random();
+    zeroize::Zeroizing::new(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&s.expose()[..24]),
+    )
+}
+
+fn check_password(pw: &str) -> anyhow::Result<()> {
+    if pw.is_empty() || pw.len() > crate::protocol::message::MAX_PASSWORD {
+        bail!("a terminal password is 1 to 128 bytes of UTF-8");
+    }
+    if pw.len() < 16 {
+        bail!("a terminal password set by hand must be at least 16 characters (use the generated one)");
+    }
+    Ok(())
+}
+
+async fn hash_key(config: &Config, pool: &Pool) -> anyhow::Result<Secret32> {
+    let client = pool.get().await?;
+    Ok(super::load_secrets(&config.keys_dir, &client)
+        .await?
+        .hash_key)
+}
+
+fn hash_password(key: &Secret32, pw: &str) -> ([u8; 32], [u8; keyed_hash::SALT_LEN]) {
+    let salt = keyed_hash::random_salt();
+    (
+        keyed_hash::keyed_hash(key, DOMAIN_TERMINAL_PASSWORD, &salt, pw.as_bytes()),
+        salt,
+    )
+}
+
+/// `terminal add`: returns the password (generated unless `password` given).
+pub async fn add_terminal(
+    config: &Config,
+    pool: &Pool,
+    terminal: &str,
+    store_id: &str,
+    password: Option<String>,
+) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    grammar::terminal(terminal).map_err(|_| anyhow!("terminal ids are [A-Za-z0-9_-]{{1,32}}"))?;
+    let pw = match password {
+        Some(p) => {
+            check_password(&p)?;
+            zeroize::Zeroizing::new(p)
+        }
+        None => random_password(),
+    };
+    let key = hash_key(config, pool).await?;
+    let (hash, salt) = hash_password(&key, &pw);
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    if !terminals::store_exists(&tx, store_id).await? {
+        bail!("no store {store_id}: add it with `cardswitch store add`");
+    }
+    if !terminals::add_terminal(&tx, terminal, store_id, &hash, &salt).await? {
+        bail!("terminal {terminal} exists");
+    }
+    audit_ops(
+        &tx,
+        "terminal.add",
+        Some(terminal),
+        serde_json::json!({"store": store_id}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(pw)
+}
+
+pub async fn set_terminal_status(pool: &Pool, terminal: &str, enable: bool) -> anyhow::Result<()> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let status = if enable { "active" } else { "disabled" };
+    if !terminals::set_status(&tx, terminal, status).await? {
+        bail!("no terminal {terminal}");
+    }
+    if !enable {
+        sk::revoke_terminal(&tx, terminal).await?;
+        sk::notify(&tx, &format!("revoke:{terminal}")).await?;
+    }
+    audit_ops(
+        &tx,
+        &format!("terminal.{}", if enable { "enable" } else { "disable" }),
+        Some(terminal),
+        serde_json::json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `terminal reset-password`: a new password; the terminal's sessions end.
+pub async fn reset_password(
+    config: &Config,
+    pool: &Pool,
+    terminal: &str,
+    password: Option<String>,
+) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    let pw = match password {
+        Some(p) => {
+            check_password(&p)?;
+            zeroize::Zeroizing::new(p)
+        }
+        None => random_password(),
+    };
+    let key = hash_key(config, pool).await?;
+    let (hash, salt) = hash_password(&key, &pw);
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    if !terminals::set_password(&tx, terminal, &hash, &salt).await? {
+        bail!("no terminal {terminal}");
+    }
+    sk::revoke_terminal(&tx, terminal).await?;
+    sk::notify(&tx, &format!("revoke:{terminal}")).await?;
+    audit_ops(
+        &tx,
+        "terminal.reset_password",
+        Some(terminal),
+        serde_json::json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(pw)
+}
+
+pub async fn list_terminals(pool: &Pool) -> anyhow::Result<Vec<terminals::TerminalRow>> {
+    let client = pool.get().await?;
+    Ok(terminals::list(&client).await?)
+}

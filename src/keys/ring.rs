@@ -1,0 +1,378 @@
+//! The daemon's keys at run time: the master key, the hash key, the signer,
+//! opened day keys and resolved sessions, with the caches that keep RSA and
+//! key openings off the hot path.
+//!
+//! The database is the source of truth for revocation. The session cache is
+//! used only while this instance's LISTEN connection is up: `keys revoke`
+//! and `keys rotate-terminal` NOTIFY every instance, which drop the
+//! terminal's entries at once; while the listener is down (or reconnecting)
+//! every request checks the database, so a lost notification can never keep
+//! a revoked session alive.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use anyhow::{anyhow, bail};
+use chrono::{DateTime, NaiveDate, Utc};
+use deadpool_postgres::{GenericClient, Pool};
+
+use super::day::{self, Signer};
+use crate::config::Config;
+use crate::crypto::kdf::{self, SessionKeys};
+use crate::crypto::rsa::{RsaPrivate, RsaPublic};
+use crate::crypto::seal::MasterKey;
+use crate::crypto::Secret32;
+use crate::store::keys as sk;
+
+/// A day key opened for use: its private key and `K_day`.
+pub struct OpenDayKey {
+    pub key_id: String,
+    pub terminal: String,
+    pub business_day: NaiveDate,
+    pub not_after: i64,
+    pub private: RsaPrivate,
+    pub k_day: Secret32,
+}
+
+/// A resolved session: who it belongs to and its two keys.
+pub struct Session {
+    pub sid: String,
+    pub terminal: String,
+    pub not_after: i64,
+    pub keys: SessionKeys,
+    /// The listener generation the entry was cached under.
+    generation: u64,
+}
+
+pub struct Keyring {
+    keys_dir: PathBuf,
+    master: RwLock<Arc<MasterKey>>,
+    pub hash_key: Secret32,
+    signer: RwLock<Arc<Signer>>,
+    day_keys: Mutex<HashMap<String, Arc<OpenDayKey>>>,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// 0: not listening (bypass the session cache); else bumped on every
+    /// (re)connection of the listener.
+    generation: AtomicU64,
+    /// Bumped by every notification, before it takes effect: a session read
+    /// from the database while a revocation was on its way is not cached.
+    epoch: AtomicU64,
+}
+
+/// Most sessions a cache holds before it is cleared (a crude bound).
+const CACHE_MAX: usize = 100_000;
+
+impl Keyring {
+    /// Loads the master key file, the hash key and the current signer;
+    /// fails with a message naming `cardswitch keys init` when keys are missing.
+    pub async fn load<C: GenericClient>(config: &Config, c: &C) -> anyhow::Result<Keyring> {
+        let secrets = super::load_secrets(&config.keys_dir, c).await?;
+        let signer = load_signer(c, &secrets.master).await?;
+        Ok(Keyring {
+            keys_dir: config.keys_dir.clone(),
+            master: RwLock::new(Arc::new(secrets.master)),
+            hash_key: secrets.hash_key,
+            signer: RwLock::new(Arc::new(signer)),
+            day_keys: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
+        })
+    }
+
+    pub fn master(&self) -> Arc<MasterKey> {
+        self.master.read().expect("lock").clone()
+    }
+
+    /// The master key with id `id`: the one in memory, or the file re-read
+    /// (after `keys rotate-master` on another host or process).
+    pub fn master_for(&self, id: &str) -> anyhow::Result<Arc<MasterKey>> {
+        let m = self.master();
+        if m.id() == id {
+            return Ok(m);
+        }
+        let fresh = Arc::new(super::load_master(&self.keys_dir)?);
+        if fresh.id() != id {
+            bail!(
+                "data sealed under master key {id}, but the key file holds {}",
+                fresh.id()
+            );
+        }
+        *self.master.write().expect("lock") = fresh.clone();
+        Ok(fresh)
+    }
+
+    pub fn reload_master(&self) -> anyhow::Result<()> {
+        let fresh = super::load_master(&self.keys_dir)?;
+        *self.master.write().expect("lock") = Arc::new(fresh);
+        Ok(())
+    }
+
+    /// The signer new day keys are signed by; re-read from the database when
+    /// ops rotated it.
+    pub async fn signer<C: GenericClient>(&self, c: &C) -> anyhow::Result<Arc<Signer>> {
+        let cached = self.signer.read().expect("lock").clone();
+        let current = sk::current_signer(c)
+            .await?
+            .ok_or_else(|| anyhow!("no signer key"))?;
+        if current.signer_id == cached.id {
+            return Ok(cached);
+        }
+        let master = self.master_for(&current.master_key_id)?;
+        let fresh = Arc::new(open_signer(&current, &master)?);
+        *self.signer.write().expect("lock") = fresh.clone();
+        Ok(fresh)
+    }
+
+    /// Opens (and caches) the private half and `K_day` of a day key row.
+    pub fn open_day_key(&self, row: &sk::DayKeyRow) -> anyhow::Result<Arc<OpenDayKey>> {
+        if let Some(k) = self.day_keys.lock().expect("lock").get(&row.key_id) {
+            return Ok(k.clone());
+        }
+        let (Some(sp), Some(sk_day)) = (&row.sealed_private, &row.sealed_k_day) else {
+            bail!("day key {} is destroyed", row.key_id);
+        };
+        let master = self.master_for(&row.master_key_id)?;
+        let der = master
+            .open(&day::day_private_aad(&row.key_id), sp)
+            .map_err(|e| anyhow!("day key {}: {e}", row.key_id))?;
+        let private = RsaPrivate::from_pkcs8_der(der.expose())
+            .map_err(|e| anyhow!("day key {}: {e}", row.key_id))?;
+        let k_day = master
+            .open(&day::day_secret_aad(&row.key_id), sk_day)
+            .map_err(|e| anyhow!("day secret {}: {e}", row.key_id))?
+            .to_secret32()
+            .map_err(|e| anyhow!("day secret {}: {e}", row.key_id))?;
+        let open = Arc::new(OpenDayKey {
+            key_id: row.key_id.clone(),
+            terminal: row.terminal_id.clone(),
+            business_day: row.business_day,
+            not_after: row.not_after,
+            private,
+            k_day,
+        });
+        let mut cache = self.day_keys.lock().expect("lock");
+        let now = Utc::now().timestamp_millis();
+        cache.retain(|_, k| k.not_after > now);
+        cache.insert(row.key_id.clone(), open.clone());
+        Ok(open)
+    }
+
+    /// The session `sid` if it is usable now; `None` for unknown, expired or
+    /// revoked (errno 1004).
+    pub async fn session(
+        &self,
+        pool: &Pool,
+        sid: &str,
+    ) -> crate::error::Result<Option<Arc<Session>>> {
+        let now = Utc::now().timestamp_millis();
+        let generation = self.generation.load(Ordering::Acquire);
+        if generation != 0 {
+            if let Some(s) = self.sessions.lock().expect("lock").get(sid) {
+                if s.generation == generation && s.not_after > now {
+                    return Ok(Some(s.clone()));
+                }
+            }
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let client = pool.get().await?;
+        let Some(live) = sk::live_session(&client, sid, now).await? else {
+            return Ok(None);
+        };
+        drop(client);
+        let master = self
+            .master_for(&live.master_key_id)
+            .map_err(crate::error::Error::internal)?;
+        let k_day = master
+            .open(&day::day_secret_aad(&live.key_id), &live.sealed_k_day)
+            .and_then(|p| p.to_secret32())
+            .map_err(|e| {
+                crate::error::Error::internal(format!("day secret {}: {e}", live.key_id))
+            })?;
+        let k_sid = kdf::session_key(&k_day, &live.terminal_id, sid);
+        let s = Arc::new(Session {
+            sid: sid.to_owned(),
+            terminal: live.terminal_id,
+            not_after: live.not_after,
+            keys: SessionKeys::derive(&k_sid),
+            generation,
+        });
+        if generation != 0 {
+            let mut cache = self.sessions.lock().expect("lock");
+            // Checked under the lock that forgetting takes: a notification
+            // either bumped the epoch before this (not cached) or will
+            // forget this entry after it.
+            if self.epoch.load(Ordering::Acquire) == epoch
+                && self.generation.load(Ordering::Acquire) == generation
+            {
+                if cache.len() >= CACHE_MAX {
+                    cache.clear();
+                }
+                cache.insert(sid.to_owned(), s.clone());
+            }
+        }
+        Ok(Some(s))
+    }
+
+    /// Forgets everything cached about `terminal` (after a revoke).
+    pub fn forget_terminal(&self, terminal: &str) {
+        self.sessions
+            .lock()
+            .expect("lock")
+            .retain(|_, s| s.terminal != terminal);
+        self.day_keys
+            .lock()
+            .expect("lock")
+            .retain(|_, k| k.terminal != terminal);
+    }
+
+    pub fn forget_all(&self) {
+        self.sessions.lock().expect("lock").clear();
+        self.day_keys.lock().expect("lock").clear();
+    }
+
+    /// Called by the listener: `Some(n)` once LISTEN is in place, `None` when
+    /// its connection is lost.
+    pub fn set_listening(&self, on: bool) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if on {
+            self.forget_all();
+            let next = self
+                .generation
+                .load(Ordering::Acquire)
+                .wrapping_add(1)
+                .max(1);
+            self.generation.store(next, Ordering::Release);
+        } else {
+            self.generation.store(0, Ordering::Release);
+            self.forget_all();
+        }
+    }
+
+    /// Applies one notification payload.
+    pub fn on_notify(&self, payload: &str) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some(t) = payload.strip_prefix("revoke:") {
+            self.forget_terminal(t);
+        } else if payload == "master" {
+            if let Err(e) = self.reload_master() {
+                tracing::error!(error = %e, "cannot reload the master key after rotation");
+            }
+            self.forget_all();
+        } else {
+            self.forget_all();
+        }
+    }
+
+    /// The active day key of `terminal` for `day`, made now (off the async
+    /// runtime) if pregeneration has not made it yet.
+    pub async fn day_key_for(
+        &self,
+        pool: &Pool,
+        config: &Config,
+        terminal: &str,
+        day: NaiveDate,
+    ) -> anyhow::Result<sk::DayKeyRow> {
+        let client = pool.get().await?;
+        if let Some(row) = sk::active_day_key(&client, terminal, day).await? {
+            return Ok(row);
+        }
+        let signer = self.signer(&client).await?;
+        drop(client);
+        for _ in 0..2 {
+            let row = self
+                .make_day_key(config, terminal, day, signer.clone())
+                .await?;
+            let client = pool.get().await?;
+            sk::insert_day_key(&client, &row).await?;
+            if let Some(row) = sk::active_day_key(&client, terminal, day).await? {
+                return Ok(row);
+            }
+            // Sealed under a master key rotated meanwhile: re-read the file.
+            self.reload_master()?;
+        }
+        bail!("cannot store a day key for {terminal}")
+    }
+
+    async fn make_day_key(
+        &self,
+        config: &Config,
+        terminal: &str,
+        day: NaiveDate,
+        signer: Arc<Signer>,
+    ) -> anyhow::Result<sk::DayKeyRow> {
+        let window = day::day_window(day, config.business.offset(), config.business.grace);
+        let master = self.master();
+        let terminal = terminal.to_owned();
+        tokio::task::spawn_blocking(move || {
+            day::make_day_key(&terminal, day, window, &signer, &master)
+        })
+        .await
+        .map_err(|e| anyhow!("day key task: {e}"))?
+    }
+
+    /// Makes the day keys of every active terminal for the business days of
+    /// `now` and the next `days_ahead` days; returns how many it made.
+    pub async fn pregen(
+        &self,
+        pool: &Pool,
+        config: &Config,
+        now: DateTime<Utc>,
+        days_ahead: u32,
+    ) -> anyhow::Result<usize> {
+        let today = day::business_day(now, config.business.offset());
+        let mut made = 0;
+        for d in 0..=days_ahead {
+            let day = today + chrono::TimeDelta::days(i64::from(d));
+            let client = pool.get().await?;
+            let missing = sk::terminals_without_day_key(&client, day).await?;
+            let signer = self.signer(&client).await?;
+            drop(client);
+            for terminal in missing {
+                let row = self
+                    .make_day_key(config, &terminal, day, signer.clone())
+                    .await?;
+                let client = pool.get().await?;
+                if sk::insert_day_key(&client, &row).await? {
+                    made += 1;
+                }
+            }
+        }
+        Ok(made)
+    }
+}
+
+pub fn open_signer(row: &sk::SignerRow, master: &MasterKey) -> anyhow::Result<Signer> {
+    if row.master_key_id != master.id() {
+        bail!(
+            "the signer is sealed under master key {}, but the key file is {}",
+            row.master_key_id,
+            master.id()
+        );
+    }
+    let der = master
+        .open(&day::signer_aad(&row.signer_id), &row.sealed_private)
+        .map_err(|e| anyhow!("cannot open signer {}: {e}", row.signer_id))?;
+    let private = RsaPrivate::from_pkcs8_der(der.expose())
+        .map_err(|e| anyhow!("signer {}: {e}", row.signer_id))?;
+    let public = RsaPublic::from_spki_der(&row.public_der)
+        .map_err(|e| anyhow!("signer {}: {e}", row.signer_id))?;
+    if public.spki_der() != private.public().spki_der() {
+        bail!("signer {}: public and private halves differ", row.signer_id);
+    }
+    Ok(Signer {
+        id: row.signer_id.clone(),
+        public_b64: crate::protocol::grammar::base64_encode(public.spki_der()),
+        private,
+        not_after: row.not_after,
+    })
+}
+
+async fn load_signer<C: GenericClient>(c: &C, master: &MasterKey) -> anyhow::Result<Signer> {
+    let row = sk::current_signer(c)
+        .await?
+        .ok_or_else(|| anyhow!("no signer key in the database; run `cardswitch keys init`"))?;
+    open_signer(&row, master)
+}

@@ -1,0 +1,274 @@
+//! `POST /v1/hello` and `POST /v1/login` (protocol.md §3).
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use chrono::Utc;
+
+use super::http::Answer;
+use super::proto::{self, in_window, Refusal};
+use super::AppState;
+use crate::crypto::keyed_hash::{self, DOMAIN_TERMINAL_PASSWORD};
+use crate::crypto::{aead, kdf, Secret32};
+use crate::keys::day::{self as kday, random_hex};
+use crate::protocol::answer::{HelloAnswer, LoginAnswer};
+use crate::protocol::canonical;
+use crate::protocol::errno::Errno;
+use crate::protocol::grammar::base64_encode;
+use crate::protocol::message::{split_login_secret, HelloRequest, LoginRequest};
+use crate::protocol::xml::{AnswerBody, Rows};
+use crate::store::{keys as sk, terminals};
+
+fn internal(e: impl std::fmt::Display) -> Errno {
+    tracing::error!(error = %e, "internal error");
+    Errno::Internal
+}
+
+fn db_errno(e: impl Into<crate::error::Error>) -> Errno {
+    let e: crate::error::Error = e.into();
+    let errno = e.errno();
+    tracing::error!(error = %e, errno = errno.code(), "database error");
+    errno
+}
+
+pub async fn hello(state: &AppState, peer: SocketAddr, body: Bytes) -> Answer {
+    let mut refusal = Refusal {
+        path: "/v1/hello",
+        terminal: None,
+        peer,
+    };
+    let req = match HelloRequest::parse(&body) {
+        Ok(r) => r,
+        Err(e) => return refusal.answer(state, e, "hello form", None).await,
+    };
+    refusal.terminal = Some(&req.terminal);
+    if let Err(a) = proto::throttle_terminal(state, &refusal, &req.terminal).await {
+        return a;
+    }
+    match hello_row(state, &req).await {
+        Ok(row) => proto::xml(Errno::Ok, &AnswerBody::Rows(Rows(vec![row.to_row()])), None),
+        Err((errno, reason)) => refusal.answer(state, errno, reason, None).await,
+    }
+}
+
+async fn hello_row(
+    state: &AppState,
+    req: &HelloRequest,
+) -> Result<HelloAnswer, (Errno, &'static str)> {
+    let client = state
+        .pool
+        .get()
+        .await
+        .map_err(|e| (db_errno(e), "database"))?;
+    match terminals::get(&client, &req.terminal).await {
+        Ok(Some(t)) if t.status == "active" => {}
+        Ok(_) => return Err((Errno::UnknownTerminal, "unknown or disabled terminal")),
+        Err(e) => return Err((db_errno(e), "database")),
+    }
+    if !in_window(state, req.ts) {
+        return Err((Errno::TsOutsideWindow, "ts outside the window"));
+    }
+    let now = Utc::now();
+    let root = sk::root_usable(&client, req.root.as_deref(), now)
+        .await
+        .map_err(|e| (db_errno(e), "database"))?
+        .ok_or((Errno::KeyUnknown, "root neither current nor overlapping"))?;
+    drop(client);
+    let day = kday::business_day(now, state.config.business.offset());
+    let key = state
+        .keys
+        .day_key_for(&state.pool, &state.config, &req.terminal, day)
+        .await
+        .map_err(|e| (internal(format!("{e:#}")), "day key"))?;
+    let client = state
+        .pool
+        .get()
+        .await
+        .map_err(|e| (db_errno(e), "database"))?;
+    let signer = sk::signer(&client, &key.signer_id)
+        .await
+        .map_err(|e| (db_errno(e), "database"))?
+        .ok_or_else(|| (internal("day key's signer missing"), "signer"))?;
+    let cert = sk::signer_cert(&client, &signer.signer_id, &root)
+        .await
+        .map_err(|e| (db_errno(e), "database"))?
+        .ok_or((Errno::KeyUnknown, "signer not certified by that root"))?;
+    Ok(HelloAnswer {
+        key_id: key.key_id,
+        public_key: base64_encode(&key.public_der),
+        not_before: key.not_before as u64,
+        not_after: key.not_after as u64,
+        day_sig: base64_encode(&key.day_sig),
+        signer_id: signer.signer_id,
+        signer_public_key: base64_encode(&signer.public_der),
+        signer_not_after: signer.not_after as u64,
+        signer_sig: base64_encode(&cert),
+        root,
+    })
+}
+
+/// The delay before answering a login of a terminal with `failures` failed
+/// logins in a row: 50 ms doubled per failure, at most `max`.
+pub fn login_delay(failures: i32, max: std::time::Duration) -> std::time::Duration {
+    if failures <= 0 {
+        return std::time::Duration::ZERO;
+    }
+    let ms = 50u64.saturating_mul(1u64 << (failures - 1).min(20) as u32);
+    std::time::Duration::from_millis(ms).min(max)
+}
+
+pub async fn login(state: &AppState, peer: SocketAddr, body: Bytes) -> Answer {
+    let mut refusal = Refusal {
+        path: "/v1/login",
+        terminal: None,
+        peer,
+    };
+    let req = match LoginRequest::parse(&body) {
+        Ok(r) => r,
+        Err(e) => return refusal.answer(state, e, "login form", None).await,
+    };
+    refusal.terminal = Some(&req.terminal);
+    if let Err(a) = proto::throttle_terminal(state, &refusal, &req.terminal).await {
+        return a;
+    }
+    match login_row(state, &req).await {
+        Ok(row) => proto::xml(Errno::Ok, &AnswerBody::Rows(Rows(vec![row.to_row()])), None),
+        Err((errno, reason)) => {
+            if errno == Errno::LoginRefused {
+                tracing::warn!(terminal = %req.terminal, %peer, "login refused");
+                if let Ok(c) = state.pool.get().await {
+                    let _ = terminals::login_failed(&c, &req.terminal).await;
+                }
+            }
+            refusal.answer(state, errno, reason, None).await
+        }
+    }
+}
+
+async fn login_row(
+    state: &AppState,
+    req: &LoginRequest,
+) -> Result<LoginAnswer, (Errno, &'static str)> {
+    let client = state
+        .pool
+        .get()
+        .await
+        .map_err(|e| (db_errno(e), "database"))?;
+    let terminal = match terminals::get(&client, &req.terminal).await {
+        Ok(Some(t)) if t.status == "active" => t,
+        Ok(_) => return Err((Errno::UnknownTerminal, "unknown or disabled terminal")),
+        Err(e) => return Err((db_errno(e), "database")),
+    };
+    let now = Utc::now();
+    let today = kday::business_day(now, state.config.business.offset());
+    let key = sk::day_key(&client, &req.key_id)
+        .await
+        .map_err(|e| (db_errno(e), "database"))?
+        .filter(|k| {
+            k.terminal_id == req.terminal
+                && k.status == "active"
+                && k.business_day == today
+                && k.not_after > now.timestamp_millis()
+        })
+        .ok_or((
+            Errno::KeyUnknown,
+            "key_id is not the terminal's current day key",
+        ))?;
+    drop(client);
+    tokio::time::sleep(login_delay(
+        terminal.failed_logins,
+        state.config.protocol.login_delay_max,
+    ))
+    .await;
+    let key = state
+        .keys
+        .open_day_key(&key)
+        .map_err(|e| (internal(format!("{e:#}")), "day key"))?;
+
+    // Every path below does the same work (decrypt, hash, compare), so a
+    // wrong password, a bad secret and a wrong inner ts take the same time.
+    let plain = key.private.decrypt_oaep_sha256(&req.secret);
+    let dummy = [0u8; 48];
+    let (s, inner_ts, password, decrypted) =
+        match plain.as_ref().ok().map(|p| split_login_secret(p.expose())) {
+            Some(Ok((s, ts, pw))) => (s, ts, pw, true),
+            _ => ([0u8; 32], 0, &dummy[..], false),
+        };
+    let (hash, salt) = match (&terminal.pw_hash, &terminal.pw_salt) {
+        (Some(h), Some(s)) => (h.as_slice(), s.as_slice()),
+        _ => (&dummy[..32], &dummy[..16]),
+    };
+    let pw_ok = keyed_hash::verify_keyed_hash(
+        &state.keys.hash_key,
+        DOMAIN_TERMINAL_PASSWORD,
+        salt,
+        password,
+        hash,
+    ) && terminal.pw_hash.is_some();
+    let secret_ok = decrypted & (inner_ts == req.ts);
+    if secret_ok && !in_window(state, req.ts) {
+        return Err((Errno::TsOutsideWindow, "ts outside the window"));
+    }
+    if !(secret_ok & pw_ok) {
+        return Err((Errno::LoginRefused, "bad secret or password"));
+    }
+    let s = Secret32::from_bytes(s);
+
+    let sid = random_hex(16);
+    let not_after = key.not_after as u64;
+    let k_sid = kdf::session_key(&key.k_day, &req.terminal, &sid);
+    let server_random = Secret32::random();
+    let server_random_b64 = base64_encode(server_random.expose());
+    let iv = aead::random_iv();
+    let iv_b64 = base64_encode(&iv);
+    let t = canonical::session_statement(
+        &req.terminal,
+        &req.key_id,
+        req.ts,
+        &sid,
+        not_after,
+        &server_random_b64,
+    );
+    let wrap = kdf::wrap_key(&s, server_random.expose());
+    let wrapped = aead::seal(&wrap, &iv, t.as_bytes(), k_sid.expose());
+    let wrapped_b64 = base64_encode(&wrapped);
+    let sig = key
+        .private
+        .sign_pss_sha256(canonical::session_sig_input(&t, &iv_b64, &wrapped_b64).as_bytes());
+    let fresh = sk::open_session(
+        &state.pool,
+        &sid,
+        &req.terminal,
+        &req.key_id,
+        not_after as i64,
+        req.ts as i64,
+    )
+    .await
+    .map_err(|e| (db_errno(e), "database"))?;
+    if !fresh {
+        return Err((Errno::TsUsed, "ts used before"));
+    }
+    Ok(LoginAnswer {
+        sid,
+        not_after,
+        server_random: server_random_b64,
+        iv: iv_b64,
+        wrapped: wrapped_b64,
+        sig: base64_encode(&sig),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn delays_grow_and_stop() {
+        let max = Duration::from_secs(5);
+        assert_eq!(login_delay(0, max), Duration::ZERO);
+        assert_eq!(login_delay(1, max), Duration::from_millis(50));
+        assert_eq!(login_delay(3, max), Duration::from_millis(200));
+        assert_eq!(login_delay(100, max), max);
+    }
+}

@@ -1,0 +1,257 @@
+//! `POST /v1/txn` (protocol.md §4): the checks in their order, each errno
+//! produced in one place, every answer after the `sid` is resolved MACed.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use hyper::HeaderMap;
+
+use super::http::Answer;
+use super::proto::{self, in_window, MacCtx, Refusal};
+use super::AppState;
+use crate::crypto::aead;
+use crate::crypto::mac::{ct_eq, hmac_sha256};
+use crate::protocol::canonical;
+use crate::protocol::errno::Errno;
+use crate::protocol::message::{InnerForm, TxnRequest};
+use crate::protocol::xml::{encode_rows, AnswerBody};
+use crate::store::{terminals, txn};
+
+/// The request MAC from `Referer` and/or `X-Cardswitch-Mac`. `Err(1001)`:
+/// missing, repeated or malformed; `Err(1007)`: both present and different.
+pub fn request_mac(h: &HeaderMap) -> Result<[u8; 32], Errno> {
+    let one = |name: &str| -> Result<Option<[u8; 32]>, Errno> {
+        let mut all = h.get_all(name).iter();
+        match (all.next(), all.next()) {
+            (None, _) => Ok(None),
+            (Some(v), None) => canonical::parse_mac_header(v.as_bytes()).map(Some),
+            _ => Err(Errno::Malformed),
+        }
+    };
+    match (one("referer")?, one("x-cardswitch-mac")?) {
+        (None, None) => Err(Errno::Malformed),
+        (Some(a), None) | (None, Some(a)) => Ok(a),
+        (Some(a), Some(b)) if ct_eq(&a, &b) => Ok(a),
+        _ => Err(Errno::BadMac),
+    }
+}
+
+pub async fn txn(state: &AppState, peer: SocketAddr, headers: &HeaderMap, body: Bytes) -> Answer {
+    let mut refusal = Refusal {
+        path: "/v1/txn",
+        terminal: None,
+        peer,
+    };
+    let req = match TxnRequest::parse(&body) {
+        Ok(r) => r,
+        Err(e) => return refusal.answer(state, e, "txn form", None).await,
+    };
+    refusal.terminal = Some(&req.terminal);
+    if let Err(a) = proto::throttle_terminal(state, &refusal, &req.terminal).await {
+        return a;
+    }
+    let terminal = match state.pool.get().await {
+        Err(e) => {
+            return refusal
+                .answer(
+                    state,
+                    crate::error::Error::from(e).errno(),
+                    "database",
+                    None,
+                )
+                .await
+        }
+        Ok(c) => match terminals::get(&c, &req.terminal).await {
+            Ok(Some(t)) if t.status == "active" => t,
+            Ok(_) => {
+                return refusal
+                    .answer(
+                        state,
+                        Errno::UnknownTerminal,
+                        "unknown or disabled terminal",
+                        None,
+                    )
+                    .await
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "database");
+                return refusal
+                    .answer(
+                        state,
+                        crate::error::Error::from(e).errno(),
+                        "database",
+                        None,
+                    )
+                    .await;
+            }
+        },
+    };
+    let session = match state.keys.session(&state.pool, &req.sid).await {
+        Ok(Some(s)) if s.terminal == req.terminal => s,
+        Ok(_) => {
+            return refusal
+                .answer(
+                    state,
+                    Errno::KeyUnknown,
+                    "session unknown, expired or revoked",
+                    None,
+                )
+                .await
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "session lookup");
+            return refusal
+                .answer(state, e.errno(), "session lookup", None)
+                .await;
+        }
+    };
+    // From here on every answer carries the answer MAC.
+    let correct = hmac_sha256(
+        session.keys.mac.expose(),
+        &[&canonical::request_mac_input(&body)],
+    );
+    let mac = MacCtx {
+        keys: &session.keys,
+        ts: req.ts,
+        request_mac: correct,
+    };
+    if !in_window(state, req.ts) {
+        return refusal
+            .answer(
+                state,
+                Errno::TsOutsideWindow,
+                "ts outside the window",
+                Some(&mac),
+            )
+            .await;
+    }
+    match request_mac(headers) {
+        Ok(given) if ct_eq(&given, &correct) => {}
+        Ok(_) | Err(Errno::BadMac) => {
+            tracing::warn!(terminal = %req.terminal, %peer, "request MAC check failed");
+            return refusal
+                .answer(state, Errno::BadMac, "wrong MAC", Some(&mac))
+                .await;
+        }
+        Err(e) => {
+            return refusal
+                .answer(state, e, "MAC header missing or malformed", Some(&mac))
+                .await
+        }
+    }
+    // The MAC passed: the ts is used up whatever happens next.
+    let aad = canonical::request_aad(&req.terminal, &req.sid, req.ts);
+    let plain = match aead::open(&session.keys.enc, &req.iv, aad.as_bytes(), &req.data) {
+        Ok(p) => p,
+        Err(_) => {
+            return spend_and_refuse(
+                state,
+                &refusal,
+                &req,
+                Errno::DecryptFailed,
+                "decryption failed",
+                &mac,
+            )
+            .await
+        }
+    };
+    let inner = match InnerForm::parse(plain.expose()) {
+        Ok(f) => f,
+        Err(e) => return spend_and_refuse(state, &refusal, &req, e, "inner form", &mac).await,
+    };
+    let ctx = txn::TxnContext {
+        terminal: req.terminal.clone(),
+        store_id: terminal.store_id,
+        ts: req.ts as i64,
+        now: chrono::Utc::now(),
+    };
+    match txn::run(&state.pool, &state.txn_env, &ctx, &inner).await {
+        Ok(rows) => {
+            let iv = aead::random_iv();
+            let aad = canonical::response_aad(&req.terminal, &req.sid, req.ts);
+            let data = aead::seal(
+                &session.keys.enc,
+                &iv,
+                aad.as_bytes(),
+                encode_rows(&rows).as_bytes(),
+            );
+            tracing::debug!(op = inner.op.as_str(), "txn done");
+            proto::xml(
+                Errno::Ok,
+                &AnswerBody::Data {
+                    iv: iv.to_vec(),
+                    data,
+                },
+                Some(&mac),
+            )
+        }
+        Err(e) => {
+            let errno = e.errno();
+            if matches!(
+                errno,
+                Errno::Internal | Errno::Unavailable | Errno::Tampered
+            ) {
+                tracing::error!(error = %e, op = inner.op.as_str(), "txn failed");
+            }
+            refusal
+                .answer(state, errno, inner.op.as_str(), Some(&mac))
+                .await
+        }
+    }
+}
+
+async fn spend_and_refuse(
+    state: &AppState,
+    refusal: &Refusal<'_>,
+    req: &TxnRequest,
+    errno: Errno,
+    reason: &str,
+    mac: &MacCtx<'_>,
+) -> Answer {
+    match txn::spend_ts(&state.pool, &req.terminal, req.ts as i64).await {
+        Ok(true) => refusal.answer(state, errno, reason, Some(mac)).await,
+        Ok(false) => {
+            refusal
+                .answer(state, Errno::TsUsed, "ts used before", Some(mac))
+                .await
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot spend ts");
+            refusal
+                .answer(state, e.errno(), "database", Some(mac))
+                .await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_headers() {
+        let mac = [7u8; 32];
+        let v = canonical::format_mac_header(&mac);
+        let mut h = HeaderMap::new();
+        assert_eq!(request_mac(&h), Err(Errno::Malformed));
+        h.insert("referer", v.parse().unwrap());
+        assert_eq!(request_mac(&h), Ok(mac));
+        h.insert(
+            "x-cardswitch-mac",
+            v.to_uppercase()
+                .replace("HMAC-SHA256", "hmac-sha256")
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(request_mac(&h), Ok(mac));
+        h.insert(
+            "x-cardswitch-mac",
+            canonical::format_mac_header(&[8u8; 32]).parse().unwrap(),
+        );
+        assert_eq!(request_mac(&h), Err(Errno::BadMac));
+        h.remove("referer");
+        assert_eq!(request_mac(&h), Ok([8u8; 32]));
+        h.insert("referer", "http://shop/".parse().unwrap());
+        assert_eq!(request_mac(&h), Err(Errno::Malformed));
+    }
+}

@@ -1,0 +1,136 @@
+//! Stores and terminals: provisioning, status, password hashes, and the
+//! failed-login counter that slows logins down.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+
+type PgResult<T> = Result<T, tokio_postgres::Error>;
+
+pub async fn add_store<C: GenericClient>(c: &C, store_id: &str, name: &str) -> PgResult<bool> {
+    let n = c
+        .execute(
+            "INSERT INTO stores (store_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&store_id, &name],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+pub async fn store_exists<C: GenericClient>(c: &C, store_id: &str) -> PgResult<bool> {
+    Ok(
+        c.query_opt("SELECT 1 FROM stores WHERE store_id = $1", &[&store_id])
+            .await?
+            .is_some(),
+    )
+}
+
+/// A new active terminal with its password hash; `Ok(false)` if the id is taken.
+pub async fn add_terminal<C: GenericClient>(
+    c: &C,
+    terminal: &str,
+    store_id: &str,
+    pw_hash: &[u8],
+    pw_salt: &[u8],
+) -> PgResult<bool> {
+    let n = c
+        .execute(
+            "INSERT INTO terminals (terminal_id, store_id, pw_hash, pw_salt, pw_key_id)
+             VALUES ($1, $2, $3, $4, 'hash_key') ON CONFLICT DO NOTHING",
+            &[&terminal, &store_id, &pw_hash, &pw_salt],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+#[derive(Clone, Debug)]
+pub struct TerminalRow {
+    pub terminal_id: String,
+    pub store_id: String,
+    pub status: String,
+    pub pw_hash: Option<Vec<u8>>,
+    pub pw_salt: Option<Vec<u8>>,
+    pub failed_logins: i32,
+    pub last_failed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+const COLS: &str =
+    "terminal_id, store_id, status, pw_hash, pw_salt, failed_logins, last_failed_at, created_at";
+
+fn row(r: &tokio_postgres::Row) -> TerminalRow {
+    TerminalRow {
+        terminal_id: r.get(0),
+        store_id: r.get(1),
+        status: r.get(2),
+        pw_hash: r.get(3),
+        pw_salt: r.get(4),
+        failed_logins: r.get(5),
+        last_failed_at: r.get(6),
+        created_at: r.get(7),
+    }
+}
+
+pub async fn get<C: GenericClient>(c: &C, terminal: &str) -> PgResult<Option<TerminalRow>> {
+    Ok(c.query_opt(
+        &format!("SELECT {COLS} FROM terminals WHERE terminal_id = $1"),
+        &[&terminal],
+    )
+    .await?
+    .map(|r| row(&r)))
+}
+
+pub async fn list<C: GenericClient>(c: &C) -> PgResult<Vec<TerminalRow>> {
+    Ok(c.query(
+        &format!("SELECT {COLS} FROM terminals ORDER BY terminal_id"),
+        &[],
+    )
+    .await?
+    .iter()
+    .map(row)
+    .collect())
+}
+
+/// Sets `active` or `disabled`; `Ok(false)` if there is no such terminal.
+pub async fn set_status<C: GenericClient>(c: &C, terminal: &str, status: &str) -> PgResult<bool> {
+    Ok(c.execute(
+        "UPDATE terminals SET status = $2 WHERE terminal_id = $1",
+        &[&terminal, &status],
+    )
+    .await?
+        == 1)
+}
+
+pub async fn set_password<C: GenericClient>(
+    c: &C,
+    terminal: &str,
+    pw_hash: &[u8],
+    pw_salt: &[u8],
+) -> PgResult<bool> {
+    Ok(c.execute(
+        "UPDATE terminals SET pw_hash = $2, pw_salt = $3, failed_logins = 0
+              WHERE terminal_id = $1",
+        &[&terminal, &pw_hash, &pw_salt],
+    )
+    .await?
+        == 1)
+}
+
+/// Counts one more failed login; returns the new count.
+pub async fn login_failed<C: GenericClient>(c: &C, terminal: &str) -> PgResult<i32> {
+    Ok(c.query_opt(
+        "UPDATE terminals SET failed_logins = failed_logins + 1, last_failed_at = now()
+              WHERE terminal_id = $1 RETURNING failed_logins",
+        &[&terminal],
+    )
+    .await?
+    .map_or(0, |r| r.get(0)))
+}
+
+pub async fn login_succeeded<C: GenericClient>(c: &C, terminal: &str) -> PgResult<()> {
+    c.execute(
+        "UPDATE terminals SET failed_logins = 0 WHERE terminal_id = $1 AND failed_logins <> 0",
+        &[&terminal],
+    )
+    .await?;
+    Ok(())
+}
