@@ -4,6 +4,7 @@ mod foundation;
 mod harness;
 mod ledger;
 mod ledger_cli;
+mod ledger_e2e;
 mod ledger_stress;
 mod ledger_support;
 mod protocol;
