@@ -335,6 +335,57 @@ mod tests {
     }
 
     #[test]
+    fn posting_rows_lead_with_the_posting_fields() {
+        use crate::ledger::{decide_topup, CardState, LedgerConfig, Level, TopupReq};
+        let card = CardState {
+            card_no: "CARD1".into(),
+            member_id: 1,
+            status: CardStatus::Active,
+            balance: Money::ZERO,
+            points: 0,
+            level: Level {
+                name: "std".into(),
+                discount: rust_decimal::Decimal::ONE,
+                points_rate: rust_decimal::Decimal::ONE,
+            },
+            pin_fail_count: 0,
+            has_pin: false,
+        };
+        let plan = decide_topup(
+            &LedgerConfig::default(),
+            &card,
+            &TopupReq {
+                order_no: "O1".into(),
+                amount: Money::from_cents(1250).unwrap(),
+            },
+        )
+        .unwrap();
+        let req =
+            Request::from_form(&form("op=topup&amount=12.5&order_no=O1&attr1=CARD1")).unwrap();
+        let at = chrono::DateTime::from_timestamp_millis(1_795_000_000_123).unwrap();
+        let ar = plan.answer.clone().into_row(42, at, false);
+        let row = posting_row(
+            &plan,
+            &ar,
+            &RowContext {
+                req: &req,
+                status: None,
+                orig_terminal: None,
+            },
+        );
+        let names: Vec<&str> = row.0.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            &names[..crate::protocol::answer::POSTING_FIELDS.len()],
+            &crate::protocol::answer::POSTING_FIELDS[..]
+        );
+        assert_eq!(row.get("amount"), Some("12.50"));
+        assert_eq!(row.get("balance"), Some("12.50"));
+        assert_eq!(row.get("txn_id"), Some("42"));
+        assert_eq!(row.get("posted_at"), Some("1795000000123"));
+        assert_eq!(row.get("bonus"), Some("0.00"));
+    }
+
+    #[test]
     fn masks() {
         assert_eq!(mask_phone("13800001234"), "*******1234");
         assert_eq!(mask_phone("+8613800001234"), "+*********1234");
