@@ -25,6 +25,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use serde_json::{json, Value};
 
@@ -39,9 +40,9 @@ use crate::ledger::{
     authorize, business_day, check_read, decide_close, decide_debit, decide_expire, decide_points,
     decide_redeem, decide_refund, decide_register, decide_replace, decide_reverse, decide_status,
     decide_topup, decide_transfer, BonusRule, CardChange, CardState, CardStatus, CloseReq,
-    DebitReq, LedgerConfig, Level, Lot, MemberRef, Money, OpKind, Pin, PinSource, Plan, PointsReq,
-    RedeemReq, RefundReq, Refusal, RegisterReq, ReplaceReq, ReverseReq, Role, StatusOp, Tender,
-    TopupReq, TransferReq,
+    DebitReq, LedgerConfig, Level, Lot, MemberRef, Money, OpKind, Original, Pin, PinSource, Plan,
+    PointsReq, RedeemReq, RefundReq, Refusal, RegisterReq, ReplaceReq, ReverseReq, Role, StatusOp,
+    Tender, TopupReq, TransferReq,
 };
 use crate::protocol::errno::Errno;
 use crate::protocol::message::InnerForm;
@@ -315,174 +316,19 @@ pub async fn execute(
     }
 
     // Postings: decide.
-    let decision: std::result::Result<Plan, Refusal> = match req.op {
-        OpKind::Register => {
-            if new_exists {
-                Err(Errno::CardInUse.into())
-            } else {
-                let lv = level
-                    .as_ref()
-                    .map(|l| -> Result<Level> {
-                        Ok(Level {
-                            name: l.level.clone(),
-                            discount: dec(&l.discount)?,
-                            points_rate: dec(&l.points_rate)?,
-                        })
-                    })
-                    .transpose()?;
-                decide_register(
-                    None,
-                    lv.as_ref(),
-                    &RegisterReq {
-                        order_no: order_no.clone(),
-                        card_no: req.attr1.clone(),
-                        member: need(req.member.clone())?,
-                        level: req.level.clone().unwrap_or_default(),
-                        pin_set: req.pin.is_some(),
-                    },
-                )
-            }
-        }
-        OpKind::Reverse | OpKind::Refund => {
-            let o = need(original.as_ref())?;
-            let with_lots: Vec<(&CardState, &[Lot])> = o
-                .effects
-                .iter()
-                .filter_map(|e| {
-                    let st = states.get(&e.card_no)?;
-                    Some((st, lots.get(&e.card_no).map_or(&[][..], |v| v.as_slice())))
-                })
-                .collect();
-            if req.op == OpKind::Reverse {
-                let today = business_day(now, &env.config.business.offset());
-                decide_reverse(
-                    o,
-                    &with_lots,
-                    &ReverseReq {
-                        order_no: order_no.clone(),
-                    },
-                    today,
-                )
-            } else {
-                match (o.effects.first(), req.amount) {
-                    (Some(e), Some(amount)) => match states.get(&e.card_no) {
-                        Some(st) => decide_refund(
-                            o,
-                            st,
-                            lots.get(&e.card_no).map_or(&[][..], |v| v.as_slice()),
-                            &RefundReq {
-                                order_no: order_no.clone(),
-                                amount,
-                            },
-                            now,
-                        ),
-                        None => Err(Errno::CardNotFound.into()),
-                    },
-                    _ => Err(Errno::OriginalNotFound.into()),
-                }
-            }
-        }
-        _ => match card(&req.attr1) {
-            Err(e) => Err(e.into()),
-            Ok(st) => {
-                let card_lots = lots.get(&req.attr1).map_or(&[][..], |v| v.as_slice());
-                let pin = pin_of(&req.attr1)?;
-                match req.op {
-                    OpKind::Debit => decide_debit(
-                        &cfg,
-                        st,
-                        &DebitReq {
-                            order_no: order_no.clone(),
-                            sale: need(req.amount)?,
-                            tender: req.tender,
-                            pin,
-                        },
-                        now,
-                    ),
-                    OpKind::Topup => decide_topup(
-                        &cfg,
-                        st,
-                        &TopupReq {
-                            order_no: order_no.clone(),
-                            amount: need(req.amount)?,
-                        },
-                    ),
-                    OpKind::Points => decide_points(
-                        &cfg,
-                        st,
-                        card_lots,
-                        &PointsReq {
-                            order_no: order_no.clone(),
-                            delta: need(req.delta)?,
-                            reason: req.reason.clone().unwrap_or_default(),
-                        },
-                        now,
-                    ),
-                    OpKind::Redeem => decide_redeem(
-                        st,
-                        card_lots,
-                        &RedeemReq {
-                            order_no: order_no.clone(),
-                            cost: need(req.cost)?,
-                            gift: req.gift.clone().unwrap_or_default(),
-                            pin,
-                        },
-                        now,
-                    ),
-                    OpKind::Transfer => {
-                        let to_no = need(req.to.clone())?;
-                        if to_no == req.attr1 {
-                            Err(Errno::Malformed.into())
-                        } else {
-                            match card(&to_no) {
-                                Err(e) => Err(e.into()),
-                                Ok(to) => decide_transfer(
-                                    st,
-                                    to,
-                                    &TransferReq {
-                                        order_no: order_no.clone(),
-                                        amount: need(req.amount)?,
-                                        pin,
-                                    },
-                                ),
-                            }
-                        }
-                    }
-                    OpKind::Lost | OpKind::Found | OpKind::Lock | OpKind::Unlock => {
-                        let sop = match req.op {
-                            OpKind::Lost => StatusOp::Lost,
-                            OpKind::Found => StatusOp::Found,
-                            OpKind::Lock => StatusOp::Lock,
-                            _ => StatusOp::Unlock,
-                        };
-                        decide_status(st, sop, &order_no)
-                    }
-                    OpKind::Replace => {
-                        let new_no = need(req.new_card.clone())?;
-                        let placeholder = new_exists.then(|| placeholder(&new_no, st));
-                        decide_replace(
-                            st,
-                            card_lots,
-                            placeholder.as_ref(),
-                            &ReplaceReq {
-                                order_no: order_no.clone(),
-                                new_card_no: new_no,
-                            },
-                        )
-                    }
-                    OpKind::Close => decide_close(
-                        st,
-                        card_lots,
-                        &CloseReq {
-                            order_no: order_no.clone(),
-                            pin,
-                        },
-                    ),
-                    _ => Err(Errno::Internal.into()),
-                }
-            }
-        },
-    };
+    let decision = decide_posting(&Loaded {
+        env,
+        req: &req,
+        cfg: &cfg,
+        now,
+        rows: &rows,
+        states: &states,
+        lots: &lots,
+        new_exists,
+        level: level.as_ref(),
+        original: original.as_ref(),
+        order_no: &order_no,
+    })?;
     let plan = match decision {
         Ok(p) => p,
         Err(rf) => return refuse.refusal(tx, ctx, rf).await,
@@ -602,6 +448,207 @@ pub async fn execute(
     }
     w.run(tx, 1).await?;
     Ok(Rows(vec![row]))
+}
+
+/// What a posting's decision reads: the request and the rows loaded and
+/// locked for it, points already expired.
+struct Loaded<'a> {
+    env: &'a TxnEnv,
+    req: &'a Request,
+    cfg: &'a LedgerConfig,
+    now: DateTime<Utc>,
+    rows: &'a BTreeMap<String, CardRow>,
+    states: &'a BTreeMap<String, CardState>,
+    lots: &'a BTreeMap<String, Vec<Lot>>,
+    new_exists: bool,
+    level: Option<&'a LevelRow>,
+    original: Option<&'a Original>,
+    order_no: &'a str,
+}
+
+impl Loaded<'_> {
+    fn card(&self, no: &str) -> std::result::Result<&CardState, Errno> {
+        self.states.get(no).ok_or(Errno::CardNotFound)
+    }
+
+    fn pin_of(&self, no: &str) -> Result<Pin> {
+        match self.rows.get(no) {
+            Some(r) => r.pin(self.env, self.req.pin.as_deref()),
+            None => Ok(Pin::Absent),
+        }
+    }
+}
+
+/// The pure decision of a posting op: a plan, or a refusal.
+fn decide_posting(x: &Loaded<'_>) -> Result<std::result::Result<Plan, Refusal>> {
+    Ok(match x.req.op {
+        OpKind::Register => {
+            if x.new_exists {
+                Err(Errno::CardInUse.into())
+            } else {
+                let lv = x
+                    .level
+                    .map(|l| -> Result<Level> {
+                        Ok(Level {
+                            name: l.level.clone(),
+                            discount: dec(&l.discount)?,
+                            points_rate: dec(&l.points_rate)?,
+                        })
+                    })
+                    .transpose()?;
+                decide_register(
+                    None,
+                    lv.as_ref(),
+                    &RegisterReq {
+                        order_no: x.order_no.to_owned(),
+                        card_no: x.req.attr1.clone(),
+                        member: need(x.req.member.clone())?,
+                        level: x.req.level.clone().unwrap_or_default(),
+                        pin_set: x.req.pin.is_some(),
+                    },
+                )
+            }
+        }
+        OpKind::Reverse | OpKind::Refund => {
+            let o = need(x.original)?;
+            let with_lots: Vec<(&CardState, &[Lot])> = o
+                .effects
+                .iter()
+                .filter_map(|e| {
+                    let st = x.states.get(&e.card_no)?;
+                    Some((st, x.lots.get(&e.card_no).map_or(&[][..], |v| v.as_slice())))
+                })
+                .collect();
+            if x.req.op == OpKind::Reverse {
+                let today = business_day(x.now, &x.env.config.business.offset());
+                decide_reverse(
+                    o,
+                    &with_lots,
+                    &ReverseReq {
+                        order_no: x.order_no.to_owned(),
+                    },
+                    today,
+                )
+            } else {
+                match (o.effects.first(), x.req.amount) {
+                    (Some(e), Some(amount)) => match x.states.get(&e.card_no) {
+                        Some(st) => decide_refund(
+                            o,
+                            st,
+                            x.lots.get(&e.card_no).map_or(&[][..], |v| v.as_slice()),
+                            &RefundReq {
+                                order_no: x.order_no.to_owned(),
+                                amount,
+                            },
+                            x.now,
+                        ),
+                        None => Err(Errno::CardNotFound.into()),
+                    },
+                    _ => Err(Errno::OriginalNotFound.into()),
+                }
+            }
+        }
+        _ => match x.card(&x.req.attr1) {
+            Err(e) => Err(e.into()),
+            Ok(st) => {
+                let card_lots = x.lots.get(&x.req.attr1).map_or(&[][..], |v| v.as_slice());
+                let pin = x.pin_of(&x.req.attr1)?;
+                match x.req.op {
+                    OpKind::Debit => decide_debit(
+                        x.cfg,
+                        st,
+                        &DebitReq {
+                            order_no: x.order_no.to_owned(),
+                            sale: need(x.req.amount)?,
+                            tender: x.req.tender,
+                            pin,
+                        },
+                        x.now,
+                    ),
+                    OpKind::Topup => decide_topup(
+                        x.cfg,
+                        st,
+                        &TopupReq {
+                            order_no: x.order_no.to_owned(),
+                            amount: need(x.req.amount)?,
+                        },
+                    ),
+                    OpKind::Points => decide_points(
+                        x.cfg,
+                        st,
+                        card_lots,
+                        &PointsReq {
+                            order_no: x.order_no.to_owned(),
+                            delta: need(x.req.delta)?,
+                            reason: x.req.reason.clone().unwrap_or_default(),
+                        },
+                        x.now,
+                    ),
+                    OpKind::Redeem => decide_redeem(
+                        st,
+                        card_lots,
+                        &RedeemReq {
+                            order_no: x.order_no.to_owned(),
+                            cost: need(x.req.cost)?,
+                            gift: x.req.gift.clone().unwrap_or_default(),
+                            pin,
+                        },
+                        x.now,
+                    ),
+                    OpKind::Transfer => {
+                        let to_no = need(x.req.to.clone())?;
+                        if to_no == x.req.attr1 {
+                            Err(Errno::Malformed.into())
+                        } else {
+                            match x.card(&to_no) {
+                                Err(e) => Err(e.into()),
+                                Ok(to) => decide_transfer(
+                                    st,
+                                    to,
+                                    &TransferReq {
+                                        order_no: x.order_no.to_owned(),
+                                        amount: need(x.req.amount)?,
+                                        pin,
+                                    },
+                                ),
+                            }
+                        }
+                    }
+                    OpKind::Lost | OpKind::Found | OpKind::Lock | OpKind::Unlock => {
+                        let sop = match x.req.op {
+                            OpKind::Lost => StatusOp::Lost,
+                            OpKind::Found => StatusOp::Found,
+                            OpKind::Lock => StatusOp::Lock,
+                            _ => StatusOp::Unlock,
+                        };
+                        decide_status(st, sop, x.order_no)
+                    }
+                    OpKind::Replace => {
+                        let new_no = need(x.req.new_card.clone())?;
+                        let placeholder = x.new_exists.then(|| placeholder(&new_no, st));
+                        decide_replace(
+                            st,
+                            card_lots,
+                            placeholder.as_ref(),
+                            &ReplaceReq {
+                                order_no: x.order_no.to_owned(),
+                                new_card_no: new_no,
+                            },
+                        )
+                    }
+                    OpKind::Close => decide_close(
+                        st,
+                        card_lots,
+                        &CloseReq {
+                            order_no: x.order_no.to_owned(),
+                            pin,
+                        },
+                    ),
+                    _ => Err(Errno::Internal.into()),
+                }
+            }
+        },
+    })
 }
 
 /// Stands for "a card with this number exists" where a decision only asks that.
