@@ -316,7 +316,7 @@ pub async fn execute(
     }
 
     // Postings: decide.
-    let decision = decide_posting(&Loaded {
+    let loaded = Loaded {
         env,
         req: &req,
         cfg: &cfg,
@@ -328,7 +328,8 @@ pub async fn execute(
         level: level.as_ref(),
         original: original.as_ref(),
         order_no: &order_no,
-    })?;
+    };
+    let decision = decide_posting(&loaded)?;
     let plan = match decision {
         Ok(p) => p,
         Err(rf) => return refuse.refusal(tx, ctx, rf).await,
@@ -336,116 +337,16 @@ pub async fn execute(
 
     // 3. Write.
     let txn_id = txn_id.ok_or_else(|| Error::internal("no txn id for a posting"))?;
-    let mut w = Writes::new(ctx, now, txn_id, env);
-    for c in &expiries {
-        w.posting(c, OpKind::Expire, None, None, &[]);
-    }
-    let mut ids = lot_ids.into_iter();
-    let mut effects = Vec::with_capacity(plan.cards.len());
-    let detail = detail_json(&req, orig.as_ref());
-    for c in &plan.cards {
-        let created: Vec<i64> = (0..c.lots_created.len())
-            .map(|_| ids.next())
-            .collect::<Option<_>>()
-            .ok_or_else(|| Error::internal("not enough lot ids"))?;
-        w.posting(c, plan.op, Some(&order_no), Some(&plan), &created);
-        w.posting_detail(detail.clone());
-        for (n, id) in c.lots_created.iter().zip(&created) {
-            w.new_lot(&c.card_no, *id, n.points, n.expires_at);
-        }
-        effects.push(c.effect(&created));
-    }
-    // New card first: its row gets the final values of its changes.
-    if let Some(nc) = &plan.new_card {
-        let (hash, salt) = match &nc.pin {
-            PinSource::None => (None, None),
-            PinSource::FromRequest => {
-                let pin = need(req.pin.as_deref())?;
-                let salt = random_salt();
-                let h = keyed_hash(&env.hash_key, DOMAIN_CARD_PIN, &salt, pin.as_bytes());
-                (Some(hex::encode(h)), Some(hex::encode(salt)))
-            }
-            PinSource::CopyFrom(old) => {
-                let r = need(rows.get(old))?;
-                (r.pin_hash.clone(), r.pin_salt.clone())
-            }
-        };
-        let last = plan.cards.iter().rev().find(|c| c.card_no == nc.card_no);
-        let member_id = match &nc.member {
-            MemberRef::New(m) => {
-                w.members.push(json!({
-                    "name": m.name, "phone": m.phone,
-                    "birthday": m.birthday.map(|b| b.to_string()),
-                    "referrer": m.referrer, "level": nc.level,
-                }));
-                None
-            }
-            MemberRef::Existing(id) => Some(*id),
-        };
-        w.new_cards.push(json!({
-            "card_no": nc.card_no,
-            "member_id": member_id,
-            "status": status_text(last.and_then(|c| c.status).unwrap_or(CardStatus::Active)),
-            "balance": money_text(last.map_or(Money::ZERO, |c| c.new_balance)),
-            "points": last.map_or(0, |c| c.new_points),
-            "pin_hash": hash, "pin_salt": salt, "at": now.to_rfc3339(),
-        }));
-    }
-    let mut all: Vec<CardChange> = expiries.clone();
-    all.extend(
-        plan.cards
-            .iter()
-            .filter(|c| plan.new_card.as_ref().map(|n| &n.card_no) != Some(&c.card_no))
-            .cloned(),
-    );
-    w.fold_cards(&all, &rows, None)?;
-
-    let answer_row = plan.answer.clone().into_row(txn_id, now, false);
-    let first_status = plan.cards.first().and_then(|c| {
-        c.status
-            .or_else(|| states.get(&c.card_no).map(|s| s.status))
-    });
-    let row = posting_row(
+    let (w, row) = plan_writes(
+        &loaded,
+        ctx,
+        txn_id,
         &plan,
-        &answer_row,
-        &RowContext {
-            req: &req,
-            status: first_status,
-            orig_terminal: orig.as_ref().map(|o| o.terminal.as_str()),
-        },
-    );
-    let points_earned = if plan.op == OpKind::Debit {
-        plan.cards.first().map_or(0, |c| c.points_delta.max(0))
-    } else {
-        0
-    };
-    w.order = Some(json!({
-        "terminal_id": ctx.terminal,
-        "order_no": order_no,
-        "card_no": plan.answer.card,
-        "cards": plan.cards.iter().map(|c| c.card_no.clone()).collect::<Vec<_>>(),
-        "txn_id": txn_id,
-        "business_day": w.business_day.to_string(),
-        "posted_at": now.to_rfc3339(),
-        "amount": money_text(plan.answer.amount),
-        "charged": money_text(plan.answer.charged),
-        "tender": if req.tender == Tender::Cash { "cash" } else { "balance" },
-        "points_earned": points_earned,
-        "effects": effects.iter().map(effect_json).collect::<Vec<_>>(),
-        "answer": row_to_json(&row),
-    }));
-    if let (Some(u), Some(o)) = (&plan.original, &orig) {
-        w.orig = Some(json!({
-            "terminal_id": o.terminal, "order_no": u.order_no,
-            "reversed": u.mark_reversed, "refunded_add": money_text(u.refunded_add),
-            "taken_add": u.points_taken_back_add,
-        }));
-    }
-    if operator_reset {
-        w.operator_reset = Some(json!({
-            "store_id": ctx.store_id, "operator_id": req.operator,
-        }));
-    }
+        &expiries,
+        lot_ids,
+        orig.as_ref(),
+        operator_reset,
+    )?;
     w.run(tx, 1).await?;
     Ok(Rows(vec![row]))
 }
@@ -649,6 +550,131 @@ fn decide_posting(x: &Loaded<'_>) -> Result<std::result::Result<Plan, Refusal>> 
             }
         },
     })
+}
+
+/// Everything a decided posting writes, and its answer row.
+#[allow(clippy::too_many_arguments)]
+fn plan_writes(
+    x: &Loaded<'_>,
+    ctx: &TxnContext,
+    txn_id: i64,
+    plan: &Plan,
+    expiries: &[CardChange],
+    lot_ids: Vec<i64>,
+    orig: Option<&OrigRow>,
+    operator_reset: bool,
+) -> Result<(Writes, Row)> {
+    let mut w = Writes::new(ctx, x.now, txn_id, x.env);
+    for c in expiries {
+        w.posting(c, OpKind::Expire, None, None, &[]);
+    }
+    let mut ids = lot_ids.into_iter();
+    let mut effects = Vec::with_capacity(plan.cards.len());
+    let detail = detail_json(x.req, orig);
+    for c in &plan.cards {
+        let created: Vec<i64> = (0..c.lots_created.len())
+            .map(|_| ids.next())
+            .collect::<Option<_>>()
+            .ok_or_else(|| Error::internal("not enough lot ids"))?;
+        w.posting(c, plan.op, Some(x.order_no), Some(plan), &created);
+        w.posting_detail(detail.clone());
+        for (n, id) in c.lots_created.iter().zip(&created) {
+            w.new_lot(&c.card_no, *id, n.points, n.expires_at);
+        }
+        effects.push(c.effect(&created));
+    }
+    // New card first: its row gets the final values of its changes.
+    if let Some(nc) = &plan.new_card {
+        let (hash, salt) = match &nc.pin {
+            PinSource::None => (None, None),
+            PinSource::FromRequest => {
+                let pin = need(x.req.pin.as_deref())?;
+                let salt = random_salt();
+                let h = keyed_hash(&x.env.hash_key, DOMAIN_CARD_PIN, &salt, pin.as_bytes());
+                (Some(hex::encode(h)), Some(hex::encode(salt)))
+            }
+            PinSource::CopyFrom(old) => {
+                let r = need(x.rows.get(old))?;
+                (r.pin_hash.clone(), r.pin_salt.clone())
+            }
+        };
+        let last = plan.cards.iter().rev().find(|c| c.card_no == nc.card_no);
+        let member_id = match &nc.member {
+            MemberRef::New(m) => {
+                w.members.push(json!({
+                    "name": m.name, "phone": m.phone,
+                    "birthday": m.birthday.map(|b| b.to_string()),
+                    "referrer": m.referrer, "level": nc.level,
+                }));
+                None
+            }
+            MemberRef::Existing(id) => Some(*id),
+        };
+        w.new_cards.push(json!({
+            "card_no": nc.card_no,
+            "member_id": member_id,
+            "status": status_text(last.and_then(|c| c.status).unwrap_or(CardStatus::Active)),
+            "balance": money_text(last.map_or(Money::ZERO, |c| c.new_balance)),
+            "points": last.map_or(0, |c| c.new_points),
+            "pin_hash": hash, "pin_salt": salt, "at": x.now.to_rfc3339(),
+        }));
+    }
+    let mut all: Vec<CardChange> = expiries.to_vec();
+    all.extend(
+        plan.cards
+            .iter()
+            .filter(|c| plan.new_card.as_ref().map(|n| &n.card_no) != Some(&c.card_no))
+            .cloned(),
+    );
+    w.fold_cards(&all, x.rows, None)?;
+
+    let answer_row = plan.answer.clone().into_row(txn_id, x.now, false);
+    let first_status = plan.cards.first().and_then(|c| {
+        c.status
+            .or_else(|| x.states.get(&c.card_no).map(|s| s.status))
+    });
+    let row = posting_row(
+        plan,
+        &answer_row,
+        &RowContext {
+            req: x.req,
+            status: first_status,
+            orig_terminal: orig.map(|o| o.terminal.as_str()),
+        },
+    );
+    let points_earned = if plan.op == OpKind::Debit {
+        plan.cards.first().map_or(0, |c| c.points_delta.max(0))
+    } else {
+        0
+    };
+    w.order = Some(json!({
+        "terminal_id": ctx.terminal,
+        "order_no": x.order_no,
+        "card_no": plan.answer.card,
+        "cards": plan.cards.iter().map(|c| c.card_no.clone()).collect::<Vec<_>>(),
+        "txn_id": txn_id,
+        "business_day": w.business_day.to_string(),
+        "posted_at": x.now.to_rfc3339(),
+        "amount": money_text(plan.answer.amount),
+        "charged": money_text(plan.answer.charged),
+        "tender": if x.req.tender == Tender::Cash { "cash" } else { "balance" },
+        "points_earned": points_earned,
+        "effects": effects.iter().map(effect_json).collect::<Vec<_>>(),
+        "answer": row_to_json(&row),
+    }));
+    if let (Some(u), Some(o)) = (&plan.original, orig) {
+        w.orig = Some(json!({
+            "terminal_id": o.terminal, "order_no": u.order_no,
+            "reversed": u.mark_reversed, "refunded_add": money_text(u.refunded_add),
+            "taken_add": u.points_taken_back_add,
+        }));
+    }
+    if operator_reset {
+        w.operator_reset = Some(json!({
+            "store_id": ctx.store_id, "operator_id": x.req.operator,
+        }));
+    }
+    Ok((w, row))
 }
 
 /// Stands for "a card with this number exists" where a decision only asks that.
