@@ -19,6 +19,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    store::ledger::ledger_config(&config.ledger)
+        .map_err(|e| anyhow::anyhow!("invalid [ledger] configuration: {e}"))?;
     // Keys are an explicit ops step (`cardswitch keys init`): the daemon never
     // makes them itself, and refuses to start without them.
     if !crate::keys::admin::keys_exist(&config) {
@@ -66,7 +68,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// Hourly housekeeping: once-only partitions made ahead and old ones dropped.
+/// Hourly housekeeping: once-only partitions made ahead and old ones dropped;
+/// postings partitions made months ahead.
 async fn upkeep(pool: deadpool_postgres::Pool, ts_window: std::time::Duration) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
@@ -75,6 +78,9 @@ async fn upkeep(pool: deadpool_postgres::Pool, ts_window: std::time::Duration) {
             let mut client = pool.get().await.map_err(|e| e.to_string())?;
             let now = chrono::Utc::now();
             store::seen_ts::ensure_partitions(&mut client, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            store::postings::ensure_partitions(&mut client, now)
                 .await
                 .map_err(|e| e.to_string())?;
             store::seen_ts::drop_expired(&mut client, now, ts_window)

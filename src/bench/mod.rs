@@ -483,15 +483,45 @@ async fn provision_terminals(
         .collect())
 }
 
-/// The ledger's side of provisioning: a level for the cards and a manager
-/// per store (refunds are manager ops). `None` until the ledger has them.
+/// The ledger's side of provisioning, through its own store functions (as
+/// `cardswitch level add` and `operator add` do): a level for the cards
+/// (5 % discount, 1 point per unit) and a manager in every store (refunds
+/// are manager ops). Both are kept from an earlier run.
 async fn provision_ledger(
-    _config: &Config,
-    _pool: &deadpool_postgres::Pool,
-    _terminals: usize,
+    config: &Config,
+    pool: &deadpool_postgres::Pool,
+    terminals: usize,
 ) -> anyhow::Result<Option<(String, String)>> {
-    let _ = (LEVEL, MANAGER);
-    Ok(None)
+    use crate::store::operators;
+    let c = pool.get().await?;
+    let hash_key = crate::keys::load_secrets(&config.keys_dir, &c)
+        .await?
+        .hash_key;
+    let have_level = operators::list_levels(&c)
+        .await?
+        .iter()
+        .any(|l| l.0 == LEVEL);
+    if !have_level {
+        operators::add_level(
+            &c,
+            LEVEL,
+            rust_decimal::Decimal::new(95, 2),
+            rust_decimal::Decimal::ONE,
+        )
+        .await?;
+    }
+    let (mgr, pin) = MANAGER;
+    for s in (0..terminals).step_by(STORE_SIZE) {
+        let store = store_id(s);
+        let have = operators::list_operators(&c, Some(&store))
+            .await?
+            .iter()
+            .any(|o| o.operator_id == mgr);
+        if !have {
+            operators::add_operator(&c, &hash_key, &store, mgr, "manager", Some(pin)).await?;
+        }
+    }
+    Ok(Some((mgr.to_owned(), pin.to_owned())))
 }
 
 /// Registers the missing benchmark cards and tops each up, through the

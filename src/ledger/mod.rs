@@ -33,6 +33,7 @@ pub mod ops_card;
 pub mod ops_money;
 pub mod ops_points;
 pub mod plan;
+pub mod request;
 pub mod rules;
 pub mod state;
 

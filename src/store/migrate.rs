@@ -4,7 +4,7 @@
 
 use tokio_postgres::Client;
 
-/// (version, name, SQL). Versions are dense and never reused.
+/// (version, name, SQL). Versions increase and are never reused.
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (
         1,
@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("migrations/0002_seen_ts_secrets.sql"),
     ),
     (3, "keys", include_str!("migrations/0003_keys.sql")),
+    (4, "ledger", include_str!("migrations/0004_ledger.sql")),
 ];
 
 /// An arbitrary constant naming our advisory lock.

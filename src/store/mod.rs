@@ -6,7 +6,10 @@ pub mod audit;
 pub mod bench;
 pub mod embedded;
 pub mod keys;
+pub mod ledger;
 pub mod migrate;
+pub mod operators;
+pub mod postings;
 pub mod secrets;
 pub mod seen_ts;
 pub mod terminals;
@@ -70,6 +73,9 @@ pub async fn open(config: &Config) -> anyhow::Result<Database> {
     seen_ts::ensure_partitions(&mut client, chrono::Utc::now())
         .await
         .context("cannot create seen_ts partitions")?;
+    postings::ensure_partitions(&mut client, chrono::Utc::now())
+        .await
+        .context("cannot create postings partitions")?;
     drop(client);
     Ok(Database {
         pool,

@@ -10,8 +10,7 @@ use deadpool_postgres::Transaction;
 use crate::error::{Error, Result};
 use crate::protocol::errno::Errno;
 use crate::protocol::message::InnerForm;
-use crate::protocol::op::Op;
-use crate::protocol::xml::{Row, Rows};
+use crate::protocol::xml::Rows;
 use crate::store::seen_ts;
 
 /// What every txn may need besides its request: the configuration (ledger
@@ -33,17 +32,54 @@ pub struct TxnContext {
 /// Runs `form` for `ctx`. The `ts` is recorded first (1006 when used before);
 /// a refusal (an `Error::Refused`) commits the `ts` and whatever the refusal
 /// itself must write (a wrong-PIN count); any other error rolls back all.
+/// A deadlock or serialization failure (which the ledger's lock order should
+/// never cause) is retried a few times before it is answered 3002.
 pub async fn run(pool: &Pool, env: &TxnEnv, ctx: &TxnContext, form: &InnerForm) -> Result<Rows> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    if !seen_ts::record(&tx, &ctx.terminal, ctx.ts).await? {
-        return Err(Errno::TsUsed.into());
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match run_once(pool, env, ctx, form).await {
+            Err(Error::Db(e)) if attempt < 4 && is_retryable(&e) => {
+                tracing::warn!(error = %e, attempt, "txn retried");
+                continue;
+            }
+            Err(Error::Internal(m)) if m == STALE => {
+                if attempt < 4 {
+                    continue;
+                }
+                return Err(Errno::Unavailable.into());
+            }
+            other => return other,
+        }
     }
+}
+
+/// The marker of a pooled connection found closed before BEGIN.
+const STALE: &str = "stale pooled connection";
+
+fn is_retryable(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+    )
+}
+
+async fn run_once(pool: &Pool, env: &TxnEnv, ctx: &TxnContext, form: &InnerForm) -> Result<Rows> {
+    let mut client = pool.get().await?;
+    let tx = match client.transaction().await {
+        Ok(tx) => tx,
+        // A pooled connection the server closed (a terminated backend, a
+        // restart): nothing was sent, so a fresh one may be tried.
+        Err(e) if e.is_closed() => return Err(Error::Internal(STALE.into())),
+        Err(e) => return Err(e.into()),
+    };
     match dispatch(&tx, env, ctx, form).await {
         Ok(rows) => {
             tx.commit().await?;
             Ok(rows)
         }
+        Err(Error::Refused(Errno::TsUsed)) => Err(Errno::TsUsed.into()),
         Err(Error::Refused(e)) => {
             tx.commit().await?;
             Err(Error::Refused(e))
@@ -59,50 +95,13 @@ pub async fn spend_ts(pool: &Pool, terminal: &str, ts: i64) -> Result<bool> {
     Ok(seen_ts::record(&client, terminal, ts).await?)
 }
 
+/// Every op of protocol.md §6: the ledger records the `ts` in its first
+/// statement (one round trip less), then runs the op.
 async fn dispatch(
     tx: &Transaction<'_>,
-    _env: &TxnEnv,
-    _ctx: &TxnContext,
+    env: &TxnEnv,
+    ctx: &TxnContext,
     form: &InnerForm,
 ) -> Result<Rows> {
-    match form.op {
-        Op::Query => query(tx, form).await,
-        // The ledger work brings the other operations; until then they are
-        // refused plainly, never answered with a made-up result.
-        _ => Err(Error::internal(format!(
-            "op {} is not implemented yet",
-            form.op.as_str()
-        ))),
-    }
-}
-
-async fn query(tx: &Transaction<'_>, form: &InnerForm) -> Result<Rows> {
-    let card = form.attr1.as_deref().unwrap_or_default();
-    let row = tx
-        .query_opt(
-            "SELECT c.balance, c.points, m.level, c.status, c.pin_hash IS NOT NULL
-               FROM cards c JOIN members m USING (member_id) WHERE c.card_no = $1",
-            &[&card],
-        )
-        .await?
-        .ok_or(Errno::CardNotFound)?;
-    let balance: rust_decimal::Decimal = row.get(0);
-    let points: i64 = row.get(1);
-    let level: String = row.get(2);
-    let status: String = row.get(3);
-    let has_pin: bool = row.get(4);
-    match status.as_str() {
-        "lost" => return Err(Errno::CardLost.into()),
-        "locked" | "closed" => return Err(Errno::CardLocked.into()),
-        _ => {}
-    }
-    if has_pin {
-        return Err(Error::internal("card PINs come with the ledger work"));
-    }
-    Ok(Rows(vec![Row::new()
-        .with("card", card)
-        .with("balance", format!("{:.2}", balance))
-        .with("points", points.to_string())
-        .with("level", level)
-        .with("status", status)]))
+    crate::store::ledger::execute(tx, env, ctx, form).await
 }

@@ -12,15 +12,12 @@ use crate::harness::{temp_dir, Fixture};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_smoke_completes_and_prints_a_ratio() {
     let fx = Fixture::new().await;
-    // Until the ledger's register lands, the one card is made by SQL and
-    // the load only queries it.
-    fx.card(&bench::load::card_no("BC", 0), "100.00").await;
     let opts = BenchOptions {
         terminals: 2,
-        cards: 1,
+        cards: 50,
         clients: 2,
         duration: Duration::from_secs(2),
-        runs: vec![Mix::Query],
+        runs: vec![Mix::Debit, Mix::Mixed],
         pgbench_scale: 1,
         daemon_exe: Some(env!("CARGO_BIN_EXE_cardswitch").into()),
         idle_connections: 20,
@@ -31,6 +28,7 @@ async fn bench_smoke_completes_and_prints_a_ratio() {
     let text = report.render();
     assert_eq!(report.error_count(), 0, "{text}");
     assert!(report.runs.iter().all(|r| r.ok > 0), "{text}");
+    assert_eq!(report.setup.cards_registered, 50, "{text}");
     assert_eq!(report.login.failed, 0);
     assert!(
         report.pgbench.as_ref().is_some_and(|p| p.tps > 0.0),

@@ -3,6 +3,11 @@
 mod bench_smoke;
 mod foundation;
 mod harness;
+mod ledger;
+mod ledger_cli;
+mod ledger_e2e;
+mod ledger_stress;
+mod ledger_support;
 mod protocol;
 mod protocol_keys;
 mod vectors;

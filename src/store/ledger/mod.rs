@@ -1,0 +1,785 @@
+//! The ledger's SQL: runs one txn request inside the transaction `txn::run`
+//! opened, applying the pure decisions of [`crate::ledger`].
+//!
+//! Three round trips at most besides BEGIN/COMMIT, each one prepared and
+//! cached per connection, none in a loop:
+//!
+//! 1. **claim and lock**: the once-only `ts` inserted; for a posting, its
+//!    `orders` row claimed (`INSERT … ON CONFLICT DO NOTHING` on the unique
+//!    (terminal, order_no): two identical requests racing, the second waits
+//!    for the first and then sees its answer); the previous answer of a used
+//!    order_no read; the operator read; the original of a reverse/refund
+//!    locked; a card number about to be created serialised (advisory lock);
+//!    the card rows locked `FOR UPDATE` in card-number order (so no two
+//!    transactions can wait on each other's cards).
+//! 2. **load**, in a fresh snapshot taken once the locks are held: the
+//!    cards' live lots, whether a new card number exists, the level of a
+//!    register, ids for new lots and the posting, a history.
+//! 3. **write**: every row of the plan in one statement of CTEs fed by one
+//!    JSON document — or, for a refusal, the claim dropped and the PIN
+//!    counters written.
+//!
+//! Hooks for row MACs (issue 5): every card and posting row written here
+//! goes through [`Writes`], and every card read through [`CardRow`]; a
+//! mismatch found there is meant to be `Error::Tampered` (3001).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
+use serde_json::{json, Value};
+
+use crate::crypto::keyed_hash::{
+    keyed_hash, random_salt, verify_keyed_hash, DOMAIN_CARD_PIN, DOMAIN_MANAGER_PIN,
+};
+use crate::error::{Error, Result};
+use crate::ledger::request::{
+    mask_phone, money_text, posting_row, status_text, Request, RowContext,
+};
+use crate::ledger::{
+    authorize, business_day, check_read, decide_close, decide_debit, decide_expire, decide_points,
+    decide_redeem, decide_refund, decide_register, decide_replace, decide_reverse, decide_status,
+    decide_topup, decide_transfer, BonusRule, CardChange, CardState, CardStatus, CloseReq,
+    DebitReq, LedgerConfig, Level, Lot, MemberRef, Money, OpKind, Original, Pin, PinSource, Plan,
+    PointsReq, RedeemReq, RefundReq, Refusal, RegisterReq, ReplaceReq, ReverseReq, Role, StatusOp,
+    Tender, TopupReq, TransferReq,
+};
+use crate::protocol::errno::Errno;
+use crate::protocol::message::InnerForm;
+use crate::protocol::xml::{Row, Rows};
+use crate::store::txn::{TxnContext, TxnEnv};
+
+mod rows;
+mod sql;
+mod writes;
+
+use rows::*;
+use sql::*;
+use writes::{RefusalWrites, Writes};
+
+/// The ledger rules of the configuration.
+pub fn ledger_config(s: &crate::config::LedgerSettings) -> Result<LedgerConfig> {
+    let bonus_rules = s
+        .bonus_rules
+        .iter()
+        .map(|r| {
+            Ok(BonusRule {
+                min_topup: Money::new(r.min_topup).map_err(|_| {
+                    Error::internal("bonus rule min_topup must be an amount >= 0 in cents")
+                })?,
+                bonus: Money::new(r.bonus).map_err(|_| {
+                    Error::internal("bonus rule bonus must be an amount >= 0 in cents")
+                })?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(LedgerConfig {
+        bonus_rules,
+        points_expiry_months: s.points_expiry_months,
+    })
+}
+
+/// Runs one request; see the module doc.
+pub async fn execute(
+    tx: &Transaction<'_>,
+    env: &TxnEnv,
+    ctx: &TxnContext,
+    form: &InnerForm,
+) -> Result<Rows> {
+    let req = match Request::from_form(form) {
+        Ok(r) => r,
+        Err(e) => {
+            // Refused before any work: the ts is used up all the same.
+            if !crate::store::seen_ts::record(tx, &ctx.terminal, ctx.ts).await? {
+                return Err(Errno::TsUsed.into());
+            }
+            return Err(e.into());
+        }
+    };
+    let now = crate::ledger::lots::truncate_ms(ctx.now);
+    let posting = req.op.is_posting();
+    let digest = form.digest().to_vec();
+    let orig_key = req.original(&ctx.terminal);
+    let lock_cards = req.cards_to_lock();
+
+    // 1. Claim and lock.
+    let stmt = tx.prepare_cached(CLAIM_SQL).await?;
+    let r = tx
+        .query_one(
+            &stmt,
+            &[
+                &ctx.terminal,
+                &ctx.ts,
+                &ctx.store_id,
+                &req.operator,
+                &req.order_no,
+                &posting.then_some(digest.as_slice()),
+                &req.op.as_str(),
+                &lock_cards,
+                &orig_key.map(|o| o.0),
+                &orig_key.map(|o| o.1),
+                &req.card_to_create(),
+            ],
+        )
+        .await?;
+    if r.get::<_, i64>("ts_ok") == 0 {
+        return Err(Errno::TsUsed.into());
+    }
+    if posting && r.get::<_, i64>("claimed") == 0 {
+        let mut prior: Option<(Vec<u8>, Option<Value>)> = r
+            .get::<_, Option<Vec<u8>>>("prior_digest")
+            .map(|d| (d, r.get("prior_answer")));
+        if prior.is_none() {
+            // The claim waited for a racing twin that committed after this
+            // statement's snapshot: read its row now.
+            let stmt = tx.prepare_cached(PRIOR_SQL).await?;
+            prior = tx
+                .query_opt(&stmt, &[&ctx.terminal, &req.order_no])
+                .await?
+                .map(|row| (row.get(0), row.get(1)));
+        }
+        return match prior {
+            Some((d, Some(answer))) if d == digest => Ok(Rows(vec![replayed_row(answer)?])),
+            Some(_) => Err(Errno::OrderReused.into()),
+            None => Err(Error::internal("order claim failed but no order found")),
+        };
+    }
+    let operator: Option<OperatorRow> = r
+        .get::<_, Option<Value>>("operator")
+        .map(|v| from_json(v, "operator row"))
+        .transpose()?;
+    let orig: Option<OrigRow> = r
+        .get::<_, Option<Value>>("orig")
+        .map(|v| from_json(v, "original row"))
+        .transpose()?;
+    let card_rows: Vec<CardRow> = from_json(r.get::<_, Value>("cards"), "card rows")?;
+    let mut refuse = RefusalWrites {
+        order_no: req.order_no.clone(),
+        ..Default::default()
+    };
+
+    // Operator allowed (protocol.md §4: before the operation).
+    let mut operator_reset = false;
+    if let Err(e) = check_operator(env, ctx, &req, operator.as_ref(), &mut refuse) {
+        return refuse.apply(tx, ctx, e).await;
+    }
+    if let Some(o) = &operator {
+        operator_reset = req.op.is_manager_op() && o.pin_fail_count > 0;
+    }
+
+    let rows: BTreeMap<String, CardRow> = card_rows
+        .into_iter()
+        .map(|c| (c.card_no.clone(), c))
+        .collect();
+    let original = match (&orig_key, &orig) {
+        (Some(_), None) => return refuse.apply(tx, ctx, Errno::OriginalNotFound).await,
+        (Some(_), Some(o)) => Some(o.original()?),
+        _ => None,
+    };
+
+    // 2. Load, in a snapshot that sees everything committed before our locks.
+    let locked_nos: Vec<String> = rows.keys().cloned().collect();
+    let wants_lots = matches!(req.op, OpKind::Debit | OpKind::Points | OpKind::Replace);
+    let hist_card = (req.op == OpKind::History).then_some(req.attr1.as_str());
+    // A reverse needs the very lots its original created and took, spent
+    // or not.
+    let named_lots: Vec<i64> = original
+        .iter()
+        .flat_map(|o| &o.effects)
+        .flat_map(|e| e.lots_created.iter().chain(&e.lots_taken))
+        .map(|t| t.lot_id)
+        .collect();
+    let stmt = tx.prepare_cached(LOAD_SQL).await?;
+    let l = tx
+        .query_one(
+            &stmt,
+            &[
+                &locked_nos,
+                &req.card_to_create(),
+                &wants_lots,
+                &req.level,
+                &(posting || req.op == OpKind::Query),
+                &hist_card,
+                &i64::from(req.limit),
+                &named_lots,
+            ],
+        )
+        .await?;
+    let lot_rows: Vec<LotRow> = from_json(l.get::<_, Value>("lots"), "lots")?;
+    let new_exists: bool = l.get("new_exists");
+    let lot_ids: Vec<i64> = l.get("lot_ids");
+    let level: Option<LevelRow> = l
+        .get::<_, Option<Value>>("level")
+        .map(|v| from_json(v, "level"))
+        .transpose()?;
+    let txn_id: Option<i64> = l.get("txn_id");
+    let mut lots: BTreeMap<String, Vec<Lot>> = BTreeMap::new();
+    for lr in lot_rows {
+        lots.entry(lr.card_no).or_default().push(Lot {
+            id: lr.id,
+            points_left: lr.left,
+            expires_at: lr.exp.map(at_ms).transpose()?,
+        });
+    }
+    for v in lots.values_mut() {
+        v.sort_by_key(|l| l.id);
+    }
+
+    // Hook for row MACs (issue 5): a card whose points disagree with its
+    // lots was changed outside the ledger. 3001, nothing changed.
+    for (no, row) in &rows {
+        let in_lots: i64 = lots
+            .get(no)
+            .map_or(0, |v| v.iter().map(|l| l.points_left).sum());
+        if in_lots != row.points {
+            return Err(Error::Tampered(format!(
+                "card {no}: points {} but its lots hold {in_lots}",
+                row.points
+            )));
+        }
+    }
+
+    // Points expired since the card was last used: posted first, so the
+    // decision and the answer see live points only.
+    let mut states: BTreeMap<String, CardState> = BTreeMap::new();
+    let mut expiries: Vec<CardChange> = Vec::new();
+    for (no, row) in &rows {
+        let mut st = row.state()?;
+        let card_lots = lots.entry(no.clone()).or_default();
+        if !matches!(req.op, OpKind::Member | OpKind::History) {
+            if let Some(p) = decide_expire("", &st, card_lots, now)? {
+                for c in p.cards {
+                    for t in &c.lots_taken {
+                        if let Some(l) = card_lots.iter_mut().find(|l| l.id == t.lot_id) {
+                            l.points_left -= t.points;
+                        }
+                    }
+                    st.points = c.new_points;
+                    expiries.push(c);
+                }
+            }
+        }
+        states.insert(no.clone(), st);
+    }
+
+    let cfg = ledger_config(&env.config.ledger)?;
+    let card = |no: &str| states.get(no).ok_or(Errno::CardNotFound);
+    let order_no = req.order_no.clone().unwrap_or_default();
+    let pin_of = |no: &str| -> Result<Pin> {
+        match rows.get(no) {
+            Some(r) => r.pin(env, req.pin.as_deref()),
+            None => Ok(Pin::Absent),
+        }
+    };
+
+    // Reads.
+    if !posting {
+        let st = match card(&req.attr1) {
+            Ok(s) => s,
+            Err(e) => return refuse.apply(tx, ctx, e).await,
+        };
+        let pin_reset = match check_read(st, pin_of(&req.attr1)?) {
+            Ok(r) => r,
+            Err(rf) => return refuse.refusal(tx, ctx, rf).await,
+        };
+        let cr = need(rows.get(&req.attr1))?;
+        let rows_out = match req.op {
+            OpKind::Query => vec![Row::new()
+                .with("card", &st.card_no)
+                .with("balance", money_text(st.balance))
+                .with("points", st.points.to_string())
+                .with("level", &st.level.name)
+                .with("status", status_text(st.status))],
+            OpKind::Member => vec![Row::new()
+                .with("card", &st.card_no)
+                .with("name", &cr.name)
+                .with("phone", mask_phone(&cr.phone))
+                .with("level", &st.level.name)
+                .with("birthday", cr.birthday.clone().unwrap_or_default())
+                .with("status", status_text(st.status))
+                .with("registered_at", cr.opened_at.to_string())],
+            _ => history_rows(l.get::<_, Value>("history"))?,
+        };
+        if pin_reset.is_some() || !expiries.is_empty() {
+            let mut w = Writes::new(ctx, now, txn_id.unwrap_or_default(), env);
+            let st = st.clone();
+            for c in &expiries {
+                w.posting(c, OpKind::Expire, None, None, &[]);
+            }
+            w.fold_cards(&expiries, &rows, None)?;
+            if let Some(n) = pin_reset {
+                w.set_pin_count(&st, &rows, n)?;
+            }
+            w.run(tx, 0).await?;
+        }
+        return Ok(Rows(rows_out));
+    }
+
+    // Postings: decide.
+    let loaded = Loaded {
+        env,
+        req: &req,
+        cfg: &cfg,
+        now,
+        rows: &rows,
+        states: &states,
+        lots: &lots,
+        new_exists,
+        level: level.as_ref(),
+        original: original.as_ref(),
+        order_no: &order_no,
+    };
+    let decision = decide_posting(&loaded)?;
+    let plan = match decision {
+        Ok(p) => p,
+        Err(rf) => return refuse.refusal(tx, ctx, rf).await,
+    };
+
+    // 3. Write.
+    let txn_id = txn_id.ok_or_else(|| Error::internal("no txn id for a posting"))?;
+    let (w, row) = plan_writes(
+        &loaded,
+        ctx,
+        txn_id,
+        &plan,
+        &expiries,
+        lot_ids,
+        orig.as_ref(),
+        operator_reset,
+    )?;
+    w.run(tx, 1).await?;
+    Ok(Rows(vec![row]))
+}
+
+/// What a posting's decision reads: the request and the rows loaded and
+/// locked for it, points already expired.
+struct Loaded<'a> {
+    env: &'a TxnEnv,
+    req: &'a Request,
+    cfg: &'a LedgerConfig,
+    now: DateTime<Utc>,
+    rows: &'a BTreeMap<String, CardRow>,
+    states: &'a BTreeMap<String, CardState>,
+    lots: &'a BTreeMap<String, Vec<Lot>>,
+    new_exists: bool,
+    level: Option<&'a LevelRow>,
+    original: Option<&'a Original>,
+    order_no: &'a str,
+}
+
+impl Loaded<'_> {
+    fn card(&self, no: &str) -> std::result::Result<&CardState, Errno> {
+        self.states.get(no).ok_or(Errno::CardNotFound)
+    }
+
+    fn pin_of(&self, no: &str) -> Result<Pin> {
+        match self.rows.get(no) {
+            Some(r) => r.pin(self.env, self.req.pin.as_deref()),
+            None => Ok(Pin::Absent),
+        }
+    }
+}
+
+/// The pure decision of a posting op: a plan, or a refusal.
+fn decide_posting(x: &Loaded<'_>) -> Result<std::result::Result<Plan, Refusal>> {
+    Ok(match x.req.op {
+        OpKind::Register => {
+            if x.new_exists {
+                Err(Errno::CardInUse.into())
+            } else {
+                let lv = x
+                    .level
+                    .map(|l| -> Result<Level> {
+                        Ok(Level {
+                            name: l.level.clone(),
+                            discount: dec(&l.discount)?,
+                            points_rate: dec(&l.points_rate)?,
+                        })
+                    })
+                    .transpose()?;
+                decide_register(
+                    None,
+                    lv.as_ref(),
+                    &RegisterReq {
+                        order_no: x.order_no.to_owned(),
+                        card_no: x.req.attr1.clone(),
+                        member: need(x.req.member.clone())?,
+                        level: x.req.level.clone().unwrap_or_default(),
+                        pin_set: x.req.pin.is_some(),
+                    },
+                )
+            }
+        }
+        OpKind::Reverse | OpKind::Refund => {
+            let o = need(x.original)?;
+            let with_lots: Vec<(&CardState, &[Lot])> = o
+                .effects
+                .iter()
+                .filter_map(|e| {
+                    let st = x.states.get(&e.card_no)?;
+                    Some((st, x.lots.get(&e.card_no).map_or(&[][..], |v| v.as_slice())))
+                })
+                .collect();
+            if x.req.op == OpKind::Reverse {
+                let today = business_day(x.now, &x.env.config.business.offset());
+                decide_reverse(
+                    o,
+                    &with_lots,
+                    &ReverseReq {
+                        order_no: x.order_no.to_owned(),
+                    },
+                    today,
+                )
+            } else {
+                match (o.effects.first(), x.req.amount) {
+                    (Some(e), Some(amount)) => match x.states.get(&e.card_no) {
+                        Some(st) => decide_refund(
+                            o,
+                            st,
+                            x.lots.get(&e.card_no).map_or(&[][..], |v| v.as_slice()),
+                            &RefundReq {
+                                order_no: x.order_no.to_owned(),
+                                amount,
+                            },
+                            x.now,
+                        ),
+                        None => Err(Errno::CardNotFound.into()),
+                    },
+                    _ => Err(Errno::OriginalNotFound.into()),
+                }
+            }
+        }
+        _ => match x.card(&x.req.attr1) {
+            Err(e) => Err(e.into()),
+            Ok(st) => {
+                let card_lots = x.lots.get(&x.req.attr1).map_or(&[][..], |v| v.as_slice());
+                let pin = x.pin_of(&x.req.attr1)?;
+                match x.req.op {
+                    OpKind::Debit => decide_debit(
+                        x.cfg,
+                        st,
+                        &DebitReq {
+                            order_no: x.order_no.to_owned(),
+                            sale: need(x.req.amount)?,
+                            tender: x.req.tender,
+                            pin,
+                        },
+                        x.now,
+                    ),
+                    OpKind::Topup => decide_topup(
+                        x.cfg,
+                        st,
+                        &TopupReq {
+                            order_no: x.order_no.to_owned(),
+                            amount: need(x.req.amount)?,
+                        },
+                    ),
+                    OpKind::Points => decide_points(
+                        x.cfg,
+                        st,
+                        card_lots,
+                        &PointsReq {
+                            order_no: x.order_no.to_owned(),
+                            delta: need(x.req.delta)?,
+                            reason: x.req.reason.clone().unwrap_or_default(),
+                        },
+                        x.now,
+                    ),
+                    OpKind::Redeem => decide_redeem(
+                        st,
+                        card_lots,
+                        &RedeemReq {
+                            order_no: x.order_no.to_owned(),
+                            cost: need(x.req.cost)?,
+                            gift: x.req.gift.clone().unwrap_or_default(),
+                            pin,
+                        },
+                        x.now,
+                    ),
+                    OpKind::Transfer => {
+                        let to_no = need(x.req.to.clone())?;
+                        if to_no == x.req.attr1 {
+                            Err(Errno::Malformed.into())
+                        } else {
+                            match x.card(&to_no) {
+                                Err(e) => Err(e.into()),
+                                Ok(to) => decide_transfer(
+                                    st,
+                                    to,
+                                    &TransferReq {
+                                        order_no: x.order_no.to_owned(),
+                                        amount: need(x.req.amount)?,
+                                        pin,
+                                    },
+                                ),
+                            }
+                        }
+                    }
+                    OpKind::Lost | OpKind::Found | OpKind::Lock | OpKind::Unlock => {
+                        let sop = match x.req.op {
+                            OpKind::Lost => StatusOp::Lost,
+                            OpKind::Found => StatusOp::Found,
+                            OpKind::Lock => StatusOp::Lock,
+                            _ => StatusOp::Unlock,
+                        };
+                        decide_status(st, sop, x.order_no)
+                    }
+                    OpKind::Replace => {
+                        let new_no = need(x.req.new_card.clone())?;
+                        let placeholder = x.new_exists.then(|| placeholder(&new_no, st));
+                        decide_replace(
+                            st,
+                            card_lots,
+                            placeholder.as_ref(),
+                            &ReplaceReq {
+                                order_no: x.order_no.to_owned(),
+                                new_card_no: new_no,
+                            },
+                        )
+                    }
+                    OpKind::Close => decide_close(
+                        st,
+                        card_lots,
+                        &CloseReq {
+                            order_no: x.order_no.to_owned(),
+                            pin,
+                        },
+                    ),
+                    _ => Err(Errno::Internal.into()),
+                }
+            }
+        },
+    })
+}
+
+/// Everything a decided posting writes, and its answer row.
+#[allow(clippy::too_many_arguments)]
+fn plan_writes(
+    x: &Loaded<'_>,
+    ctx: &TxnContext,
+    txn_id: i64,
+    plan: &Plan,
+    expiries: &[CardChange],
+    lot_ids: Vec<i64>,
+    orig: Option<&OrigRow>,
+    operator_reset: bool,
+) -> Result<(Writes, Row)> {
+    let mut w = Writes::new(ctx, x.now, txn_id, x.env);
+    for c in expiries {
+        w.posting(c, OpKind::Expire, None, None, &[]);
+    }
+    let mut ids = lot_ids.into_iter();
+    let mut effects = Vec::with_capacity(plan.cards.len());
+    let detail = detail_json(x.req, orig);
+    for c in &plan.cards {
+        let created: Vec<i64> = (0..c.lots_created.len())
+            .map(|_| ids.next())
+            .collect::<Option<_>>()
+            .ok_or_else(|| Error::internal("not enough lot ids"))?;
+        w.posting(c, plan.op, Some(x.order_no), Some(plan), &created);
+        w.posting_detail(detail.clone());
+        for (n, id) in c.lots_created.iter().zip(&created) {
+            w.new_lot(&c.card_no, *id, n.points, n.expires_at);
+        }
+        effects.push(c.effect(&created));
+    }
+    // New card first: its row gets the final values of its changes.
+    if let Some(nc) = &plan.new_card {
+        let (hash, salt) = match &nc.pin {
+            PinSource::None => (None, None),
+            PinSource::FromRequest => {
+                let pin = need(x.req.pin.as_deref())?;
+                let salt = random_salt();
+                let h = keyed_hash(&x.env.hash_key, DOMAIN_CARD_PIN, &salt, pin.as_bytes());
+                (Some(hex::encode(h)), Some(hex::encode(salt)))
+            }
+            PinSource::CopyFrom(old) => {
+                let r = need(x.rows.get(old))?;
+                (r.pin_hash.clone(), r.pin_salt.clone())
+            }
+        };
+        let last = plan.cards.iter().rev().find(|c| c.card_no == nc.card_no);
+        let member_id = match &nc.member {
+            MemberRef::New(m) => {
+                w.members.push(json!({
+                    "name": m.name, "phone": m.phone,
+                    "birthday": m.birthday.map(|b| b.to_string()),
+                    "referrer": m.referrer, "level": nc.level,
+                }));
+                None
+            }
+            MemberRef::Existing(id) => Some(*id),
+        };
+        w.new_cards.push(json!({
+            "card_no": nc.card_no,
+            "member_id": member_id,
+            "status": status_text(last.and_then(|c| c.status).unwrap_or(CardStatus::Active)),
+            "balance": money_text(last.map_or(Money::ZERO, |c| c.new_balance)),
+            "points": last.map_or(0, |c| c.new_points),
+            "pin_hash": hash, "pin_salt": salt, "at": x.now.to_rfc3339(),
+        }));
+    }
+    let mut all: Vec<CardChange> = expiries.to_vec();
+    all.extend(
+        plan.cards
+            .iter()
+            .filter(|c| plan.new_card.as_ref().map(|n| &n.card_no) != Some(&c.card_no))
+            .cloned(),
+    );
+    w.fold_cards(&all, x.rows, None)?;
+
+    let answer_row = plan.answer.clone().into_row(txn_id, x.now, false);
+    let first_status = plan.cards.first().and_then(|c| {
+        c.status
+            .or_else(|| x.states.get(&c.card_no).map(|s| s.status))
+    });
+    let row = posting_row(
+        plan,
+        &answer_row,
+        &RowContext {
+            req: x.req,
+            status: first_status,
+            orig_terminal: orig.map(|o| o.terminal.as_str()),
+        },
+    );
+    let points_earned = if plan.op == OpKind::Debit {
+        plan.cards.first().map_or(0, |c| c.points_delta.max(0))
+    } else {
+        0
+    };
+    w.order = Some(json!({
+        "terminal_id": ctx.terminal,
+        "order_no": x.order_no,
+        "card_no": plan.answer.card,
+        "cards": plan.cards.iter().map(|c| c.card_no.clone()).collect::<Vec<_>>(),
+        "txn_id": txn_id,
+        "business_day": w.business_day.to_string(),
+        "posted_at": x.now.to_rfc3339(),
+        "amount": money_text(plan.answer.amount),
+        "charged": money_text(plan.answer.charged),
+        "tender": if x.req.tender == Tender::Cash { "cash" } else { "balance" },
+        "points_earned": points_earned,
+        "effects": effects.iter().map(effect_json).collect::<Vec<_>>(),
+        "answer": row_to_json(&row),
+    }));
+    if let (Some(u), Some(o)) = (&plan.original, orig) {
+        w.orig = Some(json!({
+            "terminal_id": o.terminal, "order_no": u.order_no,
+            "reversed": u.mark_reversed, "refunded_add": money_text(u.refunded_add),
+            "taken_add": u.points_taken_back_add,
+        }));
+    }
+    if operator_reset {
+        w.operator_reset = Some(json!({
+            "store_id": ctx.store_id, "operator_id": x.req.operator,
+        }));
+    }
+    Ok((w, row))
+}
+
+/// Stands for "a card with this number exists" where a decision only asks that.
+fn placeholder(card_no: &str, like: &CardState) -> CardState {
+    CardState {
+        card_no: card_no.to_owned(),
+        ..like.clone()
+    }
+}
+
+fn detail_json(req: &Request, orig: Option<&OrigRow>) -> Value {
+    let mut d = serde_json::Map::new();
+    if req.op == OpKind::Debit || req.op == OpKind::Topup {
+        let t = if req.tender == Tender::Cash {
+            "cash"
+        } else {
+            "balance"
+        };
+        d.insert("tender".into(), t.into());
+    }
+    if let Some(r) = &req.reason {
+        d.insert("reason".into(), r.clone().into());
+    }
+    if let Some(g) = &req.gift {
+        d.insert("gift".into(), g.clone().into());
+    }
+    if let Some(o) = orig {
+        d.insert(
+            "original".into(),
+            json!({"terminal": o.terminal, "order_no": o.order_no}),
+        );
+    }
+    if let Some(op) = &req.operator {
+        d.insert("operator".into(), op.clone().into());
+    }
+    Value::Object(d)
+}
+
+fn history_rows(v: Value) -> Result<Vec<Row>> {
+    let mut hs: Vec<HistoryRow> = from_json(v, "history")?;
+    hs.sort_by_key(|h| std::cmp::Reverse((h.posted_at, h.posting_id)));
+    hs.into_iter()
+        .map(|h| {
+            let mut r = Row::new();
+            // The store's own expiry postings have no order number.
+            if let Some(o) = h.order_no {
+                r.push("order_no", o);
+            }
+            Ok(r.with("op", h.op)
+                .with("txn_id", h.txn_id.to_string())
+                .with("card", h.card_no)
+                .with("amount", money_text(money(&h.amount)?))
+                .with("discount", money_text(money(&h.discount)?))
+                .with("charged", money_text(money(&h.charged)?))
+                .with("points_delta", h.points_delta.to_string())
+                .with("balance", money_text(money(&h.balance)?))
+                .with("points", h.points.to_string())
+                .with("posted_at", h.posted_at.to_string())
+                .with("terminal", h.terminal_id))
+        })
+        .collect()
+}
+
+/// Checks the operator: absent is fine for a cashier op; unknown, disabled,
+/// a cashier on an M op, or a wrong `mpin` is 2011 (a wrong `mpin` counts
+/// toward disabling the manager).
+fn check_operator(
+    env: &TxnEnv,
+    ctx: &TxnContext,
+    req: &Request,
+    operator: Option<&OperatorRow>,
+    refuse: &mut RefusalWrites,
+) -> std::result::Result<(), Errno> {
+    if req.operator.is_none() && !req.op.is_manager_op() {
+        return Ok(());
+    }
+    let active = operator.filter(|o| o.status == "active");
+    let role = active.map(|o| {
+        if o.role == "manager" {
+            Role::Manager
+        } else {
+            Role::Cashier
+        }
+    });
+    let mut mpin_ok = false;
+    if let (Some(o), Some(Role::Manager), true) = (active, role, req.op.is_manager_op()) {
+        let hash = hex_bytes(&o.pin_hash).ok().flatten();
+        let salt = hex_bytes(&o.pin_salt).ok().flatten();
+        mpin_ok = match (hash, salt, req.mpin.as_deref()) {
+            (Some(h), Some(s), Some(p)) => {
+                verify_keyed_hash(&env.hash_key, DOMAIN_MANAGER_PIN, &s, p.as_bytes(), &h)
+            }
+            _ => false,
+        };
+        let who = (
+            ctx.store_id.clone(),
+            req.operator.clone().unwrap_or_default(),
+        );
+        if !mpin_ok {
+            refuse.operator = Some((who.0, who.1, false));
+        } else if o.pin_fail_count > 0 {
+            // A right PIN ends the run of wrong ones even if the op is then
+            // refused for another reason.
+            refuse.operator = Some((who.0, who.1, true));
+        }
+    }
+    authorize(req.op, role, mpin_ok)
+}

@@ -1,0 +1,243 @@
+//! Rows as the ledger's statements return them (JSON from PostgreSQL, so one
+//! round trip can carry several row kinds), and the stored forms of effects
+//! and answers.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::str::FromStr;
+
+use crate::crypto::keyed_hash::{verify_keyed_hash, DOMAIN_CARD_PIN};
+use crate::error::{Error, Result};
+use crate::ledger::request::parse_status;
+use crate::ledger::{CardState, Effect, Level, LotTake, Money, OpKind, Original, Pin, Tender};
+use crate::protocol::xml::Row;
+use crate::store::txn::TxnEnv;
+
+#[derive(Deserialize)]
+pub(super) struct OperatorRow {
+    pub(super) role: String,
+    pub(super) status: String,
+    pub(super) pin_hash: Option<String>,
+    pub(super) pin_salt: Option<String>,
+    pub(super) pin_fail_count: i32,
+}
+
+/// A card row as locked, with its member and level.
+#[derive(Deserialize, Clone)]
+pub(super) struct CardRow {
+    pub(super) card_no: String,
+    pub(super) member_id: i64,
+    pub(super) status: String,
+    pub(super) balance: String,
+    pub(super) points: i64,
+    pub(super) pin_hash: Option<String>,
+    pub(super) pin_salt: Option<String>,
+    pub(super) pin_fail_count: i32,
+    pub(super) level: String,
+    pub(super) discount: String,
+    pub(super) points_rate: String,
+    pub(super) name: String,
+    pub(super) phone: String,
+    pub(super) birthday: Option<String>,
+    pub(super) opened_at: i64,
+}
+
+#[derive(Deserialize)]
+pub(super) struct OrigRow {
+    pub(super) terminal: String,
+    pub(super) order_no: String,
+    pub(super) op: String,
+    pub(super) business_day: Option<String>,
+    pub(super) amount: String,
+    pub(super) charged: String,
+    pub(super) tender: String,
+    pub(super) points_earned: i64,
+    pub(super) reversed: bool,
+    pub(super) refunded: String,
+    pub(super) points_taken_back: i64,
+    pub(super) effects: Option<Value>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct LotRow {
+    pub(super) card_no: String,
+    pub(super) id: i64,
+    pub(super) left: i64,
+    pub(super) exp: Option<i64>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct LevelRow {
+    pub(super) level: String,
+    pub(super) discount: String,
+    pub(super) points_rate: String,
+}
+
+#[derive(Deserialize)]
+pub(super) struct HistoryRow {
+    pub(super) posting_id: i64,
+    pub(super) order_no: Option<String>,
+    pub(super) op: String,
+    pub(super) txn_id: i64,
+    pub(super) card_no: String,
+    pub(super) amount: String,
+    pub(super) discount: String,
+    pub(super) charged: String,
+    pub(super) points_delta: i64,
+    pub(super) balance: String,
+    pub(super) points: i64,
+    pub(super) posted_at: i64,
+    pub(super) terminal_id: String,
+}
+
+/// A value `InnerForm::parse` guarantees. Missing after the claim, it is a
+/// bug: 3003 and everything rolled back (a refusal here would commit the
+/// claim without its answer).
+pub(super) fn need<T>(v: Option<T>) -> Result<T> {
+    v.ok_or_else(|| Error::internal("a checked request field is missing"))
+}
+
+pub(super) fn dec(s: &str) -> Result<Decimal> {
+    Decimal::from_str(s).map_err(|e| Error::internal(format!("stored number {s:?}: {e}")))
+}
+
+pub(super) fn money(s: &str) -> Result<Money> {
+    Money::new(dec(s)?).map_err(|_| Error::internal(format!("stored amount {s:?} out of range")))
+}
+
+pub(super) fn hex_bytes(s: &Option<String>) -> Result<Option<Vec<u8>>> {
+    s.as_deref()
+        .map(|h| hex::decode(h).map_err(|e| Error::internal(format!("stored hex: {e}"))))
+        .transpose()
+}
+
+pub(super) fn from_json<T: for<'de> Deserialize<'de>>(v: Value, what: &str) -> Result<T> {
+    serde_json::from_value(v).map_err(|e| Error::internal(format!("{what}: {e}")))
+}
+
+pub(super) fn at_ms(ms: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| Error::internal("stored time out of range"))
+}
+
+impl CardRow {
+    pub(super) fn state(&self) -> Result<CardState> {
+        Ok(CardState {
+            card_no: self.card_no.clone(),
+            member_id: self.member_id,
+            status: parse_status(&self.status)
+                .ok_or_else(|| Error::internal("stored card status"))?,
+            balance: money(&self.balance)?,
+            points: self.points,
+            level: Level {
+                name: self.level.clone(),
+                discount: dec(&self.discount)?,
+                points_rate: dec(&self.points_rate)?,
+            },
+            pin_fail_count: u32::try_from(self.pin_fail_count).unwrap_or(0),
+            has_pin: self.pin_hash.is_some(),
+        })
+    }
+
+    /// The request's `pin` checked against this card's hash.
+    pub(super) fn pin(&self, env: &TxnEnv, pin: Option<&str>) -> Result<Pin> {
+        let (Some(pin), Some(hash), Some(salt)) = (pin, &self.pin_hash, &self.pin_salt) else {
+            return Ok(if pin.is_some() {
+                Pin::Correct
+            } else {
+                Pin::Absent
+            });
+        };
+        let hash = hex_bytes(&Some(hash.clone()))?.unwrap_or_default();
+        let salt = hex_bytes(&Some(salt.clone()))?.unwrap_or_default();
+        let ok = verify_keyed_hash(&env.hash_key, DOMAIN_CARD_PIN, &salt, pin.as_bytes(), &hash);
+        Ok(if ok { Pin::Correct } else { Pin::Wrong })
+    }
+}
+
+pub(super) fn effect_json(e: &Effect) -> Value {
+    let pairs = |v: &[LotTake]| -> Value {
+        v.iter()
+            .map(|t| json!([t.lot_id, t.points]))
+            .collect::<Vec<_>>()
+            .into()
+    };
+    json!({
+        "card_no": e.card_no,
+        "balance_delta": e.balance_delta.to_string(),
+        "points_delta": e.points_delta,
+        "lots_created": pairs(&e.lots_created),
+        "lots_taken": pairs(&e.lots_taken),
+    })
+}
+
+pub(super) fn takes_from_json(v: &Value) -> Result<Vec<LotTake>> {
+    let pairs: Vec<(i64, i64)> = from_json(v.clone(), "lot moves")?;
+    Ok(pairs
+        .into_iter()
+        .map(|(lot_id, points)| LotTake { lot_id, points })
+        .collect())
+}
+
+pub(super) fn effect_from_json(v: &Value) -> Result<Effect> {
+    let s = |k: &str| v.get(k).cloned().unwrap_or(Value::Null);
+    Ok(Effect {
+        card_no: from_json(s("card_no"), "effect card")?,
+        balance_delta: dec(&from_json::<String>(s("balance_delta"), "effect balance")?)?,
+        points_delta: from_json(s("points_delta"), "effect points")?,
+        lots_created: takes_from_json(&s("lots_created"))?,
+        lots_taken: takes_from_json(&s("lots_taken"))?,
+    })
+}
+
+impl OrigRow {
+    pub(super) fn original(&self) -> Result<Original> {
+        let effects = match &self.effects {
+            Some(Value::Array(a)) => a.iter().map(effect_from_json).collect::<Result<_>>()?,
+            _ => vec![],
+        };
+        let op = OpKind::from_wire(&self.op).ok_or_else(|| Error::internal("stored op"))?;
+        Ok(Original {
+            order_no: self.order_no.clone(),
+            op,
+            business_day: self
+                .business_day
+                .as_deref()
+                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+                .ok_or_else(|| Error::internal("stored business day"))?,
+            amount: money(&self.amount)?,
+            charged: money(&self.charged)?,
+            tender: if self.tender == "cash" {
+                Tender::Cash
+            } else {
+                Tender::Balance
+            },
+            points_earned: self.points_earned,
+            reversed: self.reversed,
+            refunded: money(&self.refunded)?,
+            points_taken_back: self.points_taken_back,
+            effects,
+        })
+    }
+}
+
+/// The stored answer row: `[[name, value], …]`.
+pub(super) fn row_to_json(row: &Row) -> Value {
+    row.0
+        .iter()
+        .map(|(n, v)| json!([n, v]))
+        .collect::<Vec<_>>()
+        .into()
+}
+
+pub(super) fn replayed_row(stored: Value) -> Result<Row> {
+    let pairs: Vec<(String, String)> = from_json(stored, "stored answer")?;
+    let mut row = Row(pairs);
+    for (n, v) in row.0.iter_mut() {
+        if n == "replayed" {
+            *v = "1".into();
+        }
+    }
+    Ok(row)
+}

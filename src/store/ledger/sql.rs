@@ -1,0 +1,171 @@
+//! The ledger's SQL statements, each prepared and cached per connection.
+
+pub(super) const CLAIM_SQL: &str = "
+WITH ts AS (
+    INSERT INTO seen_ts (terminal_id, ts) VALUES ($1::text, $2::bigint)
+    ON CONFLICT DO NOTHING RETURNING 1
+), claim AS (
+    INSERT INTO orders (terminal_id, order_no, digest, op)
+    SELECT $1::text, $5::text, $6::bytea, $7::text FROM ts WHERE $5::text IS NOT NULL
+    ON CONFLICT DO NOTHING RETURNING 1
+), go AS MATERIALIZED (
+    SELECT 1 AS go FROM ts WHERE $5::text IS NULL OR EXISTS (SELECT 1 FROM claim)
+), adv AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock(hashtextextended('card:' || $11::text, 0))::text AS l
+      FROM go WHERE $11::text IS NOT NULL
+), orig AS MATERIALIZED (
+    SELECT o.terminal_id AS terminal, o.order_no, o.op, o.business_day::text AS business_day,
+           o.amount::text AS amount, o.charged::text AS charged, o.tender, o.points_earned,
+           o.reversed, o.refunded::text AS refunded, o.points_taken_back, o.effects, o.cards
+      FROM orders o JOIN terminals t ON t.terminal_id = o.terminal_id
+     WHERE o.terminal_id = $9::text AND o.order_no = $10::text AND t.store_id = $3::text
+       AND o.answer IS NOT NULL
+       AND EXISTS (SELECT 1 FROM go) AND (SELECT count(*) FROM adv) >= 0
+       FOR UPDATE OF o
+), locked AS MATERIALIZED (
+    SELECT c.card_no, c.member_id, c.status, c.balance::text AS balance, c.points,
+           encode(c.pin_hash, 'hex') AS pin_hash, encode(c.pin_salt, 'hex') AS pin_salt,
+           c.pin_fail_count, m.level, l.discount::text AS discount,
+           l.points_rate::text AS points_rate, m.name, m.phone, m.birthday::text AS birthday,
+           floor(extract(epoch FROM c.opened_at) * 1000)::bigint AS opened_at
+      FROM cards c JOIN members m ON m.member_id = c.member_id JOIN levels l ON l.level = m.level
+     WHERE c.card_no = ANY (CASE WHEN $10::text IS NULL THEN $8::text[]
+                                 ELSE (SELECT cards FROM orig) END)
+       AND EXISTS (SELECT 1 FROM go) AND (SELECT count(*) FROM adv) >= 0
+       AND (SELECT count(*) FROM orig) >= 0
+     ORDER BY c.card_no
+       FOR UPDATE OF c
+)
+SELECT (SELECT count(*) FROM ts)::bigint AS ts_ok,
+       (SELECT count(*) FROM claim)::bigint AS claimed,
+       (SELECT o.digest FROM orders o WHERE o.terminal_id = $1::text AND o.order_no = $5::text) AS prior_digest,
+       (SELECT o.answer FROM orders o WHERE o.terminal_id = $1::text AND o.order_no = $5::text) AS prior_answer,
+       (SELECT row_to_json(x) FROM (SELECT role, status, encode(pin_hash, 'hex') AS pin_hash,
+               encode(pin_salt, 'hex') AS pin_salt, pin_fail_count
+          FROM operators WHERE store_id = $3::text AND operator_id = $4::text) x) AS operator,
+       (SELECT row_to_json(orig) FROM orig) AS orig,
+       (SELECT coalesce(json_agg(row_to_json(locked)), '[]'::json) FROM locked) AS cards";
+
+pub(super) const PRIOR_SQL: &str =
+    "SELECT digest, answer FROM orders WHERE terminal_id = $1::text AND order_no = $2::text";
+
+pub(super) const LOAD_SQL: &str = "
+WITH lv AS (
+    SELECT card_no, lot_id, points_left, expires_at FROM lots
+     WHERE card_no = ANY ($1::text[]) AND (points_left > 0 OR lot_id = ANY ($8::bigint[]))
+)
+SELECT (SELECT coalesce(json_agg(json_build_object('card_no', card_no, 'id', lot_id,
+               'left', points_left, 'exp', floor(extract(epoch FROM expires_at) * 1000)::bigint)),
+               '[]'::json) FROM lv) AS lots,
+       EXISTS (SELECT 1 FROM cards WHERE card_no = $2::text) AS new_exists,
+       ARRAY(SELECT nextval('lots_lot_id_seq') FROM generate_series(1,
+             CASE WHEN $3::bool THEN (SELECT count(*) FROM lv) + 1 ELSE 0 END)) AS lot_ids,
+       (SELECT json_build_object('level', level, 'discount', discount::text,
+               'points_rate', points_rate::text) FROM levels WHERE level = $4::text) AS level,
+       CASE WHEN $5::bool THEN nextval('txn_id_seq') END AS txn_id,
+       (SELECT coalesce(json_agg(h), '[]'::json) FROM (
+            SELECT posting_id, order_no, op, txn_id, card_no, amount::text AS amount,
+                   discount::text AS discount, charged::text AS charged, points_delta,
+                   balance::text AS balance, points,
+                   floor(extract(epoch FROM posted_at) * 1000)::bigint AS posted_at, terminal_id
+              FROM postings WHERE card_no = $6::text
+             ORDER BY posted_at DESC, posting_id DESC LIMIT $7::bigint) h) AS history";
+
+pub(super) const WRITE_SQL: &str = "
+WITH j AS (SELECT $1::jsonb AS j),
+nm AS (
+    INSERT INTO members (name, phone, birthday, referrer, level)
+    SELECT x.name, x.phone, x.birthday, x.referrer, x.level
+      FROM j, jsonb_to_recordset(j.j->'members')
+           AS x(name text, phone text, birthday date, referrer text, level text)
+    RETURNING member_id
+), nc AS (
+    INSERT INTO cards (card_no, member_id, status, balance, points, pin_hash, pin_salt, opened_at)
+    SELECT x.card_no, coalesce(x.member_id, (SELECT member_id FROM nm)), x.status, x.balance,
+           x.points, decode(x.pin_hash, 'hex'), decode(x.pin_salt, 'hex'), x.at
+      FROM j, jsonb_to_recordset(j.j->'new_cards')
+           AS x(card_no text, member_id bigint, status text, balance numeric, points bigint,
+                pin_hash text, pin_salt text, at timestamptz)
+    RETURNING 1
+), uc AS (
+    UPDATE cards c SET balance = x.balance, points = x.points, status = x.status,
+           pin_fail_count = x.pin_fail_count,
+           closed_at = CASE WHEN x.status = 'closed' AND c.status <> 'closed' THEN x.at
+                            ELSE c.closed_at END
+      FROM j, jsonb_to_recordset(j.j->'cards')
+           AS x(card_no text, old_balance numeric, old_points bigint, balance numeric,
+                points bigint, status text, pin_fail_count integer, at timestamptz)
+     WHERE c.card_no = x.card_no AND c.balance = x.old_balance AND c.points = x.old_points
+    RETURNING 1
+), ps AS (
+    INSERT INTO postings (txn_id, card_no, terminal_id, order_no, op, balance_delta,
+           points_delta, balance, points, amount, discount, charged, business_day, posted_at,
+           lots_created, lots_taken, lots_restored, detail)
+    SELECT x.txn_id, x.card_no, x.terminal_id, x.order_no, x.op, x.balance_delta,
+           x.points_delta, x.balance, x.points, x.amount, x.discount, x.charged,
+           x.business_day, x.posted_at, x.lots_created, x.lots_taken, x.lots_restored, x.detail
+      FROM j, jsonb_to_recordset(j.j->'postings')
+           AS x(txn_id bigint, card_no text, terminal_id text, order_no text, op text,
+                balance_delta numeric, points_delta bigint, balance numeric, points bigint,
+                amount numeric, discount numeric, charged numeric, business_day date,
+                posted_at timestamptz, lots_created jsonb, lots_taken jsonb,
+                lots_restored jsonb, detail jsonb)
+    RETURNING 1
+), lm AS (
+    UPDATE lots l SET points_left = l.points_left + x.delta
+      FROM j, jsonb_to_recordset(j.j->'lot_moves') AS x(lot_id bigint, card_no text, delta bigint)
+     WHERE l.lot_id = x.lot_id AND l.card_no = x.card_no
+    RETURNING 1
+), nl AS (
+    INSERT INTO lots (lot_id, card_no, points, points_left, expires_at, txn_id, created_at)
+    SELECT x.lot_id, x.card_no, x.points, x.points, x.expires_at, x.txn_id, x.at
+      FROM j, jsonb_to_recordset(j.j->'new_lots')
+           AS x(lot_id bigint, card_no text, points bigint, expires_at timestamptz,
+                txn_id bigint, at timestamptz)
+    RETURNING 1
+), od AS (
+    UPDATE orders o SET card_no = x.card_no, cards = x.cards, txn_id = x.txn_id,
+           business_day = x.business_day, posted_at = x.posted_at, amount = x.amount,
+           charged = x.charged, tender = x.tender, points_earned = x.points_earned,
+           effects = x.effects, answer = x.answer
+      FROM j, jsonb_to_recordset(j.j->'order')
+           AS x(terminal_id text, order_no text, card_no text, cards text[], txn_id bigint,
+                business_day date, posted_at timestamptz, amount numeric, charged numeric,
+                tender text, points_earned bigint, effects jsonb, answer jsonb)
+     WHERE o.terminal_id = x.terminal_id AND o.order_no = x.order_no AND o.answer IS NULL
+    RETURNING 1
+), og AS (
+    UPDATE orders o SET reversed = o.reversed OR x.reversed,
+           refunded = o.refunded + x.refunded_add,
+           points_taken_back = o.points_taken_back + x.taken_add
+      FROM j, jsonb_to_recordset(j.j->'orig')
+           AS x(terminal_id text, order_no text, reversed boolean, refunded_add numeric,
+                taken_add bigint)
+     WHERE o.terminal_id = x.terminal_id AND o.order_no = x.order_no
+    RETURNING 1
+), opr AS (
+    UPDATE operators p SET pin_fail_count = 0
+      FROM j, jsonb_to_recordset(j.j->'operator_reset') AS x(store_id text, operator_id text)
+     WHERE p.store_id = x.store_id AND p.operator_id = x.operator_id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM nm), (SELECT count(*) FROM nc), (SELECT count(*) FROM uc),
+       (SELECT count(*) FROM ps), (SELECT count(*) FROM lm), (SELECT count(*) FROM nl),
+       (SELECT count(*) FROM od), (SELECT count(*) FROM og), (SELECT count(*) FROM opr)";
+
+pub(super) const REFUSE_SQL: &str = "
+WITH d AS (
+    DELETE FROM orders WHERE terminal_id = $1::text AND order_no = $2::text AND answer IS NULL
+    RETURNING 1
+), c AS (
+    UPDATE cards SET pin_fail_count = $4::integer,
+           status = CASE WHEN $5::bool THEN 'locked' ELSE status END
+     WHERE card_no = $3::text RETURNING 1
+), o AS (
+    UPDATE operators
+       SET pin_fail_count = CASE WHEN $9::bool THEN 0 ELSE pin_fail_count + 1 END,
+           status = CASE WHEN NOT $9::bool AND pin_fail_count + 1 >= $8::integer
+                         THEN 'disabled' ELSE status END
+     WHERE store_id = $6::text AND operator_id = $7::text RETURNING 1
+)
+SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM c) + (SELECT count(*) FROM o)";

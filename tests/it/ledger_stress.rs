@@ -1,0 +1,379 @@
+//! The ledger under load and under a crash: 32 tasks posting a random mix of
+//! every posting op against 20 cards, then the books checked; and a posting
+//! whose database connection is killed half-way.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::ledger_support::*;
+
+const CARDS: usize = 20;
+const TASKS: usize = 32;
+
+fn card(i: usize) -> String {
+    format!("LOAD{i:04}")
+}
+
+/// Seconds the load runs: `CARDSWITCH_STRESS_SECS`, 20 by default.
+fn duration() -> Duration {
+    let secs = std::env::var("CARDSWITCH_STRESS_SECS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(20.0);
+    Duration::from_secs_f64(secs)
+}
+
+#[derive(Default)]
+struct Tally {
+    /// Successful posting answers that were not replays.
+    posted: u64,
+    replays: u64,
+    by_errno: HashMap<u16, u64>,
+    /// Order numbers of this task's successful debits and other postings.
+    debits: Vec<String>,
+    others: Vec<String>,
+    sent: HashMap<String, (Req, String)>,
+}
+
+fn cents(rng: &mut StdRng, max: i64) -> String {
+    let c = rng.gen_range(1..=max);
+    format!("{}.{:02}", c / 100, c % 100)
+}
+
+async fn worker(l: Arc<Ledger>, task: usize, stop: Arc<AtomicBool>) -> Tally {
+    let mut rng = StdRng::seed_from_u64(task as u64 * 7919 + 1);
+    let mut t = Tally::default();
+    let mut n = 0u64;
+    let terminal = if task % 2 == 0 { "T1" } else { "T2" };
+    let mut own_card: Option<String> = None;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let order = format!("k{task}-{n}");
+        let a = card(rng.gen_range(0..CARDS));
+        let roll = rng.gen_range(0..100);
+        let r = match roll {
+            0..=24 => {
+                let mut r = req("debit", &a)
+                    .amount(&cents(&mut rng, 3000))
+                    .order(&order);
+                if rng.gen_bool(0.3) {
+                    r = r.a2("tender", "cash");
+                }
+                r
+            }
+            25..=39 => req("topup", &a)
+                .amount(&cents(&mut rng, 5000))
+                .order(&order),
+            40..=47 => {
+                let delta = rng.gen_range(-40i64..=60);
+                let delta = if delta == 0 { 1 } else { delta };
+                req("points", &a)
+                    .order(&order)
+                    .a2("delta", &delta.to_string())
+                    .a2("reason", "load")
+            }
+            48..=54 => req("redeem", &a)
+                .order(&order)
+                .a2("cost", &rng.gen_range(1..40).to_string())
+                .a2("gift", "load"),
+            55..=66 => {
+                let b = card((rng.gen_range(1..CARDS) + a[4..].parse::<usize>().unwrap()) % CARDS);
+                req("transfer", &a)
+                    .amount(&cents(&mut rng, 2000))
+                    .order(&order)
+                    .mgr()
+                    .a2("to", &b)
+            }
+            67..=72 if !t.others.is_empty() || !t.debits.is_empty() => {
+                let pool = if rng.gen_bool(0.5) && !t.debits.is_empty() {
+                    &t.debits
+                } else if !t.others.is_empty() {
+                    &t.others
+                } else {
+                    &t.debits
+                };
+                let orig = pool[rng.gen_range(0..pool.len())].clone();
+                req("reverse", &orig).order(&order).mgr()
+            }
+            73..=78 if !t.debits.is_empty() => {
+                let orig = t.debits[rng.gen_range(0..t.debits.len())].clone();
+                req("refund", &orig)
+                    .amount(&cents(&mut rng, 1500))
+                    .order(&order)
+                    .mgr()
+            }
+            79..=82 => {
+                let (op1, op2) = if rng.gen_bool(0.5) {
+                    ("lock", "unlock")
+                } else {
+                    ("lost", "found")
+                };
+                // The pair is posted back to back, so other tasks meet the
+                // status for a moment only.
+                let first = req(op1, &a).order(&order).mgr();
+                record(&mut t, &first, l.send_from(terminal, &first).await);
+                let o2 = format!("{order}b");
+                req(op2, &a).order(&o2).mgr()
+            }
+            83..=86 => {
+                // A card of this task's own: registered, replaced, closed.
+                match own_card.take() {
+                    None => {
+                        let no = format!("OWN{task:03}N{n}");
+                        own_card = Some(no.clone());
+                        req("register", &no)
+                            .order(&order)
+                            .a2("name", "load")
+                            .a2("phone", "13800001234")
+                            .a2("level", "gold")
+                    }
+                    Some(no) if rng.gen_bool(0.5) => {
+                        let new = format!("OWN{task:03}N{n}");
+                        own_card = Some(new.clone());
+                        req("replace", &no).order(&order).mgr().a2("new", &new)
+                    }
+                    Some(no) => req("close", &no).order(&order).mgr(),
+                }
+            }
+            87..=92 if !t.sent.is_empty() => {
+                // A resend of an earlier success: must replay, never post.
+                let keys: Vec<&String> = t.sent.keys().collect();
+                let k = keys[rng.gen_range(0..keys.len())].clone();
+                let (r, txn) = t.sent[&k].clone();
+                let res = l.send_from(terminal, &r).await;
+                match res {
+                    Ok(rows) => {
+                        let row = &rows.0[0];
+                        assert_eq!(row.get("replayed"), Some("1"), "{r:?}");
+                        assert_eq!(row.get("txn_id"), Some(txn.as_str()), "{r:?}");
+                        t.replays += 1;
+                    }
+                    Err(e) => panic!("replay of {r:?} failed: {e:?}"),
+                }
+                continue;
+            }
+            _ => {
+                let mut r = req("topup", &a).amount("1").order(&order);
+                if let Some(own) = &own_card {
+                    r = req("topup", own).amount("5").order(&order);
+                }
+                r
+            }
+        };
+        let res = l.send_from(terminal, &r).await;
+        record(&mut t, &r, res);
+    }
+    t
+}
+
+fn record(t: &mut Tally, r: &Req, res: cardswitch::error::Result<cardswitch::protocol::xml::Rows>) {
+    match res {
+        Ok(rows) => {
+            let row = &rows.0[0];
+            assert_eq!(row.get("replayed"), Some("0"), "{r:?}");
+            t.posted += 1;
+            let order = row.get("order_no").unwrap().to_string();
+            let op = row.get("op").unwrap();
+            if op == "debit" {
+                t.debits.push(order.clone());
+            } else if matches!(op, "topup" | "points" | "redeem" | "transfer") {
+                t.others.push(order.clone());
+            }
+            if t.sent.len() < 200 {
+                t.sent
+                    .insert(order, (r.clone(), row.get("txn_id").unwrap().to_string()));
+            }
+        }
+        Err(e) => {
+            let code = e.errno().code();
+            assert!(
+                (2001..=2012).contains(&code),
+                "{r:?} surfaced {code}: {e:?}"
+            );
+            *t.by_errno.entry(code).or_default() += 1;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn concurrent_mix_keeps_the_books() {
+    let l = Arc::new(setup_with(|c| c.ledger.points_expiry_months = Some(12)).await);
+    for i in 0..CARDS {
+        let level = if i % 2 == 0 { "std" } else { "gold" };
+        l.card(&card(i), level, Some("500"), None).await;
+    }
+    let orders_before = l
+        .count("SELECT count(*) FROM orders WHERE answer IS NOT NULL")
+        .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        tasks.push(tokio::spawn(worker(l.clone(), task, stop.clone())));
+    }
+    // Time passes faster here: a few lots at a time expire under the load,
+    // so the lazy expiry postings race with everything else.
+    let clock = {
+        let l = l.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                l.client()
+                    .await
+                    .execute(
+                        "UPDATE lots SET expires_at = now() - interval '1 second'
+                          WHERE lot_id IN (SELECT lot_id FROM lots WHERE points_left > 0
+                                            ORDER BY random() LIMIT 3)",
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    tokio::time::sleep(duration()).await;
+    stop.store(true, Ordering::Relaxed);
+    clock.await.unwrap();
+    let mut posted = 0;
+    let mut replays = 0;
+    let mut errnos: HashMap<u16, u64> = HashMap::new();
+    for t in tasks {
+        let t = t.await.expect("worker panicked");
+        posted += t.posted;
+        replays += t.replays;
+        for (k, v) in t.by_errno {
+            *errnos.entry(k).or_default() += v;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "load: {posted} postings, {replays} replays, refusals {errnos:?} in {secs:.1} s ({:.0}/s)",
+        (posted + replays) as f64 / secs
+    );
+    assert!(posted > 100, "the load did run");
+    let expiries = l
+        .count("SELECT count(*) FROM postings WHERE op = 'expire'")
+        .await;
+    eprintln!("load: {expiries} expiry postings");
+    assert!(expiries > 0, "lots expired under the load");
+    l.check_books().await;
+    let orders = l
+        .count("SELECT count(*) FROM orders WHERE answer IS NOT NULL")
+        .await;
+    assert_eq!(
+        (orders - orders_before) as u64,
+        posted,
+        "one order per success"
+    );
+    let posted_orders = l
+        .count(
+            "SELECT count(*) FROM (SELECT DISTINCT terminal_id, order_no FROM postings
+              WHERE order_no IS NOT NULL) x",
+        )
+        .await;
+    assert_eq!(
+        posted_orders, orders,
+        "every success has its postings, no more"
+    );
+    assert_eq!(
+        l.count("SELECT count(*) FROM orders WHERE answer IS NULL")
+            .await,
+        0,
+        "no claim left behind"
+    );
+    assert_eq!(
+        l.count("SELECT count(*) FROM cards WHERE balance < 0 OR points < 0")
+            .await,
+        0
+    );
+    // Refunds never past the charge (the CHECK holds it too).
+    assert_eq!(
+        l.count("SELECT count(*) FROM orders WHERE refunded > charged")
+            .await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_connection_leaves_nothing() {
+    let l = Arc::new(setup().await);
+    l.card("CRASH001", "std", Some("100"), None).await;
+    let seen_before = l.count("SELECT count(*) FROM seen_ts").await;
+    // A third connection holds a lock every posting's write statement needs,
+    // so the posting stops after its claim and card lock, mid-transaction.
+    let blocker = l.client().await;
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE postings IN SHARE MODE")
+        .await
+        .unwrap();
+    let debit = req("debit", "CRASH001").amount("10").order("CR1");
+    let posting = {
+        let l = l.clone();
+        let debit = debit.clone();
+        tokio::spawn(async move { l.send(&debit).await })
+    };
+    let killer = l.client().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pid: i32 = loop {
+        let row = killer
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity
+                  WHERE datname = current_database() AND wait_event_type = 'Lock'
+                    AND query LIKE '%jsonb_to_recordset%'",
+                &[],
+            )
+            .await
+            .unwrap();
+        if let Some(r) = row {
+            break r.get(0);
+        }
+        assert!(Instant::now() < deadline, "the posting never blocked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // The posting holds its claim and the card lock right now.
+    assert!(killer
+        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap()
+        .get::<_, bool>(0));
+    let res = posting.await.unwrap();
+    assert_eq!(errno_of(&res), 3002, "{res:?}");
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    // Let the pool notice the dead connection before the checks borrow one.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(blocker);
+    drop(killer);
+    // Nothing of it is left: no posting, no order, no lot, no ts, same balance.
+    assert_eq!(
+        l.count("SELECT count(*) FROM postings WHERE order_no = 'CR1'")
+            .await,
+        0
+    );
+    assert_eq!(
+        l.count("SELECT count(*) FROM orders WHERE order_no = 'CR1'")
+            .await,
+        0
+    );
+    assert_eq!(l.count("SELECT count(*) FROM seen_ts").await, seen_before);
+    assert_eq!(l.card_row("CRASH001").await.0, d("100"));
+    assert_eq!(l.card_row("CRASH001").await.1, 0);
+    // The terminal resends with a new ts and the same order_no: posted once.
+    let r = l.ok(&debit).await;
+    assert_eq!(r.get("replayed"), Some("0"));
+    assert_eq!(r.get("balance"), Some("90.00"));
+    let again = l.ok(&debit).await;
+    assert_eq!(again.get("replayed"), Some("1"));
+    assert_eq!(
+        l.count("SELECT count(*) FROM postings WHERE order_no = 'CR1'")
+            .await,
+        1
+    );
+    assert_eq!(l.card_row("CRASH001").await.0, d("90"));
+    l.check_books().await;
+}
