@@ -186,6 +186,9 @@ struct BenchArgs {
     /// Also write the JSON summary to this file.
     #[arg(long)]
     json_out: Option<PathBuf>,
+    /// Day keys made before the daemon starts: today and this many days ahead.
+    #[arg(long, default_value_t = 1)]
+    pregen_days: u32,
 }
 
 #[derive(Subcommand)]
@@ -683,6 +686,7 @@ async fn bench_command(a: BenchArgs, config: &Config) -> anyhow::Result<ExitCode
         daemon_exe: Some(std::env::current_exe()?),
         idle_connections: a.idle_connections,
         work_dir: config.data_dir.join("bench"),
+        pregen_days: a.pregen_days,
     };
     let report = bench::run(config, &opts).await?;
     let text = report.render();

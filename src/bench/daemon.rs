@@ -178,3 +178,99 @@ pub fn rss(pid: u32) -> Option<Rss> {
         peak_mib: field("VmHWM:")?,
     })
 }
+
+/// CPU seconds (user + system) of a process, and of the children it has
+/// waited for, from `/proc/PID/stat` (clock ticks of 1/100 s, Linux's
+/// USER_HZ everywhere it runs).
+fn stat_fields(pid: u32) -> Option<Vec<u64>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 2..];
+    // After the name and state: ppid (0), ... utime (10), stime (11), cutime (12), cstime (13).
+    Some(
+        rest.split_whitespace()
+            .skip(1)
+            .map(|f| f.parse().unwrap_or(0))
+            .collect(),
+    )
+}
+
+const TICKS: f64 = 100.0;
+
+/// CPU seconds a process has used so far.
+pub fn cpu_secs(pid: u32) -> Option<f64> {
+    let f = stat_fields(pid)?;
+    Some((f.get(10)? + f.get(11)?) as f64 / TICKS)
+}
+
+/// The parent of `pid` (a backend's parent is the postmaster).
+pub fn parent(pid: u32) -> Option<u32> {
+    stat_fields(pid)?.first().map(|&p| p as u32)
+}
+
+/// CPU seconds used by a PostgreSQL server: the postmaster, every live
+/// child (backends, walwriter, checkpointer, ...), and the children it
+/// already reaped.
+pub fn server_cpu_secs(postmaster: u32) -> Option<f64> {
+    let f = stat_fields(postmaster)?;
+    let mut ticks = f.get(10)? + f.get(11)? + f.get(12)? + f.get(13)?;
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Some(c) = stat_fields(pid) {
+            if c.first() == Some(&u64::from(postmaster)) {
+                ticks += c.get(10).unwrap_or(&0) + c.get(11).unwrap_or(&0);
+            }
+        }
+    }
+    Some(ticks as f64 / TICKS)
+}
+
+/// CPU used over a stretch of time by the daemon, the database server and
+/// this process (the load generator).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuMark {
+    daemon: Option<f64>,
+    server: Option<f64>,
+    loadgen: Option<f64>,
+}
+
+/// CPU milliseconds per successful txn, each side.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct CpuPerTxn {
+    pub daemon_ms: Option<f64>,
+    pub postgres_ms: Option<f64>,
+    pub loadgen_ms: Option<f64>,
+}
+
+impl CpuMark {
+    pub fn now(daemon: Option<u32>, postmaster: Option<u32>) -> CpuMark {
+        CpuMark {
+            daemon: daemon.and_then(cpu_secs),
+            server: postmaster.and_then(server_cpu_secs),
+            loadgen: cpu_secs(std::process::id()),
+        }
+    }
+
+    pub fn per_txn(&self, later: &CpuMark, txns: u64) -> CpuPerTxn {
+        let per = |a: Option<f64>, b: Option<f64>| -> Option<f64> {
+            let d = b? - a?;
+            (txns > 0).then(|| (d * 1000.0 / txns as f64 * 1000.0).round() / 1000.0)
+        };
+        CpuPerTxn {
+            daemon_ms: per(self.daemon, later.daemon),
+            postgres_ms: per(self.server, later.server),
+            loadgen_ms: per(self.loadgen, later.loadgen),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_its_own_cpu_and_parent() {
+        let me = std::process::id();
+        assert!(super::cpu_secs(me).is_some());
+        assert_eq!(super::parent(me), Some(std::os::unix::process::parent_id()));
+    }
+}

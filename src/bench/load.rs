@@ -138,6 +138,9 @@ pub struct RunStats {
     pub errors: BTreeMap<String, u64>,
     /// Requests sent per op.
     pub ops: BTreeMap<String, u64>,
+    /// CPU per successful txn of the daemon, the database server and the
+    /// load generator: robust to a shared machine, unlike tps.
+    pub cpu_per_txn: super::daemon::CpuPerTxn,
 }
 
 impl RunStats {
@@ -234,6 +237,7 @@ pub async fn run(
         latency_ms: Latency::of(all.micros),
         errors: all.errors,
         ops: all.ops,
+        cpu_per_txn: Default::default(),
     }
 }
 

@@ -48,6 +48,10 @@ pub struct BenchOptions {
     pub idle_connections: usize,
     /// Where the child daemon's config and log go.
     pub work_dir: PathBuf,
+    /// Day keys made before the daemon starts: today and this many days
+    /// ahead (1: tomorrow's too, so the daemon's own upkeep makes none
+    /// during the runs).
+    pub pregen_days: u32,
 }
 
 impl Default for BenchOptions {
@@ -66,6 +70,7 @@ impl Default for BenchOptions {
             daemon_exe: None,
             idle_connections: 0,
             work_dir: PathBuf::from("."),
+            pregen_days: 1,
         }
     }
 }
@@ -190,8 +195,11 @@ async fn run_on(
     let passwords = provision_terminals(config, pool, opts.terminals).await?;
     let terminals_s = secs(t0.elapsed());
     let t0 = Instant::now();
-    say("making day keys for today and tomorrow (RSA-2048 each; once a day in production)");
-    let day_keys_made = crate::keys::admin::pregen(config, pool, 1).await?;
+    say(format!(
+        "making day keys for today and {} days ahead (RSA-2048 each; made ahead in production)",
+        opts.pregen_days
+    ));
+    let day_keys_made = crate::keys::admin::pregen(config, pool, opts.pregen_days).await?;
     let day_keys_s = secs(t0.elapsed());
     let manager = provision_ledger(config, pool, opts.terminals).await?;
 
@@ -212,7 +220,21 @@ async fn run_on(
         }
         (None, None) => bail!("no daemon: give --url or a daemon executable"),
     };
-    let outcome = drive(config, opts, pool, &base, pid, passwords, manager).await;
+    let postmaster = {
+        let c = pool.get().await?;
+        let backend: i32 = c.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+        daemon::parent(backend as u32)
+    };
+    let outcome = drive(
+        config,
+        opts,
+        pool,
+        &base,
+        (pid, postmaster),
+        passwords,
+        manager,
+    )
+    .await;
     if let Some(d) = child {
         d.stop().await?;
     }
@@ -239,7 +261,16 @@ async fn run_on(
                 "pgbench: -M prepared, {clients} clients, {} s",
                 duration.as_secs()
             ));
-            pgbench::bench(&pg, &dbname, scale, clients, duration)
+            let before = postmaster.and_then(daemon::server_cpu_secs);
+            let mut stats = pgbench::bench(&pg, &dbname, scale, clients, duration)?;
+            let after = postmaster.and_then(daemon::server_cpu_secs);
+            if let (Some(a), Some(b), Some(n)) = (before, after, stats.transactions) {
+                if n > 0 {
+                    stats.postgres_cpu_ms_per_txn =
+                        Some(((b - a) * 1000.0 / n as f64 * 1000.0).round() / 1000.0);
+                }
+            }
+            Ok::<_, anyhow::Error>(stats)
         })
         .await??;
         Some(stats)
@@ -291,7 +322,7 @@ async fn drive(
     opts: &BenchOptions,
     pool: &deadpool_postgres::Pool,
     base: &str,
-    pid: Option<u32>,
+    (pid, postmaster): (Option<u32>, Option<u32>),
     passwords: Vec<(String, String)>,
     manager: Option<(String, String)>,
 ) -> anyhow::Result<Driven> {
@@ -370,7 +401,8 @@ async fn drive(
                 .map(|r| format!(" paced at {r} txn/s"))
                 .unwrap_or_default()
         ));
-        let stats = load::run(
+        let before = daemon::CpuMark::now(pid, postmaster);
+        let mut stats = load::run(
             seats.clone(),
             world.clone(),
             *mix,
@@ -379,6 +411,7 @@ async fn drive(
             opts.rate,
         )
         .await;
+        stats.cpu_per_txn = before.per_txn(&daemon::CpuMark::now(pid, postmaster), stats.ok);
         say(format!(
             "run {}: {} txn/s, p50 {} ms, p99 {} ms, {} errors",
             n + 1,

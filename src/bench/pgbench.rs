@@ -19,6 +19,8 @@ pub struct PgbenchStats {
     pub seconds: u64,
     pub latency_avg_ms: Option<f64>,
     pub transactions: Option<u64>,
+    /// CPU of the database server per pgbench transaction.
+    pub postgres_cpu_ms_per_txn: Option<f64>,
     pub command: String,
 }
 
@@ -143,6 +145,7 @@ pub fn bench(
         latency_avg_ms: field(&text, "latency average = ").and_then(|s| s.parse().ok()),
         transactions: field(&text, "number of transactions actually processed: ")
             .and_then(|s| s.parse().ok()),
+        postgres_cpu_ms_per_txn: None,
         command,
     })
 }
