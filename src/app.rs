@@ -158,10 +158,13 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Installs the log subscriber; `RUST_LOG` refines the default `info`.
+/// Installs the log subscriber; `RUST_LOG` refines the default `info`
+/// (tokio_postgres at `warn`: its INFO lines are server NOTICEs such as
+/// "relation already exists, skipping" from idempotent DDL).
 pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod crypto;

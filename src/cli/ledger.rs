@@ -1,0 +1,161 @@
+//! `operator …` and `level …`.
+
+use clap::Subcommand;
+
+use crate::config::Config;
+use crate::store::{self};
+
+#[derive(Subcommand)]
+pub enum OperatorAction {
+    /// Add an operator to a store; a manager needs a PIN (--pin-stdin).
+    Add {
+        id: String,
+        #[arg(long)]
+        store: String,
+        /// cashier or manager.
+        #[arg(long)]
+        role: String,
+        /// Read the operator's PIN (4-12 digits) from the first line of stdin.
+        #[arg(long)]
+        pin_stdin: bool,
+    },
+    /// List operators (of one store with --store).
+    List {
+        #[arg(long)]
+        store: Option<String>,
+    },
+    /// Disable an operator.
+    Disable {
+        id: String,
+        #[arg(long)]
+        store: String,
+    },
+    /// Enable an operator (and clear its wrong-PIN count).
+    Enable {
+        id: String,
+        #[arg(long)]
+        store: String,
+    },
+    /// Set a new PIN, read from the first line of stdin; re-enables the operator.
+    ResetPin {
+        id: String,
+        #[arg(long)]
+        store: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum LevelAction {
+    /// Add a level: --discount is the share paid (0.95 = 5 % off).
+    Add {
+        name: String,
+        #[arg(long)]
+        discount: rust_decimal::Decimal,
+        /// Points per currency unit charged.
+        #[arg(long)]
+        points_rate: rust_decimal::Decimal,
+    },
+    /// List levels.
+    List,
+}
+
+/// The first line of stdin, without its line end.
+fn read_pin_line() -> anyhow::Result<zeroize::Zeroizing<String>> {
+    let mut line = zeroize::Zeroizing::new(String::new());
+    std::io::stdin().read_line(&mut line)?;
+    let pin = zeroize::Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_string());
+    Ok(pin)
+}
+
+pub async fn operator_command(action: OperatorAction, config: &Config) -> anyhow::Result<()> {
+    use crate::store::operators;
+    let db = store::open(config).await?;
+    let client = db.pool.get().await?;
+    let result = async {
+        match action {
+            OperatorAction::Add {
+                id,
+                store,
+                role,
+                pin_stdin,
+            } => {
+                let pin = if pin_stdin {
+                    Some(read_pin_line()?)
+                } else {
+                    None
+                };
+                let secrets = crate::keys::load_secrets(&config.keys_dir, &client).await?;
+                operators::add_operator(
+                    &client,
+                    &secrets.hash_key,
+                    &store,
+                    &id,
+                    &role,
+                    pin.as_deref().map(|p| p.as_str()),
+                )
+                .await?;
+                println!("operator {id} added to store {store} as {role}");
+            }
+            OperatorAction::List { store } => {
+                for o in operators::list_operators(&client, store.as_deref()).await? {
+                    println!(
+                        "{}\t{}\t{}\t{}\tpin={}\twrong_pins={}",
+                        o.store_id,
+                        o.operator_id,
+                        o.role,
+                        o.status,
+                        if o.has_pin { "set" } else { "none" },
+                        o.pin_fail_count
+                    );
+                }
+            }
+            OperatorAction::Disable { id, store } => {
+                operators::set_operator_status(&client, &store, &id, false).await?;
+                println!("operator {id} of store {store} disabled");
+            }
+            OperatorAction::Enable { id, store } => {
+                operators::set_operator_status(&client, &store, &id, true).await?;
+                println!("operator {id} of store {store} enabled");
+            }
+            OperatorAction::ResetPin { id, store } => {
+                let pin = read_pin_line()?;
+                let secrets = crate::keys::load_secrets(&config.keys_dir, &client).await?;
+                operators::reset_pin(&client, &secrets.hash_key, &store, &id, &pin).await?;
+                println!("operator {id} of store {store}: PIN reset, enabled");
+            }
+        }
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    drop(client);
+    db.close().await?;
+    result
+}
+
+pub async fn level_command(action: LevelAction, config: &Config) -> anyhow::Result<()> {
+    use crate::store::operators;
+    let db = store::open(config).await?;
+    let client = db.pool.get().await?;
+    let result = async {
+        match action {
+            LevelAction::Add {
+                name,
+                discount,
+                points_rate,
+            } => {
+                operators::add_level(&client, &name, discount, points_rate).await?;
+                println!("level {name} added: pays {discount}, {points_rate} points per unit");
+            }
+            LevelAction::List => {
+                for (name, d, r) in operators::list_levels(&client).await? {
+                    println!("{name}\tdiscount={d}\tpoints_rate={r}");
+                }
+            }
+        }
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    drop(client);
+    db.close().await?;
+    result
+}

@@ -1,0 +1,150 @@
+//! `store …` and `terminal …`: provisioning.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use crate::config::Config;
+use crate::store::{self};
+
+#[derive(Subcommand)]
+pub enum StoreAction {
+    /// Add a store.
+    Add {
+        store: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TerminalAction {
+    /// Add a terminal; prints its password once.
+    Add {
+        terminal: String,
+        #[arg(long)]
+        store: String,
+        #[arg(long)]
+        json: bool,
+        /// Read the password from stdin instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List terminals.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a terminal (its requests get 1002; its sessions end).
+    Disable { terminal: String },
+    /// Enable a terminal again.
+    Enable { terminal: String },
+    /// New password (printed once); the terminal's sessions end.
+    ResetPassword {
+        terminal: String,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+fn read_password_stdin() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+pub async fn terminal_command(action: TerminalAction, config: &Config) -> anyhow::Result<ExitCode> {
+    use crate::keys::admin;
+    let db = store::open(config).await?;
+    let pool = &db.pool;
+    let result: anyhow::Result<()> = async {
+        match action {
+            TerminalAction::Add {
+                terminal,
+                store,
+                json,
+                password_stdin,
+            } => {
+                let given = if password_stdin {
+                    Some(read_password_stdin()?)
+                } else {
+                    None
+                };
+                let generated = given.is_none();
+                let pw = admin::add_terminal(config, pool, &terminal, &store, given).await?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"terminal": terminal, "store": store,
+                            "password": if generated { Some(pw.as_str()) } else { None }})
+                    );
+                } else if generated {
+                    println!("terminal {terminal} added to store {store}");
+                    println!("password (shown once): {}", pw.as_str());
+                } else {
+                    println!("terminal {terminal} added to store {store}");
+                }
+            }
+            TerminalAction::List { json } => {
+                let list = admin::list_terminals(pool).await?;
+                if json {
+                    let v: Vec<_> = list
+                        .iter()
+                        .map(|t| {
+                            serde_json::json!({"terminal": t.terminal_id, "store": t.store_id,
+                                "status": t.status, "failed_logins": t.failed_logins,
+                                "created_at": t.created_at.to_rfc3339()})
+                        })
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    for t in list {
+                        println!(
+                            "{}\tstore {}\t{}\tfailed logins {}",
+                            t.terminal_id, t.store_id, t.status, t.failed_logins
+                        );
+                    }
+                }
+            }
+            TerminalAction::Disable { terminal } => {
+                admin::set_terminal_status(pool, &terminal, false).await?;
+                println!("terminal {terminal} disabled");
+            }
+            TerminalAction::Enable { terminal } => {
+                admin::set_terminal_status(pool, &terminal, true).await?;
+                println!("terminal {terminal} enabled");
+            }
+            TerminalAction::ResetPassword {
+                terminal,
+                json,
+                password_stdin,
+            } => {
+                let given = if password_stdin {
+                    Some(read_password_stdin()?)
+                } else {
+                    None
+                };
+                let generated = given.is_none();
+                let pw = admin::reset_password(config, pool, &terminal, given).await?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"terminal": terminal,
+                            "password": if generated { Some(pw.as_str()) } else { None }})
+                    );
+                } else if generated {
+                    println!("password (shown once): {}", pw.as_str());
+                } else {
+                    println!("password set");
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    db.close().await?;
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
