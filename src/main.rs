@@ -89,6 +89,26 @@ enum Command {
         #[command(subcommand)]
         action: LevelAction,
     },
+    /// Check every protected row (MACs, chains, sealed copies, balances and
+    /// points against postings and lots); exits 1 when anything is found.
+    Verify {
+        /// Restore tampered cards from their sealed copies where the copy is
+        /// intact and agrees with the postings chain (audited).
+        #[arg(long)]
+        repair: bool,
+        /// One JSON report on stdout (no progress bar).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the audit trail, oldest first.
+    Audit {
+        /// Only entries at or after this time (RFC 3339, or YYYY-MM-DD in UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -321,7 +341,7 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> 
             let db = store::open(&config).await?;
             let r = match action {
                 StoreAction::Add { store, name } => {
-                    cardswitch::keys::admin::add_store(&db.pool, &store, &name).await
+                    cardswitch::keys::admin::add_store(&config, &db.pool, &store, &name).await
                 }
             };
             db.close().await?;
@@ -332,8 +352,94 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> 
         Command::Client(args) => return client_command(args, &config).await,
         Command::Operator { action } => operator_command(action, &config).await?,
         Command::Level { action } => level_command(action, &config).await?,
+        Command::Verify { repair, json } => return verify_command(&config, repair, json).await,
+        Command::Audit { since, json } => audit_command(&config, since, json).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn verify_command(config: &Config, repair: bool, json: bool) -> anyhow::Result<ExitCode> {
+    use cardswitch::store::verify;
+    let db = store::open(config).await?;
+    let keys = {
+        let c = db.pool.get().await?;
+        cardswitch::keys::admin::row_keys(config, &c).await?
+    };
+    let report = verify::verify(
+        &db.pool,
+        &keys,
+        verify::Options {
+            repair,
+            progress: !json,
+        },
+    )
+    .await;
+    db.close().await?;
+    let report = report?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for f in &report.findings {
+            println!("{} {}: {} ({})", f.table, f.key, f.check, f.detail);
+        }
+        for r in &report.repaired {
+            println!(
+                "repaired cards {}: {} (was {})",
+                r.card_no, r.restored, r.was
+            );
+        }
+        let rows = report.total_rows();
+        println!(
+            "{rows} rows checked in {:.2} s ({:.0} rows/s): {} findings, {} repaired",
+            report.seconds,
+            rows as f64 / report.seconds.max(1e-9),
+            report.findings.len(),
+            report.repaired.len()
+        );
+    }
+    Ok(if report.clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn audit_command(config: &Config, since: Option<String>, json: bool) -> anyhow::Result<()> {
+    let since = match since {
+        None => None,
+        Some(s) => Some(
+            chrono::DateTime::parse_from_rfc3339(&s)
+                .map(|d| d.with_timezone(&chrono::Utc))
+                .or_else(|_| {
+                    chrono::NaiveDate::parse_from_str(&s, "%Y-%m-%d")
+                        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
+                })
+                .map_err(|_| anyhow::anyhow!("--since takes RFC 3339 or YYYY-MM-DD, not {s:?}"))?,
+        ),
+    };
+    let db = store::open(config).await?;
+    let rows = {
+        let c = db.pool.get().await?;
+        cardswitch::store::audit::list(&c, since).await
+    };
+    db.close().await?;
+    for r in rows? {
+        if json {
+            println!("{}", serde_json::to_string(&r)?);
+        } else {
+            println!(
+                "{} {} {} terminal={} actor={} source={} {}",
+                r.audit_id,
+                r.at,
+                r.kind,
+                r.terminal_id.as_deref().unwrap_or("-"),
+                r.actor.as_deref().unwrap_or("-"),
+                r.source.as_deref().unwrap_or("-"),
+                r.detail
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn keys_command(action: KeysAction, config: &Config) -> anyhow::Result<ExitCode> {
@@ -392,7 +498,7 @@ async fn keys_command(action: KeysAction, config: &Config) -> anyhow::Result<Exi
                 println!("terminal {terminal}: sessions ended, new day key {key}");
             }
             KeysAction::Revoke { terminal } => {
-                let n = admin::revoke(pool, &terminal).await?;
+                let n = admin::revoke(config, pool, &terminal).await?;
                 println!("terminal {terminal}: day keys revoked, {n} sessions ended");
             }
             KeysAction::RotateMaster => {
@@ -523,11 +629,11 @@ async fn terminal_command(action: TerminalAction, config: &Config) -> anyhow::Re
                 }
             }
             TerminalAction::Disable { terminal } => {
-                admin::set_terminal_status(pool, &terminal, false).await?;
+                admin::set_terminal_status(config, pool, &terminal, false).await?;
                 println!("terminal {terminal} disabled");
             }
             TerminalAction::Enable { terminal } => {
-                admin::set_terminal_status(pool, &terminal, true).await?;
+                admin::set_terminal_status(config, pool, &terminal, true).await?;
                 println!("terminal {terminal} enabled");
             }
             TerminalAction::ResetPassword {

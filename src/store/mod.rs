@@ -3,6 +3,7 @@
 //! and protocol land) the queries.
 
 pub mod audit;
+pub mod cards;
 pub mod embedded;
 pub mod keys;
 pub mod ledger;
@@ -13,6 +14,7 @@ pub mod secrets;
 pub mod seen_ts;
 pub mod terminals;
 pub mod txn;
+pub mod verify;
 
 use std::time::Duration;
 

@@ -613,7 +613,7 @@ async fn disabled_revoked_and_expired_are_refused() {
 
     // Disabled terminal: 1002 on every path.
     let s = c.handshake("T1", &password, &fx.root).await.unwrap();
-    cardswitch::keys::admin::set_terminal_status(fx.pool(), "T1", false)
+    cardswitch::keys::admin::set_terminal_status(&fx.config, fx.pool(), "T1", false)
         .await
         .unwrap();
     let before = fx.fingerprint().await;
@@ -633,7 +633,7 @@ async fn disabled_revoked_and_expired_are_refused() {
         .unwrap();
     expect_plain("/v1/hello", &r, Errno::UnknownTerminal);
     assert_eq!(fx.fingerprint().await, before, "a 1002 wrote something");
-    cardswitch::keys::admin::set_terminal_status(fx.pool(), "T1", true)
+    cardswitch::keys::admin::set_terminal_status(&fx.config, fx.pool(), "T1", true)
         .await
         .unwrap();
     // Disabling ended the session for good.

@@ -42,6 +42,14 @@ pub(super) struct CardRow {
     pub(super) phone: String,
     pub(super) birthday: Option<String>,
     pub(super) opened_at: i64,
+    pub(super) row_mac: Option<String>,
+    pub(super) mac_key_id: Option<String>,
+    pub(super) last_mac: Option<String>,
+    pub(super) sealed: Option<String>,
+    pub(super) chain_len: i64,
+    pub(super) referrer: Option<String>,
+    pub(super) member_mac: Option<String>,
+    pub(super) member_key_id: Option<String>,
 }
 
 #[derive(Deserialize)]

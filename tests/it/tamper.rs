@@ -1,0 +1,451 @@
+//! Tamper evidence (issue 5): each change an attacker with SQL access could
+//! make is found by `verify` and refused (3001) by the next posting that
+//! relies on the row; repair restores what the sealed copies and the
+//! postings chain agree on; key rotation keeps `verify` clean.
+
+use cardswitch::store::verify::{self, Options, Report};
+
+use crate::ledger_support::*;
+
+async fn verify_report(l: &Ledger, repair: bool) -> Report {
+    verify::verify(
+        &l.pool,
+        &l.env.row_keys,
+        Options {
+            repair,
+            progress: false,
+        },
+    )
+    .await
+    .expect("verify runs")
+}
+
+async fn assert_clean(l: &Ledger) {
+    let r = verify_report(l, false).await;
+    assert!(r.clean(), "verify found {:#?}", r.findings);
+}
+
+/// `verify` finds `check` on `table`/`key`.
+async fn assert_found(l: &Ledger, table: &str, key_prefix: &str, check: &str) -> Report {
+    let r = verify_report(l, false).await;
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.table == table && f.key.starts_with(key_prefix) && f.check == check),
+        "no {table} {key_prefix} {check} in {:#?}",
+        r.findings
+    );
+    r
+}
+
+async fn exec(l: &Ledger, sql: &str) {
+    l.client().await.batch_execute(sql).await.unwrap();
+}
+
+async fn tampered_audits(l: &Ledger) -> i64 {
+    l.count("SELECT count(*) FROM audit WHERE kind = 'integrity.tampered'")
+        .await
+}
+
+/// The next posting on `card` is refused with 3001, changes nothing and is
+/// audited.
+async fn next_posting_refused(l: &Ledger, card: &str) {
+    let before = l.card_row(card).await;
+    let postings = l
+        .count(&format!(
+            "SELECT count(*) FROM postings WHERE card_no = '{card}'"
+        ))
+        .await;
+    let audits = tampered_audits(l).await;
+    let order = format!("X-{}", l.next_ts());
+    l.refused(&req("topup", card).amount("1").order(&order), 3001)
+        .await;
+    assert_eq!(l.card_row(card).await, before, "a 3001 changed the card");
+    assert_eq!(
+        l.count(&format!(
+            "SELECT count(*) FROM postings WHERE card_no = '{card}'"
+        ))
+        .await,
+        postings
+    );
+    assert_eq!(
+        l.count(&format!(
+            "SELECT count(*) FROM orders WHERE order_no = '{order}'"
+        ))
+        .await,
+        0,
+        "the order claim was rolled back"
+    );
+    assert_eq!(tampered_audits(l).await, audits + 1, "3001 not audited");
+}
+
+/// A card with a few postings: register, top-up 100, debit 30 (30 points).
+async fn busy_card(l: &Ledger, no: &str) {
+    l.card(no, "std", Some("100"), None).await;
+    l.ok(&req("debit", no).amount("30").order(&format!("D-{no}")))
+        .await;
+}
+
+async fn repaired_exactly(l: &Ledger, no: &str, was: (rust_decimal::Decimal, i64, String, i32)) {
+    let r = verify_report(l, true).await;
+    assert!(
+        r.repaired.iter().any(|x| x.card_no == no),
+        "not repaired: {r:#?}"
+    );
+    assert_eq!(l.card_row(no).await, was, "repair did not restore the card");
+    assert_eq!(
+        l.count("SELECT count(*) FROM audit WHERE kind = 'verify.repair'")
+            .await,
+        1
+    );
+    assert_clean(l).await;
+    l.ok(&req("topup", no).amount("1").order(&format!("after-{no}")))
+        .await;
+    assert_clean(l).await;
+}
+
+#[tokio::test]
+async fn every_op_leaves_verify_clean() {
+    let l = setup().await;
+    busy_card(&l, "CARDA001").await;
+    busy_card(&l, "CARDB001").await;
+    l.card("CARDP001", "gold", Some("50"), Some("1234")).await;
+    l.ok(&req("points", "CARDA001")
+        .order("P1")
+        .a2("delta", "100")
+        .a2("reason", "promo"))
+        .await;
+    l.ok(&req("redeem", "CARDA001")
+        .order("G1")
+        .a2("cost", "50")
+        .a2("gift", "mug"))
+        .await;
+    l.ok(&req("transfer", "CARDA001")
+        .amount("10")
+        .order("T1")
+        .mgr()
+        .a2("to", "CARDB001"))
+        .await;
+    l.ok(&req("debit", "CARDP001")
+        .amount("10")
+        .order("PD1")
+        .a2("pin", "1234"))
+        .await;
+    // A wrong PIN is counted on the card (re-MACed by the refusal).
+    l.refused(
+        &req("debit", "CARDP001")
+            .amount("1")
+            .order("PD2")
+            .a2("pin", "9999"),
+        2009,
+    )
+    .await;
+    l.ok(&req("debit", "CARDB001").amount("5").order("D2"))
+        .await;
+    l.ok(&req("reverse", "D2").order("V1").mgr()).await;
+    l.ok(&req("refund", "D-CARDA001").amount("5").order("F1").mgr())
+        .await;
+    l.ok(&req("lost", "CARDB001").order("L1").mgr()).await;
+    l.ok(&req("found", "CARDB001").order("L2").mgr()).await;
+    l.ok(&req("replace", "CARDB001")
+        .order("R1")
+        .mgr()
+        .a2("new", "CARDB002"))
+        .await;
+    l.ok(&req("query", "CARDA001")).await;
+    l.send(&req("history", "CARDA001")).await.unwrap();
+    l.ok(&req("close", "CARDA001").order("C1").mgr()).await;
+    l.check_books().await;
+    assert_clean(&l).await;
+    assert_eq!(tampered_audits(&l).await, 0);
+}
+
+#[tokio::test]
+async fn a_balance_changed_by_sql_is_found_refused_and_repaired() {
+    let l = setup().await;
+    busy_card(&l, "CARD0001").await;
+    let was = l.card_row("CARD0001").await;
+    exec(
+        &l,
+        "UPDATE cards SET balance = balance + 1000 WHERE card_no = 'CARD0001'",
+    )
+    .await;
+    assert_found(&l, "cards", "CARD0001", "mac").await;
+    assert_found(&l, "cards", "CARD0001", "balance").await;
+    next_posting_refused(&l, "CARD0001").await;
+    repaired_exactly(&l, "CARD0001", was).await;
+}
+
+#[tokio::test]
+async fn points_changed_by_sql_are_found_refused_and_repaired() {
+    let l = setup().await;
+    busy_card(&l, "CARD0001").await;
+    let was = l.card_row("CARD0001").await;
+    assert_eq!(was.1, 30);
+    exec(
+        &l,
+        "UPDATE cards SET points = 5000 WHERE card_no = 'CARD0001'",
+    )
+    .await;
+    assert_found(&l, "cards", "CARD0001", "mac").await;
+    assert_found(&l, "cards", "CARD0001", "points").await;
+    assert_found(&l, "cards", "CARD0001", "lots").await;
+    next_posting_refused(&l, "CARD0001").await;
+    repaired_exactly(&l, "CARD0001", was).await;
+}
+
+#[tokio::test]
+async fn a_status_changed_by_sql_is_found_refused_and_repaired() {
+    let l = setup().await;
+    busy_card(&l, "CARD0001").await;
+    l.ok(&req("lost", "CARD0001").order("L1").mgr()).await;
+    let was = l.card_row("CARD0001").await;
+    assert_eq!(was.2, "lost");
+    exec(
+        &l,
+        "UPDATE cards SET status = 'active' WHERE card_no = 'CARD0001'",
+    )
+    .await;
+    assert_found(&l, "cards", "CARD0001", "mac").await;
+    next_posting_refused(&l, "CARD0001").await;
+    let r = verify_report(&l, true).await;
+    assert_eq!(r.repaired.len(), 1);
+    assert_eq!(l.card_row("CARD0001").await, was);
+    assert_clean(&l).await;
+    // Lost again, as it should be.
+    l.refused(&req("topup", "CARD0001").amount("1").order("Y1"), 2002)
+        .await;
+}
+
+#[tokio::test]
+async fn a_deleted_posting_is_found_and_refused() {
+    let l = setup().await;
+    busy_card(&l, "CARD0001").await;
+    // The top-up, in the middle of the chain.
+    exec(
+        &l,
+        "DELETE FROM postings WHERE card_no = 'CARD0001' AND op = 'topup'",
+    )
+    .await;
+    assert_found(&l, "postings", "CARD0001", "chain").await;
+    assert_found(&l, "cards", "CARD0001", "balance").await;
+    next_posting_refused(&l, "CARD0001").await;
+    // The sealed copy agrees with the card, not with the postings: no repair.
+    let r = verify_report(&l, true).await;
+    assert!(r.repaired.is_empty());
+}
+
+#[tokio::test]
+async fn a_forged_posting_is_found_and_refused() {
+    let l = setup().await;
+    busy_card(&l, "CARD0001").await;
+    // A copy of the top-up, with its MAC, as a new posting at the end.
+    exec(
+        &l,
+        "INSERT INTO postings (txn_id, card_no, terminal_id, order_no, op, balance_delta,
+                points_delta, balance, points, amount, discount, charged, business_day,
+                posted_at, row_mac, mac_key_id)
+         SELECT txn_id, card_no, terminal_id, order_no, op, balance_delta, points_delta,
+                balance + balance_delta, points, amount, discount, charged, business_day,
+                now(), row_mac, mac_key_id
+           FROM postings WHERE card_no = 'CARD0001' AND op = 'topup'",
+    )
+    .await;
+    assert_found(&l, "postings", "CARD0001", "chain").await;
+    next_posting_refused(&l, "CARD0001").await;
+}
+
+#[tokio::test]
+async fn swapped_posting_amounts_are_found_and_refused() {
+    let l = setup().await;
+    busy_card(&l, "CARD0001").await;
+    l.ok(&req("topup", "CARD0001").amount("7").order("T2"))
+        .await;
+    // Swap the amounts of the debit and the last top-up.
+    exec(
+        &l,
+        "WITH a AS (SELECT posting_id, amount FROM postings WHERE card_no = 'CARD0001'
+                     AND op = 'debit'),
+              b AS (SELECT posting_id, amount FROM postings WHERE card_no = 'CARD0001'
+                     AND order_no = 'T2')
+         UPDATE postings p SET amount = CASE WHEN p.posting_id = (SELECT posting_id FROM a)
+                                             THEN (SELECT amount FROM b)
+                                             ELSE (SELECT amount FROM a) END
+          WHERE p.posting_id IN ((SELECT posting_id FROM a), (SELECT posting_id FROM b))",
+    )
+    .await;
+    assert_found(&l, "postings", "CARD0001", "chain").await;
+    next_posting_refused(&l, "CARD0001").await;
+}
+
+#[tokio::test]
+async fn a_mac_copied_onto_another_row_is_found_and_refused() {
+    let l = setup().await;
+    busy_card(&l, "CARD0001").await;
+    busy_card(&l, "CARD0002").await;
+    l.ok(&req("topup", "CARD0002").amount("900").order("T9"))
+        .await;
+    let was = l.card_row("CARD0001").await;
+    // The richer card's MAC, sealed copy and values onto the poorer one.
+    exec(
+        &l,
+        "UPDATE cards c SET balance = o.balance, row_mac = o.row_mac, sealed = o.sealed
+           FROM cards o WHERE c.card_no = 'CARD0001' AND o.card_no = 'CARD0002'",
+    )
+    .await;
+    assert_found(&l, "cards", "CARD0001", "mac").await;
+    assert_found(&l, "cards", "CARD0001", "sealed").await;
+    next_posting_refused(&l, "CARD0001").await;
+    // Its own sealed copy is gone: not repaired, still reported.
+    let r = verify_report(&l, true).await;
+    assert!(r.repaired.is_empty());
+    assert_ne!(l.card_row("CARD0001").await, was);
+
+    // Only the MAC copied: the values are genuine, so repair re-MACs them.
+    let l = setup().await;
+    busy_card(&l, "CARD0001").await;
+    busy_card(&l, "CARD0002").await;
+    let was = l.card_row("CARD0001").await;
+    exec(
+        &l,
+        "UPDATE cards c SET row_mac = o.row_mac
+           FROM cards o WHERE c.card_no = 'CARD0001' AND o.card_no = 'CARD0002'",
+    )
+    .await;
+    assert_found(&l, "cards", "CARD0001", "mac").await;
+    next_posting_refused(&l, "CARD0001").await;
+    repaired_exactly(&l, "CARD0001", was).await;
+}
+
+#[tokio::test]
+async fn a_changed_sealed_copy_is_found_and_refused() {
+    let l = setup().await;
+    busy_card(&l, "CARD0001").await;
+    exec(
+        &l,
+        "UPDATE cards SET sealed = overlay(sealed PLACING '\\xff'::bytea FROM 20 FOR 1)
+          WHERE card_no = 'CARD0001'",
+    )
+    .await;
+    assert_found(&l, "cards", "CARD0001", "sealed").await;
+    next_posting_refused(&l, "CARD0001").await;
+}
+
+#[tokio::test]
+async fn a_changed_terminal_password_hash_is_found_and_refused() {
+    let l = setup().await;
+    busy_card(&l, "CARD0001").await;
+    exec(
+        &l,
+        "UPDATE terminals SET pw_hash = '\\x00112233'::bytea WHERE terminal_id = 'T1'",
+    )
+    .await;
+    assert_found(&l, "terminals", "T1", "mac").await;
+    // Every posting from T1 is refused (the ledger's terminal is T1).
+    next_posting_refused(&l, "CARD0001").await;
+}
+
+#[tokio::test]
+async fn a_deleted_audit_row_is_found() {
+    let l = setup().await;
+    busy_card(&l, "CARD0001").await;
+    let keys = &l.env.row_keys;
+    let c = l.client().await;
+    for i in 0..4 {
+        cardswitch::store::audit::insert(
+            &c,
+            keys,
+            "test",
+            None,
+            None,
+            None,
+            &serde_json::json!({"i": i, "nested": {"b": 1, "a": [1, 2]}}),
+        )
+        .await
+        .unwrap();
+    }
+    assert_clean(&l).await;
+    // A middle row.
+    exec(
+        &l,
+        "DELETE FROM audit WHERE audit_id = (SELECT min(audit_id) + 1 FROM audit)",
+    )
+    .await;
+    assert_found(&l, "audit", "", "chain").await;
+
+    // The last row: caught by the chain head.
+    let l = setup().await;
+    let c = l.client().await;
+    for i in 0..3 {
+        cardswitch::store::audit::insert(
+            &c,
+            &l.env.row_keys,
+            "test",
+            None,
+            None,
+            None,
+            &serde_json::json!({"i": i}),
+        )
+        .await
+        .unwrap();
+    }
+    exec(
+        &l,
+        "DELETE FROM audit WHERE audit_id = (SELECT max(audit_id) FROM audit)",
+    )
+    .await;
+    assert_found(&l, "audit", "", "chain").await;
+}
+
+#[tokio::test]
+async fn concurrent_audit_inserts_keep_one_chain() {
+    let l = setup().await;
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let pool = l.pool.clone();
+        let env = l.env.clone();
+        tasks.push(tokio::spawn(async move {
+            let c = pool.get().await.unwrap();
+            for i in 0..10 {
+                cardswitch::store::audit::insert(
+                    &c,
+                    &env.row_keys,
+                    "test",
+                    None,
+                    None,
+                    None,
+                    &serde_json::json!({"t": t, "i": i}),
+                )
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(l.count("SELECT count(*) FROM audit").await, 80);
+    assert_clean(&l).await;
+}
+
+#[tokio::test]
+async fn master_key_rotation_keeps_verify_clean() {
+    let l = setup().await;
+    busy_card(&l, "CARD0001").await;
+    cardswitch::keys::admin::rotate_master(&l.config, &l.pool)
+        .await
+        .unwrap();
+    // Keys as reloaded under the new master key.
+    let c = l.client().await;
+    let keys = cardswitch::keys::admin::row_keys(&l.config, &c)
+        .await
+        .unwrap();
+    assert_eq!(keys.current_id(), l.env.row_keys.current_id());
+    let r = verify::verify(&l.pool, &keys, Options::default())
+        .await
+        .unwrap();
+    assert!(r.clean(), "{:#?}", r.findings);
+    l.ok(&req("topup", "CARD0001").amount("1").order("after"))
+        .await;
+    assert_clean(&l).await;
+}
