@@ -24,21 +24,24 @@ pub const ROW_KEY_PREFIX: &str = "row_key:";
 /// Sealed-secret name of the data key.
 pub const DATA_KEY: &str = "data_key";
 
-/// The row keys by id (the newest signs), and the data key.
+/// The row keys by id (the newest signs), and the data key. A daemon learns
+/// a key added by `keys rotate-row-key` while it runs ([`RowKeys::add`]),
+/// so the set sits behind a lock.
 pub struct RowKeys {
-    current: String,
-    macs: BTreeMap<String, Secret32>,
+    inner: std::sync::RwLock<Macs>,
     data: MasterKey,
+}
+
+struct Macs {
+    current: String,
+    current_key: Secret32,
+    all: BTreeMap<String, Secret32>,
 }
 
 impl std::fmt::Debug for RowKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "RowKeys(current {}, {} keys)",
-            self.current,
-            self.macs.len()
-        )
+        let m = self.inner.read().expect("row keys lock");
+        write!(f, "RowKeys(current {}, {} keys)", m.current, m.all.len())
     }
 }
 
@@ -49,16 +52,23 @@ pub fn row_key_id(key: &Secret32) -> String {
 
 impl RowKeys {
     /// `macs` in order of creation: the last one signs new rows.
+    ///
+    /// # Panics
+    /// When `macs` is empty.
     pub fn new(macs: Vec<Secret32>, data: Secret32) -> RowKeys {
-        let mut map = BTreeMap::new();
+        let mut all = BTreeMap::new();
         let mut current = String::new();
-        for k in macs {
-            current = row_key_id(&k);
-            map.insert(current.clone(), k);
+        for k in &macs {
+            current = row_key_id(k);
+            all.insert(current.clone(), k.clone());
         }
+        let current_key = macs.last().expect("at least one row key").clone();
         RowKeys {
-            current,
-            macs: map,
+            inner: std::sync::RwLock::new(Macs {
+                current,
+                current_key,
+                all,
+            }),
             data: MasterKey::new(data),
         }
     }
@@ -68,17 +78,41 @@ impl RowKeys {
         RowKeys::new(vec![Secret32::random()], Secret32::random())
     }
 
-    pub fn current_id(&self) -> &str {
-        &self.current
+    /// A key added after these were loaded; it signs from now on.
+    pub fn add(&self, key: Secret32) {
+        let mut m = self.inner.write().expect("row keys lock");
+        let id = row_key_id(&key);
+        m.all.insert(id.clone(), key.clone());
+        m.current = id;
+        m.current_key = key;
     }
 
-    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
-        self.macs.keys().map(String::as_str)
+    /// Whether `id` names a known row key.
+    pub fn knows(&self, id: &str) -> bool {
+        self.inner
+            .read()
+            .expect("row keys lock")
+            .all
+            .contains_key(id)
+    }
+
+    pub fn current_id(&self) -> String {
+        self.inner.read().expect("row keys lock").current.clone()
+    }
+
+    /// The MAC of `image` (chained to `prev`) under the current row key,
+    /// and that key's id, read together.
+    pub fn mac_with_id(&self, image: &RowImage, prev: Option<&[u8]>) -> (Vec<u8>, String) {
+        let m = self.inner.read().expect("row keys lock");
+        (
+            row_mac(&m.current_key, image, prev).to_vec(),
+            m.current.clone(),
+        )
     }
 
     /// The MAC of `image` (chained to `prev`) under the current row key.
     pub fn mac(&self, image: &RowImage, prev: Option<&[u8]>) -> Vec<u8> {
-        row_mac(&self.macs[&self.current], image, prev).to_vec()
+        self.mac_with_id(image, prev).0
     }
 
     /// Whether `mac` is the MAC of `image` under the row key `key_id`. A
@@ -90,7 +124,8 @@ impl RowKeys {
         prev: Option<&[u8]>,
         mac: Option<&[u8]>,
     ) -> bool {
-        match (key_id.and_then(|k| self.macs.get(k)), mac) {
+        let m = self.inner.read().expect("row keys lock");
+        match (key_id.and_then(|k| m.all.get(k)), mac) {
             (Some(k), Some(m)) => verify_row_mac(k, image, prev, m),
             _ => false,
         }
@@ -300,9 +335,9 @@ mod tests {
         let back = CardValues::from_image(&keys.open("cards", "C1", &sealed).unwrap()).unwrap();
         assert_eq!(back, c);
         let mac = keys.mac(&c.image(), None);
-        assert!(keys.verify(Some(keys.current_id()), &back.image(), None, Some(&mac)));
+        assert!(keys.verify(Some(&keys.current_id()), &back.image(), None, Some(&mac)));
         assert!(!keys.verify(Some("other"), &back.image(), None, Some(&mac)));
-        assert!(!keys.verify(Some(keys.current_id()), &back.image(), None, None));
+        assert!(!keys.verify(Some(&keys.current_id()), &back.image(), None, None));
     }
 
     #[test]

@@ -190,6 +190,9 @@ enum KeysAction {
     Revoke { terminal: String },
     /// New master key: every sealed secret re-sealed in one transaction.
     RotateMaster,
+    /// New row key: every protected row re-MACed in batches (progress on
+    /// stderr); safe to interrupt and run again; the daemon keeps serving.
+    RotateRowKey,
     /// Make day keys for today and the next N days.
     Pregen {
         #[arg(long, default_value_t = 1)]
@@ -504,6 +507,22 @@ async fn keys_command(action: KeysAction, config: &Config) -> anyhow::Result<Exi
             KeysAction::RotateMaster => {
                 let (old, new) = admin::rotate_master(config, pool).await?;
                 println!("master key {old} replaced by {new}; every secret re-sealed");
+            }
+            KeysAction::RotateRowKey => {
+                let r = admin::rotate_row_key(config, pool, true).await?;
+                println!(
+                    "row key {}: {} rows re-MACed, {} already under it, {} left as they failed their check",
+                    r.key_id,
+                    r.rewritten,
+                    r.already,
+                    r.refused.len()
+                );
+                for x in &r.refused {
+                    println!("not re-MACed (run `cardswitch verify`): {x}");
+                }
+                if !r.refused.is_empty() {
+                    anyhow::bail!("{} rows failed their check and were left", r.refused.len());
+                }
             }
             KeysAction::Pregen { days } => {
                 let n = admin::pregen(config, pool, days).await?;

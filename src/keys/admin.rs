@@ -797,3 +797,67 @@ pub async fn list_terminals(pool: &Pool) -> anyhow::Result<Vec<terminals::Termin
     let client = pool.get().await?;
     Ok(terminals::list(&client).await?)
 }
+
+/// `keys rotate-row-key`: a new row key (unless an interrupted rotation is
+/// being resumed), then every row re-MACed under it (`store::rekey`).
+/// Repeats while a pass still finds rows a daemon wrote under an older key
+/// (at most a few passes). Returns the report of the last pass.
+pub async fn rotate_row_key(
+    config: &Config,
+    pool: &Pool,
+    progress: bool,
+) -> anyhow::Result<crate::store::rekey::RekeyReport> {
+    use crate::store::rekey;
+    let master = super::load_master(&config.keys_dir)?;
+    let keys = {
+        let c = pool.get().await?;
+        let keys = super::load_row_keys(&c, &master).await?;
+        if rekey::rows_behind(pool, &keys.current_id()).await? == 0 {
+            super::add_row_key(&c, &master).await?;
+            super::load_row_keys(&c, &master).await?
+        } else {
+            keys
+        }
+    };
+    let mut total = crate::store::rekey::RekeyReport::default();
+    for _pass in 0..5 {
+        let behind = rekey::rows_behind(pool, &keys.current_id()).await?;
+        let pb = {
+            use std::io::IsTerminal;
+            if progress && std::io::stderr().is_terminal() {
+                let pb = indicatif::ProgressBar::new(behind.max(0) as u64);
+                pb.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "re-MAC [{bar:40}] {pos}/{len} rows, {per_sec}, eta {eta}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                pb
+            } else {
+                indicatif::ProgressBar::hidden()
+            }
+        };
+        let r = rekey::rekey(pool, &keys, &pb).await?;
+        pb.finish_and_clear();
+        let again = r.rewritten > 0 && rekey::rows_behind(pool, &keys.current_id()).await? > 0;
+        total.key_id = r.key_id;
+        total.rewritten += r.rewritten;
+        total.already = r.already;
+        total.refused = r.refused;
+        if !again {
+            break;
+        }
+    }
+    let c = pool.get().await?;
+    audit_ops(
+        &c,
+        &keys,
+        "keys.rotate_row_key",
+        None,
+        serde_json::json!({"key": total.key_id, "rewritten": total.rewritten,
+                           "refused": total.refused.len()}),
+    )
+    .await?;
+    Ok(total)
+}

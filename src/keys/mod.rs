@@ -195,3 +195,30 @@ pub async fn load_row_keys<C: GenericClient>(c: &C, master: &MasterKey) -> anyho
     }
     Ok(RowKeys::new(macs, data))
 }
+
+/// Adds to `keys` the row keys created since they were loaded (by
+/// `keys rotate-row-key` in another process); the newest signs from then on.
+/// Called when a row names a key id this process does not know.
+pub async fn refresh_row_keys<C: GenericClient>(
+    c: &C,
+    keys_dir: &Path,
+    keys: &RowKeys,
+) -> anyhow::Result<()> {
+    let master = load_master(keys_dir)?;
+    let all = secrets::list_prefix(c, ROW_KEY_PREFIX).await?;
+    let newest = all.last().map(|(n, _, _)| n.clone());
+    for (name, key_id, sealed) in all {
+        let id = &name[ROW_KEY_PREFIX.len()..];
+        if keys.knows(id) && Some(&name) != newest.as_ref() {
+            continue;
+        }
+        let k = open_secret(&master, &name, &key_id, &sealed)?;
+        if row_key_id(&k) != id {
+            bail!("the row key {name} does not match its name");
+        }
+        if keys.current_id() != id {
+            keys.add(k);
+        }
+    }
+    Ok(())
+}

@@ -51,21 +51,12 @@ pub async fn insert<C: GenericClient>(
             source,
             detail,
         );
-        let mac = keys.mac(&img, last_mac.as_deref());
+        let (mac, key_id) = keys.mac_with_id(&img, last_mac.as_deref());
         let n = c
             .execute(
                 INSERT_SQL,
                 &[
-                    &id,
-                    &at,
-                    &kind,
-                    &terminal,
-                    &actor,
-                    &source,
-                    &detail,
-                    &keys.current_id(),
-                    &mac,
-                    &last_id,
+                    &id, &at, &kind, &terminal, &actor, &source, &detail, &key_id, &mac, &last_id,
                     &last_mac,
                 ],
             )

@@ -10,6 +10,7 @@ pub mod ledger;
 pub mod migrate;
 pub mod operators;
 pub mod postings;
+pub mod rekey;
 pub mod secrets;
 pub mod seen_ts;
 pub mod terminals;

@@ -35,7 +35,7 @@ pub async fn add_terminal<C: GenericClient>(
     pw_hash: &[u8],
     pw_salt: &[u8],
 ) -> PgResult<bool> {
-    let mac = keys.mac(
+    let (mac, _) = keys.mac_with_id(
         &terminal_image(terminal, store_id, "active", Some(pw_hash), Some(pw_salt)),
         None,
     );

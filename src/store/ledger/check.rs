@@ -72,6 +72,29 @@ impl PostingRow {
     }
 }
 
+/// A row MACed under a key this process does not know yet (a
+/// `keys rotate-row-key` running): the new keys are loaded first, so the row
+/// is checked under its key rather than refused.
+pub(super) async fn learn_keys<'a>(
+    tx: &deadpool_postgres::Transaction<'_>,
+    env: &crate::store::txn::TxnEnv,
+    ids: impl Iterator<Item = Option<&'a str>>,
+) -> Result<()> {
+    let mut unknown = false;
+    for id in ids.flatten() {
+        if !env.row_keys.knows(id) {
+            unknown = true;
+            break;
+        }
+    }
+    if unknown {
+        crate::keys::refresh_row_keys(tx, &env.config.keys_dir, &env.row_keys)
+            .await
+            .map_err(|e| Error::internal(format!("cannot load the new row keys: {e:#}")))?;
+    }
+    Ok(())
+}
+
 fn tampered(what: String) -> Error {
     Error::Tampered(what)
 }

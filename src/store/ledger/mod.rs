@@ -160,6 +160,12 @@ pub async fn execute(
         .transpose()?;
     // Checked on use: the terminal, the cards and their members, before
     // anything is decided (issue 5).
+    let ids = terminal
+        .iter()
+        .map(|t| t.mac_key_id.as_deref())
+        .chain(card_rows.iter().map(|c| c.mac_key_id.as_deref()))
+        .chain(card_rows.iter().map(|c| c.member_key_id.as_deref()));
+    check::learn_keys(tx, env, ids).await?;
     check::check_terminal(&env.row_keys, &ctx.terminal, terminal.as_ref())?;
     let mut refuse = RefusalWrites {
         order_no: req.order_no.clone(),
@@ -218,6 +224,11 @@ pub async fn execute(
         )
         .await?;
     let chains: Vec<check::ChainRow> = from_json(l.get::<_, Value>("chains"), "chains")?;
+    let ids = chains
+        .iter()
+        .flat_map(|c| c.last.iter().flatten())
+        .map(|p| p.mac_key_id.as_deref());
+    check::learn_keys(tx, env, ids).await?;
     check::check_chains(&env.row_keys, &rows, &chains)?;
     let new_member_id: Option<i64> = l.get("member_id");
     let lot_rows: Vec<LotRow> = from_json(l.get::<_, Value>("lots"), "lots")?;

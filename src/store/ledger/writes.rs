@@ -76,8 +76,9 @@ impl RefusalWrites {
                     v.status = "locked".into();
                 }
                 let img = v.image();
-                mac = Some(keys.mac(&img, None));
-                key_id = Some(keys.current_id().to_owned());
+                let (m, id) = keys.mac_with_id(&img, None);
+                mac = Some(m);
+                key_id = Some(id);
                 sealed = Some(keys.seal(&img));
             }
             let (store, op, reset) = match &self.operator {
@@ -314,9 +315,9 @@ impl Writes {
             let head = heads
                 .get_mut(&v.card_no)
                 .ok_or_else(|| Error::internal("a posting of a card not written"))?;
-            let mac = keys.mac(&v.image(), head.0.as_deref());
+            let (mac, id) = keys.mac_with_id(&v.image(), head.0.as_deref());
             p["row_mac"] = hex::encode(&mac).into();
-            p["mac_key_id"] = keys.current_id().into();
+            p["mac_key_id"] = id.into();
             *head = (Some(mac), head.1 + 1);
         }
         for c in self.cards.iter_mut().chain(self.new_cards.iter_mut()) {
@@ -340,8 +341,9 @@ impl Writes {
             let img = v.image();
             c["last_mac"] = v.last_mac.as_ref().map(hex::encode).into();
             c["chain_len"] = len.into();
-            c["row_mac"] = hex::encode(keys.mac(&img, None)).into();
-            c["mac_key_id"] = keys.current_id().into();
+            let (mac, id) = keys.mac_with_id(&img, None);
+            c["row_mac"] = hex::encode(mac).into();
+            c["mac_key_id"] = id.into();
             c["sealed"] = hex::encode(keys.seal(&img)).into();
         }
         for m in &mut self.members {
@@ -356,8 +358,9 @@ impl Writes {
                 t("referrer").as_deref(),
                 &t("level").unwrap_or_default(),
             );
-            m["row_mac"] = hex::encode(keys.mac(&img, None)).into();
-            m["mac_key_id"] = keys.current_id().into();
+            let (mac, id) = keys.mac_with_id(&img, None);
+            m["row_mac"] = hex::encode(mac).into();
+            m["mac_key_id"] = id.into();
         }
         Ok(())
     }
