@@ -539,3 +539,60 @@ async fn row_key_rotation_keeps_verify_clean_and_the_ledger_serving() {
     assert!(r.refused.iter().any(|x| x == "cards CARD0002"), "{r:?}");
     assert_found(&l, "cards", "CARD0002", "mac").await;
 }
+
+/// `cardswitch verify` and `cardswitch audit` through the binary.
+#[tokio::test]
+async fn verify_and_audit_commands() {
+    use std::process::Command;
+    let l = setup().await;
+    busy_card(&l, "CARD0001").await;
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_cardswitch"))
+            .arg("--database-url")
+            .arg(&l.url)
+            .arg("--keys-dir")
+            .arg(&l.config.keys_dir)
+            .args(args)
+            .output()
+            .expect("run cardswitch")
+    };
+    let o = run(&["verify"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("0 findings"));
+
+    exec(
+        &l,
+        "UPDATE cards SET balance = 999 WHERE card_no = 'CARD0001'",
+    )
+    .await;
+    let o = run(&["verify", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let findings = report["findings"].as_array().unwrap();
+    assert!(findings
+        .iter()
+        .any(|f| f["table"] == "cards" && f["key"] == "CARD0001" && f["check"] == "mac"));
+
+    let o = run(&["verify", "--repair"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "it found something, then repaired it"
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("repaired cards CARD0001"));
+    let o = run(&["verify"]);
+    assert!(o.status.success());
+
+    let o = run(&["audit", "--json", "--since", "2000-01-01"]);
+    assert!(o.status.success());
+    let kinds: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(kinds.contains(&"verify.repair".to_string()), "{kinds:?}");
+}
