@@ -287,6 +287,29 @@ pub fn terminal_image(
         .with("pw_salt", bytes(pw_salt))
 }
 
+/// An operator's values (not its wrong-PIN count, a throttle).
+pub fn operator_image(
+    store_id: &str,
+    operator_id: &str,
+    role: &str,
+    status: &str,
+    pin_hash: Option<&[u8]>,
+    pin_salt: Option<&[u8]>,
+) -> RowImage {
+    RowImage::new("operators", &format!("{store_id}/{operator_id}"))
+        .with("role", Value::Text(role.to_owned()))
+        .with("status", Value::Text(status.to_owned()))
+        .with("pin_hash", bytes(pin_hash))
+        .with("pin_salt", bytes(pin_salt))
+}
+
+/// A level's values.
+pub fn level_image(level: &str, discount: Decimal, points_rate: Decimal) -> RowImage {
+    RowImage::new("levels", level)
+        .with("discount", Value::Money(discount))
+        .with("points_rate", Value::Money(points_rate))
+}
+
 /// An audit row's values; `detail` as [`canonical_json`] writes it.
 pub fn audit_image(
     audit_id: i64,

@@ -777,6 +777,7 @@ async fn operator_command(action: OperatorAction, config: &Config) -> anyhow::Re
                 operators::add_operator(
                     &client,
                     &secrets.hash_key,
+                    &secrets.row_keys,
                     &store,
                     &id,
                     &role,
@@ -799,17 +800,27 @@ async fn operator_command(action: OperatorAction, config: &Config) -> anyhow::Re
                 }
             }
             OperatorAction::Disable { id, store } => {
-                operators::set_operator_status(&client, &store, &id, false).await?;
+                let keys = cardswitch::keys::admin::row_keys(config, &client).await?;
+                operators::set_operator_status(&client, &keys, &store, &id, false).await?;
                 println!("operator {id} of store {store} disabled");
             }
             OperatorAction::Enable { id, store } => {
-                operators::set_operator_status(&client, &store, &id, true).await?;
+                let keys = cardswitch::keys::admin::row_keys(config, &client).await?;
+                operators::set_operator_status(&client, &keys, &store, &id, true).await?;
                 println!("operator {id} of store {store} enabled");
             }
             OperatorAction::ResetPin { id, store } => {
                 let pin = read_pin_line()?;
                 let secrets = cardswitch::keys::load_secrets(&config.keys_dir, &client).await?;
-                operators::reset_pin(&client, &secrets.hash_key, &store, &id, &pin).await?;
+                operators::reset_pin(
+                    &client,
+                    &secrets.hash_key,
+                    &secrets.row_keys,
+                    &store,
+                    &id,
+                    &pin,
+                )
+                .await?;
                 println!("operator {id} of store {store}: PIN reset, enabled");
             }
         }
@@ -832,7 +843,8 @@ async fn level_command(action: LevelAction, config: &Config) -> anyhow::Result<(
                 discount,
                 points_rate,
             } => {
-                operators::add_level(&client, &name, discount, points_rate).await?;
+                let keys = cardswitch::keys::admin::row_keys(config, &client).await?;
+                operators::add_level(&client, &keys, &name, discount, points_rate).await?;
                 println!("level {name} added: pays {discount}, {points_rate} points per unit");
             }
             LevelAction::List => {

@@ -26,7 +26,8 @@ use indicatif::ProgressBar;
 use rust_decimal::Decimal;
 
 use crate::integrity::{
-    audit_image, member_image, terminal_image, CardValues, PostingValues, RowKeys,
+    audit_image, level_image, member_image, operator_image, terminal_image, CardValues,
+    PostingValues, RowKeys,
 };
 
 const CARD_BATCH: i64 = 500;
@@ -49,7 +50,9 @@ pub async fn rows_behind(pool: &Pool, key_id: &str) -> anyhow::Result<i64> {
               + (SELECT count(*) FROM postings WHERE mac_key_id IS DISTINCT FROM $1)
               + (SELECT count(*) FROM members WHERE mac_key_id IS DISTINCT FROM $1)
               + (SELECT count(*) FROM terminals WHERE mac_key_id IS DISTINCT FROM $1)
-              + (SELECT count(*) FROM audit WHERE mac_key_id IS DISTINCT FROM $1)",
+              + (SELECT count(*) FROM audit WHERE mac_key_id IS DISTINCT FROM $1)
+              + (SELECT count(*) FROM operators WHERE mac_key_id IS DISTINCT FROM $1)
+              + (SELECT count(*) FROM levels WHERE mac_key_id IS DISTINCT FROM $1)",
         &[&key_id],
     )
     .await?
@@ -64,6 +67,7 @@ pub async fn rekey(pool: &Pool, keys: &RowKeys, pb: &ProgressBar) -> anyhow::Res
         ..Default::default()
     };
     terminals(pool, keys, &kid, &mut rep, pb).await?;
+    small(pool, keys, &kid, &mut rep, pb).await?;
     cards(pool, keys, &kid, &mut rep, pb).await?;
     members(pool, keys, &kid, &mut rep, pb).await?;
     audit(pool, keys, &kid, &mut rep, pb).await?;
@@ -108,6 +112,82 @@ async fn terminals(
         "UPDATE terminals t SET row_mac = x.mac, mac_key_id = $3
            FROM unnest($1::text[], $2::bytea[]) AS x(id, mac) WHERE t.terminal_id = x.id",
         &[&ids, &macs, &kid],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Operators and levels, in one transaction.
+async fn small(
+    pool: &Pool,
+    keys: &RowKeys,
+    kid: &str,
+    rep: &mut RekeyReport,
+    pb: &ProgressBar,
+) -> anyhow::Result<()> {
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await?;
+    let rows = tx
+        .query(
+            "SELECT store_id, operator_id, role, status, pin_hash, pin_salt, row_mac, mac_key_id
+               FROM operators ORDER BY store_id, operator_id FOR UPDATE",
+            &[],
+        )
+        .await?;
+    let (mut stores, mut ids, mut macs) = (vec![], vec![], vec![]);
+    for r in &rows {
+        pb.inc(1);
+        let (store, id): (String, String) = (r.get(0), r.get(1));
+        let key: Option<String> = r.get(7);
+        let h: Option<Vec<u8>> = r.get(4);
+        let s: Option<Vec<u8>> = r.get(5);
+        let img = operator_image(&store, &id, r.get(2), r.get(3), h.as_deref(), s.as_deref());
+        if key.as_deref() == Some(kid) {
+            rep.already += 1;
+        } else if !keys.verify(key.as_deref(), &img, None, r.get(6)) {
+            rep.refused.push(format!("operators {store}/{id}"));
+        } else {
+            macs.push(keys.mac(&img, None));
+            stores.push(store);
+            ids.push(id);
+        }
+    }
+    rep.rewritten += ids.len() as u64;
+    tx.execute(
+        "UPDATE operators o SET row_mac = x.mac, mac_key_id = $4
+           FROM unnest($1::text[], $2::text[], $3::bytea[]) AS x(s, id, mac)
+          WHERE o.store_id = x.s AND o.operator_id = x.id",
+        &[&stores, &ids, &macs, &kid],
+    )
+    .await?;
+    let rows = tx
+        .query(
+            "SELECT level, discount, points_rate, row_mac, mac_key_id FROM levels
+              ORDER BY level FOR UPDATE",
+            &[],
+        )
+        .await?;
+    let (mut names, mut macs) = (vec![], vec![]);
+    for r in &rows {
+        pb.inc(1);
+        let name: String = r.get(0);
+        let key: Option<String> = r.get(4);
+        let img = level_image(&name, r.get(1), r.get(2));
+        if key.as_deref() == Some(kid) {
+            rep.already += 1;
+        } else if !keys.verify(key.as_deref(), &img, None, r.get(3)) {
+            rep.refused.push(format!("levels {name}"));
+        } else {
+            macs.push(keys.mac(&img, None));
+            names.push(name);
+        }
+    }
+    rep.rewritten += names.len() as u64;
+    tx.execute(
+        "UPDATE levels l SET row_mac = x.mac, mac_key_id = $3
+           FROM unnest($1::text[], $2::bytea[]) AS x(n, mac) WHERE l.level = x.n",
+        &[&names, &macs, &kid],
     )
     .await?;
     tx.commit().await?;

@@ -321,14 +321,19 @@ impl Fixture {
     /// A card without a PIN, outside the ledger (no `register` needed).
     pub async fn card(&self, card_no: &str, balance: &str) {
         let c = self.client().await;
-        c.batch_execute(
-            "INSERT INTO levels (level, discount, points_rate) VALUES ('std', 1, 1) ON CONFLICT DO NOTHING",
-        )
-        .await
-        .unwrap();
         let keys = cardswitch::keys::admin::row_keys(&self.config, &c)
             .await
             .unwrap();
+        let has_std = c
+            .query_opt("SELECT 1 FROM levels WHERE level = 'std'", &[])
+            .await
+            .unwrap()
+            .is_some();
+        if !has_std {
+            cardswitch::store::operators::add_level(&c, &keys, "std", 1.into(), 1.into())
+                .await
+                .unwrap();
+        }
         cardswitch::store::cards::insert_fixture(
             &c,
             &keys,

@@ -125,24 +125,26 @@ pub async fn setup_with(tweak: impl FnOnce(&mut Config)) -> Ledger {
         .unwrap();
     let hash_key = secrets.hash_key;
     let row_keys = Arc::new(secrets.row_keys);
-    c.batch_execute(
-        "INSERT INTO stores (store_id, name) VALUES ('S1', 'one'), ('S2', 'two');
-         INSERT INTO levels (level, discount, points_rate) VALUES ('std', 1, 1), ('gold', 0.95, 2);",
-    )
-    .await
-    .unwrap();
+    c.batch_execute("INSERT INTO stores (store_id, name) VALUES ('S1', 'one'), ('S2', 'two');")
+        .await
+        .unwrap();
+    for (name, d, r) in [("std", "1", "1"), ("gold", "0.95", "2")] {
+        operators::add_level(&c, &row_keys, name, d.parse().unwrap(), r.parse().unwrap())
+            .await
+            .unwrap();
+    }
     for (t, st) in [("T1", "S1"), ("T2", "S1"), ("T3", "S2")] {
         cardswitch::store::terminals::add_terminal_without_password(&c, &row_keys, t, st)
             .await
             .unwrap();
     }
-    operators::add_operator(&c, &hash_key, "S1", "c1", "cashier", None)
+    operators::add_operator(&c, &hash_key, &row_keys, "S1", "c1", "cashier", None)
         .await
         .unwrap();
-    operators::add_operator(&c, &hash_key, "S1", "m1", "manager", Some(MPIN))
+    operators::add_operator(&c, &hash_key, &row_keys, "S1", "m1", "manager", Some(MPIN))
         .await
         .unwrap();
-    operators::add_operator(&c, &hash_key, "S2", "m3", "manager", Some(MPIN))
+    operators::add_operator(&c, &hash_key, &row_keys, "S2", "m3", "manager", Some(MPIN))
         .await
         .unwrap();
     drop(c);

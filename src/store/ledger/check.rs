@@ -11,7 +11,9 @@ use serde::Deserialize;
 
 use super::rows::{dec, hex_bytes, CardRow};
 use crate::error::{Error, Result};
-use crate::integrity::{member_image, terminal_image, CardValues, PostingValues, RowKeys};
+use crate::integrity::{
+    level_image, member_image, operator_image, terminal_image, CardValues, PostingValues, RowKeys,
+};
 
 #[derive(Deserialize)]
 pub(super) struct TerminalRow {
@@ -180,6 +182,14 @@ pub(super) fn check_cards(keys: &RowKeys, rows: &BTreeMap<String, CardRow>) -> R
         ) {
             return Err(tampered(format!("members {}: mac", r.member_id)));
         }
+        check_level(
+            keys,
+            &r.level,
+            &r.discount,
+            &r.points_rate,
+            &r.level_mac,
+            &r.level_key_id,
+        )?;
     }
     Ok(())
 }
@@ -241,4 +251,65 @@ pub(super) fn json_dec(v: &serde_json::Value, name: &str) -> Result<Decimal> {
         Some(serde_json::Value::Number(n)) => dec(&n.to_string()),
         _ => Err(Error::internal(format!("posting field {name} missing"))),
     }
+}
+
+/// A level a card (or a register) relies on.
+pub(super) fn check_level(
+    keys: &RowKeys,
+    level: &str,
+    discount: &str,
+    points_rate: &str,
+    mac: &Option<String>,
+    key_id: &Option<String>,
+) -> Result<()> {
+    let img = level_image(level, dec(discount)?, dec(points_rate)?);
+    if !keys.verify(key_id.as_deref(), &img, None, hex_bytes(mac)?.as_deref()) {
+        return Err(tampered(format!("levels {level}: mac")));
+    }
+    Ok(())
+}
+
+/// The operator a request names.
+pub(super) fn check_operator_row(
+    keys: &RowKeys,
+    store_id: &str,
+    operator_id: &str,
+    o: &super::rows::OperatorRow,
+) -> Result<()> {
+    let img = operator_image(
+        store_id,
+        operator_id,
+        &o.role,
+        &o.status,
+        hex_bytes(&o.pin_hash)?.as_deref(),
+        hex_bytes(&o.pin_salt)?.as_deref(),
+    );
+    if !keys.verify(
+        o.mac_key_id.as_deref(),
+        &img,
+        None,
+        hex_bytes(&o.row_mac)?.as_deref(),
+    ) {
+        return Err(tampered(format!("operators {store_id}/{operator_id}: mac")));
+    }
+    Ok(())
+}
+
+/// The MAC of the operator once disabled (a 5th wrong manager PIN), for the
+/// refusal's write to use if it disables it.
+pub(super) fn operator_disabled_mac(
+    keys: &RowKeys,
+    store_id: &str,
+    operator_id: &str,
+    o: &super::rows::OperatorRow,
+) -> Result<(Vec<u8>, String)> {
+    let img = operator_image(
+        store_id,
+        operator_id,
+        &o.role,
+        "disabled",
+        hex_bytes(&o.pin_hash)?.as_deref(),
+        hex_bytes(&o.pin_salt)?.as_deref(),
+    );
+    Ok(keys.mac_with_id(&img, None))
 }

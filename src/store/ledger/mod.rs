@@ -163,10 +163,15 @@ pub async fn execute(
     let ids = terminal
         .iter()
         .map(|t| t.mac_key_id.as_deref())
+        .chain(operator.iter().map(|o| o.mac_key_id.as_deref()))
+        .chain(card_rows.iter().map(|c| c.level_key_id.as_deref()))
         .chain(card_rows.iter().map(|c| c.mac_key_id.as_deref()))
         .chain(card_rows.iter().map(|c| c.member_key_id.as_deref()));
     check::learn_keys(tx, env, ids).await?;
     check::check_terminal(&env.row_keys, &ctx.terminal, terminal.as_ref())?;
+    if let (Some(o), Some(id)) = (&operator, &req.operator) {
+        check::check_operator_row(&env.row_keys, &ctx.store_id, id, o)?;
+    }
     let mut refuse = RefusalWrites {
         order_no: req.order_no.clone(),
         keys: Some(env.row_keys.clone()),
@@ -238,6 +243,18 @@ pub async fn execute(
         .get::<_, Option<Value>>("level")
         .map(|v| from_json(v, "level"))
         .transpose()?;
+    if let Some(lv) = &level {
+        let known = lv.mac_key_id.as_deref();
+        check::learn_keys(tx, env, std::iter::once(known)).await?;
+        check::check_level(
+            &env.row_keys,
+            &lv.level,
+            &lv.discount,
+            &lv.points_rate,
+            &lv.row_mac,
+            &lv.mac_key_id,
+        )?;
+    }
     let txn_id: Option<i64> = l.get("txn_id");
     let mut lots: BTreeMap<String, Vec<Lot>> = BTreeMap::new();
     for lr in lot_rows {
@@ -805,6 +822,8 @@ fn check_operator(
             req.operator.clone().unwrap_or_default(),
         );
         if !mpin_ok {
+            refuse.operator_disabled_mac =
+                check::operator_disabled_mac(&env.row_keys, &who.0, &who.1, o).ok();
             refuse.operator = Some((who.0, who.1, false));
         } else if o.pin_fail_count > 0 {
             // A right PIN ends the run of wrong ones even if the op is then

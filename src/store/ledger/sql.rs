@@ -31,7 +31,8 @@ WITH ts AS (
            encode(c.row_mac, 'hex') AS row_mac, c.mac_key_id, encode(c.last_mac, 'hex') AS last_mac,
            encode(c.sealed, 'hex') AS sealed,
            c.chain_len, m.referrer, encode(m.row_mac, 'hex') AS member_mac,
-           m.mac_key_id AS member_key_id
+           m.mac_key_id AS member_key_id, encode(l.row_mac, 'hex') AS level_mac,
+           l.mac_key_id AS level_key_id
       FROM cards c JOIN members m ON m.member_id = c.member_id JOIN levels l ON l.level = m.level
      WHERE c.card_no = ANY (CASE WHEN $10::text IS NULL THEN $8::text[]
                                  ELSE (SELECT cards FROM orig) END)
@@ -45,7 +46,8 @@ SELECT (SELECT count(*) FROM ts)::bigint AS ts_ok,
        (SELECT o.digest FROM orders o WHERE o.terminal_id = $1::text AND o.order_no = $5::text) AS prior_digest,
        (SELECT o.answer FROM orders o WHERE o.terminal_id = $1::text AND o.order_no = $5::text) AS prior_answer,
        (SELECT row_to_json(x) FROM (SELECT role, status, encode(pin_hash, 'hex') AS pin_hash,
-               encode(pin_salt, 'hex') AS pin_salt, pin_fail_count
+               encode(pin_salt, 'hex') AS pin_salt, pin_fail_count,
+               encode(row_mac, 'hex') AS row_mac, mac_key_id
           FROM operators WHERE store_id = $3::text AND operator_id = $4::text) x) AS operator,
        (SELECT row_to_json(orig) FROM orig) AS orig,
        (SELECT row_to_json(t) FROM (SELECT store_id, status, encode(pw_hash, 'hex') AS pw_hash,
@@ -68,7 +70,8 @@ SELECT (SELECT coalesce(json_agg(json_build_object('card_no', card_no, 'id', lot
        ARRAY(SELECT nextval('lots_lot_id_seq') FROM generate_series(1,
              CASE WHEN $3::bool THEN (SELECT count(*) FROM lv) + 1 ELSE 0 END)) AS lot_ids,
        (SELECT json_build_object('level', level, 'discount', discount::text,
-               'points_rate', points_rate::text) FROM levels WHERE level = $4::text) AS level,
+               'points_rate', points_rate::text, 'row_mac', encode(row_mac, 'hex'),
+               'mac_key_id', mac_key_id) FROM levels WHERE level = $4::text) AS level,
        CASE WHEN $5::bool THEN nextval('txn_id_seq') END AS txn_id,
        (SELECT coalesce(json_agg(h), '[]'::json) FROM (
             SELECT posting_id, order_no, op, txn_id, card_no, amount::text AS amount,
@@ -200,7 +203,11 @@ WITH d AS (
     UPDATE operators
        SET pin_fail_count = CASE WHEN $9::bool THEN 0 ELSE pin_fail_count + 1 END,
            status = CASE WHEN NOT $9::bool AND pin_fail_count + 1 >= $8::integer
-                         THEN 'disabled' ELSE status END
+                         THEN 'disabled' ELSE status END,
+           row_mac = CASE WHEN NOT $9::bool AND pin_fail_count + 1 >= $8::integer
+                          THEN $13::bytea ELSE row_mac END,
+           mac_key_id = CASE WHEN NOT $9::bool AND pin_fail_count + 1 >= $8::integer
+                             THEN $14::text ELSE mac_key_id END
      WHERE store_id = $6::text AND operator_id = $7::text RETURNING 1
 )
 SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM c) + (SELECT count(*) FROM o)";

@@ -33,6 +33,8 @@ pub(super) struct RefusalWrites {
     /// The locked cards (a PIN count written re-MACs its card).
     pub(super) rows: BTreeMap<String, CardRow>,
     pub(super) keys: Option<std::sync::Arc<RowKeys>>,
+    /// The operator's MAC should this wrong PIN disable it.
+    pub(super) operator_disabled_mac: Option<(Vec<u8>, String)>,
 }
 
 impl RefusalWrites {
@@ -100,6 +102,8 @@ impl RefusalWrites {
                     &mac,
                     &key_id,
                     &sealed,
+                    &self.operator_disabled_mac.as_ref().map(|m| m.0.clone()),
+                    &self.operator_disabled_mac.as_ref().map(|m| m.1.clone()),
                 ],
             )
             .await?;
