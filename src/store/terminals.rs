@@ -142,10 +142,31 @@ pub struct TerminalRow {
     pub failed_logins: i32,
     pub last_failed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    pub row_mac: Option<Vec<u8>>,
+    pub mac_key_id: Option<String>,
 }
 
-const COLS: &str =
-    "terminal_id, store_id, status, pw_hash, pw_salt, failed_logins, last_failed_at, created_at";
+impl TerminalRow {
+    /// Whether the row's MAC holds under `keys`.
+    pub fn mac_ok(&self, keys: &RowKeys) -> bool {
+        let img = terminal_image(
+            &self.terminal_id,
+            &self.store_id,
+            &self.status,
+            self.pw_hash.as_deref(),
+            self.pw_salt.as_deref(),
+        );
+        keys.verify(
+            self.mac_key_id.as_deref(),
+            &img,
+            None,
+            self.row_mac.as_deref(),
+        )
+    }
+}
+
+const COLS: &str = "terminal_id, store_id, status, pw_hash, pw_salt, failed_logins, last_failed_at,
+     created_at, row_mac, mac_key_id";
 
 fn row(r: &tokio_postgres::Row) -> TerminalRow {
     TerminalRow {
@@ -157,6 +178,8 @@ fn row(r: &tokio_postgres::Row) -> TerminalRow {
         failed_logins: r.get(5),
         last_failed_at: r.get(6),
         created_at: r.get(7),
+        row_mac: r.get(8),
+        mac_key_id: r.get(9),
     }
 }
 

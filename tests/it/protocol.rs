@@ -793,3 +793,29 @@ async fn failed_logins_slow_down_but_never_lock_out() {
     assert!(t.elapsed() < Duration::from_millis(400));
     d.stop().await.unwrap();
 }
+
+/// Issue 5: a terminal row changed by SQL does not log in (3001), and the
+/// refusal is counted in /metrics.
+#[tokio::test]
+async fn a_tampered_terminal_row_cannot_log_in() {
+    let Setup { fx, d, c, password } = setup().await;
+    fx.client()
+        .await
+        .batch_execute("UPDATE terminals SET row_mac = '\\x00'::bytea WHERE terminal_id = 'T1'")
+        .await
+        .unwrap();
+    let day = c.hello("T1", &fx.root, None).await.unwrap();
+    let e = c.login("T1", &password, &day).await.unwrap_err();
+    assert_eq!(
+        e.downcast_ref::<cardswitch::client::Refused>()
+            .unwrap()
+            .errno,
+        Errno::Tampered
+    );
+    let m = d.get("/metrics").await.unwrap();
+    let text = String::from_utf8_lossy(&m.body).to_string();
+    assert!(
+        text.contains("cardswitch_integrity_failures_total 1"),
+        "{text}"
+    );
+}
