@@ -66,11 +66,9 @@ async fn run(cluster: &Cluster, dir: &std::path::Path, n: i64) -> anyhow::Result
     let c = db.pool.get().await?;
     cardswitch::keys::create_hash_key(&c, &master).await?;
     let keys = cardswitch::keys::load_row_keys(&c, &master).await?;
-    c.batch_execute(
-        "INSERT INTO stores (store_id, name) VALUES ('S1', 'bench');
-         INSERT INTO levels (level, discount, points_rate) VALUES ('std', 1, 1);",
-    )
-    .await?;
+    c.batch_execute("INSERT INTO stores (store_id, name) VALUES ('S1', 'bench')")
+        .await?;
+    cardswitch::store::operators::add_level(&c, &keys, "std", 1.into(), 1.into()).await?;
     cardswitch::store::terminals::add_terminal_without_password(&c, &keys, "T1", "S1").await?;
 
     let cards = (n + PER_CARD - 1) / PER_CARD;

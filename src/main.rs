@@ -192,7 +192,12 @@ enum KeysAction {
     RotateMaster,
     /// New row key: every protected row re-MACed in batches (progress on
     /// stderr); safe to interrupt and run again; the daemon keeps serving.
-    RotateRowKey,
+    RotateRowKey {
+        /// Also MAC rows that have none yet (a database from before tamper
+        /// evidence), trusting them as they are. Audited.
+        #[arg(long)]
+        adopt_unmaced: bool,
+    },
     /// Make day keys for today and the next N days.
     Pregen {
         #[arg(long, default_value_t = 1)]
@@ -508,8 +513,8 @@ async fn keys_command(action: KeysAction, config: &Config) -> anyhow::Result<Exi
                 let (old, new) = admin::rotate_master(config, pool).await?;
                 println!("master key {old} replaced by {new}; every secret re-sealed");
             }
-            KeysAction::RotateRowKey => {
-                let r = admin::rotate_row_key(config, pool, true).await?;
+            KeysAction::RotateRowKey { adopt_unmaced } => {
+                let r = admin::rotate_row_key(config, pool, true, adopt_unmaced).await?;
                 println!(
                     "row key {}: {} rows re-MACed, {} already under it, {} left as they failed their check",
                     r.key_id,

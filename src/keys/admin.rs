@@ -806,6 +806,7 @@ pub async fn rotate_row_key(
     config: &Config,
     pool: &Pool,
     progress: bool,
+    adopt: bool,
 ) -> anyhow::Result<crate::store::rekey::RekeyReport> {
     use crate::store::rekey;
     let master = super::load_master(&config.keys_dir)?;
@@ -838,7 +839,7 @@ pub async fn rotate_row_key(
                 indicatif::ProgressBar::hidden()
             }
         };
-        let r = rekey::rekey(pool, &keys, &pb).await?;
+        let r = rekey::rekey(pool, &keys, adopt, &pb).await?;
         pb.finish_and_clear();
         let again = r.rewritten > 0 && rekey::rows_behind(pool, &keys.current_id()).await? > 0;
         total.key_id = r.key_id;
@@ -856,7 +857,7 @@ pub async fn rotate_row_key(
         "keys.rotate_row_key",
         None,
         serde_json::json!({"key": total.key_id, "rewritten": total.rewritten,
-                           "refused": total.refused.len()}),
+                           "refused": total.refused.len(), "adopted_unmaced": adopt}),
     )
     .await?;
     Ok(total)

@@ -60,17 +60,26 @@ pub async fn rows_behind(pool: &Pool, key_id: &str) -> anyhow::Result<i64> {
 }
 
 /// Re-MACs every row not under the current key of `keys`.
-pub async fn rekey(pool: &Pool, keys: &RowKeys, pb: &ProgressBar) -> anyhow::Result<RekeyReport> {
+///
+/// `adopt`: rows with no MAC at all (a database from before tamper
+/// evidence) are trusted as they are and MACed, chains and sealed copies
+/// included; rows with a MAC must still verify.
+pub async fn rekey(
+    pool: &Pool,
+    keys: &RowKeys,
+    adopt: bool,
+    pb: &ProgressBar,
+) -> anyhow::Result<RekeyReport> {
     let kid = keys.current_id();
     let mut rep = RekeyReport {
         key_id: kid.clone(),
         ..Default::default()
     };
-    terminals(pool, keys, &kid, &mut rep, pb).await?;
-    small(pool, keys, &kid, &mut rep, pb).await?;
-    cards(pool, keys, &kid, &mut rep, pb).await?;
-    members(pool, keys, &kid, &mut rep, pb).await?;
-    audit(pool, keys, &kid, &mut rep, pb).await?;
+    terminals(pool, keys, &kid, adopt, &mut rep, pb).await?;
+    small(pool, keys, &kid, adopt, &mut rep, pb).await?;
+    cards(pool, keys, &kid, adopt, &mut rep, pb).await?;
+    members(pool, keys, &kid, adopt, &mut rep, pb).await?;
+    audit(pool, keys, &kid, adopt, &mut rep, pb).await?;
     Ok(rep)
 }
 
@@ -78,6 +87,7 @@ async fn terminals(
     pool: &Pool,
     keys: &RowKeys,
     kid: &str,
+    adopt: bool,
     rep: &mut RekeyReport,
     pb: &ProgressBar,
 ) -> anyhow::Result<()> {
@@ -100,7 +110,11 @@ async fn terminals(
         let img = terminal_image(&id, r.get(1), r.get(2), h.as_deref(), s.as_deref());
         if key.as_deref() == Some(kid) {
             rep.already += 1;
-        } else if !keys.verify(key.as_deref(), &img, None, r.get(5)) {
+        } else if !trusted(
+            adopt,
+            &key,
+            keys.verify(key.as_deref(), &img, None, r.get(5)),
+        ) {
             rep.refused.push(format!("terminals {id}"));
         } else {
             macs.push(keys.mac(&img, None));
@@ -123,6 +137,7 @@ async fn small(
     pool: &Pool,
     keys: &RowKeys,
     kid: &str,
+    adopt: bool,
     rep: &mut RekeyReport,
     pb: &ProgressBar,
 ) -> anyhow::Result<()> {
@@ -145,7 +160,11 @@ async fn small(
         let img = operator_image(&store, &id, r.get(2), r.get(3), h.as_deref(), s.as_deref());
         if key.as_deref() == Some(kid) {
             rep.already += 1;
-        } else if !keys.verify(key.as_deref(), &img, None, r.get(6)) {
+        } else if !trusted(
+            adopt,
+            &key,
+            keys.verify(key.as_deref(), &img, None, r.get(6)),
+        ) {
             rep.refused.push(format!("operators {store}/{id}"));
         } else {
             macs.push(keys.mac(&img, None));
@@ -176,7 +195,11 @@ async fn small(
         let img = level_image(&name, r.get(1), r.get(2));
         if key.as_deref() == Some(kid) {
             rep.already += 1;
-        } else if !keys.verify(key.as_deref(), &img, None, r.get(3)) {
+        } else if !trusted(
+            adopt,
+            &key,
+            keys.verify(key.as_deref(), &img, None, r.get(3)),
+        ) {
             rep.refused.push(format!("levels {name}"));
         } else {
             macs.push(keys.mac(&img, None));
@@ -198,6 +221,7 @@ async fn cards(
     pool: &Pool,
     keys: &RowKeys,
     kid: &str,
+    adopt: bool,
     rep: &mut RekeyReport,
     pb: &ProgressBar,
 ) -> anyhow::Result<()> {
@@ -235,6 +259,7 @@ async fn cards(
         }
         let (mut p_card, mut p_id, mut p_mac) = (vec![], vec![], vec![]);
         let (mut c_no, mut c_mac, mut c_last, mut c_sealed) = (vec![], vec![], vec![], vec![]);
+        let mut c_len: Vec<i64> = vec![];
         for r in &rows {
             let no: String = r.get(0);
             let mut v = CardValues {
@@ -259,7 +284,8 @@ async fn cards(
                 continue;
             }
             // Verify the old chain and card, then build the new chain.
-            let mut ok = keys.verify(card_key.as_deref(), &v.image(), None, r.get(10));
+            let legacy = adopt && card_key.is_none();
+            let mut ok = legacy || keys.verify(card_key.as_deref(), &v.image(), None, r.get(10));
             let (mut old_head, mut new_head): (Option<Vec<u8>>, Option<Vec<u8>>) = (None, None);
             let mut new_macs = Vec::with_capacity(ps.len());
             for p in &ps {
@@ -282,18 +308,20 @@ async fn cards(
                 let mac: Option<Vec<u8>> = p.get(14);
                 let pk: Option<String> = p.get(15);
                 ok = ok
-                    && keys.verify(
-                        pk.as_deref(),
-                        &pv.image(),
-                        old_head.as_deref(),
-                        mac.as_deref(),
-                    );
+                    && (adopt && pk.is_none()
+                        || keys.verify(
+                            pk.as_deref(),
+                            &pv.image(),
+                            old_head.as_deref(),
+                            mac.as_deref(),
+                        ));
                 old_head = mac;
                 let m = keys.mac(&pv.image(), new_head.as_deref());
                 new_macs.push((p.get::<_, i64>(16), m.clone()));
                 new_head = Some(m);
             }
-            ok = ok && old_head == v.last_mac && ps.len() as i64 == v.chain_len;
+            ok = ok && (legacy || old_head == v.last_mac && ps.len() as i64 == v.chain_len);
+            v.chain_len = ps.len() as i64;
             if !ok {
                 rep.refused.push(format!("cards {no}"));
                 continue;
@@ -309,6 +337,7 @@ async fn cards(
             c_mac.push(keys.mac(&img, None));
             c_sealed.push(keys.seal(&img));
             c_last.push(v.last_mac.clone());
+            c_len.push(v.chain_len);
             c_no.push(no);
         }
         tx.execute(
@@ -320,11 +349,11 @@ async fn cards(
         .await?;
         tx.execute(
             "UPDATE cards c SET row_mac = x.mac, last_mac = x.last, sealed = x.sealed,
-                    mac_key_id = $5
-               FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::bytea[])
-                    AS x(no, mac, last, sealed)
+                    mac_key_id = $5, chain_len = x.len
+               FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::bytea[], $6::bigint[])
+                    AS x(no, mac, last, sealed, len)
               WHERE c.card_no = x.no",
-            &[&c_no, &c_mac, &c_last, &c_sealed, &kid],
+            &[&c_no, &c_mac, &c_last, &c_sealed, &kid, &c_len],
         )
         .await?;
         tx.commit().await?;
@@ -335,6 +364,7 @@ async fn members(
     pool: &Pool,
     keys: &RowKeys,
     kid: &str,
+    adopt: bool,
     rep: &mut RekeyReport,
     pb: &ProgressBar,
 ) -> anyhow::Result<()> {
@@ -363,7 +393,11 @@ async fn members(
             let img = member_image(id, r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
             if key.as_deref() == Some(kid) {
                 rep.already += 1;
-            } else if !keys.verify(key.as_deref(), &img, None, r.get(6)) {
+            } else if !trusted(
+                adopt,
+                &key,
+                keys.verify(key.as_deref(), &img, None, r.get(6)),
+            ) {
                 rep.refused.push(format!("members {id}"));
             } else {
                 ids.push(id);
@@ -385,6 +419,7 @@ async fn audit(
     pool: &Pool,
     keys: &RowKeys,
     kid: &str,
+    adopt: bool,
     rep: &mut RekeyReport,
     pb: &ProgressBar,
 ) -> anyhow::Result<()> {
@@ -428,7 +463,11 @@ async fn audit(
         );
         let mac: Option<Vec<u8>> = r.get(7);
         let key: Option<String> = r.get(8);
-        if !keys.verify(key.as_deref(), &img, old_prev.as_deref(), mac.as_deref()) {
+        if !trusted(
+            adopt,
+            &key,
+            keys.verify(key.as_deref(), &img, old_prev.as_deref(), mac.as_deref()),
+        ) {
             // A broken chain is not re-chained: verify reports it.
             rep.refused.push(format!("audit {id}"));
             tx.rollback().await?;
@@ -448,10 +487,16 @@ async fn audit(
     )
     .await?;
     tx.execute(
-        "UPDATE audit_head SET last_mac = $1 WHERE last_mac IS NOT DISTINCT FROM $2",
-        &[&new_prev, &old_prev],
+        "UPDATE audit_head SET last_mac = $1, last_id = $2",
+        &[&new_prev, &ids.last().copied()],
     )
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// A row may be re-MACed: it verified, or it has no MAC at all and
+/// `--adopt-unmaced` was given.
+fn trusted(adopt: bool, key: &Option<String>, verified: bool) -> bool {
+    verified || adopt && key.is_none()
 }

@@ -460,7 +460,7 @@ async fn row_key_rotation_keeps_verify_clean_and_the_ledger_serving() {
     busy_card(&l, "CARD0001").await;
     busy_card(&l, "CARD0002").await;
     let old = l.env.row_keys.current_id();
-    let r = cardswitch::keys::admin::rotate_row_key(&l.config, &l.pool, false)
+    let r = cardswitch::keys::admin::rotate_row_key(&l.config, &l.pool, false, false)
         .await
         .unwrap();
     assert_ne!(r.key_id, old);
@@ -503,7 +503,7 @@ async fn row_key_rotation_keeps_verify_clean_and_the_ledger_serving() {
         &format!("UPDATE terminals SET mac_key_id = '{old}' WHERE terminal_id = 'T2'"),
     )
     .await;
-    let again = cardswitch::keys::admin::rotate_row_key(&l.config, &l.pool, false)
+    let again = cardswitch::keys::admin::rotate_row_key(&l.config, &l.pool, false, false)
         .await
         .unwrap();
     assert_eq!(again.key_id, r.key_id);
@@ -520,7 +520,7 @@ async fn row_key_rotation_keeps_verify_clean_and_the_ledger_serving() {
     .await;
     assert_clean(&l).await;
     // Run again with nothing behind: a further new key, still clean.
-    let third = cardswitch::keys::admin::rotate_row_key(&l.config, &l.pool, false)
+    let third = cardswitch::keys::admin::rotate_row_key(&l.config, &l.pool, false, false)
         .await
         .unwrap();
     assert_ne!(third.key_id, r.key_id);
@@ -533,7 +533,7 @@ async fn row_key_rotation_keeps_verify_clean_and_the_ledger_serving() {
         "UPDATE cards SET balance = 1 WHERE card_no = 'CARD0002'",
     )
     .await;
-    let r = cardswitch::keys::admin::rotate_row_key(&l.config, &l.pool, false)
+    let r = cardswitch::keys::admin::rotate_row_key(&l.config, &l.pool, false, false)
         .await
         .unwrap();
     assert!(r.refused.iter().any(|x| x == "cards CARD0002"), "{r:?}");
@@ -635,4 +635,40 @@ async fn a_changed_operator_or_level_is_found_and_refused() {
     exec(&l, "UPDATE levels SET discount = 0.5 WHERE level = 'std'").await;
     assert_found(&l, "levels", "std", "mac").await;
     next_posting_refused(&l, "CARD0001").await;
+}
+
+/// A database from before tamper evidence: rows without MACs are refused
+/// until `keys rotate-row-key --adopt-unmaced` MACs them as they are.
+#[tokio::test]
+async fn unmaced_rows_are_adopted_on_request() {
+    let l = setup().await;
+    busy_card(&l, "CARD0001").await;
+    l.card("CARD0002", "std", None, None).await;
+    exec(
+        &l,
+        "UPDATE cards SET row_mac = NULL, mac_key_id = NULL, sealed = NULL, last_mac = NULL,
+                chain_len = 0;
+         UPDATE postings SET row_mac = NULL, mac_key_id = NULL;
+         UPDATE members SET row_mac = NULL, mac_key_id = NULL;
+         UPDATE audit SET row_mac = NULL, mac_key_id = NULL;
+         UPDATE audit_head SET last_mac = NULL, last_id = NULL;",
+    )
+    .await;
+    assert_found(&l, "cards", "CARD0001", "mac").await;
+    l.refused(&req("topup", "CARD0001").amount("1").order("B1"), 3001)
+        .await;
+    let r = cardswitch::keys::admin::rotate_row_key(&l.config, &l.pool, false, false)
+        .await
+        .unwrap();
+    assert!(r.refused.iter().any(|x| x == "cards CARD0001"), "{r:?}");
+    let r = cardswitch::keys::admin::rotate_row_key(&l.config, &l.pool, false, true)
+        .await
+        .unwrap();
+    assert!(r.refused.is_empty(), "{r:?}");
+    assert_clean(&l).await;
+    l.ok(&req("topup", "CARD0001").amount("1").order("B2"))
+        .await;
+    l.ok(&req("topup", "CARD0002").amount("1").order("B3"))
+        .await;
+    assert_clean(&l).await;
 }
