@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod integrity;
 pub mod keys;
 pub mod ledger;
 pub mod protocol;

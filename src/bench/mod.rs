@@ -527,9 +527,7 @@ async fn provision_ledger(
 ) -> anyhow::Result<Option<(String, String)>> {
     use crate::store::operators;
     let c = pool.get().await?;
-    let hash_key = crate::keys::load_secrets(&config.keys_dir, &c)
-        .await?
-        .hash_key;
+    let secrets = crate::keys::load_secrets(&config.keys_dir, &c).await?;
     let have_level = operators::list_levels(&c)
         .await?
         .iter()
@@ -537,6 +535,7 @@ async fn provision_ledger(
     if !have_level {
         operators::add_level(
             &c,
+            &secrets.row_keys,
             LEVEL,
             rust_decimal::Decimal::new(95, 2),
             rust_decimal::Decimal::ONE,
@@ -551,7 +550,16 @@ async fn provision_ledger(
             .iter()
             .any(|o| o.operator_id == mgr);
         if !have {
-            operators::add_operator(&c, &hash_key, &store, mgr, "manager", Some(pin)).await?;
+            operators::add_operator(
+                &c,
+                &secrets.hash_key,
+                &secrets.row_keys,
+                &store,
+                mgr,
+                "manager",
+                Some(pin),
+            )
+            .await?;
         }
     }
     Ok(Some((mgr.to_owned(), pin.to_owned())))

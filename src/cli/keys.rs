@@ -33,6 +33,14 @@ pub enum KeysAction {
     Revoke { terminal: String },
     /// New master key: every sealed secret re-sealed in one transaction.
     RotateMaster,
+    /// New row key: every protected row re-MACed in batches (progress on
+    /// stderr); safe to interrupt and run again; the daemon keeps serving.
+    RotateRowKey {
+        /// Also MAC rows that have none yet (a database from before tamper
+        /// evidence), trusting them as they are. Audited.
+        #[arg(long)]
+        adopt_unmaced: bool,
+    },
     /// Make day keys for today and the next N days.
     Pregen {
         #[arg(long, default_value_t = 1)]
@@ -96,12 +104,28 @@ pub async fn keys_command(action: KeysAction, config: &Config) -> anyhow::Result
                 println!("terminal {terminal}: sessions ended, new day key {key}");
             }
             KeysAction::Revoke { terminal } => {
-                let n = admin::revoke(pool, &terminal).await?;
+                let n = admin::revoke(config, pool, &terminal).await?;
                 println!("terminal {terminal}: day keys revoked, {n} sessions ended");
             }
             KeysAction::RotateMaster => {
                 let (old, new) = admin::rotate_master(config, pool).await?;
                 println!("master key {old} replaced by {new}; every secret re-sealed");
+            }
+            KeysAction::RotateRowKey { adopt_unmaced } => {
+                let r = admin::rotate_row_key(config, pool, true, adopt_unmaced).await?;
+                println!(
+                    "row key {}: {} rows re-MACed, {} already under it, {} left as they failed their check",
+                    r.key_id,
+                    r.rewritten,
+                    r.already,
+                    r.refused.len()
+                );
+                for x in &r.refused {
+                    println!("not re-MACed (run `cardswitch verify`): {x}");
+                }
+                if !r.refused.is_empty() {
+                    anyhow::bail!("{} rows failed their check and were left", r.refused.len());
+                }
             }
             KeysAction::Pregen { days } => {
                 let n = admin::pregen(config, pool, days).await?;

@@ -88,6 +88,7 @@ pub async fn operator_command(action: OperatorAction, config: &Config) -> anyhow
                 operators::add_operator(
                     &client,
                     &secrets.hash_key,
+                    &secrets.row_keys,
                     &store,
                     &id,
                     &role,
@@ -110,17 +111,27 @@ pub async fn operator_command(action: OperatorAction, config: &Config) -> anyhow
                 }
             }
             OperatorAction::Disable { id, store } => {
-                operators::set_operator_status(&client, &store, &id, false).await?;
+                let keys = crate::keys::admin::row_keys(config, &client).await?;
+                operators::set_operator_status(&client, &keys, &store, &id, false).await?;
                 println!("operator {id} of store {store} disabled");
             }
             OperatorAction::Enable { id, store } => {
-                operators::set_operator_status(&client, &store, &id, true).await?;
+                let keys = crate::keys::admin::row_keys(config, &client).await?;
+                operators::set_operator_status(&client, &keys, &store, &id, true).await?;
                 println!("operator {id} of store {store} enabled");
             }
             OperatorAction::ResetPin { id, store } => {
                 let pin = read_pin_line()?;
                 let secrets = crate::keys::load_secrets(&config.keys_dir, &client).await?;
-                operators::reset_pin(&client, &secrets.hash_key, &store, &id, &pin).await?;
+                operators::reset_pin(
+                    &client,
+                    &secrets.hash_key,
+                    &secrets.row_keys,
+                    &store,
+                    &id,
+                    &pin,
+                )
+                .await?;
                 println!("operator {id} of store {store}: PIN reset, enabled");
             }
         }
@@ -143,7 +154,8 @@ pub async fn level_command(action: LevelAction, config: &Config) -> anyhow::Resu
                 discount,
                 points_rate,
             } => {
-                operators::add_level(&client, &name, discount, points_rate).await?;
+                let keys = crate::keys::admin::row_keys(config, &client).await?;
+                operators::add_level(&client, &keys, &name, discount, points_rate).await?;
                 println!("level {name} added: pays {discount}, {points_rate} points per unit");
             }
             LevelAction::List => {

@@ -4,6 +4,7 @@
 mod bench;
 mod client;
 mod db;
+mod integrity;
 mod keys;
 mod ledger;
 mod terminals;
@@ -97,6 +98,26 @@ pub enum Command {
         #[command(subcommand)]
         action: ledger::LevelAction,
     },
+    /// Check every protected row (MACs, chains, sealed copies, balances and
+    /// points against postings and lots); exits 1 when anything is found.
+    Verify {
+        /// Restore tampered cards from their sealed copies where the copy is
+        /// intact and agrees with the postings chain (audited).
+        #[arg(long)]
+        repair: bool,
+        /// One JSON report on stdout (no progress bar).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the audit trail, oldest first.
+    Audit {
+        /// Only entries at or after this time (RFC 3339, or YYYY-MM-DD in UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// End-to-end load benchmark against pgbench on the same cluster (README, Performance).
     Bench(bench::BenchArgs),
 }
@@ -158,7 +179,7 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> 
             let db = store::open(&config).await?;
             let r = match action {
                 terminals::StoreAction::Add { store, name } => {
-                    crate::keys::admin::add_store(&db.pool, &store, &name).await
+                    crate::keys::admin::add_store(&config, &db.pool, &store, &name).await
                 }
             };
             db.close().await?;
@@ -170,6 +191,10 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> 
         Command::Operator { action } => ledger::operator_command(action, &config).await?,
         Command::Level { action } => ledger::level_command(action, &config).await?,
         Command::Bench(args) => return bench::bench_command(args, &config).await,
+        Command::Verify { repair, json } => {
+            return integrity::verify_command(&config, repair, json).await
+        }
+        Command::Audit { since, json } => integrity::audit_command(&config, since, json).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -109,11 +109,11 @@ pub async fn terminal_command(action: TerminalAction, config: &Config) -> anyhow
                 }
             }
             TerminalAction::Disable { terminal } => {
-                admin::set_terminal_status(pool, &terminal, false).await?;
+                admin::set_terminal_status(config, pool, &terminal, false).await?;
                 println!("terminal {terminal} disabled");
             }
             TerminalAction::Enable { terminal } => {
-                admin::set_terminal_status(pool, &terminal, true).await?;
+                admin::set_terminal_status(config, pool, &terminal, true).await?;
                 println!("terminal {terminal} enabled");
             }
             TerminalAction::ResetPassword {

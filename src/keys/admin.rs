@@ -27,13 +27,32 @@ fn actor() -> Option<String> {
         .ok()
 }
 
+/// The row keys, opened with the master key file of `config`.
+pub async fn row_keys<C: GenericClient>(
+    config: &Config,
+    c: &C,
+) -> anyhow::Result<crate::integrity::RowKeys> {
+    let master = super::load_master(&config.keys_dir)?;
+    super::load_row_keys(c, &master).await
+}
+
 async fn audit_ops<C: GenericClient>(
     c: &C,
+    keys: &crate::integrity::RowKeys,
     kind: &str,
     terminal: Option<&str>,
     detail: serde_json::Value,
 ) -> anyhow::Result<()> {
-    audit::insert(c, kind, terminal, actor().as_deref(), Some("cli"), &detail).await?;
+    audit::insert(
+        c,
+        keys,
+        kind,
+        terminal,
+        actor().as_deref(),
+        Some("cli"),
+        &detail,
+    )
+    .await?;
     Ok(())
 }
 
@@ -169,8 +188,11 @@ pub async fn init(
             if !super::create_hash_key(&tx, &master).await? {
                 bail!("the database already has a hash key");
             }
+            super::create_row_keys(&tx, &master).await?;
+            let rk = super::load_row_keys(&tx, &master).await?;
             audit_ops(
                 &tx,
+                &rk,
                 "keys.init",
                 None,
                 serde_json::json!({"root": root_id, "signer": row.signer_id, "master": master.id()}),
@@ -276,6 +298,7 @@ pub async fn rotate_signer(
         .map_err(|e| anyhow!("RSA-3072: {e}"))?;
     let row = new_signer_row(&signer, &master, now, config.keys.signer_validity_days);
     let tx = client.transaction().await?;
+    let rk = super::load_row_keys(&tx, &master).await?;
     sk::insert_signer(&tx, &row).await?;
     for (id, k) in &keys {
         let sig = certify(k, &row.signer_id, row.not_after, &signer.public());
@@ -283,6 +306,7 @@ pub async fn rotate_signer(
     }
     audit_ops(
         &tx,
+        &rk,
         "keys.rotate_signer",
         None,
         serde_json::json!({"signer": row.signer_id, "roots": keys.iter().map(|(i, _)| i).collect::<Vec<_>>()}),
@@ -312,6 +336,7 @@ pub async fn rotate_root(config: &Config, pool: &Pool) -> anyhow::Result<(String
     let until = Utc::now() + chrono::TimeDelta::days(i64::from(config.keys.root_overlap_days));
     let result = async {
         let tx = client.transaction().await?;
+        let rk = super::load_row_keys(&tx, &master).await?;
         sk::retire_current_roots(&tx, until).await?;
         sk::insert_root(&tx, &root_id, root.public().spki_der()).await?;
         // Every signer still valid, not only the current one: today's day
@@ -328,6 +353,7 @@ pub async fn rotate_root(config: &Config, pool: &Pool) -> anyhow::Result<(String
         }
         audit_ops(
             &tx,
+            &rk,
             "keys.rotate_root",
             None,
             serde_json::json!({"root": root_id, "overlap_until": until.to_rfc3339()}),
@@ -346,9 +372,10 @@ pub async fn rotate_root(config: &Config, pool: &Pool) -> anyhow::Result<(String
 
 /// `keys revoke ID`: every day key and session of the terminal ends now, on
 /// every instance (NOTIFY, delivered at commit). Returns sessions ended.
-pub async fn revoke(pool: &Pool, terminal: &str) -> anyhow::Result<u64> {
+pub async fn revoke(config: &Config, pool: &Pool, terminal: &str) -> anyhow::Result<u64> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    let rk = row_keys(config, &tx).await?;
     if terminals::get(&tx, terminal).await?.is_none() {
         bail!("no terminal {terminal}");
     }
@@ -356,6 +383,7 @@ pub async fn revoke(pool: &Pool, terminal: &str) -> anyhow::Result<u64> {
     sk::notify(&tx, &format!("revoke:{terminal}")).await?;
     audit_ops(
         &tx,
+        &rk,
         "keys.revoke",
         Some(terminal),
         serde_json::json!({"sessions": n}),
@@ -371,7 +399,7 @@ pub async fn rotate_terminal(
     pool: &Pool,
     terminal: &str,
 ) -> anyhow::Result<String> {
-    let n = revoke(pool, terminal).await?;
+    let n = revoke(config, pool, terminal).await?;
     let ring = {
         let client = pool.get().await?;
         Keyring::load(config, &client).await?
@@ -379,8 +407,10 @@ pub async fn rotate_terminal(
     let day = day::business_day(Utc::now(), config.business.offset());
     let row = ring.day_key_for(pool, config, terminal, day).await?;
     let client = pool.get().await?;
+    let rk = &ring.row_keys;
     audit_ops(
         &client,
+        rk,
         "keys.rotate_terminal",
         Some(terminal),
         serde_json::json!({"key_id": row.key_id, "sessions_ended": n}),
@@ -423,6 +453,8 @@ pub async fn rotate_master(config: &Config, pool: &Pool) -> anyhow::Result<(Stri
     let mut client = pool.get().await?;
     let result = async {
         let tx = client.transaction().await?;
+        // Opened before the re-seal (row keys sealed under the old key).
+        let rk = super::load_row_keys(&tx, &old).await?;
         let check = |id: &str, what: &str| -> anyhow::Result<()> {
             if id != old.id() {
                 bail!("{what} is sealed under master key {id}, not {}", old.id());
@@ -468,6 +500,7 @@ pub async fn rotate_master(config: &Config, pool: &Pool) -> anyhow::Result<(Stri
         }
         audit_ops(
             &tx,
+            &rk,
             "keys.rotate_master",
             None,
             serde_json::json!({"old": old.id(), "new": new.id(), "resealed": count}),
@@ -596,15 +629,22 @@ pub async fn status(config: &Config, pool: &Pool) -> anyhow::Result<KeyStatus> {
 
 // --- stores and terminals ---
 
-pub async fn add_store(pool: &Pool, store_id: &str, name: &str) -> anyhow::Result<()> {
+pub async fn add_store(
+    config: &Config,
+    pool: &Pool,
+    store_id: &str,
+    name: &str,
+) -> anyhow::Result<()> {
     grammar::terminal(store_id).map_err(|_| anyhow!("store ids are [A-Za-z0-9_-]{{1,32}}"))?;
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    let rk = row_keys(config, &tx).await?;
     if !terminals::add_store(&tx, store_id, name).await? {
         bail!("store {store_id} exists");
     }
     audit_ops(
         &tx,
+        &rk,
         "store.add",
         None,
         serde_json::json!({"store": store_id, "name": name}),
@@ -669,14 +709,16 @@ pub async fn add_terminal(
     let (hash, salt) = hash_password(&key, &pw);
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    let rk = row_keys(config, &tx).await?;
     if !terminals::store_exists(&tx, store_id).await? {
         bail!("no store {store_id}: add it with `cardswitch store add`");
     }
-    if !terminals::add_terminal(&tx, terminal, store_id, &hash, &salt).await? {
+    if !terminals::add_terminal(&tx, &rk, terminal, store_id, &hash, &salt).await? {
         bail!("terminal {terminal} exists");
     }
     audit_ops(
         &tx,
+        &rk,
         "terminal.add",
         Some(terminal),
         serde_json::json!({"store": store_id}),
@@ -686,11 +728,17 @@ pub async fn add_terminal(
     Ok(pw)
 }
 
-pub async fn set_terminal_status(pool: &Pool, terminal: &str, enable: bool) -> anyhow::Result<()> {
+pub async fn set_terminal_status(
+    config: &Config,
+    pool: &Pool,
+    terminal: &str,
+    enable: bool,
+) -> anyhow::Result<()> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    let rk = row_keys(config, &tx).await?;
     let status = if enable { "active" } else { "disabled" };
-    if !terminals::set_status(&tx, terminal, status).await? {
+    if !terminals::set_status(&tx, &rk, terminal, status).await? {
         bail!("no terminal {terminal}");
     }
     if !enable {
@@ -699,6 +747,7 @@ pub async fn set_terminal_status(pool: &Pool, terminal: &str, enable: bool) -> a
     }
     audit_ops(
         &tx,
+        &rk,
         &format!("terminal.{}", if enable { "enable" } else { "disable" }),
         Some(terminal),
         serde_json::json!({}),
@@ -726,13 +775,15 @@ pub async fn reset_password(
     let (hash, salt) = hash_password(&key, &pw);
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    if !terminals::set_password(&tx, terminal, &hash, &salt).await? {
+    let rk = row_keys(config, &tx).await?;
+    if !terminals::set_password(&tx, &rk, terminal, &hash, &salt).await? {
         bail!("no terminal {terminal}");
     }
     sk::revoke_terminal(&tx, terminal).await?;
     sk::notify(&tx, &format!("revoke:{terminal}")).await?;
     audit_ops(
         &tx,
+        &rk,
         "terminal.reset_password",
         Some(terminal),
         serde_json::json!({}),
@@ -745,4 +796,69 @@ pub async fn reset_password(
 pub async fn list_terminals(pool: &Pool) -> anyhow::Result<Vec<terminals::TerminalRow>> {
     let client = pool.get().await?;
     Ok(terminals::list(&client).await?)
+}
+
+/// `keys rotate-row-key`: a new row key (unless an interrupted rotation is
+/// being resumed), then every row re-MACed under it (`store::rekey`).
+/// Repeats while a pass still finds rows a daemon wrote under an older key
+/// (at most a few passes). Returns the report of the last pass.
+pub async fn rotate_row_key(
+    config: &Config,
+    pool: &Pool,
+    progress: bool,
+    adopt: bool,
+) -> anyhow::Result<crate::store::rekey::RekeyReport> {
+    use crate::store::rekey;
+    let master = super::load_master(&config.keys_dir)?;
+    let keys = {
+        let c = pool.get().await?;
+        let keys = super::load_row_keys(&c, &master).await?;
+        if rekey::rows_behind(pool, &keys.current_id()).await? == 0 {
+            super::add_row_key(&c, &master).await?;
+            super::load_row_keys(&c, &master).await?
+        } else {
+            keys
+        }
+    };
+    let mut total = crate::store::rekey::RekeyReport::default();
+    for _pass in 0..5 {
+        let behind = rekey::rows_behind(pool, &keys.current_id()).await?;
+        let pb = {
+            use std::io::IsTerminal;
+            if progress && std::io::stderr().is_terminal() {
+                let pb = indicatif::ProgressBar::new(behind.max(0) as u64);
+                pb.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "re-MAC [{bar:40}] {pos}/{len} rows, {per_sec}, eta {eta}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                pb
+            } else {
+                indicatif::ProgressBar::hidden()
+            }
+        };
+        let r = rekey::rekey(pool, &keys, adopt, &pb).await?;
+        pb.finish_and_clear();
+        let again = r.rewritten > 0 && rekey::rows_behind(pool, &keys.current_id()).await? > 0;
+        total.key_id = r.key_id;
+        total.rewritten += r.rewritten;
+        total.already = r.already;
+        total.refused = r.refused;
+        if !again {
+            break;
+        }
+    }
+    let c = pool.get().await?;
+    audit_ops(
+        &c,
+        &keys,
+        "keys.rotate_row_key",
+        None,
+        serde_json::json!({"key": total.key_id, "rewritten": total.rewritten,
+                           "refused": total.refused.len(), "adopted_unmaced": adopt}),
+    )
+    .await?;
+    Ok(total)
 }

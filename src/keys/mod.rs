@@ -13,6 +13,7 @@ use deadpool_postgres::GenericClient;
 
 use crate::crypto::seal::MasterKey;
 use crate::crypto::Secret32;
+use crate::integrity::{row_key_id, RowKeys, DATA_KEY, ROW_KEY_PREFIX};
 use crate::store::secrets;
 
 pub const MASTER_KEY_FILE: &str = "master.key";
@@ -26,6 +27,8 @@ pub struct Secrets {
     /// is not derived from the master key, so rotating the master key re-seals
     /// it and every stored hash stays valid.
     pub hash_key: Secret32,
+    /// The row keys and the data key of tamper evidence.
+    pub row_keys: RowKeys,
 }
 
 pub fn master_key_path(keys_dir: &Path) -> PathBuf {
@@ -109,5 +112,113 @@ pub async fn load_hash_key<C: GenericClient>(
 pub async fn load_secrets<C: GenericClient>(keys_dir: &Path, c: &C) -> anyhow::Result<Secrets> {
     let master = load_master(keys_dir)?;
     let hash_key = load_hash_key(c, &master).await?;
-    Ok(Secrets { master, hash_key })
+    let row_keys = load_row_keys(c, &master).await?;
+    Ok(Secrets {
+        master,
+        hash_key,
+        row_keys,
+    })
+}
+
+/// Creates the data key and the first row key if there are none (a
+/// database from before issue 5 gets them on the daemon's first start).
+pub async fn create_row_keys<C: GenericClient>(c: &C, master: &MasterKey) -> anyhow::Result<bool> {
+    let data = Secret32::random();
+    let row = Secret32::random();
+    let name = format!("{ROW_KEY_PREFIX}{}", row_key_id(&row));
+    Ok(secrets::insert_row_keys(
+        c,
+        master.id(),
+        &master.seal(&secret_aad(DATA_KEY), data.expose()),
+        &name,
+        &master.seal(&secret_aad(&name), row.expose()),
+    )
+    .await?)
+}
+
+/// Adds a new row key, which signs from now on (`keys rotate-row-key`).
+pub async fn add_row_key<C: GenericClient>(c: &C, master: &MasterKey) -> anyhow::Result<String> {
+    let row = Secret32::random();
+    let id = row_key_id(&row);
+    let name = format!("{ROW_KEY_PREFIX}{id}");
+    if !secrets::insert(
+        c,
+        &name,
+        master.id(),
+        &master.seal(&secret_aad(&name), row.expose()),
+    )
+    .await?
+    {
+        bail!("row key {id} exists");
+    }
+    Ok(id)
+}
+
+fn open_secret(
+    master: &MasterKey,
+    name: &str,
+    key_id: &str,
+    sealed: &[u8],
+) -> anyhow::Result<Secret32> {
+    if key_id != master.id() {
+        bail!(
+            "{name} is sealed under master key {key_id}, but the master key file is {}",
+            master.id()
+        );
+    }
+    let plain = master
+        .open(&secret_aad(name), sealed)
+        .map_err(|e| anyhow!("cannot open {name}: {e}"))?;
+    Ok(plain.to_secret32()?)
+}
+
+/// Opens the row keys (oldest first; the newest signs) and the data key,
+/// creating them first if the database has none.
+pub async fn load_row_keys<C: GenericClient>(c: &C, master: &MasterKey) -> anyhow::Result<RowKeys> {
+    if secrets::get(c, DATA_KEY).await?.is_none() {
+        create_row_keys(c, master).await?;
+    }
+    let (key_id, sealed) = secrets::get(c, DATA_KEY)
+        .await?
+        .ok_or_else(|| anyhow!("no data key in the database"))?;
+    let data = open_secret(master, DATA_KEY, &key_id, &sealed)?;
+    let mut macs = Vec::new();
+    for (name, key_id, sealed) in secrets::list_prefix(c, ROW_KEY_PREFIX).await? {
+        let k = open_secret(master, &name, &key_id, &sealed)?;
+        if name[ROW_KEY_PREFIX.len()..] != row_key_id(&k) {
+            bail!("the row key {name} does not match its name");
+        }
+        macs.push(k);
+    }
+    if macs.is_empty() {
+        bail!("no row key in the database; run `cardswitch keys init`");
+    }
+    Ok(RowKeys::new(macs, data))
+}
+
+/// Adds to `keys` the row keys created since they were loaded (by
+/// `keys rotate-row-key` in another process); the newest signs from then on.
+/// Called when a row names a key id this process does not know.
+pub async fn refresh_row_keys<C: GenericClient>(
+    c: &C,
+    keys_dir: &Path,
+    keys: &RowKeys,
+) -> anyhow::Result<()> {
+    let master = load_master(keys_dir)?;
+    let all = secrets::list_prefix(c, ROW_KEY_PREFIX).await?;
+    let newest = all.last().map(|(n, _, _)| n.clone());
+    for (name, key_id, sealed) in all {
+        let id = &name[ROW_KEY_PREFIX.len()..];
+        if keys.knows(id) && Some(&name) != newest.as_ref() {
+            continue;
+        }
+        let k = open_secret(&master, &name, &key_id, &sealed)?;
+        if row_key_id(&k) != id {
+            bail!("the row key {name} does not match its name");
+        }
+        if keys.current_id() != id {
+            keys.add(k);
+        }
+    }
+    Ok(())
 }

@@ -212,6 +212,30 @@ async fn login_row(
     if !(secret_ok & pw_ok) {
         return Err((Errno::LoginRefused, "bad secret or password"));
     }
+    // Checked on use (issue 5): a password hash (or status) written by SQL
+    // does not log in. A key id met for the first time (a row-key rotation
+    // running) is loaded first.
+    let row_keys = &state.txn_env.row_keys;
+    if let Some(id) = &terminal.mac_key_id {
+        if !row_keys.knows(id) {
+            let refreshed = async {
+                let c = state.pool.get().await?;
+                crate::keys::refresh_row_keys(&c, &state.config.keys_dir, row_keys).await
+            }
+            .await;
+            if let Err(e) = refreshed {
+                tracing::error!(error = %e, "cannot load the new row keys");
+            }
+        }
+    }
+    if !terminal.mac_ok(row_keys) {
+        state.metrics.tampered();
+        tracing::error!(
+            terminal = req.terminal,
+            "integrity check failed: the terminal row's MAC does not match; login refused (3001)"
+        );
+        return Err((Errno::Tampered, "terminal row failed its integrity check"));
+    }
     let s = Secret32::from_bytes(s);
 
     let sid = random_hex(16);

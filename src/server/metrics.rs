@@ -52,6 +52,7 @@ pub struct Metrics {
     pool_size: Gauge,
     pool_available: Gauge,
     pool_waiting: Gauge,
+    tampered: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -68,6 +69,7 @@ impl Default for Metrics {
         let pool_size = Gauge::default();
         let pool_available = Gauge::default();
         let pool_waiting = Gauge::default();
+        let tampered = Counter::default();
         registry.register(
             "http_requests",
             "HTTP requests by path and status",
@@ -93,7 +95,13 @@ impl Default for Metrics {
             "Requests waiting for a database connection",
             pool_waiting.clone(),
         );
+        registry.register(
+            "integrity_failures",
+            "Requests refused with 3001 because a stored row failed its integrity check",
+            tampered.clone(),
+        );
         Metrics {
+            tampered,
             registry,
             requests,
             latency,
@@ -105,6 +113,11 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// One request refused because a row failed its MAC (3001).
+    pub fn tampered(&self) {
+        self.tampered.inc();
+    }
+
     pub fn observe(&self, path: PathLabel, status: u16, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels { path, status })

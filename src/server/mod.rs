@@ -44,6 +44,7 @@ impl AppState {
             txn_env: crate::store::txn::TxnEnv {
                 config: config.clone(),
                 hash_key: keys.hash_key.clone(),
+                row_keys: keys.row_keys.clone(),
             },
             addr_buckets: throttle::Buckets::new(p.addr_rate, p.addr_burst),
             terminal_buckets: throttle::Buckets::new(p.terminal_rate, p.terminal_burst),

@@ -92,6 +92,7 @@ impl Refusal<'_> {
             let client = state.pool.get().await.map_err(|e| e.to_string())?;
             crate::store::audit::insert(
                 &client,
+                &state.txn_env.row_keys,
                 "refused",
                 self.terminal,
                 None,

@@ -159,6 +159,9 @@ pub async fn txn(state: &AppState, peer: SocketAddr, headers: &HeaderMap, body: 
         }
         Err(e) => {
             let errno = e.errno();
+            if errno == Errno::Tampered {
+                state.metrics.tampered();
+            }
             if matches!(
                 errno,
                 Errno::Internal | Errno::Unavailable | Errno::Tampered

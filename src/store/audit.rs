@@ -1,21 +1,107 @@
-//! The audit trail: ops actions, refused requests, failed logins.
+//! The audit trail: ops actions, refused requests, failed logins, integrity
+//! failures. Chained (issue 5): each row's MAC covers the MAC of the row
+//! before it, and `audit_head` keeps the last one, so a deleted, changed,
+//! inserted or reordered row breaks the chain.
+//!
+//! Inserts are serialised by a compare-and-swap on `audit_head`: read the
+//! head, take an id (after the read, so ids follow chain order), MAC the row,
+//! and insert it in the statement that moves the head, only if the head has
+//! not moved meanwhile; else read again.
 
+use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
+
+use crate::integrity::{audit_image, RowKeys};
+
+const HEAD_SQL: &str = "SELECT last_id, last_mac, nextval('audit_audit_id_seq'),
+        date_trunc('milliseconds', clock_timestamp()) FROM audit_head";
+
+const INSERT_SQL: &str = "
+WITH h AS (
+    UPDATE audit_head SET last_id = $1, last_mac = $9
+     WHERE last_id IS NOT DISTINCT FROM $10 AND last_mac IS NOT DISTINCT FROM $11
+    RETURNING 1
+)
+INSERT INTO audit (audit_id, at, kind, terminal_id, actor, source, detail, row_mac, mac_key_id)
+SELECT $1, $2, $3, $4, $5, $6, $7, $9, $8 FROM h";
 
 /// Appends one audit row. `source` is the client address for requests, the
 /// OS user (if known) for ops actions.
 pub async fn insert<C: GenericClient>(
     c: &C,
+    keys: &RowKeys,
     kind: &str,
     terminal: Option<&str>,
     actor: Option<&str>,
     source: Option<&str>,
     detail: &serde_json::Value,
 ) -> Result<(), tokio_postgres::Error> {
-    c.execute(
-        "INSERT INTO audit (kind, terminal_id, actor, source, detail) VALUES ($1, $2, $3, $4, $5)",
-        &[&kind, &terminal, &actor, &source, &detail],
+    loop {
+        let h = c.query_one(HEAD_SQL, &[]).await?;
+        let last_id: Option<i64> = h.get(0);
+        let last_mac: Option<Vec<u8>> = h.get(1);
+        let id: i64 = h.get(2);
+        let at: DateTime<Utc> = h.get(3);
+        let img = audit_image(
+            id,
+            at.timestamp_millis(),
+            kind,
+            terminal,
+            actor,
+            source,
+            detail,
+        );
+        let (mac, key_id) = keys.mac_with_id(&img, last_mac.as_deref());
+        let n = c
+            .execute(
+                INSERT_SQL,
+                &[
+                    &id, &at, &kind, &terminal, &actor, &source, &detail, &key_id, &mac, &last_id,
+                    &last_mac,
+                ],
+            )
+            .await?;
+        if n == 1 {
+            return Ok(());
+        }
+    }
+}
+
+/// One audit row as `cardswitch audit` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AuditRow {
+    pub audit_id: i64,
+    /// RFC 3339, milliseconds, UTC.
+    pub at: String,
+    pub kind: String,
+    pub terminal_id: Option<String>,
+    pub actor: Option<String>,
+    pub source: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+/// The audit trail since `since` (all when `None`), oldest first.
+pub async fn list<C: GenericClient>(
+    c: &C,
+    since: Option<DateTime<Utc>>,
+) -> Result<Vec<AuditRow>, tokio_postgres::Error> {
+    Ok(c.query(
+        "SELECT audit_id, at, kind, terminal_id, actor, source, detail FROM audit
+              WHERE $1::timestamptz IS NULL OR at >= $1 ORDER BY audit_id",
+        &[&since],
     )
-    .await?;
-    Ok(())
+    .await?
+    .iter()
+    .map(|r| AuditRow {
+        audit_id: r.get(0),
+        at: r
+            .get::<_, DateTime<Utc>>(1)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        kind: r.get(2),
+        terminal_id: r.get(3),
+        actor: r.get(4),
+        source: r.get(5),
+        detail: r.get(6),
+    })
+    .collect())
 }

@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (3, "keys", include_str!("migrations/0003_keys.sql")),
     (4, "ledger", include_str!("migrations/0004_ledger.sql")),
+    (5, "tamper", include_str!("migrations/0005_tamper.sql")),
 ];
 
 /// An arbitrary constant naming our advisory lock.

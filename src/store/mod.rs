@@ -4,16 +4,19 @@
 
 pub mod audit;
 pub mod bench;
+pub mod cards;
 pub mod embedded;
 pub mod keys;
 pub mod ledger;
 pub mod migrate;
 pub mod operators;
 pub mod postings;
+pub mod rekey;
 pub mod secrets;
 pub mod seen_ts;
 pub mod terminals;
 pub mod txn;
+pub mod verify;
 
 use std::time::Duration;
 

@@ -6,6 +6,7 @@ use rust_decimal::Decimal;
 
 use crate::crypto::keyed_hash::{keyed_hash, random_salt, DOMAIN_MANAGER_PIN};
 use crate::crypto::Secret32;
+use crate::integrity::{level_image, operator_image, RowKeys};
 
 /// An operator as listed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +34,7 @@ fn pin_columns(hash_key: &Secret32, pin: Option<&str>) -> (Option<Vec<u8>>, Opti
 pub async fn add_operator<C: GenericClient>(
     c: &C,
     hash_key: &Secret32,
+    keys: &RowKeys,
     store_id: &str,
     operator_id: &str,
     role: &str,
@@ -54,10 +56,22 @@ pub async fn add_operator<C: GenericClient>(
     }
     anyhow::ensure!(role != "manager" || pin.is_some(), "a manager needs a PIN");
     let (hash, salt) = pin_columns(hash_key, pin);
+    let (mac, kid) = keys.mac_with_id(
+        &operator_image(
+            store_id,
+            operator_id,
+            role,
+            "active",
+            hash.as_deref(),
+            salt.as_deref(),
+        ),
+        None,
+    );
     c.execute(
-        "INSERT INTO operators (store_id, operator_id, role, pin_hash, pin_salt)
-         VALUES ($1, $2, $3, $4, $5)",
-        &[&store_id, &operator_id, &role, &hash, &salt],
+        "INSERT INTO operators (store_id, operator_id, role, status, pin_hash, pin_salt,
+                row_mac, mac_key_id)
+         VALUES ($1, $2, $3, 'active', $4, $5, $6, $7)",
+        &[&store_id, &operator_id, &role, &hash, &salt, &mac, &kid],
     )
     .await
     .map_err(|e| anyhow::anyhow!("cannot add operator {operator_id} to store {store_id}: {e}"))?;
@@ -89,30 +103,67 @@ pub async fn list_operators<C: GenericClient>(
         .collect())
 }
 
+/// Rewrites an operator's status (and PIN) with its MAC, under its row lock.
+async fn rewrite_operator<C: GenericClient>(
+    c: &C,
+    keys: &RowKeys,
+    store_id: &str,
+    operator_id: &str,
+    status: &str,
+    pin: Option<(Vec<u8>, Vec<u8>)>,
+) -> anyhow::Result<()> {
+    let r = c
+        .query_opt(
+            "SELECT role, pin_hash, pin_salt FROM operators
+              WHERE store_id = $1 AND operator_id = $2 FOR UPDATE",
+            &[&store_id, &operator_id],
+        )
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no operator {operator_id} in store {store_id}"))?;
+    let role: String = r.get(0);
+    let (hash, salt): (Option<Vec<u8>>, Option<Vec<u8>>) = match pin {
+        Some((h, s)) => (Some(h), Some(s)),
+        None => (r.get(1), r.get(2)),
+    };
+    let (mac, kid) = keys.mac_with_id(
+        &operator_image(
+            store_id,
+            operator_id,
+            &role,
+            status,
+            hash.as_deref(),
+            salt.as_deref(),
+        ),
+        None,
+    );
+    c.execute(
+        "UPDATE operators SET status = $3, pin_hash = $4, pin_salt = $5, row_mac = $6,
+                mac_key_id = $7,
+                pin_fail_count = CASE WHEN $3 = 'active' THEN 0 ELSE pin_fail_count END
+          WHERE store_id = $1 AND operator_id = $2",
+        &[&store_id, &operator_id, &status, &hash, &salt, &mac, &kid],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Enables or disables an operator; enabling also clears its PIN counter.
 pub async fn set_operator_status<C: GenericClient>(
     c: &C,
+    keys: &RowKeys,
     store_id: &str,
     operator_id: &str,
     active: bool,
 ) -> anyhow::Result<()> {
     let status = if active { "active" } else { "disabled" };
-    let n = c
-        .execute(
-            "UPDATE operators SET status = $3,
-                    pin_fail_count = CASE WHEN $3 = 'active' THEN 0 ELSE pin_fail_count END
-              WHERE store_id = $1 AND operator_id = $2",
-            &[&store_id, &operator_id, &status],
-        )
-        .await?;
-    anyhow::ensure!(n == 1, "no operator {operator_id} in store {store_id}");
-    Ok(())
+    rewrite_operator(c, keys, store_id, operator_id, status, None).await
 }
 
 /// Sets a new PIN, clears the counter and re-enables the operator.
 pub async fn reset_pin<C: GenericClient>(
     c: &C,
     hash_key: &Secret32,
+    keys: &RowKeys,
     store_id: &str,
     operator_id: &str,
     pin: &str,
@@ -122,22 +173,15 @@ pub async fn reset_pin<C: GenericClient>(
         "a PIN is 4 to 12 digits"
     );
     let (hash, salt) = pin_columns(hash_key, Some(pin));
-    let n = c
-        .execute(
-            "UPDATE operators SET pin_hash = $3, pin_salt = $4, pin_fail_count = 0,
-                    status = 'active'
-              WHERE store_id = $1 AND operator_id = $2",
-            &[&store_id, &operator_id, &hash, &salt],
-        )
-        .await?;
-    anyhow::ensure!(n == 1, "no operator {operator_id} in store {store_id}");
-    Ok(())
+    let pin = hash.zip(salt);
+    rewrite_operator(c, keys, store_id, operator_id, "active", pin).await
 }
 
 /// Adds a level: `discount` is the share paid (0.95 = 5 % off), in (0, 1];
 /// `points_rate` points per currency unit charged, at least 0.
 pub async fn add_level<C: GenericClient>(
     c: &C,
+    keys: &RowKeys,
     name: &str,
     discount: Decimal,
     points_rate: Decimal,
@@ -151,9 +195,11 @@ pub async fn add_level<C: GenericClient>(
         crate::protocol::grammar::terminal(name).is_ok(),
         "level names are [A-Za-z0-9_-]{{1,32}}"
     );
+    let (mac, kid) = keys.mac_with_id(&level_image(name, discount, points_rate), None);
     c.execute(
-        "INSERT INTO levels (level, discount, points_rate) VALUES ($1, $2, $3)",
-        &[&name, &discount, &points_rate],
+        "INSERT INTO levels (level, discount, points_rate, row_mac, mac_key_id)
+         VALUES ($1, $2, $3, $4, $5)",
+        &[&name, &discount, &points_rate, &mac, &kid],
     )
     .await
     .map_err(|e| anyhow::anyhow!("cannot add level {name}: {e}"))?;

@@ -32,3 +32,43 @@ pub async fn insert<C: GenericClient>(
         .await?;
     Ok(n == 1)
 }
+
+/// Every secret whose name starts with `prefix`, oldest first:
+/// `(name, master_key_id, sealed)`.
+pub async fn list_prefix<C: GenericClient>(
+    c: &C,
+    prefix: &str,
+) -> Result<Vec<(String, String, Vec<u8>)>, tokio_postgres::Error> {
+    Ok(c.query(
+        "SELECT name, master_key_id, sealed FROM sealed_secrets
+              WHERE starts_with(name, $1) ORDER BY created_at, name",
+        &[&prefix],
+    )
+    .await?
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect())
+}
+
+/// Stores the data key and the first row key together, once: the unique
+/// name of the data key makes a racing second creator wait and then store
+/// nothing. `Ok(false)` when they existed.
+pub async fn insert_row_keys<C: GenericClient>(
+    c: &C,
+    master_key_id: &str,
+    data_sealed: &[u8],
+    row_key_name: &str,
+    row_sealed: &[u8],
+) -> Result<bool, tokio_postgres::Error> {
+    let n = c
+        .execute(
+            "WITH d AS (
+                 INSERT INTO sealed_secrets (name, master_key_id, sealed)
+                 VALUES ('data_key', $1, $2) ON CONFLICT (name) DO NOTHING RETURNING 1)
+             INSERT INTO sealed_secrets (name, master_key_id, sealed)
+             SELECT $3, $1, $4 FROM d",
+            &[&master_key_id, &data_sealed, &row_key_name, &row_sealed],
+        )
+        .await?;
+    Ok(n == 1)
+}

@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 
+use crate::integrity::{terminal_image, RowKeys};
+
 type PgResult<T> = Result<T, tokio_postgres::Error>;
 
 pub async fn add_store<C: GenericClient>(c: &C, store_id: &str, name: &str) -> PgResult<bool> {
@@ -27,19 +29,107 @@ pub async fn store_exists<C: GenericClient>(c: &C, store_id: &str) -> PgResult<b
 /// A new active terminal with its password hash; `Ok(false)` if the id is taken.
 pub async fn add_terminal<C: GenericClient>(
     c: &C,
+    keys: &RowKeys,
     terminal: &str,
     store_id: &str,
     pw_hash: &[u8],
     pw_salt: &[u8],
 ) -> PgResult<bool> {
+    let (mac, _) = keys.mac_with_id(
+        &terminal_image(terminal, store_id, "active", Some(pw_hash), Some(pw_salt)),
+        None,
+    );
     let n = c
         .execute(
-            "INSERT INTO terminals (terminal_id, store_id, pw_hash, pw_salt, pw_key_id)
-             VALUES ($1, $2, $3, $4, 'hash_key') ON CONFLICT DO NOTHING",
-            &[&terminal, &store_id, &pw_hash, &pw_salt],
+            "INSERT INTO terminals (terminal_id, store_id, status, pw_hash, pw_salt, pw_key_id,
+                 row_mac, mac_key_id)
+             VALUES ($1, $2, 'active', $3, $4, 'hash_key', $5, $6) ON CONFLICT DO NOTHING",
+            &[
+                &terminal,
+                &store_id,
+                &pw_hash,
+                &pw_salt,
+                &mac,
+                &keys.current_id(),
+            ],
         )
         .await?;
     Ok(n == 1)
+}
+
+/// A terminal without a password (tests of the ledger, which never log in).
+pub async fn add_terminal_without_password<C: GenericClient>(
+    c: &C,
+    keys: &RowKeys,
+    terminal: &str,
+    store_id: &str,
+) -> PgResult<bool> {
+    let mac = keys.mac(
+        &terminal_image(terminal, store_id, "active", None, None),
+        None,
+    );
+    let n = c
+        .execute(
+            "INSERT INTO terminals (terminal_id, store_id, status, row_mac, mac_key_id)
+             VALUES ($1, $2, 'active', $3, $4) ON CONFLICT DO NOTHING",
+            &[&terminal, &store_id, &mac, &keys.current_id()],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Rewrites a terminal's MAC-covered values under its row lock, the MAC with them.
+async fn rewrite<C: GenericClient>(
+    c: &C,
+    keys: &RowKeys,
+    terminal: &str,
+    status: Option<&str>,
+    pw: Option<(&[u8], &[u8])>,
+) -> PgResult<bool> {
+    let Some(r) = c
+        .query_opt(
+            "SELECT store_id, status, pw_hash, pw_salt FROM terminals
+              WHERE terminal_id = $1 FOR UPDATE",
+            &[&terminal],
+        )
+        .await?
+    else {
+        return Ok(false);
+    };
+    let store_id: String = r.get(0);
+    let status = status.map_or_else(|| r.get::<_, String>(1), str::to_owned);
+    let (hash, salt): (Option<Vec<u8>>, Option<Vec<u8>>) = match pw {
+        Some((h, s)) => (Some(h.to_vec()), Some(s.to_vec())),
+        None => (r.get(2), r.get(3)),
+    };
+    let mac = keys.mac(
+        &terminal_image(
+            terminal,
+            &store_id,
+            &status,
+            hash.as_deref(),
+            salt.as_deref(),
+        ),
+        None,
+    );
+    let reset = pw.is_some();
+    Ok(c.execute(
+        "UPDATE terminals SET status = $2, pw_hash = $3, pw_salt = $4, row_mac = $5,
+                mac_key_id = $6,
+                failed_logins = CASE WHEN $7 THEN 0 ELSE failed_logins END
+          WHERE terminal_id = $1",
+        &[
+            &terminal,
+            &status,
+            &hash,
+            &salt,
+            &mac,
+            &keys.current_id(),
+            &reset,
+        ],
+    )
+    .await?
+        == 1)
 }
 
 #[derive(Clone, Debug)]
@@ -52,10 +142,31 @@ pub struct TerminalRow {
     pub failed_logins: i32,
     pub last_failed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    pub row_mac: Option<Vec<u8>>,
+    pub mac_key_id: Option<String>,
 }
 
-const COLS: &str =
-    "terminal_id, store_id, status, pw_hash, pw_salt, failed_logins, last_failed_at, created_at";
+impl TerminalRow {
+    /// Whether the row's MAC holds under `keys`.
+    pub fn mac_ok(&self, keys: &RowKeys) -> bool {
+        let img = terminal_image(
+            &self.terminal_id,
+            &self.store_id,
+            &self.status,
+            self.pw_hash.as_deref(),
+            self.pw_salt.as_deref(),
+        );
+        keys.verify(
+            self.mac_key_id.as_deref(),
+            &img,
+            None,
+            self.row_mac.as_deref(),
+        )
+    }
+}
+
+const COLS: &str = "terminal_id, store_id, status, pw_hash, pw_salt, failed_logins, last_failed_at,
+     created_at, row_mac, mac_key_id";
 
 fn row(r: &tokio_postgres::Row) -> TerminalRow {
     TerminalRow {
@@ -67,6 +178,8 @@ fn row(r: &tokio_postgres::Row) -> TerminalRow {
         failed_logins: r.get(5),
         last_failed_at: r.get(6),
         created_at: r.get(7),
+        row_mac: r.get(8),
+        mac_key_id: r.get(9),
     }
 }
 
@@ -91,28 +204,23 @@ pub async fn list<C: GenericClient>(c: &C) -> PgResult<Vec<TerminalRow>> {
 }
 
 /// Sets `active` or `disabled`; `Ok(false)` if there is no such terminal.
-pub async fn set_status<C: GenericClient>(c: &C, terminal: &str, status: &str) -> PgResult<bool> {
-    Ok(c.execute(
-        "UPDATE terminals SET status = $2 WHERE terminal_id = $1",
-        &[&terminal, &status],
-    )
-    .await?
-        == 1)
+pub async fn set_status<C: GenericClient>(
+    c: &C,
+    keys: &RowKeys,
+    terminal: &str,
+    status: &str,
+) -> PgResult<bool> {
+    rewrite(c, keys, terminal, Some(status), None).await
 }
 
 pub async fn set_password<C: GenericClient>(
     c: &C,
+    keys: &RowKeys,
     terminal: &str,
     pw_hash: &[u8],
     pw_salt: &[u8],
 ) -> PgResult<bool> {
-    Ok(c.execute(
-        "UPDATE terminals SET pw_hash = $2, pw_salt = $3, failed_logins = 0
-              WHERE terminal_id = $1",
-        &[&terminal, &pw_hash, &pw_salt],
-    )
-    .await?
-        == 1)
+    rewrite(c, keys, terminal, None, Some((pw_hash, pw_salt))).await
 }
 
 /// Counts one more failed login; returns the new count.

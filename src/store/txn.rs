@@ -18,6 +18,8 @@ use crate::store::seen_ts;
 pub struct TxnEnv {
     pub config: std::sync::Arc<crate::config::Config>,
     pub hash_key: crate::crypto::Secret32,
+    /// Row MACs and sealed copies (issue 5).
+    pub row_keys: std::sync::Arc<crate::integrity::RowKeys>,
 }
 
 /// Who sent the txn and when, as established by the protocol layer.
@@ -43,6 +45,10 @@ pub async fn run(pool: &Pool, env: &TxnEnv, ctx: &TxnContext, form: &InnerForm) 
                 tracing::warn!(error = %e, attempt, "txn retried");
                 continue;
             }
+            Err(Error::Tampered(what)) => {
+                tampered(pool, env, ctx, form, &what).await;
+                return Err(Error::Tampered(what));
+            }
             Err(Error::Internal(m)) if m == STALE => {
                 if attempt < 4 {
                     continue;
@@ -51,6 +57,37 @@ pub async fn run(pool: &Pool, env: &TxnEnv, ctx: &TxnContext, form: &InnerForm) 
             }
             other => return other,
         }
+    }
+}
+
+/// A row failed its integrity check: the posting's transaction is rolled
+/// back (nothing changed); the finding is logged at error level and audited
+/// in a transaction of its own.
+async fn tampered(pool: &Pool, env: &TxnEnv, ctx: &TxnContext, form: &InnerForm, what: &str) {
+    tracing::error!(
+        terminal = ctx.terminal,
+        op = form.op.as_str(),
+        finding = what,
+        "integrity check failed: request refused (3001)"
+    );
+    let detail = serde_json::json!({"finding": what, "op": form.op.as_str()});
+    let result = async {
+        let client = pool.get().await.map_err(|e| e.to_string())?;
+        crate::store::audit::insert(
+            &client,
+            &env.row_keys,
+            "integrity.tampered",
+            Some(&ctx.terminal),
+            None,
+            None,
+            &detail,
+        )
+        .await
+        .map_err(|e| e.to_string())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "cannot audit an integrity failure");
     }
 }
 

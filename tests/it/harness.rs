@@ -310,27 +310,43 @@ impl Fixture {
 
     /// Adds the terminal (and its store if new); returns its password.
     pub async fn terminal(&self, id: &str, store: &str) -> String {
-        let _ = cardswitch::keys::admin::add_store(self.pool(), store, "Test store").await;
+        let _ = cardswitch::keys::admin::add_store(&self.config, self.pool(), store, "Test store")
+            .await;
         cardswitch::keys::admin::add_terminal(&self.config, self.pool(), id, store, None)
             .await
             .unwrap()
             .to_string()
     }
 
-    /// A card without a PIN, by SQL (the ledger's `register` is not needed).
+    /// A card without a PIN, outside the ledger (no `register` needed).
     pub async fn card(&self, card_no: &str, balance: &str) {
         let c = self.client().await;
-        c.batch_execute(&format!(
-            "INSERT INTO levels (level, discount, points_rate) VALUES ('std', 1, 1) ON CONFLICT DO NOTHING;
-             WITH m AS (INSERT INTO members (name, phone, level) VALUES ('Test', '13800000000', 'std')
-                        RETURNING member_id)
-             INSERT INTO cards (card_no, member_id, balance) SELECT '{card_no}', member_id, {balance} FROM m;"
-        ))
+        let keys = cardswitch::keys::admin::row_keys(&self.config, &c)
+            .await
+            .unwrap();
+        let has_std = c
+            .query_opt("SELECT 1 FROM levels WHERE level = 'std'", &[])
+            .await
+            .unwrap()
+            .is_some();
+        if !has_std {
+            cardswitch::store::operators::add_level(&c, &keys, "std", 1.into(), 1.into())
+                .await
+                .unwrap();
+        }
+        cardswitch::store::cards::insert_fixture(
+            &c,
+            &keys,
+            card_no,
+            "std",
+            balance.parse().unwrap(),
+        )
         .await
         .unwrap();
     }
 
-    /// A digest of everything in the database but the audit trail, the
+    /// A digest of everything in the database but the audit trail (and its
+    /// chain head), the
     /// once-only values and the failed-login counter, to prove a refusal
     /// wrote nothing else.
     pub async fn fingerprint(&self) -> String {
@@ -339,7 +355,7 @@ impl Fixture {
             .query(
                 "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                   WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
-                    AND c.relname NOT IN ('audit', 'seen_ts', 'schema_migrations', 'terminals')
+                    AND c.relname NOT IN ('audit', 'audit_head', 'seen_ts', 'schema_migrations', 'terminals')
                   ORDER BY 1",
                 &[],
             )

@@ -392,7 +392,7 @@ async fn manager_pin_lockout_and_reset() {
     l.refused(&req("lock", "CARD0006").order("K1").mgr(), 2011)
         .await;
     let c = l.client().await;
-    cardswitch::store::operators::reset_pin(&c, &l.env.hash_key, "S1", "m1", MPIN)
+    cardswitch::store::operators::reset_pin(&c, &l.env.hash_key, &l.env.row_keys, "S1", "m1", MPIN)
         .await
         .unwrap();
     drop(c);

@@ -2,11 +2,9 @@
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
 
-use cardswitch::crypto::seal::MasterKey;
 use cardswitch::protocol::xml::{encode_rows, Row, Rows};
-use cardswitch::store::txn::{self, TxnEnv};
+use cardswitch::store::txn;
 
 use crate::harness;
 use crate::ledger_support::*;
@@ -41,19 +39,9 @@ fn out(o: &Output) -> String {
 #[tokio::test]
 async fn operator_and_level_commands() {
     let l = setup().await;
-    let keys = harness::temp_dir("cs-keys-");
-    let master = MasterKey::generate();
-    cardswitch::keys::write_master(&keys, &master).unwrap();
-    let c = l.client().await;
-    assert!(cardswitch::keys::create_hash_key(&c, &master)
-        .await
-        .unwrap());
-    let hash_key = cardswitch::keys::load_hash_key(&c, &master).await.unwrap();
-    drop(c);
-    let env = Arc::new(TxnEnv {
-        config: l.env.config.clone(),
-        hash_key,
-    });
+    // The ledger's keys dir: the CLI's hash key and row keys are the env's.
+    let keys = l.config.keys_dir.clone();
+    let env = l.env.clone();
     let url = &l.url;
 
     let o = cli(

@@ -19,18 +19,22 @@ async fn postings_over_the_wire() {
     let password = fx.terminal("T1", "S1").await;
     {
         let c = fx.client().await;
-        c.batch_execute(
-            "INSERT INTO levels (level, discount, points_rate) VALUES ('gold', 0.9, 1)
-             ON CONFLICT DO NOTHING",
-        )
-        .await
-        .unwrap();
         let secrets = cardswitch::keys::load_secrets(&fx.config.keys_dir, &c)
             .await
             .unwrap();
+        cardswitch::store::operators::add_level(
+            &c,
+            &secrets.row_keys,
+            "gold",
+            "0.9".parse().unwrap(),
+            "1".parse().unwrap(),
+        )
+        .await
+        .unwrap();
         cardswitch::store::operators::add_operator(
             &c,
             &secrets.hash_key,
+            &secrets.row_keys,
             "S1",
             "boss",
             "manager",

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use cardswitch::config::{BonusRuleSetting, Config};
-use cardswitch::crypto::Secret32;
 use cardswitch::error::{Error, Result};
 use cardswitch::protocol::message::InnerForm;
 use cardswitch::protocol::xml::{Row, Rows};
@@ -112,22 +111,40 @@ pub async fn setup_with(tweak: impl FnOnce(&mut Config)) -> Ledger {
     config.db.connect_timeout = std::time::Duration::from_secs(10);
     tweak(&mut config);
     let db = store::open(&config).await.expect("open database");
-    let hash_key = Secret32::random();
+    // Real keys: a master key file, and the hash key and row keys sealed
+    // under it in the database, so the CLI and `verify` see the same keys.
+    config.keys_dir = harness::temp_dir("cs-keys-").join("keys");
+    let master = cardswitch::crypto::seal::MasterKey::generate();
+    cardswitch::keys::write_master(&config.keys_dir, &master).unwrap();
     let c = db.pool.get().await.unwrap();
-    c.batch_execute(
-        "INSERT INTO stores (store_id, name) VALUES ('S1', 'one'), ('S2', 'two');
-         INSERT INTO terminals (terminal_id, store_id) VALUES ('T1', 'S1'), ('T2', 'S1'), ('T3', 'S2');
-         INSERT INTO levels (level, discount, points_rate) VALUES ('std', 1, 1), ('gold', 0.95, 2);",
-    )
-    .await
-    .unwrap();
-    operators::add_operator(&c, &hash_key, "S1", "c1", "cashier", None)
+    assert!(cardswitch::keys::create_hash_key(&c, &master)
+        .await
+        .unwrap());
+    let secrets = cardswitch::keys::load_secrets(&config.keys_dir, &c)
         .await
         .unwrap();
-    operators::add_operator(&c, &hash_key, "S1", "m1", "manager", Some(MPIN))
+    let hash_key = secrets.hash_key;
+    let row_keys = Arc::new(secrets.row_keys);
+    c.batch_execute("INSERT INTO stores (store_id, name) VALUES ('S1', 'one'), ('S2', 'two');")
         .await
         .unwrap();
-    operators::add_operator(&c, &hash_key, "S2", "m3", "manager", Some(MPIN))
+    for (name, d, r) in [("std", "1", "1"), ("gold", "0.95", "2")] {
+        operators::add_level(&c, &row_keys, name, d.parse().unwrap(), r.parse().unwrap())
+            .await
+            .unwrap();
+    }
+    for (t, st) in [("T1", "S1"), ("T2", "S1"), ("T3", "S2")] {
+        cardswitch::store::terminals::add_terminal_without_password(&c, &row_keys, t, st)
+            .await
+            .unwrap();
+    }
+    operators::add_operator(&c, &hash_key, &row_keys, "S1", "c1", "cashier", None)
+        .await
+        .unwrap();
+    operators::add_operator(&c, &hash_key, &row_keys, "S1", "m1", "manager", Some(MPIN))
+        .await
+        .unwrap();
+    operators::add_operator(&c, &hash_key, &row_keys, "S2", "m3", "manager", Some(MPIN))
         .await
         .unwrap();
     drop(c);
@@ -136,6 +153,7 @@ pub async fn setup_with(tweak: impl FnOnce(&mut Config)) -> Ledger {
         env: Arc::new(TxnEnv {
             config: Arc::new(config.clone()),
             hash_key,
+            row_keys,
         }),
         url,
         config,

@@ -10,4 +10,5 @@ mod ledger_stress;
 mod ledger_support;
 mod protocol;
 mod protocol_keys;
+mod tamper;
 mod vectors;

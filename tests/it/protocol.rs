@@ -613,7 +613,7 @@ async fn disabled_revoked_and_expired_are_refused() {
 
     // Disabled terminal: 1002 on every path.
     let s = c.handshake("T1", &password, &fx.root).await.unwrap();
-    cardswitch::keys::admin::set_terminal_status(fx.pool(), "T1", false)
+    cardswitch::keys::admin::set_terminal_status(&fx.config, fx.pool(), "T1", false)
         .await
         .unwrap();
     let before = fx.fingerprint().await;
@@ -633,7 +633,7 @@ async fn disabled_revoked_and_expired_are_refused() {
         .unwrap();
     expect_plain("/v1/hello", &r, Errno::UnknownTerminal);
     assert_eq!(fx.fingerprint().await, before, "a 1002 wrote something");
-    cardswitch::keys::admin::set_terminal_status(fx.pool(), "T1", true)
+    cardswitch::keys::admin::set_terminal_status(&fx.config, fx.pool(), "T1", true)
         .await
         .unwrap();
     // Disabling ended the session for good.
@@ -792,4 +792,30 @@ async fn failed_logins_slow_down_but_never_lock_out() {
     c.login("T1", &password, &day).await.unwrap();
     assert!(t.elapsed() < Duration::from_millis(400));
     d.stop().await.unwrap();
+}
+
+/// Issue 5: a terminal row changed by SQL does not log in (3001), and the
+/// refusal is counted in /metrics.
+#[tokio::test]
+async fn a_tampered_terminal_row_cannot_log_in() {
+    let Setup { fx, d, c, password } = setup().await;
+    fx.client()
+        .await
+        .batch_execute("UPDATE terminals SET row_mac = '\\x00'::bytea WHERE terminal_id = 'T1'")
+        .await
+        .unwrap();
+    let day = c.hello("T1", &fx.root, None).await.unwrap();
+    let e = c.login("T1", &password, &day).await.unwrap_err();
+    assert_eq!(
+        e.downcast_ref::<cardswitch::client::Refused>()
+            .unwrap()
+            .errno,
+        Errno::Tampered
+    );
+    let m = d.get("/metrics").await.unwrap();
+    let text = String::from_utf8_lossy(&m.body).to_string();
+    assert!(
+        text.contains("cardswitch_integrity_failures_total 1"),
+        "{text}"
+    );
 }

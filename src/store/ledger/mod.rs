@@ -49,6 +49,7 @@ use crate::protocol::message::InnerForm;
 use crate::protocol::xml::{Row, Rows};
 use crate::store::txn::{TxnContext, TxnEnv};
 
+mod check;
 mod rows;
 mod sql;
 mod writes;
@@ -153,8 +154,27 @@ pub async fn execute(
         .map(|v| from_json(v, "original row"))
         .transpose()?;
     let card_rows: Vec<CardRow> = from_json(r.get::<_, Value>("cards"), "card rows")?;
+    let terminal: Option<check::TerminalRow> = r
+        .get::<_, Option<Value>>("terminal")
+        .map(|v| from_json(v, "terminal row"))
+        .transpose()?;
+    // Checked on use: the terminal, the cards and their members, before
+    // anything is decided (issue 5).
+    let ids = terminal
+        .iter()
+        .map(|t| t.mac_key_id.as_deref())
+        .chain(operator.iter().map(|o| o.mac_key_id.as_deref()))
+        .chain(card_rows.iter().map(|c| c.level_key_id.as_deref()))
+        .chain(card_rows.iter().map(|c| c.mac_key_id.as_deref()))
+        .chain(card_rows.iter().map(|c| c.member_key_id.as_deref()));
+    check::learn_keys(tx, env, ids).await?;
+    check::check_terminal(&env.row_keys, &ctx.terminal, terminal.as_ref())?;
+    if let (Some(o), Some(id)) = (&operator, &req.operator) {
+        check::check_operator_row(&env.row_keys, &ctx.store_id, id, o)?;
+    }
     let mut refuse = RefusalWrites {
         order_no: req.order_no.clone(),
+        keys: Some(env.row_keys.clone()),
         ..Default::default()
     };
 
@@ -171,6 +191,8 @@ pub async fn execute(
         .into_iter()
         .map(|c| (c.card_no.clone(), c))
         .collect();
+    check::check_cards(&env.row_keys, &rows)?;
+    refuse.rows = rows.clone();
     let original = match (&orig_key, &orig) {
         (Some(_), None) => return refuse.apply(tx, ctx, Errno::OriginalNotFound).await,
         (Some(_), Some(o)) => Some(o.original()?),
@@ -202,9 +224,18 @@ pub async fn execute(
                 &hist_card,
                 &i64::from(req.limit),
                 &named_lots,
+                &(req.op == OpKind::Register),
             ],
         )
         .await?;
+    let chains: Vec<check::ChainRow> = from_json(l.get::<_, Value>("chains"), "chains")?;
+    let ids = chains
+        .iter()
+        .flat_map(|c| c.last.iter().flatten())
+        .map(|p| p.mac_key_id.as_deref());
+    check::learn_keys(tx, env, ids).await?;
+    check::check_chains(&env.row_keys, &rows, &chains)?;
+    let new_member_id: Option<i64> = l.get("member_id");
     let lot_rows: Vec<LotRow> = from_json(l.get::<_, Value>("lots"), "lots")?;
     let new_exists: bool = l.get("new_exists");
     let lot_ids: Vec<i64> = l.get("lot_ids");
@@ -212,6 +243,18 @@ pub async fn execute(
         .get::<_, Option<Value>>("level")
         .map(|v| from_json(v, "level"))
         .transpose()?;
+    if let Some(lv) = &level {
+        let known = lv.mac_key_id.as_deref();
+        check::learn_keys(tx, env, std::iter::once(known)).await?;
+        check::check_level(
+            &env.row_keys,
+            &lv.level,
+            &lv.discount,
+            &lv.points_rate,
+            &lv.row_mac,
+            &lv.mac_key_id,
+        )?;
+    }
     let txn_id: Option<i64> = l.get("txn_id");
     let mut lots: BTreeMap<String, Vec<Lot>> = BTreeMap::new();
     for lr in lot_rows {
@@ -310,7 +353,7 @@ pub async fn execute(
             if let Some(n) = pin_reset {
                 w.set_pin_count(&st, &rows, n)?;
             }
-            w.run(tx, 0).await?;
+            w.run(tx, 0, &env.row_keys).await?;
         }
         return Ok(Rows(rows_out));
     }
@@ -328,6 +371,7 @@ pub async fn execute(
         level: level.as_ref(),
         original: original.as_ref(),
         order_no: &order_no,
+        new_member_id,
     };
     let decision = decide_posting(&loaded)?;
     let plan = match decision {
@@ -347,7 +391,7 @@ pub async fn execute(
         orig.as_ref(),
         operator_reset,
     )?;
-    w.run(tx, 1).await?;
+    w.run(tx, 1, &env.row_keys).await?;
     Ok(Rows(vec![row]))
 }
 
@@ -365,6 +409,8 @@ struct Loaded<'a> {
     level: Option<&'a LevelRow>,
     original: Option<&'a Original>,
     order_no: &'a str,
+    /// Taken by the load for a register, so the member's MAC can cover it.
+    new_member_id: Option<i64>,
 }
 
 impl Loaded<'_> {
@@ -601,14 +647,16 @@ fn plan_writes(
         let last = plan.cards.iter().rev().find(|c| c.card_no == nc.card_no);
         let member_id = match &nc.member {
             MemberRef::New(m) => {
+                let id = need(x.new_member_id)?;
                 w.members.push(json!({
+                    "member_id": id,
                     "name": m.name, "phone": m.phone,
                     "birthday": m.birthday.map(|b| b.to_string()),
                     "referrer": m.referrer, "level": nc.level,
                 }));
-                None
+                id
             }
-            MemberRef::Existing(id) => Some(*id),
+            MemberRef::Existing(id) => *id,
         };
         w.new_cards.push(json!({
             "card_no": nc.card_no,
@@ -774,6 +822,8 @@ fn check_operator(
             req.operator.clone().unwrap_or_default(),
         );
         if !mpin_ok {
+            refuse.operator_disabled_mac =
+                check::operator_disabled_mac(&env.row_keys, &who.0, &who.1, o).ok();
             refuse.operator = Some((who.0, who.1, false));
         } else if o.pin_fail_count > 0 {
             // A right PIN ends the run of wrong ones even if the op is then

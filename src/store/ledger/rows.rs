@@ -22,6 +22,8 @@ pub(super) struct OperatorRow {
     pub(super) pin_hash: Option<String>,
     pub(super) pin_salt: Option<String>,
     pub(super) pin_fail_count: i32,
+    pub(super) row_mac: Option<String>,
+    pub(super) mac_key_id: Option<String>,
 }
 
 /// A card row as locked, with its member and level.
@@ -42,6 +44,16 @@ pub(super) struct CardRow {
     pub(super) phone: String,
     pub(super) birthday: Option<String>,
     pub(super) opened_at: i64,
+    pub(super) row_mac: Option<String>,
+    pub(super) mac_key_id: Option<String>,
+    pub(super) last_mac: Option<String>,
+    pub(super) sealed: Option<String>,
+    pub(super) chain_len: i64,
+    pub(super) referrer: Option<String>,
+    pub(super) member_mac: Option<String>,
+    pub(super) member_key_id: Option<String>,
+    pub(super) level_mac: Option<String>,
+    pub(super) level_key_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -73,6 +85,8 @@ pub(super) struct LevelRow {
     pub(super) level: String,
     pub(super) discount: String,
     pub(super) points_rate: String,
+    pub(super) row_mac: Option<String>,
+    pub(super) mac_key_id: Option<String>,
 }
 
 #[derive(Deserialize)]

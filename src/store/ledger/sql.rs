@@ -27,7 +27,12 @@ WITH ts AS (
            encode(c.pin_hash, 'hex') AS pin_hash, encode(c.pin_salt, 'hex') AS pin_salt,
            c.pin_fail_count, m.level, l.discount::text AS discount,
            l.points_rate::text AS points_rate, m.name, m.phone, m.birthday::text AS birthday,
-           floor(extract(epoch FROM c.opened_at) * 1000)::bigint AS opened_at
+           floor(extract(epoch FROM c.opened_at) * 1000)::bigint AS opened_at,
+           encode(c.row_mac, 'hex') AS row_mac, c.mac_key_id, encode(c.last_mac, 'hex') AS last_mac,
+           encode(c.sealed, 'hex') AS sealed,
+           c.chain_len, m.referrer, encode(m.row_mac, 'hex') AS member_mac,
+           m.mac_key_id AS member_key_id, encode(l.row_mac, 'hex') AS level_mac,
+           l.mac_key_id AS level_key_id
       FROM cards c JOIN members m ON m.member_id = c.member_id JOIN levels l ON l.level = m.level
      WHERE c.card_no = ANY (CASE WHEN $10::text IS NULL THEN $8::text[]
                                  ELSE (SELECT cards FROM orig) END)
@@ -41,9 +46,13 @@ SELECT (SELECT count(*) FROM ts)::bigint AS ts_ok,
        (SELECT o.digest FROM orders o WHERE o.terminal_id = $1::text AND o.order_no = $5::text) AS prior_digest,
        (SELECT o.answer FROM orders o WHERE o.terminal_id = $1::text AND o.order_no = $5::text) AS prior_answer,
        (SELECT row_to_json(x) FROM (SELECT role, status, encode(pin_hash, 'hex') AS pin_hash,
-               encode(pin_salt, 'hex') AS pin_salt, pin_fail_count
+               encode(pin_salt, 'hex') AS pin_salt, pin_fail_count,
+               encode(row_mac, 'hex') AS row_mac, mac_key_id
           FROM operators WHERE store_id = $3::text AND operator_id = $4::text) x) AS operator,
        (SELECT row_to_json(orig) FROM orig) AS orig,
+       (SELECT row_to_json(t) FROM (SELECT store_id, status, encode(pw_hash, 'hex') AS pw_hash,
+               encode(pw_salt, 'hex') AS pw_salt, encode(row_mac, 'hex') AS row_mac, mac_key_id
+          FROM terminals WHERE terminal_id = $1::text) t) AS terminal,
        (SELECT coalesce(json_agg(row_to_json(locked)), '[]'::json) FROM locked) AS cards";
 
 pub(super) const PRIOR_SQL: &str =
@@ -61,7 +70,8 @@ SELECT (SELECT coalesce(json_agg(json_build_object('card_no', card_no, 'id', lot
        ARRAY(SELECT nextval('lots_lot_id_seq') FROM generate_series(1,
              CASE WHEN $3::bool THEN (SELECT count(*) FROM lv) + 1 ELSE 0 END)) AS lot_ids,
        (SELECT json_build_object('level', level, 'discount', discount::text,
-               'points_rate', points_rate::text) FROM levels WHERE level = $4::text) AS level,
+               'points_rate', points_rate::text, 'row_mac', encode(row_mac, 'hex'),
+               'mac_key_id', mac_key_id) FROM levels WHERE level = $4::text) AS level,
        CASE WHEN $5::bool THEN nextval('txn_id_seq') END AS txn_id,
        (SELECT coalesce(json_agg(h), '[]'::json) FROM (
             SELECT posting_id, order_no, op, txn_id, card_no, amount::text AS amount,
@@ -69,47 +79,74 @@ SELECT (SELECT coalesce(json_agg(json_build_object('card_no', card_no, 'id', lot
                    balance::text AS balance, points,
                    floor(extract(epoch FROM posted_at) * 1000)::bigint AS posted_at, terminal_id
               FROM postings WHERE card_no = $6::text
-             ORDER BY posted_at DESC, posting_id DESC LIMIT $7::bigint) h) AS history";
+             ORDER BY posted_at DESC, posting_id DESC LIMIT $7::bigint) h) AS history,
+       CASE WHEN $9::bool THEN nextval('members_member_id_seq') END AS member_id,
+       (SELECT coalesce(json_agg(json_build_object('card_no', u.card_no, 'count', n.count,
+               'last', lp.last)), '[]'::json)
+          FROM unnest($1::text[]) AS u(card_no),
+               LATERAL (SELECT count(*) AS count FROM postings p WHERE p.card_no = u.card_no) n,
+               LATERAL (SELECT json_agg(q ORDER BY q.posting_id DESC) AS last FROM (
+                   SELECT posting_id, txn_id, card_no, terminal_id, order_no, op,
+                          balance_delta::text AS balance_delta, points_delta,
+                          balance::text AS balance, points, amount::text AS amount,
+                          discount::text AS discount, charged::text AS charged,
+                          business_day::text AS business_day,
+                          floor(extract(epoch FROM posted_at) * 1000)::bigint AS posted_at,
+                          encode(row_mac, 'hex') AS row_mac, mac_key_id
+                     FROM postings p WHERE p.card_no = u.card_no
+                    ORDER BY posting_id DESC LIMIT 2) q) lp) AS chains";
 
 pub(super) const WRITE_SQL: &str = "
 WITH j AS (SELECT $1::jsonb AS j),
 nm AS (
-    INSERT INTO members (name, phone, birthday, referrer, level)
-    SELECT x.name, x.phone, x.birthday, x.referrer, x.level
+    INSERT INTO members (member_id, name, phone, birthday, referrer, level, row_mac, mac_key_id)
+    SELECT x.member_id, x.name, x.phone, x.birthday, x.referrer, x.level,
+           decode(x.row_mac, 'hex'), x.mac_key_id
       FROM j, jsonb_to_recordset(j.j->'members')
-           AS x(name text, phone text, birthday date, referrer text, level text)
+           AS x(member_id bigint, name text, phone text, birthday date, referrer text,
+                level text, row_mac text, mac_key_id text)
     RETURNING member_id
 ), nc AS (
-    INSERT INTO cards (card_no, member_id, status, balance, points, pin_hash, pin_salt, opened_at)
-    SELECT x.card_no, coalesce(x.member_id, (SELECT member_id FROM nm)), x.status, x.balance,
-           x.points, decode(x.pin_hash, 'hex'), decode(x.pin_salt, 'hex'), x.at
+    INSERT INTO cards (card_no, member_id, status, balance, points, pin_hash, pin_salt, opened_at,
+           row_mac, mac_key_id, sealed, last_mac, chain_len)
+    SELECT x.card_no, x.member_id, x.status, x.balance,
+           x.points, decode(x.pin_hash, 'hex'), decode(x.pin_salt, 'hex'), x.at,
+           decode(x.row_mac, 'hex'), x.mac_key_id, decode(x.sealed, 'hex'),
+           decode(x.last_mac, 'hex'), x.chain_len
       FROM j, jsonb_to_recordset(j.j->'new_cards')
            AS x(card_no text, member_id bigint, status text, balance numeric, points bigint,
-                pin_hash text, pin_salt text, at timestamptz)
+                pin_hash text, pin_salt text, at timestamptz, row_mac text, mac_key_id text,
+                sealed text, last_mac text, chain_len bigint)
+     WHERE (SELECT count(*) FROM nm) >= 0
     RETURNING 1
 ), uc AS (
     UPDATE cards c SET balance = x.balance, points = x.points, status = x.status,
            pin_fail_count = x.pin_fail_count,
+           row_mac = decode(x.row_mac, 'hex'), mac_key_id = x.mac_key_id,
+           sealed = decode(x.sealed, 'hex'), last_mac = decode(x.last_mac, 'hex'),
+           chain_len = x.chain_len,
            closed_at = CASE WHEN x.status = 'closed' AND c.status <> 'closed' THEN x.at
                             ELSE c.closed_at END
       FROM j, jsonb_to_recordset(j.j->'cards')
            AS x(card_no text, old_balance numeric, old_points bigint, balance numeric,
-                points bigint, status text, pin_fail_count integer, at timestamptz)
+                points bigint, status text, pin_fail_count integer, at timestamptz,
+                row_mac text, mac_key_id text, sealed text, last_mac text, chain_len bigint)
      WHERE c.card_no = x.card_no AND c.balance = x.old_balance AND c.points = x.old_points
     RETURNING 1
 ), ps AS (
     INSERT INTO postings (txn_id, card_no, terminal_id, order_no, op, balance_delta,
            points_delta, balance, points, amount, discount, charged, business_day, posted_at,
-           lots_created, lots_taken, lots_restored, detail)
+           lots_created, lots_taken, lots_restored, detail, row_mac, mac_key_id)
     SELECT x.txn_id, x.card_no, x.terminal_id, x.order_no, x.op, x.balance_delta,
            x.points_delta, x.balance, x.points, x.amount, x.discount, x.charged,
-           x.business_day, x.posted_at, x.lots_created, x.lots_taken, x.lots_restored, x.detail
+           x.business_day, x.posted_at, x.lots_created, x.lots_taken, x.lots_restored, x.detail,
+           decode(x.row_mac, 'hex'), x.mac_key_id
       FROM j, jsonb_to_recordset(j.j->'postings')
            AS x(txn_id bigint, card_no text, terminal_id text, order_no text, op text,
                 balance_delta numeric, points_delta bigint, balance numeric, points bigint,
                 amount numeric, discount numeric, charged numeric, business_day date,
                 posted_at timestamptz, lots_created jsonb, lots_taken jsonb,
-                lots_restored jsonb, detail jsonb)
+                lots_restored jsonb, detail jsonb, row_mac text, mac_key_id text)
     RETURNING 1
 ), lm AS (
     UPDATE lots l SET points_left = l.points_left + x.delta
@@ -159,13 +196,18 @@ WITH d AS (
     RETURNING 1
 ), c AS (
     UPDATE cards SET pin_fail_count = $4::integer,
-           status = CASE WHEN $5::bool THEN 'locked' ELSE status END
+           status = CASE WHEN $5::bool THEN 'locked' ELSE status END,
+           row_mac = $10::bytea, mac_key_id = $11::text, sealed = $12::bytea
      WHERE card_no = $3::text RETURNING 1
 ), o AS (
     UPDATE operators
        SET pin_fail_count = CASE WHEN $9::bool THEN 0 ELSE pin_fail_count + 1 END,
            status = CASE WHEN NOT $9::bool AND pin_fail_count + 1 >= $8::integer
-                         THEN 'disabled' ELSE status END
+                         THEN 'disabled' ELSE status END,
+           row_mac = CASE WHEN NOT $9::bool AND pin_fail_count + 1 >= $8::integer
+                          THEN $13::bytea ELSE row_mac END,
+           mac_key_id = CASE WHEN NOT $9::bool AND pin_fail_count + 1 >= $8::integer
+                             THEN $14::text ELSE mac_key_id END
      WHERE store_id = $6::text AND operator_id = $7::text RETURNING 1
 )
 SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM c) + (SELECT count(*) FROM o)";

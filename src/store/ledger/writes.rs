@@ -7,9 +7,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::Transaction;
 use serde_json::{json, Value};
 
-use super::rows::CardRow;
+use super::check::json_dec;
+use super::rows::{hex_bytes, CardRow};
 use super::sql::{REFUSE_SQL, WRITE_SQL};
 use crate::error::{Error, Result};
+use crate::integrity::{member_image, CardValues, PostingValues, RowKeys};
 use crate::ledger::request::{money_text, status_text};
 use crate::ledger::{
     business_day, CardChange, CardState, CardStatus, LotTake, Money, OpKind, Plan, Refusal,
@@ -28,6 +30,11 @@ pub(super) struct RefusalWrites {
     /// `(store, operator, reset)`: count a wrong PIN, or reset the count.
     pub(super) operator: Option<(String, String, bool)>,
     pub(super) card: Option<(String, u32, bool)>,
+    /// The locked cards (a PIN count written re-MACs its card).
+    pub(super) rows: BTreeMap<String, CardRow>,
+    pub(super) keys: Option<std::sync::Arc<RowKeys>>,
+    /// The operator's MAC should this wrong PIN disable it.
+    pub(super) operator_disabled_mac: Option<(Vec<u8>, String)>,
 }
 
 impl RefusalWrites {
@@ -55,6 +62,27 @@ impl RefusalWrites {
                 Some((c, n, l)) => (Some(c.as_str()), Some(*n as i32), *l),
                 None => (None, None, false),
             };
+            let (mut mac, mut key_id, mut sealed) = (None, None, None);
+            if let Some((no, n, l)) = &self.card {
+                let keys = self
+                    .keys
+                    .as_ref()
+                    .ok_or_else(|| Error::internal("no row keys"))?;
+                let row = self
+                    .rows
+                    .get(no)
+                    .ok_or_else(|| Error::internal("PIN count of a card not locked"))?;
+                let mut v = row.values()?;
+                v.pin_fail_count = i64::from(*n);
+                if *l {
+                    v.status = "locked".into();
+                }
+                let img = v.image();
+                let (m, id) = keys.mac_with_id(&img, None);
+                mac = Some(m);
+                key_id = Some(id);
+                sealed = Some(keys.seal(&img));
+            }
             let (store, op, reset) = match &self.operator {
                 Some((s, o, r)) => (Some(s.as_str()), Some(o.as_str()), *r),
                 None => (None, None, false),
@@ -71,6 +99,11 @@ impl RefusalWrites {
                     &op,
                     &(PIN_TRIES as i32),
                     &reset,
+                    &mac,
+                    &key_id,
+                    &sealed,
+                    &self.operator_disabled_mac.as_ref().map(|m| m.0.clone()),
+                    &self.operator_disabled_mac.as_ref().map(|m| m.1.clone()),
                 ],
             )
             .await?;
@@ -222,6 +255,9 @@ impl Writes {
                 "old_balance": row.balance, "old_points": row.points,
                 "balance": money_text(b), "points": p, "status": status_text(s),
                 "pin_fail_count": n, "at": self.now.to_rfc3339(),
+                // Not written as such: what the card's MAC covers.
+                "member_id": row.member_id, "pin_hash": row.pin_hash, "pin_salt": row.pin_salt,
+                "last_mac": row.last_mac, "chain_len": row.chain_len,
             }));
         }
         Ok(())
@@ -248,7 +284,98 @@ impl Writes {
     }
 
     /// Writes it all in one statement; checks every row landed.
-    pub(super) async fn run(self, tx: &Transaction<'_>, orders: i64) -> Result<()> {
+    /// The MACs and sealed copies of every row written: each posting chained
+    /// to the one before it on its card (in the order they are inserted,
+    /// which is the order of their ids), each card keeping the last.
+    fn seal(&mut self, keys: &RowKeys) -> Result<()> {
+        let mut heads: BTreeMap<String, (Option<Vec<u8>>, i64)> = BTreeMap::new();
+        for c in &self.cards {
+            let no = c["card_no"].as_str().unwrap_or_default().to_owned();
+            let last = hex_bytes(&c["last_mac"].as_str().map(str::to_owned))?;
+            heads.insert(no, (last, c["chain_len"].as_i64().unwrap_or(0)));
+        }
+        for c in &self.new_cards {
+            let no = c["card_no"].as_str().unwrap_or_default().to_owned();
+            heads.insert(no, (None, 0));
+        }
+        for p in &mut self.postings {
+            let text = |n: &str| p[n].as_str().map(str::to_owned);
+            let v = PostingValues {
+                card_no: text("card_no").unwrap_or_default(),
+                txn_id: self.txn_id,
+                terminal_id: self.terminal.clone(),
+                order_no: text("order_no"),
+                op: text("op").unwrap_or_default(),
+                balance_delta: json_dec(p, "balance_delta")?,
+                points_delta: p["points_delta"].as_i64().unwrap_or_default(),
+                balance: json_dec(p, "balance")?,
+                points: p["points"].as_i64().unwrap_or_default(),
+                amount: json_dec(p, "amount")?,
+                discount: json_dec(p, "discount")?,
+                charged: json_dec(p, "charged")?,
+                business_day: self.business_day.to_string(),
+                posted_at_ms: self.now.timestamp_millis(),
+            };
+            let head = heads
+                .get_mut(&v.card_no)
+                .ok_or_else(|| Error::internal("a posting of a card not written"))?;
+            let (mac, id) = keys.mac_with_id(&v.image(), head.0.as_deref());
+            p["row_mac"] = hex::encode(&mac).into();
+            p["mac_key_id"] = id.into();
+            *head = (Some(mac), head.1 + 1);
+        }
+        for c in self.cards.iter_mut().chain(self.new_cards.iter_mut()) {
+            let no = c["card_no"].as_str().unwrap_or_default().to_owned();
+            let (last, len) = heads.remove(&no).unwrap_or((None, 0));
+            let h = |n: &str| hex_bytes(&c[n].as_str().map(str::to_owned));
+            let v = CardValues {
+                card_no: no,
+                member_id: c["member_id"]
+                    .as_i64()
+                    .ok_or_else(|| Error::internal("card without member id"))?,
+                status: c["status"].as_str().unwrap_or_default().to_owned(),
+                balance: json_dec(c, "balance")?,
+                points: c["points"].as_i64().unwrap_or_default(),
+                pin_hash: h("pin_hash")?,
+                pin_salt: h("pin_salt")?,
+                pin_fail_count: c["pin_fail_count"].as_i64().unwrap_or(0),
+                chain_len: len,
+                last_mac: last,
+            };
+            let img = v.image();
+            c["last_mac"] = v.last_mac.as_ref().map(hex::encode).into();
+            c["chain_len"] = len.into();
+            let (mac, id) = keys.mac_with_id(&img, None);
+            c["row_mac"] = hex::encode(mac).into();
+            c["mac_key_id"] = id.into();
+            c["sealed"] = hex::encode(keys.seal(&img)).into();
+        }
+        for m in &mut self.members {
+            let t = |n: &str| m[n].as_str().map(str::to_owned);
+            let img = member_image(
+                m["member_id"]
+                    .as_i64()
+                    .ok_or_else(|| Error::internal("member without id"))?,
+                &t("name").unwrap_or_default(),
+                &t("phone").unwrap_or_default(),
+                t("birthday").as_deref(),
+                t("referrer").as_deref(),
+                &t("level").unwrap_or_default(),
+            );
+            let (mac, id) = keys.mac_with_id(&img, None);
+            m["row_mac"] = hex::encode(mac).into();
+            m["mac_key_id"] = id.into();
+        }
+        Ok(())
+    }
+
+    pub(super) async fn run(
+        mut self,
+        tx: &Transaction<'_>,
+        orders: i64,
+        keys: &RowKeys,
+    ) -> Result<()> {
+        self.seal(keys)?;
         let lot_moves: Vec<Value> = self
             .lot_moves
             .iter()

@@ -1,0 +1,315 @@
+//! The check on use (issue 5): before a request changes anything, the MACs
+//! of the rows it relies on, computed in Rust over the rows the claim and
+//! load statements already returned (no extra round trip). A mismatch is
+//! `Error::Tampered` (3001): the transaction rolls back, and `txn::run`
+//! audits and logs it.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use super::rows::{dec, hex_bytes, CardRow};
+use crate::error::{Error, Result};
+use crate::integrity::{
+    level_image, member_image, operator_image, terminal_image, CardValues, PostingValues, RowKeys,
+};
+
+#[derive(Deserialize)]
+pub(super) struct TerminalRow {
+    pub(super) store_id: String,
+    pub(super) status: String,
+    pub(super) pw_hash: Option<String>,
+    pub(super) pw_salt: Option<String>,
+    pub(super) row_mac: Option<String>,
+    pub(super) mac_key_id: Option<String>,
+}
+
+/// The last postings of a card (newest first, at most 2) and how many it has.
+#[derive(Deserialize)]
+pub(super) struct ChainRow {
+    pub(super) card_no: String,
+    pub(super) count: i64,
+    pub(super) last: Option<Vec<PostingRow>>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct PostingRow {
+    pub(super) txn_id: i64,
+    pub(super) card_no: String,
+    pub(super) terminal_id: String,
+    pub(super) order_no: Option<String>,
+    pub(super) op: String,
+    pub(super) balance_delta: String,
+    pub(super) points_delta: i64,
+    pub(super) balance: String,
+    pub(super) points: i64,
+    pub(super) amount: String,
+    pub(super) discount: String,
+    pub(super) charged: String,
+    pub(super) business_day: String,
+    pub(super) posted_at: i64,
+    pub(super) row_mac: Option<String>,
+    pub(super) mac_key_id: Option<String>,
+}
+
+impl PostingRow {
+    pub(super) fn values(&self) -> Result<PostingValues> {
+        Ok(PostingValues {
+            card_no: self.card_no.clone(),
+            txn_id: self.txn_id,
+            terminal_id: self.terminal_id.clone(),
+            order_no: self.order_no.clone(),
+            op: self.op.clone(),
+            balance_delta: dec(&self.balance_delta)?,
+            points_delta: self.points_delta,
+            balance: dec(&self.balance)?,
+            points: self.points,
+            amount: dec(&self.amount)?,
+            discount: dec(&self.discount)?,
+            charged: dec(&self.charged)?,
+            business_day: self.business_day.clone(),
+            posted_at_ms: self.posted_at,
+        })
+    }
+}
+
+/// A row MACed under a key this process does not know yet (a
+/// `keys rotate-row-key` running): the new keys are loaded first, so the row
+/// is checked under its key rather than refused.
+pub(super) async fn learn_keys<'a>(
+    tx: &deadpool_postgres::Transaction<'_>,
+    env: &crate::store::txn::TxnEnv,
+    ids: impl Iterator<Item = Option<&'a str>>,
+) -> Result<()> {
+    let mut unknown = false;
+    for id in ids.flatten() {
+        if !env.row_keys.knows(id) {
+            unknown = true;
+            break;
+        }
+    }
+    if unknown {
+        crate::keys::refresh_row_keys(tx, &env.config.keys_dir, &env.row_keys)
+            .await
+            .map_err(|e| Error::internal(format!("cannot load the new row keys: {e:#}")))?;
+    }
+    Ok(())
+}
+
+fn tampered(what: String) -> Error {
+    Error::Tampered(what)
+}
+
+impl CardRow {
+    /// The card's MAC-covered values as read.
+    pub(super) fn values(&self) -> Result<CardValues> {
+        Ok(CardValues {
+            card_no: self.card_no.clone(),
+            member_id: self.member_id,
+            status: self.status.clone(),
+            balance: dec(&self.balance)?,
+            points: self.points,
+            pin_hash: hex_bytes(&self.pin_hash)?,
+            pin_salt: hex_bytes(&self.pin_salt)?,
+            pin_fail_count: i64::from(self.pin_fail_count),
+            chain_len: self.chain_len,
+            last_mac: hex_bytes(&self.last_mac)?,
+        })
+    }
+}
+
+/// The terminal the request comes from.
+pub(super) fn check_terminal(
+    keys: &RowKeys,
+    terminal_id: &str,
+    t: Option<&TerminalRow>,
+) -> Result<()> {
+    let Some(t) = t else {
+        return Err(tampered(format!("terminals {terminal_id}: row missing")));
+    };
+    let img = terminal_image(
+        terminal_id,
+        &t.store_id,
+        &t.status,
+        hex_bytes(&t.pw_hash)?.as_deref(),
+        hex_bytes(&t.pw_salt)?.as_deref(),
+    );
+    if !keys.verify(
+        t.mac_key_id.as_deref(),
+        &img,
+        None,
+        hex_bytes(&t.row_mac)?.as_deref(),
+    ) {
+        return Err(tampered(format!("terminals {terminal_id}: mac")));
+    }
+    Ok(())
+}
+
+/// Every locked card and its member.
+pub(super) fn check_cards(keys: &RowKeys, rows: &BTreeMap<String, CardRow>) -> Result<()> {
+    for (no, r) in rows {
+        let values = r.values()?;
+        if !keys.verify(
+            r.mac_key_id.as_deref(),
+            &values.image(),
+            None,
+            hex_bytes(&r.row_mac)?.as_deref(),
+        ) {
+            return Err(tampered(format!("cards {no}: mac")));
+        }
+        // The sealed copy must open and hold the same values, or a later
+        // repair would have nothing to restore from.
+        let sealed = hex_bytes(&r.sealed)?
+            .and_then(|b| keys.open("cards", no, &b).ok())
+            .and_then(|img| CardValues::from_image(&img));
+        if sealed.as_ref() != Some(&values) {
+            return Err(tampered(format!("cards {no}: sealed copy")));
+        }
+        let m = member_image(
+            r.member_id,
+            &r.name,
+            &r.phone,
+            r.birthday.as_deref(),
+            r.referrer.as_deref(),
+            &r.level,
+        );
+        if !keys.verify(
+            r.member_key_id.as_deref(),
+            &m,
+            None,
+            hex_bytes(&r.member_mac)?.as_deref(),
+        ) {
+            return Err(tampered(format!("members {}: mac", r.member_id)));
+        }
+        check_level(
+            keys,
+            &r.level,
+            &r.discount,
+            &r.points_rate,
+            &r.level_mac,
+            &r.level_key_id,
+        )?;
+    }
+    Ok(())
+}
+
+/// Each card's chain as far as one load can see it cheaply: as many
+/// postings as the card's MAC says, the last one's MAC (chained to the one
+/// before) is the card's `last_mac`, and its balance and points are the
+/// card's. A posting deleted or inserted anywhere, or a change to either of
+/// the last two, is caught here; a change deeper in the chain by `verify`.
+pub(super) fn check_chains(
+    keys: &RowKeys,
+    rows: &BTreeMap<String, CardRow>,
+    chains: &[ChainRow],
+) -> Result<()> {
+    for ch in chains {
+        let Some(r) = rows.get(&ch.card_no) else {
+            continue;
+        };
+        let no = &ch.card_no;
+        if ch.count != r.chain_len {
+            return Err(tampered(format!(
+                "postings {no}: chain has {} postings, the card says {}",
+                ch.count, r.chain_len
+            )));
+        }
+        let last = ch.last.as_deref().unwrap_or(&[]);
+        let card_last = hex_bytes(&r.last_mac)?;
+        match last.first() {
+            None => {
+                if card_last.is_some() {
+                    return Err(tampered(format!("postings {no}: chain")));
+                }
+            }
+            Some(p) => {
+                let prev = last.get(1).map(|q| hex_bytes(&q.row_mac)).transpose()?;
+                let mac = hex_bytes(&p.row_mac)?;
+                let v = p.values()?;
+                let ok = keys.verify(
+                    p.mac_key_id.as_deref(),
+                    &v.image(),
+                    prev.as_ref().and_then(|m| m.as_deref()),
+                    mac.as_deref(),
+                ) && mac == card_last
+                    && v.balance == dec(&r.balance)?
+                    && v.points == r.points;
+                if !ok {
+                    return Err(tampered(format!("postings {no}: chain")));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses a decimal the ledger wrote into its JSON.
+pub(super) fn json_dec(v: &serde_json::Value, name: &str) -> Result<Decimal> {
+    match v.get(name) {
+        Some(serde_json::Value::String(s)) => dec(s),
+        Some(serde_json::Value::Number(n)) => dec(&n.to_string()),
+        _ => Err(Error::internal(format!("posting field {name} missing"))),
+    }
+}
+
+/// A level a card (or a register) relies on.
+pub(super) fn check_level(
+    keys: &RowKeys,
+    level: &str,
+    discount: &str,
+    points_rate: &str,
+    mac: &Option<String>,
+    key_id: &Option<String>,
+) -> Result<()> {
+    let img = level_image(level, dec(discount)?, dec(points_rate)?);
+    if !keys.verify(key_id.as_deref(), &img, None, hex_bytes(mac)?.as_deref()) {
+        return Err(tampered(format!("levels {level}: mac")));
+    }
+    Ok(())
+}
+
+/// The operator a request names.
+pub(super) fn check_operator_row(
+    keys: &RowKeys,
+    store_id: &str,
+    operator_id: &str,
+    o: &super::rows::OperatorRow,
+) -> Result<()> {
+    let img = operator_image(
+        store_id,
+        operator_id,
+        &o.role,
+        &o.status,
+        hex_bytes(&o.pin_hash)?.as_deref(),
+        hex_bytes(&o.pin_salt)?.as_deref(),
+    );
+    if !keys.verify(
+        o.mac_key_id.as_deref(),
+        &img,
+        None,
+        hex_bytes(&o.row_mac)?.as_deref(),
+    ) {
+        return Err(tampered(format!("operators {store_id}/{operator_id}: mac")));
+    }
+    Ok(())
+}
+
+/// The MAC of the operator once disabled (a 5th wrong manager PIN), for the
+/// refusal's write to use if it disables it.
+pub(super) fn operator_disabled_mac(
+    keys: &RowKeys,
+    store_id: &str,
+    operator_id: &str,
+    o: &super::rows::OperatorRow,
+) -> Result<(Vec<u8>, String)> {
+    let img = operator_image(
+        store_id,
+        operator_id,
+        &o.role,
+        "disabled",
+        hex_bytes(&o.pin_hash)?.as_deref(),
+        hex_bytes(&o.pin_salt)?.as_deref(),
+    );
+    Ok(keys.mac_with_id(&img, None))
+}

@@ -1,0 +1,502 @@
+//! `keys rotate-row-key`: every protected row re-MACed under the newest row
+//! key, in batches, while the daemon keeps serving.
+//!
+//! - Terminals first: every request reads its terminal row, so a running
+//!   daemon meets the new key id at once, loads the new key and signs with
+//!   it from then on (`keys::refresh_row_keys`).
+//! - Cards in batches of card numbers, each batch one transaction holding
+//!   the cards' row locks (the ledger's own lock, so no posting interleaves):
+//!   each card's chain is verified under the old keys, then the postings,
+//!   `last_mac` and the card MAC are rewritten together, so the chain is
+//!   whole at every commit. Members in batches of ids.
+//! - The audit chain in one transaction holding `audit_head`.
+//!
+//! A row that does not verify under any known key is never re-MACed (that
+//! would launder tampering): it is counted and left for `verify`.
+//! Interrupted, it is resumed by running it again: rows already under the
+//! newest key are skipped, and no new key is made while any row is still
+//! under an older one. Old keys stay in `sealed_secrets`, so rows a daemon
+//! wrote under an old key in the meantime still verify; a second run
+//! rewrites them.
+
+use std::collections::BTreeMap;
+
+use deadpool_postgres::Pool;
+use indicatif::ProgressBar;
+use rust_decimal::Decimal;
+
+use crate::integrity::{
+    audit_image, level_image, member_image, operator_image, terminal_image, CardValues,
+    PostingValues, RowKeys,
+};
+
+const CARD_BATCH: i64 = 500;
+const MEMBER_BATCH: i64 = 5_000;
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RekeyReport {
+    pub key_id: String,
+    pub rewritten: u64,
+    pub already: u64,
+    /// Rows that failed their check under every known key: left as they are.
+    pub refused: Vec<String>,
+}
+
+/// How many rows are not under the newest key.
+pub async fn rows_behind(pool: &Pool, key_id: &str) -> anyhow::Result<i64> {
+    let c = pool.get().await?;
+    Ok(c.query_one(
+        "SELECT (SELECT count(*) FROM cards WHERE mac_key_id IS DISTINCT FROM $1)
+              + (SELECT count(*) FROM postings WHERE mac_key_id IS DISTINCT FROM $1)
+              + (SELECT count(*) FROM members WHERE mac_key_id IS DISTINCT FROM $1)
+              + (SELECT count(*) FROM terminals WHERE mac_key_id IS DISTINCT FROM $1)
+              + (SELECT count(*) FROM audit WHERE mac_key_id IS DISTINCT FROM $1)
+              + (SELECT count(*) FROM operators WHERE mac_key_id IS DISTINCT FROM $1)
+              + (SELECT count(*) FROM levels WHERE mac_key_id IS DISTINCT FROM $1)",
+        &[&key_id],
+    )
+    .await?
+    .get(0))
+}
+
+/// Re-MACs every row not under the current key of `keys`.
+///
+/// `adopt`: rows with no MAC at all (a database from before tamper
+/// evidence) are trusted as they are and MACed, chains and sealed copies
+/// included; rows with a MAC must still verify.
+pub async fn rekey(
+    pool: &Pool,
+    keys: &RowKeys,
+    adopt: bool,
+    pb: &ProgressBar,
+) -> anyhow::Result<RekeyReport> {
+    let kid = keys.current_id();
+    let mut rep = RekeyReport {
+        key_id: kid.clone(),
+        ..Default::default()
+    };
+    terminals(pool, keys, &kid, adopt, &mut rep, pb).await?;
+    small(pool, keys, &kid, adopt, &mut rep, pb).await?;
+    cards(pool, keys, &kid, adopt, &mut rep, pb).await?;
+    members(pool, keys, &kid, adopt, &mut rep, pb).await?;
+    audit(pool, keys, &kid, adopt, &mut rep, pb).await?;
+    Ok(rep)
+}
+
+async fn terminals(
+    pool: &Pool,
+    keys: &RowKeys,
+    kid: &str,
+    adopt: bool,
+    rep: &mut RekeyReport,
+    pb: &ProgressBar,
+) -> anyhow::Result<()> {
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await?;
+    let rows = tx
+        .query(
+            "SELECT terminal_id, store_id, status, pw_hash, pw_salt, row_mac, mac_key_id
+               FROM terminals ORDER BY terminal_id FOR UPDATE",
+            &[],
+        )
+        .await?;
+    let (mut ids, mut macs) = (vec![], vec![]);
+    for r in &rows {
+        pb.inc(1);
+        let id: String = r.get(0);
+        let key: Option<String> = r.get(6);
+        let h: Option<Vec<u8>> = r.get(3);
+        let s: Option<Vec<u8>> = r.get(4);
+        let img = terminal_image(&id, r.get(1), r.get(2), h.as_deref(), s.as_deref());
+        if key.as_deref() == Some(kid) {
+            rep.already += 1;
+        } else if !trusted(
+            adopt,
+            &key,
+            keys.verify(key.as_deref(), &img, None, r.get(5)),
+        ) {
+            rep.refused.push(format!("terminals {id}"));
+        } else {
+            macs.push(keys.mac(&img, None));
+            ids.push(id);
+        }
+    }
+    rep.rewritten += ids.len() as u64;
+    tx.execute(
+        "UPDATE terminals t SET row_mac = x.mac, mac_key_id = $3
+           FROM unnest($1::text[], $2::bytea[]) AS x(id, mac) WHERE t.terminal_id = x.id",
+        &[&ids, &macs, &kid],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Operators and levels, in one transaction.
+async fn small(
+    pool: &Pool,
+    keys: &RowKeys,
+    kid: &str,
+    adopt: bool,
+    rep: &mut RekeyReport,
+    pb: &ProgressBar,
+) -> anyhow::Result<()> {
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await?;
+    let rows = tx
+        .query(
+            "SELECT store_id, operator_id, role, status, pin_hash, pin_salt, row_mac, mac_key_id
+               FROM operators ORDER BY store_id, operator_id FOR UPDATE",
+            &[],
+        )
+        .await?;
+    let (mut stores, mut ids, mut macs) = (vec![], vec![], vec![]);
+    for r in &rows {
+        pb.inc(1);
+        let (store, id): (String, String) = (r.get(0), r.get(1));
+        let key: Option<String> = r.get(7);
+        let h: Option<Vec<u8>> = r.get(4);
+        let s: Option<Vec<u8>> = r.get(5);
+        let img = operator_image(&store, &id, r.get(2), r.get(3), h.as_deref(), s.as_deref());
+        if key.as_deref() == Some(kid) {
+            rep.already += 1;
+        } else if !trusted(
+            adopt,
+            &key,
+            keys.verify(key.as_deref(), &img, None, r.get(6)),
+        ) {
+            rep.refused.push(format!("operators {store}/{id}"));
+        } else {
+            macs.push(keys.mac(&img, None));
+            stores.push(store);
+            ids.push(id);
+        }
+    }
+    rep.rewritten += ids.len() as u64;
+    tx.execute(
+        "UPDATE operators o SET row_mac = x.mac, mac_key_id = $4
+           FROM unnest($1::text[], $2::text[], $3::bytea[]) AS x(s, id, mac)
+          WHERE o.store_id = x.s AND o.operator_id = x.id",
+        &[&stores, &ids, &macs, &kid],
+    )
+    .await?;
+    let rows = tx
+        .query(
+            "SELECT level, discount, points_rate, row_mac, mac_key_id FROM levels
+              ORDER BY level FOR UPDATE",
+            &[],
+        )
+        .await?;
+    let (mut names, mut macs) = (vec![], vec![]);
+    for r in &rows {
+        pb.inc(1);
+        let name: String = r.get(0);
+        let key: Option<String> = r.get(4);
+        let img = level_image(&name, r.get(1), r.get(2));
+        if key.as_deref() == Some(kid) {
+            rep.already += 1;
+        } else if !trusted(
+            adopt,
+            &key,
+            keys.verify(key.as_deref(), &img, None, r.get(3)),
+        ) {
+            rep.refused.push(format!("levels {name}"));
+        } else {
+            macs.push(keys.mac(&img, None));
+            names.push(name);
+        }
+    }
+    rep.rewritten += names.len() as u64;
+    tx.execute(
+        "UPDATE levels l SET row_mac = x.mac, mac_key_id = $3
+           FROM unnest($1::text[], $2::bytea[]) AS x(n, mac) WHERE l.level = x.n",
+        &[&names, &macs, &kid],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn cards(
+    pool: &Pool,
+    keys: &RowKeys,
+    kid: &str,
+    adopt: bool,
+    rep: &mut RekeyReport,
+    pb: &ProgressBar,
+) -> anyhow::Result<()> {
+    let mut after = String::new();
+    loop {
+        let mut c = pool.get().await?;
+        let tx = c.transaction().await?;
+        let rows = tx
+            .query(
+                "SELECT card_no, member_id, status, balance, points, pin_hash, pin_salt,
+                        pin_fail_count, chain_len, last_mac, row_mac, mac_key_id
+                   FROM cards WHERE card_no > $1 ORDER BY card_no LIMIT $2 FOR UPDATE",
+                &[&after, &CARD_BATCH],
+            )
+            .await?;
+        let Some(last) = rows.last() else {
+            tx.commit().await?;
+            return Ok(());
+        };
+        after = last.get(0);
+        let nos: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        let posts = tx
+            .query(
+                "SELECT card_no, txn_id, terminal_id, order_no, op, balance_delta, points_delta,
+                        balance, points, amount, discount, charged, business_day::text,
+                        floor(extract(epoch FROM posted_at) * 1000)::bigint, row_mac,
+                        mac_key_id, posting_id
+                   FROM postings WHERE card_no = ANY ($1) ORDER BY card_no, posting_id",
+                &[&nos],
+            )
+            .await?;
+        let mut by_card: BTreeMap<String, Vec<&tokio_postgres::Row>> = BTreeMap::new();
+        for p in &posts {
+            by_card.entry(p.get(0)).or_default().push(p);
+        }
+        let (mut p_card, mut p_id, mut p_mac) = (vec![], vec![], vec![]);
+        let (mut c_no, mut c_mac, mut c_last, mut c_sealed) = (vec![], vec![], vec![], vec![]);
+        let mut c_len: Vec<i64> = vec![];
+        for r in &rows {
+            let no: String = r.get(0);
+            let mut v = CardValues {
+                card_no: no.clone(),
+                member_id: r.get(1),
+                status: r.get(2),
+                balance: r.get::<_, Decimal>(3),
+                points: r.get(4),
+                pin_hash: r.get(5),
+                pin_salt: r.get(6),
+                pin_fail_count: i64::from(r.get::<_, i32>(7)),
+                chain_len: r.get(8),
+                last_mac: r.get(9),
+            };
+            let ps = by_card.remove(&no).unwrap_or_default();
+            pb.inc(1 + ps.len() as u64);
+            let card_key: Option<String> = r.get(11);
+            let all_new = card_key.as_deref() == Some(kid)
+                && ps.iter().all(|p| p.get::<_, Option<&str>>(15) == Some(kid));
+            if all_new {
+                rep.already += 1 + ps.len() as u64;
+                continue;
+            }
+            // Verify the old chain and card, then build the new chain.
+            let legacy = adopt && card_key.is_none();
+            let mut ok = legacy || keys.verify(card_key.as_deref(), &v.image(), None, r.get(10));
+            let (mut old_head, mut new_head): (Option<Vec<u8>>, Option<Vec<u8>>) = (None, None);
+            let mut new_macs = Vec::with_capacity(ps.len());
+            for p in &ps {
+                let pv = PostingValues {
+                    card_no: p.get(0),
+                    txn_id: p.get(1),
+                    terminal_id: p.get(2),
+                    order_no: p.get(3),
+                    op: p.get(4),
+                    balance_delta: p.get(5),
+                    points_delta: p.get(6),
+                    balance: p.get(7),
+                    points: p.get(8),
+                    amount: p.get(9),
+                    discount: p.get(10),
+                    charged: p.get(11),
+                    business_day: p.get(12),
+                    posted_at_ms: p.get(13),
+                };
+                let mac: Option<Vec<u8>> = p.get(14);
+                let pk: Option<String> = p.get(15);
+                ok = ok
+                    && (adopt && pk.is_none()
+                        || keys.verify(
+                            pk.as_deref(),
+                            &pv.image(),
+                            old_head.as_deref(),
+                            mac.as_deref(),
+                        ));
+                old_head = mac;
+                let m = keys.mac(&pv.image(), new_head.as_deref());
+                new_macs.push((p.get::<_, i64>(16), m.clone()));
+                new_head = Some(m);
+            }
+            ok = ok && (legacy || old_head == v.last_mac && ps.len() as i64 == v.chain_len);
+            v.chain_len = ps.len() as i64;
+            if !ok {
+                rep.refused.push(format!("cards {no}"));
+                continue;
+            }
+            for (id, m) in new_macs {
+                p_card.push(no.clone());
+                p_id.push(id);
+                p_mac.push(m);
+            }
+            v.last_mac = new_head;
+            let img = v.image();
+            rep.rewritten += 1 + ps.len() as u64;
+            c_mac.push(keys.mac(&img, None));
+            c_sealed.push(keys.seal(&img));
+            c_last.push(v.last_mac.clone());
+            c_len.push(v.chain_len);
+            c_no.push(no);
+        }
+        tx.execute(
+            "UPDATE postings p SET row_mac = x.mac, mac_key_id = $4
+               FROM unnest($1::text[], $2::bigint[], $3::bytea[]) AS x(card, id, mac)
+              WHERE p.card_no = x.card AND p.posting_id = x.id",
+            &[&p_card, &p_id, &p_mac, &kid],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE cards c SET row_mac = x.mac, last_mac = x.last, sealed = x.sealed,
+                    mac_key_id = $5, chain_len = x.len
+               FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::bytea[], $6::bigint[])
+                    AS x(no, mac, last, sealed, len)
+              WHERE c.card_no = x.no",
+            &[&c_no, &c_mac, &c_last, &c_sealed, &kid, &c_len],
+        )
+        .await?;
+        tx.commit().await?;
+    }
+}
+
+async fn members(
+    pool: &Pool,
+    keys: &RowKeys,
+    kid: &str,
+    adopt: bool,
+    rep: &mut RekeyReport,
+    pb: &ProgressBar,
+) -> anyhow::Result<()> {
+    let mut after = 0i64;
+    loop {
+        let mut c = pool.get().await?;
+        let tx = c.transaction().await?;
+        let rows = tx
+            .query(
+                "SELECT member_id, name, phone, birthday::text, referrer, level, row_mac,
+                        mac_key_id
+                   FROM members WHERE member_id > $1 ORDER BY member_id LIMIT $2 FOR UPDATE",
+                &[&after, &MEMBER_BATCH],
+            )
+            .await?;
+        let Some(last) = rows.last() else {
+            tx.commit().await?;
+            return Ok(());
+        };
+        after = last.get(0);
+        let (mut ids, mut macs) = (vec![], vec![]);
+        for r in &rows {
+            pb.inc(1);
+            let id: i64 = r.get(0);
+            let key: Option<String> = r.get(7);
+            let img = member_image(id, r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+            if key.as_deref() == Some(kid) {
+                rep.already += 1;
+            } else if !trusted(
+                adopt,
+                &key,
+                keys.verify(key.as_deref(), &img, None, r.get(6)),
+            ) {
+                rep.refused.push(format!("members {id}"));
+            } else {
+                ids.push(id);
+                macs.push(keys.mac(&img, None));
+            }
+        }
+        rep.rewritten += ids.len() as u64;
+        tx.execute(
+            "UPDATE members m SET row_mac = x.mac, mac_key_id = $3
+               FROM unnest($1::bigint[], $2::bytea[]) AS x(id, mac) WHERE m.member_id = x.id",
+            &[&ids, &macs, &kid],
+        )
+        .await?;
+        tx.commit().await?;
+    }
+}
+
+async fn audit(
+    pool: &Pool,
+    keys: &RowKeys,
+    kid: &str,
+    adopt: bool,
+    rep: &mut RekeyReport,
+    pb: &ProgressBar,
+) -> anyhow::Result<()> {
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await?;
+    tx.query_one("SELECT 1 FROM audit_head FOR UPDATE", &[])
+        .await?;
+    let behind: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM audit WHERE mac_key_id IS DISTINCT FROM $1",
+            &[&kid],
+        )
+        .await?
+        .get(0);
+    if behind == 0 {
+        tx.commit().await?;
+        return Ok(());
+    }
+    let rows = tx
+        .query(
+            "SELECT audit_id, at, kind, terminal_id, actor, source, detail, row_mac, mac_key_id
+               FROM audit ORDER BY audit_id",
+            &[],
+        )
+        .await?;
+    let (mut old_prev, mut new_prev): (Option<Vec<u8>>, Option<Vec<u8>>) = (None, None);
+    let (mut ids, mut macs) = (vec![], vec![]);
+    for r in &rows {
+        pb.inc(1);
+        let id: i64 = r.get(0);
+        let at: chrono::DateTime<chrono::Utc> = r.get(1);
+        let detail: serde_json::Value = r.get(6);
+        let img = audit_image(
+            id,
+            at.timestamp_millis(),
+            r.get(2),
+            r.get(3),
+            r.get(4),
+            r.get(5),
+            &detail,
+        );
+        let mac: Option<Vec<u8>> = r.get(7);
+        let key: Option<String> = r.get(8);
+        if !trusted(
+            adopt,
+            &key,
+            keys.verify(key.as_deref(), &img, old_prev.as_deref(), mac.as_deref()),
+        ) {
+            // A broken chain is not re-chained: verify reports it.
+            rep.refused.push(format!("audit {id}"));
+            tx.rollback().await?;
+            return Ok(());
+        }
+        old_prev = mac;
+        let m = keys.mac(&img, new_prev.as_deref());
+        new_prev = Some(m.clone());
+        ids.push(id);
+        macs.push(m);
+    }
+    rep.rewritten += ids.len() as u64;
+    tx.execute(
+        "UPDATE audit a SET row_mac = x.mac, mac_key_id = $3
+           FROM unnest($1::bigint[], $2::bytea[]) AS x(id, mac) WHERE a.audit_id = x.id",
+        &[&ids, &macs, &kid],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE audit_head SET last_mac = $1, last_id = $2",
+        &[&new_prev, &ids.last().copied()],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A row may be re-MACed: it verified, or it has no MAC at all and
+/// `--adopt-unmaced` was given.
+fn trusted(adopt: bool, key: &Option<String>, verified: bool) -> bool {
+    verified || adopt && key.is_none()
+}
