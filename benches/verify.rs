@@ -1,6 +1,7 @@
 //! `cargo bench --bench verify`: the speed of `cardswitch verify` (rows/s)
 //! over N postings (CARDSWITCH_VERIFY_POSTINGS, default 1,000,000 under
-//! `cargo bench`, 2,000 as a smoke run under `cargo test`; 100 per card) in a throw-away embedded PostgreSQL cluster.
+//! `cargo bench`, 2,000 as a smoke run under `cargo test`; 100 per card) in
+//! a throw-away embedded PostgreSQL cluster.
 //!
 //! The postings are written in bulk rather than through the daemon (a
 //! million requests would take longer than the scan being measured), but
