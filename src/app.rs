@@ -123,8 +123,17 @@ async fn key_upkeep(
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "day key pregeneration failed"),
         }
         match pool.get().await {
-            Ok(c) => {
-                match store::keys::destroy_expired(&c, now.timestamp_millis()).await {
+            Ok(mut c) => {
+                let destroyed = async {
+                    let tx = c.transaction().await?;
+                    let n =
+                        store::keys::destroy_expired(&tx, &ring.row_keys, now.timestamp_millis())
+                            .await?;
+                    tx.commit().await?;
+                    Ok::<_, tokio_postgres::Error>(n)
+                }
+                .await;
+                match destroyed {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(destroyed = n, "expired day keys destroyed"),
                     Err(e) => tracing::warn!(error = %e, "destroying expired day keys failed"),

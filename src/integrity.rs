@@ -303,6 +303,49 @@ pub fn operator_image(
         .with("pin_salt", bytes(pin_salt))
 }
 
+/// A day key's values: what decides whether and where it may be used. Not
+/// its sealed private half and `K_day` (nor `master_key_id`): those are
+/// AES-GCM blobs bound to the key id, which fail to open if altered or moved,
+/// and `keys rotate-master` re-seals them without touching this MAC.
+#[allow(clippy::too_many_arguments)]
+pub fn day_key_image(
+    key_id: &str,
+    terminal_id: &str,
+    business_day: &str,
+    not_before: i64,
+    not_after: i64,
+    public_der: &[u8],
+    signer_id: &str,
+    day_sig: &[u8],
+    status: &str,
+) -> RowImage {
+    RowImage::new("day_keys", key_id)
+        .with("terminal_id", Value::Text(terminal_id.to_owned()))
+        .with("business_day", Value::Text(business_day.to_owned()))
+        .with("not_before", Value::Int(not_before))
+        .with("not_after", Value::Int(not_after))
+        .with("public_der", Value::Bytes(public_der.to_vec()))
+        .with("signer_id", Value::Text(signer_id.to_owned()))
+        .with("day_sig", Value::Bytes(day_sig.to_vec()))
+        .with("status", Value::Text(status.to_owned()))
+}
+
+/// A session's values (whether it is revoked, not when: `revoked_at` is the
+/// database's clock).
+pub fn session_image(
+    sid: &str,
+    terminal_id: &str,
+    key_id: &str,
+    not_after: i64,
+    revoked: bool,
+) -> RowImage {
+    RowImage::new("sessions", sid)
+        .with("terminal_id", Value::Text(terminal_id.to_owned()))
+        .with("key_id", Value::Text(key_id.to_owned()))
+        .with("not_after", Value::Int(not_after))
+        .with("revoked", Value::Bool(revoked))
+}
+
 /// A level's values.
 pub fn level_image(level: &str, discount: Decimal, points_rate: Decimal) -> RowImage {
     RowImage::new("levels", level)

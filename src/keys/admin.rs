@@ -379,7 +379,7 @@ pub async fn revoke(config: &Config, pool: &Pool, terminal: &str) -> anyhow::Res
     if terminals::get(&tx, terminal).await?.is_none() {
         bail!("no terminal {terminal}");
     }
-    let n = sk::revoke_terminal(&tx, terminal).await?;
+    let n = sk::revoke_terminal(&tx, &rk, terminal).await?;
     sk::notify(&tx, &format!("revoke:{terminal}")).await?;
     audit_ops(
         &tx,
@@ -742,7 +742,7 @@ pub async fn set_terminal_status(
         bail!("no terminal {terminal}");
     }
     if !enable {
-        sk::revoke_terminal(&tx, terminal).await?;
+        sk::revoke_terminal(&tx, &rk, terminal).await?;
         sk::notify(&tx, &format!("revoke:{terminal}")).await?;
     }
     audit_ops(
@@ -779,7 +779,7 @@ pub async fn reset_password(
     if !terminals::set_password(&tx, &rk, terminal, &hash, &salt).await? {
         bail!("no terminal {terminal}");
     }
-    sk::revoke_terminal(&tx, terminal).await?;
+    sk::revoke_terminal(&tx, &rk, terminal).await?;
     sk::notify(&tx, &format!("revoke:{terminal}")).await?;
     audit_ops(
         &tx,

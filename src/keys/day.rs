@@ -96,6 +96,8 @@ pub fn make_day_key(
         signer_id: signer.id.clone(),
         day_sig,
         status: "active".into(),
+        row_mac: None,
+        mac_key_id: None,
     })
 }
 

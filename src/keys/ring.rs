@@ -188,6 +188,20 @@ impl Keyring {
         let Some(live) = sk::live_session(&client, sid, now).await? else {
             return Ok(None);
         };
+        // Checked on use (issue 5): a session or day key written by SQL
+        // (un-revoked, moved to another terminal, extended) is refused.
+        for id in [&live.mac_key_id, &live.day_key.mac_key_id]
+            .into_iter()
+            .flatten()
+        {
+            self.know_row_key(&client, id).await;
+        }
+        if !live.mac_ok(&self.row_keys, sid) {
+            return Err(crate::error::Error::Tampered(format!(
+                "session {sid} or its day key {} failed its integrity check",
+                live.key_id
+            )));
+        }
         drop(client);
         let master = self
             .master_for(&live.master_key_id)
@@ -223,6 +237,17 @@ impl Keyring {
             }
         }
         Ok(Some(s))
+    }
+
+    /// Loads the row keys when `id` is one met for the first time (a
+    /// `keys rotate-row-key` running); errors are only logged.
+    pub async fn know_row_key<C: GenericClient>(&self, c: &C, id: &str) {
+        if self.row_keys.knows(id) {
+            return;
+        }
+        if let Err(e) = super::refresh_row_keys(c, &self.keys_dir, &self.row_keys).await {
+            tracing::error!(error = %e, "cannot load the new row keys");
+        }
     }
 
     /// Forgets everything cached about `terminal` (after a revoke).
@@ -295,7 +320,7 @@ impl Keyring {
                 .make_day_key(config, terminal, day, signer.clone())
                 .await?;
             let client = pool.get().await?;
-            sk::insert_day_key(&client, &row).await?;
+            sk::insert_day_key(&client, &self.row_keys, &row).await?;
             if let Some(row) = sk::active_day_key(&client, terminal, day).await? {
                 return Ok(row);
             }
@@ -344,7 +369,7 @@ impl Keyring {
                     .make_day_key(config, &terminal, day, signer.clone())
                     .await?;
                 let client = pool.get().await?;
-                if sk::insert_day_key(&client, &row).await? {
+                if sk::insert_day_key(&client, &self.row_keys, &row).await? {
                     made += 1;
                 }
             }

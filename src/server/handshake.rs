@@ -85,6 +85,7 @@ async fn hello_row(
         .get()
         .await
         .map_err(|e| (db_errno(e), "database"))?;
+    day_key_mac_check(state, &client, &key).await?;
     let signer = sk::signer(&client, &key.signer_id)
         .await
         .map_err(|e| (db_errno(e), "database"))?
@@ -174,6 +175,7 @@ async fn login_row(
             Errno::KeyUnknown,
             "key_id is not the terminal's current day key",
         ))?;
+    day_key_mac_check(state, &client, &key).await?;
     drop(client);
     tokio::time::sleep(login_delay(
         terminal.failed_logins,
@@ -261,6 +263,7 @@ async fn login_row(
         .sign_pss_sha256(canonical::session_sig_input(&t, &iv_b64, &wrapped_b64).as_bytes());
     let fresh = sk::open_session(
         &state.pool,
+        &state.keys.row_keys,
         &sid,
         &req.terminal,
         &req.key_id,
@@ -280,6 +283,28 @@ async fn login_row(
         wrapped: wrapped_b64,
         sig: base64_encode(&sig),
     })
+}
+
+/// Checked on use (issue 5): a day key row written by SQL (validity,
+/// terminal, status) is not handed out nor logged in with (3001).
+async fn day_key_mac_check(
+    state: &AppState,
+    client: &deadpool_postgres::Object,
+    key: &sk::DayKeyRow,
+) -> Result<(), (Errno, &'static str)> {
+    if let Some(id) = &key.mac_key_id {
+        state.keys.know_row_key(client, id).await;
+    }
+    if key.mac_ok(&state.keys.row_keys) {
+        return Ok(());
+    }
+    state.metrics.tampered();
+    tracing::error!(
+        terminal = key.terminal_id,
+        key_id = key.key_id,
+        "integrity check failed: the day key row's MAC does not match; refused (3001)"
+    );
+    Err((Errno::Tampered, "day key row failed its integrity check"))
 }
 
 #[cfg(test)]

@@ -61,6 +61,9 @@ pub async fn txn(state: &AppState, peer: SocketAddr, headers: &HeaderMap, body: 
         Ok(Some(s)) if s.terminal == req.terminal && s.terminal_active => Some(s),
         Ok(_) => None,
         Err(e) => {
+            if e.errno() == Errno::Tampered {
+                state.metrics.tampered();
+            }
             tracing::error!(error = %e, "session lookup");
             return refusal
                 .answer(state, e.errno(), "session lookup", None)
@@ -228,6 +231,9 @@ async fn checked_one_by_one(
             )
             .await),
         Err(e) => {
+            if e.errno() == Errno::Tampered {
+                state.metrics.tampered();
+            }
             tracing::error!(error = %e, "session lookup");
             Err(refusal
                 .answer(state, e.errno(), "session lookup", None)

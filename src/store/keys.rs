@@ -4,6 +4,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::GenericClient;
 
+use crate::integrity::{day_key_image, session_image, RowKeys};
+
 type PgResult<T> = Result<T, tokio_postgres::Error>;
 
 /// The channel every instance listens on: payload `revoke:{terminal}`,
@@ -182,12 +184,43 @@ pub struct DayKeyRow {
     pub signer_id: String,
     pub day_sig: Vec<u8>,
     pub status: String,
+    /// Written with the row (issue 5); `None` before it is stored.
+    pub row_mac: Option<Vec<u8>>,
+    pub mac_key_id: Option<String>,
 }
 
-const DAY_COLS: &str = "key_id, terminal_id, business_day, not_before, not_after, public_der,
-    sealed_private, sealed_k_day, master_key_id, signer_id, day_sig, status";
+impl DayKeyRow {
+    /// The row's image, with `status` as given (a status change re-MACs).
+    pub fn image_with(&self, status: &str) -> crate::crypto::row::RowImage {
+        day_key_image(
+            &self.key_id,
+            &self.terminal_id,
+            &self.business_day.to_string(),
+            self.not_before,
+            self.not_after,
+            &self.public_der,
+            &self.signer_id,
+            &self.day_sig,
+            status,
+        )
+    }
 
-fn day_row(r: &tokio_postgres::Row) -> DayKeyRow {
+    /// Whether the row's MAC holds under `keys`.
+    pub fn mac_ok(&self, keys: &RowKeys) -> bool {
+        keys.verify(
+            self.mac_key_id.as_deref(),
+            &self.image_with(&self.status),
+            None,
+            self.row_mac.as_deref(),
+        )
+    }
+}
+
+pub const DAY_COLS: &str = "key_id, terminal_id, business_day, not_before, not_after, public_der,
+    sealed_private, sealed_k_day, master_key_id, signer_id, day_sig, status, row_mac, mac_key_id";
+
+/// A [`DayKeyRow`] from a row selected as [`DAY_COLS`].
+pub fn day_row(r: &tokio_postgres::Row) -> DayKeyRow {
     DayKeyRow {
         key_id: r.get(0),
         terminal_id: r.get(1),
@@ -201,6 +234,8 @@ fn day_row(r: &tokio_postgres::Row) -> DayKeyRow {
         signer_id: r.get(9),
         day_sig: r.get(10),
         status: r.get(11),
+        row_mac: r.get(12),
+        mac_key_id: r.get(13),
     }
 }
 
@@ -209,12 +244,18 @@ fn day_row(r: &tokio_postgres::Row) -> DayKeyRow {
 /// key is sealed under a master key that is no longer current (a
 /// `keys rotate-master` ran meanwhile: its row lock on the hash key orders
 /// the two, so no blob under a retired master key can slip in).
-pub async fn insert_day_key<C: GenericClient>(c: &C, k: &DayKeyRow) -> PgResult<bool> {
+pub async fn insert_day_key<C: GenericClient>(
+    c: &C,
+    keys: &RowKeys,
+    k: &DayKeyRow,
+) -> PgResult<bool> {
+    let (mac, mac_key_id) = keys.mac_with_id(&k.image_with("active"), None);
     let n = c
         .execute(
             "INSERT INTO day_keys (key_id, terminal_id, business_day, not_before, not_after,
-                 public_der, sealed_private, sealed_k_day, master_key_id, signer_id, day_sig)
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+                 public_der, sealed_private, sealed_k_day, master_key_id, signer_id, day_sig,
+                 row_mac, mac_key_id)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13
                FROM sealed_secrets WHERE name = 'hash_key' AND master_key_id = $9
                 FOR SHARE
              ON CONFLICT (terminal_id, business_day) WHERE status = 'active' DO NOTHING",
@@ -230,6 +271,8 @@ pub async fn insert_day_key<C: GenericClient>(c: &C, k: &DayKeyRow) -> PgResult<
                 &k.master_key_id,
                 &k.signer_id,
                 &k.day_sig,
+                &mac,
+                &mac_key_id,
             ],
         )
         .await?;
@@ -311,46 +354,125 @@ pub async fn terminals_without_day_key<C: GenericClient>(
 
 /// Destroys the key material of every day key past its end, and drops the
 /// sessions that used them. Returns the number of keys destroyed.
-pub async fn destroy_expired<C: GenericClient>(c: &C, now_ms: i64) -> PgResult<u64> {
+pub async fn destroy_expired<C: GenericClient>(
+    c: &C,
+    keys: &RowKeys,
+    now_ms: i64,
+) -> PgResult<u64> {
     c.execute(
         "DELETE FROM sessions s USING day_keys d
           WHERE s.key_id = d.key_id AND d.not_after <= $1",
         &[&now_ms],
     )
     .await?;
+    let rows = c
+        .query(
+            &format!(
+                "SELECT {DAY_COLS} FROM day_keys
+                  WHERE not_after <= $1 AND status <> 'destroyed' FOR UPDATE"
+            ),
+            &[&now_ms],
+        )
+        .await?;
+    set_day_key_status(
+        c,
+        keys,
+        &rows.iter().map(day_row).collect::<Vec<_>>(),
+        "destroyed",
+    )
+    .await
+}
+
+/// Sets the status of the day keys `rows` (read `FOR UPDATE`) and re-MACs
+/// them; `destroyed` also drops their sealed material.
+async fn set_day_key_status<C: GenericClient>(
+    c: &C,
+    keys: &RowKeys,
+    rows: &[DayKeyRow],
+    status: &str,
+) -> PgResult<u64> {
+    let (mut ids, mut macs, mut kid) = (vec![], vec![], keys.current_id());
+    for k in rows {
+        let (mac, id) = keys.mac_with_id(&k.image_with(status), None);
+        ids.push(k.key_id.clone());
+        macs.push(mac);
+        kid = id;
+    }
     c.execute(
-        "UPDATE day_keys SET status = 'destroyed', sealed_private = NULL, sealed_k_day = NULL
-          WHERE not_after <= $1 AND status <> 'destroyed'",
-        &[&now_ms],
+        "UPDATE day_keys d SET status = $3, row_mac = x.mac, mac_key_id = $4,
+                sealed_private = CASE WHEN $3 = 'destroyed' THEN NULL ELSE d.sealed_private END,
+                sealed_k_day = CASE WHEN $3 = 'destroyed' THEN NULL ELSE d.sealed_k_day END
+           FROM unnest($1::text[], $2::bytea[]) AS x(id, mac) WHERE d.key_id = x.id",
+        &[&ids, &macs, &status, &kid],
     )
     .await
 }
 
 /// Revokes every usable day key of the terminal and all its sessions.
 /// Returns the number of sessions ended.
-pub async fn revoke_terminal<C: GenericClient>(c: &C, terminal: &str) -> PgResult<u64> {
-    c.execute(
-        "UPDATE day_keys SET status = 'revoked' WHERE terminal_id = $1 AND status = 'active'",
-        &[&terminal],
+pub async fn revoke_terminal<C: GenericClient>(
+    c: &C,
+    keys: &RowKeys,
+    terminal: &str,
+) -> PgResult<u64> {
+    let rows = c
+        .query(
+            &format!(
+                "SELECT {DAY_COLS} FROM day_keys
+                  WHERE terminal_id = $1 AND status = 'active' FOR UPDATE"
+            ),
+            &[&terminal],
+        )
+        .await?;
+    set_day_key_status(
+        c,
+        keys,
+        &rows.iter().map(day_row).collect::<Vec<_>>(),
+        "revoked",
     )
     .await?;
+    let rows = c
+        .query(
+            "SELECT sid, key_id, not_after FROM sessions
+              WHERE terminal_id = $1 AND revoked_at IS NULL FOR UPDATE",
+            &[&terminal],
+        )
+        .await?;
+    let (mut sids, mut macs, mut kid) = (vec![], vec![], keys.current_id());
+    for r in &rows {
+        let sid: String = r.get(0);
+        let (mac, id) = keys.mac_with_id(
+            &session_image(&sid, terminal, r.get(1), r.get(2), true),
+            None,
+        );
+        sids.push(sid);
+        macs.push(mac);
+        kid = id;
+    }
     c.execute(
-        "UPDATE sessions SET revoked_at = now() WHERE terminal_id = $1 AND revoked_at IS NULL",
-        &[&terminal],
+        "UPDATE sessions s SET revoked_at = now(), row_mac = x.mac, mac_key_id = $3
+           FROM unnest($1::text[], $2::bytea[]) AS x(sid, mac) WHERE s.sid = x.sid",
+        &[&sids, &macs, &kid],
     )
     .await
 }
 
 pub async fn insert_session<C: GenericClient>(
     c: &C,
+    keys: &RowKeys,
     sid: &str,
     terminal: &str,
     key_id: &str,
     not_after: i64,
 ) -> PgResult<()> {
+    let (mac, mac_key_id) = keys.mac_with_id(
+        &session_image(sid, terminal, key_id, not_after, false),
+        None,
+    );
     c.execute(
-        "INSERT INTO sessions (sid, terminal_id, key_id, not_after) VALUES ($1, $2, $3, $4)",
-        &[&sid, &terminal, &key_id, &not_after],
+        "INSERT INTO sessions (sid, terminal_id, key_id, not_after, row_mac, mac_key_id)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[&sid, &terminal, &key_id, &not_after, &mac, &mac_key_id],
     )
     .await?;
     Ok(())
@@ -364,6 +486,10 @@ pub struct LiveSession {
     pub not_after: i64,
     pub sealed_k_day: Vec<u8>,
     pub master_key_id: String,
+    pub row_mac: Option<Vec<u8>>,
+    pub mac_key_id: Option<String>,
+    /// Its day key, whose MAC is checked with the session's.
+    pub day_key: DayKeyRow,
     /// The terminal's store and whether it is active, read in the same
     /// query so a txn needs no second one for its terminal.
     pub store_id: String,
@@ -377,7 +503,10 @@ pub async fn live_session<C: GenericClient>(
 ) -> PgResult<Option<LiveSession>> {
     let st = c
         .prepare_cached(
-            "SELECT s.terminal_id, s.key_id, s.not_after, d.sealed_k_day, d.master_key_id,
+            "SELECT d.key_id, d.terminal_id, d.business_day, d.not_before, d.not_after,
+                    d.public_der, d.sealed_private, d.sealed_k_day, d.master_key_id, d.signer_id,
+                    d.day_sig, d.status, d.row_mac, d.mac_key_id,
+                    s.terminal_id, s.not_after, s.row_mac, s.mac_key_id,
                     t.store_id, t.status = 'active'
                FROM sessions s JOIN day_keys d USING (key_id)
                JOIN terminals t ON t.terminal_id = s.terminal_id
@@ -385,17 +514,35 @@ pub async fn live_session<C: GenericClient>(
                 AND d.status = 'active' AND d.not_after > $2 AND d.sealed_k_day IS NOT NULL",
         )
         .await?;
-    Ok(c.query_opt(&st, &[&sid, &now_ms])
-        .await?
-        .map(|r| LiveSession {
-            terminal_id: r.get(0),
-            key_id: r.get(1),
-            not_after: r.get(2),
-            sealed_k_day: r.get(3),
-            master_key_id: r.get(4),
-            store_id: r.get(5),
-            terminal_active: r.get(6),
-        }))
+    Ok(c.query_opt(&st, &[&sid, &now_ms]).await?.map(|r| {
+        let day_key = day_row(&r);
+        LiveSession {
+            terminal_id: r.get(14),
+            key_id: day_key.key_id.clone(),
+            not_after: r.get(15),
+            sealed_k_day: r.get(7),
+            master_key_id: day_key.master_key_id.clone(),
+            row_mac: r.get(16),
+            mac_key_id: r.get(17),
+            store_id: r.get(18),
+            terminal_active: r.get(19),
+            day_key,
+        }
+    }))
+}
+
+impl LiveSession {
+    /// Whether the session's MAC and its day key's hold under `keys` (the
+    /// query read it unrevoked).
+    pub fn mac_ok(&self, keys: &RowKeys, sid: &str) -> bool {
+        let img = session_image(sid, &self.terminal_id, &self.key_id, self.not_after, false);
+        keys.verify(
+            self.mac_key_id.as_deref(),
+            &img,
+            None,
+            self.row_mac.as_deref(),
+        ) && self.day_key.mac_ok(keys)
+    }
 }
 
 /// Per terminal: its newest active day key and its open sessions.
@@ -571,6 +718,7 @@ pub async fn listen_forever(
 /// `Ok(false)`: the `ts` was used before (1006), nothing stored.
 pub async fn open_session(
     pool: &deadpool_postgres::Pool,
+    keys: &RowKeys,
     sid: &str,
     terminal: &str,
     key_id: &str,
@@ -582,7 +730,7 @@ pub async fn open_session(
     if !super::seen_ts::record(&tx, terminal, ts).await? {
         return Ok(false);
     }
-    insert_session(&tx, sid, terminal, key_id, not_after).await?;
+    insert_session(&tx, keys, sid, terminal, key_id, not_after).await?;
     super::terminals::login_succeeded(&tx, terminal).await?;
     tx.commit().await?;
     Ok(true)

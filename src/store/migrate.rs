@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (3, "keys", include_str!("migrations/0003_keys.sql")),
     (4, "ledger", include_str!("migrations/0004_ledger.sql")),
     (5, "tamper", include_str!("migrations/0005_tamper.sql")),
+    (6, "key_macs", include_str!("migrations/0006_key_macs.sql")),
 ];
 
 /// An arbitrary constant naming our advisory lock.

@@ -4,6 +4,8 @@
 //! - Terminals first: every request reads its terminal row, so a running
 //!   daemon meets the new key id at once, loads the new key and signs with
 //!   it from then on (`keys::refresh_row_keys`).
+//! - Operators and levels, then day keys and sessions (one transaction,
+//!   day keys locked first, as a revocation locks them).
 //! - Cards in batches of card numbers, each batch one transaction holding
 //!   the cards' row locks (the ledger's own lock, so no posting interleaves):
 //!   each card's chain is verified under the old keys, then the postings,
@@ -26,8 +28,8 @@ use indicatif::ProgressBar;
 use rust_decimal::Decimal;
 
 use crate::integrity::{
-    audit_image, level_image, member_image, operator_image, terminal_image, CardValues,
-    PostingValues, RowKeys,
+    audit_image, level_image, member_image, operator_image, session_image, terminal_image,
+    CardValues, PostingValues, RowKeys,
 };
 
 const CARD_BATCH: i64 = 500;
@@ -52,7 +54,9 @@ pub async fn rows_behind(pool: &Pool, key_id: &str) -> anyhow::Result<i64> {
               + (SELECT count(*) FROM terminals WHERE mac_key_id IS DISTINCT FROM $1)
               + (SELECT count(*) FROM audit WHERE mac_key_id IS DISTINCT FROM $1)
               + (SELECT count(*) FROM operators WHERE mac_key_id IS DISTINCT FROM $1)
-              + (SELECT count(*) FROM levels WHERE mac_key_id IS DISTINCT FROM $1)",
+              + (SELECT count(*) FROM levels WHERE mac_key_id IS DISTINCT FROM $1)
+              + (SELECT count(*) FROM day_keys WHERE mac_key_id IS DISTINCT FROM $1)
+              + (SELECT count(*) FROM sessions WHERE mac_key_id IS DISTINCT FROM $1)",
         &[&key_id],
     )
     .await?
@@ -77,6 +81,7 @@ pub async fn rekey(
     };
     terminals(pool, keys, &kid, adopt, &mut rep, pb).await?;
     small(pool, keys, &kid, adopt, &mut rep, pb).await?;
+    key_tables(pool, keys, &kid, adopt, &mut rep, pb).await?;
     cards(pool, keys, &kid, adopt, &mut rep, pb).await?;
     members(pool, keys, &kid, adopt, &mut rep, pb).await?;
     audit(pool, keys, &kid, adopt, &mut rep, pb).await?;
@@ -125,6 +130,83 @@ async fn terminals(
     tx.execute(
         "UPDATE terminals t SET row_mac = x.mac, mac_key_id = $3
            FROM unnest($1::text[], $2::bytea[]) AS x(id, mac) WHERE t.terminal_id = x.id",
+        &[&ids, &macs, &kid],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Day keys and sessions, in one transaction (day keys locked first, as a
+/// revocation does).
+async fn key_tables(
+    pool: &Pool,
+    keys: &RowKeys,
+    kid: &str,
+    adopt: bool,
+    rep: &mut RekeyReport,
+    pb: &ProgressBar,
+) -> anyhow::Result<()> {
+    use crate::store::keys::{day_row, DAY_COLS};
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await?;
+    let rows = tx
+        .query(
+            &format!("SELECT {DAY_COLS} FROM day_keys ORDER BY key_id FOR UPDATE"),
+            &[],
+        )
+        .await?;
+    let (mut ids, mut macs) = (vec![], vec![]);
+    for r in &rows {
+        pb.inc(1);
+        let k = day_row(r);
+        if k.mac_key_id.as_deref() == Some(kid) {
+            rep.already += 1;
+        } else if !trusted(adopt, &k.mac_key_id, k.mac_ok(keys)) {
+            rep.refused.push(format!("day_keys {}", k.key_id));
+        } else {
+            macs.push(keys.mac(&k.image_with(&k.status), None));
+            ids.push(k.key_id);
+        }
+    }
+    rep.rewritten += ids.len() as u64;
+    tx.execute(
+        "UPDATE day_keys d SET row_mac = x.mac, mac_key_id = $3
+           FROM unnest($1::text[], $2::bytea[]) AS x(id, mac) WHERE d.key_id = x.id",
+        &[&ids, &macs, &kid],
+    )
+    .await?;
+    let rows = tx
+        .query(
+            "SELECT sid, terminal_id, key_id, not_after, revoked_at IS NOT NULL, row_mac,
+                    mac_key_id
+               FROM sessions ORDER BY sid FOR UPDATE",
+            &[],
+        )
+        .await?;
+    let (mut ids, mut macs) = (vec![], vec![]);
+    for r in &rows {
+        pb.inc(1);
+        let sid: String = r.get(0);
+        let key: Option<String> = r.get(6);
+        let img = session_image(&sid, r.get(1), r.get(2), r.get(3), r.get(4));
+        if key.as_deref() == Some(kid) {
+            rep.already += 1;
+        } else if !trusted(
+            adopt,
+            &key,
+            keys.verify(key.as_deref(), &img, None, r.get(5)),
+        ) {
+            rep.refused.push(format!("sessions {sid}"));
+        } else {
+            macs.push(keys.mac(&img, None));
+            ids.push(sid);
+        }
+    }
+    rep.rewritten += ids.len() as u64;
+    tx.execute(
+        "UPDATE sessions s SET row_mac = x.mac, mac_key_id = $3
+           FROM unnest($1::text[], $2::bytea[]) AS x(sid, mac) WHERE s.sid = x.sid",
         &[&ids, &macs, &kid],
     )
     .await?;

@@ -17,8 +17,8 @@ use serde::Serialize;
 use tokio_postgres::Row;
 
 use crate::integrity::{
-    audit_image, level_image, member_image, operator_image, terminal_image, CardValues,
-    PostingValues, RowKeys,
+    audit_image, level_image, member_image, operator_image, session_image, terminal_image,
+    CardValues, PostingValues, RowKeys,
 };
 
 /// Rows fetched per round trip.
@@ -218,11 +218,12 @@ pub async fn verify(pool: &Pool, keys: &RowKeys, opts: Options) -> anyhow::Resul
                 "SELECT (SELECT count(*) FROM cards), (SELECT count(*) FROM postings),
                         (SELECT count(*) FROM members), (SELECT count(*) FROM terminals),
                         (SELECT count(*) FROM audit), (SELECT count(*) FROM operators),
-                        (SELECT count(*) FROM levels)",
+                        (SELECT count(*) FROM levels), (SELECT count(*) FROM day_keys),
+                        (SELECT count(*) FROM sessions)",
                 &[],
             )
             .await?;
-        let total: i64 = (0..7).map(|i| counts.get::<_, i64>(i)).sum();
+        let total: i64 = (0..9).map(|i| counts.get::<_, i64>(i)).sum();
         let pb = bar(&opts, total.max(0) as u64);
 
         pb.set_message("cards");
@@ -233,6 +234,8 @@ pub async fn verify(pool: &Pool, keys: &RowKeys, opts: Options) -> anyhow::Resul
         scan_terminals(&ta, keys, &mut report, &pb).await?;
         pb.set_message("operators");
         scan_small(&ta, keys, &mut report, &pb).await?;
+        pb.set_message("day keys");
+        scan_keys(&ta, keys, &mut report, &pb).await?;
         pb.set_message("audit");
         scan_audit(&ta, keys, &mut report, &pb).await?;
         pb.finish_and_clear();
@@ -483,6 +486,56 @@ async fn scan_terminals(
         pb.inc(1);
     }
     report.rows.insert("terminals".into(), n);
+    Ok(())
+}
+
+/// Day keys and sessions.
+async fn scan_keys(
+    ta: &Transaction<'_>,
+    keys: &RowKeys,
+    report: &mut Report,
+    pb: &ProgressBar,
+) -> anyhow::Result<()> {
+    use crate::store::keys::{day_row, DAY_COLS};
+    let mut rows = Batches::new(
+        ta,
+        &format!("SELECT {DAY_COLS} FROM day_keys ORDER BY key_id"),
+    )
+    .await?;
+    let mut n = 0u64;
+    while let Some(r) = rows.next().await? {
+        n += 1;
+        let k = day_row(&r);
+        if !k.mac_ok(keys) {
+            report.findings.push(finding(
+                "day_keys",
+                &k.key_id,
+                "mac",
+                "row MAC does not match",
+            ));
+        }
+        pb.inc(1);
+    }
+    report.rows.insert("day_keys".into(), n);
+    let mut rows = Batches::new(
+        ta,
+        "SELECT sid, terminal_id, key_id, not_after, revoked_at IS NOT NULL, row_mac, mac_key_id
+           FROM sessions ORDER BY sid",
+    )
+    .await?;
+    let mut n = 0u64;
+    while let Some(r) = rows.next().await? {
+        n += 1;
+        let sid: String = r.get(0);
+        let img = session_image(&sid, r.get(1), r.get(2), r.get(3), r.get(4));
+        if !keys.verify(r.get(6), &img, None, r.get(5)) {
+            report
+                .findings
+                .push(finding("sessions", &sid, "mac", "row MAC does not match"));
+        }
+        pb.inc(1);
+    }
+    report.rows.insert("sessions".into(), n);
     Ok(())
 }
 

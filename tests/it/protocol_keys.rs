@@ -310,9 +310,15 @@ async fn day_keys_are_destroyed_after_the_grace_period() {
     // The session lasts as long as its day key: midnight plus the grace.
     assert_eq!(s.not_after as i64, key_not_after);
     // What the daemon's upkeep does each minute, run at the key's end.
-    let n = cardswitch::store::keys::destroy_expired(&fx.client().await, key_not_after)
-        .await
-        .unwrap();
+    let n = {
+        let c = fx.client().await;
+        let rk = cardswitch::keys::admin::row_keys(&fx.config, &c)
+            .await
+            .unwrap();
+        cardswitch::store::keys::destroy_expired(&c, &rk, key_not_after)
+            .await
+            .unwrap()
+    };
     assert!(n >= 1);
     let row = fx
         .client()
