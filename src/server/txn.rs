@@ -60,15 +60,7 @@ pub async fn txn(state: &AppState, peer: SocketAddr, headers: &HeaderMap, body: 
     let fast = match state.keys.session(&state.pool, &req.sid).await {
         Ok(Some(s)) if s.terminal == req.terminal && s.terminal_active => Some(s),
         Ok(_) => None,
-        Err(e) => {
-            if e.errno() == Errno::Tampered {
-                state.metrics.tampered();
-            }
-            tracing::error!(error = %e, "session lookup");
-            return refusal
-                .answer(state, e.errno(), "session lookup", None)
-                .await;
-        }
+        Err(e) => return session_lookup_failed(state, &refusal, e).await,
     };
     let (session, store_id) = match fast {
         Some(s) => {
@@ -230,16 +222,35 @@ async fn checked_one_by_one(
                 None,
             )
             .await),
-        Err(e) => {
-            if e.errno() == Errno::Tampered {
-                state.metrics.tampered();
-            }
-            tracing::error!(error = %e, "session lookup");
-            Err(refusal
-                .answer(state, e.errno(), "session lookup", None)
-                .await)
-        }
+        Err(e) => Err(session_lookup_failed(state, refusal, e).await),
     }
+}
+
+/// The session could not be read. A session (or its day key) row that fails
+/// its integrity check is audited and counted as 3001, but answered 1004:
+/// its keys cannot be trusted to MAC the answer, and protocol.md lets only an
+/// unresolved sid go without a MAC; a client then logs in again, getting a
+/// session whose row is sound.
+async fn session_lookup_failed(
+    state: &AppState,
+    refusal: &Refusal<'_>,
+    e: crate::error::Error,
+) -> Answer {
+    tracing::error!(error = %e, "session lookup");
+    if e.errno() == Errno::Tampered {
+        state.metrics.tampered();
+        refusal
+            .audit(
+                state,
+                Errno::Tampered,
+                "session row failed its integrity check",
+            )
+            .await;
+        return proto::xml(Errno::KeyUnknown, &AnswerBody::None, None);
+    }
+    refusal
+        .answer(state, e.errno(), "session lookup", None)
+        .await
 }
 
 async fn spend_and_refuse(

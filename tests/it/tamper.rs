@@ -746,9 +746,10 @@ mod key_rows {
         fx.client().await.batch_execute(sql).await.unwrap();
     }
 
-    /// The errno of a txn answer read raw: a 3001 on the session lookup
-    /// comes before the sid is trusted, so it carries no answer MAC (which
-    /// `Client::txn` would reject).
+    /// The errno of a txn answer read raw. A session or day key row that
+    /// fails its check is answered 1004 (run the handshake again) without an
+    /// answer MAC, since its keys cannot be trusted; the refusal is audited
+    /// as 3001 and counted as an integrity failure.
     async fn txn_errno(c: &Client, s: &Session) -> Errno {
         let ts = chrono::Utc::now().timestamp_millis() as u64;
         let inner = query().encode();
@@ -795,7 +796,7 @@ mod key_rows {
         .await;
         assert_found(&fx, "day_keys", &s.key_id).await;
         // On use: the session's txn, hello and login.
-        assert_eq!(txn_errno(&c, &s).await, Errno::Tampered);
+        assert_eq!(txn_errno(&c, &s).await, Errno::KeyUnknown);
         let e = c.hello("T1", &fx.root, None).await.unwrap_err();
         assert_eq!(errno_of(&e), Errno::Tampered);
         let e = c.handshake("T1", &pw, &fx.root).await.unwrap_err();
@@ -817,9 +818,7 @@ mod key_rows {
 
     #[tokio::test]
     async fn a_session_moved_to_another_terminal_is_found_and_refused() {
-        let Setup {
-            fx, d: _d, c, s, ..
-        } = setup().await;
+        let Setup { fx, d, c, s, .. } = setup().await;
         exec(
             &fx,
             &format!(
@@ -829,14 +828,15 @@ mod key_rows {
         )
         .await;
         assert_found(&fx, "sessions", &s.sid).await;
-        assert_eq!(txn_errno(&c, &s).await, Errno::Tampered);
+        assert_eq!(txn_errno(&c, &s).await, Errno::KeyUnknown);
+        // 1004 alone would also be the answer to a sound session of another
+        // terminal: the integrity failure is what tells the two apart.
+        assert_eq!(failures(&d).await, "cardswitch_integrity_failures_total 1");
     }
 
     #[tokio::test]
     async fn a_revocation_undone_by_sql_is_found_and_refused() {
-        let Setup {
-            fx, d: _d, c, s, ..
-        } = setup().await;
+        let Setup { fx, d, c, s, .. } = setup().await;
         admin::revoke(&fx.config, fx.pool(), "T1").await.unwrap();
         // A revocation re-MACs what it changes.
         assert_clean(&fx).await;
@@ -852,7 +852,8 @@ mod key_rows {
         .await;
         assert_found(&fx, "sessions", &s.sid).await;
         assert_found(&fx, "day_keys", &s.key_id).await;
-        assert_eq!(txn_errno(&c, &s).await, Errno::Tampered);
+        assert_eq!(txn_errno(&c, &s).await, Errno::KeyUnknown);
+        assert_eq!(failures(&d).await, "cardswitch_integrity_failures_total 1");
     }
 
     #[tokio::test]
