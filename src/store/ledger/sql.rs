@@ -132,6 +132,7 @@ nm AS (
                 points bigint, status text, pin_fail_count integer, at timestamptz,
                 row_mac text, mac_key_id text, sealed text, last_mac text, chain_len bigint)
      WHERE c.card_no = x.card_no AND c.balance = x.old_balance AND c.points = x.old_points
+       AND c.card_no = ANY (ARRAY(SELECT e->>'card_no' FROM jsonb_array_elements($1::jsonb->'cards') e))
     RETURNING 1
 ), ps AS (
     INSERT INTO postings (txn_id, card_no, terminal_id, order_no, op, balance_delta,
@@ -152,6 +153,8 @@ nm AS (
     UPDATE lots l SET points_left = l.points_left + x.delta
       FROM j, jsonb_to_recordset(j.j->'lot_moves') AS x(lot_id bigint, card_no text, delta bigint)
      WHERE l.lot_id = x.lot_id AND l.card_no = x.card_no
+       AND l.lot_id = ANY (ARRAY(SELECT (e->>'lot_id')::bigint
+                                   FROM jsonb_array_elements($1::jsonb->'lot_moves') e))
     RETURNING 1
 ), nl AS (
     INSERT INTO lots (lot_id, card_no, points, points_left, expires_at, txn_id, created_at)
@@ -170,6 +173,10 @@ nm AS (
                 business_day date, posted_at timestamptz, amount numeric, charged numeric,
                 tender text, points_earned bigint, effects jsonb, answer jsonb)
      WHERE o.terminal_id = x.terminal_id AND o.order_no = x.order_no AND o.answer IS NULL
+       AND o.terminal_id = ANY (ARRAY(SELECT e->>'terminal_id'
+                                        FROM jsonb_array_elements($1::jsonb->'order') e))
+       AND o.order_no = ANY (ARRAY(SELECT e->>'order_no'
+                                     FROM jsonb_array_elements($1::jsonb->'order') e))
     RETURNING 1
 ), og AS (
     UPDATE orders o SET reversed = o.reversed OR x.reversed,
@@ -179,11 +186,19 @@ nm AS (
            AS x(terminal_id text, order_no text, reversed boolean, refunded_add numeric,
                 taken_add bigint)
      WHERE o.terminal_id = x.terminal_id AND o.order_no = x.order_no
+       AND o.terminal_id = ANY (ARRAY(SELECT e->>'terminal_id'
+                                        FROM jsonb_array_elements($1::jsonb->'orig') e))
+       AND o.order_no = ANY (ARRAY(SELECT e->>'order_no'
+                                     FROM jsonb_array_elements($1::jsonb->'orig') e))
     RETURNING 1
 ), opr AS (
     UPDATE operators p SET pin_fail_count = 0
       FROM j, jsonb_to_recordset(j.j->'operator_reset') AS x(store_id text, operator_id text)
      WHERE p.store_id = x.store_id AND p.operator_id = x.operator_id
+       AND p.store_id = ANY (ARRAY(SELECT e->>'store_id'
+                                     FROM jsonb_array_elements($1::jsonb->'operator_reset') e))
+       AND p.operator_id = ANY (ARRAY(SELECT e->>'operator_id'
+                                        FROM jsonb_array_elements($1::jsonb->'operator_reset') e))
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM nm), (SELECT count(*) FROM nc), (SELECT count(*) FROM uc),
