@@ -113,15 +113,13 @@ async fn terminals(
         let h: Option<Vec<u8>> = r.get(3);
         let s: Option<Vec<u8>> = r.get(4);
         let img = terminal_image(&id, r.get(1), r.get(2), h.as_deref(), s.as_deref());
-        if key.as_deref() == Some(kid) {
-            rep.already += 1;
-        } else if !trusted(
+        if rep.sort_row(
+            kid,
             adopt,
             &key,
-            keys.verify(key.as_deref(), &img, None, r.get(5)),
+            || keys.verify(key.as_deref(), &img, None, r.get(5)),
+            || format!("terminals {id}"),
         ) {
-            rep.refused.push(format!("terminals {id}"));
-        } else {
             macs.push(keys.mac(&img, None));
             ids.push(id);
         }
@@ -160,11 +158,13 @@ async fn key_tables(
     for r in &rows {
         pb.inc(1);
         let k = day_row(r);
-        if k.mac_key_id.as_deref() == Some(kid) {
-            rep.already += 1;
-        } else if !trusted(adopt, &k.mac_key_id, k.mac_ok(keys)) {
-            rep.refused.push(format!("day_keys {}", k.key_id));
-        } else {
+        if rep.sort_row(
+            kid,
+            adopt,
+            &k.mac_key_id,
+            || k.mac_ok(keys),
+            || format!("day_keys {}", k.key_id),
+        ) {
             macs.push(keys.mac(&k.image_with(&k.status), None));
             ids.push(k.key_id);
         }
@@ -190,15 +190,13 @@ async fn key_tables(
         let sid: String = r.get(0);
         let key: Option<String> = r.get(6);
         let img = session_image(&sid, r.get(1), r.get(2), r.get(3), r.get(4));
-        if key.as_deref() == Some(kid) {
-            rep.already += 1;
-        } else if !trusted(
+        if rep.sort_row(
+            kid,
             adopt,
             &key,
-            keys.verify(key.as_deref(), &img, None, r.get(5)),
+            || keys.verify(key.as_deref(), &img, None, r.get(5)),
+            || format!("sessions {sid}"),
         ) {
-            rep.refused.push(format!("sessions {sid}"));
-        } else {
             macs.push(keys.mac(&img, None));
             ids.push(sid);
         }
@@ -240,15 +238,13 @@ async fn small(
         let h: Option<Vec<u8>> = r.get(4);
         let s: Option<Vec<u8>> = r.get(5);
         let img = operator_image(&store, &id, r.get(2), r.get(3), h.as_deref(), s.as_deref());
-        if key.as_deref() == Some(kid) {
-            rep.already += 1;
-        } else if !trusted(
+        if rep.sort_row(
+            kid,
             adopt,
             &key,
-            keys.verify(key.as_deref(), &img, None, r.get(6)),
+            || keys.verify(key.as_deref(), &img, None, r.get(6)),
+            || format!("operators {store}/{id}"),
         ) {
-            rep.refused.push(format!("operators {store}/{id}"));
-        } else {
             macs.push(keys.mac(&img, None));
             stores.push(store);
             ids.push(id);
@@ -275,15 +271,13 @@ async fn small(
         let name: String = r.get(0);
         let key: Option<String> = r.get(4);
         let img = level_image(&name, r.get(1), r.get(2));
-        if key.as_deref() == Some(kid) {
-            rep.already += 1;
-        } else if !trusted(
+        if rep.sort_row(
+            kid,
             adopt,
             &key,
-            keys.verify(key.as_deref(), &img, None, r.get(3)),
+            || keys.verify(key.as_deref(), &img, None, r.get(3)),
+            || format!("levels {name}"),
         ) {
-            rep.refused.push(format!("levels {name}"));
-        } else {
             macs.push(keys.mac(&img, None));
             names.push(name);
         }
@@ -473,15 +467,13 @@ async fn members(
             let id: i64 = r.get(0);
             let key: Option<String> = r.get(7);
             let img = member_image(id, r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
-            if key.as_deref() == Some(kid) {
-                rep.already += 1;
-            } else if !trusted(
+            if rep.sort_row(
+                kid,
                 adopt,
                 &key,
-                keys.verify(key.as_deref(), &img, None, r.get(6)),
+                || keys.verify(key.as_deref(), &img, None, r.get(6)),
+                || format!("members {id}"),
             ) {
-                rep.refused.push(format!("members {id}"));
-            } else {
                 ids.push(id);
                 macs.push(keys.mac(&img, None));
             }
@@ -575,6 +567,29 @@ async fn audit(
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+impl RekeyReport {
+    /// Sorts one row under key `key`: already under `kid` (counted), failing
+    /// its check (listed as `what`), or to be re-MACed (`true`, see [`trusted`]).
+    fn sort_row(
+        &mut self,
+        kid: &str,
+        adopt: bool,
+        key: &Option<String>,
+        verified: impl FnOnce() -> bool,
+        what: impl FnOnce() -> String,
+    ) -> bool {
+        if key.as_deref() == Some(kid) {
+            self.already += 1;
+            false
+        } else if trusted(adopt, key, verified()) {
+            true
+        } else {
+            self.refused.push(what());
+            false
+        }
+    }
 }
 
 /// A row may be re-MACed: it verified, or it has no MAC at all and
