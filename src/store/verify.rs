@@ -428,35 +428,46 @@ async fn scan_cards(
     Ok(())
 }
 
+/// Streams `sql` and checks each row with `check`, which names the row and
+/// says whether its MAC matches; a mismatch is a finding under `table`.
+async fn scan_row_macs(
+    ta: &Transaction<'_>,
+    sql: &str,
+    table: &str,
+    report: &mut Report,
+    pb: &ProgressBar,
+    check: impl Fn(&Row) -> (String, bool),
+) -> anyhow::Result<()> {
+    let mut rows = Batches::new(ta, sql).await?;
+    let mut n = 0u64;
+    while let Some(r) = rows.next().await? {
+        n += 1;
+        let (key, ok) = check(&r);
+        if !ok {
+            report
+                .findings
+                .push(finding(table, &key, "mac", "row MAC does not match"));
+        }
+        pb.inc(1);
+    }
+    report.rows.insert(table.into(), n);
+    Ok(())
+}
+
 async fn scan_members(
     ta: &Transaction<'_>,
     keys: &RowKeys,
     report: &mut Report,
     pb: &ProgressBar,
 ) -> anyhow::Result<()> {
-    let mut rows = Batches::new(
-        ta,
-        "SELECT member_id, name, phone, birthday::text, referrer, level, row_mac, mac_key_id
-           FROM members ORDER BY member_id",
-    )
-    .await?;
-    let mut n = 0u64;
-    while let Some(r) = rows.next().await? {
-        n += 1;
+    let sql = "SELECT member_id, name, phone, birthday::text, referrer, level, row_mac, mac_key_id
+                 FROM members ORDER BY member_id";
+    scan_row_macs(ta, sql, "members", report, pb, |r| {
         let id: i64 = r.get(0);
         let img = member_image(id, r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
-        if !keys.verify(r.get(7), &img, None, r.get(6)) {
-            report.findings.push(finding(
-                "members",
-                &id.to_string(),
-                "mac",
-                "row MAC does not match",
-            ));
-        }
-        pb.inc(1);
-    }
-    report.rows.insert("members".into(), n);
-    Ok(())
+        (id.to_string(), keys.verify(r.get(7), &img, None, r.get(6)))
+    })
+    .await
 }
 
 async fn scan_terminals(
@@ -465,28 +476,17 @@ async fn scan_terminals(
     report: &mut Report,
     pb: &ProgressBar,
 ) -> anyhow::Result<()> {
-    let mut rows = Batches::new(
-        ta,
-        "SELECT terminal_id, store_id, status, pw_hash, pw_salt, row_mac, mac_key_id
-           FROM terminals ORDER BY terminal_id",
-    )
-    .await?;
-    let mut n = 0u64;
-    while let Some(r) = rows.next().await? {
-        n += 1;
+    let sql = "SELECT terminal_id, store_id, status, pw_hash, pw_salt, row_mac, mac_key_id
+                 FROM terminals ORDER BY terminal_id";
+    scan_row_macs(ta, sql, "terminals", report, pb, |r| {
         let id: String = r.get(0);
         let h: Option<Vec<u8>> = r.get(3);
         let s: Option<Vec<u8>> = r.get(4);
         let img = terminal_image(&id, r.get(1), r.get(2), h.as_deref(), s.as_deref());
-        if !keys.verify(r.get(6), &img, None, r.get(5)) {
-            report
-                .findings
-                .push(finding("terminals", &id, "mac", "row MAC does not match"));
-        }
-        pb.inc(1);
-    }
-    report.rows.insert("terminals".into(), n);
-    Ok(())
+        let ok = keys.verify(r.get(6), &img, None, r.get(5));
+        (id, ok)
+    })
+    .await
 }
 
 /// Day keys and sessions.
@@ -497,96 +497,53 @@ async fn scan_keys(
     pb: &ProgressBar,
 ) -> anyhow::Result<()> {
     use crate::store::keys::{day_row, DAY_COLS};
-    let mut rows = Batches::new(
-        ta,
-        &format!("SELECT {DAY_COLS} FROM day_keys ORDER BY key_id"),
-    )
+    let sql = format!("SELECT {DAY_COLS} FROM day_keys ORDER BY key_id");
+    scan_row_macs(ta, &sql, "day_keys", report, pb, |r| {
+        let k = day_row(r);
+        let ok = k.mac_ok(keys);
+        (k.key_id, ok)
+    })
     .await?;
-    let mut n = 0u64;
-    while let Some(r) = rows.next().await? {
-        n += 1;
-        let k = day_row(&r);
-        if !k.mac_ok(keys) {
-            report.findings.push(finding(
-                "day_keys",
-                &k.key_id,
-                "mac",
-                "row MAC does not match",
-            ));
-        }
-        pb.inc(1);
-    }
-    report.rows.insert("day_keys".into(), n);
-    let mut rows = Batches::new(
-        ta,
+    let sql =
         "SELECT sid, terminal_id, key_id, not_after, revoked_at IS NOT NULL, row_mac, mac_key_id
-           FROM sessions ORDER BY sid",
-    )
-    .await?;
-    let mut n = 0u64;
-    while let Some(r) = rows.next().await? {
-        n += 1;
+                 FROM sessions ORDER BY sid";
+    scan_row_macs(ta, sql, "sessions", report, pb, |r| {
         let sid: String = r.get(0);
         let img = session_image(&sid, r.get(1), r.get(2), r.get(3), r.get(4));
-        if !keys.verify(r.get(6), &img, None, r.get(5)) {
-            report
-                .findings
-                .push(finding("sessions", &sid, "mac", "row MAC does not match"));
-        }
-        pb.inc(1);
-    }
-    report.rows.insert("sessions".into(), n);
-    Ok(())
+        let ok = keys.verify(r.get(6), &img, None, r.get(5));
+        (sid, ok)
+    })
+    .await
 }
 
-/// Operators and levels (small tables: one query each).
+/// Operators and levels.
 async fn scan_small(
     ta: &Transaction<'_>,
     keys: &RowKeys,
     report: &mut Report,
     pb: &ProgressBar,
 ) -> anyhow::Result<()> {
-    let rows = ta
-        .query(
-            "SELECT store_id, operator_id, role, status, pin_hash, pin_salt, row_mac, mac_key_id
-               FROM operators ORDER BY store_id, operator_id",
-            &[],
-        )
-        .await?;
-    for r in &rows {
+    let sql = "SELECT store_id, operator_id, role, status, pin_hash, pin_salt, row_mac, mac_key_id
+                 FROM operators ORDER BY store_id, operator_id";
+    scan_row_macs(ta, sql, "operators", report, pb, |r| {
         let (store, id): (&str, &str) = (r.get(0), r.get(1));
         let h: Option<Vec<u8>> = r.get(4);
         let s: Option<Vec<u8>> = r.get(5);
         let img = operator_image(store, id, r.get(2), r.get(3), h.as_deref(), s.as_deref());
-        if !keys.verify(r.get(7), &img, None, r.get(6)) {
-            report.findings.push(finding(
-                "operators",
-                &format!("{store}/{id}"),
-                "mac",
-                "row MAC does not match",
-            ));
-        }
-        pb.inc(1);
-    }
-    report.rows.insert("operators".into(), rows.len() as u64);
-    let rows = ta
-        .query(
-            "SELECT level, discount, points_rate, row_mac, mac_key_id FROM levels ORDER BY level",
-            &[],
+        (
+            format!("{store}/{id}"),
+            keys.verify(r.get(7), &img, None, r.get(6)),
         )
-        .await?;
-    for r in &rows {
-        let name: &str = r.get(0);
-        let img = level_image(name, r.get(1), r.get(2));
-        if !keys.verify(r.get(4), &img, None, r.get(3)) {
-            report
-                .findings
-                .push(finding("levels", name, "mac", "row MAC does not match"));
-        }
-        pb.inc(1);
-    }
-    report.rows.insert("levels".into(), rows.len() as u64);
-    Ok(())
+    })
+    .await?;
+    let sql = "SELECT level, discount, points_rate, row_mac, mac_key_id FROM levels ORDER BY level";
+    scan_row_macs(ta, sql, "levels", report, pb, |r| {
+        let name: String = r.get(0);
+        let img = level_image(&name, r.get(1), r.get(2));
+        let ok = keys.verify(r.get(4), &img, None, r.get(3));
+        (name, ok)
+    })
+    .await
 }
 
 async fn scan_audit(
