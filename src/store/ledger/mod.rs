@@ -211,7 +211,20 @@ pub async fn execute(
         .flat_map(|e| e.lots_created.iter().chain(&e.lots_taken))
         .map(|t| t.lot_id)
         .collect();
-    let stmt = tx.prepare_cached(LOAD_SQL).await?;
+    let want_txn = posting || req.op == OpKind::Query;
+    let wanted = [
+        !locked_nos.is_empty(),
+        req.card_to_create().is_some(),
+        wants_lots,
+        req.level.is_some(),
+        want_txn,
+        hist_card.is_some(),
+        req.op == OpKind::Register,
+        !locked_nos.is_empty(),
+    ];
+    let stmt = tx
+        .prepare_typed_cached(&load_sql(bit_mask(&wanted)), &LOAD_TYPES)
+        .await?;
     let l = tx
         .query_one(
             &stmt,
@@ -220,7 +233,7 @@ pub async fn execute(
                 &req.card_to_create(),
                 &wants_lots,
                 &req.level,
-                &(posting || req.op == OpKind::Query),
+                &want_txn,
                 &hist_card,
                 &i64::from(req.limit),
                 &named_lots,

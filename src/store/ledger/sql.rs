@@ -1,5 +1,7 @@
 //! The ledger's SQL statements, each prepared and cached per connection.
 
+use tokio_postgres::types::Type;
+
 pub(super) const CLAIM_SQL: &str = "
 WITH ts AS (
     INSERT INTO seen_ts (terminal_id, ts) VALUES ($1::text, $2::bigint)
@@ -58,30 +60,65 @@ SELECT (SELECT count(*) FROM ts)::bigint AS ts_ok,
 pub(super) const PRIOR_SQL: &str =
     "SELECT digest, answer FROM orders WHERE terminal_id = $1::text AND order_no = $2::text";
 
-pub(super) const LOAD_SQL: &str = "
-WITH lv AS (
-    SELECT card_no, lot_id, points_left, expires_at FROM lots
-     WHERE card_no = ANY ($1::text[]) AND (points_left > 0 OR lot_id = ANY ($8::bigint[]))
-)
-SELECT (SELECT coalesce(json_agg(json_build_object('card_no', card_no, 'id', lot_id,
+/// The load statement's columns, each with what it is when left out; a
+/// request's statement computes only those it needs ([`load_sql`]): a
+/// debit skips the history, the level, the new card's existence and the
+/// member id, whose subqueries (the history's over every postings
+/// partition) cost executor start-up even when their parameter is NULL.
+/// Parameters, always all bound: $1 the locked cards, $2 a card number to
+/// create, $3 lot ids wanted, $4 a level, $5 a txn id wanted, $6 the
+/// history's card, $7 its limit, $8 lots a reverse names, $9 a member id
+/// wanted.
+pub(super) const LOAD_COLUMNS: [(&str, &str, &str); 8] = [
+    (
+        "lots",
+        "(SELECT coalesce(json_agg(json_build_object('card_no', card_no, 'id', lot_id,
                'left', points_left, 'exp', floor(extract(epoch FROM expires_at) * 1000)::bigint)),
-               '[]'::json) FROM lv) AS lots,
-       EXISTS (SELECT 1 FROM cards WHERE card_no = $2::text) AS new_exists,
-       ARRAY(SELECT nextval('lots_lot_id_seq') FROM generate_series(1,
-             CASE WHEN $3::bool THEN (SELECT count(*) FROM lv) + 1 ELSE 0 END)) AS lot_ids,
-       (SELECT json_build_object('level', level, 'discount', discount::text,
+               '[]'::json) FROM lv)",
+        "'[]'::json",
+    ),
+    (
+        "new_exists",
+        "EXISTS (SELECT 1 FROM cards WHERE card_no = $2::text)",
+        "false",
+    ),
+    (
+        "lot_ids",
+        "ARRAY(SELECT nextval('lots_lot_id_seq') FROM generate_series(1,
+             CASE WHEN $3::bool THEN (SELECT count(*) FROM lv) + 1 ELSE 0 END))",
+        "'{}'::bigint[]",
+    ),
+    (
+        "level",
+        "(SELECT json_build_object('level', level, 'discount', discount::text,
                'points_rate', points_rate::text, 'row_mac', encode(row_mac, 'hex'),
-               'mac_key_id', mac_key_id) FROM levels WHERE level = $4::text) AS level,
-       CASE WHEN $5::bool THEN nextval('txn_id_seq') END AS txn_id,
-       (SELECT coalesce(json_agg(h), '[]'::json) FROM (
+               'mac_key_id', mac_key_id) FROM levels WHERE level = $4::text)",
+        "NULL::json",
+    ),
+    (
+        "txn_id",
+        "CASE WHEN $5::bool THEN nextval('txn_id_seq') END",
+        "NULL::bigint",
+    ),
+    (
+        "history",
+        "(SELECT coalesce(json_agg(h), '[]'::json) FROM (
             SELECT posting_id, order_no, op, txn_id, card_no, amount::text AS amount,
                    discount::text AS discount, charged::text AS charged, points_delta,
                    balance::text AS balance, points,
                    floor(extract(epoch FROM posted_at) * 1000)::bigint AS posted_at, terminal_id
               FROM postings WHERE card_no = $6::text
-             ORDER BY posted_at DESC, posting_id DESC LIMIT $7::bigint) h) AS history,
-       CASE WHEN $9::bool THEN nextval('members_member_id_seq') END AS member_id,
-       (SELECT coalesce(json_agg(json_build_object('card_no', u.card_no, 'count', n.count,
+             ORDER BY posted_at DESC, posting_id DESC LIMIT $7::bigint) h)",
+        "'[]'::json",
+    ),
+    (
+        "member_id",
+        "CASE WHEN $9::bool THEN nextval('members_member_id_seq') END",
+        "NULL::bigint",
+    ),
+    (
+        "chains",
+        "(SELECT coalesce(json_agg(json_build_object('card_no', u.card_no, 'count', n.count,
                'last', lp.last)), '[]'::json)
           FROM unnest($1::text[]) AS u(card_no),
                LATERAL (SELECT count(*) AS count FROM postings p WHERE p.card_no = u.card_no) n,
@@ -94,19 +131,71 @@ SELECT (SELECT coalesce(json_agg(json_build_object('card_no', card_no, 'id', lot
                           floor(extract(epoch FROM posted_at) * 1000)::bigint AS posted_at,
                           encode(row_mac, 'hex') AS row_mac, mac_key_id
                      FROM postings p WHERE p.card_no = u.card_no
-                    ORDER BY posting_id DESC LIMIT 2) q) lp) AS chains";
+                    ORDER BY posting_id DESC LIMIT 2) q) lp)",
+        "'[]'::json",
+    ),
+];
 
-pub(super) const WRITE_SQL: &str = "
-WITH j AS (SELECT $1::jsonb AS j),
-nm AS (
+/// The types of the load statement's parameters: bound even where the
+/// columns that read them are left out.
+pub(super) const LOAD_TYPES: [Type; 9] = [
+    Type::TEXT_ARRAY,
+    Type::TEXT,
+    Type::BOOL,
+    Type::TEXT,
+    Type::BOOL,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8_ARRAY,
+    Type::BOOL,
+];
+
+/// The load statement computing the columns in `mask` (bit i: column i of
+/// [`LOAD_COLUMNS`]).
+pub(super) fn load_sql(mask: u16) -> String {
+    // The live lots feed both the lots and the new lot ids.
+    let mut sql = String::new();
+    if mask & 0b101 != 0 {
+        sql.push_str(
+            "WITH lv AS (
+    SELECT card_no, lot_id, points_left, expires_at FROM lots
+     WHERE card_no = ANY ($1::text[]) AND (points_left > 0 OR lot_id = ANY ($8::bigint[]))
+)\n",
+        );
+    }
+    sql.push_str("SELECT ");
+    let cols: Vec<String> = LOAD_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, (name, expr, absent))| {
+            let e = if mask & (1 << i) != 0 { expr } else { absent };
+            format!("{e} AS {name}")
+        })
+        .collect();
+    sql.push_str(&cols.join(",\n       "));
+    sql
+}
+
+/// The write statement, one section a kind of row (members, new cards,
+/// card updates, postings, lot moves, new lots, the order, the original
+/// order, an operator's PIN count), each a CTE fed by its array of the one
+/// JSON document `$1`. A request's statement holds only the sections its
+/// plan fills ([`write_sql`]): a debit runs 4 of the 9, and an empty CTE
+/// still costs executor start-up and a scan of its array (issue 6).
+pub(super) const WRITE_SECTIONS: [(&str, &str); 9] = [
+    (
+        "nm",
+        "
     INSERT INTO members (member_id, name, phone, birthday, referrer, level, row_mac, mac_key_id)
     SELECT x.member_id, x.name, x.phone, x.birthday, x.referrer, x.level,
            decode(x.row_mac, 'hex'), x.mac_key_id
       FROM j, jsonb_to_recordset(j.j->'members')
            AS x(member_id bigint, name text, phone text, birthday date, referrer text,
-                level text, row_mac text, mac_key_id text)
-    RETURNING member_id
-), nc AS (
+                level text, row_mac text, mac_key_id text)",
+    ),
+    (
+        "nc",
+        "
     INSERT INTO cards (card_no, member_id, status, balance, points, pin_hash, pin_salt, opened_at,
            row_mac, mac_key_id, sealed, last_mac, chain_len)
     SELECT x.card_no, x.member_id, x.status, x.balance,
@@ -116,10 +205,11 @@ nm AS (
       FROM j, jsonb_to_recordset(j.j->'new_cards')
            AS x(card_no text, member_id bigint, status text, balance numeric, points bigint,
                 pin_hash text, pin_salt text, at timestamptz, row_mac text, mac_key_id text,
-                sealed text, last_mac text, chain_len bigint)
-     WHERE (SELECT count(*) FROM nm) >= 0
-    RETURNING 1
-), uc AS (
+                sealed text, last_mac text, chain_len bigint)",
+    ),
+    (
+        "uc",
+        "
     UPDATE cards c SET balance = x.balance, points = x.points, status = x.status,
            pin_fail_count = x.pin_fail_count,
            row_mac = decode(x.row_mac, 'hex'), mac_key_id = x.mac_key_id,
@@ -132,9 +222,11 @@ nm AS (
                 points bigint, status text, pin_fail_count integer, at timestamptz,
                 row_mac text, mac_key_id text, sealed text, last_mac text, chain_len bigint)
      WHERE c.card_no = x.card_no AND c.balance = x.old_balance AND c.points = x.old_points
-       AND c.card_no = ANY (ARRAY(SELECT e->>'card_no' FROM jsonb_array_elements($1::jsonb->'cards') e))
-    RETURNING 1
-), ps AS (
+       AND c.card_no = ANY (ARRAY(SELECT e->>'card_no' FROM jsonb_array_elements($1::jsonb->'cards') e))",
+    ),
+    (
+        "ps",
+        "
     INSERT INTO postings (txn_id, card_no, terminal_id, order_no, op, balance_delta,
            points_delta, balance, points, amount, discount, charged, business_day, posted_at,
            lots_created, lots_taken, lots_restored, detail, row_mac, mac_key_id)
@@ -147,23 +239,29 @@ nm AS (
                 balance_delta numeric, points_delta bigint, balance numeric, points bigint,
                 amount numeric, discount numeric, charged numeric, business_day date,
                 posted_at timestamptz, lots_created jsonb, lots_taken jsonb,
-                lots_restored jsonb, detail jsonb, row_mac text, mac_key_id text)
-    RETURNING 1
-), lm AS (
+                lots_restored jsonb, detail jsonb, row_mac text, mac_key_id text)",
+    ),
+    (
+        "lm",
+        "
     UPDATE lots l SET points_left = l.points_left + x.delta
       FROM j, jsonb_to_recordset(j.j->'lot_moves') AS x(lot_id bigint, card_no text, delta bigint)
      WHERE l.lot_id = x.lot_id AND l.card_no = x.card_no
        AND l.lot_id = ANY (ARRAY(SELECT (e->>'lot_id')::bigint
-                                   FROM jsonb_array_elements($1::jsonb->'lot_moves') e))
-    RETURNING 1
-), nl AS (
+                                   FROM jsonb_array_elements($1::jsonb->'lot_moves') e))",
+    ),
+    (
+        "nl",
+        "
     INSERT INTO lots (lot_id, card_no, points, points_left, expires_at, txn_id, created_at)
     SELECT x.lot_id, x.card_no, x.points, x.points, x.expires_at, x.txn_id, x.at
       FROM j, jsonb_to_recordset(j.j->'new_lots')
            AS x(lot_id bigint, card_no text, points bigint, expires_at timestamptz,
-                txn_id bigint, at timestamptz)
-    RETURNING 1
-), od AS (
+                txn_id bigint, at timestamptz)",
+    ),
+    (
+        "od",
+        "
     UPDATE orders o SET card_no = x.card_no, cards = x.cards, txn_id = x.txn_id,
            business_day = x.business_day, posted_at = x.posted_at, amount = x.amount,
            charged = x.charged, tender = x.tender, points_earned = x.points_earned,
@@ -176,9 +274,11 @@ nm AS (
        AND o.terminal_id = ANY (ARRAY(SELECT e->>'terminal_id'
                                         FROM jsonb_array_elements($1::jsonb->'order') e))
        AND o.order_no = ANY (ARRAY(SELECT e->>'order_no'
-                                     FROM jsonb_array_elements($1::jsonb->'order') e))
-    RETURNING 1
-), og AS (
+                                     FROM jsonb_array_elements($1::jsonb->'order') e))",
+    ),
+    (
+        "og",
+        "
     UPDATE orders o SET reversed = o.reversed OR x.reversed,
            refunded = o.refunded + x.refunded_add,
            points_taken_back = o.points_taken_back + x.taken_add
@@ -189,21 +289,43 @@ nm AS (
        AND o.terminal_id = ANY (ARRAY(SELECT e->>'terminal_id'
                                         FROM jsonb_array_elements($1::jsonb->'orig') e))
        AND o.order_no = ANY (ARRAY(SELECT e->>'order_no'
-                                     FROM jsonb_array_elements($1::jsonb->'orig') e))
-    RETURNING 1
-), opr AS (
+                                     FROM jsonb_array_elements($1::jsonb->'orig') e))",
+    ),
+    (
+        "opr",
+        "
     UPDATE operators p SET pin_fail_count = 0
       FROM j, jsonb_to_recordset(j.j->'operator_reset') AS x(store_id text, operator_id text)
      WHERE p.store_id = x.store_id AND p.operator_id = x.operator_id
        AND p.store_id = ANY (ARRAY(SELECT e->>'store_id'
                                      FROM jsonb_array_elements($1::jsonb->'operator_reset') e))
        AND p.operator_id = ANY (ARRAY(SELECT e->>'operator_id'
-                                        FROM jsonb_array_elements($1::jsonb->'operator_reset') e))
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM nm), (SELECT count(*) FROM nc), (SELECT count(*) FROM uc),
-       (SELECT count(*) FROM ps), (SELECT count(*) FROM lm), (SELECT count(*) FROM nl),
-       (SELECT count(*) FROM od), (SELECT count(*) FROM og), (SELECT count(*) FROM opr)";
+                                        FROM jsonb_array_elements($1::jsonb->'operator_reset') e))",
+    ),
+];
+
+/// The write statement for the sections in `mask` (bit i: section i of
+/// [`WRITE_SECTIONS`]); it answers one count a section, 0 for those left out.
+pub(super) fn write_sql(mask: u16) -> String {
+    let mut sql = String::from("WITH j AS (SELECT $1::jsonb AS j)");
+    let mut counts = Vec::with_capacity(WRITE_SECTIONS.len());
+    for (i, (name, body)) in WRITE_SECTIONS.iter().enumerate() {
+        if mask & (1 << i) == 0 {
+            counts.push("0::bigint".to_owned());
+            continue;
+        }
+        sql.push_str(&format!(",\n{name} AS ({body}"));
+        // New cards reference new members: inserted after them.
+        if *name == "nc" && mask & 1 != 0 {
+            sql.push_str("\n     WHERE (SELECT count(*) FROM nm) >= 0");
+        }
+        sql.push_str("\n    RETURNING 1\n)");
+        counts.push(format!("(SELECT count(*) FROM {name})"));
+    }
+    sql.push_str("\nSELECT ");
+    sql.push_str(&counts.join(", "));
+    sql
+}
 
 pub(super) const REFUSE_SQL: &str = "
 WITH d AS (
@@ -226,3 +348,11 @@ WITH d AS (
      WHERE store_id = $6::text AND operator_id = $7::text RETURNING 1
 )
 SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM c) + (SELECT count(*) FROM o)";
+
+/// Bit i set when `flags[i]` is: which sections a statement holds.
+pub(super) fn bit_mask(flags: &[bool]) -> u16 {
+    flags
+        .iter()
+        .enumerate()
+        .fold(0, |m, (i, f)| if *f { m | 1 << i } else { m })
+}

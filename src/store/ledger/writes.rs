@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::check::json_dec;
 use super::rows::{hex_bytes, CardRow};
-use super::sql::{REFUSE_SQL, WRITE_SQL};
+use super::sql::{bit_mask, write_sql, REFUSE_SQL};
 use crate::error::{Error, Result};
 use crate::integrity::{member_image, CardValues, PostingValues, RowKeys};
 use crate::ledger::request::{money_text, status_text};
@@ -112,7 +112,7 @@ impl RefusalWrites {
     }
 }
 
-/// The rows one posting writes, as the JSON document [`WRITE_SQL`] expands.
+/// The rows one posting writes, as the JSON document [`write_sql`] expands.
 pub(super) struct Writes {
     pub(super) terminal: String,
     pub(super) now: DateTime<Utc>,
@@ -393,7 +393,18 @@ impl Writes {
             "orig": self.orig.iter().collect::<Vec<_>>(),
             "operator_reset": self.operator_reset.iter().collect::<Vec<_>>(),
         });
-        let stmt = tx.prepare_cached(WRITE_SQL).await?;
+        let filled = [
+            !self.members.is_empty(),
+            !self.new_cards.is_empty(),
+            !self.cards.is_empty(),
+            !self.postings.is_empty(),
+            !lot_moves.is_empty(),
+            !self.new_lots.is_empty(),
+            self.order.is_some(),
+            self.orig.is_some(),
+            self.operator_reset.is_some(),
+        ];
+        let stmt = tx.prepare_cached(&write_sql(bit_mask(&filled))).await?;
         let r = tx.query_one(&stmt, &[&doc]).await?;
         let got: Vec<i64> = (0..9).map(|i| r.get::<_, i64>(i)).collect();
         let want = [
