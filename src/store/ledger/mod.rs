@@ -104,7 +104,16 @@ pub async fn execute(
     let lock_cards = req.cards_to_lock();
 
     // 1. Claim and lock.
-    let stmt = tx.prepare_cached(CLAIM_SQL).await?;
+    let shape = ClaimShape {
+        order: req.order_no.is_some(),
+        create: req.card_to_create().is_some(),
+        orig: orig_key.is_some(),
+        operator: req.operator.is_some(),
+        cards: !lock_cards.is_empty() || orig_key.is_some(),
+    };
+    let stmt = tx
+        .prepare_typed_cached(&claim_sql(shape), &CLAIM_TYPES)
+        .await?;
     let r = tx
         .query_one(
             &stmt,
