@@ -50,6 +50,7 @@ use crate::protocol::xml::{Row, Rows};
 use crate::store::txn::{TxnContext, TxnEnv};
 
 mod check;
+mod load;
 mod rows;
 mod sql;
 mod writes;
@@ -104,13 +105,17 @@ pub async fn execute(
     let lock_cards = req.cards_to_lock();
 
     // 1. Claim and lock.
-    let shape = ClaimShape {
+    let load_args = load::LoadArgs::of(&req);
+    let mut shape = ClaimShape {
         order: req.order_no.is_some(),
         create: req.card_to_create().is_some(),
         orig: orig_key.is_some(),
         operator: req.operator.is_some(),
         cards: !lock_cards.is_empty() || orig_key.is_some(),
+        fold: None,
     };
+    shape.fold = load_args.fold(&shape);
+    let no_lots: Vec<i64> = Vec::new();
     let stmt = tx
         .prepare_typed_cached(&claim_sql(shape), &CLAIM_TYPES)
         .await?;
@@ -129,6 +134,13 @@ pub async fn execute(
                 &orig_key.map(|o| o.0),
                 &orig_key.map(|o| o.1),
                 &req.card_to_create(),
+                &load_args.wants_lots,
+                &load_args.level,
+                &load_args.want_txn,
+                &load_args.hist_card,
+                &load_args.limit,
+                &no_lots,
+                &load_args.register,
             ],
         )
         .await?;
@@ -208,10 +220,7 @@ pub async fn execute(
         _ => None,
     };
 
-    // 2. Load, in a snapshot that sees everything committed before our locks.
-    let locked_nos: Vec<String> = rows.keys().cloned().collect();
-    let wants_lots = matches!(req.op, OpKind::Debit | OpKind::Points | OpKind::Replace);
-    let hist_card = (req.op == OpKind::History).then_some(req.attr1.as_str());
+    // 2. Load (see `load`).
     // A reverse needs the very lots its original created and took, spent
     // or not.
     let named_lots: Vec<i64> = original
@@ -220,36 +229,8 @@ pub async fn execute(
         .flat_map(|e| e.lots_created.iter().chain(&e.lots_taken))
         .map(|t| t.lot_id)
         .collect();
-    let want_txn = posting || req.op == OpKind::Query;
-    let wanted = [
-        !locked_nos.is_empty(),
-        req.card_to_create().is_some(),
-        wants_lots,
-        req.level.is_some(),
-        want_txn,
-        hist_card.is_some(),
-        req.op == OpKind::Register,
-        !locked_nos.is_empty(),
-    ];
-    let stmt = tx
-        .prepare_typed_cached(&load_sql(bit_mask(&wanted)), &LOAD_TYPES)
-        .await?;
-    let l = tx
-        .query_one(
-            &stmt,
-            &[
-                &locked_nos,
-                &req.card_to_create(),
-                &wants_lots,
-                &req.level,
-                &want_txn,
-                &hist_card,
-                &i64::from(req.limit),
-                &named_lots,
-                &(req.op == OpKind::Register),
-            ],
-        )
-        .await?;
+    let folded = shape.fold.is_some().then_some(r);
+    let l = load::run(tx, &load_args, &named_lots, folded, &rows).await?;
     let chains: Vec<check::ChainRow> = from_json(l.get::<_, Value>("chains"), "chains")?;
     let ids = chains
         .iter()

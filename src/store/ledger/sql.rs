@@ -18,13 +18,17 @@ pub(super) struct ClaimShape {
     pub(super) operator: bool,
     /// Lock cards (those named, or the original's).
     pub(super) cards: bool,
+    /// The load's columns of this mask computed in the claim's own snapshot
+    /// (see `store::ledger::load`); `None`: a load statement of its own.
+    pub(super) fold: Option<u16>,
 }
 
 /// The types of the claim statement's parameters: $1 terminal, $2 ts,
 /// $3 store, $4 operator, $5 order number, $6 request digest, $7 op,
 /// $8 cards to lock, $9/$10 the original's terminal and order number,
-/// $11 a card number to create. All are bound whatever the shape.
-pub(super) const CLAIM_TYPES: [Type; 11] = [
+/// $11 a card number to create; $12–$18 the folded load's (see
+/// [`LOAD_TYPES`]: $3–$9 there). All are bound whatever the shape.
+pub(super) const CLAIM_TYPES: [Type; 18] = [
     Type::TEXT,
     Type::INT8,
     Type::TEXT,
@@ -36,6 +40,13 @@ pub(super) const CLAIM_TYPES: [Type; 11] = [
     Type::TEXT,
     Type::TEXT,
     Type::TEXT,
+    Type::BOOL,
+    Type::TEXT,
+    Type::BOOL,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8_ARRAY,
+    Type::BOOL,
 ];
 
 /// The claim-and-lock statement of one shape. Its CTEs are chained so that
@@ -112,6 +123,11 @@ pub(super) fn claim_sql(shape: ClaimShape) -> String {
 )"
         ));
     }
+    let folded = shape.fold.map(|m| load_part(m, &FOLDED_PARAMS));
+    if let Some((Some(lv), _)) = &folded {
+        sql.push_str(", ");
+        sql.push_str(lv);
+    }
     let or_null =
         |on: bool, expr: &str, null: &str| if on { expr.to_owned() } else { null.to_owned() };
     let cols = [
@@ -151,6 +167,9 @@ pub(super) fn claim_sql(shape: ClaimShape) -> String {
     ];
     sql.push_str("\nSELECT ");
     sql.push_str(&cols.join(",\n       "));
+    if let Some((_, load_cols)) = &folded {
+        sql.push_str(load_cols);
+    }
     sql
 }
 
@@ -176,25 +195,25 @@ pub(super) const LOAD_COLUMNS: [(&str, &str, &str); 8] = [
     ),
     (
         "new_exists",
-        "EXISTS (SELECT 1 FROM cards WHERE card_no = $2::text)",
+        "EXISTS (SELECT 1 FROM cards WHERE card_no = {create})",
         "false",
     ),
     (
         "lot_ids",
         "ARRAY(SELECT nextval('lots_lot_id_seq') FROM generate_series(1,
-             CASE WHEN $3::bool THEN (SELECT count(*) FROM lv) + 1 ELSE 0 END))",
+             CASE WHEN {wants_lots} THEN (SELECT count(*) FROM lv) + 1 ELSE 0 END))",
         "'{}'::bigint[]",
     ),
     (
         "level",
         "(SELECT json_build_object('level', level, 'discount', discount::text,
                'points_rate', points_rate::text, 'row_mac', encode(row_mac, 'hex'),
-               'mac_key_id', mac_key_id) FROM levels WHERE level = $4::text)",
+               'mac_key_id', mac_key_id) FROM levels WHERE level = {level})",
         "NULL::json",
     ),
     (
         "txn_id",
-        "CASE WHEN $5::bool THEN nextval('txn_id_seq') END",
+        "CASE WHEN {want_txn} THEN nextval('txn_id_seq') END",
         "NULL::bigint",
     ),
     (
@@ -204,20 +223,20 @@ pub(super) const LOAD_COLUMNS: [(&str, &str, &str); 8] = [
                    discount::text AS discount, charged::text AS charged, points_delta,
                    balance::text AS balance, points,
                    floor(extract(epoch FROM posted_at) * 1000)::bigint AS posted_at, terminal_id
-              FROM postings WHERE card_no = $6::text
-             ORDER BY posted_at DESC, posting_id DESC LIMIT $7::bigint) h)",
+              FROM postings WHERE card_no = {hist}
+             ORDER BY posted_at DESC, posting_id DESC LIMIT {limit}) h)",
         "'[]'::json",
     ),
     (
         "member_id",
-        "CASE WHEN $9::bool THEN nextval('members_member_id_seq') END",
+        "CASE WHEN {register} THEN nextval('members_member_id_seq') END",
         "NULL::bigint",
     ),
     (
         "chains",
         "(SELECT coalesce(json_agg(json_build_object('card_no', u.card_no, 'count', n.count,
                'last', lp.last)), '[]'::json)
-          FROM unnest($1::text[]) AS u(card_no),
+          FROM unnest({cards}) AS u(card_no),
                LATERAL (SELECT count(*) AS count FROM postings p WHERE p.card_no = u.card_no) n,
                LATERAL (SELECT json_agg(q ORDER BY q.posting_id DESC) AS last FROM (
                    SELECT posting_id, txn_id, card_no, terminal_id, order_no, op,
@@ -250,27 +269,84 @@ pub(super) const LOAD_TYPES: [Type; 9] = [
 /// The load statement computing the columns in `mask` (bit i: column i of
 /// [`LOAD_COLUMNS`]).
 pub(super) fn load_sql(mask: u16) -> String {
+    let (lv, cols) = load_part(mask, &LOAD_PARAMS);
+    let with = lv.map(|l| format!("WITH {l}\n")).unwrap_or_default();
+    // The columns come with a leading comma each.
+    format!("{with}SELECT {}", cols.trim_start_matches(','))
+}
+
+/// How the load's columns name their inputs: in the load statement, its own
+/// parameters; folded into the claim ([`claim_sql`]), the claim's locked
+/// cards and parameters $12 on.
+struct LoadParams {
+    cards: &'static str,
+    create: &'static str,
+    wants_lots: &'static str,
+    level: &'static str,
+    want_txn: &'static str,
+    hist: &'static str,
+    limit: &'static str,
+    named_lots: &'static str,
+    register: &'static str,
+}
+
+const LOAD_PARAMS: LoadParams = LoadParams {
+    cards: "$1::text[]",
+    create: "$2::text",
+    wants_lots: "$3::bool",
+    level: "$4::text",
+    want_txn: "$5::bool",
+    hist: "$6::text",
+    limit: "$7::bigint",
+    named_lots: "$8::bigint[]",
+    register: "$9::bool",
+};
+
+const FOLDED_PARAMS: LoadParams = LoadParams {
+    cards: "ARRAY(SELECT card_no FROM locked)",
+    create: "$11::text",
+    wants_lots: "$12::bool",
+    level: "$13::text",
+    want_txn: "$14::bool",
+    hist: "$15::text",
+    limit: "$16::bigint",
+    named_lots: "$17::bigint[]",
+    register: "$18::bool",
+};
+
+/// The live-lots CTE if `mask` needs it, and the columns of `mask`, each
+/// after a comma.
+fn load_part(mask: u16, p: &LoadParams) -> (Option<String>, String) {
+    let fill = |t: &str| {
+        t.replace("{cards}", p.cards)
+            .replace("{create}", p.create)
+            .replace("{wants_lots}", p.wants_lots)
+            .replace("{level}", p.level)
+            .replace("{want_txn}", p.want_txn)
+            .replace("{hist}", p.hist)
+            .replace("{limit}", p.limit)
+            .replace("{named_lots}", p.named_lots)
+            .replace("{register}", p.register)
+    };
     // The live lots feed both the lots and the new lot ids.
-    let mut sql = String::new();
-    if mask & 0b101 != 0 {
-        sql.push_str(
-            "WITH lv AS (
+    let lv = (mask & 0b101 != 0).then(|| {
+        fill(
+            "lv AS (
     SELECT card_no, lot_id, points_left, expires_at FROM lots
-     WHERE card_no = ANY ($1::text[]) AND (points_left > 0 OR lot_id = ANY ($8::bigint[]))
-)\n",
-        );
+     WHERE card_no = ANY ({cards}) AND (points_left > 0 OR lot_id = ANY ({named_lots}))
+)",
+        )
+    });
+    let mut cols = String::new();
+    for (i, (name, expr, absent)) in LOAD_COLUMNS.iter().enumerate() {
+        let e = if mask & (1 << i) != 0 {
+            fill(expr)
+        } else {
+            (*absent).to_owned()
+        };
+        cols.push_str(&format!(",\n       {e} AS {name}"));
     }
-    sql.push_str("SELECT ");
-    let cols: Vec<String> = LOAD_COLUMNS
-        .iter()
-        .enumerate()
-        .map(|(i, (name, expr, absent))| {
-            let e = if mask & (1 << i) != 0 { expr } else { absent };
-            format!("{e} AS {name}")
-        })
-        .collect();
-    sql.push_str(&cols.join(",\n       "));
-    sql
+    (lv, cols)
 }
 
 /// The write statement, one section a kind of row (members, new cards,

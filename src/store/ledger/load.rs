@@ -1,0 +1,128 @@
+//! Step 2, the load: what a request reads once its rows are locked (the
+//! cards' live lots and chains, ids for what it will create, a level, a
+//! history), in a snapshot that sees every change committed before the
+//! locks were granted.
+//!
+//! Most requests get it without a statement of their own: the claim computes
+//! the same columns (folded, [`ClaimShape::fold`]) in its own snapshot,
+//! which was taken before its row locks were granted. That snapshot is the
+//! right one unless a transaction that changed a locked card committed while
+//! the claim waited for it; every such transaction (a posting) adds to the
+//! card's chain, and the locked card row is the newest version, so the claim
+//! saw everything exactly when each card's chain, as the snapshot shows it,
+//! is as long as the card says and ends in the card's last MAC. Otherwise
+//! (or when the folded columns were not asked for) the load runs as a
+//! statement of its own in a fresh snapshot, where a chain that still
+//! disagrees is tampering (`check::check_chains`).
+//!
+//! Not folded: a request that creates a card number (its existence must be
+//! read after the advisory lock, which the claim's snapshot predates) and a
+//! reverse or refund (the lots its original names come from the original,
+//! read by the claim itself).
+
+use std::collections::BTreeMap;
+
+use deadpool_postgres::Transaction;
+use serde_json::Value;
+
+use super::check::ChainRow;
+use super::rows::{from_json, CardRow};
+use super::sql::{bit_mask, load_sql, ClaimShape, LOAD_TYPES};
+use crate::error::Result;
+use crate::ledger::request::Request;
+use crate::ledger::OpKind;
+
+/// What the load reads for a request, decided before the claim.
+pub(super) struct LoadArgs<'a> {
+    pub(super) card_to_create: Option<&'a str>,
+    pub(super) wants_lots: bool,
+    pub(super) level: Option<&'a str>,
+    pub(super) want_txn: bool,
+    pub(super) hist_card: Option<&'a str>,
+    pub(super) limit: i64,
+    pub(super) register: bool,
+}
+
+impl<'a> LoadArgs<'a> {
+    pub(super) fn of(req: &'a Request) -> LoadArgs<'a> {
+        let posting = req.op.is_posting();
+        LoadArgs {
+            card_to_create: req.card_to_create(),
+            wants_lots: matches!(req.op, OpKind::Debit | OpKind::Points | OpKind::Replace),
+            level: req.level.as_deref(),
+            want_txn: posting || req.op == OpKind::Query,
+            hist_card: (req.op == OpKind::History).then_some(req.attr1.as_str()),
+            limit: i64::from(req.limit),
+            register: req.op == OpKind::Register,
+        }
+    }
+
+    /// The load's columns (`LOAD_COLUMNS`) this request needs.
+    pub(super) fn mask(&self, has_cards: bool) -> u16 {
+        bit_mask(&[
+            has_cards,
+            self.card_to_create.is_some(),
+            self.wants_lots,
+            self.level.is_some(),
+            self.want_txn,
+            self.hist_card.is_some(),
+            self.register,
+            has_cards,
+        ])
+    }
+
+    /// The mask of the columns to fold into a claim of `shape`, if any.
+    pub(super) fn fold(&self, shape: &ClaimShape) -> Option<u16> {
+        (shape.cards && !shape.create && !shape.orig).then(|| self.mask(true))
+    }
+}
+
+/// The load's row: the claim's when it folded the load and its snapshot
+/// was fresh for every locked card, else a load statement's.
+pub(super) async fn run(
+    tx: &Transaction<'_>,
+    args: &LoadArgs<'_>,
+    named_lots: &[i64],
+    claim: Option<tokio_postgres::Row>,
+    rows: &BTreeMap<String, CardRow>,
+) -> Result<tokio_postgres::Row> {
+    if let Some(r) = claim {
+        let chains: Vec<ChainRow> = from_json(r.get::<_, Value>("chains"), "chains")?;
+        if fresh(&chains, rows) {
+            return Ok(r);
+        }
+    }
+    let locked_nos: Vec<String> = rows.keys().cloned().collect();
+    let stmt = tx
+        .prepare_typed_cached(&load_sql(args.mask(!locked_nos.is_empty())), &LOAD_TYPES)
+        .await?;
+    Ok(tx
+        .query_one(
+            &stmt,
+            &[
+                &locked_nos,
+                &args.card_to_create,
+                &args.wants_lots,
+                &args.level,
+                &args.want_txn,
+                &args.hist_card,
+                &args.limit,
+                &named_lots,
+                &args.register,
+            ],
+        )
+        .await?)
+}
+
+/// Whether the chains a snapshot shows end where the (newest) locked card
+/// rows say they do: then no posting on them committed after the snapshot.
+fn fresh(chains: &[ChainRow], rows: &BTreeMap<String, CardRow>) -> bool {
+    chains.len() == rows.len()
+        && chains.iter().all(|ch| {
+            rows.get(&ch.card_no).is_some_and(|c| {
+                let last = ch.last.as_deref().and_then(|l| l.first());
+                ch.count == c.chain_len
+                    && last.and_then(|p| p.row_mac.as_deref()) == c.last_mac.as_deref()
+            })
+        })
+}
