@@ -109,10 +109,24 @@ pub fn request_mac_input(body: &[u8]) -> Vec<u8> {
 /// answer body. Takes the request MAC as bytes so that it is always written
 /// in lower-case hex, whatever case the client sent.
 pub fn response_mac_input(ts: u64, request_mac: &[u8; 32], body: &[u8]) -> Vec<u8> {
-    let head = format!("RESP\n{ts}\n{}\n", hex::encode(request_mac));
+    let head = response_mac_head(ts, request_mac);
     let mut out = Vec::with_capacity(head.len() + body.len());
-    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(&head);
     out.extend_from_slice(body);
+    out
+}
+
+/// The part of [`response_mac_input`] before the answer body, so that a
+/// MAC can be computed over `[head, body]` without copying the body.
+pub fn response_mac_head(ts: u64, request_mac: &[u8; 32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + 20 + 1 + 64 + 1);
+    out.extend_from_slice(b"RESP\n");
+    out.extend_from_slice(ts.to_string().as_bytes());
+    out.push(b'\n');
+    let mut hex = [0u8; 64];
+    hex::encode_to_slice(request_mac, &mut hex).expect("64 hex digits for 32 bytes");
+    out.extend_from_slice(&hex);
+    out.push(b'\n');
     out
 }
 
@@ -130,7 +144,12 @@ pub fn parse_mac_header(value: impl AsRef<[u8]>) -> Result<[u8; 32], Errno> {
 
 /// `hmac-sha256:{lower-case hex}`.
 pub fn format_mac_header(mac: &[u8; 32]) -> String {
-    format!("{MAC_HEADER_PREFIX}{}", hex::encode(mac))
+    let mut hex = [0u8; 64];
+    hex::encode_to_slice(mac, &mut hex).expect("64 hex digits for 32 bytes");
+    let mut out = String::with_capacity(MAC_HEADER_PREFIX.len() + hex.len());
+    out.push_str(MAC_HEADER_PREFIX);
+    out.push_str(std::str::from_utf8(&hex).expect("hex is ASCII"));
+    out
 }
 
 #[cfg(test)]
@@ -180,6 +199,10 @@ mod tests {
         let got = response_mac_input(1_795_000_000_000, &mac, b"<x/>");
         let want = format!("RESP\n1795000000000\n{}\n<x/>", "ab".repeat(32));
         assert_eq!(got, want.as_bytes());
+        let mut split = response_mac_head(1_795_000_000_000, &mac);
+        split.extend_from_slice(b"<x/>");
+        assert_eq!(split, got);
+        assert_eq!(response_mac_head(0, &mac)[..7], *b"RESP\n0\n");
     }
 
     #[test]

@@ -67,22 +67,26 @@ fn parse(body: &[u8], allowed: Option<&[&str]>) -> Result<Form, Errno> {
     if body.is_empty() {
         return Ok(form);
     }
-    let mut seen: Vec<String> = Vec::new();
+    // Every pair, empty values included, so that a repeat of an empty field
+    // is refused too; the empty ones are dropped at the end.
+    let mut pairs: Vec<(String, String)> =
+        Vec::with_capacity(body.iter().filter(|&&b| b == b'&').count() + 1);
     for pair in body.split(|&b| b == b'&') {
         let eq = pair
             .iter()
             .position(|&b| b == b'=')
             .ok_or(Errno::Malformed)?;
         let name = decode_component(&pair[..eq])?;
-        let value = decode_component(&pair[eq + 1..])?;
-        if allowed.is_some_and(|a| !a.contains(&name.as_str())) || seen.contains(&name) {
+        if allowed.is_some_and(|a| !a.contains(&name.as_str()))
+            || pairs.iter().any(|(n, _)| *n == name)
+        {
             return Err(Errno::Malformed);
         }
-        seen.push(name.clone());
-        if !value.is_empty() {
-            form.pairs.push((name, value));
-        }
+        let value = decode_component(&pair[eq + 1..])?;
+        pairs.push((name, value));
     }
+    pairs.retain(|(_, v)| !v.is_empty());
+    form.pairs = pairs;
     Ok(form)
 }
 

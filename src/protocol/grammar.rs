@@ -121,10 +121,30 @@ pub fn base64_encode(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// [`base64_encode`], appended to `out`.
+pub fn base64_encode_into(bytes: &[u8], out: &mut String) {
+    base64::engine::general_purpose::STANDARD.encode_string(bytes, out)
+}
+
+/// The length of [`base64_encode`]`(bytes)` for `n` bytes (padded).
+pub fn base64_len(n: usize) -> usize {
+    n.div_ceil(3) * 4
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn base64_into_and_len(prefix in "[a-z]{0,3}", b in proptest::collection::vec(any::<u8>(), 0..100)) {
+            let mut out = prefix.clone();
+            base64_encode_into(&b, &mut out);
+            prop_assert_eq!(out, format!("{prefix}{}", base64_encode(&b)));
+            prop_assert_eq!(base64_len(b.len()), base64_encode(&b).len());
+        }
+    }
 
     #[test]
     fn ids() {

@@ -92,6 +92,14 @@ pub fn valid_name(name: &str) -> bool {
 /// of whitespace between tags; characters XML 1.0 cannot carry at all (other
 /// C0 controls, U+FFFE, U+FFFF) become U+FFFD.
 fn escape_into(s: &str, out: &mut String) {
+    // Most values (digits, hex, names) need no escaping: copy them whole.
+    if !s
+        .bytes()
+        .any(|b| b < 0x20 || matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'' | 0xef))
+    {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -131,16 +139,37 @@ fn rows_into(rows: &Rows, out: &mut String) {
     out.push_str("</rows>");
 }
 
+/// About the length of `rows` encoded (exact when nothing needs escaping),
+/// to size the output once.
+fn rows_len_hint(rows: &Rows) -> usize {
+    let fields: usize = rows
+        .0
+        .iter()
+        .flat_map(|r| r.0.iter())
+        .map(|(n, v)| 2 * n.len() + v.len() + 5)
+        .sum();
+    "<rows></rows>".len() + rows.0.len() * "<row></row>".len() + fields
+}
+
 /// The result set as encrypted into `<data>`: `<rows>…</rows>`, no declaration.
 pub fn encode_rows(rows: &Rows) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(rows_len_hint(rows));
     rows_into(rows, &mut out);
     out
 }
 
 /// A whole answer body, byte for byte what the daemon sends and MACs.
 pub fn encode_answer(errno: Errno, now_ms: u64, body: &AnswerBody) -> String {
-    let mut out = String::with_capacity(256);
+    // Sized once: the fixed elements, the message, and the body.
+    let body_len = match body {
+        AnswerBody::None => 0,
+        AnswerBody::Rows(rows) => rows_len_hint(rows),
+        AnswerBody::Data { iv, data } => {
+            32 + grammar::base64_len(iv.len()) + grammar::base64_len(data.len())
+        }
+    };
+    let mut out =
+        String::with_capacity(DECLARATION.len() + 160 + 2 * errno.message().len() + body_len);
     out.push_str(DECLARATION);
     out.push_str("<result>");
     leaf(
@@ -156,9 +185,9 @@ pub fn encode_answer(errno: Errno, now_ms: u64, body: &AnswerBody) -> String {
         AnswerBody::Rows(rows) => rows_into(rows, &mut out),
         AnswerBody::Data { iv, data } => {
             out.push_str("<data iv=\"");
-            out.push_str(&grammar::base64_encode(iv));
+            grammar::base64_encode_into(iv, &mut out);
             out.push_str("\">");
-            out.push_str(&grammar::base64_encode(data));
+            grammar::base64_encode_into(data, &mut out);
             out.push_str("</data>");
         }
     }

@@ -33,6 +33,17 @@ fn encodes_exactly() {
     let mut controls = String::new();
     escape_into("a\u{0}b\u{1b}\u{ffff}", &mut controls);
     assert_eq!(controls, "a\u{fffd}b\u{fffd}\u{fffd}");
+    // The copy-whole fast path and the char-by-char path agree.
+    for (raw, want) in [
+        ("12.50 A-1 \u{e9}\u{f000}", "12.50 A-1 \u{e9}\u{f000}"),
+        ("\u{fffe}\u{f000}", "\u{fffd}\u{f000}"),
+        ("x\u{7f}", "x\u{7f}"),
+        ("", ""),
+    ] {
+        let mut out = String::from("<");
+        escape_into(raw, &mut out);
+        assert_eq!(out, format!("<{want}"));
+    }
 }
 
 #[test]

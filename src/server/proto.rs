@@ -38,14 +38,10 @@ pub fn xml(errno: Errno, body: &AnswerBody, mac: Option<&MacCtx>) -> Answer {
         .status(status)
         .header(header::CONTENT_TYPE, "application/xml; charset=utf-8");
     if let Some(m) = mac {
-        let tag = hmac_sha256(
-            m.keys.mac.expose(),
-            &[&canonical::response_mac_input(
-                m.ts,
-                &m.request_mac,
-                text.as_bytes(),
-            )],
-        );
+        // The same input as `canonical::response_mac_input`, without copying
+        // the body after the head.
+        let head = canonical::response_mac_head(m.ts, &m.request_mac);
+        let tag = hmac_sha256(m.keys.mac.expose(), &[&head, text.as_bytes()]);
         b = b.header("x-cardswitch-mac", canonical::format_mac_header(&tag));
     }
     if errno == Errno::Throttled {
