@@ -126,3 +126,48 @@ fn fresh(chains: &[ChainRow], rows: &BTreeMap<String, CardRow>) -> bool {
             })
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn card(no: &str, chain_len: i64, last_mac: Option<&str>) -> (String, CardRow) {
+        let row = json!({
+            "card_no": no, "member_id": 1, "status": "active", "balance": "0.00",
+            "points": 0, "pin_fail_count": 0, "level": "std", "discount": "1",
+            "points_rate": "1", "name": "n", "phone": "p", "opened_at": 0,
+            "last_mac": last_mac, "chain_len": chain_len,
+        });
+        (no.to_owned(), serde_json::from_value(row).unwrap())
+    }
+
+    fn chain(no: &str, count: i64, last_mac: Option<&str>) -> ChainRow {
+        let posting = |mac: &str| {
+            json!({
+                "txn_id": 1, "card_no": no, "terminal_id": "T", "op": "debit",
+                "balance_delta": "0", "points_delta": 0, "balance": "0", "points": 0,
+                "amount": "0", "discount": "0", "charged": "0", "business_day": "2026-11-22",
+                "posted_at": 0, "row_mac": mac,
+            })
+        };
+        let last = last_mac.map(|m| vec![posting(m)]);
+        serde_json::from_value(json!({"card_no": no, "count": count, "last": last})).unwrap()
+    }
+
+    #[test]
+    fn a_snapshot_is_fresh_only_when_every_chain_ends_where_its_card_says() {
+        let rows: BTreeMap<_, _> = [card("A", 2, Some("aa")), card("B", 0, None)].into();
+        assert!(fresh(&[chain("A", 2, Some("aa")), chain("B", 0, None)], &rows));
+        // A posting committed after the snapshot: the card is one ahead.
+        let behind = [chain("A", 1, Some("99")), chain("B", 0, None)];
+        assert!(!fresh(&behind, &rows));
+        // Same length, other last MAC; a card's chain missing; an unknown card.
+        assert!(!fresh(&[chain("A", 2, Some("ab")), chain("B", 0, None)], &rows));
+        assert!(!fresh(&[chain("A", 2, Some("aa"))], &rows));
+        assert!(!fresh(&[chain("A", 2, Some("aa")), chain("C", 0, None)], &rows));
+        // A first posting committed after the snapshot.
+        let first: BTreeMap<_, _> = [card("B", 1, Some("bb"))].into();
+        assert!(!fresh(&[chain("B", 0, None)], &first));
+    }
+}
