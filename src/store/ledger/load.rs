@@ -158,14 +158,23 @@ mod tests {
     #[test]
     fn a_snapshot_is_fresh_only_when_every_chain_ends_where_its_card_says() {
         let rows: BTreeMap<_, _> = [card("A", 2, Some("aa")), card("B", 0, None)].into();
-        assert!(fresh(&[chain("A", 2, Some("aa")), chain("B", 0, None)], &rows));
+        assert!(fresh(
+            &[chain("A", 2, Some("aa")), chain("B", 0, None)],
+            &rows
+        ));
         // A posting committed after the snapshot: the card is one ahead.
         let behind = [chain("A", 1, Some("99")), chain("B", 0, None)];
         assert!(!fresh(&behind, &rows));
         // Same length, other last MAC; a card's chain missing; an unknown card.
-        assert!(!fresh(&[chain("A", 2, Some("ab")), chain("B", 0, None)], &rows));
+        assert!(!fresh(
+            &[chain("A", 2, Some("ab")), chain("B", 0, None)],
+            &rows
+        ));
         assert!(!fresh(&[chain("A", 2, Some("aa"))], &rows));
-        assert!(!fresh(&[chain("A", 2, Some("aa")), chain("C", 0, None)], &rows));
+        assert!(!fresh(
+            &[chain("A", 2, Some("aa")), chain("C", 0, None)],
+            &rows
+        ));
         // A first posting committed after the snapshot.
         let first: BTreeMap<_, _> = [card("B", 1, Some("bb"))].into();
         assert!(!fresh(&[chain("B", 0, None)], &first));
