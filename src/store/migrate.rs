@@ -20,6 +20,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (4, "ledger", include_str!("migrations/0004_ledger.sql")),
     (5, "tamper", include_str!("migrations/0005_tamper.sql")),
     (6, "key_macs", include_str!("migrations/0006_key_macs.sql")),
+    (
+        7,
+        "write_check",
+        include_str!("migrations/0007_write_check.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming our advisory lock.

@@ -4,8 +4,9 @@
 //! without a second commit.
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Pool;
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{Object, Pool};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement};
 
 use crate::error::{Error, Result};
 use crate::protocol::errno::Errno;
@@ -103,25 +104,205 @@ fn is_retryable(e: &tokio_postgres::Error) -> bool {
 }
 
 async fn run_once(pool: &Pool, env: &TxnEnv, ctx: &TxnContext, form: &InnerForm) -> Result<Rows> {
-    let mut client = pool.get().await?;
-    let tx = match client.transaction().await {
-        Ok(tx) => tx,
-        // A pooled connection the server closed (a terminated backend, a
-        // restart): nothing was sent, so a fresh one may be tried.
-        Err(e) if e.is_closed() => return Err(Error::Internal(STALE.into())),
-        Err(e) => return Err(e.into()),
-    };
-    match dispatch(&tx, env, ctx, form).await {
+    let mut conn = TxnConn::new(pool.get().await?);
+    let result = dispatch(&conn, env, ctx, form).await;
+    match result {
         Ok(rows) => {
-            tx.commit().await?;
+            conn.commit().await?;
             Ok(rows)
         }
-        Err(Error::Refused(Errno::TsUsed)) => Err(Errno::TsUsed.into()),
+        Err(Error::Refused(Errno::TsUsed)) => {
+            conn.rollback().await?;
+            Err(Errno::TsUsed.into())
+        }
         Err(Error::Refused(e)) => {
-            tx.commit().await?;
+            conn.commit().await?;
             Err(Error::Refused(e))
         }
-        Err(other) => Err(other),
+        Err(other) => {
+            // A connection that failed mid-statement is dropped below, not
+            // rolled back here: its rollback could fail too.
+            if conn.is_usable() {
+                conn.rollback().await?;
+            }
+            Err(other)
+        }
+    }
+}
+
+/// A pooled connection in a transaction begun by hand, so that BEGIN goes
+/// out with the request's first statement and COMMIT with its last
+/// (pipelined: one round trip each instead of two; issue 6).
+///
+/// Dropped while its transaction may still be open (an error path that did
+/// not end it, a panic, a connection that broke mid-way), the connection is
+/// taken out of the pool and closed: a pooled connection is never handed out
+/// inside a transaction.
+pub struct TxnConn {
+    obj: Option<Object>,
+    state: StateCell,
+}
+
+/// The transaction's state, shared by `&self` methods (the connection is
+/// used by one request at a time; atomic only so the future stays `Send`).
+struct StateCell(std::sync::atomic::AtomicU8);
+
+impl StateCell {
+    fn get(&self) -> TxnState {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => TxnState::NotBegun,
+            1 => TxnState::Open,
+            2 => TxnState::Ended,
+            _ => TxnState::Broken,
+        }
+    }
+
+    fn set(&self, s: TxnState) {
+        self.0.store(s as u8, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum TxnState {
+    NotBegun = 0,
+    Open = 1,
+    Ended = 2,
+    /// A statement failed at the connection level: the state is unknown.
+    Broken = 3,
+}
+
+impl TxnConn {
+    fn new(obj: Object) -> TxnConn {
+        TxnConn {
+            obj: Some(obj),
+            state: StateCell(std::sync::atomic::AtomicU8::new(TxnState::NotBegun as u8)),
+        }
+    }
+
+    fn client(&self) -> &Object {
+        self.obj
+            .as_ref()
+            .expect("the connection is held until drop")
+    }
+
+    /// The connection, for a statement in the transaction (begun first).
+    pub async fn in_txn(&self) -> Result<&Object> {
+        if self.state.get() == TxnState::NotBegun {
+            self.watch(self.client().batch_execute("BEGIN").await)
+                .map_err(stale_if_closed)?;
+            self.state.set(TxnState::Open);
+        }
+        Ok(self.client())
+    }
+
+    pub async fn prepare_cached(&self, sql: &str) -> Result<Statement> {
+        Ok(self.client().prepare_cached(sql).await?)
+    }
+
+    pub async fn prepare_typed_cached(
+        &self,
+        sql: &str,
+        types: &[tokio_postgres::types::Type],
+    ) -> Result<Statement> {
+        Ok(self.client().prepare_typed_cached(sql, types).await?)
+    }
+
+    /// One statement in the transaction; the first one carries the BEGIN.
+    pub async fn query_one(&self, stmt: &Statement, params: &[&(dyn ToSql + Sync)]) -> Result<Row> {
+        let c = self.client();
+        if self.state.get() != TxnState::NotBegun {
+            return self
+                .watch(c.query_one(stmt, params).await)
+                .map_err(Into::into);
+        }
+        let (begun, row) = tokio::join!(c.batch_execute("BEGIN"), c.query_one(stmt, params));
+        // Both failed alike when the connection was closed before BEGIN:
+        // nothing ran, so the request may try another connection.
+        self.watch(begun).map_err(stale_if_closed)?;
+        self.state.set(TxnState::Open);
+        self.watch(row).map_err(Into::into)
+    }
+
+    pub async fn query_opt(
+        &self,
+        stmt: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>> {
+        let c = self.in_txn().await?;
+        self.watch(c.query_opt(stmt, params).await)
+            .map_err(Into::into)
+    }
+
+    /// The transaction's last statement with its COMMIT: committed when this
+    /// returns Ok. Should the statement fail, the server answers the COMMIT
+    /// with a rollback, so nothing of the transaction stays.
+    pub async fn query_one_and_commit(
+        &self,
+        stmt: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row> {
+        let c = self.in_txn().await?;
+        let (row, commit) = tokio::join!(c.query_one(stmt, params), c.batch_execute("COMMIT"));
+        // The server ended the transaction either way, unless the connection
+        // broke (then `watch` marks it broken, and the outcome is unknown).
+        self.state.set(TxnState::Ended);
+        let row = self.watch(row);
+        let commit = self.watch(commit);
+        let row = row?;
+        commit?;
+        Ok(row)
+    }
+
+    async fn commit(&mut self) -> Result<()> {
+        if self.state.get() == TxnState::Open {
+            self.watch(self.client().batch_execute("COMMIT").await)?;
+        }
+        self.state.set(TxnState::Ended);
+        Ok(())
+    }
+
+    async fn rollback(&mut self) -> Result<()> {
+        if self.state.get() == TxnState::Open {
+            self.watch(self.client().batch_execute("ROLLBACK").await)?;
+        }
+        self.state.set(TxnState::Ended);
+        Ok(())
+    }
+
+    fn is_usable(&self) -> bool {
+        self.state.get() != TxnState::Broken
+    }
+
+    /// Passes `r` on; a failure other than the server's refusal of a
+    /// statement (a broken or closed connection) marks the connection broken.
+    fn watch<T>(
+        &self,
+        r: std::result::Result<T, tokio_postgres::Error>,
+    ) -> std::result::Result<T, tokio_postgres::Error> {
+        if let Err(e) = &r {
+            if e.as_db_error().is_none() {
+                self.state.set(TxnState::Broken);
+            }
+        }
+        r
+    }
+}
+
+impl Drop for TxnConn {
+    fn drop(&mut self) {
+        if self.state.get() != TxnState::Ended && self.state.get() != TxnState::NotBegun {
+            if let Some(obj) = self.obj.take() {
+                drop(Object::take(obj));
+            }
+        }
+    }
+}
+
+fn stale_if_closed(e: tokio_postgres::Error) -> Error {
+    if e.is_closed() {
+        Error::Internal(STALE.into())
+    } else {
+        e.into()
     }
 }
 
@@ -134,11 +315,6 @@ pub async fn spend_ts(pool: &Pool, terminal: &str, ts: i64) -> Result<bool> {
 
 /// Every op of protocol.md §6: the ledger records the `ts` in its first
 /// statement (one round trip less), then runs the op.
-async fn dispatch(
-    tx: &Transaction<'_>,
-    env: &TxnEnv,
-    ctx: &TxnContext,
-    form: &InnerForm,
-) -> Result<Rows> {
+async fn dispatch(tx: &TxnConn, env: &TxnEnv, ctx: &TxnContext, form: &InnerForm) -> Result<Rows> {
     crate::store::ledger::execute(tx, env, ctx, form).await
 }

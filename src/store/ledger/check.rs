@@ -78,7 +78,7 @@ impl PostingRow {
 /// `keys rotate-row-key` running): the new keys are loaded first, so the row
 /// is checked under its key rather than refused.
 pub(super) async fn learn_keys<'a>(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &crate::store::txn::TxnConn,
     env: &crate::store::txn::TxnEnv,
     ids: impl Iterator<Item = Option<&'a str>>,
 ) -> Result<()> {
@@ -90,7 +90,7 @@ pub(super) async fn learn_keys<'a>(
         }
     }
     if unknown {
-        crate::keys::refresh_row_keys(tx, &env.config.keys_dir, &env.row_keys)
+        crate::keys::refresh_row_keys(tx.in_txn().await?, &env.config.keys_dir, &env.row_keys)
             .await
             .map_err(|e| Error::internal(format!("cannot load the new row keys: {e:#}")))?;
     }

@@ -22,7 +22,7 @@
 
 use std::collections::BTreeMap;
 
-use deadpool_postgres::Transaction;
+use crate::store::txn::TxnConn;
 use serde_json::Value;
 
 use super::check::ChainRow;
@@ -80,7 +80,7 @@ impl<'a> LoadArgs<'a> {
 /// The load's row: the claim's when it folded the load and its snapshot
 /// was fresh for every locked card, else a load statement's.
 pub(super) async fn run(
-    tx: &Transaction<'_>,
+    tx: &TxnConn,
     args: &LoadArgs<'_>,
     named_lots: &[i64],
     claim: Option<tokio_postgres::Row>,

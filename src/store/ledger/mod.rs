@@ -25,8 +25,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::store::txn::TxnConn;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Transaction;
 use serde_json::{json, Value};
 
 use crate::crypto::keyed_hash::{
@@ -83,7 +83,7 @@ pub fn ledger_config(s: &crate::config::LedgerSettings) -> Result<LedgerConfig> 
 
 /// Runs one request; see the module doc.
 pub async fn execute(
-    tx: &Transaction<'_>,
+    tx: &TxnConn,
     env: &TxnEnv,
     ctx: &TxnContext,
     form: &InnerForm,
@@ -92,7 +92,7 @@ pub async fn execute(
         Ok(r) => r,
         Err(e) => {
             // Refused before any work: the ts is used up all the same.
-            if !crate::store::seen_ts::record(tx, &ctx.terminal, ctx.ts).await? {
+            if !crate::store::seen_ts::record(tx.in_txn().await?, &ctx.terminal, ctx.ts).await? {
                 return Err(Errno::TsUsed.into());
             }
             return Err(e.into());

@@ -478,7 +478,9 @@ pub(super) const WRITE_SECTIONS: [(&str, &str); 9] = [
 ];
 
 /// The write statement for the sections in `mask` (bit i: section i of
-/// [`WRITE_SECTIONS`]); it answers one count a section, 0 for those left out.
+/// [`WRITE_SECTIONS`]). It raises unless the rows each section wrote are
+/// as many as `$2` says (0 for those left out), so its COMMIT can go with
+/// it (`TxnConn::query_one_and_commit`).
 pub(super) fn write_sql(mask: u16) -> String {
     let mut sql = String::from("WITH j AS (SELECT $1::jsonb AS j)");
     let mut counts = Vec::with_capacity(WRITE_SECTIONS.len());
@@ -495,8 +497,12 @@ pub(super) fn write_sql(mask: u16) -> String {
         sql.push_str("\n    RETURNING 1\n)");
         counts.push(format!("(SELECT count(*) FROM {name})"));
     }
-    sql.push_str("\nSELECT ");
+    // The operator's PIN reset (the last section) may find its count
+    // already 0: not counted.
+    counts.pop();
+    sql.push_str("\nSELECT cardswitch_expect(ARRAY[");
     sql.push_str(&counts.join(", "));
+    sql.push_str("], $2::bigint[])");
     sql
 }
 
