@@ -96,22 +96,21 @@ pub(super) async fn run(
     let stmt = tx
         .prepare_typed_cached(&load_sql(args.mask(!locked_nos.is_empty())), &LOAD_TYPES)
         .await?;
-    Ok(tx
-        .query_one(
-            &stmt,
-            &[
-                &locked_nos,
-                &args.card_to_create,
-                &args.wants_lots,
-                &args.level,
-                &args.want_txn,
-                &args.hist_card,
-                &args.limit,
-                &named_lots,
-                &args.register,
-            ],
-        )
-        .await?)
+    tx.query_one(
+        &stmt,
+        &[
+            &locked_nos,
+            &args.card_to_create,
+            &args.wants_lots,
+            &args.level,
+            &args.want_txn,
+            &args.hist_card,
+            &args.limit,
+            &named_lots,
+            &args.register,
+        ],
+    )
+    .await
 }
 
 /// Whether the chains a snapshot shows end where the (newest) locked card
