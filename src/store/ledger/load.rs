@@ -23,10 +23,9 @@
 use std::collections::BTreeMap;
 
 use crate::store::txn::TxnConn;
-use serde_json::Value;
 
 use super::check::ChainRow;
-use super::rows::{from_json, CardRow};
+use super::rows::{json_col, CardRow};
 use super::sql::{bit_mask, load_sql, ClaimShape, LOAD_TYPES};
 use crate::error::Result;
 use crate::ledger::request::Request;
@@ -77,40 +76,44 @@ impl<'a> LoadArgs<'a> {
     }
 }
 
-/// The load's row: the claim's when it folded the load and its snapshot
-/// was fresh for every locked card, else a load statement's.
+/// The load's row and the chains in it: the claim's when it folded the
+/// load and its snapshot was fresh for every locked card, else a load
+/// statement's.
 pub(super) async fn run(
     tx: &TxnConn,
     args: &LoadArgs<'_>,
     named_lots: &[i64],
     claim: Option<tokio_postgres::Row>,
     rows: &BTreeMap<String, CardRow>,
-) -> Result<tokio_postgres::Row> {
+) -> Result<(tokio_postgres::Row, Vec<ChainRow>)> {
     if let Some(r) = claim {
-        let chains: Vec<ChainRow> = from_json(r.get::<_, Value>("chains"), "chains")?;
+        let chains: Vec<ChainRow> = json_col(&r, "chains", "chains")?;
         if fresh(&chains, rows) {
-            return Ok(r);
+            return Ok((r, chains));
         }
     }
     let locked_nos: Vec<String> = rows.keys().cloned().collect();
     let stmt = tx
         .prepare_typed_cached(&load_sql(args.mask(!locked_nos.is_empty())), &LOAD_TYPES)
         .await?;
-    tx.query_one(
-        &stmt,
-        &[
-            &locked_nos,
-            &args.card_to_create,
-            &args.wants_lots,
-            &args.level,
-            &args.want_txn,
-            &args.hist_card,
-            &args.limit,
-            &named_lots,
-            &args.register,
-        ],
-    )
-    .await
+    let l = tx
+        .query_one(
+            &stmt,
+            &[
+                &locked_nos,
+                &args.card_to_create,
+                &args.wants_lots,
+                &args.level,
+                &args.want_txn,
+                &args.hist_card,
+                &args.limit,
+                &named_lots,
+                &args.register,
+            ],
+        )
+        .await?;
+    let chains = json_col(&l, "chains", "chains")?;
+    Ok((l, chains))
 }
 
 /// Whether the chains a snapshot shows end where the (newest) locked card

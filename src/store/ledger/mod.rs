@@ -166,19 +166,10 @@ pub async fn execute(
             None => Err(Error::internal("order claim failed but no order found")),
         };
     }
-    let operator: Option<OperatorRow> = r
-        .get::<_, Option<Value>>("operator")
-        .map(|v| from_json(v, "operator row"))
-        .transpose()?;
-    let orig: Option<OrigRow> = r
-        .get::<_, Option<Value>>("orig")
-        .map(|v| from_json(v, "original row"))
-        .transpose()?;
-    let card_rows: Vec<CardRow> = from_json(r.get::<_, Value>("cards"), "card rows")?;
-    let terminal: Option<check::TerminalRow> = r
-        .get::<_, Option<Value>>("terminal")
-        .map(|v| from_json(v, "terminal row"))
-        .transpose()?;
+    let operator: Option<OperatorRow> = json_col_opt(&r, "operator", "operator row")?;
+    let orig: Option<OrigRow> = json_col_opt(&r, "orig", "original row")?;
+    let card_rows: Vec<CardRow> = json_col(&r, "cards", "card rows")?;
+    let terminal: Option<check::TerminalRow> = json_col_opt(&r, "terminal", "terminal row")?;
     // Checked on use: the terminal, the cards and their members, before
     // anything is decided (issue 5).
     let ids = terminal
@@ -230,8 +221,7 @@ pub async fn execute(
         .map(|t| t.lot_id)
         .collect();
     let folded = shape.fold.is_some().then_some(r);
-    let l = load::run(tx, &load_args, &named_lots, folded, &rows).await?;
-    let chains: Vec<check::ChainRow> = from_json(l.get::<_, Value>("chains"), "chains")?;
+    let (l, chains) = load::run(tx, &load_args, &named_lots, folded, &rows).await?;
     let ids = chains
         .iter()
         .flat_map(|c| c.last.iter().flatten())
@@ -239,13 +229,10 @@ pub async fn execute(
     check::learn_keys(tx, env, ids).await?;
     check::check_chains(&env.row_keys, &rows, &chains)?;
     let new_member_id: Option<i64> = l.get("member_id");
-    let lot_rows: Vec<LotRow> = from_json(l.get::<_, Value>("lots"), "lots")?;
+    let lot_rows: Vec<LotRow> = json_col(&l, "lots", "lots")?;
     let new_exists: bool = l.get("new_exists");
     let lot_ids: Vec<i64> = l.get("lot_ids");
-    let level: Option<LevelRow> = l
-        .get::<_, Option<Value>>("level")
-        .map(|v| from_json(v, "level"))
-        .transpose()?;
+    let level: Option<LevelRow> = json_col_opt(&l, "level", "level")?;
     if let Some(lv) = &level {
         let known = lv.mac_key_id.as_deref();
         check::learn_keys(tx, env, std::iter::once(known)).await?;
