@@ -9,6 +9,7 @@
 pub mod daemon;
 pub mod load;
 pub mod pgbench;
+pub mod seed;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,6 +53,9 @@ pub struct BenchOptions {
     /// ahead (1: tomorrow's too, so the daemon's own upkeep makes none
     /// during the runs).
     pub pregen_days: u32,
+    /// Cards seeded in bulk after the registered ones (`--seed-cards`; see
+    /// [`seed`]); the timed runs draw from registered and seeded alike.
+    pub seed_cards: usize,
 }
 
 impl Default for BenchOptions {
@@ -71,6 +75,7 @@ impl Default for BenchOptions {
             idle_connections: 0,
             work_dir: PathBuf::from("."),
             pregen_days: 1,
+            seed_cards: 0,
         }
     }
 }
@@ -101,6 +106,8 @@ pub struct Setup {
     pub day_keys_s: f64,
     pub cards_registered: u64,
     pub cards_s: f64,
+    /// `--seed-cards`: cards seeded in bulk (not through the protocol).
+    pub seed: Option<seed::SeedStats>,
     pub daemon: String,
 }
 
@@ -238,7 +245,7 @@ async fn run_on(
     if let Some(d) = child {
         d.stop().await?;
     }
-    let (login, cards, runs, daemon_rss, idle) = outcome?;
+    let (login, (cards, seeded), runs, daemon_rss, idle) = outcome?;
 
     // --- pgbench on the same cluster ---
     let pgbench = if opts.pgbench {
@@ -294,6 +301,7 @@ async fn run_on(
             day_keys_s,
             cards_registered: cards.0,
             cards_s: cards.1,
+            seed: seeded,
             daemon: if opts.url.is_some() {
                 format!("running at {base}")
             } else {
@@ -311,7 +319,7 @@ async fn run_on(
 
 type Driven = (
     LoginStats,
-    (u64, f64),
+    ((u64, f64), Option<seed::SeedStats>),
     Vec<RunStats>,
     Option<daemon::Rss>,
     Option<IdleStats>,
@@ -327,7 +335,6 @@ async fn drive(
     manager: Option<(String, String)>,
 ) -> anyhow::Result<Driven> {
     let root = crate::keys::admin::root_public(pool).await?;
-    let _ = config;
 
     // --- every terminal logs in ---
     say(format!("logging {} terminals in", passwords.len()));
@@ -388,6 +395,42 @@ async fn drive(
     // --- cards, through the protocol: register, then a topup ---
     let cards = provision_cards(pool, &seats, &world).await?;
 
+    // --- more cards in bulk (`--seed-cards`), then draw from them all ---
+    let seeded = if opts.seed_cards > 0 {
+        say(format!(
+            "seeding {} cards in bulk after the {} registered (register + topup {START_BALANCE} rows, MACed; not through the protocol)",
+            opts.seed_cards, opts.cards
+        ));
+        let stats = seed::seed(
+            config,
+            pool,
+            seed::SeedSpec {
+                prefix: CARD_PREFIX.into(),
+                from: opts.cards,
+                count: opts.seed_cards,
+                terminals: opts.terminals,
+                terminal: terminal_id,
+                level: LEVEL.into(),
+                start_balance: seed::money(START_BALANCE)?,
+                run_tag: world.run_tag.clone(),
+            },
+        )
+        .await?;
+        say(format!(
+            "{} cards seeded in {} s",
+            stats.cards, stats.seconds
+        ));
+        Some(stats)
+    } else {
+        None
+    };
+    let world = Arc::new(World {
+        card_prefix: world.card_prefix.clone(),
+        cards: opts.cards + opts.seed_cards,
+        manager: world.manager.clone(),
+        run_tag: world.run_tag.clone(),
+    });
+
     // --- the timed runs ---
     let mut runs = Vec::new();
     for (n, mix) in opts.runs.iter().enumerate() {
@@ -430,7 +473,7 @@ async fn drive(
     } else {
         None
     };
-    Ok((login, cards, runs, daemon_rss, idle))
+    Ok((login, (cards, seeded), runs, daemon_rss, idle))
 }
 
 /// Opens `n` keep-alive connections, sends one health check on each, and
@@ -575,7 +618,8 @@ async fn provision_cards(
 ) -> anyhow::Result<(u64, f64)> {
     let have = {
         let c = pool.get().await?;
-        crate::store::bench::count_cards(&c, CARD_PREFIX).await?
+        let below = load::card_no(CARD_PREFIX, world.cards);
+        crate::store::bench::count_cards_below(&c, CARD_PREFIX, &below).await?
     };
     if have as usize >= world.cards {
         return Ok((0, 0.0));

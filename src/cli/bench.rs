@@ -49,6 +49,12 @@ pub struct BenchArgs {
     /// Day keys made before the daemon starts: today and this many days ahead.
     #[arg(long, default_value_t = 1)]
     pregen_days: u32,
+    /// After registering --cards through the protocol, seed this many more in
+    /// bulk SQL (member, card, register and topup postings, MACed as the
+    /// ledger writes them; no orders rows) for the table-size figure; the
+    /// timed runs then draw cards from all of them.
+    #[arg(long, default_value_t = 0)]
+    seed_cards: usize,
 }
 
 pub async fn bench_command(a: BenchArgs, config: &Config) -> anyhow::Result<ExitCode> {
@@ -68,6 +74,7 @@ pub async fn bench_command(a: BenchArgs, config: &Config) -> anyhow::Result<Exit
         idle_connections: a.idle_connections,
         work_dir: config.data_dir.join("bench"),
         pregen_days: a.pregen_days,
+        seed_cards: a.seed_cards,
     };
     let report = bench::run(config, &opts).await?;
     let text = report.render();

@@ -349,6 +349,9 @@ impl Keyring {
 
     /// Makes the day keys of every active terminal for the business days of
     /// `now` and the next `days_ahead` days; returns how many it made.
+    /// RSA key generation is CPU work: up to one key per available core is
+    /// made at a time, each on a blocking thread; every key is inserted as
+    /// soon as it is made (a key another instance made first is not counted).
     pub async fn pregen(
         &self,
         pool: &Pool,
@@ -357,6 +360,7 @@ impl Keyring {
         days_ahead: u32,
     ) -> anyhow::Result<usize> {
         let today = day::business_day(now, config.business.offset());
+        let width = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut made = 0;
         for d in 0..=days_ahead {
             let day = today + chrono::TimeDelta::days(i64::from(d));
@@ -364,10 +368,23 @@ impl Keyring {
             let missing = sk::terminals_without_day_key(&client, day).await?;
             let signer = self.signer(&client).await?;
             drop(client);
-            for terminal in missing {
-                let row = self
-                    .make_day_key(config, &terminal, day, signer.clone())
-                    .await?;
+            let window = day::day_window(day, config.business.offset(), config.business.grace);
+            let mut missing = missing.into_iter();
+            let mut running = tokio::task::JoinSet::new();
+            loop {
+                while running.len() < width {
+                    let Some(terminal) = missing.next() else {
+                        break;
+                    };
+                    let (signer, master) = (signer.clone(), self.master());
+                    running.spawn_blocking(move || {
+                        day::make_day_key(&terminal, day, window, &signer, &master)
+                    });
+                }
+                let Some(row) = running.join_next().await else {
+                    break;
+                };
+                let row = row.map_err(|e| anyhow!("day key task: {e}"))??;
                 let client = pool.get().await?;
                 if sk::insert_day_key(&client, &self.row_keys, &row).await? {
                     made += 1;

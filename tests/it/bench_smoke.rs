@@ -41,3 +41,60 @@ async fn bench_smoke_completes_and_prints_a_ratio() {
     let v: serde_json::Value = serde_json::from_str(json).expect("the summary is JSON");
     assert!(v["runs"][0]["latency_ms"]["p99"].is_number());
 }
+
+/// `--seed-cards`: 200 cards seeded in bulk after 10 registered ones; the
+/// debit run draws from all 210, and `verify` finds every seeded row (card,
+/// member, register and topup postings) exactly as the ledger writes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeded_cards_verify_clean_and_take_debits() {
+    use cardswitch::keys::admin;
+    use cardswitch::store::verify::{self, Options};
+    let fx = Fixture::new().await;
+    let opts = BenchOptions {
+        terminals: 2,
+        cards: 10,
+        seed_cards: 200,
+        clients: 2,
+        duration: Duration::from_secs(2),
+        runs: vec![Mix::Debit],
+        pgbench: false,
+        daemon_exe: Some(env!("CARGO_BIN_EXE_cardswitch").into()),
+        work_dir: temp_dir("cs-bench-seed-"),
+        ..BenchOptions::default()
+    };
+    let report = bench::run(&fx.config, &opts).await.expect("bench runs");
+    let text = report.render();
+    assert_eq!(report.error_count(), 0, "{text}");
+    assert!(report.runs[0].ok > 0, "{text}");
+    assert_eq!(report.setup.cards_registered, 10, "{text}");
+    assert_eq!(report.setup.seed.as_ref().map(|s| s.cards), Some(200));
+    let c = fx.client().await;
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM cards WHERE card_no LIKE 'BC%'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 210);
+    // Debits reached seeded cards (indexes 10..210), not only registered ones.
+    let seeded_debits: i64 = c
+        .query_one(
+            "SELECT count(*) FROM postings WHERE op = 'debit' AND card_no >= 'BC0000000010'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(seeded_debits > 0, "{text}");
+    let rk = admin::row_keys(&fx.config, &c).await.unwrap();
+    let v = verify::verify(fx.pool(), &rk, Options::default())
+        .await
+        .unwrap();
+    assert!(v.clean(), "{:#?}", v.findings);
+    assert_eq!(v.rows.get("cards"), Some(&210));
+    // Seeding again skips the cards that exist.
+    let again = bench::run(&fx.config, &opts)
+        .await
+        .expect("bench runs again");
+    assert_eq!(again.setup.seed.as_ref().map(|s| s.cards), Some(0));
+    assert_eq!(again.setup.cards_registered, 0);
+}
