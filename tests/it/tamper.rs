@@ -834,9 +834,35 @@ mod key_rows {
         assert_eq!(failures(&d).await, "cardswitch_integrity_failures_total 1");
     }
 
+    /// Waits until the daemon's first key upkeep has made tomorrow's day
+    /// keys for both terminals (RSA, so it takes a while): it reads which
+    /// terminals lack a key for today first, and would make T1 a new one
+    /// should T1's be revoked before that.
+    async fn first_upkeep_done(fx: &Fixture) {
+        let started = std::time::Instant::now();
+        loop {
+            let n: i64 = fx
+                .client()
+                .await
+                .query_one("SELECT count(*) FROM day_keys", &[])
+                .await
+                .unwrap()
+                .get(0);
+            if n >= 4 {
+                return;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(120),
+                "the daemon made no day keys for tomorrow"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     #[tokio::test]
     async fn a_revocation_undone_by_sql_is_found_and_refused() {
         let Setup { fx, d, c, s, .. } = setup().await;
+        first_upkeep_done(&fx).await;
         admin::revoke(&fx.config, fx.pool(), "T1").await.unwrap();
         // A revocation re-MACs what it changes.
         assert_clean(&fx).await;
@@ -865,28 +891,10 @@ mod key_rows {
             pw,
             s,
         } = setup().await;
-        // The daemon's first key upkeep makes tomorrow's day keys (RSA, so it
-        // takes a while) under the row key it knows; a rotation running
-        // meanwhile would leave that row behind (rerunning the rotation
-        // is the remedy, README). Let it finish first.
-        let started = std::time::Instant::now();
-        loop {
-            let n: i64 = fx
-                .client()
-                .await
-                .query_one("SELECT count(*) FROM day_keys", &[])
-                .await
-                .unwrap()
-                .get(0);
-            if n >= 4 {
-                break;
-            }
-            assert!(
-                started.elapsed() < std::time::Duration::from_secs(120),
-                "the daemon made no day keys for tomorrow"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        // A rotation racing the daemon's first key upkeep (tomorrow's day
+        // keys, made under the row key it knows) leaves that row behind
+        // (rerunning the rotation is the remedy, README).
+        first_upkeep_done(&fx).await;
         assert_eq!(c.txn(&s, &query()).await.unwrap().errno, Errno::Ok);
         admin::rotate_master(&fx.config, fx.pool()).await.unwrap();
         assert_clean(&fx).await;
