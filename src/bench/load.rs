@@ -258,15 +258,19 @@ async fn worker(
     let mut stats = WorkerStats::default();
     let mut refundable: VecDeque<Refundable> = VecDeque::new();
     let mut seq: u64 = 0;
-    let mut next_at = Instant::now();
+    // Open-loop pacing: each worker keeps its own schedule, a Poisson
+    // process (exponential gaps of mean `iv`) from a random phase, as
+    // customers reach tills; workers started in step would send in bursts.
+    let mut next_at = Instant::now() + interval.map_or(Duration::ZERO, |iv| iv.mul_f64(rng.gen()));
     while Instant::now() < deadline {
+        let mut scheduled = None;
         if let Some(iv) = interval {
-            // Open-loop pacing: each worker keeps its own schedule.
             let now = Instant::now();
             if next_at > now {
                 tokio::time::sleep_until(next_at.into()).await;
             }
-            next_at += iv;
+            scheduled = Some(next_at);
+            next_at += iv.mul_f64(-(1.0 - rng.gen::<f64>()).ln());
             if Instant::now() >= deadline {
                 break;
             }
@@ -325,7 +329,9 @@ async fn worker(
                 continue;
             }
         };
-        let t0 = Instant::now();
+        // Paced, a request that goes out late (its worker still waiting for
+        // the previous answer) counts the wait: latency from the schedule.
+        let t0 = scheduled.unwrap_or_else(Instant::now);
         let result = seat.client.txn(&seat.session, &form).await;
         let micros = t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
         stats.micros.push(micros);

@@ -31,6 +31,11 @@ pub struct BenchOptions {
     pub cards: usize,
     pub clients: usize,
     pub duration: Duration,
+    /// Before each timed run, the same load for this long, not counted: the
+    /// daemon's pooled connections are new (their backends load catalogs,
+    /// the ledger prepares its statements), and one such stall of all
+    /// clients is the whole p99 of a short run.
+    pub warmup: Duration,
     /// One timed run per entry, in order (default: debit, then mixed).
     pub runs: Vec<Mix>,
     /// Paces every run at this many txns/s in all (default: as fast as it goes).
@@ -65,6 +70,7 @@ impl Default for BenchOptions {
             cards: 100_000,
             clients: 32,
             duration: Duration::from_secs(30),
+            warmup: Duration::from_secs(3),
             runs: vec![Mix::Debit, Mix::Mixed],
             rate: None,
             pgbench: true,
@@ -444,6 +450,18 @@ async fn drive(
                 .map(|r| format!(" paced at {r} txn/s"))
                 .unwrap_or_default()
         ));
+        if !opts.warmup.is_zero() {
+            // Its own order numbers (run numbers from 1000 on).
+            load::run(
+                seats.clone(),
+                world.clone(),
+                *mix,
+                1000 + n,
+                opts.warmup,
+                opts.rate,
+            )
+            .await;
+        }
         let before = daemon::CpuMark::now(pid, postmaster);
         let mut stats = load::run(
             seats.clone(),

@@ -21,6 +21,10 @@ pub struct BenchArgs {
     /// Seconds of each timed run, and of pgbench.
     #[arg(long, default_value_t = 30)]
     duration: u64,
+    /// Seconds of the same load before each timed run, not counted (fresh
+    /// pooled connections prepare their statements then).
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
     /// Timed runs in order, comma-separated: debit, mixed (70 % debit, 10 % topup,
     /// 10 % query, 5 % refund, 5 % points), query.
     #[arg(long, default_value = "debit,mixed")]
@@ -64,6 +68,7 @@ pub async fn bench_command(a: BenchArgs, config: &Config) -> anyhow::Result<Exit
         cards: a.cards,
         clients: a.clients,
         duration: std::time::Duration::from_secs(a.duration),
+        warmup: std::time::Duration::from_secs(a.warmup),
         runs: bench::parse_runs(&a.mix)?,
         rate: a.rate,
         pgbench: !a.no_pgbench,
