@@ -69,7 +69,7 @@ pub async fn serve(
 }
 
 /// Hourly housekeeping: once-only partitions made ahead and old ones dropped;
-/// postings partitions made months ahead.
+/// postings partitions made a month ahead.
 async fn upkeep(pool: deadpool_postgres::Pool, ts_window: std::time::Duration) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {

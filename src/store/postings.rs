@@ -1,8 +1,8 @@
 //! Partitions of `postings`, one per UTC month of `posted_at`, made ahead of
-//! time: at startup and by the daemon's hourly upkeep, from last month to
-//! three months ahead. The DEFAULT partition of migration 0004 catches a
-//! posting only if that job has failed for months, so an insert never fails
-//! for lack of a partition.
+//! time: at startup and by the daemon's hourly upkeep, this month's and
+//! the next. The DEFAULT partition of migration 0004 catches a posting only
+//! if that job has failed for a month, so an insert never fails for lack of
+//! a partition.
 
 use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 
@@ -30,7 +30,10 @@ pub fn partition_sql(month: NaiveDate) -> String {
     )
 }
 
-/// Makes the partitions from last month to three months ahead.
+/// Makes this month's partition and next month's (the daemon's hourly
+/// upkeep calls this, so a month is always made well ahead). Every
+/// partition costs each card-keyed read (chains, history) an index scan
+/// to start, so none is made further ahead than needed.
 pub async fn ensure_partitions(
     c: &mut tokio_postgres::Client,
     now: DateTime<Utc>,
@@ -39,9 +42,8 @@ pub async fn ensure_partitions(
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
         .await?;
     let this = month_start(now.date_naive());
-    let first = this - Months::new(1);
-    for i in 0..5 {
-        tx.batch_execute(&partition_sql(first + Months::new(i)))
+    for i in 0..2 {
+        tx.batch_execute(&partition_sql(this + Months::new(i)))
             .await?;
     }
     tx.commit().await
