@@ -135,9 +135,13 @@ pub struct IdleStats {
 
 impl Report {
     /// The summary as printed: pretty JSON, then the `ratio=` line last.
+    /// The JSON summary alone (what `--json-out` writes).
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+
     pub fn render(&self) -> String {
-        let json = serde_json::to_string_pretty(self)
-            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+        let json = self.json();
         let ratio = match self.ratio {
             Some(r) => format!("{r:.3}"),
             None => "n/a".into(),

@@ -84,7 +84,7 @@ pub async fn bench_command(a: BenchArgs, config: &Config) -> anyhow::Result<Exit
     let report = bench::run(config, &opts).await?;
     let text = report.render();
     if let Some(path) = a.json_out {
-        std::fs::write(&path, &text)?;
+        std::fs::write(&path, report.json() + "\n")?;
     }
     print!("{text}");
     Ok(ExitCode::SUCCESS)

@@ -1,8 +1,10 @@
 //! The ledger's SQL: runs one txn request inside the transaction `txn::run`
 //! opened, applying the pure decisions of [`crate::ledger`].
 //!
-//! Three round trips at most besides BEGIN/COMMIT, each one prepared and
-//! cached per connection, none in a loop:
+//! Three statements at most, each prepared and cached per connection and
+//! shape (only the sections the request needs), none in a loop; BEGIN goes
+//! with the first and COMMIT with the write (`txn::TxnConn`), so a debit is
+//! two round trips:
 //!
 //! 1. **claim and lock**: the once-only `ts` inserted; for a posting, its
 //!    `orders` row claimed (`INSERT … ON CONFLICT DO NOTHING` on the unique
@@ -12,16 +14,17 @@
 //!    locked; a card number about to be created serialised (advisory lock);
 //!    the card rows locked `FOR UPDATE` in card-number order (so no two
 //!    transactions can wait on each other's cards).
-//! 2. **load**, in a fresh snapshot taken once the locks are held: the
-//!    cards' live lots, whether a new card number exists, the level of a
-//!    register, ids for new lots and the posting, a history.
+//! 2. **load**: the cards' live lots and chains, whether a new card number
+//!    exists, the level of a register, ids for new lots and the posting, a
+//!    history; folded into the claim when its snapshot is provably fresh,
+//!    else a statement of its own in a fresh snapshot (see [`load`]).
 //! 3. **write**: every row of the plan in one statement of CTEs fed by one
-//!    JSON document — or, for a refusal, the claim dropped and the PIN
-//!    counters written.
+//!    JSON document, checking its own row counts — or, for a refusal, the
+//!    claim dropped and the PIN counters written.
 //!
-//! Hooks for row MACs (issue 5): every card and posting row written here
-//! goes through [`Writes`], and every card read through [`CardRow`]; a
-//! mismatch found there is meant to be `Error::Tampered` (3001).
+//! Row MACs (issue 5): every card and posting row written here goes
+//! through [`Writes`], and every card read through [`CardRow`]; a mismatch
+//! is `Error::Tampered` (3001).
 
 use std::collections::BTreeMap;
 
