@@ -195,6 +195,14 @@ pub struct DbConfig {
     pub pool_size: usize,
     #[serde(with = "secs")]
     pub connect_timeout: Duration,
+    /// A request's transaction gives up waiting for a row lock after this
+    /// (3002, nothing changed, the terminal may resend): a posting holds a
+    /// card for milliseconds, so a longer wait means something else holds it.
+    #[serde(with = "secs")]
+    pub lock_timeout: Duration,
+    /// ... and any one of its statements after this.
+    #[serde(with = "secs")]
+    pub statement_timeout: Duration,
 }
 
 impl Default for DbConfig {
@@ -202,6 +210,8 @@ impl Default for DbConfig {
         DbConfig {
             pool_size: 32,
             connect_timeout: Duration::from_secs(5),
+            lock_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
         }
     }
 }

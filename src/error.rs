@@ -77,7 +77,9 @@ fn db_errno(e: &tokio_postgres::Error) -> Errno {
                 || code.starts_with("53") // insufficient resources
                 || code.starts_with("57P") // admin shutdown, crash shutdown, cannot connect now
                 || code == "40001" // serialization failure
-                || code == "40P01"; // deadlock detected
+                || code == "40P01" // deadlock detected
+                || code == "55P03" // lock_timeout
+                || code == "57014"; // statement_timeout (query canceled)
             if unavailable {
                 Errno::Unavailable
             } else {

@@ -104,7 +104,13 @@ fn is_retryable(e: &tokio_postgres::Error) -> bool {
 }
 
 async fn run_once(pool: &Pool, env: &TxnEnv, ctx: &TxnContext, form: &InnerForm) -> Result<Rows> {
-    let mut conn = TxnConn::new(pool.get().await?);
+    let db = &env.config.db;
+    let begin = format!(
+        "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
+        db.lock_timeout.as_millis(),
+        db.statement_timeout.as_millis()
+    );
+    let mut conn = TxnConn::new(pool.get().await?, begin);
     let result = dispatch(&conn, env, ctx, form).await;
     match result {
         Ok(rows) => {
@@ -140,6 +146,8 @@ async fn run_once(pool: &Pool, env: &TxnEnv, ctx: &TxnContext, form: &InnerForm)
 /// inside a transaction.
 pub struct TxnConn {
     obj: Option<Object>,
+    /// BEGIN and the transaction's timeouts, one simple-query message.
+    begin: String,
     state: StateCell,
 }
 
@@ -172,9 +180,10 @@ enum TxnState {
 }
 
 impl TxnConn {
-    fn new(obj: Object) -> TxnConn {
+    fn new(obj: Object, begin: String) -> TxnConn {
         TxnConn {
             obj: Some(obj),
+            begin,
             state: StateCell(std::sync::atomic::AtomicU8::new(TxnState::NotBegun as u8)),
         }
     }
@@ -188,7 +197,7 @@ impl TxnConn {
     /// The connection, for a statement in the transaction (begun first).
     pub async fn in_txn(&self) -> Result<&Object> {
         if self.state.get() == TxnState::NotBegun {
-            self.watch(self.client().batch_execute("BEGIN").await)
+            self.watch(self.client().batch_execute(&self.begin).await)
                 .map_err(stale_if_closed)?;
             self.state.set(TxnState::Open);
         }
@@ -215,7 +224,7 @@ impl TxnConn {
                 .watch(c.query_one(stmt, params).await)
                 .map_err(Into::into);
         }
-        let (begun, row) = tokio::join!(c.batch_execute("BEGIN"), c.query_one(stmt, params));
+        let (begun, row) = tokio::join!(c.batch_execute(&self.begin), c.query_one(stmt, params));
         // Both failed alike when the connection was closed before BEGIN:
         // nothing ran, so the request may try another connection.
         self.watch(begun).map_err(stale_if_closed)?;

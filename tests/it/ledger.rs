@@ -752,6 +752,39 @@ async fn a_claim_that_waited_for_a_posting_loads_again() {
     l.check_books().await;
 }
 
+/// A card held longer than `db.lock_timeout` (by something that is not a
+/// posting) gets the request answered 3002 with nothing changed; once it is
+/// free, the same order posts.
+#[tokio::test]
+async fn a_card_held_too_long_is_answered_unavailable() {
+    let l = setup_with(|c| c.db.lock_timeout = std::time::Duration::from_millis(300)).await;
+    l.card("CARD0031", "std", Some("100"), None).await;
+    let debit = || req("debit", "CARD0031").amount("10").order("HELD");
+    let mut holder = l.client().await;
+    let hold = holder.transaction().await.unwrap();
+    hold.execute(
+        "SELECT 1 FROM cards WHERE card_no = 'CARD0031' FOR UPDATE",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(errno_of(&l.send(&debit()).await), 3002);
+    hold.rollback().await.unwrap();
+    assert_eq!(l.card_row("CARD0031").await.0, d("100"));
+    assert_eq!(
+        l.count("SELECT count(*) FROM orders WHERE order_no = 'HELD'")
+            .await,
+        0
+    );
+    let r = l.ok(&debit()).await;
+    assert_ne!(r.get("replayed"), Some("1"));
+    assert_eq!(
+        l.card_row("CARD0031").await.0,
+        d("100") - d(r.get("charged").unwrap())
+    );
+    l.check_books().await;
+}
+
 #[tokio::test]
 async fn racing_twins_post_once() {
     let l = std::sync::Arc::new(setup().await);
