@@ -10,18 +10,21 @@ use deadpool_postgres::{GenericClient, Pool};
 use super::day::{self, random_hex};
 use super::ring::{open_signer, Keyring};
 use crate::config::Config;
-use crate::crypto::keyed_hash::{self, DOMAIN_TERMINAL_PASSWORD};
 use crate::crypto::rsa::{RsaPrivate, RsaPublic};
 use crate::crypto::seal::MasterKey;
-use crate::crypto::Secret32;
 use crate::protocol::canonical;
-use crate::protocol::grammar::{self, base64_encode};
+use crate::protocol::grammar::base64_encode;
 use crate::store::{audit, keys as sk, secrets, terminals};
+
+pub use super::provision::{
+    add_store, add_terminal, list_terminals, random_password, reset_password, set_terminal_status,
+};
+pub use super::status::{status, KeyStatus, RootStatus, SignerStatus};
 
 /// Days before its expiry from which the signer is reported as due.
 pub const SIGNER_WARN_DAYS: i64 = 14;
 
-fn actor() -> Option<String> {
+pub(super) fn actor() -> Option<String> {
     std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .ok()
@@ -36,7 +39,7 @@ pub async fn row_keys<C: GenericClient>(
     super::load_row_keys(c, &master).await
 }
 
-async fn audit_ops<C: GenericClient>(
+pub(super) async fn audit_ops<C: GenericClient>(
     c: &C,
     keys: &crate::integrity::RowKeys,
     kind: &str,
@@ -528,274 +531,6 @@ pub async fn rotate_master(config: &Config, pool: &Pool) -> anyhow::Result<(Stri
     // After the rename, so an instance reloading on this reads the new file.
     sk::notify(&client, "master").await?;
     Ok((old.id().to_owned(), new.id().to_owned()))
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct RootStatus {
-    pub root_id: String,
-    pub created_at: String,
-    pub age_days: i64,
-    pub current: bool,
-    pub overlap_until: Option<String>,
-    pub key_file_here: bool,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct SignerStatus {
-    pub signer_id: String,
-    pub not_after: String,
-    pub days_left: i64,
-    pub due: bool,
-    pub certified_by: Vec<String>,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct KeyStatus {
-    pub master_key_id: Option<String>,
-    pub roots: Vec<RootStatus>,
-    pub signer: Option<SignerStatus>,
-    pub terminals: Vec<sk::TerminalKeyStatus>,
-    pub warnings: Vec<String>,
-}
-
-fn ms_to_rfc3339(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339())
-        .unwrap_or_default()
-}
-
-/// `keys status`.
-pub async fn status(config: &Config, pool: &Pool) -> anyhow::Result<KeyStatus> {
-    let client = pool.get().await?;
-    let now = Utc::now();
-    let mut warnings = Vec::new();
-    let master_key_id = match super::load_master(&config.keys_dir) {
-        Ok(m) => Some(m.id().to_owned()),
-        Err(e) => {
-            warnings.push(format!("{e:#}"));
-            None
-        }
-    };
-    let roots = sk::roots(&client)
-        .await?
-        .into_iter()
-        .map(|r| RootStatus {
-            key_file_here: root_key_path(&config.keys_dir, &r.root_id).exists(),
-            age_days: (now - r.created_at).num_days(),
-            created_at: r.created_at.to_rfc3339(),
-            current: r.overlap_until.is_none(),
-            overlap_until: r.overlap_until.map(|u| u.to_rfc3339()),
-            root_id: r.root_id,
-        })
-        .collect();
-    let signer = match sk::current_signer(&client).await? {
-        None => None,
-        Some(s) => {
-            let days_left = (s.not_after - now.timestamp_millis()).div_euclid(86_400_000);
-            let due = days_left < SIGNER_WARN_DAYS;
-            if due {
-                warnings.push(format!(
-                    "signer {} expires in {days_left} days: run `cardswitch keys rotate-signer`",
-                    s.signer_id
-                ));
-            }
-            let mut certified_by = Vec::new();
-            for r in sk::roots(&client).await? {
-                if sk::signer_cert(&client, &s.signer_id, &r.root_id)
-                    .await?
-                    .is_some()
-                {
-                    certified_by.push(r.root_id);
-                }
-            }
-            Some(SignerStatus {
-                not_after: ms_to_rfc3339(s.not_after),
-                signer_id: s.signer_id,
-                days_left,
-                due,
-                certified_by,
-            })
-        }
-    };
-    let terminals = sk::terminal_key_status(&client, now.timestamp_millis()).await?;
-    Ok(KeyStatus {
-        master_key_id,
-        roots,
-        signer,
-        terminals,
-        warnings,
-    })
-}
-
-// --- stores and terminals ---
-
-pub async fn add_store(
-    config: &Config,
-    pool: &Pool,
-    store_id: &str,
-    name: &str,
-) -> anyhow::Result<()> {
-    grammar::terminal(store_id).map_err(|_| anyhow!("store ids are [A-Za-z0-9_-]{{1,32}}"))?;
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let rk = row_keys(config, &tx).await?;
-    if !terminals::add_store(&tx, store_id, name).await? {
-        bail!("store {store_id} exists");
-    }
-    audit_ops(
-        &tx,
-        &rk,
-        "store.add",
-        None,
-        serde_json::json!({"store": store_id, "name": name}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// A new random terminal password: 24 bytes from the OS CSPRNG (192 bits),
-/// base64url without padding (32 characters).
-pub fn random_password() -> zeroize::Zeroizing<String> {
-    use base64::Engine;
-    let s = Secret32::random();
-    zeroize::Zeroizing::new(
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&s.expose()[..24]),
-    )
-}
-
-fn check_password(pw: &str) -> anyhow::Result<()> {
-    if pw.is_empty() || pw.len() > crate::protocol::message::MAX_PASSWORD {
-        bail!("a terminal password is 1 to 128 bytes of UTF-8");
-    }
-    if pw.len() < 16 {
-        bail!("a terminal password set by hand must be at least 16 characters (use the generated one)");
-    }
-    Ok(())
-}
-
-async fn hash_key(config: &Config, pool: &Pool) -> anyhow::Result<Secret32> {
-    let client = pool.get().await?;
-    Ok(super::load_secrets(&config.keys_dir, &client)
-        .await?
-        .hash_key)
-}
-
-fn hash_password(key: &Secret32, pw: &str) -> ([u8; 32], [u8; keyed_hash::SALT_LEN]) {
-    let salt = keyed_hash::random_salt();
-    (
-        keyed_hash::keyed_hash(key, DOMAIN_TERMINAL_PASSWORD, &salt, pw.as_bytes()),
-        salt,
-    )
-}
-
-/// `terminal add`: returns the password (generated unless `password` given).
-pub async fn add_terminal(
-    config: &Config,
-    pool: &Pool,
-    terminal: &str,
-    store_id: &str,
-    password: Option<String>,
-) -> anyhow::Result<zeroize::Zeroizing<String>> {
-    grammar::terminal(terminal).map_err(|_| anyhow!("terminal ids are [A-Za-z0-9_-]{{1,32}}"))?;
-    let pw = match password {
-        Some(p) => {
-            check_password(&p)?;
-            zeroize::Zeroizing::new(p)
-        }
-        None => random_password(),
-    };
-    let key = hash_key(config, pool).await?;
-    let (hash, salt) = hash_password(&key, &pw);
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let rk = row_keys(config, &tx).await?;
-    if !terminals::store_exists(&tx, store_id).await? {
-        bail!("no store {store_id}: add it with `cardswitch store add`");
-    }
-    if !terminals::add_terminal(&tx, &rk, terminal, store_id, &hash, &salt).await? {
-        bail!("terminal {terminal} exists");
-    }
-    audit_ops(
-        &tx,
-        &rk,
-        "terminal.add",
-        Some(terminal),
-        serde_json::json!({"store": store_id}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(pw)
-}
-
-pub async fn set_terminal_status(
-    config: &Config,
-    pool: &Pool,
-    terminal: &str,
-    enable: bool,
-) -> anyhow::Result<()> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let rk = row_keys(config, &tx).await?;
-    let status = if enable { "active" } else { "disabled" };
-    if !terminals::set_status(&tx, &rk, terminal, status).await? {
-        bail!("no terminal {terminal}");
-    }
-    if !enable {
-        sk::revoke_terminal(&tx, &rk, terminal).await?;
-        sk::notify(&tx, &format!("revoke:{terminal}")).await?;
-    }
-    audit_ops(
-        &tx,
-        &rk,
-        &format!("terminal.{}", if enable { "enable" } else { "disable" }),
-        Some(terminal),
-        serde_json::json!({}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// `terminal reset-password`: a new password; the terminal's sessions end.
-pub async fn reset_password(
-    config: &Config,
-    pool: &Pool,
-    terminal: &str,
-    password: Option<String>,
-) -> anyhow::Result<zeroize::Zeroizing<String>> {
-    let pw = match password {
-        Some(p) => {
-            check_password(&p)?;
-            zeroize::Zeroizing::new(p)
-        }
-        None => random_password(),
-    };
-    let key = hash_key(config, pool).await?;
-    let (hash, salt) = hash_password(&key, &pw);
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let rk = row_keys(config, &tx).await?;
-    if !terminals::set_password(&tx, &rk, terminal, &hash, &salt).await? {
-        bail!("no terminal {terminal}");
-    }
-    sk::revoke_terminal(&tx, &rk, terminal).await?;
-    sk::notify(&tx, &format!("revoke:{terminal}")).await?;
-    audit_ops(
-        &tx,
-        &rk,
-        "terminal.reset_password",
-        Some(terminal),
-        serde_json::json!({}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(pw)
-}
-
-pub async fn list_terminals(pool: &Pool) -> anyhow::Result<Vec<terminals::TerminalRow>> {
-    let client = pool.get().await?;
-    Ok(terminals::list(&client).await?)
 }
 
 /// `keys rotate-row-key`: a new row key (unless an interrupted rotation is

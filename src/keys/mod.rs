@@ -4,7 +4,9 @@
 
 pub mod admin;
 pub mod day;
+mod provision;
 pub mod ring;
+mod status;
 
 use std::path::{Path, PathBuf};
 
