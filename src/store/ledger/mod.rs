@@ -113,7 +113,7 @@ pub async fn execute(
     shape.fold = load_args.fold(&shape);
     let no_lots: Vec<i64> = Vec::new();
     let stmt = tx
-        .prepare_typed_cached(&claim_sql(shape), &CLAIM_TYPES)
+        .prepare_typed_cached(&claim_sql(shape), claim_types())
         .await?;
     let r = tx
         .query_one(

@@ -26,28 +26,30 @@ pub(super) struct ClaimShape {
 /// The types of the claim statement's parameters: $1 terminal, $2 ts,
 /// $3 store, $4 operator, $5 order number, $6 request digest, $7 op,
 /// $8 cards to lock, $9/$10 the original's terminal and order number,
-/// $11 a card number to create; $12–$18 the folded load's (see
-/// [`LOAD_TYPES`]: $3–$9 there). All are bound whatever the shape.
-pub(super) const CLAIM_TYPES: [Type; 18] = [
-    Type::TEXT,
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::BYTEA,
-    Type::TEXT,
-    Type::TEXT_ARRAY,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::BOOL,
-    Type::TEXT,
-    Type::BOOL,
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8_ARRAY,
-    Type::BOOL,
-];
+/// $11 a card number to create; $12–$18 the folded load's, which are the
+/// load statement's $3–$9 ([`LOAD_TYPES`]). All are bound whatever the
+/// shape.
+pub(super) fn claim_types() -> &'static [Type] {
+    static TYPES: std::sync::LazyLock<Vec<Type>> = std::sync::LazyLock::new(|| {
+        let own = [
+            Type::TEXT,
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::BYTEA,
+            Type::TEXT,
+            Type::TEXT_ARRAY,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+        ];
+        own.into_iter()
+            .chain(LOAD_TYPES[2..].iter().cloned())
+            .collect()
+    });
+    &TYPES
+}
 
 /// The claim-and-lock statement of one shape. Its CTEs are chained so that
 /// nothing is claimed or locked unless the `ts` was new, and nothing is
