@@ -72,6 +72,29 @@ fn hash_password(key: &Secret32, pw: &str) -> ([u8; 32], [u8; keyed_hash::SALT_L
     )
 }
 
+/// The password `given` (checked) or a generated one, and its keyed hash
+/// and salt as `terminals` stores them.
+async fn new_password(
+    config: &Config,
+    pool: &Pool,
+    given: Option<String>,
+) -> anyhow::Result<(
+    zeroize::Zeroizing<String>,
+    [u8; 32],
+    [u8; keyed_hash::SALT_LEN],
+)> {
+    let pw = match given {
+        Some(p) => {
+            check_password(&p)?;
+            zeroize::Zeroizing::new(p)
+        }
+        None => random_password(),
+    };
+    let key = hash_key(config, pool).await?;
+    let (hash, salt) = hash_password(&key, &pw);
+    Ok((pw, hash, salt))
+}
+
 /// `terminal add`: returns the password (generated unless `password` given).
 pub async fn add_terminal(
     config: &Config,
@@ -81,15 +104,7 @@ pub async fn add_terminal(
     password: Option<String>,
 ) -> anyhow::Result<zeroize::Zeroizing<String>> {
     grammar::terminal(terminal).map_err(|_| anyhow!("terminal ids are [A-Za-z0-9_-]{{1,32}}"))?;
-    let pw = match password {
-        Some(p) => {
-            check_password(&p)?;
-            zeroize::Zeroizing::new(p)
-        }
-        None => random_password(),
-    };
-    let key = hash_key(config, pool).await?;
-    let (hash, salt) = hash_password(&key, &pw);
+    let (pw, hash, salt) = new_password(config, pool, password).await?;
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let rk = row_keys(config, &tx).await?;
@@ -147,15 +162,7 @@ pub async fn reset_password(
     terminal: &str,
     password: Option<String>,
 ) -> anyhow::Result<zeroize::Zeroizing<String>> {
-    let pw = match password {
-        Some(p) => {
-            check_password(&p)?;
-            zeroize::Zeroizing::new(p)
-        }
-        None => random_password(),
-    };
-    let key = hash_key(config, pool).await?;
-    let (hash, salt) = hash_password(&key, &pw);
+    let (pw, hash, salt) = new_password(config, pool, password).await?;
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let rk = row_keys(config, &tx).await?;
