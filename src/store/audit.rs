@@ -25,6 +25,30 @@ WITH h AS (
 INSERT INTO audit (audit_id, at, kind, terminal_id, actor, source, detail, row_mac, mac_key_id)
 SELECT $1, $2, $3, $4, $5, $6, $7, $9, $8 FROM h";
 
+/// The whole chain in chain order, as `verify` and `keys rotate-row-key`
+/// walk it: the columns [`chain_row`] reads, then `row_mac` (7) and
+/// `mac_key_id` (8).
+pub const CHAIN_SQL: &str =
+    "SELECT audit_id, at, kind, terminal_id, actor, source, detail, row_mac, mac_key_id
+       FROM audit ORDER BY audit_id";
+
+/// A row of [`CHAIN_SQL`]: its id and the image its MAC covers.
+pub fn chain_row(r: &tokio_postgres::Row) -> (i64, crate::crypto::row::RowImage) {
+    let id: i64 = r.get(0);
+    let at: DateTime<Utc> = r.get(1);
+    let detail: serde_json::Value = r.get(6);
+    let img = audit_image(
+        id,
+        at.timestamp_millis(),
+        r.get(2),
+        r.get(3),
+        r.get(4),
+        r.get(5),
+        &detail,
+    );
+    (id, img)
+}
+
 /// Appends one audit row. `source` is the client address for requests, the
 /// OS user (if known) for ops actions.
 pub async fn insert<C: GenericClient>(

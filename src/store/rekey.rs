@@ -28,8 +28,8 @@ use indicatif::ProgressBar;
 use rust_decimal::Decimal;
 
 use crate::integrity::{
-    audit_image, level_image, member_image, operator_image, session_image, terminal_image,
-    CardValues, PostingValues, RowKeys,
+    level_image, member_image, operator_image, session_image, terminal_image, CardValues,
+    PostingValues, RowKeys,
 };
 
 const CARD_BATCH: i64 = 500;
@@ -512,29 +512,12 @@ async fn audit(
         tx.commit().await?;
         return Ok(());
     }
-    let rows = tx
-        .query(
-            "SELECT audit_id, at, kind, terminal_id, actor, source, detail, row_mac, mac_key_id
-               FROM audit ORDER BY audit_id",
-            &[],
-        )
-        .await?;
+    let rows = tx.query(crate::store::audit::CHAIN_SQL, &[]).await?;
     let (mut old_prev, mut new_prev): (Option<Vec<u8>>, Option<Vec<u8>>) = (None, None);
     let (mut ids, mut macs) = (vec![], vec![]);
     for r in &rows {
         pb.inc(1);
-        let id: i64 = r.get(0);
-        let at: chrono::DateTime<chrono::Utc> = r.get(1);
-        let detail: serde_json::Value = r.get(6);
-        let img = audit_image(
-            id,
-            at.timestamp_millis(),
-            r.get(2),
-            r.get(3),
-            r.get(4),
-            r.get(5),
-            &detail,
-        );
+        let (id, img) = crate::store::audit::chain_row(r);
         let mac: Option<Vec<u8>> = r.get(7);
         let key: Option<String> = r.get(8);
         if !trusted(

@@ -17,8 +17,8 @@ use serde::Serialize;
 use tokio_postgres::Row;
 
 use crate::integrity::{
-    audit_image, level_image, member_image, operator_image, session_image, terminal_image,
-    CardValues, PostingValues, RowKeys,
+    level_image, member_image, operator_image, session_image, terminal_image, CardValues,
+    PostingValues, RowKeys,
 };
 
 /// Rows fetched per round trip.
@@ -552,30 +552,14 @@ async fn scan_audit(
     report: &mut Report,
     pb: &ProgressBar,
 ) -> anyhow::Result<()> {
-    let mut rows = Batches::new(
-        ta,
-        "SELECT audit_id, at, kind, terminal_id, actor, source, detail, row_mac, mac_key_id
-           FROM audit ORDER BY audit_id",
-    )
-    .await?;
+    let mut rows = Batches::new(ta, crate::store::audit::CHAIN_SQL).await?;
     let mut n = 0u64;
     let mut prev: Option<Vec<u8>> = None;
     let mut last_id: Option<i64> = None;
     let mut broken = false;
     while let Some(r) = rows.next().await? {
         n += 1;
-        let id: i64 = r.get(0);
-        let at: chrono::DateTime<chrono::Utc> = r.get(1);
-        let detail: serde_json::Value = r.get(6);
-        let img = audit_image(
-            id,
-            at.timestamp_millis(),
-            r.get(2),
-            r.get(3),
-            r.get(4),
-            r.get(5),
-            &detail,
-        );
+        let (id, img) = crate::store::audit::chain_row(&r);
         let mac: Option<Vec<u8>> = r.get(7);
         if !broken && !keys.verify(r.get(8), &img, prev.as_deref(), mac.as_deref()) {
             // Every row after a break fails too: one finding says it.
