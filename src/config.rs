@@ -292,39 +292,49 @@ impl Config {
 
     /// The effective configuration as TOML, with secrets redacted.
     pub fn to_redacted_toml(&self) -> String {
-        #[derive(Serialize)]
-        struct Shown<'a> {
-            database_url: String,
-            data_dir: &'a Path,
-            keys_dir: &'a Path,
-            log_format: LogFormat,
-            server: &'a ServerConfig,
-            db: &'a DbConfig,
-            business: &'a BusinessConfig,
-            protocol: &'a ProtocolConfig,
-            keys: &'a KeysConfig,
-            ledger: &'a LedgerSettings,
-        }
-        let shown = Shown {
-            database_url: match &self.database_url {
-                Some(url) => redact_url(url),
-                None => format!(
-                    "(embedded cluster in {})",
-                    self.data_dir.join("pg").display()
-                ),
-            },
+        let url = match &self.database_url {
+            Some(url) => redact_url(url),
+            None => format!(
+                "(embedded cluster in {})",
+                self.data_dir.join("pg").display()
+            ),
+        };
+        toml::to_string_pretty(&self.file_view(url))
+            .unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+
+    /// The configuration in the file's form, with `database_url` as given
+    /// (`config show` redacts it; `bench` writes its child daemon's file).
+    pub fn file_view(&self, database_url: String) -> FileView<'_> {
+        FileView {
+            database_url,
             data_dir: &self.data_dir,
             keys_dir: &self.keys_dir,
             log_format: self.log_format,
-            server: &self.server,
+            server: std::borrow::Cow::Borrowed(&self.server),
             db: &self.db,
             business: &self.business,
-            protocol: &self.protocol,
+            protocol: std::borrow::Cow::Borrowed(&self.protocol),
             keys: &self.keys,
             ledger: &self.ledger,
-        };
-        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        }
     }
+}
+
+/// A [`Config`] as a configuration file says it (see [`Config::file_view`]);
+/// the server and protocol sections may be replaced by changed copies.
+#[derive(Serialize)]
+pub struct FileView<'a> {
+    pub database_url: String,
+    pub data_dir: &'a Path,
+    pub keys_dir: &'a Path,
+    pub log_format: LogFormat,
+    pub server: std::borrow::Cow<'a, ServerConfig>,
+    pub db: &'a DbConfig,
+    pub business: &'a BusinessConfig,
+    pub protocol: std::borrow::Cow<'a, ProtocolConfig>,
+    pub keys: &'a KeysConfig,
+    pub ledger: &'a LedgerSettings,
 }
 
 /// Hides a password in a URL (`postgres://u:secret@h/db`) or key=value string.

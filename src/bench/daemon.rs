@@ -9,27 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use crate::config::{
-    BusinessConfig, Config, DbConfig, KeysConfig, LedgerSettings, LogFormat, ProtocolConfig,
-    ServerConfig,
-};
-
-/// The configuration file the child daemon is started with: the caller's
-/// settings, with the throttles opened (every load client comes from
-/// 127.0.0.1, so the per-address bucket would cap the whole benchmark).
-#[derive(Serialize)]
-struct ChildConfig<'a> {
-    database_url: &'a str,
-    data_dir: &'a Path,
-    keys_dir: &'a Path,
-    log_format: LogFormat,
-    server: &'a ServerConfig,
-    db: &'a DbConfig,
-    business: &'a BusinessConfig,
-    protocol: &'a ProtocolConfig,
-    keys: &'a KeysConfig,
-    ledger: &'a LedgerSettings,
-}
+use crate::config::{Config, ProtocolConfig};
 
 pub fn bench_protocol(p: &ProtocolConfig) -> ProtocolConfig {
     ProtocolConfig {
@@ -61,21 +41,12 @@ impl ChildDaemon {
             l.local_addr()?.port()
         };
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let mut server = config.server.clone();
-        server.listen = addr;
-        let protocol = bench_protocol(&config.protocol);
-        let file = ChildConfig {
-            database_url,
-            data_dir: &config.data_dir,
-            keys_dir: &config.keys_dir,
-            log_format: config.log_format,
-            server: &server,
-            db: &config.db,
-            business: &config.business,
-            protocol: &protocol,
-            keys: &config.keys,
-            ledger: &config.ledger,
-        };
+        // The caller's settings, on this port, with the throttles opened
+        // (every load client comes from 127.0.0.1, so the per-address
+        // bucket would cap the whole benchmark).
+        let mut file = config.file_view(database_url.to_owned());
+        file.server.to_mut().listen = addr;
+        file.protocol = std::borrow::Cow::Owned(bench_protocol(&config.protocol));
         let conf_path = work_dir.join("daemon.toml");
         std::fs::write(&conf_path, toml::to_string_pretty(&file)?)
             .with_context(|| format!("cannot write {}", conf_path.display()))?;

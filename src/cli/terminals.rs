@@ -67,11 +67,7 @@ pub async fn terminal_command(action: TerminalAction, config: &Config) -> anyhow
                 json,
                 password_stdin,
             } => {
-                let given = if password_stdin {
-                    Some(read_password_stdin()?)
-                } else {
-                    None
-                };
+                let given = password_stdin.then(read_password_stdin).transpose()?;
                 let generated = given.is_none();
                 let pw = admin::add_terminal(config, pool, &terminal, &store, given).await?;
                 if json {
@@ -121,11 +117,7 @@ pub async fn terminal_command(action: TerminalAction, config: &Config) -> anyhow
                 json,
                 password_stdin,
             } => {
-                let given = if password_stdin {
-                    Some(read_password_stdin()?)
-                } else {
-                    None
-                };
+                let given = password_stdin.then(read_password_stdin).transpose()?;
                 let generated = given.is_none();
                 let pw = admin::reset_password(config, pool, &terminal, given).await?;
                 if json {
