@@ -104,7 +104,7 @@ pub async fn execute(
     let load_args = load::LoadArgs::of(&req);
     let mut shape = ClaimShape {
         order: req.order_no.is_some(),
-        create: req.card_to_create().is_some(),
+        create: load_args.card_to_create.is_some(),
         orig: orig_key.is_some(),
         operator: req.operator.is_some(),
         cards: !lock_cards.is_empty() || orig_key.is_some(),
@@ -129,7 +129,7 @@ pub async fn execute(
                 &lock_cards,
                 &orig_key.map(|o| o.0),
                 &orig_key.map(|o| o.1),
-                &req.card_to_create(),
+                &load_args.card_to_create,
                 &load_args.wants_lots,
                 &load_args.level,
                 &load_args.want_txn,
