@@ -13,7 +13,7 @@ use super::xml::{encode_answer, encode_rows, AnswerBody, Row, Rows};
 const NOW: u64 = 1_795_000_000_000;
 
 fn validates(xsd: &str, doc: &str) -> bool {
-    let path = format!("{}/proto-spec/xsd/{xsd}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/../../proto-spec/xsd/{xsd}", env!("CARGO_MANIFEST_DIR"));
     let mut child = Command::new("xmllint")
         .args(["--noout", "--nonet", "--schema", &path, "-"])
         .stdin(Stdio::piped())
