@@ -6,9 +6,18 @@ use crate::protocol::errno::Errno;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A refusal the client caused or must act on.
+    /// A refusal with nothing changed: the transaction, `ts` included, is
+    /// rolled back (a refusal that commits is an `Outcome`, not an error).
     #[error("refused with errno {}", .0.code())]
     Refused(Errno),
+    /// A row names a row key this process has not loaded (a
+    /// `keys rotate-row-key` running): roll back, load the keys, run again.
+    #[error("a row is MACed under row key {0}, not loaded here")]
+    UnknownRowKey(String),
+    /// A pooled connection was found closed before BEGIN: nothing ran, so
+    /// the request may run again on another connection.
+    #[error("stale pooled connection")]
+    StaleConnection,
     /// Stored data failed its integrity check; nothing was changed.
     #[error("integrity check failed: {0}")]
     Tampered(String),
@@ -40,6 +49,10 @@ impl Error {
             Error::Tampered(_) => Errno::Tampered,
             Error::Db(e) => db_errno(e),
             Error::Pool(_) => Errno::Unavailable,
+            Error::StaleConnection => Errno::Unavailable,
+            // Still unknown after the keys were loaded again: a row names a
+            // key that does not exist.
+            Error::UnknownRowKey(_) => Errno::Tampered,
             Error::Internal(_) => Errno::Internal,
         }
     }
@@ -53,16 +66,27 @@ impl Error {
 
 /// HTTP status for an answer with this errno (proto-spec §"HTTP status").
 pub fn errno_http_status(e: Errno) -> u16 {
-    match e.code() {
-        0 => 200,
-        1001 | 1005 | 1007 | 1008 => 400,
-        1002 | 1003 => 403,
-        1004 => 401,
-        1006 => 409,
-        1009 => 429,
-        2001..=2999 => 200,
-        3002 => 503,
-        _ => 500,
+    match e {
+        Errno::Ok => 200,
+        Errno::Malformed | Errno::TsOutsideWindow | Errno::BadMac | Errno::DecryptFailed => 400,
+        Errno::UnknownTerminal | Errno::LoginRefused => 403,
+        Errno::KeyUnknown => 401,
+        Errno::TsUsed => 409,
+        Errno::Throttled => 429,
+        Errno::CardNotFound
+        | Errno::CardLost
+        | Errno::CardLocked
+        | Errno::InsufficientBalance
+        | Errno::InsufficientPoints
+        | Errno::OrderReused
+        | Errno::OriginalNotFound
+        | Errno::AlreadyReversed
+        | Errno::WrongPin
+        | Errno::InvalidAmount
+        | Errno::OperatorRefused
+        | Errno::CardInUse => 200,
+        Errno::Unavailable => 503,
+        Errno::Tampered | Errno::Internal => 500,
     }
 }
 

@@ -224,3 +224,39 @@ pub async fn refresh_row_keys<C: GenericClient>(
     }
     Ok(())
 }
+
+/// Runs a txn (`store::txn::run`); should a row name a row key this process
+/// has not loaded (a `keys rotate-row-key` running), loads the new keys from
+/// the database and runs it once more. The store never reads key files, so
+/// this is the ledger's entry point for every caller that posts.
+pub async fn run_txn(
+    pool: &deadpool_postgres::Pool,
+    env: &crate::store::txn::TxnEnv,
+    ctx: &crate::store::txn::TxnContext,
+    form: &crate::protocol::InnerForm,
+) -> crate::Result<crate::store::txn::Committed> {
+    use crate::store::txn;
+    use crate::Error;
+    let id = match txn::run(pool, env, ctx, form).await {
+        Err(Error::UnknownRowKey(id)) => id,
+        other => return other,
+    };
+    tracing::info!(
+        key_id = id,
+        "a row names a new row key: loading the row keys"
+    );
+    let client = pool.get().await?;
+    refresh_row_keys(&client, &env.config.keys_dir, &env.row_keys)
+        .await
+        .map_err(|e| Error::internal(format!("cannot load the row keys: {e:#}")))?;
+    drop(client);
+    match txn::run(pool, env, ctx, form).await {
+        Err(Error::UnknownRowKey(id)) => {
+            // No such key even now: the row's key id was forged.
+            let what = format!("a row names row key {id}, which does not exist");
+            txn::tampered(pool, env, ctx, form, &what).await;
+            Err(Error::Tampered(what))
+        }
+        other => other,
+    }
+}

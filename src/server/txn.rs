@@ -132,8 +132,8 @@ pub async fn txn(state: &AppState, peer: SocketAddr, headers: &HeaderMap, body: 
         ts: req.ts as i64,
         now: chrono::Utc::now(),
     };
-    match txn::run(&state.pool, &state.txn_env, &ctx, &inner).await {
-        Ok(rows) => {
+    match crate::keys::run_txn(&state.pool, &state.txn_env, &ctx, &inner).await {
+        Ok(txn::Committed::Answered(rows)) => {
             let iv = aead::random_iv();
             let aad = canonical::response_aad(&req.terminal, &req.sid, req.ts);
             let data = aead::seal(
@@ -151,6 +151,11 @@ pub async fn txn(state: &AppState, peer: SocketAddr, headers: &HeaderMap, body: 
                 },
                 Some(&mac),
             )
+        }
+        Ok(txn::Committed::Refused(errno)) => {
+            refusal
+                .answer(state, errno, inner.op.as_str(), Some(&mac))
+                .await
         }
         Err(e) => {
             let errno = e.errno();

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::protocol::errno::Errno;
 use crate::protocol::message::InnerForm;
 use crate::protocol::xml::Rows;
+use crate::store::ledger::Outcome;
 use crate::store::seen_ts;
 
 /// What every txn may need besides its request: the configuration (ledger
@@ -32,39 +33,63 @@ pub struct TxnContext {
     pub now: DateTime<Utc>,
 }
 
-/// Runs `form` for `ctx`. The `ts` is recorded first (1006 when used before);
-/// a refusal (an `Error::Refused`) commits the `ts` and whatever the refusal
-/// itself must write (a wrong-PIN count); any other error rolls back all.
-/// A deadlock or serialization failure (which the ledger's lock order should
-/// never cause) is retried a few times before it is answered 3002.
-pub async fn run(pool: &Pool, env: &TxnEnv, ctx: &TxnContext, form: &InnerForm) -> Result<Rows> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
+/// What a txn's transaction committed.
+#[derive(Debug)]
+pub enum Committed {
+    /// The op ran: its answer rows.
+    Answered(Rows),
+    /// Refused: the `ts` is spent, with whatever the refusal itself writes
+    /// (a wrong PIN counted); nothing else changed.
+    Refused(Errno),
+}
+
+impl Committed {
+    /// The rows, or the refusal as an error (for callers that only answer).
+    pub fn into_rows(self) -> Result<Rows> {
+        match self {
+            Committed::Answered(rows) => Ok(rows),
+            Committed::Refused(errno) => Err(Error::Refused(errno)),
+        }
+    }
+}
+
+/// How many times a request runs when a run fails in a way that says "run
+/// again" (a deadlock, a stale pooled connection).
+const MAX_ATTEMPTS: u32 = 4;
+
+/// Runs `form` for `ctx`. The `ts` is recorded first (1006 when used
+/// before); what commits is a [`Committed`]; an `Err` rolled everything
+/// back. A deadlock or serialization failure (which the ledger's lock order
+/// should never cause) or a stale pooled connection is retried a few times
+/// before it is answered 3002. `Error::UnknownRowKey` is the caller's to
+/// handle (load the row keys, run again): the store reads no key files.
+pub async fn run(
+    pool: &Pool,
+    env: &TxnEnv,
+    ctx: &TxnContext,
+    form: &InnerForm,
+) -> Result<Committed> {
+    for attempt in 1..=MAX_ATTEMPTS {
         match run_once(pool, env, ctx, form).await {
-            Err(Error::Db(e)) if attempt < 4 && is_retryable(&e) => {
+            Err(Error::Db(e)) if attempt < MAX_ATTEMPTS && is_retryable(&e) => {
                 tracing::warn!(error = %e, attempt, "txn retried");
-                continue;
             }
+            Err(Error::StaleConnection) if attempt < MAX_ATTEMPTS => {}
+            Err(Error::StaleConnection) => return Err(Errno::Unavailable.into()),
             Err(Error::Tampered(what)) => {
                 tampered(pool, env, ctx, form, &what).await;
                 return Err(Error::Tampered(what));
             }
-            Err(Error::Internal(m)) if m == STALE => {
-                if attempt < 4 {
-                    continue;
-                }
-                return Err(Errno::Unavailable.into());
-            }
             other => return other,
         }
     }
+    Err(Errno::Unavailable.into())
 }
 
 /// A row failed its integrity check: the posting's transaction is rolled
 /// back (nothing changed); the finding is logged at error level and audited
 /// in a transaction of its own.
-async fn tampered(pool: &Pool, env: &TxnEnv, ctx: &TxnContext, form: &InnerForm, what: &str) {
+pub async fn tampered(pool: &Pool, env: &TxnEnv, ctx: &TxnContext, form: &InnerForm, what: &str) {
     tracing::error!(
         terminal = ctx.terminal,
         op = form.op.as_str(),
@@ -92,9 +117,6 @@ async fn tampered(pool: &Pool, env: &TxnEnv, ctx: &TxnContext, form: &InnerForm,
     }
 }
 
-/// The marker of a pooled connection found closed before BEGIN.
-const STALE: &str = "stale pooled connection";
-
 fn is_retryable(e: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::SqlState;
     matches!(
@@ -103,7 +125,12 @@ fn is_retryable(e: &tokio_postgres::Error) -> bool {
     )
 }
 
-async fn run_once(pool: &Pool, env: &TxnEnv, ctx: &TxnContext, form: &InnerForm) -> Result<Rows> {
+async fn run_once(
+    pool: &Pool,
+    env: &TxnEnv,
+    ctx: &TxnContext,
+    form: &InnerForm,
+) -> Result<Committed> {
     let db = &env.config.db;
     let begin = format!(
         "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
@@ -111,27 +138,23 @@ async fn run_once(pool: &Pool, env: &TxnEnv, ctx: &TxnContext, form: &InnerForm)
         db.statement_timeout.as_millis()
     );
     let mut conn = TxnConn::new(pool.get().await?, begin);
-    let result = dispatch(&conn, env, ctx, form).await;
-    match result {
-        Ok(rows) => {
+    match crate::store::ledger::execute(&conn, env, ctx, form).await {
+        Ok(Outcome::Answered(rows)) => {
             conn.commit().await?;
-            Ok(rows)
+            Ok(Committed::Answered(rows))
         }
-        Err(Error::Refused(Errno::TsUsed)) => {
-            conn.rollback().await?;
-            Err(Errno::TsUsed.into())
-        }
-        Err(Error::Refused(e)) => {
+        Ok(Outcome::Refused { errno, writes }) => {
+            writes.apply(&conn, ctx).await?;
             conn.commit().await?;
-            Err(Error::Refused(e))
+            Ok(Committed::Refused(errno))
         }
-        Err(other) => {
+        Err(e) => {
             // A connection that failed mid-statement is dropped below, not
             // rolled back here: its rollback could fail too.
             if conn.is_usable() {
                 conn.rollback().await?;
             }
-            Err(other)
+            Err(e)
         }
     }
 }
@@ -309,7 +332,7 @@ impl Drop for TxnConn {
 
 fn stale_if_closed(e: tokio_postgres::Error) -> Error {
     if e.is_closed() {
-        Error::Internal(STALE.into())
+        Error::StaleConnection
     } else {
         e.into()
     }
@@ -320,10 +343,4 @@ fn stale_if_closed(e: tokio_postgres::Error) -> Error {
 pub async fn spend_ts(pool: &Pool, terminal: &str, ts: i64) -> Result<bool> {
     let client = pool.get().await?;
     Ok(seen_ts::record(&client, terminal, ts).await?)
-}
-
-/// Every op of protocol.md §6: the ledger records the `ts` in its first
-/// statement (one round trip less), then runs the op.
-async fn dispatch(tx: &TxnConn, env: &TxnEnv, ctx: &TxnContext, form: &InnerForm) -> Result<Rows> {
-    crate::store::ledger::execute(tx, env, ctx, form).await
 }

@@ -677,13 +677,15 @@ async fn idempotent_replays_and_reuse() {
     // The same ts twice: 1006, whatever the first one's outcome.
     let ts = l.next_ts();
     let f = req("debit", "CARD0009").amount("1000").order("O4").form();
-    let e = cardswitch::store::txn::run(&l.pool, &l.env, &l.ctx("T1", ts), &f)
+    let e = cardswitch::keys::run_txn(&l.pool, &l.env, &l.ctx("T1", ts), &f)
         .await
+        .and_then(cardswitch::store::txn::Committed::into_rows)
         .unwrap_err();
     assert_eq!(e.errno().code(), 2004);
     let f = req("topup", "CARD0009").amount("1").order("O5").form();
-    let e = cardswitch::store::txn::run(&l.pool, &l.env, &l.ctx("T1", ts), &f)
+    let e = cardswitch::keys::run_txn(&l.pool, &l.env, &l.ctx("T1", ts), &f)
         .await
+        .and_then(cardswitch::store::txn::Committed::into_rows)
         .unwrap_err();
     assert_eq!(e.errno().code(), 1006);
     assert_eq!(
@@ -1000,8 +1002,9 @@ async fn postings_partitions_and_safety_net() {
     let mut ctx = l.ctx("T1", l.next_ts());
     ctx.now += chrono::TimeDelta::days(400);
     let f = req("topup", "CARD0015").amount("1").order("FUTURE").form();
-    cardswitch::store::txn::run(&l.pool, &l.env, &ctx, &f)
+    cardswitch::keys::run_txn(&l.pool, &l.env, &ctx, &f)
         .await
+        .and_then(cardswitch::store::txn::Committed::into_rows)
         .unwrap();
     assert_eq!(l.count("SELECT count(*) FROM postings_default").await, 1);
     l.check_books().await;

@@ -133,7 +133,11 @@ async fn operator_and_level_commands() {
         let env = env.clone();
         let ctx = l.ctx("T1", l.next_ts());
         let pool = l.pool.clone();
-        async move { txn::run(&pool, &env, &ctx, &r.form()).await }
+        async move {
+            cardswitch::keys::run_txn(&pool, &env, &ctx, &r.form())
+                .await
+                .and_then(txn::Committed::into_rows)
+        }
     };
     let r = send(
         req("lock", "CLIC0001")

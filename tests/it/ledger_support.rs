@@ -186,7 +186,9 @@ impl Ledger {
     /// Sends `r` from `terminal` with a fresh ts.
     pub async fn send_from(&self, terminal: &str, r: &Req) -> Result<Rows> {
         let ts = self.next_ts();
-        txn::run(&self.pool, &self.env, &self.ctx(terminal, ts), &r.form()).await
+        cardswitch::keys::run_txn(&self.pool, &self.env, &self.ctx(terminal, ts), &r.form())
+            .await
+            .and_then(txn::Committed::into_rows)
     }
 
     pub async fn send(&self, r: &Req) -> Result<Rows> {

@@ -9,11 +9,15 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
+use super::claim::Claimed;
+use super::load::Fetched;
 use super::rows::{dec, hex_bytes, CardRow};
 use crate::error::{Error, Result};
 use crate::integrity::{
     level_image, member_image, operator_image, terminal_image, CardValues, PostingValues, RowKeys,
 };
+use crate::ledger::Lot;
+use crate::store::txn::TxnContext;
 
 #[derive(Deserialize)]
 pub(super) struct TerminalRow {
@@ -75,24 +79,87 @@ impl PostingRow {
 }
 
 /// A row MACed under a key this process does not know yet (a
-/// `keys rotate-row-key` running): the new keys are loaded first, so the row
-/// is checked under its key rather than refused.
-pub(super) async fn learn_keys<'a>(
-    tx: &crate::store::txn::TxnConn,
-    env: &crate::store::txn::TxnEnv,
-    ids: impl Iterator<Item = Option<&'a str>>,
-) -> Result<()> {
-    let mut unknown = false;
-    for id in ids.flatten() {
-        if !env.row_keys.knows(id) {
-            unknown = true;
-            break;
-        }
+/// `keys rotate-row-key` running) is `Error::UnknownRowKey`: the caller rolls
+/// back, loads the new keys and runs the request again, so the row is
+/// checked under its key rather than refused. The store never reads key
+/// files itself.
+pub(super) fn known<'a>(keys: &RowKeys, ids: impl Iterator<Item = Option<&'a str>>) -> Result<()> {
+    match ids.flatten().find(|id| !keys.knows(id)) {
+        Some(id) => Err(Error::UnknownRowKey(id.to_owned())),
+        None => Ok(()),
     }
-    if unknown {
-        crate::keys::refresh_row_keys(tx.in_txn().await?, &env.config.keys_dir, &env.row_keys)
-            .await
-            .map_err(|e| Error::internal(format!("cannot load the new row keys: {e:#}")))?;
+}
+
+/// What the claim read, before anything is decided: every row key named
+/// known, the terminal and the operator (the cards are checked by [`cards`]
+/// once the operator is allowed, protocol.md §4's order).
+pub(super) fn claimed(
+    keys: &RowKeys,
+    ctx: &TxnContext,
+    operator_id: Option<&str>,
+    c: &Claimed,
+) -> Result<()> {
+    let ids = c
+        .terminal
+        .iter()
+        .map(|t| t.mac_key_id.as_deref())
+        .chain(c.operator.iter().map(|o| o.mac_key_id.as_deref()))
+        .chain(c.cards.values().flat_map(|c| {
+            [
+                c.level_key_id.as_deref(),
+                c.mac_key_id.as_deref(),
+                c.member_key_id.as_deref(),
+            ]
+        }));
+    known(keys, ids)?;
+    check_terminal(keys, &ctx.terminal, c.terminal.as_ref())?;
+    if let (Some(o), Some(id)) = (&c.operator, operator_id) {
+        check_operator_row(keys, &ctx.store_id, id, o)?;
+    }
+    Ok(())
+}
+
+/// What the load read: each card's chain end, the level of a register,
+/// and every card's points equal to what its lots hold.
+pub(super) fn fetched(
+    keys: &RowKeys,
+    cards: &BTreeMap<String, CardRow>,
+    f: &Fetched,
+) -> Result<()> {
+    let ids = f
+        .chains
+        .iter()
+        .flat_map(|c| c.last.iter().flatten())
+        .map(|p| p.mac_key_id.as_deref())
+        .chain(f.level.iter().map(|l| l.mac_key_id.as_deref()));
+    known(keys, ids)?;
+    check_chains(keys, cards, &f.chains)?;
+    if let Some(lv) = &f.level {
+        check_level(
+            keys,
+            &lv.level,
+            &lv.discount,
+            &lv.points_rate,
+            &lv.row_mac,
+            &lv.mac_key_id,
+        )?;
+    }
+    check_lots(cards, &f.lots)
+}
+
+/// A card whose points disagree with its lots was changed outside the
+/// ledger.
+fn check_lots(cards: &BTreeMap<String, CardRow>, lots: &BTreeMap<String, Vec<Lot>>) -> Result<()> {
+    for (no, row) in cards {
+        let in_lots: i64 = lots
+            .get(no)
+            .map_or(0, |v| v.iter().map(|l| l.points_left).sum());
+        if in_lots != row.points {
+            return Err(Error::Tampered(format!(
+                "card {no}: points {} but its lots hold {in_lots}",
+                row.points
+            )));
+        }
     }
     Ok(())
 }
@@ -120,11 +187,7 @@ impl CardRow {
 }
 
 /// The terminal the request comes from.
-pub(super) fn check_terminal(
-    keys: &RowKeys,
-    terminal_id: &str,
-    t: Option<&TerminalRow>,
-) -> Result<()> {
+fn check_terminal(keys: &RowKeys, terminal_id: &str, t: Option<&TerminalRow>) -> Result<()> {
     let Some(t) = t else {
         return Err(tampered(format!("terminals {terminal_id}: row missing")));
     };
@@ -147,7 +210,7 @@ pub(super) fn check_terminal(
 }
 
 /// Every locked card and its member.
-pub(super) fn check_cards(keys: &RowKeys, rows: &BTreeMap<String, CardRow>) -> Result<()> {
+pub(super) fn cards(keys: &RowKeys, rows: &BTreeMap<String, CardRow>) -> Result<()> {
     for (no, r) in rows {
         let values = r.values()?;
         if !keys.verify(
@@ -199,7 +262,7 @@ pub(super) fn check_cards(keys: &RowKeys, rows: &BTreeMap<String, CardRow>) -> R
 /// before) is the card's `last_mac`, and its balance and points are the
 /// card's. A posting deleted or inserted anywhere, or a change to either of
 /// the last two, is caught here; a change deeper in the chain by `verify`.
-pub(super) fn check_chains(
+fn check_chains(
     keys: &RowKeys,
     rows: &BTreeMap<String, CardRow>,
     chains: &[ChainRow],
@@ -254,7 +317,7 @@ pub(super) fn json_dec(v: &serde_json::Value, name: &str) -> Result<Decimal> {
 }
 
 /// A level a card (or a register) relies on.
-pub(super) fn check_level(
+fn check_level(
     keys: &RowKeys,
     level: &str,
     discount: &str,
@@ -270,7 +333,7 @@ pub(super) fn check_level(
 }
 
 /// The operator a request names.
-pub(super) fn check_operator_row(
+fn check_operator_row(
     keys: &RowKeys,
     store_id: &str,
     operator_id: &str,

@@ -24,12 +24,15 @@ use std::collections::BTreeMap;
 
 use crate::store::txn::TxnConn;
 
+use serde_json::Value;
+
 use super::check::ChainRow;
-use super::rows::{json_col, CardRow};
+use super::rows::{at_ms, json_col, json_col_opt, CardRow, LevelRow, LotRow};
 use super::sql::{bit_mask, load_sql, ClaimShape, LOAD_TYPES};
 use crate::error::Result;
-use crate::ledger::request::Request;
-use crate::ledger::OpKind;
+use crate::ledger::request::{Body, PostingOp, PostingReq, ReadOp, ReadReq, Request};
+use crate::ledger::{Lot, OpKind};
+use crate::protocol::attr2::DEFAULT_HISTORY_LIMIT;
 
 /// What the load reads for a request, decided before the claim.
 pub(super) struct LoadArgs<'a> {
@@ -44,15 +47,27 @@ pub(super) struct LoadArgs<'a> {
 
 impl<'a> LoadArgs<'a> {
     pub(super) fn of(req: &'a Request) -> LoadArgs<'a> {
-        let posting = req.op.is_posting();
+        let op = req.op();
+        let (level, hist) = match &req.body {
+            Body::Posting(PostingReq {
+                op: PostingOp::Register { level, .. },
+                ..
+            }) => (Some(level.as_str()), None),
+            Body::Read(ReadReq {
+                card,
+                op: ReadOp::History { limit },
+                ..
+            }) => (None, Some((card.as_str(), *limit))),
+            _ => (None, None),
+        };
         LoadArgs {
             card_to_create: req.card_to_create(),
-            wants_lots: matches!(req.op, OpKind::Debit | OpKind::Points | OpKind::Replace),
-            level: req.level.as_deref(),
-            want_txn: posting || req.op == OpKind::Query,
-            hist_card: (req.op == OpKind::History).then_some(req.attr1.as_str()),
-            limit: i64::from(req.limit),
-            register: req.op == OpKind::Register,
+            wants_lots: matches!(op, OpKind::Debit | OpKind::Points | OpKind::Replace),
+            level,
+            want_txn: op.is_posting() || op == OpKind::Query,
+            hist_card: hist.map(|h| h.0),
+            limit: i64::from(hist.map_or(DEFAULT_HISTORY_LIMIT, |h| h.1)),
+            register: op == OpKind::Register,
         }
     }
 
@@ -76,20 +91,34 @@ impl<'a> LoadArgs<'a> {
     }
 }
 
-/// The load's row and the chains in it: the claim's when it folded the
-/// load and its snapshot was fresh for every locked card, else a load
-/// statement's.
+/// What the load read, decoded (not yet checked: `check::fetched`).
+pub(super) struct Fetched {
+    pub(super) chains: Vec<ChainRow>,
+    /// Each locked card's live lots (and those a reverse names), by id.
+    pub(super) lots: BTreeMap<String, Vec<Lot>>,
+    pub(super) new_exists: bool,
+    pub(super) lot_ids: Vec<i64>,
+    pub(super) level: Option<LevelRow>,
+    pub(super) txn_id: Option<i64>,
+    /// Taken for a register, so the member's MAC can cover it.
+    pub(super) new_member_id: Option<i64>,
+    /// A history's postings (JSON), for a `history` read only.
+    pub(super) history: Option<Value>,
+}
+
+/// The load's row: the claim's when it folded the load and its snapshot
+/// was fresh for every locked card, else a load statement's.
 pub(super) async fn run(
     tx: &TxnConn,
     args: &LoadArgs<'_>,
     named_lots: &[i64],
     claim: Option<tokio_postgres::Row>,
     rows: &BTreeMap<String, CardRow>,
-) -> Result<(tokio_postgres::Row, Vec<ChainRow>)> {
+) -> Result<Fetched> {
     if let Some(r) = claim {
         let chains: Vec<ChainRow> = json_col(&r, "chains", "chains")?;
         if fresh(&chains, rows) {
-            return Ok((r, chains));
+            return decode(&r, args, chains);
         }
     }
     let locked_nos: Vec<String> = rows.keys().cloned().collect();
@@ -113,7 +142,32 @@ pub(super) async fn run(
         )
         .await?;
     let chains = json_col(&l, "chains", "chains")?;
-    Ok((l, chains))
+    decode(&l, args, chains)
+}
+
+fn decode(l: &tokio_postgres::Row, args: &LoadArgs<'_>, chains: Vec<ChainRow>) -> Result<Fetched> {
+    let lot_rows: Vec<LotRow> = json_col(l, "lots", "lots")?;
+    let mut lots: BTreeMap<String, Vec<Lot>> = BTreeMap::new();
+    for lr in lot_rows {
+        lots.entry(lr.card_no).or_default().push(Lot {
+            id: lr.id,
+            points_left: lr.left,
+            expires_at: lr.exp.map(at_ms).transpose()?,
+        });
+    }
+    for v in lots.values_mut() {
+        v.sort_by_key(|l| l.id);
+    }
+    Ok(Fetched {
+        chains,
+        lots,
+        new_exists: l.get("new_exists"),
+        lot_ids: l.get("lot_ids"),
+        level: json_col_opt(l, "level", "level")?,
+        txn_id: l.get("txn_id"),
+        new_member_id: l.get("member_id"),
+        history: args.hist_card.map(|_| l.get("history")),
+    })
 }
 
 /// Whether the chains a snapshot shows end where the (newest) locked card

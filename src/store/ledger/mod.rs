@@ -28,32 +28,50 @@
 
 use std::collections::BTreeMap;
 
-use crate::store::txn::TxnConn;
 use serde_json::Value;
 
 use crate::crypto::keyed_hash::{verify_keyed_hash, DOMAIN_MANAGER_PIN};
 use crate::error::{Error, Result};
-use crate::ledger::request::{mask_phone, money_text, status_text, Request};
+use crate::ledger::request::{
+    mask_phone, money_text, status_text, Body, Operator, ReadOp, ReadReq, Request,
+};
 use crate::ledger::{
     authorize, check_read, decide_expire, BonusRule, CardChange, CardState, LedgerConfig, Lot,
-    Money, OpKind, Pin, Role,
+    Money, OpKind, Original, Role,
 };
 use crate::protocol::errno::Errno;
 use crate::protocol::message::InnerForm;
 use crate::protocol::xml::{Row, Rows};
-use crate::store::txn::{TxnContext, TxnEnv};
+use crate::store::txn::{TxnConn, TxnContext, TxnEnv};
 
 mod check;
+mod claim;
 mod load;
 mod posting;
 mod rows;
 mod sql;
 mod writes;
 
+use claim::{Claim, Claimed};
+use load::LoadArgs;
 use posting::{decide_posting, plan_writes, Loaded};
-use rows::*;
-use sql::*;
-use writes::{RefusalWrites, Writes};
+use rows::{from_json, hex_bytes, money, CardRow, HistoryRow, OperatorRow, OrigRow};
+use writes::{OperatorCount, Writes};
+
+pub(crate) use writes::RefusalWrites;
+
+/// How a request's transaction ends when it commits. (An `Err` rolls it
+/// back: nothing of it stays, not even its `ts`.)
+pub(crate) enum Outcome {
+    /// The op ran; its answer rows (a replay's stored row included).
+    Answered(Rows),
+    /// Refused: the `ts` is spent, and `writes` (a claim dropped, a PIN
+    /// counted) are applied before the commit.
+    Refused {
+        errno: Errno,
+        writes: Box<RefusalWrites>,
+    },
+}
 
 /// The ledger rules of the configuration.
 pub fn ledger_config(s: &crate::config::LedgerSettings) -> Result<LedgerConfig> {
@@ -77,308 +95,211 @@ pub fn ledger_config(s: &crate::config::LedgerSettings) -> Result<LedgerConfig> 
     })
 }
 
-/// Runs one request; see the module doc.
-pub async fn execute(
+/// Runs one request (see the module doc): claim, check, load, expire,
+/// then read or decide and write.
+pub(crate) async fn execute(
     tx: &TxnConn,
     env: &TxnEnv,
     ctx: &TxnContext,
     form: &InnerForm,
-) -> Result<Rows> {
+) -> Result<Outcome> {
     let req = match Request::from_form(form) {
         Ok(r) => r,
-        Err(e) => {
-            // Refused before any work: the ts is used up all the same.
-            if !crate::store::seen_ts::record(tx.in_txn().await?, &ctx.terminal, ctx.ts).await? {
-                return Err(Errno::TsUsed.into());
-            }
-            return Err(e.into());
-        }
+        Err(errno) => return refused_before_work(tx, ctx, errno).await,
     };
-    let now = crate::ledger::lots::truncate_ms(ctx.now);
-    let posting = req.op.is_posting();
-    let digest = form.digest().to_vec();
-    let orig_key = req.original(&ctx.terminal);
-    let lock_cards = req.cards_to_lock();
+    let args = LoadArgs::of(&req);
+    let claimed = match claim::run(tx, ctx, &req, &args, &form.digest()).await? {
+        Claim::Settled(outcome) => return Ok(outcome),
+        Claim::Locked(c) => c,
+    };
+    check::claimed(&env.row_keys, ctx, req.operator.id(), &claimed)?;
+    let mut refuse = RefusalWrites::claimed(req.order_no());
+    // protocol.md §4: the operator before the operation.
+    let (allowed, count) = check_operator(env, ctx, &req, claimed.operator.as_ref())?;
+    let operator_reset = count.as_ref().is_some_and(|c| c.reset);
+    refuse.count_operator(count);
+    if let Err(errno) = allowed {
+        return Ok(refuse.refused(errno));
+    }
+    check::cards(&env.row_keys, &claimed.cards)?;
+    let Claimed {
+        orig,
+        cards,
+        folded,
+        ..
+    } = *claimed;
+    let orig = match original(&req, orig)? {
+        Ok(o) => o,
+        Err(errno) => return Ok(refuse.refused(errno)),
+    };
+    let named = named_lots(orig.as_ref().map(|o| &o.1));
+    let fetched = load::run(tx, &args, &named, folded, &cards).await?;
+    check::fetched(&env.row_keys, &cards, &fetched)?;
+    let x = expire(env, &req, ctx, cards, fetched, orig)?;
+    match &req.body {
+        Body::Read(r) => read(tx, ctx, &x, r, refuse).await,
+        Body::Posting(p) => post(tx, ctx, &x, p, refuse, operator_reset).await,
+    }
+}
 
-    // 1. Claim and lock.
-    let load_args = load::LoadArgs::of(&req);
-    let mut shape = ClaimShape {
-        order: req.order_no.is_some(),
-        create: load_args.card_to_create.is_some(),
-        orig: orig_key.is_some(),
-        operator: req.operator.is_some(),
-        cards: !lock_cards.is_empty() || orig_key.is_some(),
-        fold: None,
-    };
-    shape.fold = load_args.fold(&shape);
-    let no_lots: Vec<i64> = Vec::new();
-    let stmt = tx
-        .prepare_typed_cached(&claim_sql(shape), claim_types())
-        .await?;
-    let r = tx
-        .query_one(
-            &stmt,
-            &[
-                &ctx.terminal,
-                &ctx.ts,
-                &ctx.store_id,
-                &req.operator,
-                &req.order_no,
-                &posting.then_some(digest.as_slice()),
-                &req.op.as_str(),
-                &lock_cards,
-                &orig_key.map(|o| o.0),
-                &orig_key.map(|o| o.1),
-                &load_args.card_to_create,
-                &load_args.wants_lots,
-                &load_args.level,
-                &load_args.want_txn,
-                &load_args.hist_card,
-                &load_args.limit,
-                &no_lots,
-                &load_args.register,
-            ],
-        )
-        .await?;
-    if r.get::<_, i64>("ts_ok") == 0 {
+/// Refused before any work (a value the ledger cannot hold): the `ts` is
+/// used up all the same.
+async fn refused_before_work(tx: &TxnConn, ctx: &TxnContext, errno: Errno) -> Result<Outcome> {
+    if !crate::store::seen_ts::record(tx.in_txn().await?, &ctx.terminal, ctx.ts).await? {
         return Err(Errno::TsUsed.into());
     }
-    if posting && r.get::<_, i64>("claimed") == 0 {
-        let mut prior: Option<(Vec<u8>, Option<Value>)> = r
-            .get::<_, Option<Vec<u8>>>("prior_digest")
-            .map(|d| (d, r.get("prior_answer")));
-        if prior.is_none() {
-            // The claim waited for a racing twin that committed after this
-            // statement's snapshot: read its row now.
-            let stmt = tx.prepare_cached(PRIOR_SQL).await?;
-            prior = tx
-                .query_opt(&stmt, &[&ctx.terminal, &req.order_no])
-                .await?
-                .map(|row| (row.get(0), row.get(1)));
+    Ok(RefusalWrites::default().refused(errno))
+}
+
+/// The original a `reverse`/`refund` names, decoded; 2007 when there is none.
+fn original(
+    req: &Request,
+    orig: Option<OrigRow>,
+) -> Result<std::result::Result<Option<(OrigRow, Original)>, Errno>> {
+    match (req.original(""), orig) {
+        (Some(_), None) => Ok(Err(Errno::OriginalNotFound)),
+        (Some(_), Some(o)) => {
+            let decoded = o.original()?;
+            Ok(Ok(Some((o, decoded))))
         }
-        return match prior {
-            Some((d, Some(answer))) if d == digest => Ok(Rows(vec![replayed_row(answer)?])),
-            Some(_) => Err(Errno::OrderReused.into()),
-            None => Err(Error::internal("order claim failed but no order found")),
-        };
+        (None, _) => Ok(Ok(None)),
     }
-    let operator: Option<OperatorRow> = json_col_opt(&r, "operator", "operator row")?;
-    let orig: Option<OrigRow> = json_col_opt(&r, "orig", "original row")?;
-    let card_rows: Vec<CardRow> = json_col(&r, "cards", "card rows")?;
-    let terminal: Option<check::TerminalRow> = json_col_opt(&r, "terminal", "terminal row")?;
-    // Checked on use: the terminal, the cards and their members, before
-    // anything is decided (issue 5).
-    let ids = terminal
-        .iter()
-        .map(|t| t.mac_key_id.as_deref())
-        .chain(operator.iter().map(|o| o.mac_key_id.as_deref()))
-        .chain(card_rows.iter().map(|c| c.level_key_id.as_deref()))
-        .chain(card_rows.iter().map(|c| c.mac_key_id.as_deref()))
-        .chain(card_rows.iter().map(|c| c.member_key_id.as_deref()));
-    check::learn_keys(tx, env, ids).await?;
-    check::check_terminal(&env.row_keys, &ctx.terminal, terminal.as_ref())?;
-    if let (Some(o), Some(id)) = (&operator, &req.operator) {
-        check::check_operator_row(&env.row_keys, &ctx.store_id, id, o)?;
-    }
-    let mut refuse = RefusalWrites {
-        order_no: req.order_no.clone(),
-        keys: Some(env.row_keys.clone()),
-        ..Default::default()
-    };
+}
 
-    // Operator allowed (protocol.md §4: before the operation).
-    let mut operator_reset = false;
-    if let Err(e) = check_operator(env, ctx, &req, operator.as_ref(), &mut refuse) {
-        return refuse.apply(tx, ctx, e).await;
-    }
-    if let Some(o) = &operator {
-        operator_reset = req.op.is_manager_op() && o.pin_fail_count > 0;
-    }
-
-    let rows: BTreeMap<String, CardRow> = card_rows
-        .into_iter()
-        .map(|c| (c.card_no.clone(), c))
-        .collect();
-    check::check_cards(&env.row_keys, &rows)?;
-    refuse.rows = rows.clone();
-    let original = match (&orig_key, &orig) {
-        (Some(_), None) => return refuse.apply(tx, ctx, Errno::OriginalNotFound).await,
-        (Some(_), Some(o)) => Some(o.original()?),
-        _ => None,
-    };
-
-    // 2. Load (see `load`).
-    // A reverse needs the very lots its original created and took, spent
-    // or not.
-    let named_lots: Vec<i64> = original
+/// A reverse needs the very lots its original created and took, spent or
+/// not.
+fn named_lots(original: Option<&Original>) -> Vec<i64> {
+    original
         .iter()
         .flat_map(|o| &o.effects)
         .flat_map(|e| e.lots_created.iter().chain(&e.lots_taken))
         .map(|t| t.lot_id)
-        .collect();
-    let folded = shape.fold.is_some().then_some(r);
-    let (l, chains) = load::run(tx, &load_args, &named_lots, folded, &rows).await?;
-    let ids = chains
-        .iter()
-        .flat_map(|c| c.last.iter().flatten())
-        .map(|p| p.mac_key_id.as_deref());
-    check::learn_keys(tx, env, ids).await?;
-    check::check_chains(&env.row_keys, &rows, &chains)?;
-    let new_member_id: Option<i64> = l.get("member_id");
-    let lot_rows: Vec<LotRow> = json_col(&l, "lots", "lots")?;
-    let new_exists: bool = l.get("new_exists");
-    let lot_ids: Vec<i64> = l.get("lot_ids");
-    let level: Option<LevelRow> = json_col_opt(&l, "level", "level")?;
-    if let Some(lv) = &level {
-        let known = lv.mac_key_id.as_deref();
-        check::learn_keys(tx, env, std::iter::once(known)).await?;
-        check::check_level(
-            &env.row_keys,
-            &lv.level,
-            &lv.discount,
-            &lv.points_rate,
-            &lv.row_mac,
-            &lv.mac_key_id,
-        )?;
-    }
-    let txn_id: Option<i64> = l.get("txn_id");
-    let mut lots: BTreeMap<String, Vec<Lot>> = BTreeMap::new();
-    for lr in lot_rows {
-        lots.entry(lr.card_no).or_default().push(Lot {
-            id: lr.id,
-            points_left: lr.left,
-            expires_at: lr.exp.map(at_ms).transpose()?,
-        });
-    }
-    for v in lots.values_mut() {
-        v.sort_by_key(|l| l.id);
-    }
+        .collect()
+}
 
-    // Hook for row MACs (issue 5): a card whose points disagree with its
-    // lots was changed outside the ledger. 3001, nothing changed.
-    for (no, row) in &rows {
-        let in_lots: i64 = lots
-            .get(no)
-            .map_or(0, |v| v.iter().map(|l| l.points_left).sum());
-        if in_lots != row.points {
-            return Err(Error::Tampered(format!(
-                "card {no}: points {} but its lots hold {in_lots}",
-                row.points
-            )));
-        }
-    }
-
-    // Points expired since the card was last used: posted first, so the
-    // decision and the answer see live points only.
+/// Points expired since each card was last used, posted first so the
+/// decision and the answer see live points only (`member` and `history`
+/// read the card as it is).
+fn expire<'a>(
+    env: &'a TxnEnv,
+    req: &'a Request,
+    ctx: &TxnContext,
+    rows: BTreeMap<String, CardRow>,
+    mut fetched: load::Fetched,
+    orig: Option<(OrigRow, Original)>,
+) -> Result<Loaded<'a>> {
+    let now = crate::ledger::lots::truncate_ms(ctx.now);
+    let mut lots = std::mem::take(&mut fetched.lots);
     let mut states: BTreeMap<String, CardState> = BTreeMap::new();
     let mut expiries: Vec<CardChange> = Vec::new();
+    let expires = !matches!(req.op(), OpKind::Member | OpKind::History);
     for (no, row) in &rows {
         let mut st = row.state()?;
         let card_lots = lots.entry(no.clone()).or_default();
-        if !matches!(req.op, OpKind::Member | OpKind::History) {
-            if let Some(p) = decide_expire("", &st, card_lots, now)? {
-                for c in p.cards {
-                    for t in &c.lots_taken {
-                        if let Some(l) = card_lots.iter_mut().find(|l| l.id == t.lot_id) {
-                            l.points_left -= t.points;
-                        }
-                    }
-                    st.points = c.new_points;
-                    expiries.push(c);
-                }
+        if let Some(p) = expires
+            .then(|| decide_expire("", &st, card_lots, now))
+            .transpose()?
+            .flatten()
+        {
+            for c in p.cards {
+                take_from(card_lots, &c);
+                st.points = c.new_points;
+                expiries.push(c);
             }
         }
         states.insert(no.clone(), st);
     }
-
-    let cfg = ledger_config(&env.config.ledger)?;
-    let card = |no: &str| states.get(no).ok_or(Errno::CardNotFound);
-    let order_no = req.order_no.clone().unwrap_or_default();
-    let pin_of = |no: &str| -> Result<Pin> {
-        match rows.get(no) {
-            Some(r) => r.pin(env, req.pin.as_deref()),
-            None => Ok(Pin::Absent),
-        }
-    };
-
-    // Reads.
-    if !posting {
-        let st = match card(&req.attr1) {
-            Ok(s) => s,
-            Err(e) => return refuse.apply(tx, ctx, e).await,
-        };
-        let pin_reset = match check_read(st, pin_of(&req.attr1)?) {
-            Ok(r) => r,
-            Err(rf) => return refuse.refusal(tx, ctx, rf).await,
-        };
-        let cr = need(rows.get(&req.attr1))?;
-        let rows_out = match req.op {
-            OpKind::Query => vec![Row::new()
-                .with("card", &st.card_no)
-                .with("balance", money_text(st.balance))
-                .with("points", st.points.to_string())
-                .with("level", &st.level.name)
-                .with("status", status_text(st.status))],
-            OpKind::Member => vec![Row::new()
-                .with("card", &st.card_no)
-                .with("name", &cr.name)
-                .with("phone", mask_phone(&cr.phone))
-                .with("level", &st.level.name)
-                .with("birthday", cr.birthday.clone().unwrap_or_default())
-                .with("status", status_text(st.status))
-                .with("registered_at", cr.opened_at.to_string())],
-            _ => history_rows(l.get::<_, Value>("history"))?,
-        };
-        if pin_reset.is_some() || !expiries.is_empty() {
-            let mut w = Writes::new(ctx, now, txn_id.unwrap_or_default(), env);
-            let st = st.clone();
-            for c in &expiries {
-                w.posting(c, OpKind::Expire, None, None, &[]);
-            }
-            w.fold_cards(&expiries, &rows, None)?;
-            if let Some(n) = pin_reset {
-                w.set_pin_count(&st, &rows, n)?;
-            }
-            w.run(tx, 0, &env.row_keys).await?;
-        }
-        return Ok(Rows(rows_out));
-    }
-
-    // Postings: decide.
-    let loaded = Loaded {
+    Ok(Loaded {
         env,
-        req: &req,
-        cfg: &cfg,
+        req,
+        cfg: ledger_config(&env.config.ledger)?,
         now,
-        rows: &rows,
-        states: &states,
-        lots: &lots,
-        new_exists,
-        level: level.as_ref(),
-        original: original.as_ref(),
-        order_no: &order_no,
-        new_member_id,
-    };
-    let decision = decide_posting(&loaded)?;
-    let plan = match decision {
-        Ok(p) => p,
-        Err(rf) => return refuse.refusal(tx, ctx, rf).await,
-    };
+        rows,
+        states,
+        lots,
+        expiries,
+        fetched,
+        orig,
+    })
+}
 
-    // 3. Write.
-    let txn_id = txn_id.ok_or_else(|| Error::internal("no txn id for a posting"))?;
-    let (w, row) = plan_writes(
-        &loaded,
-        ctx,
-        txn_id,
-        &plan,
-        &expiries,
-        lot_ids,
-        orig.as_ref(),
-        operator_reset,
-    )?;
-    w.run(tx, 1, &env.row_keys).await?;
-    Ok(Rows(vec![row]))
+fn take_from(lots: &mut [Lot], c: &CardChange) {
+    for t in &c.lots_taken {
+        if let Some(l) = lots.iter_mut().find(|l| l.id == t.lot_id) {
+            l.points_left -= t.points;
+        }
+    }
+}
+
+/// `query`, `member`, `history`: the card's rows, with the expiries and a
+/// PIN counter reset the read caused written.
+async fn read(
+    tx: &TxnConn,
+    ctx: &TxnContext,
+    x: &Loaded<'_>,
+    r: &ReadReq,
+    refuse: RefusalWrites,
+) -> Result<Outcome> {
+    let (st, row) = match (x.card(&r.card), x.rows.get(&r.card)) {
+        (Ok(st), Some(row)) => (st, row),
+        _ => return Ok(refuse.refused(Errno::CardNotFound)),
+    };
+    let pin_reset = match check_read(st, x.pin_of(&r.card)?) {
+        Ok(n) => n,
+        Err(rf) => return refuse.refusal(rf, &x.rows, &x.env.row_keys),
+    };
+    let rows = read_rows(r.op, st, row, x)?;
+    if pin_reset.is_some() || !x.expiries.is_empty() {
+        let txn_id = x.fetched.txn_id.unwrap_or_default();
+        let mut w = Writes::new(ctx, x.now, txn_id, x.env);
+        for c in &x.expiries {
+            w.posting(c, OpKind::Expire, None, None, &[]);
+        }
+        w.fold_cards(&x.expiries, &x.rows, None)?;
+        if let Some(n) = pin_reset {
+            w.set_pin_count(st, &x.rows, n)?;
+        }
+        w.run(tx, 0, &x.env.row_keys).await?;
+    }
+    Ok(Outcome::Answered(Rows(rows)))
+}
+
+fn read_rows(op: ReadOp, st: &CardState, cr: &CardRow, x: &Loaded<'_>) -> Result<Vec<Row>> {
+    Ok(match op {
+        ReadOp::Query => vec![Row::new()
+            .with("card", &st.card_no)
+            .with("balance", money_text(st.balance))
+            .with("points", st.points.to_string())
+            .with("level", &st.level.name)
+            .with("status", status_text(st.status))],
+        ReadOp::Member => vec![Row::new()
+            .with("card", &st.card_no)
+            .with("name", &cr.name)
+            .with("phone", mask_phone(&cr.phone))
+            .with("level", &st.level.name)
+            .with("birthday", cr.birthday.clone().unwrap_or_default())
+            .with("status", status_text(st.status))
+            .with("registered_at", cr.opened_at.to_string())],
+        ReadOp::History { .. } => history_rows(x.fetched.history.clone().unwrap_or_default())?,
+    })
+}
+
+/// A posting: decide, then write the plan (the write carries the COMMIT).
+async fn post(
+    tx: &TxnConn,
+    ctx: &TxnContext,
+    x: &Loaded<'_>,
+    p: &crate::ledger::request::PostingReq,
+    refuse: RefusalWrites,
+    operator_reset: bool,
+) -> Result<Outcome> {
+    let plan = match decide_posting(x, p)? {
+        Ok(plan) => plan,
+        Err(rf) => return refuse.refusal(rf, &x.rows, &x.env.row_keys),
+    };
+    let (w, row) = plan_writes(x, ctx, p, &plan, operator_reset)?;
+    w.run(tx, 1, &x.env.row_keys).await?;
+    Ok(Outcome::Answered(Rows(vec![row])))
 }
 
 fn history_rows(v: Value) -> Result<Vec<Row>> {
@@ -407,17 +328,19 @@ fn history_rows(v: Value) -> Result<Vec<Row>> {
 }
 
 /// Checks the operator: absent is fine for a cashier op; unknown, disabled,
-/// a cashier on an M op, or a wrong `mpin` is 2011 (a wrong `mpin` counts
-/// toward disabling the manager).
+/// a cashier on an M op, or a wrong `mpin` is 2011. Also says what to write
+/// of the manager's PIN counter: a wrong `mpin` counted (toward disabling
+/// the manager), a right one resetting a run of wrong ones.
 fn check_operator(
     env: &TxnEnv,
     ctx: &TxnContext,
     req: &Request,
     operator: Option<&OperatorRow>,
-    refuse: &mut RefusalWrites,
-) -> std::result::Result<(), Errno> {
-    if req.operator.is_none() && !req.op.is_manager_op() {
-        return Ok(());
+) -> Result<(std::result::Result<(), Errno>, Option<OperatorCount>)> {
+    let op = req.op();
+    if req.operator == Operator::Unnamed {
+        // Only an op not marked M parses without an operator.
+        return Ok((Ok(()), None));
     }
     let active = operator.filter(|o| o.status == "active");
     let role = active.map(|o| {
@@ -427,29 +350,30 @@ fn check_operator(
             Role::Cashier
         }
     });
-    let mut mpin_ok = false;
-    if let (Some(o), Some(Role::Manager), true) = (active, role, req.op.is_manager_op()) {
-        let hash = hex_bytes(&o.pin_hash).ok().flatten();
-        let salt = hex_bytes(&o.pin_salt).ok().flatten();
-        mpin_ok = match (hash, salt, req.mpin.as_deref()) {
-            (Some(h), Some(s), Some(p)) => {
-                verify_keyed_hash(&env.hash_key, DOMAIN_MANAGER_PIN, &s, p.as_bytes(), &h)
-            }
-            _ => false,
-        };
-        let who = (
-            ctx.store_id.clone(),
-            req.operator.clone().unwrap_or_default(),
-        );
-        if !mpin_ok {
-            refuse.operator_disabled_mac =
-                check::operator_disabled_mac(&env.row_keys, &who.0, &who.1, o).ok();
-            refuse.operator = Some((who.0, who.1, false));
-        } else if o.pin_fail_count > 0 {
-            // A right PIN ends the run of wrong ones even if the op is then
-            // refused for another reason.
-            refuse.operator = Some((who.0, who.1, true));
-        }
-    }
-    authorize(req.op, role, mpin_ok)
+    let (Operator::Manager { id, mpin }, Some(o), Some(Role::Manager)) =
+        (&req.operator, active, role)
+    else {
+        return Ok((authorize(op, role, false), None));
+    };
+    let hash = hex_bytes(&o.pin_hash)?;
+    let salt = hex_bytes(&o.pin_salt)?;
+    let mpin_ok = match (hash, salt) {
+        (Some(h), Some(s)) => verify_keyed_hash(
+            &env.hash_key,
+            DOMAIN_MANAGER_PIN,
+            &s,
+            mpin.expose().as_bytes(),
+            &h,
+        ),
+        _ => false,
+    };
+    let count = (!mpin_ok || o.pin_fail_count > 0).then(|| OperatorCount {
+        store_id: ctx.store_id.clone(),
+        operator_id: id.clone(),
+        reset: mpin_ok,
+        disabled_mac: (!mpin_ok)
+            .then(|| check::operator_disabled_mac(&env.row_keys, &ctx.store_id, id, o).ok())
+            .flatten(),
+    });
+    Ok((authorize(op, role, mpin_ok), count))
 }

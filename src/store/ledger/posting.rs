@@ -9,249 +9,253 @@ use serde_json::{json, Value};
 
 use crate::crypto::keyed_hash::{keyed_hash, random_salt, DOMAIN_CARD_PIN};
 use crate::error::{Error, Result};
-use crate::ledger::request::{money_text, posting_row, status_text, Request, RowContext};
+use crate::ledger::request::{
+    money_text, posting_row, status_text, PostingOp, PostingReq, Request, RowContext,
+};
 use crate::ledger::{
     business_day, decide_close, decide_debit, decide_points, decide_redeem, decide_refund,
     decide_register, decide_replace, decide_reverse, decide_status, decide_topup, decide_transfer,
-    CardChange, CardState, CardStatus, CloseReq, DebitReq, LedgerConfig, Level, Lot, MemberRef,
-    Money, OpKind, Original, Pin, PinSource, Plan, PointsReq, RedeemReq, RefundReq, Refusal,
-    RegisterReq, ReplaceReq, ReverseReq, StatusOp, Tender, TopupReq, TransferReq,
+    CardChange, CardState, CardStatus, CloseReq, DebitReq, LedgerConfig, Lot, MemberRef, Money,
+    OpKind, Original, Pin, PinSource, Plan, PointsReq, RedeemReq, RefundReq, Refusal, RegisterReq,
+    ReplaceReq, ReverseReq, Tender, TopupReq, TransferReq,
 };
 use crate::protocol::errno::Errno;
 use crate::protocol::xml::Row;
 use crate::store::txn::{TxnContext, TxnEnv};
 
-use super::rows::*;
+use super::load::Fetched;
+use super::rows::{effect_json, row_to_json, CardRow, LevelRow, OrigRow};
 use super::writes::Writes;
 
-/// What a posting's decision reads: the request and the rows loaded and
-/// locked for it, points already expired.
+/// What a request's decision reads: the request and the rows loaded,
+/// locked and checked for it, points already expired.
 pub(super) struct Loaded<'a> {
     pub(super) env: &'a TxnEnv,
     pub(super) req: &'a Request,
-    pub(super) cfg: &'a LedgerConfig,
+    pub(super) cfg: LedgerConfig,
     pub(super) now: DateTime<Utc>,
-    pub(super) rows: &'a BTreeMap<String, CardRow>,
-    pub(super) states: &'a BTreeMap<String, CardState>,
-    pub(super) lots: &'a BTreeMap<String, Vec<Lot>>,
-    pub(super) new_exists: bool,
-    pub(super) level: Option<&'a LevelRow>,
-    pub(super) original: Option<&'a Original>,
-    pub(super) order_no: &'a str,
-    /// Taken by the load for a register, so the member's MAC can cover it.
-    pub(super) new_member_id: Option<i64>,
+    pub(super) rows: BTreeMap<String, CardRow>,
+    pub(super) states: BTreeMap<String, CardState>,
+    pub(super) lots: BTreeMap<String, Vec<Lot>>,
+    /// Points expired since each card was last used, posted first.
+    pub(super) expiries: Vec<CardChange>,
+    pub(super) fetched: Fetched,
+    pub(super) orig: Option<(OrigRow, Original)>,
 }
 
 impl Loaded<'_> {
-    fn card(&self, no: &str) -> std::result::Result<&CardState, Errno> {
+    pub(super) fn card(&self, no: &str) -> std::result::Result<&CardState, Errno> {
         self.states.get(no).ok_or(Errno::CardNotFound)
     }
 
-    fn pin_of(&self, no: &str) -> Result<Pin> {
+    pub(super) fn lots_of(&self, no: &str) -> &[Lot] {
+        self.lots.get(no).map_or(&[][..], |v| v.as_slice())
+    }
+
+    /// The request's card PIN checked against the card's hash.
+    pub(super) fn pin_of(&self, no: &str) -> Result<Pin> {
         match self.rows.get(no) {
-            Some(r) => r.pin(self.env, self.req.pin.as_deref()),
+            Some(r) => r.pin(self.env, self.req.pin()),
             None => Ok(Pin::Absent),
+        }
+    }
+
+    fn original(&self) -> std::result::Result<&Original, Errno> {
+        self.orig
+            .as_ref()
+            .map(|o| &o.1)
+            .ok_or(Errno::OriginalNotFound)
+    }
+}
+
+type Decision = std::result::Result<Plan, Refusal>;
+
+impl Loaded<'_> {
+    /// `decide` on an existing card, with the request's PIN checked against
+    /// it and its live lots; 2001 when there is no such card.
+    fn with_card(
+        &self,
+        no: &str,
+        decide: impl FnOnce(&CardState, Pin, &[Lot]) -> Decision,
+    ) -> Result<Decision> {
+        match self.card(no) {
+            Err(e) => Ok(Err(e.into())),
+            Ok(st) => Ok(decide(st, self.pin_of(no)?, self.lots_of(no))),
         }
     }
 }
 
 /// The pure decision of a posting op: a plan, or a refusal.
-pub(super) fn decide_posting(x: &Loaded<'_>) -> Result<std::result::Result<Plan, Refusal>> {
-    Ok(match x.req.op {
-        OpKind::Register => {
-            if x.new_exists {
-                Err(Errno::CardInUse.into())
-            } else {
-                let lv = x
-                    .level
-                    .map(|l| -> Result<Level> {
-                        Ok(Level {
-                            name: l.level.clone(),
-                            discount: dec(&l.discount)?,
-                            points_rate: dec(&l.points_rate)?,
-                        })
-                    })
-                    .transpose()?;
-                decide_register(
-                    None,
-                    lv.as_ref(),
-                    &RegisterReq {
-                        order_no: x.order_no.to_owned(),
-                        card_no: x.req.attr1.clone(),
-                        member: need(x.req.member.clone())?,
-                        level: x.req.level.clone().unwrap_or_default(),
-                        pin_set: x.req.pin.is_some(),
-                    },
-                )
-            }
-        }
-        OpKind::Reverse | OpKind::Refund => {
-            let o = need(x.original)?;
-            let with_lots: Vec<(&CardState, &[Lot])> = o
-                .effects
-                .iter()
-                .filter_map(|e| {
-                    let st = x.states.get(&e.card_no)?;
-                    Some((st, x.lots.get(&e.card_no).map_or(&[][..], |v| v.as_slice())))
-                })
-                .collect();
-            if x.req.op == OpKind::Reverse {
-                let today = business_day(x.now, &x.env.config.business.offset());
-                decide_reverse(
-                    o,
-                    &with_lots,
-                    &ReverseReq {
-                        order_no: x.order_no.to_owned(),
-                    },
-                    today,
-                )
-            } else {
-                match (o.effects.first(), x.req.amount) {
-                    (Some(e), Some(amount)) => match x.states.get(&e.card_no) {
-                        Some(st) => decide_refund(
-                            o,
-                            st,
-                            x.lots.get(&e.card_no).map_or(&[][..], |v| v.as_slice()),
-                            &RefundReq {
-                                order_no: x.order_no.to_owned(),
-                                amount,
-                            },
-                            x.now,
-                        ),
-                        None => Err(Errno::CardNotFound.into()),
-                    },
-                    _ => Err(Errno::OriginalNotFound.into()),
-                }
-            }
-        }
-        _ => match x.card(&x.req.attr1) {
+pub(super) fn decide_posting(x: &Loaded<'_>, p: &PostingReq) -> Result<Decision> {
+    let order_no = p.order_no.clone();
+    let (cfg, now) = (&x.cfg, x.now);
+    match &p.op {
+        PostingOp::Register {
+            card,
+            member,
+            level,
+            pin,
+        } => register(
+            x,
+            RegisterReq {
+                order_no,
+                card_no: card.clone(),
+                member: member.clone(),
+                level: level.clone(),
+                pin_set: pin.is_some(),
+            },
+        ),
+        PostingOp::Reverse { .. } => Ok(reverse(x, order_no)),
+        PostingOp::Refund { amount, .. } => refund(x, order_no, *amount),
+        PostingOp::Debit {
+            card, sale, tender, ..
+        } => x.with_card(card, |st, pin, _| {
+            let req = DebitReq {
+                order_no,
+                sale: *sale,
+                tender: *tender,
+                pin,
+            };
+            decide_debit(cfg, st, &req, now)
+        }),
+        PostingOp::Topup { card, amount, .. } => x.with_card(card, |st, _, _| {
+            let amount = *amount;
+            decide_topup(cfg, st, &TopupReq { order_no, amount })
+        }),
+        PostingOp::Points {
+            card,
+            delta,
+            reason,
+        } => x.with_card(card, |st, _, lots| {
+            let (delta, reason) = (*delta, reason.clone());
+            decide_points(
+                cfg,
+                st,
+                lots,
+                &PointsReq {
+                    order_no,
+                    delta,
+                    reason,
+                },
+                now,
+            )
+        }),
+        PostingOp::Redeem {
+            card, cost, gift, ..
+        } => x.with_card(card, |st, pin, lots| {
+            let (cost, gift) = (*cost, gift.clone());
+            decide_redeem(
+                st,
+                lots,
+                &RedeemReq {
+                    order_no,
+                    cost,
+                    gift,
+                    pin,
+                },
+                now,
+            )
+        }),
+        PostingOp::Transfer {
+            card, to, amount, ..
+        } => x.with_card(card, |st, pin, _| match x.card(to) {
             Err(e) => Err(e.into()),
-            Ok(st) => {
-                let card_lots = x.lots.get(&x.req.attr1).map_or(&[][..], |v| v.as_slice());
-                let pin = x.pin_of(&x.req.attr1)?;
-                match x.req.op {
-                    OpKind::Debit => decide_debit(
-                        x.cfg,
-                        st,
-                        &DebitReq {
-                            order_no: x.order_no.to_owned(),
-                            sale: need(x.req.amount)?,
-                            tender: x.req.tender,
-                            pin,
-                        },
-                        x.now,
-                    ),
-                    OpKind::Topup => decide_topup(
-                        x.cfg,
-                        st,
-                        &TopupReq {
-                            order_no: x.order_no.to_owned(),
-                            amount: need(x.req.amount)?,
-                        },
-                    ),
-                    OpKind::Points => decide_points(
-                        x.cfg,
-                        st,
-                        card_lots,
-                        &PointsReq {
-                            order_no: x.order_no.to_owned(),
-                            delta: need(x.req.delta)?,
-                            reason: x.req.reason.clone().unwrap_or_default(),
-                        },
-                        x.now,
-                    ),
-                    OpKind::Redeem => decide_redeem(
-                        st,
-                        card_lots,
-                        &RedeemReq {
-                            order_no: x.order_no.to_owned(),
-                            cost: need(x.req.cost)?,
-                            gift: x.req.gift.clone().unwrap_or_default(),
-                            pin,
-                        },
-                        x.now,
-                    ),
-                    OpKind::Transfer => {
-                        let to_no = need(x.req.to.clone())?;
-                        if to_no == x.req.attr1 {
-                            Err(Errno::Malformed.into())
-                        } else {
-                            match x.card(&to_no) {
-                                Err(e) => Err(e.into()),
-                                Ok(to) => decide_transfer(
-                                    st,
-                                    to,
-                                    &TransferReq {
-                                        order_no: x.order_no.to_owned(),
-                                        amount: need(x.req.amount)?,
-                                        pin,
-                                    },
-                                ),
-                            }
-                        }
-                    }
-                    OpKind::Lost | OpKind::Found | OpKind::Lock | OpKind::Unlock => {
-                        let sop = match x.req.op {
-                            OpKind::Lost => StatusOp::Lost,
-                            OpKind::Found => StatusOp::Found,
-                            OpKind::Lock => StatusOp::Lock,
-                            _ => StatusOp::Unlock,
-                        };
-                        decide_status(st, sop, x.order_no)
-                    }
-                    OpKind::Replace => {
-                        let new_no = need(x.req.new_card.clone())?;
-                        let placeholder = x.new_exists.then(|| placeholder(&new_no, st));
-                        decide_replace(
-                            st,
-                            card_lots,
-                            placeholder.as_ref(),
-                            &ReplaceReq {
-                                order_no: x.order_no.to_owned(),
-                                new_card_no: new_no,
-                            },
-                        )
-                    }
-                    OpKind::Close => decide_close(
-                        st,
-                        card_lots,
-                        &CloseReq {
-                            order_no: x.order_no.to_owned(),
-                            pin,
-                        },
-                    ),
-                    _ => Err(Errno::Internal.into()),
-                }
+            Ok(to) => {
+                let amount = *amount;
+                decide_transfer(
+                    st,
+                    to,
+                    &TransferReq {
+                        order_no,
+                        amount,
+                        pin,
+                    },
+                )
             }
+        }),
+        PostingOp::Status { card, op } => {
+            x.with_card(card, |st, _, _| decide_status(st, *op, &order_no))
+        }
+        PostingOp::Replace { card, new_card } => x.with_card(card, |st, _, lots| {
+            let placeholder = x.fetched.new_exists.then(|| placeholder(new_card, st));
+            let new_card_no = new_card.clone();
+            decide_replace(
+                st,
+                lots,
+                placeholder.as_ref(),
+                &ReplaceReq {
+                    order_no,
+                    new_card_no,
+                },
+            )
+        }),
+        PostingOp::Close { card, .. } => x.with_card(card, |st, pin, lots| {
+            decide_close(st, lots, &CloseReq { order_no, pin })
+        }),
+    }
+}
+
+fn register(x: &Loaded<'_>, req: RegisterReq) -> Result<Decision> {
+    if x.fetched.new_exists {
+        return Ok(Err(Errno::CardInUse.into()));
+    }
+    let lv = x.fetched.level.as_ref().map(LevelRow::level).transpose()?;
+    Ok(decide_register(None, lv.as_ref(), &req))
+}
+
+fn reverse(x: &Loaded<'_>, order_no: String) -> Decision {
+    let o = x.original()?;
+    let with_lots: Vec<(&CardState, &[Lot])> = o
+        .effects
+        .iter()
+        .filter_map(|e| Some((x.states.get(&e.card_no)?, x.lots_of(&e.card_no))))
+        .collect();
+    let today = business_day(x.now, &x.env.config.business.offset());
+    decide_reverse(o, &with_lots, &ReverseReq { order_no }, today)
+}
+
+/// A refund returns to the original's (first) card.
+fn refund(x: &Loaded<'_>, order_no: String, amount: Money) -> Result<Decision> {
+    let card = match x.original() {
+        Err(e) => return Ok(Err(e.into())),
+        Ok(o) => match o.effects.first() {
+            None => return Ok(Err(Errno::OriginalNotFound.into())),
+            Some(e) => e.card_no.clone(),
         },
+    };
+    x.with_card(&card, |st, _, lots| {
+        let o = x.original()?;
+        decide_refund(o, st, lots, &RefundReq { order_no, amount }, x.now)
     })
 }
 
 /// Everything a decided posting writes, and its answer row.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn plan_writes(
     x: &Loaded<'_>,
     ctx: &TxnContext,
-    txn_id: i64,
+    p: &PostingReq,
     plan: &Plan,
-    expiries: &[CardChange],
-    lot_ids: Vec<i64>,
-    orig: Option<&OrigRow>,
     operator_reset: bool,
 ) -> Result<(Writes, Row)> {
+    let txn_id = x
+        .fetched
+        .txn_id
+        .ok_or_else(|| Error::internal("no txn id for a posting"))?;
+    let orig = x.orig.as_ref().map(|o| &o.0);
     let mut w = Writes::new(ctx, x.now, txn_id, x.env);
-    for c in expiries {
+    for c in &x.expiries {
         w.posting(c, OpKind::Expire, None, None, &[]);
     }
-    let mut ids = lot_ids.into_iter();
+    let mut ids = x.fetched.lot_ids.iter().copied();
     let mut effects = Vec::with_capacity(plan.cards.len());
-    let detail = detail_json(x.req, orig);
+    let detail = detail_json(x.req, p, orig);
+    let order_no = p.order_no.as_str();
     for c in &plan.cards {
         let created: Vec<i64> = (0..c.lots_created.len())
             .map(|_| ids.next())
             .collect::<Option<_>>()
             .ok_or_else(|| Error::internal("not enough lot ids"))?;
-        w.posting(c, plan.op, Some(x.order_no), Some(plan), &created);
+        w.posting(c, plan.op, Some(order_no), Some(plan), &created);
         w.posting_detail(detail.clone());
         for (n, id) in c.lots_created.iter().zip(&created) {
             w.new_lot(&c.card_no, *id, n.points, n.expires_at);
@@ -262,21 +266,35 @@ pub(super) fn plan_writes(
     if let Some(nc) = &plan.new_card {
         let (hash, salt) = match &nc.pin {
             PinSource::None => (None, None),
-            PinSource::FromRequest => {
-                let pin = need(x.req.pin.as_deref())?;
-                let salt = random_salt();
-                let h = keyed_hash(&x.env.hash_key, DOMAIN_CARD_PIN, &salt, pin.as_bytes());
-                (Some(hex::encode(h)), Some(hex::encode(salt)))
-            }
-            PinSource::CopyFrom(old) => {
-                let r = need(x.rows.get(old))?;
-                (r.pin_hash.clone(), r.pin_salt.clone())
-            }
+            PinSource::FromRequest => match x.req.pin() {
+                Some(pin) => {
+                    let salt = random_salt();
+                    let h = keyed_hash(
+                        &x.env.hash_key,
+                        DOMAIN_CARD_PIN,
+                        &salt,
+                        pin.expose().as_bytes(),
+                    );
+                    (Some(hex::encode(h)), Some(hex::encode(salt)))
+                }
+                None => (None, None),
+            },
+            PinSource::CopyFrom(old) => match x.rows.get(old) {
+                Some(r) => (r.pin_hash.clone(), r.pin_salt.clone()),
+                None => {
+                    return Err(Error::internal(
+                        "replace copies the PIN of a card not locked",
+                    ))
+                }
+            },
         };
         let last = plan.cards.iter().rev().find(|c| c.card_no == nc.card_no);
         let member_id = match &nc.member {
             MemberRef::New(m) => {
-                let id = need(x.new_member_id)?;
+                let id = x
+                    .fetched
+                    .new_member_id
+                    .ok_or_else(|| Error::internal("no member id for a register"))?;
                 w.members.push(json!({
                     "member_id": id,
                     "name": m.name, "phone": m.phone,
@@ -296,14 +314,14 @@ pub(super) fn plan_writes(
             "pin_hash": hash, "pin_salt": salt, "at": x.now.to_rfc3339(),
         }));
     }
-    let mut all: Vec<CardChange> = expiries.to_vec();
+    let mut all: Vec<CardChange> = x.expiries.clone();
     all.extend(
         plan.cards
             .iter()
             .filter(|c| plan.new_card.as_ref().map(|n| &n.card_no) != Some(&c.card_no))
             .cloned(),
     );
-    w.fold_cards(&all, x.rows, None)?;
+    w.fold_cards(&all, &x.rows, None)?;
 
     let answer_row = plan.answer.clone().into_row(txn_id, x.now, false);
     let first_status = plan.cards.first().and_then(|c| {
@@ -314,7 +332,7 @@ pub(super) fn plan_writes(
         plan,
         &answer_row,
         &RowContext {
-            req: x.req,
+            card: p.op.card().unwrap_or_default(),
             status: first_status,
             orig_terminal: orig.map(|o| o.terminal.as_str()),
         },
@@ -326,7 +344,7 @@ pub(super) fn plan_writes(
     };
     w.order = Some(json!({
         "terminal_id": ctx.terminal,
-        "order_no": x.order_no,
+        "order_no": order_no,
         "card_no": plan.answer.card,
         "cards": plan.cards.iter().map(|c| c.card_no.clone()).collect::<Vec<_>>(),
         "txn_id": txn_id,
@@ -334,7 +352,7 @@ pub(super) fn plan_writes(
         "posted_at": x.now.to_rfc3339(),
         "amount": money_text(plan.answer.amount),
         "charged": money_text(plan.answer.charged),
-        "tender": if x.req.tender == Tender::Cash { "cash" } else { "balance" },
+        "tender": tender_text(tender_of(p)),
         "points_earned": points_earned,
         "effects": effects.iter().map(effect_json).collect::<Vec<_>>(),
         "answer": row_to_json(&row),
@@ -348,7 +366,7 @@ pub(super) fn plan_writes(
     }
     if operator_reset {
         w.operator_reset = Some(json!({
-            "store_id": ctx.store_id, "operator_id": x.req.operator,
+            "store_id": ctx.store_id, "operator_id": x.req.operator.id(),
         }));
     }
     Ok((w, row))
@@ -362,21 +380,34 @@ fn placeholder(card_no: &str, like: &CardState) -> CardState {
     }
 }
 
-fn detail_json(req: &Request, orig: Option<&OrigRow>) -> Value {
+/// The tender a posting names (`balance` when it names none).
+fn tender_of(p: &PostingReq) -> Tender {
+    match &p.op {
+        PostingOp::Debit { tender, .. } | PostingOp::Topup { tender, .. } => *tender,
+        _ => Tender::Balance,
+    }
+}
+
+fn tender_text(t: Tender) -> &'static str {
+    match t {
+        Tender::Cash => "cash",
+        Tender::Balance => "balance",
+    }
+}
+
+fn detail_json(req: &Request, p: &PostingReq, orig: Option<&OrigRow>) -> Value {
     let mut d = serde_json::Map::new();
-    if req.op == OpKind::Debit || req.op == OpKind::Topup {
-        let t = if req.tender == Tender::Cash {
-            "cash"
-        } else {
-            "balance"
-        };
-        d.insert("tender".into(), t.into());
-    }
-    if let Some(r) = &req.reason {
-        d.insert("reason".into(), r.clone().into());
-    }
-    if let Some(g) = &req.gift {
-        d.insert("gift".into(), g.clone().into());
+    match &p.op {
+        PostingOp::Debit { tender, .. } | PostingOp::Topup { tender, .. } => {
+            d.insert("tender".into(), tender_text(*tender).into());
+        }
+        PostingOp::Points { reason, .. } => {
+            d.insert("reason".into(), reason.clone().into());
+        }
+        PostingOp::Redeem { gift, .. } => {
+            d.insert("gift".into(), gift.clone().into());
+        }
+        _ => {}
     }
     if let Some(o) = orig {
         d.insert(
@@ -384,8 +415,8 @@ fn detail_json(req: &Request, orig: Option<&OrigRow>) -> Value {
             json!({"terminal": o.terminal, "order_no": o.order_no}),
         );
     }
-    if let Some(op) = &req.operator {
-        d.insert("operator".into(), op.clone().into());
+    if let Some(op) = req.operator.id() {
+        d.insert("operator".into(), op.into());
     }
     Value::Object(d)
 }

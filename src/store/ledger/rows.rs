@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use crate::crypto::keyed_hash::{verify_keyed_hash, DOMAIN_CARD_PIN};
 use crate::error::{Error, Result};
-use crate::ledger::request::parse_status;
+use crate::ledger::request::{parse_status, PinText};
 use crate::ledger::{CardState, Effect, Level, LotTake, Money, OpKind, Original, Pin, Tender};
 use crate::protocol::xml::Row;
 use crate::store::txn::TxnEnv;
@@ -89,6 +89,16 @@ pub(super) struct LevelRow {
     pub(super) mac_key_id: Option<String>,
 }
 
+impl LevelRow {
+    pub(super) fn level(&self) -> Result<Level> {
+        Ok(Level {
+            name: self.level.clone(),
+            discount: dec(&self.discount)?,
+            points_rate: dec(&self.points_rate)?,
+        })
+    }
+}
+
 #[derive(Deserialize)]
 pub(super) struct HistoryRow {
     pub(super) posting_id: i64,
@@ -104,13 +114,6 @@ pub(super) struct HistoryRow {
     pub(super) points: i64,
     pub(super) posted_at: i64,
     pub(super) terminal_id: String,
-}
-
-/// A value `InnerForm::parse` guarantees. Missing after the claim, it is a
-/// bug: 3003 and everything rolled back (a refusal here would commit the
-/// claim without its answer).
-pub(super) fn need<T>(v: Option<T>) -> Result<T> {
-    v.ok_or_else(|| Error::internal("a checked request field is missing"))
 }
 
 pub(super) fn dec(s: &str) -> Result<Decimal> {
@@ -178,7 +181,8 @@ impl CardRow {
     }
 
     /// The request's `pin` checked against this card's hash.
-    pub(super) fn pin(&self, env: &TxnEnv, pin: Option<&str>) -> Result<Pin> {
+    pub(super) fn pin(&self, env: &TxnEnv, pin: Option<&PinText>) -> Result<Pin> {
+        let pin = pin.map(PinText::expose);
         let (Some(pin), Some(hash), Some(salt)) = (pin, &self.pin_hash, &self.pin_salt) else {
             return Ok(if pin.is_some() {
                 Pin::Correct

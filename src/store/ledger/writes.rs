@@ -18,92 +18,119 @@ use crate::ledger::{
     PIN_TRIES,
 };
 use crate::protocol::errno::Errno;
-use crate::protocol::xml::Rows;
 use crate::store::txn::{TxnContext, TxnEnv};
+
+use super::Outcome;
 
 /// What a refused request still writes: its order claim dropped, a wrong
 /// card PIN counted (and the card locked at the 5th), a wrong manager PIN
-/// counted (and the manager disabled at the 5th).
+/// counted (and the manager disabled at the 5th). Applied by `txn::run`
+/// before it commits the refusal with its `ts`.
 #[derive(Default)]
-pub(super) struct RefusalWrites {
-    pub(super) order_no: Option<String>,
-    /// `(store, operator, reset)`: count a wrong PIN, or reset the count.
-    pub(super) operator: Option<(String, String, bool)>,
-    pub(super) card: Option<(String, u32, bool)>,
-    /// The locked cards (a PIN count written re-MACs its card).
-    pub(super) rows: BTreeMap<String, CardRow>,
-    pub(super) keys: Option<std::sync::Arc<RowKeys>>,
+pub(crate) struct RefusalWrites {
+    /// The order number this request claimed.
+    order_no: Option<String>,
+    operator: Option<OperatorCount>,
+    card: Option<CardCount>,
+}
+
+/// A manager PIN tried: counted when wrong, the count reset when right.
+pub(super) struct OperatorCount {
+    pub(super) store_id: String,
+    pub(super) operator_id: String,
+    pub(super) reset: bool,
     /// The operator's MAC should this wrong PIN disable it.
-    pub(super) operator_disabled_mac: Option<(Vec<u8>, String)>,
+    pub(super) disabled_mac: Option<(Vec<u8>, String)>,
+}
+
+/// A card's PIN counter as the refusal leaves it, with the card re-MACed.
+struct CardCount {
+    card_no: String,
+    pin_fail_count: u32,
+    lock: bool,
+    mac: Vec<u8>,
+    key_id: String,
+    sealed: Vec<u8>,
 }
 
 impl RefusalWrites {
-    pub(super) async fn refusal(
-        mut self,
-        tx: &TxnConn,
-        ctx: &TxnContext,
-        rf: Refusal,
-    ) -> Result<Rows> {
-        if let Some(p) = rf.pin_write {
-            self.card = Some((p.card_no, p.pin_fail_count, p.lock));
+    pub(super) fn claimed(order_no: Option<&str>) -> RefusalWrites {
+        RefusalWrites {
+            order_no: order_no.map(str::to_owned),
+            ..Default::default()
         }
-        self.apply(tx, ctx, rf.errno).await
     }
 
-    pub(super) async fn apply(self, tx: &TxnConn, ctx: &TxnContext, errno: Errno) -> Result<Rows> {
-        if self.order_no.is_some() || self.operator.is_some() || self.card.is_some() {
-            let stmt = tx.prepare_cached(REFUSE_SQL).await?;
-            let (card, count, lock) = match &self.card {
-                Some((c, n, l)) => (Some(c.as_str()), Some(*n as i32), *l),
-                None => (None, None, false),
-            };
-            let (mut mac, mut key_id, mut sealed) = (None, None, None);
-            if let Some((no, n, l)) = &self.card {
-                let keys = self
-                    .keys
-                    .as_ref()
-                    .ok_or_else(|| Error::internal("no row keys"))?;
-                let row = self
-                    .rows
-                    .get(no)
-                    .ok_or_else(|| Error::internal("PIN count of a card not locked"))?;
-                let mut v = row.values()?;
-                v.pin_fail_count = i64::from(*n);
-                if *l {
-                    v.status = "locked".into();
-                }
-                let img = v.image();
-                let (m, id) = keys.mac_with_id(&img, None);
-                mac = Some(m);
-                key_id = Some(id);
-                sealed = Some(keys.seal(&img));
-            }
-            let (store, op, reset) = match &self.operator {
-                Some((s, o, r)) => (Some(s.as_str()), Some(o.as_str()), *r),
-                None => (None, None, false),
-            };
-            tx.query_one(
-                &stmt,
-                &[
-                    &ctx.terminal,
-                    &self.order_no,
-                    &card,
-                    &count,
-                    &lock,
-                    &store,
-                    &op,
-                    &(PIN_TRIES as i32),
-                    &reset,
-                    &mac,
-                    &key_id,
-                    &sealed,
-                    &self.operator_disabled_mac.as_ref().map(|m| m.0.clone()),
-                    &self.operator_disabled_mac.as_ref().map(|m| m.1.clone()),
-                ],
-            )
-            .await?;
+    pub(super) fn count_operator(&mut self, c: Option<OperatorCount>) {
+        self.operator = c;
+    }
+
+    pub(super) fn refused(self, errno: Errno) -> Outcome {
+        Outcome::Refused {
+            errno,
+            writes: Box::new(self),
         }
-        Err(errno.into())
+    }
+
+    /// A decision's refusal, with the PIN count it must still write.
+    pub(super) fn refusal(
+        mut self,
+        rf: Refusal,
+        rows: &BTreeMap<String, CardRow>,
+        keys: &RowKeys,
+    ) -> Result<Outcome> {
+        if let Some(p) = rf.pin_write {
+            let row = rows
+                .get(&p.card_no)
+                .ok_or_else(|| Error::internal("PIN count of a card not locked"))?;
+            let mut v = row.values()?;
+            v.pin_fail_count = i64::from(p.pin_fail_count);
+            if p.lock {
+                v.status = status_text(CardStatus::Locked).into();
+            }
+            let img = v.image();
+            let (mac, key_id) = keys.mac_with_id(&img, None);
+            self.card = Some(CardCount {
+                card_no: p.card_no,
+                pin_fail_count: p.pin_fail_count,
+                lock: p.lock,
+                mac,
+                key_id,
+                sealed: keys.seal(&img),
+            });
+        }
+        Ok(self.refused(rf.errno))
+    }
+
+    pub(crate) async fn apply(self, tx: &TxnConn, ctx: &TxnContext) -> Result<()> {
+        if self.order_no.is_none() && self.operator.is_none() && self.card.is_none() {
+            return Ok(());
+        }
+        let stmt = tx.prepare_cached(REFUSE_SQL).await?;
+        let card = self.card.as_ref();
+        let op = self.operator.as_ref();
+        let disabled = op.and_then(|o| o.disabled_mac.as_ref());
+        tx.query_one(
+            &stmt,
+            &[
+                &ctx.terminal,
+                &self.order_no,
+                &card.map(|c| c.card_no.as_str()),
+                &card.map(|c| c.pin_fail_count as i32),
+                &card.is_some_and(|c| c.lock),
+                &op.map(|o| o.store_id.as_str()),
+                &op.map(|o| o.operator_id.as_str()),
+                &(PIN_TRIES as i32),
+                &op.is_some_and(|o| o.reset),
+                &card.map(|c| c.mac.as_slice()),
+                &card.map(|c| c.key_id.as_str()),
+                &card.map(|c| c.sealed.as_slice()),
+                &disabled.map(|m| m.0.as_slice()),
+                &disabled.map(|m| m.1.as_str()),
+            ],
+        )
+        .await?;
+        Ok(())
     }
 }
 

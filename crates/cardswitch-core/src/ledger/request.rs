@@ -1,14 +1,21 @@
 //! From a checked inner form to the typed request the ledger decides on, and
 //! from a decided plan to the answer row of proto-spec §11. Pure: the store
 //! calls these, the rules never see a form.
+//!
+//! The inner form is parsed here once ([`Request::from_form`]), into one
+//! variant per op holding exactly what that op carries: nothing downstream
+//! asks whether a field is there.
 
 use chrono::NaiveDate;
+use zeroize::Zeroizing;
 
 use super::lots::Ts;
 use super::money::{Money, Points};
+use super::ops_card::StatusOp;
 use super::plan::{AnswerRow, CardStatus, NewMember, OpKind, Plan, Tender};
 use crate::protocol::attr2::DEFAULT_HISTORY_LIMIT;
 use crate::protocol::errno::Errno;
+use crate::protocol::form::Form;
 use crate::protocol::message::InnerForm;
 use crate::protocol::op::Op;
 use crate::protocol::xml::Row;
@@ -18,152 +25,451 @@ pub fn op_kind(op: Op) -> OpKind {
     OpKind::from_wire(op.as_str()).expect("every wire op is an OpKind")
 }
 
-/// A txn request, every value typed. `InnerForm::parse` checked the grammars
-/// and presence rules, so the only refusals left here are for values the
-/// form's grammar admits but the ledger cannot hold (1001). Its `Debug`
-/// never shows the PINs.
+/// A PIN as the request carries it: zeroized on drop, never printed.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Request {
-    pub op: OpKind,
-    pub order_no: Option<String>,
-    pub operator: Option<String>,
-    /// A card number, or for `reverse`/`refund` the original's order_no.
-    pub attr1: String,
-    pub amount: Option<Money>,
-    pub pin: Option<String>,
-    pub mpin: Option<String>,
-    pub tender: Tender,
-    /// `reverse`/`refund`: the original's terminal, if not the sender.
-    pub orig_terminal: Option<String>,
-    /// `transfer`: the card credited.
-    pub to: Option<String>,
-    /// `replace`: the new card number.
-    pub new_card: Option<String>,
-    /// `history`: rows wanted.
-    pub limit: u32,
-    /// `points`.
-    pub delta: Option<Points>,
-    pub reason: Option<String>,
-    /// `redeem`.
-    pub cost: Option<Points>,
-    pub gift: Option<String>,
-    /// `register`.
-    pub member: Option<NewMember>,
-    pub level: Option<String>,
+pub struct PinText(Zeroizing<String>);
+
+impl PinText {
+    pub fn new(pin: &str) -> PinText {
+        PinText(Zeroizing::new(pin.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
-impl std::fmt::Debug for Request {
+impl std::fmt::Debug for PinText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let hide = |p: &Option<String>| p.as_ref().map(|_| "<hidden>");
-        f.debug_struct("Request")
-            .field("op", &self.op)
-            .field("order_no", &self.order_no)
-            .field("operator", &self.operator)
-            .field("attr1", &self.attr1)
-            .field("amount", &self.amount)
-            .field("pin", &hide(&self.pin))
-            .field("mpin", &hide(&self.mpin))
-            .field("tender", &self.tender)
-            .field("orig_terminal", &self.orig_terminal)
-            .field("to", &self.to)
-            .field("new_card", &self.new_card)
-            .finish_non_exhaustive()
+        f.write_str("<hidden>")
+    }
+}
+
+/// Who a request says runs it (protocol.md §4, the operator check).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Operator {
+    /// No `operator`: allowed for the ops not marked M.
+    Unnamed,
+    /// An `operator` on an op not marked M: any active operator may.
+    Named(String),
+    /// An op marked M: an active manager and its PIN.
+    Manager { id: String, mpin: PinText },
+}
+
+impl Operator {
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Operator::Unnamed => None,
+            Operator::Named(id) | Operator::Manager { id, .. } => Some(id),
+        }
+    }
+}
+
+/// A txn request, parsed once: who runs it, and the op with its values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub operator: Operator,
+    pub body: Body,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    Read(ReadReq),
+    Posting(PostingReq),
+}
+
+/// `query`, `member`, `history`: one card, read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadReq {
+    pub card: String,
+    pub pin: Option<PinText>,
+    pub op: ReadOp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadOp {
+    Query,
+    Member,
+    /// The newest `limit` postings.
+    History {
+        limit: u32,
+    },
+}
+
+/// An op that posts, under its `order_no`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostingReq {
+    pub order_no: String,
+    pub op: PostingOp,
+}
+
+/// The original order a `reverse` or `refund` names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OriginalRef {
+    /// `None`: the sending terminal's own order.
+    pub terminal: Option<String>,
+    pub order_no: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PostingOp {
+    Register {
+        card: String,
+        member: NewMember,
+        level: String,
+        pin: Option<PinText>,
+    },
+    Debit {
+        card: String,
+        sale: Money,
+        tender: Tender,
+        pin: Option<PinText>,
+    },
+    Topup {
+        card: String,
+        amount: Money,
+        tender: Tender,
+    },
+    Points {
+        card: String,
+        delta: Points,
+        reason: String,
+    },
+    Redeem {
+        card: String,
+        cost: Points,
+        gift: String,
+        pin: Option<PinText>,
+    },
+    Reverse {
+        original: OriginalRef,
+    },
+    Refund {
+        original: OriginalRef,
+        amount: Money,
+    },
+    Transfer {
+        card: String,
+        to: String,
+        amount: Money,
+        pin: Option<PinText>,
+    },
+    Status {
+        card: String,
+        op: StatusOp,
+    },
+    Replace {
+        card: String,
+        new_card: String,
+    },
+    Close {
+        card: String,
+        pin: Option<PinText>,
+    },
+}
+
+/// The values of one inner form, read by name as the parse needs them.
+struct Fields<'a> {
+    form: &'a InnerForm,
+    attr2: Form,
+}
+
+impl Fields<'_> {
+    fn text(&self, name: &str) -> Option<String> {
+        self.attr2.get(name).map(str::to_owned)
+    }
+
+    fn required(&self, name: &str) -> Result<String, Errno> {
+        self.text(name).ok_or(Errno::Malformed)
+    }
+
+    fn pin(&self, name: &str) -> Option<PinText> {
+        self.attr2.get(name).map(PinText::new)
+    }
+
+    fn points(&self, name: &str) -> Result<Points, Errno> {
+        self.attr2
+            .get(name)
+            .ok_or(Errno::Malformed)?
+            .parse::<Points>()
+            .map_err(|_| Errno::Malformed)
+    }
+
+    fn amount(&self) -> Result<Money, Errno> {
+        Money::new(self.form.amount_decimal().ok_or(Errno::Malformed)?)
+    }
+
+    fn tender(&self) -> Result<Tender, Errno> {
+        match self.attr2.get("tender") {
+            None | Some("balance") => Ok(Tender::Balance),
+            Some("cash") => Ok(Tender::Cash),
+            Some(_) => Err(Errno::Malformed),
+        }
+    }
+
+    fn card(&self) -> Result<String, Errno> {
+        self.form.attr1.clone().ok_or(Errno::Malformed)
+    }
+
+    fn original(&self) -> Result<OriginalRef, Errno> {
+        Ok(OriginalRef {
+            terminal: self.text("terminal"),
+            order_no: self.card()?,
+        })
+    }
+
+    fn member(&self) -> Result<NewMember, Errno> {
+        let birthday = self
+            .attr2
+            .get("birthday")
+            .map(|b| NaiveDate::parse_from_str(b, "%Y-%m-%d").map_err(|_| Errno::Malformed))
+            .transpose()?;
+        Ok(NewMember {
+            name: self.required("name")?,
+            phone: self.required("phone")?,
+            birthday,
+            referrer: self.text("referrer"),
+        })
     }
 }
 
 impl Request {
+    /// The one parse of a checked inner form. `InnerForm::parse` checked the
+    /// grammars and presence rules, so what is refused here (1001) is a
+    /// value the grammar admits but the ledger cannot hold, or a hand-built
+    /// form that skipped those checks.
     pub fn from_form(form: &InnerForm) -> Result<Request, Errno> {
-        let a2 = form.attr2_form()?;
-        let get = |n: &str| a2.get(n).map(str::to_owned);
-        let amount = match &form.amount {
-            None => None,
-            Some(_) => Some(Money::new(form.amount_decimal().ok_or(Errno::Malformed)?)?),
+        let f = Fields {
+            form,
+            attr2: form.attr2_form()?,
         };
-        let tender = match a2.get("tender") {
-            None | Some("balance") => Tender::Balance,
-            Some("cash") => Tender::Cash,
-            Some(_) => return Err(Errno::Malformed),
+        let operator = operator(form, &f)?;
+        let body = match form.op {
+            Op::Query | Op::Member | Op::History => Body::Read(read(form.op, &f)?),
+            op => Body::Posting(PostingReq {
+                order_no: form.order_no.clone().ok_or(Errno::Malformed)?,
+                op: posting(op, &f)?,
+            }),
         };
-        let limit = match a2.get("limit") {
-            None => DEFAULT_HISTORY_LIMIT,
-            Some(v) => crate::protocol::attr2::limit(v)?,
-        };
-        let int = |n: &str| -> Result<Option<Points>, Errno> {
-            a2.get(n)
-                .map(|v| v.parse::<Points>().map_err(|_| Errno::Malformed))
-                .transpose()
-        };
-        let op = op_kind(form.op);
-        let member = if op == OpKind::Register {
-            let birthday = a2
-                .get("birthday")
-                .map(|b| NaiveDate::parse_from_str(b, "%Y-%m-%d").map_err(|_| Errno::Malformed))
-                .transpose()?;
-            Some(NewMember {
-                name: get("name").ok_or(Errno::Malformed)?,
-                phone: get("phone").ok_or(Errno::Malformed)?,
-                birthday,
-                referrer: get("referrer"),
-            })
-        } else {
-            None
-        };
-        Ok(Request {
-            op,
-            order_no: form.order_no.clone(),
-            operator: form.operator.clone().filter(|o| !o.is_empty()),
-            attr1: form.attr1.clone().ok_or(Errno::Malformed)?,
-            amount,
-            pin: get("pin"),
-            mpin: get("mpin"),
-            tender,
-            orig_terminal: get("terminal"),
-            to: get("to"),
-            new_card: get("new"),
-            limit,
-            delta: int("delta")?,
-            reason: get("reason"),
-            cost: int("cost")?,
-            gift: get("gift"),
-            member,
-            level: get("level"),
-        })
+        Ok(Request { operator, body })
+    }
+
+    pub fn op(&self) -> OpKind {
+        match &self.body {
+            Body::Read(r) => match r.op {
+                ReadOp::Query => OpKind::Query,
+                ReadOp::Member => OpKind::Member,
+                ReadOp::History { .. } => OpKind::History,
+            },
+            Body::Posting(p) => p.op.kind(),
+        }
+    }
+
+    pub fn order_no(&self) -> Option<&str> {
+        match &self.body {
+            Body::Read(_) => None,
+            Body::Posting(p) => Some(&p.order_no),
+        }
     }
 
     /// Cards whose rows the store locks before deciding (it sorts them).
     /// `reverse`/`refund` lock the original's cards instead; `register`
     /// locks none (its card is new).
     pub fn cards_to_lock(&self) -> Vec<String> {
-        match self.op {
-            OpKind::Register | OpKind::Reverse | OpKind::Refund => vec![],
-            OpKind::Transfer => {
-                let mut v = vec![self.attr1.clone()];
-                v.extend(self.to.clone());
-                v
-            }
-            _ => vec![self.attr1.clone()],
+        match &self.body {
+            Body::Read(r) => vec![r.card.clone()],
+            Body::Posting(p) => match &p.op {
+                PostingOp::Register { .. }
+                | PostingOp::Reverse { .. }
+                | PostingOp::Refund { .. } => {
+                    vec![]
+                }
+                PostingOp::Transfer { card, to, .. } => vec![card.clone(), to.clone()],
+                op => op.card().map(str::to_owned).into_iter().collect(),
+            },
         }
     }
 
     /// A card number this request would create: the store serialises
     /// creators of one number so the loser sees 2012.
     pub fn card_to_create(&self) -> Option<&str> {
-        match self.op {
-            OpKind::Register => Some(&self.attr1),
-            OpKind::Replace => self.new_card.as_deref(),
+        match &self.body {
+            Body::Posting(PostingReq {
+                op: PostingOp::Register { card, .. },
+                ..
+            }) => Some(card),
+            Body::Posting(PostingReq {
+                op: PostingOp::Replace { new_card, .. },
+                ..
+            }) => Some(new_card),
             _ => None,
         }
     }
 
     /// `(terminal, order_no)` of the original a `reverse`/`refund` names.
     pub fn original<'a>(&'a self, own_terminal: &'a str) -> Option<(&'a str, &'a str)> {
-        matches!(self.op, OpKind::Reverse | OpKind::Refund).then(|| {
-            (
-                self.orig_terminal.as_deref().unwrap_or(own_terminal),
-                self.attr1.as_str(),
-            )
-        })
+        match &self.body {
+            Body::Posting(PostingReq {
+                op: PostingOp::Reverse { original } | PostingOp::Refund { original, .. },
+                ..
+            }) => Some((
+                original.terminal.as_deref().unwrap_or(own_terminal),
+                original.order_no.as_str(),
+            )),
+            _ => None,
+        }
     }
+
+    /// The card PIN the request carries, if any.
+    pub fn pin(&self) -> Option<&PinText> {
+        match &self.body {
+            Body::Read(r) => r.pin.as_ref(),
+            Body::Posting(p) => match &p.op {
+                PostingOp::Register { pin, .. }
+                | PostingOp::Debit { pin, .. }
+                | PostingOp::Redeem { pin, .. }
+                | PostingOp::Transfer { pin, .. }
+                | PostingOp::Close { pin, .. } => pin.as_ref(),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl PostingOp {
+    pub fn kind(&self) -> OpKind {
+        match self {
+            PostingOp::Register { .. } => OpKind::Register,
+            PostingOp::Debit { .. } => OpKind::Debit,
+            PostingOp::Topup { .. } => OpKind::Topup,
+            PostingOp::Points { .. } => OpKind::Points,
+            PostingOp::Redeem { .. } => OpKind::Redeem,
+            PostingOp::Reverse { .. } => OpKind::Reverse,
+            PostingOp::Refund { .. } => OpKind::Refund,
+            PostingOp::Transfer { .. } => OpKind::Transfer,
+            PostingOp::Status { op, .. } => match op {
+                StatusOp::Lost => OpKind::Lost,
+                StatusOp::Found => OpKind::Found,
+                StatusOp::Lock => OpKind::Lock,
+                StatusOp::Unlock => OpKind::Unlock,
+            },
+            PostingOp::Replace { .. } => OpKind::Replace,
+            PostingOp::Close { .. } => OpKind::Close,
+        }
+    }
+
+    /// The card the op names in `attr1` (`None` for `reverse`/`refund`,
+    /// which name an order).
+    pub fn card(&self) -> Option<&str> {
+        match self {
+            PostingOp::Register { card, .. }
+            | PostingOp::Debit { card, .. }
+            | PostingOp::Topup { card, .. }
+            | PostingOp::Points { card, .. }
+            | PostingOp::Redeem { card, .. }
+            | PostingOp::Transfer { card, .. }
+            | PostingOp::Status { card, .. }
+            | PostingOp::Replace { card, .. }
+            | PostingOp::Close { card, .. } => Some(card),
+            PostingOp::Reverse { .. } | PostingOp::Refund { .. } => None,
+        }
+    }
+}
+
+fn operator(form: &InnerForm, f: &Fields<'_>) -> Result<Operator, Errno> {
+    let id = form.operator.clone().filter(|o| !o.is_empty());
+    Ok(match (id, op_kind(form.op).is_manager_op()) {
+        (None, false) => Operator::Unnamed,
+        (Some(id), false) => Operator::Named(id),
+        (Some(id), true) => Operator::Manager {
+            id,
+            mpin: f.pin("mpin").ok_or(Errno::Malformed)?,
+        },
+        (None, true) => return Err(Errno::Malformed),
+    })
+}
+
+fn read(op: Op, f: &Fields<'_>) -> Result<ReadReq, Errno> {
+    let op = match op {
+        Op::Query => ReadOp::Query,
+        Op::Member => ReadOp::Member,
+        _ => ReadOp::History {
+            limit: match f.attr2.get("limit") {
+                None => DEFAULT_HISTORY_LIMIT,
+                Some(v) => crate::protocol::attr2::limit(v)?,
+            },
+        },
+    };
+    Ok(ReadReq {
+        card: f.card()?,
+        pin: f.pin("pin"),
+        op,
+    })
+}
+
+fn posting(op: Op, f: &Fields<'_>) -> Result<PostingOp, Errno> {
+    let status = |op| -> Result<PostingOp, Errno> {
+        Ok(PostingOp::Status {
+            card: f.card()?,
+            op,
+        })
+    };
+    Ok(match op {
+        Op::Register => PostingOp::Register {
+            card: f.card()?,
+            member: f.member()?,
+            level: f.required("level")?,
+            pin: f.pin("pin"),
+        },
+        Op::Debit => PostingOp::Debit {
+            card: f.card()?,
+            sale: f.amount()?,
+            tender: f.tender()?,
+            pin: f.pin("pin"),
+        },
+        Op::Topup => PostingOp::Topup {
+            card: f.card()?,
+            amount: f.amount()?,
+            tender: f.tender()?,
+        },
+        Op::Points => PostingOp::Points {
+            card: f.card()?,
+            delta: f.points("delta")?,
+            reason: f.required("reason")?,
+        },
+        Op::Redeem => PostingOp::Redeem {
+            card: f.card()?,
+            cost: f.points("cost")?,
+            gift: f.required("gift")?,
+            pin: f.pin("pin"),
+        },
+        Op::Reverse => PostingOp::Reverse {
+            original: f.original()?,
+        },
+        Op::Refund => PostingOp::Refund {
+            original: f.original()?,
+            amount: f.amount()?,
+        },
+        Op::Transfer => PostingOp::Transfer {
+            card: f.card()?,
+            to: f.required("to")?,
+            amount: f.amount()?,
+            pin: f.pin("pin"),
+        },
+        Op::Lost => status(StatusOp::Lost)?,
+        Op::Found => status(StatusOp::Found)?,
+        Op::Lock => status(StatusOp::Lock)?,
+        Op::Unlock => status(StatusOp::Unlock)?,
+        Op::Replace => PostingOp::Replace {
+            card: f.card()?,
+            new_card: f.required("new")?,
+        },
+        Op::Close => PostingOp::Close {
+            card: f.card()?,
+            pin: f.pin("pin"),
+        },
+        Op::Query | Op::Member | Op::History => return Err(Errno::Malformed),
+    })
 }
 
 /// Money as the wire writes it: two decimals.
@@ -193,7 +499,8 @@ pub fn parse_status(s: &str) -> Option<CardStatus> {
 /// What the answer row of a plan needs besides the plan.
 #[derive(Clone, Debug)]
 pub struct RowContext<'a> {
-    pub req: &'a Request,
+    /// The card the request named (for `replace`, the old one).
+    pub card: &'a str,
     /// The card's status after the posting, for the ops that report it.
     pub status: Option<CardStatus>,
     /// `reverse`/`refund`: the original's terminal.
@@ -205,7 +512,7 @@ pub fn posting_row(plan: &Plan, row: &AnswerRow, rc: &RowContext<'_>) -> Row {
     let a = &row.answer;
     let card = match plan.op {
         // The request's card; the new card is `new_card`.
-        OpKind::Replace => rc.req.attr1.clone(),
+        OpKind::Replace => rc.card.to_owned(),
         _ => a.card.clone(),
     };
     // proto-spec §11.1: for a refund or a transfer `charged` is the amount moved.
@@ -286,16 +593,31 @@ mod tests {
         InnerForm::parse(s.as_bytes()).unwrap()
     }
 
+    fn posting(r: &Request) -> &PostingOp {
+        match &r.body {
+            Body::Posting(p) => &p.op,
+            Body::Read(_) => panic!("a read"),
+        }
+    }
+
     #[test]
     fn typed_requests() {
         let r = Request::from_form(&form(
             "op=debit&amount=12.5&order_no=O1&attr1=CARD1&attr2=pin%3D1234%26tender%3Dcash",
         ))
         .unwrap();
-        assert_eq!(r.op, OpKind::Debit);
-        assert_eq!(r.amount, Some(Money::from_cents(1250).unwrap()));
-        assert_eq!(r.tender, Tender::Cash);
-        assert_eq!(r.pin.as_deref(), Some("1234"));
+        assert_eq!(r.op(), OpKind::Debit);
+        assert_eq!(r.order_no(), Some("O1"));
+        assert_eq!(r.operator, Operator::Unnamed);
+        let PostingOp::Debit {
+            sale, tender, pin, ..
+        } = posting(&r)
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!(*sale, Money::from_cents(1250).unwrap());
+        assert_eq!(*tender, Tender::Cash);
+        assert_eq!(pin.as_ref().map(PinText::expose), Some("1234"));
         assert_eq!(r.cards_to_lock(), vec!["CARD1".to_string()]);
 
         let r = Request::from_form(&form(
@@ -303,7 +625,10 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(r.cards_to_lock(), vec!["CARD1".to_string(), "CARD0".into()]);
-        assert_eq!(r.mpin.as_deref(), Some("9999"));
+        let Operator::Manager { id, mpin } = &r.operator else {
+            panic!("{r:?}")
+        };
+        assert_eq!((id.as_str(), mpin.expose()), ("m1", "9999"));
 
         let r = Request::from_form(&form(
             "op=refund&amount=1&order_no=O3&operator=m1&attr1=O1&attr2=mpin%3D9999%26terminal%3DT2",
@@ -317,21 +642,96 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(r.card_to_create(), Some("CARD5"));
-        let m = r.member.unwrap();
-        assert_eq!(m.birthday, NaiveDate::from_ymd_opt(2000, 2, 29));
-        assert_eq!(r.level.as_deref(), Some("gold"));
+        let PostingOp::Register { member, level, .. } = posting(&r) else {
+            panic!("{r:?}")
+        };
+        assert_eq!(member.birthday, NaiveDate::from_ymd_opt(2000, 2, 29));
+        assert_eq!(level, "gold");
 
         let r = Request::from_form(&form(
             "op=points&order_no=O5&attr1=CARD5&attr2=delta%3D-20%26reason%3Dfix",
         ))
         .unwrap();
-        assert_eq!(r.delta, Some(-20));
-        let r = Request::from_form(&form("op=history&attr1=CARD5&attr2=limit%3D7")).unwrap();
-        assert_eq!(r.limit, 7);
-        let r = Request::from_form(&form("op=history&attr1=CARD5")).unwrap();
-        assert_eq!(r.limit, DEFAULT_HISTORY_LIMIT);
+        assert!(matches!(posting(&r), PostingOp::Points { delta: -20, .. }));
+        let history = |s: &str| match Request::from_form(&form(s)).unwrap().body {
+            Body::Read(ReadReq {
+                op: ReadOp::History { limit },
+                ..
+            }) => limit,
+            b => panic!("{b:?}"),
+        };
+        assert_eq!(history("op=history&attr1=CARD5&attr2=limit%3D7"), 7);
+        assert_eq!(history("op=history&attr1=CARD5"), DEFAULT_HISTORY_LIMIT);
         let r = Request::from_form(&form("op=query&attr1=CARD5&attr2=pin%3D987654")).unwrap();
         assert!(!format!("{r:?}").contains("987654"));
+        let r = Request::from_form(&form(
+            "op=close&order_no=O6&operator=m1&attr1=CARD5&attr2=mpin%3D4321%26pin%3D8765",
+        ))
+        .unwrap();
+        let shown = format!("{r:?}");
+        assert!(
+            !shown.contains("4321") && !shown.contains("8765"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn every_wire_op_parses_to_its_own_kind() {
+        for (text, kind) in [
+            (
+                "op=lost&order_no=O9&operator=m1&attr1=CARD1&attr2=mpin%3D1234",
+                OpKind::Lost,
+            ),
+            (
+                "op=found&order_no=O9&operator=m1&attr1=CARD1&attr2=mpin%3D1234",
+                OpKind::Found,
+            ),
+            (
+                "op=lock&order_no=O9&operator=m1&attr1=CARD1&attr2=mpin%3D1234",
+                OpKind::Lock,
+            ),
+            (
+                "op=unlock&order_no=O9&operator=m1&attr1=CARD1&attr2=mpin%3D1234",
+                OpKind::Unlock,
+            ),
+            (
+                "op=replace&order_no=O9&operator=m1&attr1=CARD1&attr2=mpin%3D1234%26new%3DCARD2",
+                OpKind::Replace,
+            ),
+            (
+                "op=reverse&order_no=O9&operator=m1&attr1=O1&attr2=mpin%3D1234",
+                OpKind::Reverse,
+            ),
+            ("op=topup&amount=1&order_no=O9&attr1=CARD1", OpKind::Topup),
+            (
+                "op=redeem&order_no=O9&attr1=CARD1&attr2=cost%3D5%26gift%3Dmug",
+                OpKind::Redeem,
+            ),
+            ("op=member&attr1=CARD1", OpKind::Member),
+        ] {
+            let r = Request::from_form(&form(text)).unwrap();
+            assert_eq!(r.op(), kind, "{text}");
+            assert_eq!(r.order_no().is_some(), kind.is_posting(), "{text}");
+        }
+        let r = Request::from_form(&form(
+            "op=replace&order_no=O9&operator=m1&attr1=CARD1&attr2=mpin%3D1234%26new%3DCARD2",
+        ))
+        .unwrap();
+        assert_eq!(r.card_to_create(), Some("CARD2"));
+        assert_eq!(r.cards_to_lock(), vec!["CARD1".to_string()]);
+    }
+
+    #[test]
+    fn a_hand_built_form_missing_a_value_is_1001() {
+        let mut f = form("op=debit&amount=1&order_no=O1&attr1=CARD1");
+        f.order_no = None;
+        assert_eq!(Request::from_form(&f), Err(Errno::Malformed));
+        let mut f = form("op=lock&order_no=O9&operator=m1&attr1=CARD1&attr2=mpin%3D1234");
+        f.operator = None;
+        assert_eq!(Request::from_form(&f), Err(Errno::Malformed));
+        let mut f = form("op=query&attr1=CARD1");
+        f.attr1 = None;
+        assert_eq!(Request::from_form(&f), Err(Errno::Malformed));
     }
 
     #[test]
@@ -360,15 +760,13 @@ mod tests {
             },
         )
         .unwrap();
-        let req =
-            Request::from_form(&form("op=topup&amount=12.5&order_no=O1&attr1=CARD1")).unwrap();
         let at = chrono::DateTime::from_timestamp_millis(1_795_000_000_123).unwrap();
         let ar = plan.answer.clone().into_row(42, at, false);
         let row = posting_row(
             &plan,
             &ar,
             &RowContext {
-                req: &req,
+                card: "CARD1",
                 status: None,
                 orig_terminal: None,
             },

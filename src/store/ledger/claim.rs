@@ -1,0 +1,149 @@
+//! Step 1, the claim: the once-only `ts` spent, the order number claimed
+//! (or its earlier answer found), the operator and the original read, a card
+//! number about to be created serialised, and the cards locked in
+//! card-number order — one statement ([`claim_sql`]).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::check::TerminalRow;
+use super::load::LoadArgs;
+use super::rows::{json_col, json_col_opt, replayed_row, CardRow, OperatorRow, OrigRow};
+use super::sql::{claim_sql, claim_types, ClaimShape, PRIOR_SQL};
+use super::writes::RefusalWrites;
+use super::Outcome;
+use crate::error::{Error, Result};
+use crate::ledger::request::Request;
+use crate::protocol::errno::Errno;
+use crate::protocol::xml::Rows;
+use crate::store::txn::{TxnConn, TxnContext};
+
+/// What the claim found.
+pub(super) enum Claim {
+    /// The order number was used before: its answer again, or 2005.
+    Settled(Outcome),
+    /// The order is this request's and its rows are locked.
+    Locked(Box<Claimed>),
+}
+
+/// The rows the claim read and locked, not yet checked.
+pub(super) struct Claimed {
+    pub(super) terminal: Option<TerminalRow>,
+    pub(super) operator: Option<OperatorRow>,
+    pub(super) orig: Option<OrigRow>,
+    pub(super) cards: BTreeMap<String, CardRow>,
+    /// The claim's row when it carries the folded load's columns.
+    pub(super) folded: Option<tokio_postgres::Row>,
+}
+
+pub(super) async fn run(
+    tx: &TxnConn,
+    ctx: &TxnContext,
+    req: &Request,
+    args: &LoadArgs<'_>,
+    digest: &[u8],
+) -> Result<Claim> {
+    let shape = shape_of(req, &ctx.terminal, args);
+    let row = claim_row(tx, ctx, req, args, shape, digest).await?;
+    if row.get::<_, i64>("ts_ok") == 0 {
+        return Err(Errno::TsUsed.into());
+    }
+    if req.order_no().is_some() && row.get::<_, i64>("claimed") == 0 {
+        return Ok(Claim::Settled(settle(tx, ctx, req, &row, digest).await?));
+    }
+    let cards: Vec<CardRow> = json_col(&row, "cards", "card rows")?;
+    Ok(Claim::Locked(Box::new(Claimed {
+        terminal: json_col_opt(&row, "terminal", "terminal row")?,
+        operator: json_col_opt(&row, "operator", "operator row")?,
+        orig: json_col_opt(&row, "orig", "original row")?,
+        cards: cards.into_iter().map(|c| (c.card_no.clone(), c)).collect(),
+        folded: shape.fold.is_some().then_some(row),
+    })))
+}
+
+/// Only the sections this request needs (each costs executor start-up).
+fn shape_of(req: &Request, own_terminal: &str, args: &LoadArgs<'_>) -> ClaimShape {
+    let orig = req.original(own_terminal).is_some();
+    let mut shape = ClaimShape {
+        order: req.order_no().is_some(),
+        create: args.card_to_create.is_some(),
+        orig,
+        operator: req.operator.id().is_some(),
+        cards: !req.cards_to_lock().is_empty() || orig,
+        fold: None,
+    };
+    shape.fold = args.fold(&shape);
+    shape
+}
+
+async fn claim_row(
+    tx: &TxnConn,
+    ctx: &TxnContext,
+    req: &Request,
+    args: &LoadArgs<'_>,
+    shape: ClaimShape,
+    digest: &[u8],
+) -> Result<tokio_postgres::Row> {
+    let digest = req.order_no().map(|_| digest);
+    let orig = req.original(&ctx.terminal);
+    let no_lots: Vec<i64> = Vec::new();
+    let stmt = tx
+        .prepare_typed_cached(&claim_sql(shape), claim_types())
+        .await?;
+    tx.query_one(
+        &stmt,
+        &[
+            &ctx.terminal,
+            &ctx.ts,
+            &ctx.store_id,
+            &req.operator.id(),
+            &req.order_no(),
+            &digest,
+            &req.op().as_str(),
+            &req.cards_to_lock(),
+            &orig.map(|o| o.0),
+            &orig.map(|o| o.1),
+            &args.card_to_create,
+            &args.wants_lots,
+            &args.level,
+            &args.want_txn,
+            &args.hist_card,
+            &args.limit,
+            &no_lots,
+            &args.register,
+        ],
+    )
+    .await
+}
+
+/// An order number used before: the same request gets the stored answer
+/// (marked replayed), any other 2005. Nothing was claimed, so the refusal
+/// writes nothing but the `ts`.
+async fn settle(
+    tx: &TxnConn,
+    ctx: &TxnContext,
+    req: &Request,
+    row: &tokio_postgres::Row,
+    digest: &[u8],
+) -> Result<Outcome> {
+    let mut prior: Option<(Vec<u8>, Option<Value>)> = row
+        .get::<_, Option<Vec<u8>>>("prior_digest")
+        .map(|d| (d, row.get("prior_answer")));
+    if prior.is_none() {
+        // The claim waited for a racing twin that committed after this
+        // statement's snapshot: read its row now.
+        let stmt = tx.prepare_cached(PRIOR_SQL).await?;
+        prior = tx
+            .query_opt(&stmt, &[&ctx.terminal, &req.order_no()])
+            .await?
+            .map(|row| (row.get(0), row.get(1)));
+    }
+    match prior {
+        Some((d, Some(answer))) if d == digest => {
+            Ok(Outcome::Answered(Rows(vec![replayed_row(answer)?])))
+        }
+        Some(_) => Ok(RefusalWrites::default().refused(Errno::OrderReused)),
+        None => Err(Error::internal("order claim failed but no order found")),
+    }
+}
