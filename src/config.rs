@@ -175,6 +175,9 @@ pub struct ServerConfig {
     /// How long shutdown waits for in-flight requests before it drops them.
     #[serde(with = "secs")]
     pub shutdown_grace: Duration,
+    /// Client connections served at once; further ones wait in the
+    /// listen backlog until one ends (each costs a task and its buffers).
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -185,6 +188,7 @@ impl Default for ServerConfig {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(4),
+            max_connections: 10_000,
         }
     }
 }

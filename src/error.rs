@@ -18,6 +18,9 @@ pub enum Error {
     /// the request may run again on another connection.
     #[error("stale pooled connection")]
     StaleConnection,
+    /// A compare-and-swap lost to other writers too often (the named row).
+    #[error("gave up: {0} kept moving")]
+    Contended(&'static str),
     /// Stored data failed its integrity check; nothing was changed.
     #[error("integrity check failed: {0}")]
     Tampered(String),
@@ -49,7 +52,7 @@ impl Error {
             Error::Tampered(_) => Errno::Tampered,
             Error::Db(e) => db_errno(e),
             Error::Pool(_) => Errno::Unavailable,
-            Error::StaleConnection => Errno::Unavailable,
+            Error::StaleConnection | Error::Contended(_) => Errno::Unavailable,
             // Still unknown after the keys were loaded again: a row names a
             // key that does not exist.
             Error::UnknownRowKey(_) => Errno::Tampered,

@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::integrity::{member_image, CardValues, PostingValues, RowKeys};
-use crate::ledger::request::status_text;
+use crate::ledger::answer_row::status_text;
 use crate::ledger::{
     business_day, decide_register, decide_topup, CardChange, CardState, CardStatus, LedgerConfig,
     Level, Money, NewMember, Plan, RegisterReq, TopupReq,

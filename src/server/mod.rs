@@ -78,7 +78,18 @@ pub async fn run(
         .header_read_timeout(state.config.server.header_timeout)
         .keep_alive(true);
     tokio::pin!(shutdown);
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        state.config.server.max_connections.max(1),
+    ));
     loop {
+        // A slot first: at the limit, new connections wait in the backlog.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(x) => x,
@@ -103,6 +114,7 @@ pub async fn run(
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);

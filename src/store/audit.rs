@@ -59,8 +59,8 @@ pub async fn insert<C: GenericClient>(
     actor: Option<&str>,
     source: Option<&str>,
     detail: &serde_json::Value,
-) -> Result<(), tokio_postgres::Error> {
-    loop {
+) -> crate::Result<()> {
+    for _ in 0..MAX_APPEND_ATTEMPTS {
         let h = c.query_one(HEAD_SQL, &[]).await?;
         let last_id: Option<i64> = h.get(0);
         let last_mac: Option<Vec<u8>> = h.get(1);
@@ -89,7 +89,13 @@ pub async fn insert<C: GenericClient>(
             return Ok(());
         }
     }
+    Err(crate::Error::Contended("audit head"))
 }
+
+/// How often an append re-reads a head that moved under it before giving
+/// up: each lost race means another append landed, so the trail advances,
+/// but one writer must not spin for ever behind a flood of others.
+const MAX_APPEND_ATTEMPTS: usize = 64;
 
 /// One audit row as `cardswitch audit` lists it.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -345,3 +345,31 @@ async fn once_only_values_survive_and_old_partitions_go() {
     );
     assert!(!dropped.contains(&kept));
 }
+
+#[tokio::test]
+async fn connections_past_the_limit_wait_for_a_slot() {
+    let mut config = harness::config_for(&harness::fresh_database().await);
+    config.server.max_connections = 2;
+    config.server.header_timeout = Duration::from_secs(30);
+    let d = Daemon::start(config).await;
+    // Two idle connections, accepted in connect order (the backlog is
+    // FIFO): both slots taken.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(tokio::net::TcpStream::connect(d.addr).await.unwrap());
+    }
+    // A third connects (into the backlog) but is not served...
+    let mut third = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let early =
+        tokio::time::timeout(Duration::from_millis(500), harness::read_answer(&mut third)).await;
+    assert!(early.is_err(), "served past the limit: {early:?}");
+    // ...until a held one ends.
+    drop(held.pop());
+    let a = harness::read_answer(&mut third).await.unwrap();
+    assert_eq!(a.status, 200);
+    d.stop().await.unwrap();
+}

@@ -16,13 +16,14 @@ use crate::error::{Error, Result};
 use crate::integrity::{
     level_image, member_image, operator_image, terminal_image, CardValues, PostingValues, RowKeys,
 };
-use crate::ledger::Lot;
+use crate::ledger::answer_row::status_text;
+use crate::ledger::{Lot, Standing};
 use crate::store::txn::TxnContext;
 
 #[derive(Deserialize)]
 pub(super) struct TerminalRow {
     pub(super) store_id: String,
-    pub(super) status: String,
+    pub(super) status: Standing,
     pub(super) pw_hash: Option<String>,
     pub(super) pw_salt: Option<String>,
     pub(super) row_mac: Option<String>,
@@ -174,7 +175,7 @@ impl CardRow {
         Ok(CardValues {
             card_no: self.card_no.clone(),
             member_id: self.member_id,
-            status: self.status.clone(),
+            status: status_text(self.status).to_owned(),
             balance: dec(&self.balance)?,
             points: self.points,
             pin_hash: hex_bytes(&self.pin_hash)?,
@@ -194,7 +195,7 @@ fn check_terminal(keys: &RowKeys, terminal_id: &str, t: Option<&TerminalRow>) ->
     let img = terminal_image(
         terminal_id,
         &t.store_id,
-        &t.status,
+        t.status.as_str(),
         hex_bytes(&t.pw_hash)?.as_deref(),
         hex_bytes(&t.pw_salt)?.as_deref(),
     );
@@ -342,8 +343,8 @@ fn check_operator_row(
     let img = operator_image(
         store_id,
         operator_id,
-        &o.role,
-        &o.status,
+        o.role.as_str(),
+        o.status.as_str(),
         hex_bytes(&o.pin_hash)?.as_deref(),
         hex_bytes(&o.pin_salt)?.as_deref(),
     );
@@ -369,8 +370,8 @@ pub(super) fn operator_disabled_mac(
     let img = operator_image(
         store_id,
         operator_id,
-        &o.role,
-        "disabled",
+        o.role.as_str(),
+        Standing::Disabled.as_str(),
         hex_bytes(&o.pin_hash)?.as_deref(),
         hex_bytes(&o.pin_salt)?.as_deref(),
     );

@@ -32,12 +32,11 @@ use serde_json::Value;
 
 use crate::crypto::keyed_hash::{verify_keyed_hash, DOMAIN_MANAGER_PIN};
 use crate::error::{Error, Result};
-use crate::ledger::request::{
-    mask_phone, money_text, status_text, Body, Operator, ReadOp, ReadReq, Request,
-};
+use crate::ledger::answer_row::{mask_phone, money_text, status_text};
+use crate::ledger::request::{Body, Operator, ReadOp, ReadReq, Request};
 use crate::ledger::{
     authorize, check_read, decide_expire, BonusRule, CardChange, CardState, LedgerConfig, Lot,
-    Money, OpKind, Original, Role,
+    Money, OpKind, Original, Role, Standing,
 };
 use crate::protocol::errno::Errno;
 use crate::protocol::message::InnerForm;
@@ -59,6 +58,9 @@ use rows::{from_json, hex_bytes, money, CardRow, HistoryRow, OperatorRow, OrigRo
 use writes::{OperatorCount, Writes};
 
 pub(crate) use writes::RefusalWrites;
+
+#[doc(hidden)]
+pub use sql::{statement_shapes, StatementShape};
 
 /// How a request's transaction ends when it commits. (An `Err` rolls it
 /// back: nothing of it stays, not even its `ts`.)
@@ -342,14 +344,8 @@ fn check_operator(
         // Only an op not marked M parses without an operator.
         return Ok((Ok(()), None));
     }
-    let active = operator.filter(|o| o.status == "active");
-    let role = active.map(|o| {
-        if o.role == "manager" {
-            Role::Manager
-        } else {
-            Role::Cashier
-        }
-    });
+    let active = operator.filter(|o| o.status == Standing::Active);
+    let role = active.map(|o| o.role);
     let (Operator::Manager { id, mpin }, Some(o), Some(Role::Manager)) =
         (&req.operator, active, role)
     else {

@@ -9,15 +9,14 @@ use serde_json::{json, Value};
 
 use crate::crypto::keyed_hash::{keyed_hash, random_salt, DOMAIN_CARD_PIN};
 use crate::error::{Error, Result};
-use crate::ledger::request::{
-    money_text, posting_row, status_text, PostingOp, PostingReq, Request, RowContext,
-};
+use crate::ledger::answer_row::{money_text, posting_row, status_text, RowContext};
+use crate::ledger::request::{PostingOp, PostingReq, Request};
 use crate::ledger::{
     business_day, decide_close, decide_debit, decide_points, decide_redeem, decide_refund,
     decide_register, decide_replace, decide_reverse, decide_status, decide_topup, decide_transfer,
-    CardChange, CardState, CardStatus, CloseReq, DebitReq, LedgerConfig, Lot, MemberRef, Money,
-    OpKind, Original, Pin, PinSource, Plan, PointsReq, RedeemReq, RefundReq, Refusal, RegisterReq,
-    ReplaceReq, ReverseReq, Tender, TopupReq, TransferReq,
+    CardChange, CardState, CardStatus, CloseReq, DebitReq, Effect, LedgerConfig, Lot, MemberRef,
+    Money, NewCard, OpKind, Original, Pin, PinSource, Plan, PointsReq, RedeemReq, RefundReq,
+    Refusal, RegisterReq, ReplaceReq, ReverseReq, Tender, TopupReq, TransferReq,
 };
 use crate::protocol::errno::Errno;
 use crate::protocol::xml::Row;
@@ -246,73 +245,10 @@ pub(super) fn plan_writes(
     for c in &x.expiries {
         w.posting(c, OpKind::Expire, None, None, &[]);
     }
-    let mut ids = x.fetched.lot_ids.iter().copied();
-    let mut effects = Vec::with_capacity(plan.cards.len());
-    let detail = detail_json(x.req, p, orig);
-    let order_no = p.order_no.as_str();
-    for c in &plan.cards {
-        let created: Vec<i64> = (0..c.lots_created.len())
-            .map(|_| ids.next())
-            .collect::<Option<_>>()
-            .ok_or_else(|| Error::internal("not enough lot ids"))?;
-        w.posting(c, plan.op, Some(order_no), Some(plan), &created);
-        w.posting_detail(detail.clone());
-        for (n, id) in c.lots_created.iter().zip(&created) {
-            w.new_lot(&c.card_no, *id, n.points, n.expires_at);
-        }
-        effects.push(c.effect(&created));
-    }
+    let effects = write_postings(&mut w, x, p, plan, orig)?;
     // New card first: its row gets the final values of its changes.
     if let Some(nc) = &plan.new_card {
-        let (hash, salt) = match &nc.pin {
-            PinSource::None => (None, None),
-            PinSource::FromRequest => match x.req.pin() {
-                Some(pin) => {
-                    let salt = random_salt();
-                    let h = keyed_hash(
-                        &x.env.hash_key,
-                        DOMAIN_CARD_PIN,
-                        &salt,
-                        pin.expose().as_bytes(),
-                    );
-                    (Some(hex::encode(h)), Some(hex::encode(salt)))
-                }
-                None => (None, None),
-            },
-            PinSource::CopyFrom(old) => match x.rows.get(old) {
-                Some(r) => (r.pin_hash.clone(), r.pin_salt.clone()),
-                None => {
-                    return Err(Error::internal(
-                        "replace copies the PIN of a card not locked",
-                    ))
-                }
-            },
-        };
-        let last = plan.cards.iter().rev().find(|c| c.card_no == nc.card_no);
-        let member_id = match &nc.member {
-            MemberRef::New(m) => {
-                let id = x
-                    .fetched
-                    .new_member_id
-                    .ok_or_else(|| Error::internal("no member id for a register"))?;
-                w.members.push(json!({
-                    "member_id": id,
-                    "name": m.name, "phone": m.phone,
-                    "birthday": m.birthday.map(|b| b.to_string()),
-                    "referrer": m.referrer, "level": nc.level,
-                }));
-                id
-            }
-            MemberRef::Existing(id) => *id,
-        };
-        w.new_cards.push(json!({
-            "card_no": nc.card_no,
-            "member_id": member_id,
-            "status": status_text(last.and_then(|c| c.status).unwrap_or(CardStatus::Active)),
-            "balance": money_text(last.map_or(Money::ZERO, |c| c.new_balance)),
-            "points": last.map_or(0, |c| c.new_points),
-            "pin_hash": hash, "pin_salt": salt, "at": x.now.to_rfc3339(),
-        }));
+        write_new_card(&mut w, x, nc, plan)?;
     }
     let mut all: Vec<CardChange> = x.expiries.clone();
     all.extend(
@@ -322,41 +258,8 @@ pub(super) fn plan_writes(
             .cloned(),
     );
     w.fold_cards(&all, &x.rows, None)?;
-
-    let answer_row = plan.answer.clone().into_row(txn_id, x.now, false);
-    let first_status = plan.cards.first().and_then(|c| {
-        c.status
-            .or_else(|| x.states.get(&c.card_no).map(|s| s.status))
-    });
-    let row = posting_row(
-        plan,
-        &answer_row,
-        &RowContext {
-            card: p.op.card().unwrap_or_default(),
-            status: first_status,
-            orig_terminal: orig.map(|o| o.terminal.as_str()),
-        },
-    );
-    let points_earned = if plan.op == OpKind::Debit {
-        plan.cards.first().map_or(0, |c| c.points_delta.max(0))
-    } else {
-        0
-    };
-    w.order = Some(json!({
-        "terminal_id": ctx.terminal,
-        "order_no": order_no,
-        "card_no": plan.answer.card,
-        "cards": plan.cards.iter().map(|c| c.card_no.clone()).collect::<Vec<_>>(),
-        "txn_id": txn_id,
-        "business_day": w.business_day.to_string(),
-        "posted_at": x.now.to_rfc3339(),
-        "amount": money_text(plan.answer.amount),
-        "charged": money_text(plan.answer.charged),
-        "tender": tender_text(tender_of(p)),
-        "points_earned": points_earned,
-        "effects": effects.iter().map(effect_json).collect::<Vec<_>>(),
-        "answer": row_to_json(&row),
-    }));
+    let row = answer(x, p, plan, txn_id, orig);
+    w.order = Some(order_json(ctx, x, p, plan, &w, &effects, &row));
     if let (Some(u), Some(o)) = (&plan.original, orig) {
         w.orig = Some(json!({
             "terminal_id": o.terminal, "order_no": u.order_no,
@@ -370,6 +273,133 @@ pub(super) fn plan_writes(
         }));
     }
     Ok((w, row))
+}
+
+/// One posting per card change, with the lots it creates (ids taken from
+/// those the load reserved); the effects the order row keeps for a reverse.
+fn write_postings(
+    w: &mut Writes,
+    x: &Loaded<'_>,
+    p: &PostingReq,
+    plan: &Plan,
+    orig: Option<&OrigRow>,
+) -> Result<Vec<Effect>> {
+    let mut ids = x.fetched.lot_ids.iter().copied();
+    let mut effects = Vec::with_capacity(plan.cards.len());
+    let detail = detail_json(x.req, p, orig);
+    for c in &plan.cards {
+        let created: Vec<i64> = (0..c.lots_created.len())
+            .map(|_| ids.next())
+            .collect::<Option<_>>()
+            .ok_or_else(|| Error::internal("not enough lot ids"))?;
+        w.posting(c, plan.op, Some(&p.order_no), Some(plan), &created);
+        w.posting_detail(detail.clone());
+        for (n, id) in c.lots_created.iter().zip(&created) {
+            w.new_lot(&c.card_no, *id, n.points, n.expires_at);
+        }
+        effects.push(c.effect(&created));
+    }
+    Ok(effects)
+}
+
+/// A registered or replacing card's row (and a registered card's member).
+fn write_new_card(w: &mut Writes, x: &Loaded<'_>, nc: &NewCard, plan: &Plan) -> Result<()> {
+    let (hash, salt) = match &nc.pin {
+        PinSource::None => (None, None),
+        PinSource::FromRequest => match x.req.pin() {
+            Some(pin) => {
+                let salt = random_salt();
+                let pin = pin.expose().as_bytes();
+                let h = keyed_hash(&x.env.hash_key, DOMAIN_CARD_PIN, &salt, pin);
+                (Some(hex::encode(h)), Some(hex::encode(salt)))
+            }
+            None => (None, None),
+        },
+        PinSource::CopyFrom(old) => match x.rows.get(old) {
+            Some(r) => (r.pin_hash.clone(), r.pin_salt.clone()),
+            None => {
+                return Err(Error::internal(
+                    "a replace copies the PIN of an unlocked card",
+                ))
+            }
+        },
+    };
+    let last = plan.cards.iter().rev().find(|c| c.card_no == nc.card_no);
+    let member_id = match &nc.member {
+        MemberRef::New(m) => {
+            let id = x
+                .fetched
+                .new_member_id
+                .ok_or_else(|| Error::internal("no member id for a register"))?;
+            w.members.push(json!({
+                "member_id": id,
+                "name": m.name, "phone": m.phone,
+                "birthday": m.birthday.map(|b| b.to_string()),
+                "referrer": m.referrer, "level": nc.level,
+            }));
+            id
+        }
+        MemberRef::Existing(id) => *id,
+    };
+    w.new_cards.push(json!({
+        "card_no": nc.card_no,
+        "member_id": member_id,
+        "status": status_text(last.and_then(|c| c.status).unwrap_or(CardStatus::Active)),
+        "balance": money_text(last.map_or(Money::ZERO, |c| c.new_balance)),
+        "points": last.map_or(0, |c| c.new_points),
+        "pin_hash": hash, "pin_salt": salt, "at": x.now.to_rfc3339(),
+    }));
+    Ok(())
+}
+
+/// The posting's answer row (proto-spec §11.1).
+fn answer(x: &Loaded<'_>, p: &PostingReq, plan: &Plan, txn_id: i64, orig: Option<&OrigRow>) -> Row {
+    let answer_row = plan.answer.clone().into_row(txn_id, x.now, false);
+    let first_status = plan.cards.first().and_then(|c| {
+        c.status
+            .or_else(|| x.states.get(&c.card_no).map(|s| s.status))
+    });
+    posting_row(
+        plan,
+        &answer_row,
+        &RowContext {
+            card: p.op.card().unwrap_or_default(),
+            status: first_status,
+            orig_terminal: orig.map(|o| o.terminal.as_str()),
+        },
+    )
+}
+
+/// The `orders` row: what a replay answers and a reverse or refund reads.
+fn order_json(
+    ctx: &TxnContext,
+    x: &Loaded<'_>,
+    p: &PostingReq,
+    plan: &Plan,
+    w: &Writes,
+    effects: &[Effect],
+    row: &Row,
+) -> Value {
+    let points_earned = if plan.op == OpKind::Debit {
+        plan.cards.first().map_or(0, |c| c.points_delta.max(0))
+    } else {
+        0
+    };
+    json!({
+        "terminal_id": ctx.terminal,
+        "order_no": p.order_no,
+        "card_no": plan.answer.card,
+        "cards": plan.cards.iter().map(|c| c.card_no.clone()).collect::<Vec<_>>(),
+        "txn_id": w.txn_id,
+        "business_day": w.business_day.to_string(),
+        "posted_at": x.now.to_rfc3339(),
+        "amount": money_text(plan.answer.amount),
+        "charged": money_text(plan.answer.charged),
+        "tender": tender_text(tender_of(p)),
+        "points_earned": points_earned,
+        "effects": effects.iter().map(effect_json).collect::<Vec<_>>(),
+        "answer": row_to_json(row),
+    })
 }
 
 /// Stands for "a card with this number exists" where a decision only asks that.

@@ -10,15 +10,18 @@ use std::str::FromStr;
 
 use crate::crypto::keyed_hash::{verify_keyed_hash, DOMAIN_CARD_PIN};
 use crate::error::{Error, Result};
-use crate::ledger::request::{parse_status, PinText};
-use crate::ledger::{CardState, Effect, Level, LotTake, Money, OpKind, Original, Pin, Tender};
+use crate::ledger::request::PinText;
+use crate::ledger::{
+    CardState, CardStatus, Effect, Level, LotTake, Money, OpKind, Original, Pin, Role, Standing,
+    Tender,
+};
 use crate::protocol::xml::Row;
 use crate::store::txn::TxnEnv;
 
 #[derive(Deserialize)]
 pub(super) struct OperatorRow {
-    pub(super) role: String,
-    pub(super) status: String,
+    pub(super) role: Role,
+    pub(super) status: Standing,
     pub(super) pin_hash: Option<String>,
     pub(super) pin_salt: Option<String>,
     pub(super) pin_fail_count: i32,
@@ -31,7 +34,7 @@ pub(super) struct OperatorRow {
 pub(super) struct CardRow {
     pub(super) card_no: String,
     pub(super) member_id: i64,
-    pub(super) status: String,
+    pub(super) status: CardStatus,
     pub(super) balance: String,
     pub(super) points: i64,
     pub(super) pin_hash: Option<String>,
@@ -166,8 +169,7 @@ impl CardRow {
         Ok(CardState {
             card_no: self.card_no.clone(),
             member_id: self.member_id,
-            status: parse_status(&self.status)
-                .ok_or_else(|| Error::internal("stored card status"))?,
+            status: self.status,
             balance: money(&self.balance)?,
             points: self.points,
             level: Level {

@@ -537,3 +537,73 @@ pub(super) fn bit_mask(flags: &[bool]) -> u16 {
         .enumerate()
         .fold(0, |m, (i, f)| if *f { m | 1 << i } else { m })
 }
+
+/// One shape a ledger statement can take: its name (which sections it
+/// holds), its text and its parameter types.
+#[derive(Debug, Clone)]
+pub struct StatementShape {
+    pub name: String,
+    pub sql: String,
+    pub types: Vec<Type>,
+}
+
+/// Every shape the claim, load and write statements can be assembled in
+/// (a superset of those requests reach), for the test that PREPAREs each
+/// against a real database: a section that does not fit beside another
+/// fails there rather than on the first request that needs the pair.
+pub fn statement_shapes() -> Vec<StatementShape> {
+    let mut out = Vec::new();
+    let flags = |m: u16, i: u16| m & (1 << i) != 0;
+    // The folded load's columns, as `LoadArgs::fold` asks for them: every
+    // mask with the two card-dependent columns (bits 0 and 7) set.
+    let fold_masks: Vec<u16> = (0..1u16 << 6).map(|m| (m << 1) | 1 | 1 << 7).collect();
+    for m in 0..1u16 << 5 {
+        let shape = ClaimShape {
+            order: flags(m, 0),
+            create: flags(m, 1),
+            orig: flags(m, 2),
+            operator: flags(m, 3),
+            cards: flags(m, 4),
+            fold: None,
+        };
+        let folds = std::iter::once(None).chain(
+            (shape.cards && !shape.create && !shape.orig)
+                .then(|| fold_masks.iter().map(|f| Some(*f)))
+                .into_iter()
+                .flatten(),
+        );
+        for fold in folds {
+            let shape = ClaimShape { fold, ..shape };
+            out.push(StatementShape {
+                name: format!("claim {m:05b} fold {fold:?}"),
+                sql: claim_sql(shape),
+                types: claim_types().to_vec(),
+            });
+        }
+    }
+    for m in 0..1u16 << LOAD_COLUMNS.len() {
+        out.push(StatementShape {
+            name: format!("load {m:08b}"),
+            sql: load_sql(m),
+            types: LOAD_TYPES.to_vec(),
+        });
+    }
+    for m in 0..1u16 << WRITE_SECTIONS.len() {
+        out.push(StatementShape {
+            name: format!("write {m:09b}"),
+            sql: write_sql(m),
+            types: vec![],
+        });
+    }
+    out.push(StatementShape {
+        name: "refuse".into(),
+        sql: REFUSE_SQL.into(),
+        types: vec![],
+    });
+    out.push(StatementShape {
+        name: "prior".into(),
+        sql: PRIOR_SQL.into(),
+        types: vec![],
+    });
+    out
+}

@@ -12,7 +12,7 @@ use super::rows::{hex_bytes, CardRow};
 use super::sql::{bit_mask, write_sql, REFUSE_SQL};
 use crate::error::{Error, Result};
 use crate::integrity::{member_image, CardValues, PostingValues, RowKeys};
-use crate::ledger::request::{money_text, status_text};
+use crate::ledger::answer_row::{money_text, status_text};
 use crate::ledger::{
     business_day, CardChange, CardState, CardStatus, LotTake, Money, OpKind, Plan, Refusal,
     PIN_TRIES,

@@ -27,6 +27,7 @@
 //! - The business day of a posting is [`business_day`] of its time in the
 //!   configured zone; a reverse passes today's.
 
+pub mod answer_row;
 pub mod lots;
 pub mod money;
 pub mod ops_card;
@@ -64,5 +65,5 @@ pub use plan::{
 pub use rules::{BonusRule, Level};
 pub use state::{
     authorize, check_pin, require_active, CardState, CardStatus, OpKind, Pin, PinWrite, Refusal,
-    Role, Tender, PIN_TRIES,
+    Role, Standing, Tender, PIN_TRIES,
 };

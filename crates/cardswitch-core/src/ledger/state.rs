@@ -8,7 +8,10 @@ use crate::protocol::errno::Errno;
 /// Consecutive wrong PINs that lock a card.
 pub const PIN_TRIES: u32 = 5;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Stored rows spell these in lowercase (migration 0001's CHECK), as the
+/// store's JSON rows carry them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum CardStatus {
     Active,
     Lost,
@@ -30,10 +33,45 @@ pub struct CardState {
     pub has_pin: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     Cashier,
     Manager,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Cashier => "cashier",
+            Role::Manager => "manager",
+        }
+    }
+}
+
+/// Whether a terminal or an operator may act (migration 0001's CHECK).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Standing {
+    Active,
+    Disabled,
+}
+
+impl Standing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Standing::Active => "active",
+            Standing::Disabled => "disabled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Standing> {
+        match s {
+            "active" => Some(Standing::Active),
+            "disabled" => Some(Standing::Disabled),
+            _ => None,
+        }
+    }
 }
 
 /// The ops of protocol.md §6, and `Expire`, the store's own points-expiry

@@ -1,0 +1,16 @@
+//! The ledger through `store::txn::run`: every op's success path and its
+//! errnos, asserting the database afterwards; idempotency; expiry. One
+//! module per area; the shared setup (a fresh database, `req`, `Ledger`)
+//! is in `ledger_support`.
+
+mod card_status;
+mod cards;
+mod contention;
+mod errnos;
+mod money;
+mod operators;
+mod partitions;
+mod points;
+mod replays;
+mod reversals;
+mod statements;

@@ -1,0 +1,120 @@
+//! Throttling: too many requests per terminal or per source address get
+//! 1009 (429, Retry-After) and write nothing but audit; failed logins slow
+//! the next ones down but never lock the terminal out.
+
+use std::time::{Duration, Instant};
+
+use cardswitch::client::Client;
+use cardswitch::protocol::errno::Errno;
+use cardswitch::protocol::form::encode_form;
+
+use crate::harness::{Daemon, Fixture};
+
+use super::{
+    build, errno_of, expect_plain, now_ms, send_referer, settle, setup, url, Setup, QUERY,
+};
+
+#[tokio::test]
+async fn too_many_requests_get_1009() {
+    let fx = Fixture::new().await;
+    let password = fx.terminal("T1", "S1").await;
+    fx.card("CARD0001", "1.00").await;
+    let mut config = fx.config.clone();
+    config.protocol.terminal_rate = 1;
+    config.protocol.terminal_burst = 4;
+    let d = Daemon::start(config).await;
+    settle(&fx).await;
+    let c = Client::new(&url(&d));
+    let s = c.handshake("T1", &password, &fx.root).await.unwrap();
+    let before = fx.fingerprint().await;
+    let mut throttled = None;
+    for _ in 0..6 {
+        let b = build(&s, c.clock.next(), QUERY);
+        let r = send_referer(&c, &b).await;
+        if errno_of("/v1/txn", &r) == Errno::Throttled {
+            throttled = Some(r);
+            break;
+        }
+    }
+    let r = throttled.expect("never throttled");
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after"), Some(&b"1"[..]));
+    expect_plain("/v1/txn", &r, Errno::Throttled);
+    assert_eq!(fx.fingerprint().await, before);
+    let audited: i64 = fx
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM audit WHERE detail->>'errno' = '1009'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(audited >= 1);
+    // Per source address too.
+    let mut config = fx.config.clone();
+    config.protocol.addr_rate = 1;
+    config.protocol.addr_burst = 2;
+    let d2 = Daemon::start(config).await;
+    let c2 = Client::new(&url(&d2));
+    let mut seen = false;
+    for _ in 0..4 {
+        let r = c2
+            .post_form(
+                "/v1/hello",
+                encode_form(&[("terminal", "T1"), ("ts", &now_ms().to_string())]),
+                &[],
+            )
+            .await
+            .unwrap();
+        if errno_of("/v1/hello", &r) == Errno::Throttled {
+            seen = true;
+        }
+    }
+    assert!(seen);
+    d.stop().await.unwrap();
+    d2.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn failed_logins_slow_down_but_never_lock_out() {
+    let Setup { fx, d, c, password } = setup().await;
+    for _ in 0..4 {
+        let day = c.hello("T1", &fx.root, None).await.unwrap();
+        let e = c
+            .login("T1", "wrong password, long enough", &day)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.downcast_ref::<cardswitch::client::Refused>()
+                .unwrap()
+                .errno,
+            Errno::LoginRefused
+        );
+    }
+    let failed: i32 = fx
+        .client()
+        .await
+        .query_one(
+            "SELECT failed_logins FROM terminals WHERE terminal_id = 'T1'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(failed, 4);
+    let day = c.hello("T1", &fx.root, None).await.unwrap();
+    let t = Instant::now();
+    c.login("T1", &password, &day).await.unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "no slow-down: {:?}",
+        t.elapsed()
+    );
+    // The success reset the counter.
+    let t = Instant::now();
+    c.login("T1", &password, &day).await.unwrap();
+    assert!(t.elapsed() < Duration::from_millis(400));
+    d.stop().await.unwrap();
+}
