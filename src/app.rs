@@ -50,7 +50,7 @@ pub async fn serve(
     let upkeep = tokio::spawn(upkeep(db.pool.clone(), config.protocol.ts_window));
     let listener_task = {
         let (r1, r2) = (ring.clone(), ring.clone());
-        tokio::spawn(store::keys::listen_forever(
+        tokio::spawn(crate::keys::listener::listen_forever(
             db.pg.clone(),
             move |on| r1.set_listening(on),
             move |payload| r2.on_notify(payload),

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod day;
+pub mod listener;
 mod provision;
 pub mod ring;
 mod status;
