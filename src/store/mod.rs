@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod migrate;
 pub mod operators;
 pub mod postings;
+pub mod protected;
 pub mod rekey;
 pub mod secrets;
 pub mod seen_ts;

@@ -27,10 +27,16 @@ use deadpool_postgres::Pool;
 use indicatif::ProgressBar;
 use rust_decimal::Decimal;
 
-use crate::integrity::{
-    level_image, member_image, operator_image, session_image, terminal_image, CardValues,
-    PostingValues, RowKeys,
+use deadpool_postgres::Transaction;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use crate::integrity::{CardValues, PostingValues, RowKeys};
+use crate::store::keys::DayKeyRow;
+use crate::store::protected::{
+    remac_sql, select_all, select_batch, LevelRow, MemberRow, OperatorRow, Protected, SessionRow,
 };
+use crate::store::terminals::TerminalRow;
 
 const CARD_BATCH: i64 = 500;
 const MEMBER_BATCH: i64 = 5_000;
@@ -79,141 +85,70 @@ pub async fn rekey(
         key_id: kid.clone(),
         ..Default::default()
     };
-    terminals(pool, keys, &kid, adopt, &mut rep, pb).await?;
-    small(pool, keys, &kid, adopt, &mut rep, pb).await?;
-    key_tables(pool, keys, &kid, adopt, &mut rep, pb).await?;
+    small_tables(pool, keys, &kid, adopt, &mut rep, pb).await?;
     cards(pool, keys, &kid, adopt, &mut rep, pb).await?;
     members(pool, keys, &kid, adopt, &mut rep, pb).await?;
     audit(pool, keys, &kid, adopt, &mut rep, pb).await?;
     Ok(rep)
 }
 
-async fn terminals(
-    pool: &Pool,
+/// Re-MACs, in `tx`, those of `rows` (of `T`) not under `kid` yet that
+/// verify (or, with `adopt`, have no MAC at all).
+async fn remac<T: Protected>(
+    tx: &Transaction<'_>,
+    rows: &[Row],
     keys: &RowKeys,
     kid: &str,
     adopt: bool,
     rep: &mut RekeyReport,
     pb: &ProgressBar,
 ) -> anyhow::Result<()> {
-    let mut c = pool.get().await?;
-    let tx = c.transaction().await?;
-    let rows = tx
-        .query(
-            "SELECT terminal_id, store_id, status, pw_hash, pw_salt, row_mac, mac_key_id
-               FROM terminals ORDER BY terminal_id FOR UPDATE",
-            &[],
-        )
-        .await?;
-    let (mut ids, mut macs) = (vec![], vec![]);
-    for r in &rows {
+    let mut key_cols: Vec<Vec<String>> = vec![Vec::new(); T::KEY.len()];
+    let mut macs: Vec<Vec<u8>> = Vec::new();
+    for r in rows {
         pb.inc(1);
-        let id: String = r.get(0);
-        let key: Option<String> = r.get(6);
-        let h: Option<Vec<u8>> = r.get(3);
-        let s: Option<Vec<u8>> = r.get(4);
-        let img = terminal_image(&id, r.get(1), r.get(2), h.as_deref(), s.as_deref());
+        let row = T::decode(r);
+        let key = row.mac_key_id().map(str::to_owned);
         if rep.sort_row(
             kid,
             adopt,
             &key,
-            || keys.verify(key.as_deref(), &img, None, r.get(5)),
-            || format!("terminals {id}"),
+            || row.mac_ok(keys),
+            || format!("{} {}", T::TABLE, row.label()),
         ) {
-            macs.push(keys.mac(&img, None));
-            ids.push(id);
+            macs.push(keys.mac(&row.image(), None));
+            for (col, v) in key_cols.iter_mut().zip(row.key()) {
+                col.push(v);
+            }
         }
     }
-    rep.rewritten += ids.len() as u64;
-    tx.execute(
-        "UPDATE terminals t SET row_mac = x.mac, mac_key_id = $3
-           FROM unnest($1::text[], $2::bytea[]) AS x(id, mac) WHERE t.terminal_id = x.id",
-        &[&ids, &macs, &kid],
-    )
-    .await?;
-    tx.commit().await?;
+    rep.rewritten += macs.len() as u64;
+    let mut params: Vec<&(dyn ToSql + Sync)> =
+        key_cols.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+    params.push(&macs);
+    params.push(&kid);
+    tx.execute(&remac_sql::<T>(), &params).await?;
     Ok(())
 }
 
-/// Day keys and sessions, in one transaction (day keys locked first, as a
-/// revocation does).
-async fn key_tables(
-    pool: &Pool,
+/// Every row of `T`, locked, re-MACed in `tx`.
+async fn remac_all<T: Protected>(
+    tx: &Transaction<'_>,
     keys: &RowKeys,
     kid: &str,
     adopt: bool,
     rep: &mut RekeyReport,
     pb: &ProgressBar,
 ) -> anyhow::Result<()> {
-    use crate::store::keys::{day_row, DAY_COLS};
-    let mut c = pool.get().await?;
-    let tx = c.transaction().await?;
-    let rows = tx
-        .query(
-            &format!("SELECT {DAY_COLS} FROM day_keys ORDER BY key_id FOR UPDATE"),
-            &[],
-        )
-        .await?;
-    let (mut ids, mut macs) = (vec![], vec![]);
-    for r in &rows {
-        pb.inc(1);
-        let k = day_row(r);
-        if rep.sort_row(
-            kid,
-            adopt,
-            &k.mac_key_id,
-            || k.mac_ok(keys),
-            || format!("day_keys {}", k.key_id),
-        ) {
-            macs.push(keys.mac(&k.image_with(&k.status), None));
-            ids.push(k.key_id);
-        }
-    }
-    rep.rewritten += ids.len() as u64;
-    tx.execute(
-        "UPDATE day_keys d SET row_mac = x.mac, mac_key_id = $3
-           FROM unnest($1::text[], $2::bytea[]) AS x(id, mac) WHERE d.key_id = x.id",
-        &[&ids, &macs, &kid],
-    )
-    .await?;
-    let rows = tx
-        .query(
-            "SELECT sid, terminal_id, key_id, not_after, revoked_at IS NOT NULL, row_mac,
-                    mac_key_id
-               FROM sessions ORDER BY sid FOR UPDATE",
-            &[],
-        )
-        .await?;
-    let (mut ids, mut macs) = (vec![], vec![]);
-    for r in &rows {
-        pb.inc(1);
-        let sid: String = r.get(0);
-        let key: Option<String> = r.get(6);
-        let img = session_image(&sid, r.get(1), r.get(2), r.get(3), r.get(4));
-        if rep.sort_row(
-            kid,
-            adopt,
-            &key,
-            || keys.verify(key.as_deref(), &img, None, r.get(5)),
-            || format!("sessions {sid}"),
-        ) {
-            macs.push(keys.mac(&img, None));
-            ids.push(sid);
-        }
-    }
-    rep.rewritten += ids.len() as u64;
-    tx.execute(
-        "UPDATE sessions s SET row_mac = x.mac, mac_key_id = $3
-           FROM unnest($1::text[], $2::bytea[]) AS x(sid, mac) WHERE s.sid = x.sid",
-        &[&ids, &macs, &kid],
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+    let rows = tx.query(&select_all::<T>(true), &[]).await?;
+    remac::<T>(tx, &rows, keys, kid, adopt, rep, pb).await
 }
 
-/// Operators and levels, in one transaction.
-async fn small(
+/// The tables of single rows, each group in one transaction: terminals
+/// first (every request reads its terminal, so a daemon meets the new key
+/// at once), then operators and levels, then day keys and sessions (day
+/// keys locked first, as a revocation does).
+async fn small_tables(
     pool: &Pool,
     keys: &RowKeys,
     kid: &str,
@@ -223,72 +158,15 @@ async fn small(
 ) -> anyhow::Result<()> {
     let mut c = pool.get().await?;
     let tx = c.transaction().await?;
-    let rows = tx
-        .query(
-            "SELECT store_id, operator_id, role, status, pin_hash, pin_salt, row_mac, mac_key_id
-               FROM operators ORDER BY store_id, operator_id FOR UPDATE",
-            &[],
-        )
-        .await?;
-    let (mut stores, mut ids, mut macs) = (vec![], vec![], vec![]);
-    for r in &rows {
-        pb.inc(1);
-        let (store, id): (String, String) = (r.get(0), r.get(1));
-        let key: Option<String> = r.get(7);
-        let h: Option<Vec<u8>> = r.get(4);
-        let s: Option<Vec<u8>> = r.get(5);
-        let img = operator_image(&store, &id, r.get(2), r.get(3), h.as_deref(), s.as_deref());
-        if rep.sort_row(
-            kid,
-            adopt,
-            &key,
-            || keys.verify(key.as_deref(), &img, None, r.get(6)),
-            || format!("operators {store}/{id}"),
-        ) {
-            macs.push(keys.mac(&img, None));
-            stores.push(store);
-            ids.push(id);
-        }
-    }
-    rep.rewritten += ids.len() as u64;
-    tx.execute(
-        "UPDATE operators o SET row_mac = x.mac, mac_key_id = $4
-           FROM unnest($1::text[], $2::text[], $3::bytea[]) AS x(s, id, mac)
-          WHERE o.store_id = x.s AND o.operator_id = x.id",
-        &[&stores, &ids, &macs, &kid],
-    )
-    .await?;
-    let rows = tx
-        .query(
-            "SELECT level, discount, points_rate, row_mac, mac_key_id FROM levels
-              ORDER BY level FOR UPDATE",
-            &[],
-        )
-        .await?;
-    let (mut names, mut macs) = (vec![], vec![]);
-    for r in &rows {
-        pb.inc(1);
-        let name: String = r.get(0);
-        let key: Option<String> = r.get(4);
-        let img = level_image(&name, r.get(1), r.get(2));
-        if rep.sort_row(
-            kid,
-            adopt,
-            &key,
-            || keys.verify(key.as_deref(), &img, None, r.get(3)),
-            || format!("levels {name}"),
-        ) {
-            macs.push(keys.mac(&img, None));
-            names.push(name);
-        }
-    }
-    rep.rewritten += names.len() as u64;
-    tx.execute(
-        "UPDATE levels l SET row_mac = x.mac, mac_key_id = $3
-           FROM unnest($1::text[], $2::bytea[]) AS x(n, mac) WHERE l.level = x.n",
-        &[&names, &macs, &kid],
-    )
-    .await?;
+    remac_all::<TerminalRow>(&tx, keys, kid, adopt, rep, pb).await?;
+    tx.commit().await?;
+    let tx = c.transaction().await?;
+    remac_all::<OperatorRow>(&tx, keys, kid, adopt, rep, pb).await?;
+    remac_all::<LevelRow>(&tx, keys, kid, adopt, rep, pb).await?;
+    tx.commit().await?;
+    let tx = c.transaction().await?;
+    remac_all::<DayKeyRow>(&tx, keys, kid, adopt, rep, pb).await?;
+    remac_all::<SessionRow>(&tx, keys, kid, adopt, rep, pb).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -436,6 +314,7 @@ async fn cards(
     }
 }
 
+/// Members in batches of ids, a transaction each.
 async fn members(
     pool: &Pool,
     keys: &RowKeys,
@@ -444,47 +323,18 @@ async fn members(
     rep: &mut RekeyReport,
     pb: &ProgressBar,
 ) -> anyhow::Result<()> {
-    let mut after = 0i64;
+    let sql = select_batch::<MemberRow>();
+    let mut after = i64::MIN.to_string();
     loop {
         let mut c = pool.get().await?;
         let tx = c.transaction().await?;
-        let rows = tx
-            .query(
-                "SELECT member_id, name, phone, birthday::text, referrer, level, row_mac,
-                        mac_key_id
-                   FROM members WHERE member_id > $1 ORDER BY member_id LIMIT $2 FOR UPDATE",
-                &[&after, &MEMBER_BATCH],
-            )
-            .await?;
+        let rows = tx.query(&sql, &[&after, &MEMBER_BATCH]).await?;
         let Some(last) = rows.last() else {
             tx.commit().await?;
             return Ok(());
         };
-        after = last.get(0);
-        let (mut ids, mut macs) = (vec![], vec![]);
-        for r in &rows {
-            pb.inc(1);
-            let id: i64 = r.get(0);
-            let key: Option<String> = r.get(7);
-            let img = member_image(id, r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
-            if rep.sort_row(
-                kid,
-                adopt,
-                &key,
-                || keys.verify(key.as_deref(), &img, None, r.get(6)),
-                || format!("members {id}"),
-            ) {
-                ids.push(id);
-                macs.push(keys.mac(&img, None));
-            }
-        }
-        rep.rewritten += ids.len() as u64;
-        tx.execute(
-            "UPDATE members m SET row_mac = x.mac, mac_key_id = $3
-               FROM unnest($1::bigint[], $2::bytea[]) AS x(id, mac) WHERE m.member_id = x.id",
-            &[&ids, &macs, &kid],
-        )
-        .await?;
+        after = MemberRow::decode(last).member_id.to_string();
+        remac::<MemberRow>(&tx, &rows, keys, kid, adopt, rep, pb).await?;
         tx.commit().await?;
     }
 }

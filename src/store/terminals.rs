@@ -147,28 +147,33 @@ pub struct TerminalRow {
 }
 
 impl TerminalRow {
-    /// Whether the row's MAC holds under `keys`.
-    pub fn mac_ok(&self, keys: &RowKeys) -> bool {
-        let img = terminal_image(
+    /// What the row's MAC covers.
+    pub fn image(&self) -> crate::crypto::row::RowImage {
+        terminal_image(
             &self.terminal_id,
             &self.store_id,
             &self.status,
             self.pw_hash.as_deref(),
             self.pw_salt.as_deref(),
-        );
+        )
+    }
+
+    /// Whether the row's MAC holds under `keys`.
+    pub fn mac_ok(&self, keys: &RowKeys) -> bool {
         keys.verify(
             self.mac_key_id.as_deref(),
-            &img,
+            &self.image(),
             None,
             self.row_mac.as_deref(),
         )
     }
 }
 
-const COLS: &str = "terminal_id, store_id, status, pw_hash, pw_salt, failed_logins, last_failed_at,
+pub(crate) const COLS: &str =
+    "terminal_id, store_id, status, pw_hash, pw_salt, failed_logins, last_failed_at,
      created_at, row_mac, mac_key_id";
 
-fn row(r: &tokio_postgres::Row) -> TerminalRow {
+pub(crate) fn row(r: &tokio_postgres::Row) -> TerminalRow {
     TerminalRow {
         terminal_id: r.get(0),
         store_id: r.get(1),

@@ -16,10 +16,12 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use tokio_postgres::Row;
 
-use crate::integrity::{
-    level_image, member_image, operator_image, session_image, terminal_image, CardValues,
-    PostingValues, RowKeys,
+use crate::integrity::{CardValues, PostingValues, RowKeys};
+use crate::store::keys::DayKeyRow;
+use crate::store::protected::{
+    select_all, LevelRow, MemberRow, OperatorRow, Protected, SessionRow,
 };
+use crate::store::terminals::TerminalRow;
 
 /// Rows fetched per round trip.
 const BATCH: i32 = 5_000;
@@ -228,14 +230,12 @@ pub async fn verify(pool: &Pool, keys: &RowKeys, opts: Options) -> anyhow::Resul
 
         pb.set_message("cards");
         scan_cards(&ta, &tb, keys, &mut report, &mut scans, &pb).await?;
-        pb.set_message("members");
-        scan_members(&ta, keys, &mut report, &pb).await?;
-        pb.set_message("terminals");
-        scan_terminals(&ta, keys, &mut report, &pb).await?;
-        pb.set_message("operators");
-        scan_small(&ta, keys, &mut report, &pb).await?;
-        pb.set_message("day keys");
-        scan_keys(&ta, keys, &mut report, &pb).await?;
+        scan::<MemberRow>(&ta, keys, &mut report, &pb).await?;
+        scan::<TerminalRow>(&ta, keys, &mut report, &pb).await?;
+        scan::<OperatorRow>(&ta, keys, &mut report, &pb).await?;
+        scan::<LevelRow>(&ta, keys, &mut report, &pb).await?;
+        scan::<DayKeyRow>(&ta, keys, &mut report, &pb).await?;
+        scan::<SessionRow>(&ta, keys, &mut report, &pb).await?;
         pb.set_message("audit");
         scan_audit(&ta, keys, &mut report, &pb).await?;
         pb.finish_and_clear();
@@ -454,94 +454,17 @@ async fn scan_row_macs(
     Ok(())
 }
 
-async fn scan_members(
+/// A table of [`Protected`] rows: each row's MAC.
+async fn scan<T: Protected>(
     ta: &Transaction<'_>,
     keys: &RowKeys,
     report: &mut Report,
     pb: &ProgressBar,
 ) -> anyhow::Result<()> {
-    let sql = "SELECT member_id, name, phone, birthday::text, referrer, level, row_mac, mac_key_id
-                 FROM members ORDER BY member_id";
-    scan_row_macs(ta, sql, "members", report, pb, |r| {
-        let id: i64 = r.get(0);
-        let img = member_image(id, r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
-        (id.to_string(), keys.verify(r.get(7), &img, None, r.get(6)))
-    })
-    .await
-}
-
-async fn scan_terminals(
-    ta: &Transaction<'_>,
-    keys: &RowKeys,
-    report: &mut Report,
-    pb: &ProgressBar,
-) -> anyhow::Result<()> {
-    let sql = "SELECT terminal_id, store_id, status, pw_hash, pw_salt, row_mac, mac_key_id
-                 FROM terminals ORDER BY terminal_id";
-    scan_row_macs(ta, sql, "terminals", report, pb, |r| {
-        let id: String = r.get(0);
-        let h: Option<Vec<u8>> = r.get(3);
-        let s: Option<Vec<u8>> = r.get(4);
-        let img = terminal_image(&id, r.get(1), r.get(2), h.as_deref(), s.as_deref());
-        let ok = keys.verify(r.get(6), &img, None, r.get(5));
-        (id, ok)
-    })
-    .await
-}
-
-/// Day keys and sessions.
-async fn scan_keys(
-    ta: &Transaction<'_>,
-    keys: &RowKeys,
-    report: &mut Report,
-    pb: &ProgressBar,
-) -> anyhow::Result<()> {
-    use crate::store::keys::{day_row, DAY_COLS};
-    let sql = format!("SELECT {DAY_COLS} FROM day_keys ORDER BY key_id");
-    scan_row_macs(ta, &sql, "day_keys", report, pb, |r| {
-        let k = day_row(r);
-        let ok = k.mac_ok(keys);
-        (k.key_id, ok)
-    })
-    .await?;
-    let sql =
-        "SELECT sid, terminal_id, key_id, not_after, revoked_at IS NOT NULL, row_mac, mac_key_id
-                 FROM sessions ORDER BY sid";
-    scan_row_macs(ta, sql, "sessions", report, pb, |r| {
-        let sid: String = r.get(0);
-        let img = session_image(&sid, r.get(1), r.get(2), r.get(3), r.get(4));
-        let ok = keys.verify(r.get(6), &img, None, r.get(5));
-        (sid, ok)
-    })
-    .await
-}
-
-/// Operators and levels.
-async fn scan_small(
-    ta: &Transaction<'_>,
-    keys: &RowKeys,
-    report: &mut Report,
-    pb: &ProgressBar,
-) -> anyhow::Result<()> {
-    let sql = "SELECT store_id, operator_id, role, status, pin_hash, pin_salt, row_mac, mac_key_id
-                 FROM operators ORDER BY store_id, operator_id";
-    scan_row_macs(ta, sql, "operators", report, pb, |r| {
-        let (store, id): (&str, &str) = (r.get(0), r.get(1));
-        let h: Option<Vec<u8>> = r.get(4);
-        let s: Option<Vec<u8>> = r.get(5);
-        let img = operator_image(store, id, r.get(2), r.get(3), h.as_deref(), s.as_deref());
-        (
-            format!("{store}/{id}"),
-            keys.verify(r.get(7), &img, None, r.get(6)),
-        )
-    })
-    .await?;
-    let sql = "SELECT level, discount, points_rate, row_mac, mac_key_id FROM levels ORDER BY level";
-    scan_row_macs(ta, sql, "levels", report, pb, |r| {
-        let name: String = r.get(0);
-        let img = level_image(&name, r.get(1), r.get(2));
-        let ok = keys.verify(r.get(4), &img, None, r.get(3));
-        (name, ok)
+    pb.set_message(T::TABLE);
+    scan_row_macs(ta, &select_all::<T>(false), T::TABLE, report, pb, |r| {
+        let row = T::decode(r);
+        (row.label(), row.mac_ok(keys))
     })
     .await
 }

@@ -361,8 +361,8 @@ async fn killed_connection_leaves_nothing() {
         0
     );
     assert_eq!(l.count("SELECT count(*) FROM seen_ts").await, seen_before);
-    assert_eq!(l.card_row("CRASH001").await.0, d("100"));
-    assert_eq!(l.card_row("CRASH001").await.1, 0);
+    assert_eq!(l.card_row("CRASH001").await.balance, d("100"));
+    assert_eq!(l.card_row("CRASH001").await.points, 0);
     // The terminal resends with a new ts and the same order_no: posted once.
     let r = l.ok(&debit).await;
     assert_eq!(r.get("replayed"), Some("0"));
@@ -374,6 +374,6 @@ async fn killed_connection_leaves_nothing() {
             .await,
         1
     );
-    assert_eq!(l.card_row("CRASH001").await.0, d("90"));
+    assert_eq!(l.card_row("CRASH001").await.balance, d("90"));
     l.check_books().await;
 }

@@ -169,6 +169,15 @@ pub fn bonus(min: &str, bonus: &str) -> BonusRuleSetting {
     }
 }
 
+/// A card's row as the tests compare it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CardSnapshot {
+    pub balance: Decimal,
+    pub points: i64,
+    pub status: String,
+    pub pin_fail_count: i32,
+}
+
 impl Ledger {
     pub fn next_ts(&self) -> i64 {
         self.ts.fetch_add(1, Ordering::Relaxed)
@@ -242,7 +251,7 @@ impl Ledger {
     }
 
     /// `(balance, points, status, pin_fail_count)` of a card.
-    pub async fn card_row(&self, no: &str) -> (Decimal, i64, String, i32) {
+    pub async fn card_row(&self, no: &str) -> CardSnapshot {
         let r = self
             .client()
             .await
@@ -252,7 +261,12 @@ impl Ledger {
             )
             .await
             .unwrap();
-        (r.get(0), r.get(1), r.get(2), r.get(3))
+        CardSnapshot {
+            balance: r.get(0),
+            points: r.get(1),
+            status: r.get(2),
+            pin_fail_count: r.get(3),
+        }
     }
 
     pub async fn count(&self, sql: &str) -> i64 {

@@ -13,11 +13,10 @@ use super::claim::Claimed;
 use super::load::Fetched;
 use super::rows::{dec, hex_bytes, CardRow};
 use crate::error::{Error, Result};
-use crate::integrity::{
-    level_image, member_image, operator_image, terminal_image, CardValues, PostingValues, RowKeys,
-};
+use crate::integrity::{member_image, terminal_image, CardValues, PostingValues, RowKeys};
 use crate::ledger::answer_row::status_text;
 use crate::ledger::{Lot, Standing};
+use crate::store::protected::{self, Protected};
 use crate::store::txn::TxnContext;
 
 #[derive(Deserialize)]
@@ -326,11 +325,36 @@ fn check_level(
     mac: &Option<String>,
     key_id: &Option<String>,
 ) -> Result<()> {
-    let img = level_image(level, dec(discount)?, dec(points_rate)?);
-    if !keys.verify(key_id.as_deref(), &img, None, hex_bytes(mac)?.as_deref()) {
+    let row = protected::LevelRow {
+        level: level.to_owned(),
+        discount: dec(discount)?,
+        points_rate: dec(points_rate)?,
+        row_mac: hex_bytes(mac)?,
+        mac_key_id: key_id.clone(),
+    };
+    if !row.mac_ok(keys) {
         return Err(tampered(format!("levels {level}: mac")));
     }
     Ok(())
+}
+
+/// The operator row as the protected table describes it, with `status`.
+fn operator_row(
+    store_id: &str,
+    operator_id: &str,
+    o: &super::rows::OperatorRow,
+    status: Standing,
+) -> Result<protected::OperatorRow> {
+    Ok(protected::OperatorRow {
+        store_id: store_id.to_owned(),
+        operator_id: operator_id.to_owned(),
+        role: o.role.as_str().to_owned(),
+        status: status.as_str().to_owned(),
+        pin_hash: hex_bytes(&o.pin_hash)?,
+        pin_salt: hex_bytes(&o.pin_salt)?,
+        row_mac: hex_bytes(&o.row_mac)?,
+        mac_key_id: o.mac_key_id.clone(),
+    })
 }
 
 /// The operator a request names.
@@ -340,20 +364,7 @@ fn check_operator_row(
     operator_id: &str,
     o: &super::rows::OperatorRow,
 ) -> Result<()> {
-    let img = operator_image(
-        store_id,
-        operator_id,
-        o.role.as_str(),
-        o.status.as_str(),
-        hex_bytes(&o.pin_hash)?.as_deref(),
-        hex_bytes(&o.pin_salt)?.as_deref(),
-    );
-    if !keys.verify(
-        o.mac_key_id.as_deref(),
-        &img,
-        None,
-        hex_bytes(&o.row_mac)?.as_deref(),
-    ) {
+    if !operator_row(store_id, operator_id, o, o.status)?.mac_ok(keys) {
         return Err(tampered(format!("operators {store_id}/{operator_id}: mac")));
     }
     Ok(())
@@ -367,13 +378,6 @@ pub(super) fn operator_disabled_mac(
     operator_id: &str,
     o: &super::rows::OperatorRow,
 ) -> Result<(Vec<u8>, String)> {
-    let img = operator_image(
-        store_id,
-        operator_id,
-        o.role.as_str(),
-        Standing::Disabled.as_str(),
-        hex_bytes(&o.pin_hash)?.as_deref(),
-        hex_bytes(&o.pin_salt)?.as_deref(),
-    );
-    Ok(keys.mac_with_id(&img, None))
+    let row = operator_row(store_id, operator_id, o, Standing::Disabled)?;
+    Ok(keys.mac_with_id(&row.image(), None))
 }

@@ -2,6 +2,7 @@
 //! replace (balance, points and lots move to the new card) and close (the
 //! balance paid out in cash).
 
+use crate::ledger_support::CardSnapshot;
 use crate::ledger_support::*;
 
 #[tokio::test]
@@ -10,7 +11,7 @@ async fn lost_found_lock_unlock() {
     l.card("CARD0007", "std", Some("10"), None).await;
     let st = |op: &str, o: &str| req(op, "CARD0007").order(o).mgr();
     assert_eq!(l.ok(&st("lost", "S1")).await.get("status"), Some("lost"));
-    assert_eq!(l.card_row("CARD0007").await.2, "lost");
+    assert_eq!(l.card_row("CARD0007").await.status, "lost");
     assert_eq!(l.ok(&st("lost", "S2")).await.get("status"), Some("lost"));
     l.refused(&req("query", "CARD0007"), 2002).await;
     l.refused(&st("lock", "S3"), 2002).await;
@@ -22,7 +23,7 @@ async fn lost_found_lock_unlock() {
         l.ok(&st("unlock", "S7")).await.get("status"),
         Some("active")
     );
-    assert_eq!(l.card_row("CARD0007").await.2, "active");
+    assert_eq!(l.card_row("CARD0007").await.status, "active");
     l.refused(&req("lost", "NOPE0001").order("S8").mgr(), 2001)
         .await;
     l.check_books().await;
@@ -56,9 +57,19 @@ async fn replace_moves_everything() {
     assert_eq!(r.get("new_card"), Some("NEWC0001"));
     assert_eq!(r.get("balance"), Some("90.00"));
     assert_eq!(r.get("points"), Some("10"));
-    let (b, p, s, _) = l.card_row("OLDC0001").await;
+    let CardSnapshot {
+        balance: b,
+        points: p,
+        status: s,
+        ..
+    } = l.card_row("OLDC0001").await;
     assert_eq!((b, p, s.as_str()), (d("0"), 0, "closed"));
-    let (b, p, s, _) = l.card_row("NEWC0001").await;
+    let CardSnapshot {
+        balance: b,
+        points: p,
+        status: s,
+        ..
+    } = l.card_row("NEWC0001").await;
     assert_eq!((b, p, s.as_str()), (d("90"), 10, "active"));
     assert_eq!(
         l.count(
@@ -103,7 +114,12 @@ async fn close_pays_out() {
     assert_eq!(r.get("cash_refund"), Some("55.50"));
     assert_eq!(r.get("status"), Some("closed"));
     assert_eq!(r.get("balance"), Some("0.00"));
-    let (b, p, s, _) = l.card_row("CARD0008").await;
+    let CardSnapshot {
+        balance: b,
+        points: p,
+        status: s,
+        ..
+    } = l.card_row("CARD0008").await;
     assert_eq!((b, p, s.as_str()), (d("0"), 0, "closed"));
     assert_eq!(
         l.count("SELECT count(*) FROM cards WHERE closed_at IS NOT NULL")

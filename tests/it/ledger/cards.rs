@@ -3,6 +3,7 @@
 //! a right one resetting the count, five locking the card, stored only as a
 //! keyed hash.
 
+use crate::ledger_support::CardSnapshot;
 use crate::ledger_support::*;
 
 #[tokio::test]
@@ -19,7 +20,7 @@ async fn register_query_member() {
     assert_eq!(row.get("status"), Some("active"));
     assert_eq!(row.get("balance"), Some("0.00"));
     assert_eq!(row.get("replayed"), Some("0"));
-    assert_eq!(l.card_row("CARD0001").await.0, d("0"));
+    assert_eq!(l.card_row("CARD0001").await.balance, d("0"));
     assert_eq!(l.count("SELECT count(*) FROM members").await, 1);
     assert_eq!(
         l.count("SELECT count(*) FROM postings WHERE op = 'register'")
@@ -71,18 +72,22 @@ async fn card_pin_counts_and_locks() {
     l.card("CARD0002", "std", None, Some("1234")).await;
     l.refused(&req("query", "CARD0002"), 2009).await;
     assert_eq!(
-        l.card_row("CARD0002").await.3,
+        l.card_row("CARD0002").await.pin_fail_count,
         0,
         "a missing PIN is no guess"
     );
     for i in 1..=4 {
         l.refused(&req("query", "CARD0002").a2("pin", "9999"), 2009)
             .await;
-        assert_eq!(l.card_row("CARD0002").await.3, i);
+        assert_eq!(l.card_row("CARD0002").await.pin_fail_count, i);
     }
     let q = l.ok(&req("query", "CARD0002").a2("pin", "1234")).await;
     assert_eq!(q.get("status"), Some("active"));
-    assert_eq!(l.card_row("CARD0002").await.3, 0, "a right PIN resets");
+    assert_eq!(
+        l.card_row("CARD0002").await.pin_fail_count,
+        0,
+        "a right PIN resets"
+    );
     for _ in 0..5 {
         l.refused(
             &req("debit", "CARD0002")
@@ -93,7 +98,11 @@ async fn card_pin_counts_and_locks() {
         )
         .await;
     }
-    let (_, _, status, count) = l.card_row("CARD0002").await;
+    let CardSnapshot {
+        status,
+        pin_fail_count: count,
+        ..
+    } = l.card_row("CARD0002").await;
     assert_eq!((status.as_str(), count), ("locked", 5));
     l.refused(&req("query", "CARD0002").a2("pin", "1234"), 2003)
         .await;
@@ -103,7 +112,7 @@ async fn card_pin_counts_and_locks() {
     // A manager unlocks: active, counter cleared.
     let u = l.ok(&req("unlock", "CARD0002").order("U1").mgr()).await;
     assert_eq!(u.get("status"), Some("active"));
-    assert_eq!(l.card_row("CARD0002").await.3, 0);
+    assert_eq!(l.card_row("CARD0002").await.pin_fail_count, 0);
     l.ok(&req("query", "CARD0002").a2("pin", "1234")).await;
     assert_eq!(
         l.count("SELECT count(*) FROM cards WHERE pin_hash IS NULL OR pin_hash = convert_to('1234', 'UTF8')")

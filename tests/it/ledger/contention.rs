@@ -53,7 +53,7 @@ async fn a_claim_that_waited_for_a_posting_loads_again() {
         charged += d(rows.0[0].get("charged").unwrap());
     }
     assert!(charged > d("0"));
-    assert_eq!(l.card_row("CARD0030").await.0, d("100") - charged);
+    assert_eq!(l.card_row("CARD0030").await.balance, d("100") - charged);
     l.check_books().await;
 }
 
@@ -75,7 +75,7 @@ async fn a_card_held_too_long_is_answered_unavailable() {
     .unwrap();
     assert_eq!(errno_of(&l.send(&debit()).await), 3002);
     hold.rollback().await.unwrap();
-    assert_eq!(l.card_row("CARD0031").await.0, d("100"));
+    assert_eq!(l.card_row("CARD0031").await.balance, d("100"));
     assert_eq!(
         l.count("SELECT count(*) FROM orders WHERE order_no = 'HELD'")
             .await,
@@ -84,7 +84,7 @@ async fn a_card_held_too_long_is_answered_unavailable() {
     let r = l.ok(&debit()).await;
     assert_ne!(r.get("replayed"), Some("1"));
     assert_eq!(
-        l.card_row("CARD0031").await.0,
+        l.card_row("CARD0031").await.balance,
         d("100") - d(r.get("charged").unwrap())
     );
     l.check_books().await;

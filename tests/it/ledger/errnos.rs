@@ -58,7 +58,7 @@ async fn remaining_errnos() {
         .await;
     l.refused(&req("reverse", "D1").order("V2").mgr(), 2005)
         .await;
-    assert_eq!(l.card_row("CARD0016").await.0, d("5"));
+    assert_eq!(l.card_row("CARD0016").await.balance, d("5"));
     // A lost card cannot be closed (replace it) nor debited; a locked one not debited.
     l.ok(&req("lost", "CARD0016").order("L1").mgr()).await;
     l.refused(

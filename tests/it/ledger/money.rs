@@ -25,7 +25,7 @@ async fn debit_balance_and_cash() {
     assert_eq!(r.get("charged"), Some("19.00"));
     assert_eq!(r.get("balance"), Some("90.50"));
     assert_eq!(r.get("points"), Some("57"));
-    assert_eq!(l.card_row("GOLD0001").await.0, d("90.50"));
+    assert_eq!(l.card_row("GOLD0001").await.balance, d("90.50"));
     assert_eq!(
         l.count("SELECT count(*) FROM lots WHERE card_no = 'GOLD0001'")
             .await,
@@ -42,7 +42,7 @@ async fn debit_balance_and_cash() {
             .await,
         2
     );
-    assert_eq!(l.card_row("GOLD0001").await.0, d("90.50"));
+    assert_eq!(l.card_row("GOLD0001").await.balance, d("90.50"));
     l.ok(&req("lost", "GOLD0001").order("L1").mgr()).await;
     l.refused(&req("debit", "GOLD0001").amount("1").order("D6"), 2002)
         .await;
@@ -76,7 +76,7 @@ async fn topup_bonus_rules() {
     l.ok(&req("lock", "CARD0003").order("K1").mgr()).await;
     l.refused(&req("topup", "CARD0003").amount("1").order("T5"), 2003)
         .await;
-    assert_eq!(l.card_row("CARD0003").await.0, d("649.99"));
+    assert_eq!(l.card_row("CARD0003").await.balance, d("649.99"));
     l.check_books().await;
 }
 
@@ -97,7 +97,7 @@ async fn transfer_between_cards() {
     assert_eq!(r.get("to_card"), Some("CARDB001"));
     assert_eq!(r.get("to_balance"), Some("30.00"));
     assert_eq!(r.get("charged"), Some("30.00"));
-    assert_eq!(l.card_row("CARDB001").await.0, d("30"));
+    assert_eq!(l.card_row("CARDB001").await.balance, d("30"));
     let t = |amount: &str, to: &str, pin: &str| {
         req("transfer", "CARDA001")
             .amount(amount)
@@ -113,11 +113,11 @@ async fn transfer_between_cards() {
     l.refused(&t("0", "CARDB001", "1234"), 2010).await;
     l.ok(&req("lock", "CARDB001").order("K1").mgr()).await;
     l.refused(&t("1", "CARDB001", "1234"), 2003).await;
-    assert_eq!(l.card_row("CARDA001").await.0, d("70"));
+    assert_eq!(l.card_row("CARDA001").await.balance, d("70"));
     // A transfer reversed moves the money back.
     l.ok(&req("unlock", "CARDB001").order("K2").mgr()).await;
     l.ok(&req("reverse", "X1").order("V1").mgr()).await;
-    assert_eq!(l.card_row("CARDA001").await.0, d("100"));
-    assert_eq!(l.card_row("CARDB001").await.0, d("0"));
+    assert_eq!(l.card_row("CARDA001").await.balance, d("100"));
+    assert_eq!(l.card_row("CARDB001").await.balance, d("0"));
     l.check_books().await;
 }

@@ -42,7 +42,7 @@ async fn manager_pin_lockout_and_reset() {
     )
     .await;
     l.refused(&req("query", "CARD0006").by("ghost"), 2011).await;
-    assert_eq!(l.card_row("CARD0006").await.2, "locked");
+    assert_eq!(l.card_row("CARD0006").await.status, "locked");
 }
 
 #[tokio::test]
@@ -76,7 +76,7 @@ async fn operators_belong_to_their_store() {
     )
     .await
     .unwrap();
-    assert_eq!(l.card_row("CARD0013").await.2, "locked");
+    assert_eq!(l.card_row("CARD0013").await.status, "locked");
     // A cashier op needs no operator; a cashier of the store may send it.
     l.ok(&req("unlock", "CARD0013").order("K2").mgr()).await;
     l.ok(&req("query", "CARD0013").by("c1")).await;

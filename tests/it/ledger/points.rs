@@ -59,7 +59,7 @@ async fn points_and_redeem() {
         )
         .await;
     }
-    assert_eq!(l.card_row("CARD0004").await.1, 20);
+    assert_eq!(l.card_row("CARD0004").await.points, 20);
     assert_eq!(
         l.count("SELECT sum(points_left)::bigint FROM lots WHERE card_no = 'CARD0004'")
             .await,
@@ -97,7 +97,7 @@ async fn points_expire_lazily() {
         .unwrap();
     let q = l.ok(&req("query", "CARD0011")).await;
     assert_eq!(q.get("points"), Some("5"));
-    assert_eq!(l.card_row("CARD0011").await.1, 5);
+    assert_eq!(l.card_row("CARD0011").await.points, 5);
     assert_eq!(
         l.count("SELECT points_delta FROM postings WHERE op = 'expire'")
             .await,
@@ -140,5 +140,5 @@ async fn points_out_of_step_with_lots_is_3001() {
             .await,
         0
     );
-    assert_eq!(l.card_row("CARD0014").await.0, d("10"));
+    assert_eq!(l.card_row("CARD0014").await.balance, d("10"));
 }

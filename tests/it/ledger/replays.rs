@@ -28,7 +28,7 @@ async fn idempotent_replays_and_reuse() {
             .await,
         1
     );
-    assert_eq!(l.card_row("CARD0009").await.0, d("50"));
+    assert_eq!(l.card_row("CARD0009").await.balance, d("50"));
     // A refused posting does not use its order_no up.
     l.refused(&req("debit", "CARD0009").amount("80").order("O2"), 2004)
         .await;
@@ -61,7 +61,7 @@ async fn idempotent_replays_and_reuse() {
     l.send_from("T2", &req("topup", "CARD0009").amount("1").order("O1"))
         .await
         .unwrap();
-    assert_eq!(l.card_row("CARD0009").await.0, d("21"));
+    assert_eq!(l.card_row("CARD0009").await.balance, d("21"));
     l.check_books().await;
 }
 
@@ -87,7 +87,7 @@ async fn racing_twins_post_once() {
     }
     assert_eq!(txn_ids.len(), 1);
     assert_eq!(replayed, 15);
-    assert_eq!(l.card_row("CARD0010").await.0, d("10"));
+    assert_eq!(l.card_row("CARD0010").await.balance, d("10"));
     assert_eq!(
         l.count("SELECT count(*) FROM postings WHERE order_no = 'TWIN'")
             .await,

@@ -117,7 +117,7 @@ async fn reverse_undoes_whole() {
         .ok(&req("reverse", "X1").order("V8").mgr().a2("terminal", "T2"))
         .await;
     assert_eq!(r.get("terminal"), Some("T2"));
-    assert_eq!(l.card_row("CARD0005").await.0, d("105.00"));
+    assert_eq!(l.card_row("CARD0005").await.balance, d("105.00"));
     l.check_books().await;
 }
 

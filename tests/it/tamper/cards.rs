@@ -6,7 +6,7 @@ use crate::ledger_support::*;
 
 use super::{assert_clean, assert_found, busy_card, exec, next_posting_refused, verify_report};
 
-async fn repaired_exactly(l: &Ledger, no: &str, was: (rust_decimal::Decimal, i64, String, i32)) {
+async fn repaired_exactly(l: &Ledger, no: &str, was: CardSnapshot) {
     let r = verify_report(l, true).await;
     assert!(
         r.repaired.iter().any(|x| x.card_no == no),
@@ -45,7 +45,7 @@ async fn points_changed_by_sql_are_found_refused_and_repaired() {
     let l = setup().await;
     busy_card(&l, "CARD0001").await;
     let was = l.card_row("CARD0001").await;
-    assert_eq!(was.1, 30);
+    assert_eq!(was.points, 30);
     exec(
         &l,
         "UPDATE cards SET points = 5000 WHERE card_no = 'CARD0001'",
@@ -64,7 +64,7 @@ async fn a_status_changed_by_sql_is_found_refused_and_repaired() {
     busy_card(&l, "CARD0001").await;
     l.ok(&req("lost", "CARD0001").order("L1").mgr()).await;
     let was = l.card_row("CARD0001").await;
-    assert_eq!(was.2, "lost");
+    assert_eq!(was.status, "lost");
     exec(
         &l,
         "UPDATE cards SET status = 'active' WHERE card_no = 'CARD0001'",

@@ -53,7 +53,7 @@ async fn a_changed_operator_or_level_is_found_and_refused() {
     assert_found(&l, "operators", "S1/m1", "mac").await;
     l.refused(&req("unlock", "CARD0001").order("U1").mgr(), 3001)
         .await;
-    assert_eq!(l.card_row("CARD0001").await.2, "locked");
+    assert_eq!(l.card_row("CARD0001").await.status, "locked");
     // A better discount for a level.
     exec(&l, "UPDATE levels SET discount = 0.5 WHERE level = 'std'").await;
     assert_found(&l, "levels", "std", "mac").await;

@@ -1,0 +1,372 @@
+//! One description per protected table whose rows are MACed one by one
+//! (no chain): its name, key, columns, decoding and image, written once and
+//! used by `verify` (the scan), `keys rotate-row-key` (the re-MAC) and the
+//! checks on use. Cards and postings (a chain per card) and the audit trail
+//! (one chain) have scans of their own.
+//!
+//! Adding a column to such a table means changing its image in
+//! `integrity`, its `COLUMNS` and `decode` here, and nothing else.
+
+use rust_decimal::Decimal;
+use tokio_postgres::Row;
+
+use crate::crypto::row::RowImage;
+use crate::integrity::{level_image, member_image, operator_image, session_image, RowKeys};
+
+/// A table whose rows each carry `row_mac` and `mac_key_id` over an image of
+/// their values.
+pub trait Protected: Sized {
+    /// The table, as SQL and findings name it.
+    const TABLE: &'static str;
+    /// The key's columns and their SQL types, in scan and lock order.
+    const KEY: &'static [(&'static str, &'static str)];
+    /// The columns [`Protected::decode`] reads, in its order.
+    const COLUMNS: &'static str;
+
+    fn decode(r: &Row) -> Self;
+    /// The key's values, as text (statements cast them back).
+    fn key(&self) -> Vec<String>;
+    /// What the row's MAC covers (`integrity`'s image of the table).
+    fn image(&self) -> RowImage;
+    fn row_mac(&self) -> Option<&[u8]>;
+    fn mac_key_id(&self) -> Option<&str>;
+
+    /// The row as findings and reports name it.
+    fn label(&self) -> String {
+        self.key().join("/")
+    }
+
+    /// Whether the row's MAC holds under `keys`.
+    fn mac_ok(&self, keys: &RowKeys) -> bool {
+        keys.verify(self.mac_key_id(), &self.image(), None, self.row_mac())
+    }
+}
+
+fn key_list<T: Protected>() -> String {
+    T::KEY
+        .iter()
+        .map(|(c, _)| *c)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every row in key order; `FOR UPDATE` when `lock`.
+pub fn select_all<T: Protected>(lock: bool) -> String {
+    let lock = if lock { " FOR UPDATE" } else { "" };
+    format!(
+        "SELECT {} FROM {} ORDER BY {}{lock}",
+        T::COLUMNS,
+        T::TABLE,
+        key_list::<T>()
+    )
+}
+
+/// The next `$2` rows after key `$1` (text), locked: batches of a table with
+/// a one-column key.
+pub fn select_batch<T: Protected>() -> String {
+    let (col, ty) = T::KEY[0];
+    format!(
+        "SELECT {} FROM {} WHERE {col} > $1::text::{ty} ORDER BY {col} LIMIT $2 FOR UPDATE",
+        T::COLUMNS,
+        T::TABLE,
+    )
+}
+
+/// Sets `row_mac` and `mac_key_id` of the rows named by the key arrays
+/// (`$1`…, text), the MACs after them and the key id last.
+pub fn remac_sql<T: Protected>() -> String {
+    let n = T::KEY.len();
+    let arrays: Vec<String> = (1..=n).map(|i| format!("${i}::text[]")).collect();
+    let names: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
+    let join: Vec<String> = T::KEY
+        .iter()
+        .enumerate()
+        .map(|(i, (c, ty))| format!("t.{c} = x.k{i}::{ty}"))
+        .collect();
+    format!(
+        "UPDATE {} t SET row_mac = x.mac, mac_key_id = ${}
+           FROM unnest({}, ${}::bytea[]) AS x({}, mac) WHERE {}",
+        T::TABLE,
+        n + 2,
+        arrays.join(", "),
+        n + 1,
+        names.join(", "),
+        join.join(" AND ")
+    )
+}
+
+#[derive(Clone, Debug)]
+pub struct MemberRow {
+    pub member_id: i64,
+    pub name: String,
+    pub phone: String,
+    pub birthday: Option<String>,
+    pub referrer: Option<String>,
+    pub level: String,
+    pub row_mac: Option<Vec<u8>>,
+    pub mac_key_id: Option<String>,
+}
+
+impl Protected for MemberRow {
+    const TABLE: &'static str = "members";
+    const KEY: &'static [(&'static str, &'static str)] = &[("member_id", "bigint")];
+    const COLUMNS: &'static str =
+        "member_id, name, phone, birthday::text, referrer, level, row_mac, mac_key_id";
+
+    fn decode(r: &Row) -> Self {
+        MemberRow {
+            member_id: r.get(0),
+            name: r.get(1),
+            phone: r.get(2),
+            birthday: r.get(3),
+            referrer: r.get(4),
+            level: r.get(5),
+            row_mac: r.get(6),
+            mac_key_id: r.get(7),
+        }
+    }
+
+    fn key(&self) -> Vec<String> {
+        vec![self.member_id.to_string()]
+    }
+
+    fn image(&self) -> RowImage {
+        member_image(
+            self.member_id,
+            &self.name,
+            &self.phone,
+            self.birthday.as_deref(),
+            self.referrer.as_deref(),
+            &self.level,
+        )
+    }
+
+    fn row_mac(&self) -> Option<&[u8]> {
+        self.row_mac.as_deref()
+    }
+
+    fn mac_key_id(&self) -> Option<&str> {
+        self.mac_key_id.as_deref()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct OperatorRow {
+    pub store_id: String,
+    pub operator_id: String,
+    pub role: String,
+    pub status: String,
+    pub pin_hash: Option<Vec<u8>>,
+    pub pin_salt: Option<Vec<u8>>,
+    pub row_mac: Option<Vec<u8>>,
+    pub mac_key_id: Option<String>,
+}
+
+impl Protected for OperatorRow {
+    const TABLE: &'static str = "operators";
+    const KEY: &'static [(&'static str, &'static str)] =
+        &[("store_id", "text"), ("operator_id", "text")];
+    const COLUMNS: &'static str =
+        "store_id, operator_id, role, status, pin_hash, pin_salt, row_mac, mac_key_id";
+
+    fn decode(r: &Row) -> Self {
+        OperatorRow {
+            store_id: r.get(0),
+            operator_id: r.get(1),
+            role: r.get(2),
+            status: r.get(3),
+            pin_hash: r.get(4),
+            pin_salt: r.get(5),
+            row_mac: r.get(6),
+            mac_key_id: r.get(7),
+        }
+    }
+
+    fn key(&self) -> Vec<String> {
+        vec![self.store_id.clone(), self.operator_id.clone()]
+    }
+
+    fn image(&self) -> RowImage {
+        operator_image(
+            &self.store_id,
+            &self.operator_id,
+            &self.role,
+            &self.status,
+            self.pin_hash.as_deref(),
+            self.pin_salt.as_deref(),
+        )
+    }
+
+    fn row_mac(&self) -> Option<&[u8]> {
+        self.row_mac.as_deref()
+    }
+
+    fn mac_key_id(&self) -> Option<&str> {
+        self.mac_key_id.as_deref()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LevelRow {
+    pub level: String,
+    pub discount: Decimal,
+    pub points_rate: Decimal,
+    pub row_mac: Option<Vec<u8>>,
+    pub mac_key_id: Option<String>,
+}
+
+impl Protected for LevelRow {
+    const TABLE: &'static str = "levels";
+    const KEY: &'static [(&'static str, &'static str)] = &[("level", "text")];
+    const COLUMNS: &'static str = "level, discount, points_rate, row_mac, mac_key_id";
+
+    fn decode(r: &Row) -> Self {
+        LevelRow {
+            level: r.get(0),
+            discount: r.get(1),
+            points_rate: r.get(2),
+            row_mac: r.get(3),
+            mac_key_id: r.get(4),
+        }
+    }
+
+    fn key(&self) -> Vec<String> {
+        vec![self.level.clone()]
+    }
+
+    fn image(&self) -> RowImage {
+        level_image(&self.level, self.discount, self.points_rate)
+    }
+
+    fn row_mac(&self) -> Option<&[u8]> {
+        self.row_mac.as_deref()
+    }
+
+    fn mac_key_id(&self) -> Option<&str> {
+        self.mac_key_id.as_deref()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SessionRow {
+    pub sid: String,
+    pub terminal_id: String,
+    pub key_id: String,
+    pub not_after_ms: i64,
+    pub revoked: bool,
+    pub row_mac: Option<Vec<u8>>,
+    pub mac_key_id: Option<String>,
+}
+
+impl Protected for SessionRow {
+    const TABLE: &'static str = "sessions";
+    const KEY: &'static [(&'static str, &'static str)] = &[("sid", "text")];
+    const COLUMNS: &'static str =
+        "sid, terminal_id, key_id, not_after, revoked_at IS NOT NULL, row_mac, mac_key_id";
+
+    fn decode(r: &Row) -> Self {
+        SessionRow {
+            sid: r.get(0),
+            terminal_id: r.get(1),
+            key_id: r.get(2),
+            not_after_ms: r.get(3),
+            revoked: r.get(4),
+            row_mac: r.get(5),
+            mac_key_id: r.get(6),
+        }
+    }
+
+    fn key(&self) -> Vec<String> {
+        vec![self.sid.clone()]
+    }
+
+    fn image(&self) -> RowImage {
+        session_image(
+            &self.sid,
+            &self.terminal_id,
+            &self.key_id,
+            self.not_after_ms,
+            self.revoked,
+        )
+    }
+
+    fn row_mac(&self) -> Option<&[u8]> {
+        self.row_mac.as_deref()
+    }
+
+    fn mac_key_id(&self) -> Option<&str> {
+        self.mac_key_id.as_deref()
+    }
+}
+
+impl Protected for crate::store::terminals::TerminalRow {
+    const TABLE: &'static str = "terminals";
+    const KEY: &'static [(&'static str, &'static str)] = &[("terminal_id", "text")];
+    const COLUMNS: &'static str = crate::store::terminals::COLS;
+
+    fn decode(r: &Row) -> Self {
+        crate::store::terminals::row(r)
+    }
+
+    fn key(&self) -> Vec<String> {
+        vec![self.terminal_id.clone()]
+    }
+
+    fn image(&self) -> RowImage {
+        crate::store::terminals::TerminalRow::image(self)
+    }
+
+    fn row_mac(&self) -> Option<&[u8]> {
+        self.row_mac.as_deref()
+    }
+
+    fn mac_key_id(&self) -> Option<&str> {
+        self.mac_key_id.as_deref()
+    }
+}
+
+impl Protected for crate::store::keys::DayKeyRow {
+    const TABLE: &'static str = "day_keys";
+    const KEY: &'static [(&'static str, &'static str)] = &[("key_id", "text")];
+    const COLUMNS: &'static str = crate::store::keys::DAY_COLS;
+
+    fn decode(r: &Row) -> Self {
+        crate::store::keys::day_row(r)
+    }
+
+    fn key(&self) -> Vec<String> {
+        vec![self.key_id.clone()]
+    }
+
+    fn image(&self) -> RowImage {
+        self.image_with(&self.status)
+    }
+
+    fn row_mac(&self) -> Option<&[u8]> {
+        self.row_mac.as_deref()
+    }
+
+    fn mac_key_id(&self) -> Option<&str> {
+        self.mac_key_id.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_name_every_key_column() {
+        assert_eq!(
+            remac_sql::<OperatorRow>(),
+            "UPDATE operators t SET row_mac = x.mac, mac_key_id = $4
+           FROM unnest($1::text[], $2::text[], $3::bytea[]) AS x(k0, k1, mac) WHERE t.store_id = x.k0::text AND t.operator_id = x.k1::text"
+        );
+        assert_eq!(
+            select_batch::<MemberRow>(),
+            "SELECT member_id, name, phone, birthday::text, referrer, level, row_mac, mac_key_id \
+             FROM members WHERE member_id > $1::text::bigint ORDER BY member_id LIMIT $2 FOR UPDATE"
+        );
+        assert!(select_all::<LevelRow>(true).ends_with("ORDER BY level FOR UPDATE"));
+    }
+}
