@@ -150,6 +150,27 @@ async fn login_row(
     state: &AppState,
     req: &LoginRequest,
 ) -> Result<LoginAnswer, (Errno, &'static str)> {
+    let (terminal, key) = terminal_and_day_key(state, req).await?;
+    tokio::time::sleep(login_delay(
+        terminal.failed_logins,
+        state.config.protocol.login_delay_max,
+    ))
+    .await;
+    let key = state
+        .keys
+        .open_day_key(&key)
+        .map_err(|e| (internal(format!("{e:#}")), "day key"))?;
+    let s = check_secret(state, req, &terminal, &key)?;
+    check_terminal_row(state, req, &terminal).await?;
+    open_session(state, req, &key, &Secret32::from_bytes(s)).await
+}
+
+/// The terminal, active (1002), and the day key the login names: the
+/// terminal's, active, today's and unexpired (1004), its MAC checked.
+async fn terminal_and_day_key(
+    state: &AppState,
+    req: &LoginRequest,
+) -> Result<(terminals::TerminalRow, sk::DayKeyRow), (Errno, &'static str)> {
     let client = state
         .pool
         .get()
@@ -176,19 +197,18 @@ async fn login_row(
             "key_id is not the terminal's current day key",
         ))?;
     day_key_mac_check(state, &client, &key).await?;
-    drop(client);
-    tokio::time::sleep(login_delay(
-        terminal.failed_logins,
-        state.config.protocol.login_delay_max,
-    ))
-    .await;
-    let key = state
-        .keys
-        .open_day_key(&key)
-        .map_err(|e| (internal(format!("{e:#}")), "day key"))?;
+    Ok((terminal, key))
+}
 
-    // Every path below does the same work (decrypt, hash, compare), so a
-    // wrong password, a bad secret and a wrong inner ts take the same time.
+/// The login secret opened and the password checked; the client's `S`.
+/// Every path does the same work (decrypt, hash, compare), so a wrong
+/// password, a bad secret and a wrong inner ts take the same time.
+fn check_secret(
+    state: &AppState,
+    req: &LoginRequest,
+    terminal: &terminals::TerminalRow,
+    key: &crate::keys::ring::OpenDayKey,
+) -> Result<[u8; 32], (Errno, &'static str)> {
     let plain = key.private.decrypt_oaep_sha256(&req.secret);
     let dummy = [0u8; 48];
     let (s, inner_ts, password, decrypted) =
@@ -214,9 +234,17 @@ async fn login_row(
     if !(secret_ok & pw_ok) {
         return Err((Errno::LoginRefused, "bad secret or password"));
     }
-    // Checked on use (issue 5): a password hash (or status) written by SQL
-    // does not log in. A key id met for the first time (a row-key rotation
-    // running) is loaded first.
+    Ok(s)
+}
+
+/// Checked on use (issue 5): a password hash (or status) written by SQL
+/// does not log in. A key id met for the first time (a row-key rotation
+/// running) is loaded first.
+async fn check_terminal_row(
+    state: &AppState,
+    req: &LoginRequest,
+    terminal: &terminals::TerminalRow,
+) -> Result<(), (Errno, &'static str)> {
     let row_keys = &state.txn_env.row_keys;
     if let Some(id) = &terminal.mac_key_id {
         if !row_keys.knows(id) {
@@ -230,16 +258,26 @@ async fn login_row(
             }
         }
     }
-    if !terminal.mac_ok(row_keys) {
-        state.metrics.tampered();
-        tracing::error!(
-            terminal = req.terminal,
-            "integrity check failed: the terminal row's MAC does not match; login refused (3001)"
-        );
-        return Err((Errno::Tampered, "terminal row failed its integrity check"));
+    if terminal.mac_ok(row_keys) {
+        return Ok(());
     }
-    let s = Secret32::from_bytes(s);
+    state.metrics.tampered();
+    tracing::error!(
+        terminal = req.terminal,
+        "integrity check failed: the terminal row's MAC does not match; login refused (3001)"
+    );
+    Err((Errno::Tampered, "terminal row failed its integrity check"))
+}
 
+/// A new session: `K_sid` derived, wrapped for the client under `S` and the
+/// server's random, the statement signed with the day key, the session
+/// stored with the login's `ts` spent (1006 when it was used before).
+async fn open_session(
+    state: &AppState,
+    req: &LoginRequest,
+    key: &crate::keys::ring::OpenDayKey,
+    s: &Secret32,
+) -> Result<LoginAnswer, (Errno, &'static str)> {
     let sid = random_hex(16);
     let not_after = key.not_after as u64;
     let k_sid = kdf::session_key(&key.k_day, &req.terminal, &sid);
@@ -255,7 +293,7 @@ async fn login_row(
         not_after,
         &server_random_b64,
     );
-    let wrap = kdf::wrap_key(&s, server_random.expose());
+    let wrap = kdf::wrap_key(s, server_random.expose());
     let wrapped = aead::seal(&wrap, &iv, t.as_bytes(), k_sid.expose());
     let wrapped_b64 = base64_encode(&wrapped);
     let sig = key

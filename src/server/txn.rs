@@ -36,6 +36,10 @@ pub fn request_mac(h: &HeaderMap) -> Result<[u8; 32], Errno> {
     }
 }
 
+/// protocol.md §4 in its order: outer form (1001), throttle (1009),
+/// terminal and session (1002, 1004), time window (1005), request MAC
+/// (1007); from the MAC on, the `ts` is spent: decryption (1008), inner form
+/// (1001), then the ledger.
 pub async fn txn(state: &AppState, peer: SocketAddr, headers: &HeaderMap, body: Bytes) -> Answer {
     let mut refusal = Refusal {
         path: "/v1/txn",
@@ -50,81 +54,25 @@ pub async fn txn(state: &AppState, peer: SocketAddr, headers: &HeaderMap, body: 
     if let Err(a) = proto::throttle_terminal(state, &refusal, &req.terminal).await {
         return a;
     }
-    // The common case first: a live session of this very terminal, with the
-    // terminal active, answers both checks at once — from the session cache
-    // (no query at all) or from one query that reads the terminal with the
-    // session. Sessions of a disabled terminal are revoked in the same
-    // transaction that disables it, and every instance is notified, so a
-    // cached entry never outlives its terminal's status. Anything else takes
-    // the checks one by one, in protocol.md §4's order (1002 before 1004).
-    let fast = match state.keys.session(&state.pool, &req.sid).await {
-        Ok(Some(s)) if s.terminal == req.terminal && s.terminal_active => Some(s),
-        Ok(_) => None,
-        Err(e) => return session_lookup_failed(state, &refusal, e).await,
-    };
-    let (session, store_id) = match fast {
-        Some(s) => {
-            let store = s.store_id.clone();
-            (s, store)
-        }
-        None => match checked_one_by_one(state, &refusal, &req).await {
-            Ok(x) => x,
-            Err(a) => return a,
-        },
+    let (session, store_id) = match session_of(state, &refusal, &req).await {
+        Ok(x) => x,
+        Err(a) => return a,
     };
     // From here on every answer carries the answer MAC.
-    let correct = hmac_sha256(
-        session.keys.mac.expose(),
-        &[&canonical::request_mac_input(&body)],
-    );
     let mac = MacCtx {
         keys: &session.keys,
         ts: req.ts,
-        request_mac: correct,
+        request_mac: hmac_sha256(
+            session.keys.mac.expose(),
+            &[&canonical::request_mac_input(&body)],
+        ),
     };
-    if !in_window(state, req.ts) {
-        return refusal
-            .answer(
-                state,
-                Errno::TsOutsideWindow,
-                "ts outside the window",
-                Some(&mac),
-            )
-            .await;
+    if let Err(a) = check_window_and_mac(state, &refusal, &req, headers, &mac).await {
+        return a;
     }
-    match request_mac(headers) {
-        Ok(given) if ct_eq(&given, &correct) => {}
-        Ok(_) | Err(Errno::BadMac) => {
-            tracing::warn!(terminal = %req.terminal, %peer, "request MAC check failed");
-            return refusal
-                .answer(state, Errno::BadMac, "wrong MAC", Some(&mac))
-                .await;
-        }
-        Err(e) => {
-            return refusal
-                .answer(state, e, "MAC header missing or malformed", Some(&mac))
-                .await
-        }
-    }
-    // The MAC passed: the ts is used up whatever happens next.
-    let aad = canonical::request_aad(&req.terminal, &req.sid, req.ts);
-    let plain = match aead::open(&session.keys.enc, &req.iv, aad.as_bytes(), &req.data) {
-        Ok(p) => p,
-        Err(_) => {
-            return spend_and_refuse(
-                state,
-                &refusal,
-                &req,
-                Errno::DecryptFailed,
-                "decryption failed",
-                &mac,
-            )
-            .await
-        }
-    };
-    let inner = match InnerForm::parse(plain.expose()) {
+    let inner = match open_inner(state, &refusal, &req, &mac).await {
         Ok(f) => f,
-        Err(e) => return spend_and_refuse(state, &refusal, &req, e, "inner form", &mac).await,
+        Err(a) => return a,
     };
     let ctx = txn::TxnContext {
         terminal: req.terminal.clone(),
@@ -132,31 +80,107 @@ pub async fn txn(state: &AppState, peer: SocketAddr, headers: &HeaderMap, body: 
         ts: req.ts as i64,
         now: chrono::Utc::now(),
     };
-    match crate::keys::run_txn(&state.pool, &state.txn_env, &ctx, &inner).await {
+    let result = crate::keys::run_txn(&state.pool, &state.txn_env, &ctx, &inner).await;
+    answer(state, &refusal, &req, &mac, inner.op.as_str(), result).await
+}
+
+/// The session and its terminal's store. The common case first: a live
+/// session of this very terminal, with the terminal active, answers both
+/// checks at once — from the session cache (no query at all) or from one
+/// query that reads the terminal with the session. Sessions of a disabled
+/// terminal are revoked in the same transaction that disables it, and every
+/// instance is notified, so a cached entry never outlives its terminal's
+/// status. Anything else takes the checks one by one, in protocol.md §4's
+/// order (1002 before 1004).
+async fn session_of(
+    state: &AppState,
+    refusal: &Refusal<'_>,
+    req: &TxnRequest,
+) -> Result<(std::sync::Arc<crate::keys::ring::Session>, String), Answer> {
+    match state.keys.session(&state.pool, &req.sid).await {
+        Ok(Some(s)) if s.terminal == req.terminal && s.terminal_active => {
+            let store = s.store_id.clone();
+            Ok((s, store))
+        }
+        Ok(_) => checked_one_by_one(state, refusal, req).await,
+        Err(e) => Err(session_lookup_failed(state, refusal, e).await),
+    }
+}
+
+/// The time window (1005), then the request MAC (1001 malformed, 1007 wrong).
+async fn check_window_and_mac(
+    state: &AppState,
+    refusal: &Refusal<'_>,
+    req: &TxnRequest,
+    headers: &HeaderMap,
+    mac: &MacCtx<'_>,
+) -> Result<(), Answer> {
+    if !in_window(state, req.ts) {
+        let why = "ts outside the window";
+        return Err(refusal
+            .answer(state, Errno::TsOutsideWindow, why, Some(mac))
+            .await);
+    }
+    match request_mac(headers) {
+        Ok(given) if ct_eq(&given, &mac.request_mac) => Ok(()),
+        Ok(_) | Err(Errno::BadMac) => {
+            tracing::warn!(terminal = %req.terminal, peer = %refusal.peer, "request MAC check failed");
+            Err(refusal
+                .answer(state, Errno::BadMac, "wrong MAC", Some(mac))
+                .await)
+        }
+        Err(e) => {
+            let why = "MAC header missing or malformed";
+            Err(refusal.answer(state, e, why, Some(mac)).await)
+        }
+    }
+}
+
+/// The MAC passed, so the `ts` is used up whatever happens next: decrypts
+/// (1008) and parses (1001) the inner form, spending the `ts` on a refusal.
+async fn open_inner(
+    state: &AppState,
+    refusal: &Refusal<'_>,
+    req: &TxnRequest,
+    mac: &MacCtx<'_>,
+) -> Result<InnerForm, Answer> {
+    let aad = canonical::request_aad(&req.terminal, &req.sid, req.ts);
+    let plain = match aead::open(&mac.keys.enc, &req.iv, aad.as_bytes(), &req.data) {
+        Ok(p) => p,
+        Err(_) => {
+            let (e, why) = (Errno::DecryptFailed, "decryption failed");
+            return Err(spend_and_refuse(state, refusal, req, e, why, mac).await);
+        }
+    };
+    match InnerForm::parse(plain.expose()) {
+        Ok(f) => Ok(f),
+        Err(e) => Err(spend_and_refuse(state, refusal, req, e, "inner form", mac).await),
+    }
+}
+
+/// The ledger's rows encrypted, or its refusal; both MACed.
+async fn answer(
+    state: &AppState,
+    refusal: &Refusal<'_>,
+    req: &TxnRequest,
+    mac: &MacCtx<'_>,
+    op: &str,
+    result: crate::error::Result<txn::Committed>,
+) -> Answer {
+    let errno = match result {
         Ok(txn::Committed::Answered(rows)) => {
             let iv = aead::random_iv();
             let aad = canonical::response_aad(&req.terminal, &req.sid, req.ts);
-            let data = aead::seal(
-                &session.keys.enc,
-                &iv,
-                aad.as_bytes(),
-                encode_rows(&rows).as_bytes(),
-            );
-            tracing::debug!(op = inner.op.as_str(), "txn done");
-            proto::xml(
-                Errno::Ok,
-                &AnswerBody::Data {
-                    iv: iv.to_vec(),
-                    data,
-                },
-                Some(&mac),
-            )
+            let plain = encode_rows(&rows);
+            let data = aead::seal(&mac.keys.enc, &iv, aad.as_bytes(), plain.as_bytes());
+            tracing::debug!(op, "txn done");
+            let body = AnswerBody::Data {
+                iv: iv.to_vec(),
+                data,
+            };
+            return proto::xml(Errno::Ok, &body, Some(mac));
         }
-        Ok(txn::Committed::Refused(errno)) => {
-            refusal
-                .answer(state, errno, inner.op.as_str(), Some(&mac))
-                .await
-        }
+        Ok(txn::Committed::Refused(errno)) => errno,
         Err(e) => {
             let errno = e.errno();
             if errno == Errno::Tampered {
@@ -166,13 +190,12 @@ pub async fn txn(state: &AppState, peer: SocketAddr, headers: &HeaderMap, body: 
                 errno,
                 Errno::Internal | Errno::Unavailable | Errno::Tampered
             ) {
-                tracing::error!(error = %e, op = inner.op.as_str(), "txn failed");
+                tracing::error!(error = %e, op, "txn failed");
             }
-            refusal
-                .answer(state, errno, inner.op.as_str(), Some(&mac))
-                .await
+            errno
         }
-    }
+    };
+    refusal.answer(state, errno, op, Some(mac)).await
 }
 
 /// The terminal check (1002), then the session check (1004), each on its own.

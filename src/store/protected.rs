@@ -11,7 +11,9 @@ use rust_decimal::Decimal;
 use tokio_postgres::Row;
 
 use crate::crypto::row::RowImage;
-use crate::integrity::{level_image, member_image, operator_image, session_image, RowKeys};
+use crate::integrity::{
+    level_image, member_image, operator_image, session_image, CardValues, PostingValues, RowKeys,
+};
 
 /// A table whose rows each carry `row_mac` and `mac_key_id` over an image of
 /// their values.
@@ -93,6 +95,54 @@ pub fn remac_sql<T: Protected>() -> String {
         names.join(", "),
         join.join(" AND ")
     )
+}
+
+/// A card's MAC-covered columns (of `cards c`), then `row_mac` and
+/// `mac_key_id`: what [`card_values`] decodes, for every reader that checks
+/// or re-MACs a card.
+pub const CARD_COLUMNS: &str = "c.card_no, c.member_id, c.status, c.balance, c.points, \
+     c.pin_hash, c.pin_salt, c.pin_fail_count, c.chain_len, c.last_mac, c.row_mac, c.mac_key_id";
+
+/// Columns 0–9 of a row read with [`CARD_COLUMNS`] first.
+pub fn card_values(r: &Row) -> CardValues {
+    CardValues {
+        card_no: r.get(0),
+        member_id: r.get(1),
+        status: r.get(2),
+        balance: r.get(3),
+        points: r.get(4),
+        pin_hash: r.get(5),
+        pin_salt: r.get(6),
+        pin_fail_count: i64::from(r.get::<_, i32>(7)),
+        chain_len: r.get(8),
+        last_mac: r.get(9),
+    }
+}
+
+/// A posting's MAC-covered columns, then `row_mac` (14), `mac_key_id` (15)
+/// and `posting_id` (16): what [`posting_values`] decodes.
+pub const POSTING_COLUMNS: &str = "card_no, txn_id, terminal_id, order_no, op, balance_delta, \
+     points_delta, balance, points, amount, discount, charged, business_day::text, \
+     floor(extract(epoch FROM posted_at) * 1000)::bigint, row_mac, mac_key_id, posting_id";
+
+/// Columns 0–13 of a row read with [`POSTING_COLUMNS`].
+pub fn posting_values(r: &Row) -> PostingValues {
+    PostingValues {
+        card_no: r.get(0),
+        txn_id: r.get(1),
+        terminal_id: r.get(2),
+        order_no: r.get(3),
+        op: r.get(4),
+        balance_delta: r.get(5),
+        points_delta: r.get(6),
+        balance: r.get(7),
+        points: r.get(8),
+        amount: r.get(9),
+        discount: r.get(10),
+        charged: r.get(11),
+        business_day: r.get(12),
+        posted_at_ms: r.get(13),
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -25,16 +25,16 @@ use std::collections::BTreeMap;
 
 use deadpool_postgres::Pool;
 use indicatif::ProgressBar;
-use rust_decimal::Decimal;
 
 use deadpool_postgres::Transaction;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use crate::integrity::{CardValues, PostingValues, RowKeys};
+use crate::integrity::{CardValues, RowKeys};
 use crate::store::keys::DayKeyRow;
 use crate::store::protected::{
-    remac_sql, select_all, select_batch, LevelRow, MemberRow, OperatorRow, Protected, SessionRow,
+    card_values, posting_values, remac_sql, select_all, select_batch, LevelRow, MemberRow,
+    OperatorRow, Protected, SessionRow, CARD_COLUMNS, POSTING_COLUMNS,
 };
 use crate::store::terminals::TerminalRow;
 
@@ -171,6 +171,8 @@ async fn small_tables(
     Ok(())
 }
 
+/// Cards in batches of card numbers, each batch one transaction holding the
+/// cards' row locks (the ledger's own lock, so no posting interleaves).
 async fn cards(
     pool: &Pool,
     keys: &RowKeys,
@@ -179,126 +181,144 @@ async fn cards(
     rep: &mut RekeyReport,
     pb: &ProgressBar,
 ) -> anyhow::Result<()> {
+    let cards_sql = format!(
+        "SELECT {CARD_COLUMNS} FROM cards c WHERE c.card_no > $1
+          ORDER BY c.card_no LIMIT $2 FOR UPDATE OF c"
+    );
+    let postings_sql = format!(
+        "SELECT {POSTING_COLUMNS} FROM postings WHERE card_no = ANY ($1)
+          ORDER BY card_no, posting_id"
+    );
     let mut after = String::new();
     loop {
         let mut c = pool.get().await?;
         let tx = c.transaction().await?;
-        let rows = tx
-            .query(
-                "SELECT card_no, member_id, status, balance, points, pin_hash, pin_salt,
-                        pin_fail_count, chain_len, last_mac, row_mac, mac_key_id
-                   FROM cards WHERE card_no > $1 ORDER BY card_no LIMIT $2 FOR UPDATE",
-                &[&after, &CARD_BATCH],
-            )
-            .await?;
+        let rows = tx.query(&cards_sql, &[&after, &CARD_BATCH]).await?;
         let Some(last) = rows.last() else {
             tx.commit().await?;
             return Ok(());
         };
         after = last.get(0);
         let nos: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-        let posts = tx
-            .query(
-                "SELECT card_no, txn_id, terminal_id, order_no, op, balance_delta, points_delta,
-                        balance, points, amount, discount, charged, business_day::text,
-                        floor(extract(epoch FROM posted_at) * 1000)::bigint, row_mac,
-                        mac_key_id, posting_id
-                   FROM postings WHERE card_no = ANY ($1) ORDER BY card_no, posting_id",
-                &[&nos],
-            )
-            .await?;
-        let mut by_card: BTreeMap<String, Vec<&tokio_postgres::Row>> = BTreeMap::new();
+        let posts = tx.query(&postings_sql, &[&nos]).await?;
+        let mut by_card: BTreeMap<String, Vec<&Row>> = BTreeMap::new();
         for p in &posts {
             by_card.entry(p.get(0)).or_default().push(p);
         }
-        let (mut p_card, mut p_id, mut p_mac) = (vec![], vec![], vec![]);
-        let (mut c_no, mut c_mac, mut c_last, mut c_sealed) = (vec![], vec![], vec![], vec![]);
-        let mut c_len: Vec<i64> = vec![];
+        let mut batch = CardBatch::default();
         for r in &rows {
-            let no: String = r.get(0);
-            let mut v = CardValues {
-                card_no: no.clone(),
-                member_id: r.get(1),
-                status: r.get(2),
-                balance: r.get::<_, Decimal>(3),
-                points: r.get(4),
-                pin_hash: r.get(5),
-                pin_salt: r.get(6),
-                pin_fail_count: i64::from(r.get::<_, i32>(7)),
-                chain_len: r.get(8),
-                last_mac: r.get(9),
-            };
-            let ps = by_card.remove(&no).unwrap_or_default();
+            let ps = by_card.remove(&r.get::<_, String>(0)).unwrap_or_default();
             pb.inc(1 + ps.len() as u64);
-            let card_key: Option<String> = r.get(11);
-            let all_new = card_key.as_deref() == Some(kid)
-                && ps.iter().all(|p| p.get::<_, Option<&str>>(15) == Some(kid));
-            if all_new {
-                rep.already += 1 + ps.len() as u64;
-                continue;
-            }
-            // Verify the old chain and card, then build the new chain.
-            let legacy = adopt && card_key.is_none();
-            let mut ok = legacy || keys.verify(card_key.as_deref(), &v.image(), None, r.get(10));
-            let (mut old_head, mut new_head): (Option<Vec<u8>>, Option<Vec<u8>>) = (None, None);
-            let mut new_macs = Vec::with_capacity(ps.len());
-            for p in &ps {
-                let pv = PostingValues {
-                    card_no: p.get(0),
-                    txn_id: p.get(1),
-                    terminal_id: p.get(2),
-                    order_no: p.get(3),
-                    op: p.get(4),
-                    balance_delta: p.get(5),
-                    points_delta: p.get(6),
-                    balance: p.get(7),
-                    points: p.get(8),
-                    amount: p.get(9),
-                    discount: p.get(10),
-                    charged: p.get(11),
-                    business_day: p.get(12),
-                    posted_at_ms: p.get(13),
-                };
-                let mac: Option<Vec<u8>> = p.get(14);
-                let pk: Option<String> = p.get(15);
-                ok = ok
-                    && (adopt && pk.is_none()
-                        || keys.verify(
-                            pk.as_deref(),
-                            &pv.image(),
-                            old_head.as_deref(),
-                            mac.as_deref(),
-                        ));
-                old_head = mac;
-                let m = keys.mac(&pv.image(), new_head.as_deref());
-                new_macs.push((p.get::<_, i64>(16), m.clone()));
-                new_head = Some(m);
-            }
-            ok = ok && (legacy || old_head == v.last_mac && ps.len() as i64 == v.chain_len);
-            v.chain_len = ps.len() as i64;
-            if !ok {
-                rep.refused.push(format!("cards {no}"));
-                continue;
-            }
-            for (id, m) in new_macs {
-                p_card.push(no.clone());
-                p_id.push(id);
-                p_mac.push(m);
-            }
-            v.last_mac = new_head;
-            let img = v.image();
-            rep.rewritten += 1 + ps.len() as u64;
-            c_mac.push(keys.mac(&img, None));
-            c_sealed.push(keys.seal(&img));
-            c_last.push(v.last_mac.clone());
-            c_len.push(v.chain_len);
-            c_no.push(no);
+            batch.add(rechain(keys, kid, adopt, r, &ps), rep);
         }
+        batch.write(&tx, kid).await?;
+        tx.commit().await?;
+    }
+}
+
+/// What one card's re-MAC comes to.
+enum Rechained {
+    /// The card and all its postings are under the new key already.
+    Already(u64),
+    /// The card or its chain does not verify: left for `verify`.
+    Refused(String),
+    Rewritten {
+        card: Box<CardValues>,
+        mac: Vec<u8>,
+        sealed: Vec<u8>,
+        /// `(posting_id, new MAC)` in chain order.
+        postings: Vec<(i64, Vec<u8>)>,
+    },
+}
+
+/// Verifies card `r`'s MAC and its chain `ps` under the old keys, and MACs
+/// the chain anew under the current key.
+fn rechain(keys: &RowKeys, kid: &str, adopt: bool, r: &Row, ps: &[&Row]) -> Rechained {
+    let mut v = card_values(r);
+    let card_key: Option<String> = r.get(11);
+    let all_new = card_key.as_deref() == Some(kid)
+        && ps.iter().all(|p| p.get::<_, Option<&str>>(15) == Some(kid));
+    if all_new {
+        return Rechained::Already(1 + ps.len() as u64);
+    }
+    let legacy = adopt && card_key.is_none();
+    let mut ok = legacy || keys.verify(card_key.as_deref(), &v.image(), None, r.get(10));
+    let (mut old_head, mut new_head): (Option<Vec<u8>>, Option<Vec<u8>>) = (None, None);
+    let mut postings = Vec::with_capacity(ps.len());
+    for p in ps {
+        let pv = posting_values(p);
+        let image = pv.image();
+        let mac: Option<Vec<u8>> = p.get(14);
+        let pk: Option<&str> = p.get(15);
+        ok = ok
+            && (adopt && pk.is_none()
+                || keys.verify(pk, &image, old_head.as_deref(), mac.as_deref()));
+        old_head = mac;
+        let m = keys.mac(&image, new_head.as_deref());
+        postings.push((p.get::<_, i64>(16), m.clone()));
+        new_head = Some(m);
+    }
+    ok = ok && (legacy || old_head == v.last_mac && ps.len() as i64 == v.chain_len);
+    if !ok {
+        return Rechained::Refused(format!("cards {}", v.card_no));
+    }
+    v.chain_len = ps.len() as i64;
+    v.last_mac = new_head;
+    let img = v.image();
+    Rechained::Rewritten {
+        mac: keys.mac(&img, None),
+        sealed: keys.seal(&img),
+        card: Box::new(v),
+        postings,
+    }
+}
+
+/// The new MACs of one batch, as the two UPDATEs' arrays.
+#[derive(Default)]
+struct CardBatch {
+    p_card: Vec<String>,
+    p_id: Vec<i64>,
+    p_mac: Vec<Vec<u8>>,
+    c_no: Vec<String>,
+    c_mac: Vec<Vec<u8>>,
+    c_last: Vec<Option<Vec<u8>>>,
+    c_sealed: Vec<Vec<u8>>,
+    c_len: Vec<i64>,
+}
+
+impl CardBatch {
+    fn add(&mut self, r: Rechained, rep: &mut RekeyReport) {
+        match r {
+            Rechained::Already(n) => rep.already += n,
+            Rechained::Refused(what) => rep.refused.push(what),
+            Rechained::Rewritten {
+                card,
+                mac,
+                sealed,
+                postings,
+            } => {
+                let card = *card;
+                rep.rewritten += 1 + postings.len() as u64;
+                for (id, m) in postings {
+                    self.p_card.push(card.card_no.clone());
+                    self.p_id.push(id);
+                    self.p_mac.push(m);
+                }
+                self.c_mac.push(mac);
+                self.c_sealed.push(sealed);
+                self.c_last.push(card.last_mac);
+                self.c_len.push(card.chain_len);
+                self.c_no.push(card.card_no);
+            }
+        }
+    }
+
+    async fn write(&self, tx: &Transaction<'_>, kid: &str) -> anyhow::Result<()> {
         tx.execute(
             "UPDATE postings p SET row_mac = x.mac, mac_key_id = $4
                FROM unnest($1::text[], $2::bigint[], $3::bytea[]) AS x(card, id, mac)
               WHERE p.card_no = x.card AND p.posting_id = x.id",
-            &[&p_card, &p_id, &p_mac, &kid],
+            &[&self.p_card, &self.p_id, &self.p_mac, &kid],
         )
         .await?;
         tx.execute(
@@ -307,10 +327,17 @@ async fn cards(
                FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::bytea[], $6::bigint[])
                     AS x(no, mac, last, sealed, len)
               WHERE c.card_no = x.no",
-            &[&c_no, &c_mac, &c_last, &c_sealed, &kid, &c_len],
+            &[
+                &self.c_no,
+                &self.c_mac,
+                &self.c_last,
+                &self.c_sealed,
+                &kid,
+                &self.c_len,
+            ],
         )
         .await?;
-        tx.commit().await?;
+        Ok(())
     }
 }
 

@@ -16,10 +16,11 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use tokio_postgres::Row;
 
-use crate::integrity::{CardValues, PostingValues, RowKeys};
+use crate::integrity::{CardValues, RowKeys};
 use crate::store::keys::DayKeyRow;
 use crate::store::protected::{
-    select_all, LevelRow, MemberRow, OperatorRow, Protected, SessionRow,
+    card_values, posting_values, select_all, LevelRow, MemberRow, OperatorRow, Protected,
+    SessionRow, CARD_COLUMNS, POSTING_COLUMNS,
 };
 use crate::store::terminals::TerminalRow;
 
@@ -90,39 +91,18 @@ struct CardScan {
     live_lots: i64,
 }
 
-const CARDS_SQL: &str = "
-SELECT c.card_no, c.member_id, c.status, c.balance, c.points, c.pin_hash, c.pin_salt,
-       c.pin_fail_count, c.chain_len, c.last_mac, c.row_mac, c.mac_key_id, c.sealed,
-       coalesce(l.live, 0)::bigint
-  FROM cards c
-  LEFT JOIN (SELECT card_no, sum(points_left) AS live FROM lots GROUP BY card_no) l
-         USING (card_no)
- ORDER BY c.card_no COLLATE \"C\"";
+fn cards_sql() -> String {
+    format!(
+        "SELECT {CARD_COLUMNS}, c.sealed, coalesce(l.live, 0)::bigint
+           FROM cards c
+           LEFT JOIN (SELECT card_no, sum(points_left) AS live FROM lots GROUP BY card_no) l
+                  USING (card_no)
+          ORDER BY c.card_no COLLATE \"C\""
+    )
+}
 
-const POSTINGS_SQL: &str = "
-SELECT card_no, txn_id, terminal_id, order_no, op, balance_delta, points_delta, balance, points,
-       amount, discount, charged, business_day::text,
-       floor(extract(epoch FROM posted_at) * 1000)::bigint, row_mac, mac_key_id, posting_id
-  FROM postings
- ORDER BY card_no COLLATE \"C\", posting_id";
-
-fn posting_values(r: &Row) -> PostingValues {
-    PostingValues {
-        card_no: r.get(0),
-        txn_id: r.get(1),
-        terminal_id: r.get(2),
-        order_no: r.get(3),
-        op: r.get(4),
-        balance_delta: r.get(5),
-        points_delta: r.get(6),
-        balance: r.get(7),
-        points: r.get(8),
-        amount: r.get(9),
-        discount: r.get(10),
-        charged: r.get(11),
-        business_day: r.get(12),
-        posted_at_ms: r.get(13),
-    }
+fn postings_sql() -> String {
+    format!("SELECT {POSTING_COLUMNS} FROM postings ORDER BY card_no COLLATE \"C\", posting_id")
 }
 
 /// Batches of a query through a portal.
@@ -257,165 +237,116 @@ async fn scan_cards(
     scans: &mut BTreeMap<String, CardScan>,
     pb: &ProgressBar,
 ) -> anyhow::Result<()> {
-    let mut cards = Batches::new(ta, CARDS_SQL).await?;
-    let mut posts = Batches::new(tb, POSTINGS_SQL).await?;
-    let (mut n_cards, mut n_posts) = (0u64, 0u64);
+    let mut cards = Batches::new(ta, &cards_sql()).await?;
+    let mut posts = Postings {
+        rows: Batches::new(tb, &postings_sql()).await?,
+        read: 0,
+    };
+    let mut n_cards = 0u64;
     while let Some(c) = cards.next().await? {
         n_cards += 1;
-        let no: String = c.get(0);
-        // Postings of no card (before this one in order).
-        while let Some(p) = posts.peek().await? {
-            let pno: String = p.get(0);
-            if pno.as_str() >= no.as_str() {
-                break;
-            }
-            let id: i64 = p.get(16);
-            report.findings.push(finding(
-                "postings",
-                &format!("{pno}/{id}"),
-                "chain",
-                "posting of a card that does not exist",
-            ));
-            posts.next().await?;
-            n_posts += 1;
-        }
-        let values = CardValues {
-            card_no: no.clone(),
-            member_id: c.get(1),
-            status: c.get(2),
-            balance: c.get(3),
-            points: c.get(4),
-            pin_hash: c.get(5),
-            pin_salt: c.get(6),
-            pin_fail_count: i64::from(c.get::<_, i32>(7)),
-            chain_len: c.get(8),
-            last_mac: c.get(9),
-        };
-        let row_mac: Option<Vec<u8>> = c.get(10);
-        let key_id: Option<String> = c.get(11);
-        let sealed_blob: Option<Vec<u8>> = c.get(12);
-        let live_lots: i64 = c.get(13);
-        let mut found = Vec::new();
-        if !keys.verify(key_id.as_deref(), &values.image(), None, row_mac.as_deref()) {
-            found.push(finding("cards", &no, "mac", "row MAC does not match"));
-        }
-        let sealed = sealed_blob
-            .as_deref()
-            .and_then(|b| keys.open("cards", &no, b).ok())
-            .and_then(|img| CardValues::from_image(&img));
-        match &sealed {
-            None => found.push(finding(
-                "cards",
-                &no,
-                "sealed",
-                "sealed copy missing or does not open",
-            )),
-            Some(s) if *s != values => found.push(finding(
-                "cards",
-                &no,
-                "sealed",
-                "sealed copy differs from the row",
-            )),
-            _ => {}
-        }
-        // The chain.
-        let mut head: Option<Vec<u8>> = None;
-        let mut count = 0i64;
-        let mut chain_ok = true;
-        let (mut bsum, mut psum) = (Decimal::ZERO, 0i64);
-        loop {
-            let Some(p) = posts.peek().await? else { break };
-            if p.get::<_, &str>(0) != no.as_str() {
-                break;
-            }
-            let p = posts.next().await?.expect("peeked");
-            n_posts += 1;
-            let v = posting_values(&p);
-            let mac: Option<Vec<u8>> = p.get(14);
-            let kid: Option<String> = p.get(15);
-            let id: i64 = p.get(16);
-            if chain_ok && !keys.verify(kid.as_deref(), &v.image(), head.as_deref(), mac.as_deref())
-            {
-                chain_ok = false;
-                found.push(finding(
-                    "postings",
-                    &format!("{no}/{id}"),
-                    "chain",
-                    "posting MAC does not match its values or the posting before it",
-                ));
-            }
-            bsum += v.balance_delta;
-            psum += v.points_delta;
-            if chain_ok && (v.balance != bsum || v.points != psum) {
-                chain_ok = false;
-                found.push(finding(
-                    "postings",
-                    &format!("{no}/{id}"),
-                    "balance",
-                    "balance or points after the posting ≠ the sum of the postings so far",
-                ));
-            }
-            head = mac;
-            count += 1;
-        }
-        pb.inc(1 + count as u64);
-        if chain_ok && (head != values.last_mac || count != values.chain_len) {
-            chain_ok = false;
-            found.push(finding(
-                "cards",
-                &no,
-                "chain",
-                format!(
-                    "card names {} postings ending in another MAC; the chain has {count}",
-                    values.chain_len
-                ),
-            ));
-        }
-        if bsum != values.balance {
-            found.push(finding(
-                "cards",
-                &no,
-                "balance",
-                format!("balance {} ≠ sum of postings {bsum}", values.balance),
-            ));
-        }
-        if psum != values.points {
-            found.push(finding(
-                "cards",
-                &no,
-                "points",
-                format!("points {} ≠ sum of postings {psum}", values.points),
-            ));
-        }
-        if live_lots != values.points {
-            found.push(finding(
-                "cards",
-                &no,
-                "lots",
-                format!("points {} ≠ live lots {live_lots}", values.points),
-            ));
-        }
+        let card = CardRead::decode(&c);
+        let no = card.values.card_no.clone();
+        posts.skip_orphans_before(&no, report).await?;
+        let (mut found, sealed) = card.check(keys);
+        let chain = posts.walk(&no, keys, &mut found).await?;
+        pb.inc(1 + chain.count as u64);
+        let chain_ok = chain.check_totals(&card, &mut found);
         if !found.is_empty() {
             report.findings.extend(found);
             scans.insert(
-                no.clone(),
+                no,
                 CardScan {
-                    values,
+                    values: card.values,
                     sealed,
                     chain_ok,
-                    postings: count,
-                    head,
-                    balance_sum: bsum,
-                    points_sum: psum,
-                    live_lots,
+                    postings: chain.count,
+                    head: chain.head,
+                    balance_sum: chain.balance_sum,
+                    points_sum: chain.points_sum,
+                    live_lots: card.live_lots,
                 },
             );
         }
     }
-    while let Some(p) = posts.next().await? {
-        n_posts += 1;
-        let pno: String = p.get(0);
-        let id: i64 = p.get(16);
+    while let Some(p) = posts.rows.next().await? {
+        posts.read += 1;
+        posts.orphan(&p, report);
+    }
+    report.rows.insert("cards".into(), n_cards);
+    report.rows.insert("postings".into(), posts.read);
+    Ok(())
+}
+
+/// A card row as [`cards_sql`] reads it.
+struct CardRead {
+    values: CardValues,
+    row_mac: Option<Vec<u8>>,
+    key_id: Option<String>,
+    sealed_blob: Option<Vec<u8>>,
+    live_lots: i64,
+}
+
+impl CardRead {
+    fn decode(c: &Row) -> CardRead {
+        CardRead {
+            values: card_values(c),
+            row_mac: c.get(10),
+            key_id: c.get(11),
+            sealed_blob: c.get(12),
+            live_lots: c.get(13),
+        }
+    }
+
+    /// The row's MAC and its sealed copy (which a repair restores from).
+    fn check(&self, keys: &RowKeys) -> (Vec<Finding>, Option<CardValues>) {
+        let v = &self.values;
+        let no = &v.card_no;
+        let mut found = Vec::new();
+        let image = v.image();
+        if !keys.verify(
+            self.key_id.as_deref(),
+            &image,
+            None,
+            self.row_mac.as_deref(),
+        ) {
+            found.push(finding("cards", no, "mac", "row MAC does not match"));
+        }
+        let sealed = self
+            .sealed_blob
+            .as_deref()
+            .and_then(|b| keys.open("cards", no, b).ok())
+            .and_then(|img| CardValues::from_image(&img));
+        let problem = match &sealed {
+            None => Some("sealed copy missing or does not open"),
+            Some(s) if s != v => Some("sealed copy differs from the row"),
+            _ => None,
+        };
+        if let Some(p) = problem {
+            found.push(finding("cards", no, "sealed", p));
+        }
+        (found, sealed)
+    }
+}
+
+/// The postings stream, merged with the cards by card number.
+struct Postings<'a> {
+    rows: Batches<'a>,
+    read: u64,
+}
+
+/// A card's chain as walked.
+struct Chain {
+    head: Option<Vec<u8>>,
+    count: i64,
+    ok: bool,
+    balance_sum: Decimal,
+    points_sum: i64,
+}
+
+impl Postings<'_> {
+    fn orphan(&self, p: &Row, report: &mut Report) {
+        let (pno, id): (String, i64) = (p.get(0), p.get(16));
         report.findings.push(finding(
             "postings",
             &format!("{pno}/{id}"),
@@ -423,9 +354,105 @@ async fn scan_cards(
             "posting of a card that does not exist",
         ));
     }
-    report.rows.insert("cards".into(), n_cards);
-    report.rows.insert("postings".into(), n_posts);
-    Ok(())
+
+    /// Postings of no card, ordered before `no`.
+    async fn skip_orphans_before(&mut self, no: &str, report: &mut Report) -> anyhow::Result<()> {
+        while let Some(p) = self.rows.peek().await? {
+            if p.get::<_, &str>(0) >= no {
+                break;
+            }
+            let p = self.rows.next().await?.expect("peeked");
+            self.read += 1;
+            self.orphan(&p, report);
+        }
+        Ok(())
+    }
+
+    /// Card `no`'s postings in chain order: each MAC over its values and
+    /// the one before, each balance and points the sum so far. The first
+    /// break is a finding; the walk then only sums.
+    async fn walk(
+        &mut self,
+        no: &str,
+        keys: &RowKeys,
+        found: &mut Vec<Finding>,
+    ) -> anyhow::Result<Chain> {
+        let mut ch = Chain {
+            head: None,
+            count: 0,
+            ok: true,
+            balance_sum: Decimal::ZERO,
+            points_sum: 0,
+        };
+        while let Some(p) = self.rows.peek().await? {
+            if p.get::<_, &str>(0) != no {
+                break;
+            }
+            let p = self.rows.next().await?.expect("peeked");
+            self.read += 1;
+            let v = posting_values(&p);
+            let mac: Option<Vec<u8>> = p.get(14);
+            let kid: Option<String> = p.get(15);
+            let at = || format!("{no}/{}", p.get::<_, i64>(16));
+            if ch.ok
+                && !keys.verify(
+                    kid.as_deref(),
+                    &v.image(),
+                    ch.head.as_deref(),
+                    mac.as_deref(),
+                )
+            {
+                ch.ok = false;
+                let why = "posting MAC does not match its values or the posting before it";
+                found.push(finding("postings", &at(), "chain", why));
+            }
+            ch.balance_sum += v.balance_delta;
+            ch.points_sum += v.points_delta;
+            if ch.ok && (v.balance != ch.balance_sum || v.points != ch.points_sum) {
+                ch.ok = false;
+                let why = "balance or points after the posting ≠ the sum of the postings so far";
+                found.push(finding("postings", &at(), "balance", why));
+            }
+            ch.head = mac;
+            ch.count += 1;
+        }
+        Ok(ch)
+    }
+}
+
+impl Chain {
+    /// The chain's end against the card's, and the card's balance and
+    /// points against the chain's sums and its live lots; whether the
+    /// chain is whole.
+    fn check_totals(&self, card: &CardRead, found: &mut Vec<Finding>) -> bool {
+        let v = &card.values;
+        let no = &v.card_no;
+        let mut ok = self.ok;
+        if ok && (self.head != v.last_mac || self.count != v.chain_len) {
+            ok = false;
+            let why = format!(
+                "card names {} postings ending in another MAC; the chain has {}",
+                v.chain_len, self.count
+            );
+            found.push(finding("cards", no, "chain", why));
+        }
+        if self.balance_sum != v.balance {
+            let why = format!(
+                "balance {} ≠ sum of postings {}",
+                v.balance, self.balance_sum
+            );
+            found.push(finding("cards", no, "balance", why));
+        }
+        if self.points_sum != v.points {
+            let why = format!("points {} ≠ sum of postings {}", v.points, self.points_sum);
+            found.push(finding("cards", no, "points", why));
+        }
+        if card.live_lots != v.points {
+            let why = format!("points {} ≠ live lots {}", v.points, card.live_lots);
+            found.push(finding("cards", no, "lots", why));
+        }
+        ok
+    }
 }
 
 /// Streams `sql` and checks each row with `check`, which names the row and
