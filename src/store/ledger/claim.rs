@@ -147,3 +147,83 @@ async fn settle(
         None => Err(Error::internal("order claim failed but no order found")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::request::Request;
+    use crate::protocol::message::InnerForm;
+    use crate::store::ledger::sql::LoadColumn;
+
+    /// What each op's claim holds and which load columns it asks for: a
+    /// change here changes the SQL that op runs, so it must be meant.
+    #[test]
+    fn each_op_claims_and_loads_what_it_needs() {
+        let forms = [
+            "op=query&attr1=CARD1",
+            "op=member&attr1=CARD1",
+            "op=history&attr1=CARD1&attr2=limit%3D5",
+            "op=register&order_no=O1&attr1=CARD1&attr2=name%3DLi%26phone%3D13800000000%26level%3Dstd",
+            "op=debit&amount=1&order_no=O1&attr1=CARD1",
+            "op=debit&amount=1&order_no=O1&operator=c1&attr1=CARD1",
+            "op=topup&amount=1&order_no=O1&attr1=CARD1",
+            "op=points&order_no=O1&attr1=CARD1&attr2=delta%3D5%26reason%3Dfix",
+            "op=redeem&order_no=O1&attr1=CARD1&attr2=cost%3D5%26gift%3Dmug",
+            "op=reverse&order_no=O2&operator=m1&attr1=O1&attr2=mpin%3D1234",
+            "op=refund&amount=1&order_no=O2&operator=m1&attr1=O1&attr2=mpin%3D1234",
+            "op=transfer&amount=1&order_no=O1&operator=m1&attr1=CARD1&attr2=mpin%3D1234%26to%3DCARD2",
+            "op=lock&order_no=O1&operator=m1&attr1=CARD1&attr2=mpin%3D1234",
+            "op=replace&order_no=O1&operator=m1&attr1=CARD1&attr2=mpin%3D1234%26new%3DCARD2",
+            "op=close&order_no=O1&operator=m1&attr1=CARD1&attr2=mpin%3D1234",
+        ];
+        let names = |m: crate::store::ledger::sql::LoadColumns| {
+            LoadColumn::ALL
+                .iter()
+                .filter(|c| m.has(**c))
+                .map(|c| c.name())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let mut got = String::new();
+        for f in forms {
+            let req = Request::from_form(&InnerForm::parse(f.as_bytes()).unwrap()).unwrap();
+            let args = LoadArgs::of(&req);
+            let s = shape_of(&req, "T1", &args);
+            let flags = [
+                ("order", s.order),
+                ("create", s.create),
+                ("orig", s.orig),
+                ("operator", s.operator),
+                ("cards", s.cards),
+            ];
+            let claim: Vec<&str> = flags.iter().filter(|f| f.1).map(|f| f.0).collect();
+            let load = match s.fold {
+                Some(m) => format!("folded {}", names(m)),
+                None => format!("load {}", names(args.mask(s.cards))),
+            };
+            got.push_str(&format!(
+                "{}: claim {}; {load}\n",
+                req.op().as_str(),
+                claim.join(",")
+            ));
+        }
+        let want = "\
+query: claim cards; folded lots,txn_id,chains
+member: claim cards; folded lots,chains
+history: claim cards; folded lots,history,chains
+register: claim order,create; load new_exists,level,txn_id,member_id
+debit: claim order,cards; folded lots,lot_ids,txn_id,chains
+debit: claim order,operator,cards; folded lots,lot_ids,txn_id,chains
+topup: claim order,cards; folded lots,txn_id,chains
+points: claim order,cards; folded lots,lot_ids,txn_id,chains
+redeem: claim order,cards; folded lots,txn_id,chains
+reverse: claim order,orig,operator,cards; load lots,txn_id,chains
+refund: claim order,orig,operator,cards; load lots,txn_id,chains
+transfer: claim order,operator,cards; folded lots,txn_id,chains
+lock: claim order,operator,cards; folded lots,txn_id,chains
+replace: claim order,create,operator,cards; load lots,new_exists,lot_ids,txn_id,chains
+close: claim order,operator,cards; folded lots,txn_id,chains
+";
+        assert_eq!(got, want, "\n{got}");
+    }
+}

@@ -28,7 +28,7 @@ use serde_json::Value;
 
 use super::check::ChainRow;
 use super::rows::{at_ms, json_col, json_col_opt, CardRow, LevelRow, LotRow};
-use super::sql::{bit_mask, load_sql, ClaimShape, LOAD_TYPES};
+use super::sql::{load_sql, ClaimShape, LoadColumn, LoadColumns, LOAD_TYPES};
 use crate::error::Result;
 use crate::ledger::request::{Body, PostingOp, PostingReq, ReadOp, ReadReq, Request};
 use crate::ledger::{Lot, OpKind};
@@ -71,22 +71,21 @@ impl<'a> LoadArgs<'a> {
         }
     }
 
-    /// The load's columns (`LOAD_COLUMNS`) this request needs.
-    pub(super) fn mask(&self, has_cards: bool) -> u16 {
-        bit_mask(&[
-            has_cards,
-            self.card_to_create.is_some(),
-            self.wants_lots,
-            self.level.is_some(),
-            self.want_txn,
-            self.hist_card.is_some(),
-            self.register,
-            has_cards,
-        ])
+    /// The load's columns this request needs.
+    pub(super) fn mask(&self, has_cards: bool) -> LoadColumns {
+        LoadColumns::default()
+            .with(LoadColumn::Lots, has_cards)
+            .with(LoadColumn::NewExists, self.card_to_create.is_some())
+            .with(LoadColumn::LotIds, self.wants_lots)
+            .with(LoadColumn::Level, self.level.is_some())
+            .with(LoadColumn::TxnId, self.want_txn)
+            .with(LoadColumn::History, self.hist_card.is_some())
+            .with(LoadColumn::MemberId, self.register)
+            .with(LoadColumn::Chains, has_cards)
     }
 
     /// The mask of the columns to fold into a claim of `shape`, if any.
-    pub(super) fn fold(&self, shape: &ClaimShape) -> Option<u16> {
+    pub(super) fn fold(&self, shape: &ClaimShape) -> Option<LoadColumns> {
         (shape.cards && !shape.create && !shape.orig).then(|| self.mask(true))
     }
 }

@@ -20,7 +20,7 @@ pub(super) struct ClaimShape {
     pub(super) cards: bool,
     /// The load's columns of this mask computed in the claim's own snapshot
     /// (see `store::ledger::load`); `None`: a load statement of its own.
-    pub(super) fold: Option<u16>,
+    pub(super) fold: Option<LoadColumns>,
 }
 
 /// The types of the claim statement's parameters: $1 terminal, $2 ts,
@@ -187,56 +187,77 @@ pub(super) const PRIOR_SQL: &str =
 /// create, $3 lot ids wanted, $4 a level, $5 a txn id wanted, $6 the
 /// history's card, $7 its limit, $8 lots a reverse names, $9 a member id
 /// wanted.
-pub(super) const LOAD_COLUMNS: [(&str, &str, &str); 8] = [
-    (
-        "lots",
-        "(SELECT coalesce(json_agg(json_build_object('card_no', card_no, 'id', lot_id,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum LoadColumn {
+    Lots,
+    NewExists,
+    LotIds,
+    Level,
+    TxnId,
+    History,
+    MemberId,
+    Chains,
+}
+
+impl LoadColumn {
+    pub(super) const ALL: [LoadColumn; 8] = [
+        LoadColumn::Lots,
+        LoadColumn::NewExists,
+        LoadColumn::LotIds,
+        LoadColumn::Level,
+        LoadColumn::TxnId,
+        LoadColumn::History,
+        LoadColumn::MemberId,
+        LoadColumn::Chains,
+    ];
+
+    /// The column's name in the statement's row.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            LoadColumn::Lots => "lots",
+            LoadColumn::NewExists => "new_exists",
+            LoadColumn::LotIds => "lot_ids",
+            LoadColumn::Level => "level",
+            LoadColumn::TxnId => "txn_id",
+            LoadColumn::History => "history",
+            LoadColumn::MemberId => "member_id",
+            LoadColumn::Chains => "chains",
+        }
+    }
+
+    /// What computes it, with `{placeholders}` for its inputs ([`LoadParams`]).
+    fn sql(self) -> &'static str {
+        match self {
+            LoadColumn::Lots => {
+                "(SELECT coalesce(json_agg(json_build_object('card_no', card_no, 'id', lot_id,
                'left', points_left, 'exp', floor(extract(epoch FROM expires_at) * 1000)::bigint)),
-               '[]'::json) FROM lv)",
-        "'[]'::json",
-    ),
-    (
-        "new_exists",
-        "EXISTS (SELECT 1 FROM cards WHERE card_no = {create})",
-        "false",
-    ),
-    (
-        "lot_ids",
-        "ARRAY(SELECT nextval('lots_lot_id_seq') FROM generate_series(1,
-             CASE WHEN {wants_lots} THEN (SELECT count(*) FROM lv) + 1 ELSE 0 END))",
-        "'{}'::bigint[]",
-    ),
-    (
-        "level",
-        "(SELECT json_build_object('level', level, 'discount', discount::text,
+               '[]'::json) FROM lv)"
+            }
+            LoadColumn::NewExists => "EXISTS (SELECT 1 FROM cards WHERE card_no = {create})",
+            LoadColumn::LotIds => {
+                "ARRAY(SELECT nextval('lots_lot_id_seq') FROM generate_series(1,
+             CASE WHEN {wants_lots} THEN (SELECT count(*) FROM lv) + 1 ELSE 0 END))"
+            }
+            LoadColumn::Level => {
+                "(SELECT json_build_object('level', level, 'discount', discount::text,
                'points_rate', points_rate::text, 'row_mac', encode(row_mac, 'hex'),
-               'mac_key_id', mac_key_id) FROM levels WHERE level = {level})",
-        "NULL::json",
-    ),
-    (
-        "txn_id",
-        "CASE WHEN {want_txn} THEN nextval('txn_id_seq') END",
-        "NULL::bigint",
-    ),
-    (
-        "history",
-        "(SELECT coalesce(json_agg(h), '[]'::json) FROM (
+               'mac_key_id', mac_key_id) FROM levels WHERE level = {level})"
+            }
+            LoadColumn::TxnId => "CASE WHEN {want_txn} THEN nextval('txn_id_seq') END",
+            LoadColumn::History => {
+                "(SELECT coalesce(json_agg(h), '[]'::json) FROM (
             SELECT posting_id, order_no, op, txn_id, card_no, amount::text AS amount,
                    discount::text AS discount, charged::text AS charged, points_delta,
                    balance::text AS balance, points,
                    floor(extract(epoch FROM posted_at) * 1000)::bigint AS posted_at, terminal_id
               FROM postings WHERE card_no = {hist}
-             ORDER BY posted_at DESC, posting_id DESC LIMIT {limit}) h)",
-        "'[]'::json",
-    ),
-    (
-        "member_id",
-        "CASE WHEN {register} THEN nextval('members_member_id_seq') END",
-        "NULL::bigint",
-    ),
-    (
-        "chains",
-        "(SELECT coalesce(json_agg(json_build_object('card_no', u.card_no, 'count', n.count,
+             ORDER BY posted_at DESC, posting_id DESC LIMIT {limit}) h)"
+            }
+            LoadColumn::MemberId => {
+                "CASE WHEN {register} THEN nextval('members_member_id_seq') END"
+            }
+            LoadColumn::Chains => {
+                "(SELECT coalesce(json_agg(json_build_object('card_no', u.card_no, 'count', n.count,
                'last', lp.last)), '[]'::json)
           FROM unnest({cards}) AS u(card_no),
                LATERAL (SELECT count(*) AS count FROM postings p WHERE p.card_no = u.card_no) n,
@@ -249,10 +270,50 @@ pub(super) const LOAD_COLUMNS: [(&str, &str, &str); 8] = [
                           floor(extract(epoch FROM posted_at) * 1000)::bigint AS posted_at,
                           encode(row_mac, 'hex') AS row_mac, mac_key_id
                      FROM postings p WHERE p.card_no = u.card_no
-                    ORDER BY posting_id DESC LIMIT 2) q) lp)",
-        "'[]'::json",
-    ),
-];
+                    ORDER BY posting_id DESC LIMIT 2) q) lp)"
+            }
+        }
+    }
+
+    /// What stands in its place when the request does not need it.
+    fn absent(self) -> &'static str {
+        match self {
+            LoadColumn::Lots => "'[]'::json",
+            LoadColumn::NewExists => "false",
+            LoadColumn::LotIds => "'{}'::bigint[]",
+            LoadColumn::Level => "NULL::json",
+            LoadColumn::TxnId => "NULL::bigint",
+            LoadColumn::History => "'[]'::json",
+            LoadColumn::MemberId => "NULL::bigint",
+            LoadColumn::Chains => "'[]'::json",
+        }
+    }
+
+    /// Whether it reads the live lots (the `lv` CTE).
+    fn reads_live_lots(self) -> bool {
+        matches!(self, LoadColumn::Lots | LoadColumn::LotIds)
+    }
+}
+
+/// A set of [`LoadColumn`]s: which columns one load statement computes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct LoadColumns(u16);
+
+impl LoadColumns {
+    /// `self`, with `c` when `on`.
+    pub(super) fn with(self, c: LoadColumn, on: bool) -> LoadColumns {
+        LoadColumns(if on { self.0 | 1 << c as u16 } else { self.0 })
+    }
+
+    pub(super) fn has(self, c: LoadColumn) -> bool {
+        self.0 & (1 << c as u16) != 0
+    }
+
+    /// Every set, for [`statement_shapes`].
+    fn every() -> impl Iterator<Item = LoadColumns> {
+        (0..1u16 << LoadColumn::ALL.len()).map(LoadColumns)
+    }
+}
 
 /// The types of the load statement's parameters: bound even where the
 /// columns that read them are left out.
@@ -268,9 +329,8 @@ pub(super) const LOAD_TYPES: [Type; 9] = [
     Type::BOOL,
 ];
 
-/// The load statement computing the columns in `mask` (bit i: column i of
-/// [`LOAD_COLUMNS`]).
-pub(super) fn load_sql(mask: u16) -> String {
+/// The load statement computing the columns in `mask`.
+pub(super) fn load_sql(mask: LoadColumns) -> String {
     let (lv, cols) = load_part(mask, &LOAD_PARAMS);
     let with = lv.map(|l| format!("WITH {l}\n")).unwrap_or_default();
     // The columns come with a leading comma each.
@@ -318,7 +378,7 @@ const FOLDED_PARAMS: LoadParams = LoadParams {
 
 /// The live-lots CTE if `mask` needs it, and the columns of `mask`, each
 /// after a comma.
-fn load_part(mask: u16, p: &LoadParams) -> (Option<String>, String) {
+fn load_part(mask: LoadColumns, p: &LoadParams) -> (Option<String>, String) {
     let fill = |t: &str| {
         t.replace("{cards}", p.cards)
             .replace("{create}", p.create)
@@ -331,7 +391,10 @@ fn load_part(mask: u16, p: &LoadParams) -> (Option<String>, String) {
             .replace("{register}", p.register)
     };
     // The live lots feed both the lots and the new lot ids.
-    let lv = (mask & 0b101 != 0).then(|| {
+    let needs_lv = LoadColumn::ALL
+        .iter()
+        .any(|&c| c.reads_live_lots() && mask.has(c));
+    let lv = needs_lv.then(|| {
         fill(
             "lv AS (
     SELECT card_no, lot_id, points_left, expires_at FROM lots
@@ -340,13 +403,13 @@ fn load_part(mask: u16, p: &LoadParams) -> (Option<String>, String) {
         )
     });
     let mut cols = String::new();
-    for (i, (name, expr, absent)) in LOAD_COLUMNS.iter().enumerate() {
-        let e = if mask & (1 << i) != 0 {
-            fill(expr)
+    for c in LoadColumn::ALL {
+        let e = if mask.has(c) {
+            fill(c.sql())
         } else {
-            (*absent).to_owned()
+            c.absent().to_owned()
         };
-        cols.push_str(&format!(",\n       {e} AS {name}"));
+        cols.push_str(&format!(",\n       {e} AS {}", c.name()));
     }
     (lv, cols)
 }
@@ -357,20 +420,57 @@ fn load_part(mask: u16, p: &LoadParams) -> (Option<String>, String) {
 /// JSON document `$1`. A request's statement holds only the sections its
 /// plan fills ([`write_sql`]): a debit runs 4 of the 9, and an empty CTE
 /// still costs executor start-up and a scan of its array (issue 6).
-pub(super) const WRITE_SECTIONS: [(&str, &str); 9] = [
-    (
-        "nm",
-        "
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum WriteSection {
+    Members,
+    NewCards,
+    Cards,
+    Postings,
+    LotMoves,
+    NewLots,
+    Order,
+    Orig,
+    OperatorReset,
+}
+
+impl WriteSection {
+    pub(super) const ALL: [WriteSection; 9] = [
+        WriteSection::Members,
+        WriteSection::NewCards,
+        WriteSection::Cards,
+        WriteSection::Postings,
+        WriteSection::LotMoves,
+        WriteSection::NewLots,
+        WriteSection::Order,
+        WriteSection::Orig,
+        WriteSection::OperatorReset,
+    ];
+
+    /// The section's CTE name.
+    fn cte(self) -> &'static str {
+        match self {
+            WriteSection::Members => "nm",
+            WriteSection::NewCards => "nc",
+            WriteSection::Cards => "uc",
+            WriteSection::Postings => "ps",
+            WriteSection::LotMoves => "lm",
+            WriteSection::NewLots => "nl",
+            WriteSection::Order => "od",
+            WriteSection::Orig => "og",
+            WriteSection::OperatorReset => "opr",
+        }
+    }
+
+    fn sql(self) -> &'static str {
+        match self {
+            WriteSection::Members => "
     INSERT INTO members (member_id, name, phone, birthday, referrer, level, row_mac, mac_key_id)
     SELECT x.member_id, x.name, x.phone, x.birthday, x.referrer, x.level,
            decode(x.row_mac, 'hex'), x.mac_key_id
       FROM j, jsonb_to_recordset(j.j->'members')
            AS x(member_id bigint, name text, phone text, birthday date, referrer text,
                 level text, row_mac text, mac_key_id text)",
-    ),
-    (
-        "nc",
-        "
+            WriteSection::NewCards => "
     INSERT INTO cards (card_no, member_id, status, balance, points, pin_hash, pin_salt, opened_at,
            row_mac, mac_key_id, sealed, last_mac, chain_len)
     SELECT x.card_no, x.member_id, x.status, x.balance,
@@ -381,10 +481,7 @@ pub(super) const WRITE_SECTIONS: [(&str, &str); 9] = [
            AS x(card_no text, member_id bigint, status text, balance numeric, points bigint,
                 pin_hash text, pin_salt text, at timestamptz, row_mac text, mac_key_id text,
                 sealed text, last_mac text, chain_len bigint)",
-    ),
-    (
-        "uc",
-        "
+            WriteSection::Cards => "
     UPDATE cards c SET balance = x.balance, points = x.points, status = x.status,
            pin_fail_count = x.pin_fail_count,
            row_mac = decode(x.row_mac, 'hex'), mac_key_id = x.mac_key_id,
@@ -398,10 +495,7 @@ pub(super) const WRITE_SECTIONS: [(&str, &str); 9] = [
                 row_mac text, mac_key_id text, sealed text, last_mac text, chain_len bigint)
      WHERE c.card_no = x.card_no AND c.balance = x.old_balance AND c.points = x.old_points
        AND c.card_no = ANY (ARRAY(SELECT e->>'card_no' FROM jsonb_array_elements($1::jsonb->'cards') e))",
-    ),
-    (
-        "ps",
-        "
+            WriteSection::Postings => "
     INSERT INTO postings (txn_id, card_no, terminal_id, order_no, op, balance_delta,
            points_delta, balance, points, amount, discount, charged, business_day, posted_at,
            lots_created, lots_taken, lots_restored, detail, row_mac, mac_key_id)
@@ -415,28 +509,19 @@ pub(super) const WRITE_SECTIONS: [(&str, &str); 9] = [
                 amount numeric, discount numeric, charged numeric, business_day date,
                 posted_at timestamptz, lots_created jsonb, lots_taken jsonb,
                 lots_restored jsonb, detail jsonb, row_mac text, mac_key_id text)",
-    ),
-    (
-        "lm",
-        "
+            WriteSection::LotMoves => "
     UPDATE lots l SET points_left = l.points_left + x.delta
       FROM j, jsonb_to_recordset(j.j->'lot_moves') AS x(lot_id bigint, card_no text, delta bigint)
      WHERE l.lot_id = x.lot_id AND l.card_no = x.card_no
        AND l.lot_id = ANY (ARRAY(SELECT (e->>'lot_id')::bigint
                                    FROM jsonb_array_elements($1::jsonb->'lot_moves') e))",
-    ),
-    (
-        "nl",
-        "
+            WriteSection::NewLots => "
     INSERT INTO lots (lot_id, card_no, points, points_left, expires_at, txn_id, created_at)
     SELECT x.lot_id, x.card_no, x.points, x.points, x.expires_at, x.txn_id, x.at
       FROM j, jsonb_to_recordset(j.j->'new_lots')
            AS x(lot_id bigint, card_no text, points bigint, expires_at timestamptz,
                 txn_id bigint, at timestamptz)",
-    ),
-    (
-        "od",
-        "
+            WriteSection::Order => "
     UPDATE orders o SET card_no = x.card_no, cards = x.cards, txn_id = x.txn_id,
            business_day = x.business_day, posted_at = x.posted_at, amount = x.amount,
            charged = x.charged, tender = x.tender, points_earned = x.points_earned,
@@ -450,10 +535,7 @@ pub(super) const WRITE_SECTIONS: [(&str, &str); 9] = [
                                         FROM jsonb_array_elements($1::jsonb->'order') e))
        AND o.order_no = ANY (ARRAY(SELECT e->>'order_no'
                                      FROM jsonb_array_elements($1::jsonb->'order') e))",
-    ),
-    (
-        "og",
-        "
+            WriteSection::Orig => "
     UPDATE orders o SET reversed = o.reversed OR x.reversed,
            refunded = o.refunded + x.refunded_add,
            points_taken_back = o.points_taken_back + x.taken_add
@@ -465,10 +547,7 @@ pub(super) const WRITE_SECTIONS: [(&str, &str); 9] = [
                                         FROM jsonb_array_elements($1::jsonb->'orig') e))
        AND o.order_no = ANY (ARRAY(SELECT e->>'order_no'
                                      FROM jsonb_array_elements($1::jsonb->'orig') e))",
-    ),
-    (
-        "opr",
-        "
+            WriteSection::OperatorReset => "
     UPDATE operators p SET pin_fail_count = 0
       FROM j, jsonb_to_recordset(j.j->'operator_reset') AS x(store_id text, operator_id text)
      WHERE p.store_id = x.store_id AND p.operator_id = x.operator_id
@@ -476,32 +555,63 @@ pub(super) const WRITE_SECTIONS: [(&str, &str); 9] = [
                                      FROM jsonb_array_elements($1::jsonb->'operator_reset') e))
        AND p.operator_id = ANY (ARRAY(SELECT e->>'operator_id'
                                         FROM jsonb_array_elements($1::jsonb->'operator_reset') e))",
-    ),
-];
+        }
+    }
 
-/// The write statement for the sections in `mask` (bit i: section i of
-/// [`WRITE_SECTIONS`]). It raises unless the rows each section wrote are
+    /// Whether the statement checks the section's row count: the
+    /// operator's PIN reset may find its count already 0.
+    pub(super) fn counted(self) -> bool {
+        self != WriteSection::OperatorReset
+    }
+}
+
+/// A set of [`WriteSection`]s: which sections one write statement holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct WriteSections(u16);
+
+impl WriteSections {
+    /// `self`, with `s` when `on`.
+    pub(super) fn with(self, s: WriteSection, on: bool) -> WriteSections {
+        WriteSections(if on { self.0 | 1 << s as u16 } else { self.0 })
+    }
+
+    pub(super) fn has(self, s: WriteSection) -> bool {
+        self.0 & (1 << s as u16) != 0
+    }
+
+    /// Every set, for [`statement_shapes`].
+    fn every() -> impl Iterator<Item = WriteSections> {
+        (0..1u16 << WriteSection::ALL.len()).map(WriteSections)
+    }
+}
+
+/// The write statement for the sections in `mask`. It raises unless the rows each section wrote are
 /// as many as `$2` says (0 for those left out), so its COMMIT can go with
 /// it (`TxnConn::query_one_and_commit`).
-pub(super) fn write_sql(mask: u16) -> String {
+pub(super) fn write_sql(mask: WriteSections) -> String {
     let mut sql = String::from("WITH j AS (SELECT $1::jsonb AS j)");
-    let mut counts = Vec::with_capacity(WRITE_SECTIONS.len());
-    for (i, (name, body)) in WRITE_SECTIONS.iter().enumerate() {
-        if mask & (1 << i) == 0 {
-            counts.push("0::bigint".to_owned());
+    let mut counts = Vec::with_capacity(WriteSection::ALL.len());
+    for section in WriteSection::ALL {
+        let name = section.cte();
+        if !mask.has(section) {
+            if section.counted() {
+                counts.push("0::bigint".to_owned());
+            }
             continue;
         }
-        sql.push_str(&format!(",\n{name} AS ({body}"));
+        sql.push_str(&format!(",\n{name} AS ({}", section.sql()));
         // New cards reference new members: inserted after them.
-        if *name == "nc" && mask & 1 != 0 {
-            sql.push_str("\n     WHERE (SELECT count(*) FROM nm) >= 0");
+        if section == WriteSection::NewCards && mask.has(WriteSection::Members) {
+            let members = WriteSection::Members.cte();
+            sql.push_str(&format!(
+                "\n     WHERE (SELECT count(*) FROM {members}) >= 0"
+            ));
         }
         sql.push_str("\n    RETURNING 1\n)");
-        counts.push(format!("(SELECT count(*) FROM {name})"));
+        if section.counted() {
+            counts.push(format!("(SELECT count(*) FROM {name})"));
+        }
     }
-    // The operator's PIN reset (the last section) may find its count
-    // already 0: not counted.
-    counts.pop();
     sql.push_str("\nSELECT cardswitch_expect(ARRAY[");
     sql.push_str(&counts.join(", "));
     sql.push_str("], $2::bigint[])");
@@ -530,14 +640,6 @@ WITH d AS (
 )
 SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM c) + (SELECT count(*) FROM o)";
 
-/// Bit i set when `flags[i]` is: which sections a statement holds.
-pub(super) fn bit_mask(flags: &[bool]) -> u16 {
-    flags
-        .iter()
-        .enumerate()
-        .fold(0, |m, (i, f)| if *f { m | 1 << i } else { m })
-}
-
 /// One shape a ledger statement can take: its name (which sections it
 /// holds), its text and its parameter types.
 #[derive(Debug, Clone)]
@@ -556,7 +658,9 @@ pub fn statement_shapes() -> Vec<StatementShape> {
     let flags = |m: u16, i: u16| m & (1 << i) != 0;
     // The folded load's columns, as `LoadArgs::fold` asks for them: every
     // mask with the two card-dependent columns (bits 0 and 7) set.
-    let fold_masks: Vec<u16> = (0..1u16 << 6).map(|m| (m << 1) | 1 | 1 << 7).collect();
+    let fold_masks: Vec<LoadColumns> = LoadColumns::every()
+        .filter(|m| m.has(LoadColumn::Lots) && m.has(LoadColumn::Chains))
+        .collect();
     for m in 0..1u16 << 5 {
         let shape = ClaimShape {
             order: flags(m, 0),
@@ -575,22 +679,22 @@ pub fn statement_shapes() -> Vec<StatementShape> {
         for fold in folds {
             let shape = ClaimShape { fold, ..shape };
             out.push(StatementShape {
-                name: format!("claim {m:05b} fold {fold:?}"),
+                name: format!("claim {m:05b} fold {:?}", fold.map(|f| f.0)),
                 sql: claim_sql(shape),
                 types: claim_types().to_vec(),
             });
         }
     }
-    for m in 0..1u16 << LOAD_COLUMNS.len() {
+    for m in LoadColumns::every() {
         out.push(StatementShape {
-            name: format!("load {m:08b}"),
+            name: format!("load {:08b}", m.0),
             sql: load_sql(m),
             types: LOAD_TYPES.to_vec(),
         });
     }
-    for m in 0..1u16 << WRITE_SECTIONS.len() {
+    for m in WriteSections::every() {
         out.push(StatementShape {
-            name: format!("write {m:09b}"),
+            name: format!("write {:09b}", m.0),
             sql: write_sql(m),
             types: vec![],
         });

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::check::json_dec;
 use super::rows::{hex_bytes, CardRow};
-use super::sql::{bit_mask, write_sql, REFUSE_SQL};
+use super::sql::{write_sql, WriteSection, WriteSections, REFUSE_SQL};
 use crate::error::{Error, Result};
 use crate::integrity::{member_image, CardValues, PostingValues, RowKeys};
 use crate::ledger::answer_row::{money_text, status_text};
@@ -411,31 +411,35 @@ impl Writes {
             "orig": self.orig.iter().collect::<Vec<_>>(),
             "operator_reset": self.operator_reset.iter().collect::<Vec<_>>(),
         });
-        let filled = [
-            !self.members.is_empty(),
-            !self.new_cards.is_empty(),
-            !self.cards.is_empty(),
-            !self.postings.is_empty(),
-            !lot_moves.is_empty(),
-            !self.new_lots.is_empty(),
-            self.order.is_some(),
-            self.orig.is_some(),
-            self.operator_reset.is_some(),
-        ];
-        let want: Vec<i64> = vec![
-            self.members.len() as i64,
-            self.new_cards.len() as i64,
-            self.cards.len() as i64,
-            self.postings.len() as i64,
-            lot_moves.len() as i64,
-            self.new_lots.len() as i64,
-            orders,
-            i64::from(self.orig.is_some()),
-        ];
+        // Each section's rows, as the statement must find them written.
+        let rows = |section: WriteSection| -> usize {
+            match section {
+                WriteSection::Members => self.members.len(),
+                WriteSection::NewCards => self.new_cards.len(),
+                WriteSection::Cards => self.cards.len(),
+                WriteSection::Postings => self.postings.len(),
+                WriteSection::LotMoves => lot_moves.len(),
+                WriteSection::NewLots => self.new_lots.len(),
+                WriteSection::Order => usize::from(self.order.is_some()),
+                WriteSection::Orig => usize::from(self.orig.is_some()),
+                WriteSection::OperatorReset => usize::from(self.operator_reset.is_some()),
+            }
+        };
+        let sections = WriteSection::ALL
+            .iter()
+            .fold(WriteSections::default(), |m, &s| m.with(s, rows(s) > 0));
+        let want: Vec<i64> = WriteSection::ALL
+            .iter()
+            .filter(|s| s.counted())
+            .map(|&s| match s {
+                WriteSection::Order => orders,
+                s => rows(s) as i64,
+            })
+            .collect();
         // A card row that changed under our lock, or a lot that is not the
         // card's, lands fewer rows: the statement raises, and nothing of
         // the request stays.
-        let stmt = tx.prepare_cached(&write_sql(bit_mask(&filled))).await?;
+        let stmt = tx.prepare_cached(&write_sql(sections)).await?;
         tx.query_one_and_commit(&stmt, &[&doc, &want]).await?;
         Ok(())
     }
