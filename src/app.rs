@@ -139,7 +139,7 @@ async fn key_upkeep(
                     Err(e) => tracing::warn!(error = %e, "destroying expired day keys failed"),
                 }
                 if let Ok(Some(s)) = store::keys::current_signer(&c).await {
-                    let days = (s.not_after - now.timestamp_millis()).div_euclid(86_400_000);
+                    let days = (s.not_after_ms - now.timestamp_millis()).div_euclid(86_400_000);
                     let due = days < crate::keys::admin::SIGNER_WARN_DAYS;
                     if due && warned_at.map_or(true, |t| t.elapsed().as_secs() >= 3600) {
                         warned_at = Some(std::time::Instant::now());

@@ -179,7 +179,7 @@ fn print_status(s: &crate::keys::admin::KeyStatus) {
             t.terminal,
             t.status,
             t.key_id.as_deref().unwrap_or("-"),
-            t.not_after
+            t.not_after_ms
                 .and_then(chrono::DateTime::from_timestamp_millis)
                 .map(|d| d.to_rfc3339())
                 .unwrap_or_else(|| "-".into()),

@@ -115,7 +115,7 @@ fn new_signer_row(
         signer_id,
         public_der: signer.public().spki_der().to_vec(),
         master_key_id: master.id().to_owned(),
-        not_after: (now + chrono::TimeDelta::days(i64::from(validity_days))).timestamp_millis(),
+        not_after_ms: (now + chrono::TimeDelta::days(i64::from(validity_days))).timestamp_millis(),
         created_at: now,
     }
 }
@@ -173,7 +173,7 @@ pub async fn init(
     let root_id = root_pub.short_id();
     let now = Utc::now();
     let row = new_signer_row(&signer, &master, now, config.keys.signer_validity_days);
-    let cert = certify(&root, &row.signer_id, row.not_after, &signer.public());
+    let cert = certify(&root, &row.signer_id, row.not_after_ms, &signer.public());
 
     let root_file = root_key_path(keys_dir, &root_id);
     super::write_master(keys_dir, &master)?;
@@ -304,7 +304,7 @@ pub async fn rotate_signer(
     let rk = super::load_row_keys(&tx, &master).await?;
     sk::insert_signer(&tx, &row).await?;
     for (id, k) in &keys {
-        let sig = certify(k, &row.signer_id, row.not_after, &signer.public());
+        let sig = certify(k, &row.signer_id, row.not_after_ms, &signer.public());
         sk::insert_signer_cert(&tx, &row.signer_id, id, &sig).await?;
     }
     audit_ops(
@@ -346,12 +346,12 @@ pub async fn rotate_root(config: &Config, pool: &Pool) -> anyhow::Result<(String
         // keys may have been signed by an older signer.
         let now_ms = Utc::now().timestamp_millis();
         for s in sk::signers(&tx).await? {
-            if s.not_after <= now_ms {
+            if s.not_after_ms <= now_ms {
                 continue;
             }
             let public = RsaPublic::from_spki_der(&s.public_der)
                 .map_err(|e| anyhow!("signer {}: {e}", s.signer_id))?;
-            let sig = certify(&root, &s.signer_id, s.not_after, &public);
+            let sig = certify(&root, &s.signer_id, s.not_after_ms, &public);
             sk::insert_signer_cert(&tx, &s.signer_id, &root_id, &sig).await?;
         }
         audit_ops(

@@ -37,7 +37,7 @@ pub struct Signer {
     pub id: String,
     pub private: RsaPrivate,
     pub public_b64: String,
-    pub not_after: i64,
+    pub not_after_ms: i64,
 }
 
 pub fn signer_aad(signer_id: &str) -> Vec<u8> {
@@ -89,8 +89,8 @@ pub fn make_day_key(
         key_id,
         terminal_id: terminal.to_owned(),
         business_day: day,
-        not_before: window.0,
-        not_after: window.1,
+        not_before_ms: window.0,
+        not_after_ms: window.1,
         public_der: public.spki_der().to_vec(),
         master_key_id: master.id().to_owned(),
         signer_id: signer.id.clone(),

@@ -31,7 +31,7 @@ pub struct OpenDayKey {
     pub key_id: String,
     pub terminal: String,
     pub business_day: NaiveDate,
-    pub not_after: i64,
+    pub not_after_ms: i64,
     pub private: RsaPrivate,
     pub k_day: Secret32,
 }
@@ -40,7 +40,7 @@ pub struct OpenDayKey {
 pub struct Session {
     pub sid: String,
     pub terminal: String,
-    pub not_after: i64,
+    pub not_after_ms: i64,
     pub keys: SessionKeys,
     /// The terminal's store, and whether the terminal was active when the
     /// session was read (disabling a terminal revokes its sessions and
@@ -156,13 +156,13 @@ impl Keyring {
             key_id: row.key_id.clone(),
             terminal: row.terminal_id.clone(),
             business_day: row.business_day,
-            not_after: row.not_after,
+            not_after_ms: row.not_after_ms,
             private,
             k_day,
         });
         let mut cache = self.day_keys.lock().expect("lock");
         let now = Utc::now().timestamp_millis();
-        cache.retain(|_, k| k.not_after > now);
+        cache.retain(|_, k| k.not_after_ms > now);
         cache.insert(row.key_id.clone(), open.clone());
         Ok(open)
     }
@@ -178,7 +178,7 @@ impl Keyring {
         let generation = self.generation.load(Ordering::Acquire);
         if generation != 0 {
             if let Some(s) = self.sessions.lock().expect("lock").get(sid) {
-                if s.generation == generation && s.not_after > now {
+                if s.generation == generation && s.not_after_ms > now {
                     return Ok(Some(s.clone()));
                 }
             }
@@ -216,7 +216,7 @@ impl Keyring {
         let s = Arc::new(Session {
             sid: sid.to_owned(),
             terminal: live.terminal_id,
-            not_after: live.not_after,
+            not_after_ms: live.not_after_ms,
             keys: SessionKeys::derive(&k_sid),
             store_id: live.store_id,
             terminal_active: live.terminal_active,
@@ -417,7 +417,7 @@ pub fn open_signer(row: &sk::SignerRow, master: &MasterKey) -> anyhow::Result<Si
         id: row.signer_id.clone(),
         public_b64: crate::protocol::grammar::base64_encode(public.spki_der()),
         private,
-        not_after: row.not_after,
+        not_after_ms: row.not_after_ms,
     })
 }
 

@@ -70,7 +70,7 @@ pub async fn status(config: &Config, pool: &Pool) -> anyhow::Result<KeyStatus> {
     let signer = match sk::current_signer(&client).await? {
         None => None,
         Some(s) => {
-            let days_left = (s.not_after - now.timestamp_millis()).div_euclid(86_400_000);
+            let days_left = (s.not_after_ms - now.timestamp_millis()).div_euclid(86_400_000);
             let due = days_left < SIGNER_WARN_DAYS;
             if due {
                 warnings.push(format!(
@@ -88,7 +88,7 @@ pub async fn status(config: &Config, pool: &Pool) -> anyhow::Result<KeyStatus> {
                 }
             }
             Some(SignerStatus {
-                not_after: ms_to_rfc3339(s.not_after),
+                not_after: ms_to_rfc3339(s.not_after_ms),
                 signer_id: s.signer_id,
                 days_left,
                 due,

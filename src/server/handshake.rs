@@ -97,12 +97,12 @@ async fn hello_row(
     Ok(HelloAnswer {
         key_id: key.key_id,
         public_key: base64_encode(&key.public_der),
-        not_before: key.not_before as u64,
-        not_after: key.not_after as u64,
+        not_before: key.not_before_ms as u64,
+        not_after: key.not_after_ms as u64,
         day_sig: base64_encode(&key.day_sig),
         signer_id: signer.signer_id,
         signer_public_key: base64_encode(&signer.public_der),
-        signer_not_after: signer.not_after as u64,
+        signer_not_after: signer.not_after_ms as u64,
         signer_sig: base64_encode(&cert),
         root,
     })
@@ -190,7 +190,7 @@ async fn terminal_and_day_key(
             k.terminal_id == req.terminal
                 && k.status == "active"
                 && k.business_day == today
-                && k.not_after > now.timestamp_millis()
+                && k.not_after_ms > now.timestamp_millis()
         })
         .ok_or((
             Errno::KeyUnknown,
@@ -279,7 +279,7 @@ async fn open_session(
     s: &Secret32,
 ) -> Result<LoginAnswer, (Errno, &'static str)> {
     let sid = random_hex(16);
-    let not_after = key.not_after as u64;
+    let not_after = key.not_after_ms as u64;
     let k_sid = kdf::session_key(&key.k_day, &req.terminal, &sid);
     let server_random = Secret32::random();
     let server_random_b64 = base64_encode(server_random.expose());

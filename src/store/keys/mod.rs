@@ -70,7 +70,7 @@ pub struct SignerRow {
     pub public_der: Vec<u8>,
     pub sealed_private: Vec<u8>,
     pub master_key_id: String,
-    pub not_after: i64,
+    pub not_after_ms: i64,
     pub created_at: DateTime<Utc>,
 }
 
@@ -80,7 +80,7 @@ fn signer_row(r: &tokio_postgres::Row) -> SignerRow {
         public_der: r.get(1),
         sealed_private: r.get(2),
         master_key_id: r.get(3),
-        not_after: r.get(4),
+        not_after_ms: r.get(4),
         created_at: r.get(5),
     }
 }
@@ -97,7 +97,7 @@ pub async fn insert_signer<C: GenericClient>(c: &C, s: &SignerRow) -> PgResult<(
             &s.public_der,
             &s.sealed_private,
             &s.master_key_id,
-            &s.not_after,
+            &s.not_after_ms,
         ],
     )
     .await?;
@@ -186,7 +186,7 @@ pub async fn open_session(
     sid: &str,
     terminal: &str,
     key_id: &str,
-    not_after: i64,
+    not_after_ms: i64,
     ts: i64,
 ) -> Result<bool, crate::error::Error> {
     let mut client = pool.get().await?;
@@ -194,7 +194,7 @@ pub async fn open_session(
     if !super::seen_ts::record(&tx, terminal, ts).await? {
         return Ok(false);
     }
-    insert_session(&tx, keys, sid, terminal, key_id, not_after).await?;
+    insert_session(&tx, keys, sid, terminal, key_id, not_after_ms).await?;
     super::terminals::login_succeeded(&tx, terminal).await?;
     tx.commit().await?;
     Ok(true)

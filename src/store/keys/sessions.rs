@@ -12,16 +12,16 @@ pub async fn insert_session<C: GenericClient>(
     sid: &str,
     terminal: &str,
     key_id: &str,
-    not_after: i64,
+    not_after_ms: i64,
 ) -> PgResult<()> {
     let (mac, mac_key_id) = keys.mac_with_id(
-        &session_image(sid, terminal, key_id, not_after, false),
+        &session_image(sid, terminal, key_id, not_after_ms, false),
         None,
     );
     c.execute(
         "INSERT INTO sessions (sid, terminal_id, key_id, not_after, row_mac, mac_key_id)
          VALUES ($1, $2, $3, $4, $5, $6)",
-        &[&sid, &terminal, &key_id, &not_after, &mac, &mac_key_id],
+        &[&sid, &terminal, &key_id, &not_after_ms, &mac, &mac_key_id],
     )
     .await?;
     Ok(())
@@ -32,7 +32,7 @@ pub async fn insert_session<C: GenericClient>(
 pub struct LiveSession {
     pub terminal_id: String,
     pub key_id: String,
-    pub not_after: i64,
+    pub not_after_ms: i64,
     pub sealed_k_day: Vec<u8>,
     pub master_key_id: String,
     pub row_mac: Option<Vec<u8>>,
@@ -68,7 +68,7 @@ pub async fn live_session<C: GenericClient>(
         LiveSession {
             terminal_id: r.get(14),
             key_id: day_key.key_id.clone(),
-            not_after: r.get(15),
+            not_after_ms: r.get(15),
             sealed_k_day: r.get(7),
             master_key_id: day_key.master_key_id.clone(),
             row_mac: r.get(16),
@@ -84,7 +84,13 @@ impl LiveSession {
     /// Whether the session's MAC and its day key's hold under `keys` (the
     /// query read it unrevoked).
     pub fn mac_ok(&self, keys: &RowKeys, sid: &str) -> bool {
-        let img = session_image(sid, &self.terminal_id, &self.key_id, self.not_after, false);
+        let img = session_image(
+            sid,
+            &self.terminal_id,
+            &self.key_id,
+            self.not_after_ms,
+            false,
+        );
         keys.verify(
             self.mac_key_id.as_deref(),
             &img,
@@ -101,7 +107,8 @@ pub struct TerminalKeyStatus {
     pub status: String,
     pub key_id: Option<String>,
     pub business_day: Option<String>,
-    pub not_after: Option<i64>,
+    #[serde(rename = "not_after")]
+    pub not_after_ms: Option<i64>,
     pub open_sessions: i64,
 }
 
@@ -129,7 +136,7 @@ pub async fn terminal_key_status<C: GenericClient>(
         status: r.get(1),
         key_id: r.get(2),
         business_day: r.get(3),
-        not_after: r.get(4),
+        not_after_ms: r.get(4),
         open_sessions: r.get(5),
     })
     .collect())

@@ -56,6 +56,23 @@ pub(super) fn claim_types() -> &'static [Type] {
 /// locked unless the order was claimed; cards are locked in card-number
 /// order, after the advisory lock and the original.
 pub(super) fn claim_sql(shape: ClaimShape) -> String {
+    let mut sql = claim_ctes(shape);
+    let folded = shape.fold.map(|m| load_part(m, &FOLDED_PARAMS));
+    if let Some((Some(lv), _)) = &folded {
+        sql.push_str(", ");
+        sql.push_str(lv);
+    }
+    sql.push_str("\nSELECT ");
+    sql.push_str(&claim_columns(shape).join(",\n       "));
+    if let Some((_, load_cols)) = &folded {
+        sql.push_str(load_cols);
+    }
+    sql
+}
+
+/// The claim's CTEs: the `ts`, then each step the shape holds, every one
+/// waiting on those before it.
+fn claim_ctes(shape: ClaimShape) -> String {
     let mut sql = String::from(
         "WITH ts AS (
     INSERT INTO seen_ts (terminal_id, ts) VALUES ($1::text, $2::bigint)
@@ -125,14 +142,15 @@ pub(super) fn claim_sql(shape: ClaimShape) -> String {
 )"
         ));
     }
-    let folded = shape.fold.map(|m| load_part(m, &FOLDED_PARAMS));
-    if let Some((Some(lv), _)) = &folded {
-        sql.push_str(", ");
-        sql.push_str(lv);
-    }
+    sql
+}
+
+/// The claim's row: what each step found, `NULL` (or empty) for the steps
+/// the shape leaves out.
+fn claim_columns(shape: ClaimShape) -> [String; 9] {
     let or_null =
         |on: bool, expr: &str, null: &str| if on { expr.to_owned() } else { null.to_owned() };
-    let cols = [
+    [
         "(SELECT count(*) FROM ts)::bigint AS ts_ok".to_owned(),
         or_null(shape.order, "(SELECT count(*) FROM claim)::bigint", "0::bigint") + " AS claimed",
         or_null(
@@ -166,13 +184,7 @@ pub(super) fn claim_sql(shape: ClaimShape) -> String {
         // A CTE nothing reads is never run: the advisory lock must be read
         // even when no card is locked after it (a register).
         or_null(shape.create, "(SELECT count(*) FROM adv)", "0::bigint") + " AS serialised",
-    ];
-    sql.push_str("\nSELECT ");
-    sql.push_str(&cols.join(",\n       "));
-    if let Some((_, load_cols)) = &folded {
-        sql.push_str(load_cols);
-    }
-    sql
+    ]
 }
 
 pub(super) const PRIOR_SQL: &str =
