@@ -69,6 +69,18 @@ pub async fn rows_behind(pool: &Pool, key_id: &str) -> anyhow::Result<i64> {
     .get(0))
 }
 
+/// What every step of a rotation works with.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    pool: &'a Pool,
+    keys: &'a RowKeys,
+    /// The current row key's id: the one every row ends up under.
+    kid: &'a str,
+    /// Trust rows with no MAC at all (`--adopt-unmaced`).
+    adopt: bool,
+    pb: &'a ProgressBar,
+}
+
 /// Re-MACs every row not under the current key of `keys`.
 ///
 /// `adopt`: rows with no MAC at all (a database from before tamper
@@ -85,10 +97,17 @@ pub async fn rekey(
         key_id: kid.clone(),
         ..Default::default()
     };
-    small_tables(pool, keys, &kid, adopt, &mut rep, pb).await?;
-    cards(pool, keys, &kid, adopt, &mut rep, pb).await?;
-    members(pool, keys, &kid, adopt, &mut rep, pb).await?;
-    audit(pool, keys, &kid, adopt, &mut rep, pb).await?;
+    let run = Run {
+        pool,
+        keys,
+        kid: &kid,
+        adopt,
+        pb,
+    };
+    small_tables(&run, &mut rep).await?;
+    cards(&run, &mut rep).await?;
+    members(&run, &mut rep).await?;
+    audit(&run, &mut rep).await?;
     Ok(rep)
 }
 
@@ -97,12 +116,16 @@ pub async fn rekey(
 async fn remac<T: Protected>(
     tx: &Transaction<'_>,
     rows: &[Row],
-    keys: &RowKeys,
-    kid: &str,
-    adopt: bool,
+    run: &Run<'_>,
     rep: &mut RekeyReport,
-    pb: &ProgressBar,
 ) -> anyhow::Result<()> {
+    let Run {
+        keys,
+        kid,
+        adopt,
+        pb,
+        ..
+    } = *run;
     let mut key_cols: Vec<Vec<String>> = vec![Vec::new(); T::KEY.len()];
     let mut macs: Vec<Vec<u8>> = Vec::new();
     for r in rows {
@@ -134,53 +157,44 @@ async fn remac<T: Protected>(
 /// Every row of `T`, locked, re-MACed in `tx`.
 async fn remac_all<T: Protected>(
     tx: &Transaction<'_>,
-    keys: &RowKeys,
-    kid: &str,
-    adopt: bool,
+    run: &Run<'_>,
     rep: &mut RekeyReport,
-    pb: &ProgressBar,
 ) -> anyhow::Result<()> {
     let rows = tx.query(&select_all::<T>(true), &[]).await?;
-    remac::<T>(tx, &rows, keys, kid, adopt, rep, pb).await
+    remac::<T>(tx, &rows, run, rep).await
 }
 
 /// The tables of single rows, each group in one transaction: terminals
 /// first (every request reads its terminal, so a daemon meets the new key
 /// at once), then operators and levels, then day keys and sessions (day
 /// keys locked first, as a revocation does).
-async fn small_tables(
-    pool: &Pool,
-    keys: &RowKeys,
-    kid: &str,
-    adopt: bool,
-    rep: &mut RekeyReport,
-    pb: &ProgressBar,
-) -> anyhow::Result<()> {
+async fn small_tables(run: &Run<'_>, rep: &mut RekeyReport) -> anyhow::Result<()> {
+    let pool = run.pool;
     let mut c = pool.get().await?;
     let tx = c.transaction().await?;
-    remac_all::<TerminalRow>(&tx, keys, kid, adopt, rep, pb).await?;
+    remac_all::<TerminalRow>(&tx, run, rep).await?;
     tx.commit().await?;
     let tx = c.transaction().await?;
-    remac_all::<OperatorRow>(&tx, keys, kid, adopt, rep, pb).await?;
-    remac_all::<LevelRow>(&tx, keys, kid, adopt, rep, pb).await?;
+    remac_all::<OperatorRow>(&tx, run, rep).await?;
+    remac_all::<LevelRow>(&tx, run, rep).await?;
     tx.commit().await?;
     let tx = c.transaction().await?;
-    remac_all::<DayKeyRow>(&tx, keys, kid, adopt, rep, pb).await?;
-    remac_all::<SessionRow>(&tx, keys, kid, adopt, rep, pb).await?;
+    remac_all::<DayKeyRow>(&tx, run, rep).await?;
+    remac_all::<SessionRow>(&tx, run, rep).await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Cards in batches of card numbers, each batch one transaction holding the
 /// cards' row locks (the ledger's own lock, so no posting interleaves).
-async fn cards(
-    pool: &Pool,
-    keys: &RowKeys,
-    kid: &str,
-    adopt: bool,
-    rep: &mut RekeyReport,
-    pb: &ProgressBar,
-) -> anyhow::Result<()> {
+async fn cards(run: &Run<'_>, rep: &mut RekeyReport) -> anyhow::Result<()> {
+    let Run {
+        pool,
+        keys,
+        kid,
+        adopt,
+        pb,
+    } = *run;
     let cards_sql = format!(
         "SELECT {CARD_COLUMNS} FROM cards c WHERE c.card_no > $1
           ORDER BY c.card_no LIMIT $2 FOR UPDATE OF c"
@@ -342,14 +356,8 @@ impl CardBatch {
 }
 
 /// Members in batches of ids, a transaction each.
-async fn members(
-    pool: &Pool,
-    keys: &RowKeys,
-    kid: &str,
-    adopt: bool,
-    rep: &mut RekeyReport,
-    pb: &ProgressBar,
-) -> anyhow::Result<()> {
+async fn members(run: &Run<'_>, rep: &mut RekeyReport) -> anyhow::Result<()> {
+    let pool = run.pool;
     let sql = select_batch::<MemberRow>();
     let mut after = i64::MIN.to_string();
     loop {
@@ -361,19 +369,19 @@ async fn members(
             return Ok(());
         };
         after = MemberRow::decode(last).member_id.to_string();
-        remac::<MemberRow>(&tx, &rows, keys, kid, adopt, rep, pb).await?;
+        remac::<MemberRow>(&tx, &rows, run, rep).await?;
         tx.commit().await?;
     }
 }
 
-async fn audit(
-    pool: &Pool,
-    keys: &RowKeys,
-    kid: &str,
-    adopt: bool,
-    rep: &mut RekeyReport,
-    pb: &ProgressBar,
-) -> anyhow::Result<()> {
+async fn audit(run: &Run<'_>, rep: &mut RekeyReport) -> anyhow::Result<()> {
+    let Run {
+        pool,
+        keys,
+        kid,
+        adopt,
+        pb,
+    } = *run;
     let mut c = pool.get().await?;
     let tx = c.transaction().await?;
     tx.query_one("SELECT 1 FROM audit_head FOR UPDATE", &[])
