@@ -3,6 +3,7 @@
 //! time; latencies and errnos counted per worker and merged at the end.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::client::{inner_form, Client, Session};
+use crate::client::{inner_form, Client, Session, TxnOutcome};
 use crate::protocol::errno::Errno;
 use crate::protocol::form::encode_form;
 use crate::protocol::message::InnerForm;
@@ -254,39 +255,123 @@ async fn worker(
     interval: Option<Duration>,
 ) -> WorkerStats {
     let mut rng = StdRng::seed_from_u64((run_no as u64) << 32 | w as u64);
-    let table = weights(mix);
+    let mut pacer = Pacer::new(interval, &mut rng);
+    let mut orders = Orders::new(&world, mix, run_no, w);
     let mut stats = WorkerStats::default();
-    let mut refundable: VecDeque<Refundable> = VecDeque::new();
-    let mut seq: u64 = 0;
-    // Open-loop pacing: each worker keeps its own schedule, a Poisson
-    // process (exponential gaps of mean `iv`) from a random phase, as
-    // customers reach tills; workers started in step would send in bursts.
-    let mut next_at = Instant::now() + interval.map_or(Duration::ZERO, |iv| iv.mul_f64(rng.gen()));
     while Instant::now() < deadline {
-        let mut scheduled = None;
-        if let Some(iv) = interval {
-            let now = Instant::now();
-            if next_at > now {
-                tokio::time::sleep_until(next_at.into()).await;
+        let ControlFlow::Continue(scheduled) = pacer.wait(&mut rng, deadline).await else {
+            break;
+        };
+        let op = orders.pick(&mut rng);
+        let form = orders.form(op, &mut rng);
+        *stats.ops.entry(op.as_str().into()).or_default() += 1;
+        let form = match form {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "bench built a malformed form");
+                *stats.errors.entry("client".into()).or_default() += 1;
+                continue;
             }
-            scheduled = Some(next_at);
-            next_at += iv.mul_f64(-(1.0 - rng.gen::<f64>()).ln());
-            if Instant::now() >= deadline {
-                break;
-            }
+        };
+        // Paced, a request that goes out late (its worker still waiting for
+        // the previous answer) counts the wait: latency from the schedule.
+        let t0 = scheduled.unwrap_or_else(Instant::now);
+        let result = seat.client.txn(&seat.session, &form).await;
+        let micros = t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+        stats.record(micros, result);
+    }
+    stats
+}
+
+/// Open-loop pacing: each worker keeps its own schedule, a Poisson
+/// process (exponential gaps of mean `iv`) from a random phase, as
+/// customers reach tills; workers started in step would send in bursts.
+struct Pacer {
+    /// The mean gap; none: back to back.
+    interval: Option<Duration>,
+    next_at: Instant,
+}
+
+impl Pacer {
+    fn new(interval: Option<Duration>, rng: &mut StdRng) -> Pacer {
+        let phase = interval.map_or(Duration::ZERO, |iv| iv.mul_f64(rng.gen()));
+        Pacer {
+            interval,
+            next_at: Instant::now() + phase,
         }
-        seq += 1;
+    }
+
+    /// Waits for the next slot; continues with the time it was scheduled
+    /// for (none when unpaced), breaks when the wait reached `deadline`.
+    async fn wait(
+        &mut self,
+        rng: &mut StdRng,
+        deadline: Instant,
+    ) -> ControlFlow<(), Option<Instant>> {
+        let Some(iv) = self.interval else {
+            return ControlFlow::Continue(None);
+        };
+        let now = Instant::now();
+        if self.next_at > now {
+            tokio::time::sleep_until(self.next_at.into()).await;
+        }
+        let scheduled = self.next_at;
+        self.next_at += iv.mul_f64(-(1.0 - rng.gen::<f64>()).ln());
+        if Instant::now() >= deadline {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(Some(scheduled))
+    }
+}
+
+/// What a worker sends: its ops, order numbers and the debits it may
+/// still refund.
+struct Orders<'a> {
+    world: &'a World,
+    mix: Mix,
+    table: &'static [(LoadOp, u32)],
+    run_no: usize,
+    w: usize,
+    seq: u64,
+    refundable: VecDeque<Refundable>,
+}
+
+impl<'a> Orders<'a> {
+    fn new(world: &'a World, mix: Mix, run_no: usize, w: usize) -> Orders<'a> {
+        Orders {
+            world,
+            mix,
+            table: weights(mix),
+            run_no,
+            w,
+            seq: 0,
+            refundable: VecDeque::new(),
+        }
+    }
+
+    /// The next op; a refund without a debit to refund or a manager to
+    /// authorise it is a debit instead.
+    fn pick(&self, rng: &mut StdRng) -> LoadOp {
+        let op = pick(self.table, rng);
+        if op == LoadOp::Refund && (self.refundable.is_empty() || self.world.manager.is_none()) {
+            return LoadOp::Debit;
+        }
+        op
+    }
+
+    /// The form of `op` on a random card, under a new order number.
+    fn form(&mut self, op: LoadOp, rng: &mut StdRng) -> anyhow::Result<InnerForm> {
+        self.seq += 1;
+        let world = self.world;
+        let (run_no, w, seq) = (self.run_no, self.w, self.seq);
         let order_no = format!("{}r{run_no}w{w}n{seq}", world.run_tag);
-        let mut op = pick(table, &mut rng);
-        if op == LoadOp::Refund && (refundable.is_empty() || world.manager.is_none()) {
-            op = LoadOp::Debit;
-        }
         let card = card_no(&world.card_prefix, rng.gen_range(0..world.cards.max(1)));
-        let form = match op {
+        match op {
             LoadOp::Debit => {
                 let amount = format!("{}.{:02}", rng.gen_range(1..20), rng.gen_range(0..100));
-                if mix == Mix::Mixed && refundable.len() < 64 {
-                    refundable.push_back((order_no.clone(), amount.clone()));
+                if self.mix == Mix::Mixed && self.refundable.len() < 64 {
+                    self.refundable
+                        .push_back((order_no.clone(), amount.clone()));
                 }
                 build(
                     "debit",
@@ -308,8 +393,8 @@ async fn worker(
                 &[("delta", "10"), ("reason", "bench")],
             ),
             LoadOp::Refund => {
-                let (orig, _amount) = refundable.pop_front().expect("checked above");
-                let (mgr, pin) = world.manager.clone().expect("checked above");
+                let (orig, _amount) = self.refundable.pop_front().expect("checked in pick");
+                let (mgr, pin) = world.manager.clone().expect("checked in pick");
                 build(
                     "refund",
                     Some("0.50"),
@@ -319,38 +404,24 @@ async fn worker(
                     &[("mpin", &pin)],
                 )
             }
-        };
-        *stats.ops.entry(op.as_str().into()).or_default() += 1;
-        let form = match form {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::error!(error = %e, "bench built a malformed form");
-                *stats.errors.entry("client".into()).or_default() += 1;
-                continue;
-            }
-        };
-        // Paced, a request that goes out late (its worker still waiting for
-        // the previous answer) counts the wait: latency from the schedule.
-        let t0 = scheduled.unwrap_or_else(Instant::now);
-        let result = seat.client.txn(&seat.session, &form).await;
-        let micros = t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-        stats.micros.push(micros);
-        stats.requests += 1;
+        }
+    }
+}
+
+impl WorkerStats {
+    /// One request: its latency in µs and how it ended.
+    fn record(&mut self, micros: u32, result: anyhow::Result<TxnOutcome>) {
+        self.micros.push(micros);
+        self.requests += 1;
         match result {
-            Ok(out) if out.errno == Errno::Ok => stats.ok += 1,
-            Ok(out) => {
-                *stats
-                    .errors
-                    .entry(out.errno.code().to_string())
-                    .or_default() += 1
-            }
+            Ok(out) if out.errno == Errno::Ok => self.ok += 1,
+            Ok(out) => *self.errors.entry(out.errno.code().to_string()).or_default() += 1,
             Err(e) => {
                 tracing::debug!(error = %format!("{e:#}"), "txn failed");
-                *stats.errors.entry("transport".into()).or_default() += 1
+                *self.errors.entry("transport".into()).or_default() += 1
             }
         }
     }
-    stats
 }
 
 /// An inner form for `op`; `attr2` pairs are form-encoded (sent twice encoded).

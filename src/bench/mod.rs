@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::client::{Client, Session};
 use crate::config::Config;
+use crate::crypto::rsa::RsaPublic;
 use crate::protocol::errno::Errno;
 use load::{Mix, RunStats, Seat, World};
 
@@ -205,8 +206,72 @@ async fn run_on(
         let c = pool.get().await?;
         crate::store::bench::server_facts(&c).await?
     };
+    let provisioned = provision(config, pool, opts).await?;
+    let daemon = start_daemon(config, opts, db).await?;
+    let pids = Pids {
+        daemon: daemon.pid,
+        postmaster: postmaster_pid(pool).await?,
+    };
+    let outcome = drive(
+        config,
+        opts,
+        pool,
+        &daemon.base,
+        pids,
+        provisioned.passwords,
+        provisioned.manager,
+    )
+    .await;
+    if let Some(d) = daemon.child {
+        d.stop().await?;
+    }
+    let Driven {
+        login,
+        cards,
+        seeded,
+        runs,
+        daemon_rss,
+        idle,
+    } = outcome?;
+    let pgbench = if opts.pgbench {
+        Some(run_pgbench(opts, db, pids.postmaster).await?)
+    } else {
+        None
+    };
+    let ratio = ratio(pgbench.as_ref(), runs.first());
+    Ok(Report {
+        machine,
+        database,
+        setup: setup(opts, &provisioned.times, cards, seeded, &daemon.base),
+        login,
+        runs,
+        daemon_rss,
+        idle,
+        pgbench,
+        ratio,
+    })
+}
 
-    // --- terminals, their day keys, the ledger's level and manager ---
+/// What provisioning hands the daemon's part of the run.
+struct Provisioned {
+    /// (terminal, password) of every terminal, in order.
+    passwords: Vec<(String, String)>,
+    manager: Option<(String, String)>,
+    times: ProvisionTimes,
+}
+
+struct ProvisionTimes {
+    terminals_s: f64,
+    day_keys_made: usize,
+    day_keys_s: f64,
+}
+
+/// Terminals, their day keys, the ledger's level and manager.
+async fn provision(
+    config: &Config,
+    pool: &deadpool_postgres::Pool,
+    opts: &BenchOptions,
+) -> anyhow::Result<Provisioned> {
     let t0 = Instant::now();
     say(format!("provisioning {} terminals", opts.terminals));
     let passwords = provision_terminals(config, pool, opts.terminals).await?;
@@ -219,161 +284,229 @@ async fn run_on(
     let day_keys_made = crate::keys::admin::pregen(config, pool, opts.pregen_days).await?;
     let day_keys_s = secs(t0.elapsed());
     let manager = provision_ledger(config, pool, opts.terminals).await?;
+    Ok(Provisioned {
+        passwords,
+        manager,
+        times: ProvisionTimes {
+            terminals_s,
+            day_keys_made,
+            day_keys_s,
+        },
+    })
+}
 
-    // --- the daemon ---
+/// The daemon under test: a child this run started (and stops), or one
+/// already running at `--url`.
+struct Daemon {
+    child: Option<daemon::ChildDaemon>,
+    base: String,
+    pid: Option<u32>,
+}
+
+async fn start_daemon(
+    config: &Config,
+    opts: &BenchOptions,
+    db: &crate::store::Database,
+) -> anyhow::Result<Daemon> {
     let database_url = match &config.database_url {
         Some(u) => u.clone(),
         None => libpq_string(&db.pg),
     };
-    let (child, base, pid) = match (&opts.url, &opts.daemon_exe) {
-        (Some(url), _) => (None, url.trim_end_matches('/').to_owned(), opts.daemon_pid),
+    match (&opts.url, &opts.daemon_exe) {
+        (Some(url), _) => Ok(Daemon {
+            child: None,
+            base: url.trim_end_matches('/').to_owned(),
+            pid: opts.daemon_pid,
+        }),
         (None, Some(exe)) => {
             say("starting the daemon");
             std::fs::create_dir_all(&opts.work_dir)?;
             let d = daemon::ChildDaemon::start(exe, config, &database_url, &opts.work_dir).await?;
             let base = format!("http://{}", d.addr);
-            let pid = d.pid();
-            (Some(d), base, Some(pid))
+            let pid = Some(d.pid());
+            Ok(Daemon {
+                child: Some(d),
+                base,
+                pid,
+            })
         }
         (None, None) => bail!("no daemon: give --url or a daemon executable"),
-    };
-    let postmaster = {
-        let c = pool.get().await?;
-        let backend: i32 = c.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
-        daemon::parent(backend as u32)
-    };
-    let outcome = drive(
-        config,
-        opts,
-        pool,
-        &base,
-        (pid, postmaster),
-        passwords,
-        manager,
-    )
-    .await;
-    if let Some(d) = child {
-        d.stop().await?;
     }
-    let (login, (cards, seeded), runs, daemon_rss, idle) = outcome?;
-
-    // --- pgbench on the same cluster ---
-    let pgbench = if opts.pgbench {
-        let dbname = format!(
-            "{}_pgbench",
-            db.pg
-                .get_dbname()
-                .unwrap_or(crate::store::embedded::DATABASE)
-        );
-        say(format!(
-            "pgbench: initialising {dbname} at scale {}",
-            opts.pgbench_scale
-        ));
-        crate::store::bench::recreate_database(&db.pg, &dbname).await?;
-        let pg = db.pg.clone();
-        let (scale, clients, duration) = (opts.pgbench_scale, opts.clients, opts.duration);
-        let stats = tokio::task::spawn_blocking(move || {
-            pgbench::init(&pg, &dbname, scale)?;
-            say(format!(
-                "pgbench: -M prepared, {clients} clients, {} s",
-                duration.as_secs()
-            ));
-            let before = postmaster.and_then(daemon::server_cpu_secs);
-            let mut stats = pgbench::bench(&pg, &dbname, scale, clients, duration)?;
-            let after = postmaster.and_then(daemon::server_cpu_secs);
-            if let (Some(a), Some(b), Some(n)) = (before, after, stats.transactions) {
-                if n > 0 {
-                    stats.postgres_cpu_ms_per_txn =
-                        Some(((b - a) * 1000.0 / n as f64 * 1000.0).round() / 1000.0);
-                }
-            }
-            Ok::<_, anyhow::Error>(stats)
-        })
-        .await??;
-        Some(stats)
-    } else {
-        None
-    };
-    let ratio = match (&pgbench, runs.first()) {
-        (Some(p), Some(r)) if p.tps > 0.0 => Some((r.tps / p.tps * 1000.0).round() / 1000.0),
-        _ => None,
-    };
-    Ok(Report {
-        machine,
-        database,
-        setup: Setup {
-            terminals: opts.terminals,
-            cards: opts.cards,
-            clients: opts.clients,
-            duration_s: opts.duration.as_secs_f64(),
-            terminals_s,
-            day_keys_made,
-            day_keys_s,
-            cards_registered: cards.0,
-            cards_s: cards.1,
-            seed: seeded,
-            daemon: if opts.url.is_some() {
-                format!("running at {base}")
-            } else {
-                "child process".into()
-            },
-        },
-        login,
-        runs,
-        daemon_rss,
-        idle,
-        pgbench,
-        ratio,
-    })
 }
 
-type Driven = (
-    LoginStats,
-    ((u64, f64), Option<seed::SeedStats>),
-    Vec<RunStats>,
-    Option<daemon::Rss>,
-    Option<IdleStats>,
-);
+/// The processes whose CPU the runs measure.
+#[derive(Clone, Copy)]
+struct Pids {
+    daemon: Option<u32>,
+    postmaster: Option<u32>,
+}
+
+/// The cluster's postmaster: the parent of a backend of ours.
+async fn postmaster_pid(pool: &deadpool_postgres::Pool) -> anyhow::Result<Option<u32>> {
+    let c = pool.get().await?;
+    let backend: i32 = c.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+    Ok(daemon::parent(backend as u32))
+}
+
+/// pgbench on the same cluster, in a database of its own.
+async fn run_pgbench(
+    opts: &BenchOptions,
+    db: &crate::store::Database,
+    postmaster: Option<u32>,
+) -> anyhow::Result<pgbench::PgbenchStats> {
+    let dbname = format!(
+        "{}_pgbench",
+        db.pg
+            .get_dbname()
+            .unwrap_or(crate::store::embedded::DATABASE)
+    );
+    say(format!(
+        "pgbench: initialising {dbname} at scale {}",
+        opts.pgbench_scale
+    ));
+    crate::store::bench::recreate_database(&db.pg, &dbname).await?;
+    let pg = db.pg.clone();
+    let (scale, clients, duration) = (opts.pgbench_scale, opts.clients, opts.duration);
+    tokio::task::spawn_blocking(move || {
+        pgbench::init(&pg, &dbname, scale)?;
+        say(format!(
+            "pgbench: -M prepared, {clients} clients, {} s",
+            duration.as_secs()
+        ));
+        let before = postmaster.and_then(daemon::server_cpu_secs);
+        let mut stats = pgbench::bench(&pg, &dbname, scale, clients, duration)?;
+        let after = postmaster.and_then(daemon::server_cpu_secs);
+        if let Some(ms) = cpu_ms_per_txn(before, after, stats.transactions) {
+            stats.postgres_cpu_ms_per_txn = Some(ms);
+        }
+        Ok::<_, anyhow::Error>(stats)
+    })
+    .await?
+}
+
+/// Server CPU between two readings, in ms per txn (to the microsecond).
+fn cpu_ms_per_txn(before: Option<f64>, after: Option<f64>, txns: Option<u64>) -> Option<f64> {
+    match (before, after, txns) {
+        (Some(a), Some(b), Some(n)) if n > 0 => {
+            Some(((b - a) * 1000.0 / n as f64 * 1000.0).round() / 1000.0)
+        }
+        _ => None,
+    }
+}
+
+/// The first run's tps over pgbench's.
+fn ratio(pgbench: Option<&pgbench::PgbenchStats>, first: Option<&RunStats>) -> Option<f64> {
+    match (pgbench, first) {
+        (Some(p), Some(r)) if p.tps > 0.0 => Some((r.tps / p.tps * 1000.0).round() / 1000.0),
+        _ => None,
+    }
+}
+
+fn setup(
+    opts: &BenchOptions,
+    times: &ProvisionTimes,
+    cards: CardsMade,
+    seeded: Option<seed::SeedStats>,
+    base: &str,
+) -> Setup {
+    Setup {
+        terminals: opts.terminals,
+        cards: opts.cards,
+        clients: opts.clients,
+        duration_s: opts.duration.as_secs_f64(),
+        terminals_s: times.terminals_s,
+        day_keys_made: times.day_keys_made,
+        day_keys_s: times.day_keys_s,
+        cards_registered: cards.registered,
+        cards_s: cards.seconds,
+        seed: seeded,
+        daemon: if opts.url.is_some() {
+            format!("running at {base}")
+        } else {
+            "child process".into()
+        },
+    }
+}
+
+/// What the daemon's part of the run measured.
+struct Driven {
+    login: LoginStats,
+    cards: CardsMade,
+    seeded: Option<seed::SeedStats>,
+    runs: Vec<RunStats>,
+    daemon_rss: Option<daemon::Rss>,
+    idle: Option<IdleStats>,
+}
 
 async fn drive(
     config: &Config,
     opts: &BenchOptions,
     pool: &deadpool_postgres::Pool,
     base: &str,
-    (pid, postmaster): (Option<u32>, Option<u32>),
+    pids: Pids,
     passwords: Vec<(String, String)>,
     manager: Option<(String, String)>,
 ) -> anyhow::Result<Driven> {
     let root = crate::keys::admin::root_public(pool).await?;
+    let (login, seats) = log_in(opts, base, &root, passwords).await?;
+    let world = Arc::new(World {
+        card_prefix: CARD_PREFIX.into(),
+        cards: opts.cards,
+        manager,
+        run_tag: run_tag(),
+    });
 
-    // --- every terminal logs in ---
+    // --- cards, through the protocol: register, then a topup ---
+    let cards = provision_cards(pool, &seats, &world).await?;
+
+    // --- more cards in bulk (`--seed-cards`), then draw from them all ---
+    let seeded = seed_cards(config, pool, opts, &world.run_tag).await?;
+    let world = Arc::new(World {
+        card_prefix: world.card_prefix.clone(),
+        cards: opts.cards + opts.seed_cards,
+        manager: world.manager.clone(),
+        run_tag: world.run_tag.clone(),
+    });
+
+    let mut runs = Vec::new();
+    for (n, mix) in opts.runs.iter().enumerate() {
+        runs.push(timed_run(opts, &seats, &world, pids, n, *mix).await);
+    }
+    let daemon_rss = pids.daemon.and_then(daemon::rss);
+    let idle = if opts.idle_connections > 0 {
+        Some(hold_idle(base, pids.daemon, opts.idle_connections).await?)
+    } else {
+        None
+    };
+    Ok(Driven {
+        login,
+        cards,
+        seeded,
+        runs,
+        daemon_rss,
+        idle,
+    })
+}
+
+/// How logging every terminal in went: a seat per terminal that got in.
+struct Logins {
+    seats: Vec<Option<Seat>>,
+    failed: usize,
+    first_error: Option<String>,
+    seconds: f64,
+}
+
+/// Logs every terminal in; the first `--clients` of them are the seats of
+/// the runs.
+async fn log_in(
+    opts: &BenchOptions,
+    base: &str,
+    root: &RsaPublic,
+    passwords: Vec<(String, String)>,
+) -> anyhow::Result<(LoginStats, Vec<Arc<Seat>>)> {
     say(format!("logging {} terminals in", passwords.len()));
-    let t0 = Instant::now();
-    let mut set = JoinSet::new();
-    let sem = Arc::new(tokio::sync::Semaphore::new(opts.clients));
-    for (i, (terminal, password)) in passwords.into_iter().enumerate() {
-        let (root, base, sem) = (root.clone(), base.to_owned(), sem.clone());
-        set.spawn(async move {
-            let _permit = sem.acquire_owned().await;
-            let client = Client::new(&base);
-            let r = client.handshake(&terminal, &password, &root).await;
-            (i, client, r)
-        });
-    }
-    let mut seats: Vec<Option<Seat>> = (0..opts.terminals).map(|_| None).collect();
-    let mut failed = 0;
-    let mut first_error = None;
-    while let Some(r) = set.join_next().await {
-        let (i, client, r) = r?;
-        match r {
-            Ok(session) => seats[i] = Some(Seat { client, session }),
-            Err(e) => {
-                failed += 1;
-                first_error.get_or_insert(format!("{e:#}"));
-            }
-        }
-    }
-    let login_s = t0.elapsed().as_secs_f64();
+    let logins = log_in_all(opts, base, root, passwords).await?;
+    let (failed, login_s) = (logins.failed, logins.seconds);
     let login = LoginStats {
         terminals: opts.terminals,
         seconds: (login_s * 100.0).round() / 100.0,
@@ -386,116 +519,145 @@ async fn drive(
         login_s,
         login.per_second
     ));
-    if let Some(e) = first_error {
+    if let Some(e) = logins.first_error {
         bail!("{failed} logins failed; the first: {e}");
     }
-    let seats: Vec<Arc<Seat>> = seats
+    let seats = logins
+        .seats
         .into_iter()
         .take(opts.clients)
         .map(|s| Arc::new(s.expect("every login succeeded")))
         .collect();
+    Ok((login, seats))
+}
 
-    let world = Arc::new(World {
-        card_prefix: CARD_PREFIX.into(),
-        cards: opts.cards,
-        manager,
-        run_tag: run_tag(),
-    });
-
-    // --- cards, through the protocol: register, then a topup ---
-    let cards = provision_cards(pool, &seats, &world).await?;
-
-    // --- more cards in bulk (`--seed-cards`), then draw from them all ---
-    let seeded = if opts.seed_cards > 0 {
-        say(format!(
-            "seeding {} cards in bulk after the {} registered (register + topup {START_BALANCE} rows, MACed; not through the protocol)",
-            opts.seed_cards, opts.cards
-        ));
-        let stats = seed::seed(
-            config,
-            pool,
-            seed::SeedSpec {
-                prefix: CARD_PREFIX.into(),
-                from: opts.cards,
-                count: opts.seed_cards,
-                terminals: opts.terminals,
-                terminal: terminal_id,
-                level: LEVEL.into(),
-                start_balance: seed::money(START_BALANCE)?,
-                run_tag: world.run_tag.clone(),
-            },
-        )
-        .await?;
-        say(format!(
-            "{} cards seeded in {} s",
-            stats.cards, stats.seconds
-        ));
-        Some(stats)
-    } else {
-        None
+/// The handshakes, `--clients` at a time, timed.
+async fn log_in_all(
+    opts: &BenchOptions,
+    base: &str,
+    root: &RsaPublic,
+    passwords: Vec<(String, String)>,
+) -> anyhow::Result<Logins> {
+    let t0 = Instant::now();
+    let mut set = JoinSet::new();
+    let sem = Arc::new(tokio::sync::Semaphore::new(opts.clients));
+    for (i, (terminal, password)) in passwords.into_iter().enumerate() {
+        let (root, base, sem) = (root.clone(), base.to_owned(), sem.clone());
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let client = Client::new(&base);
+            let r = client.handshake(&terminal, &password, &root).await;
+            (i, client, r)
+        });
+    }
+    let mut logins = Logins {
+        seats: (0..opts.terminals).map(|_| None).collect(),
+        failed: 0,
+        first_error: None,
+        seconds: 0.0,
     };
-    let world = Arc::new(World {
-        card_prefix: world.card_prefix.clone(),
-        cards: opts.cards + opts.seed_cards,
-        manager: world.manager.clone(),
-        run_tag: world.run_tag.clone(),
-    });
-
-    // --- the timed runs ---
-    let mut runs = Vec::new();
-    for (n, mix) in opts.runs.iter().enumerate() {
-        say(format!(
-            "run {}: {} for {} s with {} clients{}",
-            n + 1,
-            mix.as_str(),
-            opts.duration.as_secs(),
-            seats.len(),
-            opts.rate
-                .map(|r| format!(" paced at {r} txn/s"))
-                .unwrap_or_default()
-        ));
-        if !opts.warmup.is_zero() {
-            // Its own order numbers (run numbers from 1000 on).
-            load::run(
-                seats.clone(),
-                world.clone(),
-                *mix,
-                1000 + n,
-                opts.warmup,
-                opts.rate,
-            )
-            .await;
+    while let Some(r) = set.join_next().await {
+        let (i, client, r) = r?;
+        match r {
+            Ok(session) => logins.seats[i] = Some(Seat { client, session }),
+            Err(e) => {
+                logins.failed += 1;
+                logins.first_error.get_or_insert(format!("{e:#}"));
+            }
         }
-        let before = daemon::CpuMark::now(pid, postmaster);
-        let mut stats = load::run(
-            seats.clone(),
+    }
+    logins.seconds = t0.elapsed().as_secs_f64();
+    Ok(logins)
+}
+
+/// `--seed-cards`: that many cards in bulk after the registered ones.
+async fn seed_cards(
+    config: &Config,
+    pool: &deadpool_postgres::Pool,
+    opts: &BenchOptions,
+    run_tag: &str,
+) -> anyhow::Result<Option<seed::SeedStats>> {
+    if opts.seed_cards == 0 {
+        return Ok(None);
+    }
+    say(format!(
+        "seeding {} cards in bulk after the {} registered (register + topup {START_BALANCE} rows, MACed; not through the protocol)",
+        opts.seed_cards, opts.cards
+    ));
+    let stats = seed::seed(
+        config,
+        pool,
+        seed::SeedSpec {
+            prefix: CARD_PREFIX.into(),
+            from: opts.cards,
+            count: opts.seed_cards,
+            terminals: opts.terminals,
+            terminal: terminal_id,
+            level: LEVEL.into(),
+            start_balance: seed::money(START_BALANCE)?,
+            run_tag: run_tag.to_owned(),
+        },
+    )
+    .await?;
+    say(format!(
+        "{} cards seeded in {} s",
+        stats.cards, stats.seconds
+    ));
+    Ok(Some(stats))
+}
+
+/// Timed run `n` (from 0) of `mix`, after its warmup.
+async fn timed_run(
+    opts: &BenchOptions,
+    seats: &[Arc<Seat>],
+    world: &Arc<World>,
+    pids: Pids,
+    n: usize,
+    mix: Mix,
+) -> RunStats {
+    say(format!(
+        "run {}: {} for {} s with {} clients{}",
+        n + 1,
+        mix.as_str(),
+        opts.duration.as_secs(),
+        seats.len(),
+        opts.rate
+            .map(|r| format!(" paced at {r} txn/s"))
+            .unwrap_or_default()
+    ));
+    if !opts.warmup.is_zero() {
+        // Its own order numbers (run numbers from 1000 on).
+        load::run(
+            seats.to_vec(),
             world.clone(),
-            *mix,
-            n,
-            opts.duration,
+            mix,
+            1000 + n,
+            opts.warmup,
             opts.rate,
         )
         .await;
-        stats.cpu_per_txn = before.per_txn(&daemon::CpuMark::now(pid, postmaster), stats.ok);
-        say(format!(
-            "run {}: {} txn/s, p50 {} ms, p99 {} ms, {} errors",
-            n + 1,
-            stats.tps,
-            stats.latency_ms.p50,
-            stats.latency_ms.p99,
-            stats.error_count()
-        ));
-        runs.push(stats);
     }
-    let daemon_rss = pid.and_then(daemon::rss);
-
-    // --- idle connections ---
-    let idle = if opts.idle_connections > 0 {
-        Some(hold_idle(base, pid, opts.idle_connections).await?)
-    } else {
-        None
-    };
-    Ok((login, (cards, seeded), runs, daemon_rss, idle))
+    let before = daemon::CpuMark::now(pids.daemon, pids.postmaster);
+    let mut stats = load::run(
+        seats.to_vec(),
+        world.clone(),
+        mix,
+        n,
+        opts.duration,
+        opts.rate,
+    )
+    .await;
+    let after = daemon::CpuMark::now(pids.daemon, pids.postmaster);
+    stats.cpu_per_txn = before.per_txn(&after, stats.ok);
+    say(format!(
+        "run {}: {} txn/s, p50 {} ms, p99 {} ms, {} errors",
+        n + 1,
+        stats.tps,
+        stats.latency_ms.p50,
+        stats.latency_ms.p99,
+        stats.error_count()
+    ));
+    stats
 }
 
 /// Opens `n` keep-alive connections, sends one health check on each, and
@@ -630,21 +792,29 @@ async fn provision_ledger(
     Ok(Some((mgr.to_owned(), pin.to_owned())))
 }
 
+/// The cards `provision_cards` registered, and how long it took.
+struct CardsMade {
+    registered: u64,
+    seconds: f64,
+}
+
 /// Registers the missing benchmark cards and tops each up, through the
-/// protocol (`register`, then `topup`), spread over the seats. Returns how
-/// many it registered and how long it took.
+/// protocol (`register`, then `topup`), spread over the seats.
 async fn provision_cards(
     pool: &deadpool_postgres::Pool,
     seats: &[Arc<Seat>],
     world: &Arc<World>,
-) -> anyhow::Result<(u64, f64)> {
+) -> anyhow::Result<CardsMade> {
     let have = {
         let c = pool.get().await?;
         let below = load::card_no(CARD_PREFIX, world.cards);
         crate::store::bench::count_cards_below(&c, CARD_PREFIX, &below).await?
     };
     if have as usize >= world.cards {
-        return Ok((0, 0.0));
+        return Ok(CardsMade {
+            registered: 0,
+            seconds: 0.0,
+        });
     }
     say(format!(
         "registering {} cards through the protocol (register + topup {START_BALANCE})",
@@ -674,7 +844,10 @@ async fn provision_cards(
     }
     let s = secs(t0.elapsed());
     say(format!("{made} cards registered in {s} s"));
-    Ok((made, s))
+    Ok(CardsMade {
+        registered: made,
+        seconds: s,
+    })
 }
 
 /// One card: `register` (2012, card in use, means an earlier run made it)

@@ -172,117 +172,182 @@ fn build(
     let now = crate::ledger::lots::truncate_ms(Utc::now());
     let mut r = SeedRows::default();
     for (k, &i) in todo.iter().enumerate() {
-        let s = &ctx.spec;
+        let ids = CardIds {
+            member: members[k],
+            txns: [txns[2 * k], txns[2 * k + 1]],
+            postings: [postings[2 * k], postings[2 * k + 1]],
+        };
         let card_no = card_of(ctx, i);
-        let member_id = members[k];
-        let terminal = (s.terminal)(i % s.terminals.max(1));
+        let terminal = (ctx.spec.terminal)(i % ctx.spec.terminals.max(1));
         let member = NewMember {
             name: "Bench".into(),
             phone: "13800000000".into(),
             birthday: None,
             referrer: None,
         };
-        let refused = |what: &str, e: crate::ledger::Refusal| {
-            anyhow!("{what} {card_no}: errno {}", e.errno.code())
-        };
-        let reg = decide_register(
-            None,
-            Some(&ctx.level),
-            &RegisterReq {
-                order_no: format!("{}sreg{i}", s.run_tag),
-                card_no: card_no.clone(),
-                member: member.clone(),
-                level: ctx.level.name.clone(),
-                pin_set: false,
-            },
-        )
-        .map_err(|e| refused("register", e))?;
-        let after = &reg.cards[0];
-        let state = CardState {
-            card_no: card_no.clone(),
-            member_id,
-            status: CardStatus::Active,
-            balance: after.new_balance,
-            points: after.new_points,
-            level: ctx.level.clone(),
-            pin_fail_count: 0,
-            has_pin: false,
-        };
-        let top = decide_topup(
-            &ctx.cfg,
-            &state,
-            &TopupReq {
-                order_no: format!("{}stop{i}", s.run_tag),
-                amount: s.start_balance,
-            },
-        )
-        .map_err(|e| refused("topup", e))?;
-
-        // The chain: the register's posting, then the topup's.
-        let mut head: Option<Vec<u8>> = None;
-        for (j, (plan, detail)) in [(&reg, "{}"), (&top, r#"{"tender":"balance"}"#)]
-            .into_iter()
-            .enumerate()
-        {
-            let v = posting(ctx, plan, &terminal, txns[2 * k + j], now);
-            let (mac, key) = ctx.keys.mac_with_id(&v.image(), head.as_deref());
-            r.p_id.push(postings[2 * k + j]);
-            r.p_txn.push(v.txn_id);
-            r.p_card.push(v.card_no);
-            r.p_terminal.push(v.terminal_id);
-            r.p_order.push(v.order_no.unwrap_or_default());
-            r.p_op.push(v.op);
-            r.p_bdelta.push(v.balance_delta);
-            r.p_pdelta.push(v.points_delta);
-            r.p_balance.push(v.balance);
-            r.p_points.push(v.points);
-            r.p_amount.push(v.amount);
-            r.p_discount.push(v.discount);
-            r.p_charged.push(v.charged);
-            r.p_day.push(business_day(now, &ctx.offset));
-            r.p_at.push(now);
-            r.p_detail.push(detail.into());
-            r.p_mac.push(mac.clone());
-            r.p_key.push(key);
-            head = Some(mac);
-        }
-        let last: &CardChange = &top.cards[0];
-        let card = CardValues {
-            card_no: card_no.clone(),
-            member_id,
-            status: status_text(last.status.unwrap_or(CardStatus::Active)).into(),
-            balance: last.new_balance.amount(),
-            points: last.new_points,
-            pin_hash: None,
-            pin_salt: None,
-            pin_fail_count: 0,
-            chain_len: 2,
-            last_mac: head,
-        };
-        let img = card.image();
-        let (mac, key) = ctx.keys.mac_with_id(&img, None);
-        r.c_sealed.push(ctx.keys.seal(&img));
-        r.c_mac.push(mac);
-        r.c_key.push(key);
-        r.c_no.push(card.card_no);
-        r.c_member.push(member_id);
-        r.c_status.push(card.status);
-        r.c_balance.push(card.balance);
-        r.c_points.push(card.points);
-        r.c_at.push(now);
-        r.c_last.push(card.last_mac.unwrap_or_default());
-        r.c_len.push(card.chain_len);
-
-        let img = member_image(member_id, &member.name, &member.phone, None, None, &s.level);
-        let (mac, key) = ctx.keys.mac_with_id(&img, None);
-        r.m_id.push(member_id);
-        r.m_name.push(member.name);
-        r.m_phone.push(member.phone);
-        r.m_level.push(s.level.clone());
-        r.m_mac.push(mac);
-        r.m_key.push(key);
+        let plans = decide(ctx, i, &card_no, ids.member, &member)?;
+        let head = push_postings(&mut r, ctx, &plans, &terminal, &ids, now);
+        let card = card_values(card_no, ids.member, &plans.top.cards[0], head);
+        push_card(&mut r, ctx, card, now);
+        push_member(&mut r, ctx, ids.member, member);
     }
     Ok(r)
+}
+
+/// The ids one seeded card takes from the ledger's sequences.
+struct CardIds {
+    member: i64,
+    /// The register's, then the topup's.
+    txns: [i64; 2],
+    postings: [i64; 2],
+}
+
+/// What the ledger decides for a seeded card.
+struct Plans {
+    register: Plan,
+    top: Plan,
+}
+
+/// The ledger's own decisions for card `i`: its `register`, then the
+/// `topup` of the start balance on the card that made.
+fn decide(
+    ctx: &Ctx,
+    i: usize,
+    card_no: &str,
+    member_id: i64,
+    member: &NewMember,
+) -> anyhow::Result<Plans> {
+    let s = &ctx.spec;
+    let refused = |what: &str, e: crate::ledger::Refusal| {
+        anyhow!("{what} {card_no}: errno {}", e.errno.code())
+    };
+    let register = decide_register(
+        None,
+        Some(&ctx.level),
+        &RegisterReq {
+            order_no: format!("{}sreg{i}", s.run_tag),
+            card_no: card_no.to_owned(),
+            member: member.clone(),
+            level: ctx.level.name.clone(),
+            pin_set: false,
+        },
+    )
+    .map_err(|e| refused("register", e))?;
+    let after = &register.cards[0];
+    let state = CardState {
+        card_no: card_no.to_owned(),
+        member_id,
+        status: CardStatus::Active,
+        balance: after.new_balance,
+        points: after.new_points,
+        level: ctx.level.clone(),
+        pin_fail_count: 0,
+        has_pin: false,
+    };
+    let top = decide_topup(
+        &ctx.cfg,
+        &state,
+        &TopupReq {
+            order_no: format!("{}stop{i}", s.run_tag),
+            amount: s.start_balance,
+        },
+    )
+    .map_err(|e| refused("topup", e))?;
+    Ok(Plans { register, top })
+}
+
+/// Pushes the card's two postings; returns the MAC at the chain's head.
+fn push_postings(
+    r: &mut SeedRows,
+    ctx: &Ctx,
+    plans: &Plans,
+    terminal: &str,
+    ids: &CardIds,
+    now: DateTime<Utc>,
+) -> Option<Vec<u8>> {
+    // The chain: the register's posting, then the topup's.
+    let mut head: Option<Vec<u8>> = None;
+    for (j, (plan, detail)) in [
+        (&plans.register, "{}"),
+        (&plans.top, r#"{"tender":"balance"}"#),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let v = posting(ctx, plan, terminal, ids.txns[j], now);
+        let (mac, key) = ctx.keys.mac_with_id(&v.image(), head.as_deref());
+        r.p_id.push(ids.postings[j]);
+        r.p_txn.push(v.txn_id);
+        r.p_card.push(v.card_no);
+        r.p_terminal.push(v.terminal_id);
+        r.p_order.push(v.order_no.unwrap_or_default());
+        r.p_op.push(v.op);
+        r.p_bdelta.push(v.balance_delta);
+        r.p_pdelta.push(v.points_delta);
+        r.p_balance.push(v.balance);
+        r.p_points.push(v.points);
+        r.p_amount.push(v.amount);
+        r.p_discount.push(v.discount);
+        r.p_charged.push(v.charged);
+        r.p_day.push(business_day(now, &ctx.offset));
+        r.p_at.push(now);
+        r.p_detail.push(detail.into());
+        r.p_mac.push(mac.clone());
+        r.p_key.push(key);
+        head = Some(mac);
+    }
+    head
+}
+
+/// The card as its last change left it, its chain ending at `head`.
+fn card_values(
+    card_no: String,
+    member_id: i64,
+    last: &CardChange,
+    head: Option<Vec<u8>>,
+) -> CardValues {
+    CardValues {
+        card_no,
+        member_id,
+        status: status_text(last.status.unwrap_or(CardStatus::Active)).into(),
+        balance: last.new_balance.amount(),
+        points: last.new_points,
+        pin_hash: None,
+        pin_salt: None,
+        pin_fail_count: 0,
+        chain_len: 2,
+        last_mac: head,
+    }
+}
+
+/// Pushes the card, MACed and sealed.
+fn push_card(r: &mut SeedRows, ctx: &Ctx, card: CardValues, now: DateTime<Utc>) {
+    let img = card.image();
+    let (mac, key) = ctx.keys.mac_with_id(&img, None);
+    r.c_sealed.push(ctx.keys.seal(&img));
+    r.c_mac.push(mac);
+    r.c_key.push(key);
+    r.c_no.push(card.card_no);
+    r.c_member.push(card.member_id);
+    r.c_status.push(card.status);
+    r.c_balance.push(card.balance);
+    r.c_points.push(card.points);
+    r.c_at.push(now);
+    r.c_last.push(card.last_mac.unwrap_or_default());
+    r.c_len.push(card.chain_len);
+}
+
+/// Pushes the member, MACed.
+fn push_member(r: &mut SeedRows, ctx: &Ctx, member_id: i64, member: NewMember) {
+    let level = &ctx.spec.level;
+    let img = member_image(member_id, &member.name, &member.phone, None, None, level);
+    let (mac, key) = ctx.keys.mac_with_id(&img, None);
+    r.m_id.push(member_id);
+    r.m_name.push(member.name);
+    r.m_phone.push(member.phone);
+    r.m_level.push(level.clone());
+    r.m_mac.push(mac);
+    r.m_key.push(key);
 }
 
 /// The posting the ledger writes for a one-card plan (`Writes::posting`).
