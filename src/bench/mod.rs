@@ -204,7 +204,7 @@ async fn run_on(
     let pool = &db.pool;
     let database = {
         let c = pool.get().await?;
-        crate::store::bench::server_facts(&c).await?
+        crate::store::fixtures::bench::server_facts(&c).await?
     };
     let provisioned = provision(config, pool, opts).await?;
     let daemon = start_daemon(config, opts, db).await?;
@@ -364,7 +364,7 @@ async fn run_pgbench(
         "pgbench: initialising {dbname} at scale {}",
         opts.pgbench_scale
     ));
-    crate::store::bench::recreate_database(&db.pg, &dbname).await?;
+    crate::store::fixtures::bench::recreate_database(&db.pg, &dbname).await?;
     let pg = db.pg.clone();
     let (scale, clients, duration) = (opts.pgbench_scale, opts.clients, opts.duration);
     tokio::task::spawn_blocking(move || {
@@ -808,7 +808,7 @@ async fn provision_cards(
     let have = {
         let c = pool.get().await?;
         let below = load::card_no(CARD_PREFIX, world.cards);
-        crate::store::bench::count_cards_below(&c, CARD_PREFIX, &below).await?
+        crate::store::fixtures::bench::count_cards_below(&c, CARD_PREFIX, &below).await?
     };
     if have as usize >= world.cards {
         return Ok(CardsMade {

@@ -33,7 +33,7 @@ use crate::ledger::{
     business_day, decide_register, decide_topup, CardChange, CardState, CardStatus, LedgerConfig,
     Level, Money, NewMember, Plan, RegisterReq, TopupReq,
 };
-use crate::store::bench::{self as sb, SeedRows};
+use crate::store::fixtures::bench::{self as sb, SeedRows};
 
 /// Cards a batch (one transaction) holds.
 const BATCH: usize = 5_000;

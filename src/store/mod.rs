@@ -3,9 +3,8 @@
 //! and protocol land) the queries.
 
 pub mod audit;
-pub mod bench;
-pub mod cards;
 pub mod embedded;
+pub mod fixtures;
 pub mod keys;
 pub mod ledger;
 pub mod migrate;

@@ -334,7 +334,7 @@ impl Fixture {
                 .await
                 .unwrap();
         }
-        cardswitch::store::cards::insert_fixture(
+        cardswitch::store::fixtures::cards::insert_fixture(
             &c,
             &keys,
             card_no,
