@@ -4,9 +4,11 @@
 
 pub mod admin;
 pub mod day;
+mod init;
 pub mod listener;
 mod provision;
 pub mod ring;
+mod rotate;
 mod status;
 
 use std::path::{Path, PathBuf};

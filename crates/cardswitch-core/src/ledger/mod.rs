@@ -46,6 +46,8 @@ mod fuzz;
 mod model;
 #[cfg(test)]
 mod ops_tests;
+#[cfg(test)]
+mod request_tests;
 
 pub use lots::{live_points, Lot, LotId, LotTake, NewLot, Ts};
 pub use money::{round_half_up_cents, Money, Points, MAX_POINTS};

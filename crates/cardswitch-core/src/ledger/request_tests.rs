@@ -1,0 +1,155 @@
+//! Tests of the one parse of an inner form into a typed request.
+
+use chrono::NaiveDate;
+
+use super::money::Money;
+use super::plan::{OpKind, Tender};
+use super::request::*;
+use crate::protocol::attr2::DEFAULT_HISTORY_LIMIT;
+use crate::protocol::errno::Errno;
+use crate::protocol::message::InnerForm;
+
+fn form(s: &str) -> InnerForm {
+    InnerForm::parse(s.as_bytes()).unwrap()
+}
+
+fn posting(r: &Request) -> &PostingOp {
+    match &r.body {
+        Body::Posting(p) => &p.op,
+        Body::Read(_) => panic!("a read"),
+    }
+}
+
+#[test]
+fn typed_requests() {
+    let r = Request::from_form(&form(
+        "op=debit&amount=12.5&order_no=O1&attr1=CARD1&attr2=pin%3D1234%26tender%3Dcash",
+    ))
+    .unwrap();
+    assert_eq!(r.op(), OpKind::Debit);
+    assert_eq!(r.order_no(), Some("O1"));
+    assert_eq!(r.operator, Operator::Unnamed);
+    let PostingOp::Debit {
+        sale, tender, pin, ..
+    } = posting(&r)
+    else {
+        panic!("{r:?}")
+    };
+    assert_eq!(*sale, Money::from_cents(1250).unwrap());
+    assert_eq!(*tender, Tender::Cash);
+    assert_eq!(pin.as_ref().map(PinText::expose), Some("1234"));
+    assert_eq!(r.cards_to_lock(), vec!["CARD1".to_string()]);
+
+    let r = Request::from_form(&form(
+        "op=transfer&amount=1&order_no=O2&operator=m1&attr1=CARD1&attr2=mpin%3D9999%26to%3DCARD0",
+    ))
+    .unwrap();
+    assert_eq!(r.cards_to_lock(), vec!["CARD1".to_string(), "CARD0".into()]);
+    let Operator::Manager { id, mpin } = &r.operator else {
+        panic!("{r:?}")
+    };
+    assert_eq!((id.as_str(), mpin.expose()), ("m1", "9999"));
+
+    let r = Request::from_form(&form(
+        "op=refund&amount=1&order_no=O3&operator=m1&attr1=O1&attr2=mpin%3D9999%26terminal%3DT2",
+    ))
+    .unwrap();
+    assert_eq!(r.original("T1"), Some(("T2", "O1")));
+    assert!(r.cards_to_lock().is_empty());
+
+    let r = Request::from_form(&form(
+        "op=register&order_no=O4&attr1=CARD5&attr2=name%3DLi%26phone%3D13800000000%26level%3Dgold%26birthday%3D2000-02-29",
+    ))
+    .unwrap();
+    assert_eq!(r.card_to_create(), Some("CARD5"));
+    let PostingOp::Register { member, level, .. } = posting(&r) else {
+        panic!("{r:?}")
+    };
+    assert_eq!(member.birthday, NaiveDate::from_ymd_opt(2000, 2, 29));
+    assert_eq!(level, "gold");
+
+    let r = Request::from_form(&form(
+        "op=points&order_no=O5&attr1=CARD5&attr2=delta%3D-20%26reason%3Dfix",
+    ))
+    .unwrap();
+    assert!(matches!(posting(&r), PostingOp::Points { delta: -20, .. }));
+    let history = |s: &str| match Request::from_form(&form(s)).unwrap().body {
+        Body::Read(ReadReq {
+            op: ReadOp::History { limit },
+            ..
+        }) => limit,
+        b => panic!("{b:?}"),
+    };
+    assert_eq!(history("op=history&attr1=CARD5&attr2=limit%3D7"), 7);
+    assert_eq!(history("op=history&attr1=CARD5"), DEFAULT_HISTORY_LIMIT);
+    let r = Request::from_form(&form("op=query&attr1=CARD5&attr2=pin%3D987654")).unwrap();
+    assert!(!format!("{r:?}").contains("987654"));
+    let r = Request::from_form(&form(
+        "op=close&order_no=O6&operator=m1&attr1=CARD5&attr2=mpin%3D4321%26pin%3D8765",
+    ))
+    .unwrap();
+    let shown = format!("{r:?}");
+    assert!(
+        !shown.contains("4321") && !shown.contains("8765"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn every_wire_op_parses_to_its_own_kind() {
+    for (text, kind) in [
+        (
+            "op=lost&order_no=O9&operator=m1&attr1=CARD1&attr2=mpin%3D1234",
+            OpKind::Lost,
+        ),
+        (
+            "op=found&order_no=O9&operator=m1&attr1=CARD1&attr2=mpin%3D1234",
+            OpKind::Found,
+        ),
+        (
+            "op=lock&order_no=O9&operator=m1&attr1=CARD1&attr2=mpin%3D1234",
+            OpKind::Lock,
+        ),
+        (
+            "op=unlock&order_no=O9&operator=m1&attr1=CARD1&attr2=mpin%3D1234",
+            OpKind::Unlock,
+        ),
+        (
+            "op=replace&order_no=O9&operator=m1&attr1=CARD1&attr2=mpin%3D1234%26new%3DCARD2",
+            OpKind::Replace,
+        ),
+        (
+            "op=reverse&order_no=O9&operator=m1&attr1=O1&attr2=mpin%3D1234",
+            OpKind::Reverse,
+        ),
+        ("op=topup&amount=1&order_no=O9&attr1=CARD1", OpKind::Topup),
+        (
+            "op=redeem&order_no=O9&attr1=CARD1&attr2=cost%3D5%26gift%3Dmug",
+            OpKind::Redeem,
+        ),
+        ("op=member&attr1=CARD1", OpKind::Member),
+    ] {
+        let r = Request::from_form(&form(text)).unwrap();
+        assert_eq!(r.op(), kind, "{text}");
+        assert_eq!(r.order_no().is_some(), kind.is_posting(), "{text}");
+    }
+    let r = Request::from_form(&form(
+        "op=replace&order_no=O9&operator=m1&attr1=CARD1&attr2=mpin%3D1234%26new%3DCARD2",
+    ))
+    .unwrap();
+    assert_eq!(r.card_to_create(), Some("CARD2"));
+    assert_eq!(r.cards_to_lock(), vec!["CARD1".to_string()]);
+}
+
+#[test]
+fn a_hand_built_form_missing_a_value_is_1001() {
+    let mut f = form("op=debit&amount=1&order_no=O1&attr1=CARD1");
+    f.order_no = None;
+    assert_eq!(Request::from_form(&f), Err(Errno::Malformed));
+    let mut f = form("op=lock&order_no=O9&operator=m1&attr1=CARD1&attr2=mpin%3D1234");
+    f.operator = None;
+    assert_eq!(Request::from_form(&f), Err(Errno::Malformed));
+    let mut f = form("op=query&attr1=CARD1");
+    f.attr1 = None;
+    assert_eq!(Request::from_form(&f), Err(Errno::Malformed));
+}

@@ -1,0 +1,241 @@
+//! The load statement: its columns, each computed only when the request
+//! needs it, and how they name their inputs (standalone, or folded into the
+//! claim).
+
+use tokio_postgres::types::Type;
+
+/// The load statement's columns, each with what it is when left out; a
+/// request's statement computes only those it needs ([`load_sql`]): a
+/// debit skips the history, the level, the new card's existence and the
+/// member id, whose subqueries (the history's over every postings
+/// partition) cost executor start-up even when their parameter is NULL.
+/// Parameters, always all bound: $1 the locked cards, $2 a card number to
+/// create, $3 lot ids wanted, $4 a level, $5 a txn id wanted, $6 the
+/// history's card, $7 its limit, $8 lots a reverse names, $9 a member id
+/// wanted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::store::ledger) enum LoadColumn {
+    Lots,
+    NewExists,
+    LotIds,
+    Level,
+    TxnId,
+    History,
+    MemberId,
+    Chains,
+}
+
+impl LoadColumn {
+    pub(in crate::store::ledger) const ALL: [LoadColumn; 8] = [
+        LoadColumn::Lots,
+        LoadColumn::NewExists,
+        LoadColumn::LotIds,
+        LoadColumn::Level,
+        LoadColumn::TxnId,
+        LoadColumn::History,
+        LoadColumn::MemberId,
+        LoadColumn::Chains,
+    ];
+
+    /// The column's name in the statement's row.
+    pub(in crate::store::ledger) fn name(self) -> &'static str {
+        match self {
+            LoadColumn::Lots => "lots",
+            LoadColumn::NewExists => "new_exists",
+            LoadColumn::LotIds => "lot_ids",
+            LoadColumn::Level => "level",
+            LoadColumn::TxnId => "txn_id",
+            LoadColumn::History => "history",
+            LoadColumn::MemberId => "member_id",
+            LoadColumn::Chains => "chains",
+        }
+    }
+
+    /// What computes it, with `{placeholders}` for its inputs ([`LoadParams`]).
+    fn sql(self) -> &'static str {
+        match self {
+            LoadColumn::Lots => {
+                "(SELECT coalesce(json_agg(json_build_object('card_no', card_no, 'id', lot_id,
+               'left', points_left, 'exp', floor(extract(epoch FROM expires_at) * 1000)::bigint)),
+               '[]'::json) FROM lv)"
+            }
+            LoadColumn::NewExists => "EXISTS (SELECT 1 FROM cards WHERE card_no = {create})",
+            LoadColumn::LotIds => {
+                "ARRAY(SELECT nextval('lots_lot_id_seq') FROM generate_series(1,
+             CASE WHEN {wants_lots} THEN (SELECT count(*) FROM lv) + 1 ELSE 0 END))"
+            }
+            LoadColumn::Level => {
+                "(SELECT json_build_object('level', level, 'discount', discount::text,
+               'points_rate', points_rate::text, 'row_mac', encode(row_mac, 'hex'),
+               'mac_key_id', mac_key_id) FROM levels WHERE level = {level})"
+            }
+            LoadColumn::TxnId => "CASE WHEN {want_txn} THEN nextval('txn_id_seq') END",
+            LoadColumn::History => {
+                "(SELECT coalesce(json_agg(h), '[]'::json) FROM (
+            SELECT posting_id, order_no, op, txn_id, card_no, amount::text AS amount,
+                   discount::text AS discount, charged::text AS charged, points_delta,
+                   balance::text AS balance, points,
+                   floor(extract(epoch FROM posted_at) * 1000)::bigint AS posted_at, terminal_id
+              FROM postings WHERE card_no = {hist}
+             ORDER BY posted_at DESC, posting_id DESC LIMIT {limit}) h)"
+            }
+            LoadColumn::MemberId => {
+                "CASE WHEN {register} THEN nextval('members_member_id_seq') END"
+            }
+            LoadColumn::Chains => {
+                "(SELECT coalesce(json_agg(json_build_object('card_no', u.card_no, 'count', n.count,
+               'last', lp.last)), '[]'::json)
+          FROM unnest({cards}) AS u(card_no),
+               LATERAL (SELECT count(*) AS count FROM postings p WHERE p.card_no = u.card_no) n,
+               LATERAL (SELECT json_agg(q ORDER BY q.posting_id DESC) AS last FROM (
+                   SELECT posting_id, txn_id, card_no, terminal_id, order_no, op,
+                          balance_delta::text AS balance_delta, points_delta,
+                          balance::text AS balance, points, amount::text AS amount,
+                          discount::text AS discount, charged::text AS charged,
+                          business_day::text AS business_day,
+                          floor(extract(epoch FROM posted_at) * 1000)::bigint AS posted_at,
+                          encode(row_mac, 'hex') AS row_mac, mac_key_id
+                     FROM postings p WHERE p.card_no = u.card_no
+                    ORDER BY posting_id DESC LIMIT 2) q) lp)"
+            }
+        }
+    }
+
+    /// What stands in its place when the request does not need it.
+    fn absent(self) -> &'static str {
+        match self {
+            LoadColumn::Lots => "'[]'::json",
+            LoadColumn::NewExists => "false",
+            LoadColumn::LotIds => "'{}'::bigint[]",
+            LoadColumn::Level => "NULL::json",
+            LoadColumn::TxnId => "NULL::bigint",
+            LoadColumn::History => "'[]'::json",
+            LoadColumn::MemberId => "NULL::bigint",
+            LoadColumn::Chains => "'[]'::json",
+        }
+    }
+
+    /// Whether it reads the live lots (the `lv` CTE).
+    fn reads_live_lots(self) -> bool {
+        matches!(self, LoadColumn::Lots | LoadColumn::LotIds)
+    }
+}
+
+/// A set of [`LoadColumn`]s: which columns one load statement computes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(in crate::store::ledger) struct LoadColumns(pub(super) u16);
+
+impl LoadColumns {
+    /// `self`, with `c` when `on`.
+    pub(in crate::store::ledger) fn with(self, c: LoadColumn, on: bool) -> LoadColumns {
+        LoadColumns(if on { self.0 | 1 << c as u16 } else { self.0 })
+    }
+
+    pub(in crate::store::ledger) fn has(self, c: LoadColumn) -> bool {
+        self.0 & (1 << c as u16) != 0
+    }
+
+    /// Every set, for [`super::statement_shapes`].
+    pub(super) fn every() -> impl Iterator<Item = LoadColumns> {
+        (0..1u16 << LoadColumn::ALL.len()).map(LoadColumns)
+    }
+}
+
+/// The types of the load statement's parameters: bound even where the
+/// columns that read them are left out.
+pub(in crate::store::ledger) const LOAD_TYPES: [Type; 9] = [
+    Type::TEXT_ARRAY,
+    Type::TEXT,
+    Type::BOOL,
+    Type::TEXT,
+    Type::BOOL,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8_ARRAY,
+    Type::BOOL,
+];
+
+/// The load statement computing the columns in `mask`.
+pub(in crate::store::ledger) fn load_sql(mask: LoadColumns) -> String {
+    let (lv, cols) = load_part(mask, &LOAD_PARAMS);
+    let with = lv.map(|l| format!("WITH {l}\n")).unwrap_or_default();
+    // The columns come with a leading comma each.
+    format!("{with}SELECT {}", cols.trim_start_matches(','))
+}
+
+/// How the load's columns name their inputs: in the load statement, its own
+/// parameters; folded into the claim ([`super::claim_sql`]), the claim's locked
+/// cards and parameters $12 on.
+pub(super) struct LoadParams {
+    cards: &'static str,
+    create: &'static str,
+    wants_lots: &'static str,
+    level: &'static str,
+    want_txn: &'static str,
+    hist: &'static str,
+    limit: &'static str,
+    named_lots: &'static str,
+    register: &'static str,
+}
+
+const LOAD_PARAMS: LoadParams = LoadParams {
+    cards: "$1::text[]",
+    create: "$2::text",
+    wants_lots: "$3::bool",
+    level: "$4::text",
+    want_txn: "$5::bool",
+    hist: "$6::text",
+    limit: "$7::bigint",
+    named_lots: "$8::bigint[]",
+    register: "$9::bool",
+};
+
+pub(super) const FOLDED_PARAMS: LoadParams = LoadParams {
+    cards: "ARRAY(SELECT card_no FROM locked)",
+    create: "$11::text",
+    wants_lots: "$12::bool",
+    level: "$13::text",
+    want_txn: "$14::bool",
+    hist: "$15::text",
+    limit: "$16::bigint",
+    named_lots: "$17::bigint[]",
+    register: "$18::bool",
+};
+
+/// The live-lots CTE if `mask` needs it, and the columns of `mask`, each
+/// after a comma.
+pub(super) fn load_part(mask: LoadColumns, p: &LoadParams) -> (Option<String>, String) {
+    let fill = |t: &str| {
+        t.replace("{cards}", p.cards)
+            .replace("{create}", p.create)
+            .replace("{wants_lots}", p.wants_lots)
+            .replace("{level}", p.level)
+            .replace("{want_txn}", p.want_txn)
+            .replace("{hist}", p.hist)
+            .replace("{limit}", p.limit)
+            .replace("{named_lots}", p.named_lots)
+            .replace("{register}", p.register)
+    };
+    // The live lots feed both the lots and the new lot ids.
+    let needs_lv = LoadColumn::ALL
+        .iter()
+        .any(|&c| c.reads_live_lots() && mask.has(c));
+    let lv = needs_lv.then(|| {
+        fill(
+            "lv AS (
+    SELECT card_no, lot_id, points_left, expires_at FROM lots
+     WHERE card_no = ANY ({cards}) AND (points_left > 0 OR lot_id = ANY ({named_lots}))
+)",
+        )
+    });
+    let mut cols = String::new();
+    for c in LoadColumn::ALL {
+        let e = if mask.has(c) {
+            fill(c.sql())
+        } else {
+            c.absent().to_owned()
+        };
+        cols.push_str(&format!(",\n       {e} AS {}", c.name()));
+    }
+    (lv, cols)
+}

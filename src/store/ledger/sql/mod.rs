@@ -1,0 +1,273 @@
+//! The ledger's SQL statements, each prepared and cached per connection:
+//! the claim here, the load's columns in [`load`], the write's sections in
+//! [`write`]; [`statement_shapes`] lists every shape they can take.
+
+use tokio_postgres::types::Type;
+
+mod load;
+mod write;
+
+pub(super) use load::{load_sql, LoadColumn, LoadColumns, LOAD_TYPES};
+pub(super) use write::{write_sql, WriteSection, WriteSections, REFUSE_SQL};
+
+use load::{load_part, FOLDED_PARAMS};
+
+/// What a request's claim statement does besides spending its `ts` and
+/// reading its terminal ([`claim_sql`]): each left out when the request has
+/// no use for it, since a CTE or subquery costs executor start-up even when
+/// its parameters are NULL (issue 6).
+#[derive(Clone, Copy)]
+pub(super) struct ClaimShape {
+    /// Claim the order number (and read a previous use of it).
+    pub(super) order: bool,
+    /// Serialise on a card number about to be created (advisory lock).
+    pub(super) create: bool,
+    /// Lock the original order of a reverse or refund.
+    pub(super) orig: bool,
+    /// Read the operator.
+    pub(super) operator: bool,
+    /// Lock cards (those named, or the original's).
+    pub(super) cards: bool,
+    /// The load's columns of this mask computed in the claim's own snapshot
+    /// (see `store::ledger::load`); `None`: a load statement of its own.
+    pub(super) fold: Option<LoadColumns>,
+}
+
+/// The types of the claim statement's parameters: $1 terminal, $2 ts,
+/// $3 store, $4 operator, $5 order number, $6 request digest, $7 op,
+/// $8 cards to lock, $9/$10 the original's terminal and order number,
+/// $11 a card number to create; $12–$18 the folded load's, which are the
+/// load statement's $3–$9 ([`LOAD_TYPES`]). All are bound whatever the
+/// shape.
+pub(super) fn claim_types() -> &'static [Type] {
+    static TYPES: std::sync::LazyLock<Vec<Type>> = std::sync::LazyLock::new(|| {
+        let own = [
+            Type::TEXT,
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::BYTEA,
+            Type::TEXT,
+            Type::TEXT_ARRAY,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+        ];
+        own.into_iter()
+            .chain(LOAD_TYPES[2..].iter().cloned())
+            .collect()
+    });
+    &TYPES
+}
+
+/// The claim-and-lock statement of one shape. Its CTEs are chained so that
+/// nothing is claimed or locked unless the `ts` was new, and nothing is
+/// locked unless the order was claimed; cards are locked in card-number
+/// order, after the advisory lock and the original.
+pub(super) fn claim_sql(shape: ClaimShape) -> String {
+    let mut sql = claim_ctes(shape);
+    let folded = shape.fold.map(|m| load_part(m, &FOLDED_PARAMS));
+    if let Some((Some(lv), _)) = &folded {
+        sql.push_str(", ");
+        sql.push_str(lv);
+    }
+    sql.push_str("\nSELECT ");
+    sql.push_str(&claim_columns(shape).join(",\n       "));
+    if let Some((_, load_cols)) = &folded {
+        sql.push_str(load_cols);
+    }
+    sql
+}
+
+/// The claim's CTEs: the `ts`, then each step the shape holds, every one
+/// waiting on those before it.
+fn claim_ctes(shape: ClaimShape) -> String {
+    let mut sql = String::from(
+        "WITH ts AS (
+    INSERT INTO seen_ts (terminal_id, ts) VALUES ($1::text, $2::bigint)
+    ON CONFLICT DO NOTHING RETURNING 1
+)",
+    );
+    // Conditions a later step waits on (all are true; they order the steps).
+    let mut after = String::from(" AND EXISTS (SELECT 1 FROM go)");
+    if shape.order {
+        sql.push_str(
+            ", claim AS (
+    INSERT INTO orders (terminal_id, order_no, digest, op)
+    SELECT $1::text, $5::text, $6::bytea, $7::text FROM ts
+    ON CONFLICT DO NOTHING RETURNING 1
+), go AS MATERIALIZED (
+    SELECT 1 AS go FROM ts WHERE EXISTS (SELECT 1 FROM claim)
+)",
+        );
+    } else {
+        sql.push_str(", go AS MATERIALIZED (SELECT 1 AS go FROM ts)");
+    }
+    if shape.create {
+        sql.push_str(
+            ", adv AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock(hashtextextended('card:' || $11::text, 0))::text AS l
+      FROM go WHERE $11::text IS NOT NULL
+)",
+        );
+        after.push_str(" AND (SELECT count(*) FROM adv) >= 0");
+    }
+    if shape.orig {
+        sql.push_str(&format!(
+            ", orig AS MATERIALIZED (
+    SELECT o.terminal_id AS terminal, o.order_no, o.op, o.business_day::text AS business_day,
+           o.amount::text AS amount, o.charged::text AS charged, o.tender, o.points_earned,
+           o.reversed, o.refunded::text AS refunded, o.points_taken_back, o.effects, o.cards
+      FROM orders o JOIN terminals t ON t.terminal_id = o.terminal_id
+     WHERE o.terminal_id = $9::text AND o.order_no = $10::text AND t.store_id = $3::text
+       AND o.answer IS NOT NULL{after}
+       FOR UPDATE OF o
+)"
+        ));
+    }
+    if shape.cards {
+        let which = if shape.orig {
+            after.push_str(" AND (SELECT count(*) FROM orig) >= 0");
+            "CASE WHEN $10::text IS NULL THEN $8::text[] ELSE (SELECT cards FROM orig) END"
+        } else {
+            "$8::text[]"
+        };
+        sql.push_str(&format!(
+            ", locked AS MATERIALIZED (
+    SELECT c.card_no, c.member_id, c.status, c.balance::text AS balance, c.points,
+           encode(c.pin_hash, 'hex') AS pin_hash, encode(c.pin_salt, 'hex') AS pin_salt,
+           c.pin_fail_count, m.level, l.discount::text AS discount,
+           l.points_rate::text AS points_rate, m.name, m.phone, m.birthday::text AS birthday,
+           floor(extract(epoch FROM c.opened_at) * 1000)::bigint AS opened_at,
+           encode(c.row_mac, 'hex') AS row_mac, c.mac_key_id, encode(c.last_mac, 'hex') AS last_mac,
+           encode(c.sealed, 'hex') AS sealed,
+           c.chain_len, m.referrer, encode(m.row_mac, 'hex') AS member_mac,
+           m.mac_key_id AS member_key_id, encode(l.row_mac, 'hex') AS level_mac,
+           l.mac_key_id AS level_key_id
+      FROM cards c JOIN members m ON m.member_id = c.member_id JOIN levels l ON l.level = m.level
+     WHERE c.card_no = ANY ({which}){after}
+     ORDER BY c.card_no
+       FOR UPDATE OF c
+)"
+        ));
+    }
+    sql
+}
+
+/// The claim's row: what each step found, `NULL` (or empty) for the steps
+/// the shape leaves out.
+fn claim_columns(shape: ClaimShape) -> [String; 9] {
+    let or_null =
+        |on: bool, expr: &str, null: &str| if on { expr.to_owned() } else { null.to_owned() };
+    [
+        "(SELECT count(*) FROM ts)::bigint AS ts_ok".to_owned(),
+        or_null(shape.order, "(SELECT count(*) FROM claim)::bigint", "0::bigint") + " AS claimed",
+        or_null(
+            shape.order,
+            "(SELECT o.digest FROM orders o WHERE o.terminal_id = $1::text AND o.order_no = $5::text)",
+            "NULL::bytea",
+        ) + " AS prior_digest",
+        or_null(
+            shape.order,
+            "(SELECT o.answer FROM orders o WHERE o.terminal_id = $1::text AND o.order_no = $5::text)",
+            "NULL::jsonb",
+        ) + " AS prior_answer",
+        or_null(
+            shape.operator,
+            "(SELECT row_to_json(x) FROM (SELECT role, status, encode(pin_hash, 'hex') AS pin_hash,
+               encode(pin_salt, 'hex') AS pin_salt, pin_fail_count,
+               encode(row_mac, 'hex') AS row_mac, mac_key_id
+          FROM operators WHERE store_id = $3::text AND operator_id = $4::text) x)",
+            "NULL::json",
+        ) + " AS operator",
+        or_null(shape.orig, "(SELECT row_to_json(orig) FROM orig)", "NULL::json") + " AS orig",
+        "(SELECT row_to_json(t) FROM (SELECT store_id, status, encode(pw_hash, 'hex') AS pw_hash,
+               encode(pw_salt, 'hex') AS pw_salt, encode(row_mac, 'hex') AS row_mac, mac_key_id
+          FROM terminals WHERE terminal_id = $1::text) t) AS terminal"
+            .to_owned(),
+        or_null(
+            shape.cards,
+            "(SELECT coalesce(json_agg(row_to_json(locked)), '[]'::json) FROM locked)",
+            "'[]'::json",
+        ) + " AS cards",
+        // A CTE nothing reads is never run: the advisory lock must be read
+        // even when no card is locked after it (a register).
+        or_null(shape.create, "(SELECT count(*) FROM adv)", "0::bigint") + " AS serialised",
+    ]
+}
+
+pub(super) const PRIOR_SQL: &str =
+    "SELECT digest, answer FROM orders WHERE terminal_id = $1::text AND order_no = $2::text";
+
+/// One shape a ledger statement can take: its name (which sections it
+/// holds), its text and its parameter types.
+#[derive(Debug, Clone)]
+pub struct StatementShape {
+    pub name: String,
+    pub sql: String,
+    pub types: Vec<Type>,
+}
+
+/// Every shape the claim, load and write statements can be assembled in
+/// (a superset of those requests reach), for the test that PREPAREs each
+/// against a real database: a section that does not fit beside another
+/// fails there rather than on the first request that needs the pair.
+pub fn statement_shapes() -> Vec<StatementShape> {
+    let mut out = Vec::new();
+    let flags = |m: u16, i: u16| m & (1 << i) != 0;
+    // The folded load's columns, as `LoadArgs::fold` asks for them: every
+    // mask with the two card-dependent columns (bits 0 and 7) set.
+    let fold_masks: Vec<LoadColumns> = LoadColumns::every()
+        .filter(|m| m.has(LoadColumn::Lots) && m.has(LoadColumn::Chains))
+        .collect();
+    for m in 0..1u16 << 5 {
+        let shape = ClaimShape {
+            order: flags(m, 0),
+            create: flags(m, 1),
+            orig: flags(m, 2),
+            operator: flags(m, 3),
+            cards: flags(m, 4),
+            fold: None,
+        };
+        let folds = std::iter::once(None).chain(
+            (shape.cards && !shape.create && !shape.orig)
+                .then(|| fold_masks.iter().map(|f| Some(*f)))
+                .into_iter()
+                .flatten(),
+        );
+        for fold in folds {
+            let shape = ClaimShape { fold, ..shape };
+            out.push(StatementShape {
+                name: format!("claim {m:05b} fold {:?}", fold.map(|f| f.0)),
+                sql: claim_sql(shape),
+                types: claim_types().to_vec(),
+            });
+        }
+    }
+    for m in LoadColumns::every() {
+        out.push(StatementShape {
+            name: format!("load {:08b}", m.0),
+            sql: load_sql(m),
+            types: LOAD_TYPES.to_vec(),
+        });
+    }
+    for m in WriteSections::every() {
+        out.push(StatementShape {
+            name: format!("write {:09b}", m.0),
+            sql: write_sql(m),
+            types: vec![],
+        });
+    }
+    out.push(StatementShape {
+        name: "refuse".into(),
+        sql: REFUSE_SQL.into(),
+        types: vec![],
+    });
+    out.push(StatementShape {
+        name: "prior".into(),
+        sql: PRIOR_SQL.into(),
+        types: vec![],
+    });
+    out
+}

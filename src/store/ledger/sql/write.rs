@@ -1,0 +1,228 @@
+//! The write statement's sections, one a kind of row, and the refusal's
+//! statement.
+
+/// The write statement, one section a kind of row (members, new cards,
+/// card updates, postings, lot moves, new lots, the order, the original
+/// order, an operator's PIN count), each a CTE fed by its array of the one
+/// JSON document `$1`. A request's statement holds only the sections its
+/// plan fills ([`write_sql`]): a debit runs 4 of the 9, and an empty CTE
+/// still costs executor start-up and a scan of its array (issue 6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::store::ledger) enum WriteSection {
+    Members,
+    NewCards,
+    Cards,
+    Postings,
+    LotMoves,
+    NewLots,
+    Order,
+    Orig,
+    OperatorReset,
+}
+
+impl WriteSection {
+    pub(in crate::store::ledger) const ALL: [WriteSection; 9] = [
+        WriteSection::Members,
+        WriteSection::NewCards,
+        WriteSection::Cards,
+        WriteSection::Postings,
+        WriteSection::LotMoves,
+        WriteSection::NewLots,
+        WriteSection::Order,
+        WriteSection::Orig,
+        WriteSection::OperatorReset,
+    ];
+
+    /// The section's CTE name.
+    fn cte(self) -> &'static str {
+        match self {
+            WriteSection::Members => "nm",
+            WriteSection::NewCards => "nc",
+            WriteSection::Cards => "uc",
+            WriteSection::Postings => "ps",
+            WriteSection::LotMoves => "lm",
+            WriteSection::NewLots => "nl",
+            WriteSection::Order => "od",
+            WriteSection::Orig => "og",
+            WriteSection::OperatorReset => "opr",
+        }
+    }
+
+    fn sql(self) -> &'static str {
+        match self {
+            WriteSection::Members => "
+    INSERT INTO members (member_id, name, phone, birthday, referrer, level, row_mac, mac_key_id)
+    SELECT x.member_id, x.name, x.phone, x.birthday, x.referrer, x.level,
+           decode(x.row_mac, 'hex'), x.mac_key_id
+      FROM j, jsonb_to_recordset(j.j->'members')
+           AS x(member_id bigint, name text, phone text, birthday date, referrer text,
+                level text, row_mac text, mac_key_id text)",
+            WriteSection::NewCards => "
+    INSERT INTO cards (card_no, member_id, status, balance, points, pin_hash, pin_salt, opened_at,
+           row_mac, mac_key_id, sealed, last_mac, chain_len)
+    SELECT x.card_no, x.member_id, x.status, x.balance,
+           x.points, decode(x.pin_hash, 'hex'), decode(x.pin_salt, 'hex'), x.at,
+           decode(x.row_mac, 'hex'), x.mac_key_id, decode(x.sealed, 'hex'),
+           decode(x.last_mac, 'hex'), x.chain_len
+      FROM j, jsonb_to_recordset(j.j->'new_cards')
+           AS x(card_no text, member_id bigint, status text, balance numeric, points bigint,
+                pin_hash text, pin_salt text, at timestamptz, row_mac text, mac_key_id text,
+                sealed text, last_mac text, chain_len bigint)",
+            WriteSection::Cards => "
+    UPDATE cards c SET balance = x.balance, points = x.points, status = x.status,
+           pin_fail_count = x.pin_fail_count,
+           row_mac = decode(x.row_mac, 'hex'), mac_key_id = x.mac_key_id,
+           sealed = decode(x.sealed, 'hex'), last_mac = decode(x.last_mac, 'hex'),
+           chain_len = x.chain_len,
+           closed_at = CASE WHEN x.status = 'closed' AND c.status <> 'closed' THEN x.at
+                            ELSE c.closed_at END
+      FROM j, jsonb_to_recordset(j.j->'cards')
+           AS x(card_no text, old_balance numeric, old_points bigint, balance numeric,
+                points bigint, status text, pin_fail_count integer, at timestamptz,
+                row_mac text, mac_key_id text, sealed text, last_mac text, chain_len bigint)
+     WHERE c.card_no = x.card_no AND c.balance = x.old_balance AND c.points = x.old_points
+       AND c.card_no = ANY (ARRAY(SELECT e->>'card_no' FROM jsonb_array_elements($1::jsonb->'cards') e))",
+            WriteSection::Postings => "
+    INSERT INTO postings (txn_id, card_no, terminal_id, order_no, op, balance_delta,
+           points_delta, balance, points, amount, discount, charged, business_day, posted_at,
+           lots_created, lots_taken, lots_restored, detail, row_mac, mac_key_id)
+    SELECT x.txn_id, x.card_no, x.terminal_id, x.order_no, x.op, x.balance_delta,
+           x.points_delta, x.balance, x.points, x.amount, x.discount, x.charged,
+           x.business_day, x.posted_at, x.lots_created, x.lots_taken, x.lots_restored, x.detail,
+           decode(x.row_mac, 'hex'), x.mac_key_id
+      FROM j, jsonb_to_recordset(j.j->'postings')
+           AS x(txn_id bigint, card_no text, terminal_id text, order_no text, op text,
+                balance_delta numeric, points_delta bigint, balance numeric, points bigint,
+                amount numeric, discount numeric, charged numeric, business_day date,
+                posted_at timestamptz, lots_created jsonb, lots_taken jsonb,
+                lots_restored jsonb, detail jsonb, row_mac text, mac_key_id text)",
+            WriteSection::LotMoves => "
+    UPDATE lots l SET points_left = l.points_left + x.delta
+      FROM j, jsonb_to_recordset(j.j->'lot_moves') AS x(lot_id bigint, card_no text, delta bigint)
+     WHERE l.lot_id = x.lot_id AND l.card_no = x.card_no
+       AND l.lot_id = ANY (ARRAY(SELECT (e->>'lot_id')::bigint
+                                   FROM jsonb_array_elements($1::jsonb->'lot_moves') e))",
+            WriteSection::NewLots => "
+    INSERT INTO lots (lot_id, card_no, points, points_left, expires_at, txn_id, created_at)
+    SELECT x.lot_id, x.card_no, x.points, x.points, x.expires_at, x.txn_id, x.at
+      FROM j, jsonb_to_recordset(j.j->'new_lots')
+           AS x(lot_id bigint, card_no text, points bigint, expires_at timestamptz,
+                txn_id bigint, at timestamptz)",
+            WriteSection::Order => "
+    UPDATE orders o SET card_no = x.card_no, cards = x.cards, txn_id = x.txn_id,
+           business_day = x.business_day, posted_at = x.posted_at, amount = x.amount,
+           charged = x.charged, tender = x.tender, points_earned = x.points_earned,
+           effects = x.effects, answer = x.answer
+      FROM j, jsonb_to_recordset(j.j->'order')
+           AS x(terminal_id text, order_no text, card_no text, cards text[], txn_id bigint,
+                business_day date, posted_at timestamptz, amount numeric, charged numeric,
+                tender text, points_earned bigint, effects jsonb, answer jsonb)
+     WHERE o.terminal_id = x.terminal_id AND o.order_no = x.order_no AND o.answer IS NULL
+       AND o.terminal_id = ANY (ARRAY(SELECT e->>'terminal_id'
+                                        FROM jsonb_array_elements($1::jsonb->'order') e))
+       AND o.order_no = ANY (ARRAY(SELECT e->>'order_no'
+                                     FROM jsonb_array_elements($1::jsonb->'order') e))",
+            WriteSection::Orig => "
+    UPDATE orders o SET reversed = o.reversed OR x.reversed,
+           refunded = o.refunded + x.refunded_add,
+           points_taken_back = o.points_taken_back + x.taken_add
+      FROM j, jsonb_to_recordset(j.j->'orig')
+           AS x(terminal_id text, order_no text, reversed boolean, refunded_add numeric,
+                taken_add bigint)
+     WHERE o.terminal_id = x.terminal_id AND o.order_no = x.order_no
+       AND o.terminal_id = ANY (ARRAY(SELECT e->>'terminal_id'
+                                        FROM jsonb_array_elements($1::jsonb->'orig') e))
+       AND o.order_no = ANY (ARRAY(SELECT e->>'order_no'
+                                     FROM jsonb_array_elements($1::jsonb->'orig') e))",
+            WriteSection::OperatorReset => "
+    UPDATE operators p SET pin_fail_count = 0
+      FROM j, jsonb_to_recordset(j.j->'operator_reset') AS x(store_id text, operator_id text)
+     WHERE p.store_id = x.store_id AND p.operator_id = x.operator_id
+       AND p.store_id = ANY (ARRAY(SELECT e->>'store_id'
+                                     FROM jsonb_array_elements($1::jsonb->'operator_reset') e))
+       AND p.operator_id = ANY (ARRAY(SELECT e->>'operator_id'
+                                        FROM jsonb_array_elements($1::jsonb->'operator_reset') e))",
+        }
+    }
+
+    /// Whether the statement checks the section's row count: the
+    /// operator's PIN reset may find its count already 0.
+    pub(in crate::store::ledger) fn counted(self) -> bool {
+        self != WriteSection::OperatorReset
+    }
+}
+
+/// A set of [`WriteSection`]s: which sections one write statement holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(in crate::store::ledger) struct WriteSections(pub(super) u16);
+
+impl WriteSections {
+    /// `self`, with `s` when `on`.
+    pub(in crate::store::ledger) fn with(self, s: WriteSection, on: bool) -> WriteSections {
+        WriteSections(if on { self.0 | 1 << s as u16 } else { self.0 })
+    }
+
+    pub(in crate::store::ledger) fn has(self, s: WriteSection) -> bool {
+        self.0 & (1 << s as u16) != 0
+    }
+
+    /// Every set, for [`super::statement_shapes`].
+    pub(super) fn every() -> impl Iterator<Item = WriteSections> {
+        (0..1u16 << WriteSection::ALL.len()).map(WriteSections)
+    }
+}
+
+/// The write statement for the sections in `mask`. It raises unless the rows each section wrote are
+/// as many as `$2` says (0 for those left out), so its COMMIT can go with
+/// it (`TxnConn::query_one_and_commit`).
+pub(in crate::store::ledger) fn write_sql(mask: WriteSections) -> String {
+    let mut sql = String::from("WITH j AS (SELECT $1::jsonb AS j)");
+    let mut counts = Vec::with_capacity(WriteSection::ALL.len());
+    for section in WriteSection::ALL {
+        let name = section.cte();
+        if !mask.has(section) {
+            if section.counted() {
+                counts.push("0::bigint".to_owned());
+            }
+            continue;
+        }
+        sql.push_str(&format!(",\n{name} AS ({}", section.sql()));
+        // New cards reference new members: inserted after them.
+        if section == WriteSection::NewCards && mask.has(WriteSection::Members) {
+            let members = WriteSection::Members.cte();
+            sql.push_str(&format!(
+                "\n     WHERE (SELECT count(*) FROM {members}) >= 0"
+            ));
+        }
+        sql.push_str("\n    RETURNING 1\n)");
+        if section.counted() {
+            counts.push(format!("(SELECT count(*) FROM {name})"));
+        }
+    }
+    sql.push_str("\nSELECT cardswitch_expect(ARRAY[");
+    sql.push_str(&counts.join(", "));
+    sql.push_str("], $2::bigint[])");
+    sql
+}
+
+pub(in crate::store::ledger) const REFUSE_SQL: &str = "
+WITH d AS (
+    DELETE FROM orders WHERE terminal_id = $1::text AND order_no = $2::text AND answer IS NULL
+    RETURNING 1
+), c AS (
+    UPDATE cards SET pin_fail_count = $4::integer,
+           status = CASE WHEN $5::bool THEN 'locked' ELSE status END,
+           row_mac = $10::bytea, mac_key_id = $11::text, sealed = $12::bytea
+     WHERE card_no = $3::text RETURNING 1
+), o AS (
+    UPDATE operators
+       SET pin_fail_count = CASE WHEN $9::bool THEN 0 ELSE pin_fail_count + 1 END,
+           status = CASE WHEN NOT $9::bool AND pin_fail_count + 1 >= $8::integer
+                         THEN 'disabled' ELSE status END,
+           row_mac = CASE WHEN NOT $9::bool AND pin_fail_count + 1 >= $8::integer
+                          THEN $13::bytea ELSE row_mac END,
+           mac_key_id = CASE WHEN NOT $9::bool AND pin_fail_count + 1 >= $8::integer
+                             THEN $14::text ELSE mac_key_id END
+     WHERE store_id = $6::text AND operator_id = $7::text RETURNING 1
+)
+SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM c) + (SELECT count(*) FROM o)";
