@@ -204,41 +204,23 @@ async fn checked_one_by_one(
     refusal: &Refusal<'_>,
     req: &TxnRequest,
 ) -> Result<(std::sync::Arc<crate::keys::ring::Session>, String), Answer> {
-    let terminal = match state.pool.get().await {
-        Err(e) => {
+    let found = async {
+        let c = state.pool.get().await?;
+        Ok::<_, crate::error::Error>(terminals::get(&c, &req.terminal).await?)
+    }
+    .await;
+    let terminal = match found {
+        Ok(Some(t)) if t.status == "active" => t,
+        Ok(_) => {
+            let why = "unknown or disabled terminal";
             return Err(refusal
-                .answer(
-                    state,
-                    crate::error::Error::from(e).errno(),
-                    "database",
-                    None,
-                )
-                .await)
+                .answer(state, Errno::UnknownTerminal, why, None)
+                .await);
         }
-        Ok(c) => match terminals::get(&c, &req.terminal).await {
-            Ok(Some(t)) if t.status == "active" => t,
-            Ok(_) => {
-                return Err(refusal
-                    .answer(
-                        state,
-                        Errno::UnknownTerminal,
-                        "unknown or disabled terminal",
-                        None,
-                    )
-                    .await)
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "database");
-                return Err(refusal
-                    .answer(
-                        state,
-                        crate::error::Error::from(e).errno(),
-                        "database",
-                        None,
-                    )
-                    .await);
-            }
-        },
+        Err(e) => {
+            tracing::error!(error = %e, "database");
+            return Err(refusal.answer(state, e.errno(), "database", None).await);
+        }
     };
     match state.keys.session(&state.pool, &req.sid).await {
         Ok(Some(s)) if s.terminal == req.terminal => Ok((s, terminal.store_id)),

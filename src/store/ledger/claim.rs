@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
+use tokio_postgres::types::ToSql;
 
 use super::check::TerminalRow;
 use super::load::LoadArgs;
@@ -91,30 +92,24 @@ async fn claim_row(
     let stmt = tx
         .prepare_typed_cached(&claim_sql(shape), claim_types())
         .await?;
-    tx.query_one(
-        &stmt,
-        &[
-            &ctx.terminal,
-            &ctx.ts,
-            &ctx.store_id,
-            &req.operator.id(),
-            &req.order_no(),
-            &digest,
-            &req.op().as_str(),
-            &req.cards_to_lock(),
-            &orig.map(|o| o.0),
-            &orig.map(|o| o.1),
-            &args.card_to_create,
-            &args.wants_lots,
-            &args.level,
-            &args.want_txn,
-            &args.hist_card,
-            &args.limit,
-            &no_lots,
-            &args.register,
-        ],
-    )
-    .await
+    let (operator, order_no, op) = (req.operator.id(), req.order_no(), req.op().as_str());
+    let (cards, orig_terminal, orig_order) =
+        (req.cards_to_lock(), orig.map(|o| o.0), orig.map(|o| o.1));
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+        &ctx.terminal,
+        &ctx.ts,
+        &ctx.store_id,
+        &operator,
+        &order_no,
+        &digest,
+        &op,
+        &cards,
+        &orig_terminal,
+        &orig_order,
+    ];
+    // $11 on: the folded load's, the card to create first.
+    params.extend(args.params(&no_lots));
+    tx.query_one(&stmt, &params).await
 }
 
 /// An order number used before: the same request gets the stored answer

@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use crate::store::txn::TxnConn;
 
 use serde_json::Value;
+use tokio_postgres::types::ToSql;
 
 use super::check::ChainRow;
 use super::rows::{at_ms, json_col, json_col_opt, CardRow, LevelRow, LotRow};
@@ -84,6 +85,21 @@ impl<'a> LoadArgs<'a> {
             .with(LoadColumn::Chains, has_cards)
     }
 
+    /// The load's parameters after the locked cards, in [`LOAD_TYPES`]'
+    /// order (the load statement's $2–$9, the claim's $11–$18).
+    pub(super) fn params<'b>(&'b self, named_lots: &'b Vec<i64>) -> [&'b (dyn ToSql + Sync); 8] {
+        [
+            &self.card_to_create,
+            &self.wants_lots,
+            &self.level,
+            &self.want_txn,
+            &self.hist_card,
+            &self.limit,
+            named_lots,
+            &self.register,
+        ]
+    }
+
     /// The mask of the columns to fold into a claim of `shape`, if any.
     pub(super) fn fold(&self, shape: &ClaimShape) -> Option<LoadColumns> {
         (shape.cards && !shape.create && !shape.orig).then(|| self.mask(true))
@@ -110,7 +126,7 @@ pub(super) struct Fetched {
 pub(super) async fn run(
     tx: &TxnConn,
     args: &LoadArgs<'_>,
-    named_lots: &[i64],
+    named_lots: &Vec<i64>,
     claim: Option<tokio_postgres::Row>,
     rows: &BTreeMap<String, CardRow>,
 ) -> Result<Fetched> {
@@ -124,22 +140,9 @@ pub(super) async fn run(
     let stmt = tx
         .prepare_typed_cached(&load_sql(args.mask(!locked_nos.is_empty())), &LOAD_TYPES)
         .await?;
-    let l = tx
-        .query_one(
-            &stmt,
-            &[
-                &locked_nos,
-                &args.card_to_create,
-                &args.wants_lots,
-                &args.level,
-                &args.want_txn,
-                &args.hist_card,
-                &args.limit,
-                &named_lots,
-                &args.register,
-            ],
-        )
-        .await?;
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&locked_nos];
+    params.extend(args.params(named_lots));
+    let l = tx.query_one(&stmt, &params).await?;
     let chains = json_col(&l, "chains", "chains")?;
     decode(&l, args, chains)
 }
