@@ -1,6 +1,7 @@
 //! What `cardswitch keys …`, `store …` and `terminal …` do: provisioning and
 //! rotation. Each change is one database transaction, audited.
 
+use crate::store::audit::AuditKind;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
@@ -44,7 +45,7 @@ pub async fn row_keys<C: GenericClient>(
 pub(super) async fn audit_ops<C: GenericClient>(
     c: &C,
     keys: &crate::integrity::RowKeys,
-    kind: &str,
+    kind: AuditKind,
     terminal: Option<&str>,
     detail: serde_json::Value,
 ) -> anyhow::Result<()> {
@@ -152,7 +153,7 @@ pub async fn revoke(config: &Config, pool: &Pool, terminal: &str) -> anyhow::Res
     audit_ops(
         &tx,
         &rk,
-        "keys.revoke",
+        AuditKind::Revoke,
         Some(terminal),
         serde_json::json!({"sessions": n}),
     )
@@ -179,7 +180,7 @@ pub async fn rotate_terminal(
     audit_ops(
         &client,
         rk,
-        "keys.rotate_terminal",
+        AuditKind::RotateTerminal,
         Some(terminal),
         serde_json::json!({"key_id": row.key_id, "sessions_ended": n}),
     )

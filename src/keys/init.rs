@@ -1,6 +1,7 @@
 //! `keys init`: the first keys of a database (master key file, root key
 //! file, first signer, hash key and row keys), made once.
 
+use crate::store::audit::AuditKind;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail};
@@ -89,7 +90,7 @@ pub async fn init(
             audit_ops(
                 &tx,
                 &rk,
-                "keys.init",
+                AuditKind::KeysInit,
                 None,
                 serde_json::json!({"root": root_id, "signer": row.signer_id, "master": master.id()}),
             )

@@ -1,6 +1,7 @@
 //! Stores and terminals: `store add`, `terminal add|disable|enable|
 //! reset-password|list` (passwords made here, kept only as keyed hashes).
 
+use crate::store::audit::AuditKind;
 use anyhow::{anyhow, bail};
 use deadpool_postgres::{GenericClient, Pool};
 
@@ -28,7 +29,7 @@ pub async fn add_store(
     audit_ops(
         &tx,
         &rk,
-        "store.add",
+        AuditKind::StoreAdd,
         None,
         serde_json::json!({"store": store_id, "name": name}),
     )
@@ -117,7 +118,7 @@ pub async fn add_terminal(
     audit_ops(
         &tx,
         &rk,
-        "terminal.add",
+        AuditKind::TerminalAdd,
         Some(terminal),
         serde_json::json!({"store": store_id}),
     )
@@ -146,7 +147,11 @@ pub async fn set_terminal_status(
     audit_ops(
         &tx,
         &rk,
-        &format!("terminal.{}", if enable { "enable" } else { "disable" }),
+        if enable {
+            AuditKind::TerminalEnable
+        } else {
+            AuditKind::TerminalDisable
+        },
         Some(terminal),
         serde_json::json!({}),
     )
@@ -174,7 +179,7 @@ pub async fn reset_password(
     audit_ops(
         &tx,
         &rk,
-        "terminal.reset_password",
+        AuditKind::TerminalResetPassword,
         Some(terminal),
         serde_json::json!({}),
     )

@@ -1,6 +1,7 @@
 //! The rotations of the key hierarchy: `keys rotate-signer`, `rotate-root`,
 //! `rotate-master` and `rotate-row-key`, each audited.
 
+use crate::store::audit::AuditKind;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context};
@@ -92,7 +93,7 @@ pub async fn rotate_signer(
     audit_ops(
         &tx,
         &rk,
-        "keys.rotate_signer",
+        AuditKind::RotateSigner,
         None,
         serde_json::json!({"signer": row.signer_id, "roots": keys.iter().map(|(i, _)| i).collect::<Vec<_>>()}),
     )
@@ -139,7 +140,7 @@ pub async fn rotate_root(config: &Config, pool: &Pool) -> anyhow::Result<(String
         audit_ops(
             &tx,
             &rk,
-            "keys.rotate_root",
+            AuditKind::RotateRoot,
             None,
             serde_json::json!({"root": root_id, "overlap_until": until.to_rfc3339()}),
         )
@@ -228,7 +229,7 @@ pub async fn rotate_master(config: &Config, pool: &Pool) -> anyhow::Result<(Stri
         audit_ops(
             &tx,
             &rk,
-            "keys.rotate_master",
+            AuditKind::RotateMaster,
             None,
             serde_json::json!({"old": old.id(), "new": new.id(), "resealed": count}),
         )
@@ -313,7 +314,7 @@ pub async fn rotate_row_key(
     audit_ops(
         &c,
         &keys,
-        "keys.rotate_row_key",
+        AuditKind::RotateRowKey,
         None,
         serde_json::json!({"key": total.key_id, "rewritten": total.rewritten,
                            "refused": total.refused.len(), "adopted_unmaced": adopt}),

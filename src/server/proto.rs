@@ -89,7 +89,7 @@ impl Refusal<'_> {
             crate::store::audit::insert(
                 &client,
                 &state.txn_env.row_keys,
-                "refused",
+                crate::store::audit::AuditKind::Refused,
                 self.terminal,
                 None,
                 Some(&source),

@@ -49,17 +49,64 @@ pub fn chain_row(r: &tokio_postgres::Row) -> (i64, crate::crypto::row::RowImage)
     (id, img)
 }
 
+/// What an audit row records; stored as its text (`cardswitch audit`
+/// lists it), so a kind's text never changes once written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditKind {
+    /// A request refused (protocol.md §5), with its errno.
+    Refused,
+    /// A row failed its integrity check on use (3001).
+    Tampered,
+    /// `verify --repair` restored a card from its sealed copy.
+    Repair,
+    KeysInit,
+    StoreAdd,
+    TerminalAdd,
+    TerminalEnable,
+    TerminalDisable,
+    TerminalResetPassword,
+    RotateSigner,
+    RotateRoot,
+    RotateMaster,
+    RotateRowKey,
+    Revoke,
+    RotateTerminal,
+}
+
+impl AuditKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::Refused => "refused",
+            AuditKind::Tampered => "integrity.tampered",
+            AuditKind::Repair => "verify.repair",
+            AuditKind::KeysInit => "keys.init",
+            AuditKind::StoreAdd => "store.add",
+            AuditKind::TerminalAdd => "terminal.add",
+            AuditKind::TerminalEnable => "terminal.enable",
+            AuditKind::TerminalDisable => "terminal.disable",
+            AuditKind::TerminalResetPassword => "terminal.reset_password",
+            AuditKind::RotateSigner => "keys.rotate_signer",
+            AuditKind::RotateRoot => "keys.rotate_root",
+            AuditKind::RotateMaster => "keys.rotate_master",
+            AuditKind::RotateRowKey => "keys.rotate_row_key",
+            AuditKind::Revoke => "keys.revoke",
+            AuditKind::RotateTerminal => "keys.rotate_terminal",
+        }
+    }
+}
+
 /// Appends one audit row. `source` is the client address for requests, the
 /// OS user (if known) for ops actions.
 pub async fn insert<C: GenericClient>(
     c: &C,
     keys: &RowKeys,
-    kind: &str,
+    kind: AuditKind,
     terminal: Option<&str>,
     actor: Option<&str>,
     source: Option<&str>,
     detail: &serde_json::Value,
 ) -> crate::Result<()> {
+    let kind = kind.as_str();
     for _ in 0..MAX_APPEND_ATTEMPTS {
         let h = c.query_one(HEAD_SQL, &[]).await?;
         let last_id: Option<i64> = h.get(0);

@@ -102,7 +102,7 @@ pub async fn tampered(pool: &Pool, env: &TxnEnv, ctx: &TxnContext, form: &InnerF
         crate::store::audit::insert(
             &client,
             &env.row_keys,
-            "integrity.tampered",
+            crate::store::audit::AuditKind::Tampered,
             Some(&ctx.terminal),
             None,
             None,

@@ -82,7 +82,7 @@ pub(super) async fn repair(
         crate::store::audit::insert(
             &tx,
             keys,
-            "verify.repair",
+            crate::store::audit::AuditKind::Repair,
             None,
             std::env::var("USER").ok().as_deref(),
             Some("cli"),

@@ -15,7 +15,7 @@ async fn a_deleted_audit_row_is_found() {
         cardswitch::store::audit::insert(
             &c,
             keys,
-            "test",
+            cardswitch::store::audit::AuditKind::Refused,
             None,
             None,
             None,
@@ -40,7 +40,7 @@ async fn a_deleted_audit_row_is_found() {
         cardswitch::store::audit::insert(
             &c,
             &l.env.row_keys,
-            "test",
+            cardswitch::store::audit::AuditKind::Refused,
             None,
             None,
             None,
@@ -70,7 +70,7 @@ async fn concurrent_audit_inserts_keep_one_chain() {
                 cardswitch::store::audit::insert(
                     &c,
                     &env.row_keys,
-                    "test",
+                    cardswitch::store::audit::AuditKind::Refused,
                     None,
                     None,
                     None,
