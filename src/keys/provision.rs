@@ -1,6 +1,7 @@
 //! Stores and terminals: `store add`, `terminal add|disable|enable|
 //! reset-password|list` (passwords made here, kept only as keyed hashes).
 
+use crate::ledger::Standing;
 use crate::store::audit::AuditKind;
 use anyhow::{anyhow, bail};
 use deadpool_postgres::{GenericClient, Pool};
@@ -136,7 +137,12 @@ pub async fn set_terminal_status(
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let rk = row_keys(config, &tx).await?;
-    let status = if enable { "active" } else { "disabled" };
+    let status = if enable {
+        Standing::Active
+    } else {
+        Standing::Disabled
+    }
+    .as_str();
     if !terminals::set_status(&tx, &rk, terminal, status).await? {
         bail!("no terminal {terminal}");
     }

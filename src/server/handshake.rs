@@ -1,5 +1,6 @@
 //! `POST /v1/hello` and `POST /v1/login` (protocol.md §3).
 
+use crate::ledger::Standing;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
@@ -61,7 +62,7 @@ async fn hello_row(
         .await
         .map_err(|e| (db_errno(e), "database"))?;
     match terminals::get(&client, &req.terminal).await {
-        Ok(Some(t)) if t.status == "active" => {}
+        Ok(Some(t)) if t.standing() == Some(Standing::Active) => {}
         Ok(_) => return Err((Errno::UnknownTerminal, "unknown or disabled terminal")),
         Err(e) => return Err((db_errno(e), "database")),
     }
@@ -177,7 +178,7 @@ async fn terminal_and_day_key(
         .await
         .map_err(|e| (db_errno(e), "database"))?;
     let terminal = match terminals::get(&client, &req.terminal).await {
-        Ok(Some(t)) if t.status == "active" => t,
+        Ok(Some(t)) if t.standing() == Some(Standing::Active) => t,
         Ok(_) => return Err((Errno::UnknownTerminal, "unknown or disabled terminal")),
         Err(e) => return Err((db_errno(e), "database")),
     };
@@ -188,7 +189,7 @@ async fn terminal_and_day_key(
         .map_err(|e| (db_errno(e), "database"))?
         .filter(|k| {
             k.terminal_id == req.terminal
-                && k.status == "active"
+                && k.key_status() == Some(sk::DayKeyStatus::Active)
                 && k.business_day == today
                 && k.not_after_ms > now.timestamp_millis()
         })

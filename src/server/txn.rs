@@ -210,7 +210,7 @@ async fn checked_one_by_one(
     }
     .await;
     let terminal = match found {
-        Ok(Some(t)) if t.status == "active" => t,
+        Ok(Some(t)) if t.standing() == Some(crate::ledger::Standing::Active) => t,
         Ok(_) => {
             let why = "unknown or disabled terminal";
             return Err(refusal

@@ -1,6 +1,7 @@
 //! Operators and levels, as the CLI manages them. Manager PINs are stored
 //! only as keyed hashes (domain `DOMAIN_MANAGER_PIN`, a salt per row).
 
+use crate::ledger::Standing;
 use deadpool_postgres::GenericClient;
 use rust_decimal::Decimal;
 
@@ -155,7 +156,12 @@ pub async fn set_operator_status<C: GenericClient>(
     operator_id: &str,
     active: bool,
 ) -> anyhow::Result<()> {
-    let status = if active { "active" } else { "disabled" };
+    let status = if active {
+        Standing::Active
+    } else {
+        Standing::Disabled
+    }
+    .as_str();
     rewrite_operator(c, keys, store_id, operator_id, status, None).await
 }
 
@@ -174,7 +180,15 @@ pub async fn reset_pin<C: GenericClient>(
     );
     let (hash, salt) = pin_columns(hash_key, Some(pin));
     let pin = hash.zip(salt);
-    rewrite_operator(c, keys, store_id, operator_id, "active", pin).await
+    rewrite_operator(
+        c,
+        keys,
+        store_id,
+        operator_id,
+        Standing::Active.as_str(),
+        pin,
+    )
+    .await
 }
 
 /// Adds a level: `discount` is the share paid (0.95 = 5 % off), in (0, 1];

@@ -1,6 +1,7 @@
 //! Stores and terminals: provisioning, status, password hashes, and the
 //! failed-login counter that slows logins down.
 
+use crate::ledger::Standing;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 
@@ -36,7 +37,13 @@ pub async fn add_terminal<C: GenericClient>(
     pw_salt: &[u8],
 ) -> PgResult<bool> {
     let (mac, _) = keys.mac_with_id(
-        &terminal_image(terminal, store_id, "active", Some(pw_hash), Some(pw_salt)),
+        &terminal_image(
+            terminal,
+            store_id,
+            Standing::Active.as_str(),
+            Some(pw_hash),
+            Some(pw_salt),
+        ),
         None,
     );
     let n = c
@@ -65,7 +72,7 @@ pub async fn add_terminal_without_password<C: GenericClient>(
     store_id: &str,
 ) -> PgResult<bool> {
     let mac = keys.mac(
-        &terminal_image(terminal, store_id, "active", None, None),
+        &terminal_image(terminal, store_id, Standing::Active.as_str(), None, None),
         None,
     );
     let n = c
@@ -147,6 +154,12 @@ pub struct TerminalRow {
 }
 
 impl TerminalRow {
+    /// The status as the code asks for it (the row keeps the stored text,
+    /// which its MAC covers); `None` for a value the schema does not allow.
+    pub fn standing(&self) -> Option<Standing> {
+        Standing::parse(&self.status)
+    }
+
     /// What the row's MAC covers.
     pub fn image(&self) -> crate::crypto::row::RowImage {
         terminal_image(

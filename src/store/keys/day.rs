@@ -27,7 +27,41 @@ pub struct DayKeyRow {
     pub mac_key_id: Option<String>,
 }
 
+/// A day key's status (migration 0003's CHECK).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DayKeyStatus {
+    Active,
+    Revoked,
+    Destroyed,
+}
+
+impl DayKeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DayKeyStatus::Active => "active",
+            DayKeyStatus::Revoked => "revoked",
+            DayKeyStatus::Destroyed => "destroyed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DayKeyStatus> {
+        [
+            DayKeyStatus::Active,
+            DayKeyStatus::Revoked,
+            DayKeyStatus::Destroyed,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
 impl DayKeyRow {
+    /// The status as the code asks for it (the row keeps the stored text,
+    /// which its MAC covers).
+    pub fn key_status(&self) -> Option<DayKeyStatus> {
+        DayKeyStatus::parse(&self.status)
+    }
+
     /// The row's image, with `status` as given (a status change re-MACs).
     pub fn image_with(&self, status: &str) -> crate::crypto::row::RowImage {
         day_key_image(
@@ -87,7 +121,7 @@ pub async fn insert_day_key<C: GenericClient>(
     keys: &RowKeys,
     k: &DayKeyRow,
 ) -> PgResult<bool> {
-    let (mac, mac_key_id) = keys.mac_with_id(&k.image_with("active"), None);
+    let (mac, mac_key_id) = keys.mac_with_id(&k.image_with(DayKeyStatus::Active.as_str()), None);
     let n = c
         .execute(
             "INSERT INTO day_keys (key_id, terminal_id, business_day, not_before, not_after,
@@ -216,7 +250,7 @@ pub async fn destroy_expired<C: GenericClient>(
         c,
         keys,
         &rows.iter().map(day_row).collect::<Vec<_>>(),
-        "destroyed",
+        DayKeyStatus::Destroyed.as_str(),
     )
     .await
 }
@@ -266,7 +300,7 @@ pub async fn revoke_terminal<C: GenericClient>(
         c,
         keys,
         &rows.iter().map(day_row).collect::<Vec<_>>(),
-        "revoked",
+        DayKeyStatus::Revoked.as_str(),
     )
     .await?;
     let rows = c
