@@ -8,7 +8,9 @@ use cardswitch::protocol::errno::Errno;
 use cardswitch::protocol::form::encode_form;
 use cardswitch::protocol::xml::parse_answer;
 
-use super::{build, errno_of, expect_txn, now_ms, send, send_referer, setup, Setup, QUERY};
+use super::{
+    build, errno_of, expect_txn, now_ms, raw_hello, send, send_referer, setup, Setup, QUERY,
+};
 
 #[tokio::test]
 async fn handshake_then_a_transaction() {
@@ -20,14 +22,7 @@ async fn handshake_then_a_transaction() {
     assert_eq!(errno_of("/v1/hello", &r), Errno::Ok);
     let day = c.hello("T1", &fx.root, None).await.unwrap();
     // The day key is signed once: a second hello gives the same signature.
-    let r2 = c
-        .post_form(
-            "/v1/hello",
-            encode_form(&[("terminal", "T1"), ("ts", &now_ms().to_string())]),
-            &[],
-        )
-        .await
-        .unwrap();
+    let r2 = raw_hello(&c, "T1").await;
     let day_sig = |r: &RawResponse| {
         let a = parse_answer(&r.body).unwrap();
         match a.body {

@@ -31,6 +31,13 @@ pub(super) fn now_ms() -> u64 {
 }
 
 /// The errno of an answer, its body checked against the XSD for `path`.
+/// A bare hello for `terminal` (no root named), as a client's first request.
+pub(super) async fn raw_hello(c: &Client, terminal: &str) -> RawResponse {
+    let ts = now_ms().to_string();
+    let form = cardswitch::protocol::form::encode_form(&[("terminal", terminal), ("ts", &ts)]);
+    c.post_form("/v1/hello", form, &[]).await.unwrap()
+}
+
 pub(super) fn errno_of(path: &str, r: &RawResponse) -> Errno {
     let a = parse_answer(&r.body).unwrap_or_else(|e| {
         panic!(

@@ -11,7 +11,8 @@ use cardswitch::protocol::form::encode_form;
 use cardswitch::protocol::grammar::base64_encode;
 
 use super::{
-    build, expect_plain, expect_txn, now_ms, send, send_referer, setup, Built, Setup, QUERY,
+    build, expect_plain, expect_txn, now_ms, raw_hello, send, send_referer, setup, Built, Setup,
+    QUERY,
 };
 
 fn mac_of(s: &Session, body: &[u8]) -> [u8; 32] {
@@ -129,14 +130,7 @@ async fn every_refusal_1001_to_1008_writes_nothing_but_audit() {
         &send_referer(&c, &b).await,
         Errno::UnknownTerminal,
     );
-    let r = c
-        .post_form(
-            "/v1/hello",
-            encode_form(&[("terminal", "T9"), ("ts", &now_ms().to_string())]),
-            &[],
-        )
-        .await
-        .unwrap();
+    let r = raw_hello(&c, "T9").await;
     expect_plain("/v1/hello", &r, Errno::UnknownTerminal);
     refusals += 2;
 

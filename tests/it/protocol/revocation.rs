@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use cardswitch::client::{wire, Client};
 use cardswitch::protocol::errno::Errno;
-use cardswitch::protocol::form::encode_form;
 
 use crate::harness::Daemon;
 
 use super::{
-    build, errno_of, expect_plain, expect_txn, now_ms, send_referer, setup, url, Setup, QUERY,
+    build, errno_of, expect_plain, expect_txn, now_ms, raw_hello, send_referer, setup, url, Setup,
+    QUERY,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_cardswitch");
@@ -75,14 +75,7 @@ async fn disabled_revoked_and_expired_are_refused() {
         &send_referer(&c, &b).await,
         Errno::UnknownTerminal,
     );
-    let r = c
-        .post_form(
-            "/v1/hello",
-            encode_form(&[("terminal", "T1"), ("ts", &now_ms().to_string())]),
-            &[],
-        )
-        .await
-        .unwrap();
+    let r = raw_hello(&c, "T1").await;
     expect_plain("/v1/hello", &r, Errno::UnknownTerminal);
     assert_eq!(fx.fingerprint().await, before, "a 1002 wrote something");
     cardswitch::keys::admin::set_terminal_status(&fx.config, fx.pool(), "T1", true)

@@ -6,12 +6,11 @@ use std::time::{Duration, Instant};
 
 use cardswitch::client::Client;
 use cardswitch::protocol::errno::Errno;
-use cardswitch::protocol::form::encode_form;
 
 use crate::harness::{Daemon, Fixture};
 
 use super::{
-    build, errno_of, expect_plain, now_ms, send_referer, settle, setup, url, Setup, QUERY,
+    build, errno_of, expect_plain, raw_hello, send_referer, settle, setup, url, Setup, QUERY,
 };
 
 #[tokio::test]
@@ -60,14 +59,7 @@ async fn too_many_requests_get_1009() {
     let c2 = Client::new(&url(&d2));
     let mut seen = false;
     for _ in 0..4 {
-        let r = c2
-            .post_form(
-                "/v1/hello",
-                encode_form(&[("terminal", "T1"), ("ts", &now_ms().to_string())]),
-                &[],
-            )
-            .await
-            .unwrap();
+        let r = raw_hello(&c2, "T1").await;
         if errno_of("/v1/hello", &r) == Errno::Throttled {
             seen = true;
         }
