@@ -133,3 +133,18 @@ async fn a_changed_sealed_copy_is_found_and_refused() {
     assert_found(&l, "cards", "CARD0001", "sealed").await;
     next_posting_refused(&l, "CARD0001").await;
 }
+
+#[tokio::test]
+async fn a_card_naming_a_row_key_that_does_not_exist_is_refused() {
+    let l = setup().await;
+    busy_card(&l, "CARD0001").await;
+    // A key id no rotation ever made: the ledger loads the row keys once
+    // more, still does not know it, and refuses 3001 with nothing changed.
+    exec(
+        &l,
+        "UPDATE cards SET mac_key_id = 'ffffffffffffffff' WHERE card_no = 'CARD0001'",
+    )
+    .await;
+    next_posting_refused(&l, "CARD0001").await;
+    assert_found(&l, "cards", "CARD0001", "mac").await;
+}
