@@ -73,7 +73,14 @@ async fn run(cluster: &Cluster, dir: &std::path::Path, n: i64) -> anyhow::Result
     c.batch_execute("INSERT INTO stores (store_id, name) VALUES ('S1', 'bench')")
         .await?;
     cardswitch::store::operators::add_level(&c, &keys, "std", 1.into(), 1.into()).await?;
-    cardswitch::store::terminals::add_terminal_without_password(&c, &keys, "T1", "S1").await?;
+    cardswitch::store::terminals::add_terminal_without_password(
+        &c,
+        &keys,
+        "T1",
+        "S1",
+        cardswitch::ledger::TerminalKind::Pos,
+    )
+    .await?;
 
     let cards = (n + PER_CARD - 1) / PER_CARD;
     eprintln!("writing {cards} cards with {PER_CARD} postings each ...");

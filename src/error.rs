@@ -87,7 +87,8 @@ pub fn errno_http_status(e: Errno) -> u16 {
         | Errno::WrongPin
         | Errno::InvalidAmount
         | Errno::OperatorRefused
-        | Errno::CardInUse => 200,
+        | Errno::CardInUse
+        | Errno::NotForThisTerminal => 200,
         Errno::Unavailable => 503,
         Errno::Tampered | Errno::Internal => 500,
     }

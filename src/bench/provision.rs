@@ -102,7 +102,15 @@ async fn provision_terminals(
             if existing.contains(&id) {
                 admin::reset_password(&config, &pool, &id, Some(pw.clone())).await?;
             } else {
-                admin::add_terminal(&config, &pool, &id, &store_id(i), Some(pw.clone())).await?;
+                admin::add_terminal(
+                    &config,
+                    &pool,
+                    &id,
+                    &store_id(i),
+                    crate::ledger::TerminalKind::Pos,
+                    Some(pw.clone()),
+                )
+                .await?;
             }
             Ok::<_, anyhow::Error>((i, id, pw))
         });

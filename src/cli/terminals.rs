@@ -1,5 +1,6 @@
 //! `store …` and `terminal …`: provisioning.
 
+use crate::ledger::TerminalKind;
 use std::process::ExitCode;
 
 use clap::Subcommand;
@@ -24,6 +25,10 @@ pub enum TerminalAction {
         terminal: String,
         #[arg(long)]
         store: String,
+        /// `pos`, a till (the default), or `office`, a back-office system
+        /// that reads and never posts (protocol.md §6.1).
+        #[arg(long, default_value = "pos", value_parser = parse_kind)]
+        kind: TerminalKind,
         #[arg(long)]
         json: bool,
         /// Read the password from stdin instead of generating one.
@@ -55,6 +60,10 @@ fn read_password_stdin() -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
+fn parse_kind(s: &str) -> Result<TerminalKind, String> {
+    TerminalKind::parse(s).ok_or_else(|| format!("{s:?} is not a terminal kind (pos, office)"))
+}
+
 pub async fn terminal_command(action: TerminalAction, config: &Config) -> anyhow::Result<ExitCode> {
     use crate::keys::admin;
     let db = store::open(config).await?;
@@ -64,16 +73,18 @@ pub async fn terminal_command(action: TerminalAction, config: &Config) -> anyhow
             TerminalAction::Add {
                 terminal,
                 store,
+                kind,
                 json,
                 password_stdin,
             } => {
                 let given = password_stdin.then(read_password_stdin).transpose()?;
                 let generated = given.is_none();
-                let pw = admin::add_terminal(config, pool, &terminal, &store, given).await?;
+                let pw = admin::add_terminal(config, pool, &terminal, &store, kind, given).await?;
                 if json {
                     println!(
                         "{}",
                         serde_json::json!({"terminal": terminal, "store": store,
+                            "kind": kind.as_str(),
                             "password": if generated { Some(pw.as_str()) } else { None }})
                     );
                 } else if generated {
@@ -90,6 +101,7 @@ pub async fn terminal_command(action: TerminalAction, config: &Config) -> anyhow
                         .iter()
                         .map(|t| {
                             serde_json::json!({"terminal": t.terminal_id, "store": t.store_id,
+                                "kind": t.kind_text,
                                 "status": t.status, "failed_logins": t.failed_logins,
                                 "created_at": t.created_at.to_rfc3339()})
                         })
@@ -98,8 +110,8 @@ pub async fn terminal_command(action: TerminalAction, config: &Config) -> anyhow
                 } else {
                     for t in list {
                         println!(
-                            "{}\tstore {}\t{}\tfailed logins {}",
-                            t.terminal_id, t.store_id, t.status, t.failed_logins
+                            "{}\tstore {}\t{}\tfailed logins {}\t{}",
+                            t.terminal_id, t.store_id, t.status, t.failed_logins, t.kind_text
                         );
                     }
                 }

@@ -1,7 +1,7 @@
 //! Stores and terminals: `store add`, `terminal add|disable|enable|
 //! reset-password|list` (passwords made here, kept only as keyed hashes).
 
-use crate::ledger::Standing;
+use crate::ledger::{Standing, TerminalKind};
 use crate::store::audit::AuditKind;
 use anyhow::{anyhow, bail};
 use deadpool_postgres::{GenericClient, Pool};
@@ -103,6 +103,7 @@ pub async fn add_terminal(
     pool: &Pool,
     terminal: &str,
     store_id: &str,
+    kind: TerminalKind,
     password: Option<String>,
 ) -> anyhow::Result<zeroize::Zeroizing<String>> {
     grammar::terminal(terminal).map_err(|_| anyhow!("terminal ids are [A-Za-z0-9_-]{{1,32}}"))?;
@@ -113,7 +114,7 @@ pub async fn add_terminal(
     if !terminals::store_exists(&tx, store_id).await? {
         bail!("no store {store_id}: add it with `cardswitch store add`");
     }
-    if !terminals::add_terminal(&tx, &rk, terminal, store_id, &hash, &salt).await? {
+    if !terminals::add_terminal(&tx, &rk, terminal, store_id, kind, &hash, &salt).await? {
         bail!("terminal {terminal} exists");
     }
     audit_ops(
@@ -121,7 +122,7 @@ pub async fn add_terminal(
         &rk,
         AuditKind::TerminalAdd,
         Some(terminal),
-        serde_json::json!({"store": store_id}),
+        serde_json::json!({"store": store_id, "kind": kind.as_str()}),
     )
     .await?;
     tx.commit().await?;

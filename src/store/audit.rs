@@ -57,6 +57,8 @@ pub enum AuditKind {
     Refused,
     /// A row failed its integrity check on use (3001).
     Tampered,
+    /// An office terminal read a card (protocol.md §6.1).
+    OfficeRead,
     /// `verify --repair` restored a card from its sealed copy.
     Repair,
     KeysInit,
@@ -78,6 +80,7 @@ impl AuditKind {
         match self {
             AuditKind::Refused => "refused",
             AuditKind::Tampered => "integrity.tampered",
+            AuditKind::OfficeRead => "office.read",
             AuditKind::Repair => "verify.repair",
             AuditKind::KeysInit => "keys.init",
             AuditKind::StoreAdd => "store.add",

@@ -1,7 +1,7 @@
 //! Stores and terminals: provisioning, status, password hashes, and the
 //! failed-login counter that slows logins down.
 
-use crate::ledger::Standing;
+use crate::ledger::{Standing, TerminalKind};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 
@@ -33,6 +33,7 @@ pub async fn add_terminal<C: GenericClient>(
     keys: &RowKeys,
     terminal: &str,
     store_id: &str,
+    kind: TerminalKind,
     pw_hash: &[u8],
     pw_salt: &[u8],
 ) -> PgResult<bool> {
@@ -40,6 +41,7 @@ pub async fn add_terminal<C: GenericClient>(
         &terminal_image(
             terminal,
             store_id,
+            kind.as_str(),
             Standing::Active.as_str(),
             Some(pw_hash),
             Some(pw_salt),
@@ -49,8 +51,8 @@ pub async fn add_terminal<C: GenericClient>(
     let n = c
         .execute(
             "INSERT INTO terminals (terminal_id, store_id, status, pw_hash, pw_salt, pw_key_id,
-                 row_mac, mac_key_id)
-             VALUES ($1, $2, 'active', $3, $4, 'hash_key', $5, $6) ON CONFLICT DO NOTHING",
+                 row_mac, mac_key_id, kind)
+             VALUES ($1, $2, 'active', $3, $4, 'hash_key', $5, $6, $7) ON CONFLICT DO NOTHING",
             &[
                 &terminal,
                 &store_id,
@@ -58,6 +60,7 @@ pub async fn add_terminal<C: GenericClient>(
                 &pw_salt,
                 &mac,
                 &keys.current_id(),
+                &kind.as_str(),
             ],
         )
         .await?;
@@ -70,16 +73,24 @@ pub async fn add_terminal_without_password<C: GenericClient>(
     keys: &RowKeys,
     terminal: &str,
     store_id: &str,
+    kind: TerminalKind,
 ) -> PgResult<bool> {
+    let active = Standing::Active.as_str();
     let mac = keys.mac(
-        &terminal_image(terminal, store_id, Standing::Active.as_str(), None, None),
+        &terminal_image(terminal, store_id, kind.as_str(), active, None, None),
         None,
     );
     let n = c
         .execute(
-            "INSERT INTO terminals (terminal_id, store_id, status, row_mac, mac_key_id)
-             VALUES ($1, $2, 'active', $3, $4) ON CONFLICT DO NOTHING",
-            &[&terminal, &store_id, &mac, &keys.current_id()],
+            "INSERT INTO terminals (terminal_id, store_id, status, row_mac, mac_key_id, kind)
+             VALUES ($1, $2, 'active', $3, $4, $5) ON CONFLICT DO NOTHING",
+            &[
+                &terminal,
+                &store_id,
+                &mac,
+                &keys.current_id(),
+                &kind.as_str(),
+            ],
         )
         .await?;
     Ok(n == 1)
@@ -95,7 +106,7 @@ async fn rewrite<C: GenericClient>(
 ) -> PgResult<bool> {
     let Some(r) = c
         .query_opt(
-            "SELECT store_id, status, pw_hash, pw_salt FROM terminals
+            "SELECT store_id, status, pw_hash, pw_salt, kind FROM terminals
               WHERE terminal_id = $1 FOR UPDATE",
             &[&terminal],
         )
@@ -104,6 +115,7 @@ async fn rewrite<C: GenericClient>(
         return Ok(false);
     };
     let store_id: String = r.get(0);
+    let kind: String = r.get(4);
     let status = status.map_or_else(|| r.get::<_, String>(1), str::to_owned);
     let (hash, salt): (Option<Vec<u8>>, Option<Vec<u8>>) = match pw {
         Some((h, s)) => (Some(h.to_vec()), Some(s.to_vec())),
@@ -113,6 +125,7 @@ async fn rewrite<C: GenericClient>(
         &terminal_image(
             terminal,
             &store_id,
+            &kind,
             &status,
             hash.as_deref(),
             salt.as_deref(),
@@ -151,9 +164,16 @@ pub struct TerminalRow {
     pub created_at: DateTime<Utc>,
     pub row_mac: Option<Vec<u8>>,
     pub mac_key_id: Option<String>,
+    /// As stored (the MAC covers it); [`TerminalRow::kind`] is the typed value.
+    pub kind_text: String,
 }
 
 impl TerminalRow {
+    /// What the terminal is; `None` for a value the schema does not allow.
+    pub fn kind(&self) -> Option<TerminalKind> {
+        TerminalKind::parse(&self.kind_text)
+    }
+
     /// The status as the code asks for it (the row keeps the stored text,
     /// which its MAC covers); `None` for a value the schema does not allow.
     pub fn standing(&self) -> Option<Standing> {
@@ -165,6 +185,7 @@ impl TerminalRow {
         terminal_image(
             &self.terminal_id,
             &self.store_id,
+            &self.kind_text,
             &self.status,
             self.pw_hash.as_deref(),
             self.pw_salt.as_deref(),
@@ -184,7 +205,7 @@ impl TerminalRow {
 
 pub(crate) const COLS: &str =
     "terminal_id, store_id, status, pw_hash, pw_salt, failed_logins, last_failed_at,
-     created_at, row_mac, mac_key_id";
+     created_at, row_mac, mac_key_id, kind";
 
 pub(crate) fn row(r: &tokio_postgres::Row) -> TerminalRow {
     TerminalRow {
@@ -198,6 +219,7 @@ pub(crate) fn row(r: &tokio_postgres::Row) -> TerminalRow {
         created_at: r.get(7),
         row_mac: r.get(8),
         mac_key_id: r.get(9),
+        kind_text: r.get(10),
     }
 }
 

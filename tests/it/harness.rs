@@ -312,10 +312,17 @@ impl Fixture {
     pub async fn terminal(&self, id: &str, store: &str) -> String {
         let _ = cardswitch::keys::admin::add_store(&self.config, self.pool(), store, "Test store")
             .await;
-        cardswitch::keys::admin::add_terminal(&self.config, self.pool(), id, store, None)
-            .await
-            .unwrap()
-            .to_string()
+        cardswitch::keys::admin::add_terminal(
+            &self.config,
+            self.pool(),
+            id,
+            store,
+            cardswitch::ledger::TerminalKind::Pos,
+            None,
+        )
+        .await
+        .unwrap()
+        .to_string()
     }
 
     /// A card without a PIN, outside the ledger (no `register` needed).

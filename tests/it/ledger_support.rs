@@ -133,8 +133,14 @@ pub async fn setup_with(tweak: impl FnOnce(&mut Config)) -> Ledger {
             .await
             .unwrap();
     }
-    for (t, st) in [("T1", "S1"), ("T2", "S1"), ("T3", "S2")] {
-        cardswitch::store::terminals::add_terminal_without_password(&c, &row_keys, t, st)
+    use cardswitch::ledger::TerminalKind::{Office, Pos};
+    for (t, st, kind) in [
+        ("T1", "S1", Pos),
+        ("T2", "S1", Pos),
+        ("T3", "S2", Pos),
+        ("O1", "S1", Office),
+    ] {
+        cardswitch::store::terminals::add_terminal_without_password(&c, &row_keys, t, st, kind)
             .await
             .unwrap();
     }
@@ -158,7 +164,7 @@ pub async fn setup_with(tweak: impl FnOnce(&mut Config)) -> Ledger {
         url,
         config,
         ts: AtomicI64::new(chrono::Utc::now().timestamp_millis()),
-        stores: HashMap::from([("T1", "S1"), ("T2", "S1"), ("T3", "S2")]),
+        stores: HashMap::from([("T1", "S1"), ("T2", "S1"), ("T3", "S2"), ("O1", "S1")]),
     }
 }
 

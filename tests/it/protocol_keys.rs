@@ -336,3 +336,42 @@ async fn day_keys_are_destroyed_after_the_grace_period() {
     assert_eq!(row.get::<_, i64>(2), 0);
     d.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn terminal_add_takes_a_kind() {
+    let fx = Fixture::new().await;
+    let dir = harness::temp_dir("cs-kind-");
+    assert!(cli(&fx, &dir, &["store", "add", "S7", "--name", "Shop 7"])
+        .status
+        .success());
+    let args = [
+        "terminal", "add", "H1", "--store", "S7", "--kind", "office", "--json",
+    ];
+    let out = cli(&fx, &dir, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kind"], "office");
+    assert!(cli(&fx, &dir, &["terminal", "add", "P1", "--store", "S7"])
+        .status
+        .success());
+    let bad = cli(
+        &fx,
+        &dir,
+        &["terminal", "add", "X1", "--store", "S7", "--kind", "bank"],
+    );
+    assert!(!bad.status.success(), "an unknown kind is refused");
+    let out = cli(&fx, &dir, &["terminal", "list", "--json"]);
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let kind_of = |id: &str| {
+        list.iter()
+            .find(|t| t["terminal"] == id)
+            .map(|t| t["kind"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(kind_of("H1").as_deref(), Some("office"));
+    assert_eq!(kind_of("P1").as_deref(), Some("pos"));
+    assert_eq!(kind_of("X1"), None);
+}

@@ -276,12 +276,20 @@ pub fn member_image(
 pub fn terminal_image(
     terminal_id: &str,
     store_id: &str,
+    kind: &str,
     status: &str,
     pw_hash: Option<&[u8]>,
     pw_salt: Option<&[u8]>,
 ) -> RowImage {
-    RowImage::new("terminals", terminal_id)
-        .with("store_id", Value::Text(store_id.to_owned()))
+    let img = RowImage::new("terminals", terminal_id);
+    // A `pos` terminal's image is what it was before terminals had kinds,
+    // so their MACs stay valid; any other kind is covered.
+    let img = if kind == "pos" {
+        img
+    } else {
+        img.with("kind", Value::Text(kind.to_owned()))
+    };
+    img.with("store_id", Value::Text(store_id.to_owned()))
         .with("status", Value::Text(status.to_owned()))
         .with("pw_hash", bytes(pw_hash))
         .with("pw_salt", bytes(pw_salt))
@@ -380,6 +388,16 @@ pub fn canonical_json(v: &serde_json::Value) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_tills_terminal_image_is_what_it_was_before_kinds() {
+        let till = terminal_image("T1", "S1", "pos", "active", None, None);
+        assert!(till.get("kind").is_none(), "existing MACs stay valid");
+        let office = terminal_image("T1", "S1", "office", "active", None, None);
+        assert_eq!(office.get("kind"), Some(&Value::Text("office".into())));
+        assert_ne!(till, office);
+    }
+
     use super::*;
 
     #[test]

@@ -15,13 +15,14 @@ use super::rows::{dec, hex_bytes, CardRow};
 use crate::error::{Error, Result};
 use crate::integrity::{member_image, terminal_image, CardValues, PostingValues, RowKeys};
 use crate::ledger::answer_row::status_text;
-use crate::ledger::{Lot, Standing};
+use crate::ledger::{Lot, Standing, TerminalKind};
 use crate::store::protected::{self, Protected};
 use crate::store::txn::TxnContext;
 
 #[derive(Deserialize)]
 pub(super) struct TerminalRow {
     pub(super) store_id: String,
+    pub(super) kind: TerminalKind,
     pub(super) status: Standing,
     pub(super) pw_hash: Option<String>,
     pub(super) pw_salt: Option<String>,
@@ -194,6 +195,7 @@ fn check_terminal(keys: &RowKeys, terminal_id: &str, t: Option<&TerminalRow>) ->
     let img = terminal_image(
         terminal_id,
         &t.store_id,
+        t.kind.as_str(),
         t.status.as_str(),
         hex_bytes(&t.pw_hash)?.as_deref(),
         hex_bytes(&t.pw_salt)?.as_deref(),

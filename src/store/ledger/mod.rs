@@ -36,7 +36,7 @@ use crate::ledger::answer_row::{mask_phone, money_text, status_text};
 use crate::ledger::request::{Body, Operator, ReadOp, ReadReq, Request};
 use crate::ledger::{
     authorize, check_read, decide_expire, BonusRule, CardChange, CardState, LedgerConfig, Lot,
-    Money, OpKind, Original, Role, Standing,
+    Money, OpKind, Original, Role, Standing, TerminalKind,
 };
 use crate::protocol::errno::Errno;
 use crate::protocol::message::InnerForm;
@@ -116,6 +116,14 @@ pub(crate) async fn execute(
     };
     check::claimed(&env.row_keys, ctx, req.operator.id(), &claimed)?;
     let mut refuse = RefusalWrites::claimed(req.order_no());
+    // protocol.md §4: the terminal's kind before the operator.
+    let kind = claimed
+        .terminal
+        .as_ref()
+        .map_or(TerminalKind::Pos, |t| t.kind);
+    if let Err(errno) = allowed_for(kind, &req) {
+        return Ok(refuse.refused(errno));
+    }
     // protocol.md §4: the operator before the operation.
     let (allowed, count) = check_operator(env, ctx, &req, claimed.operator.as_ref())?;
     let operator_reset = count.as_ref().is_some_and(|c| c.reset);
@@ -137,7 +145,7 @@ pub(crate) async fn execute(
     let named = named_lots(orig.as_ref().map(|o| &o.1));
     let fetched = load::run(tx, &args, &named, folded, &cards).await?;
     check::fetched(&env.row_keys, &cards, &fetched)?;
-    let x = expire(env, &req, ctx, cards, fetched, orig)?;
+    let x = expire(env, &req, ctx, cards, fetched, orig, kind)?;
     match &req.body {
         Body::Read(r) => read(tx, ctx, &x, r, refuse).await,
         Body::Posting(p) => post(tx, ctx, &x, p, refuse, operator_reset).await,
@@ -189,6 +197,7 @@ fn expire<'a>(
     rows: BTreeMap<String, CardRow>,
     mut fetched: load::Fetched,
     orig: Option<(OrigRow, Original)>,
+    kind: TerminalKind,
 ) -> Result<Loaded<'a>> {
     let now = crate::ledger::lots::truncate_ms(ctx.now);
     let mut lots = std::mem::take(&mut fetched.lots);
@@ -222,7 +231,17 @@ fn expire<'a>(
         expiries,
         fetched,
         orig,
+        kind,
     })
+}
+
+/// What a terminal's kind allows (protocol.md §6.1): an office terminal
+/// reads and never posts (2013); a till may send every op it can parse.
+fn allowed_for(kind: TerminalKind, req: &Request) -> std::result::Result<(), Errno> {
+    match (kind, &req.body) {
+        (TerminalKind::Office, Body::Posting(_)) => Err(Errno::NotForThisTerminal),
+        _ => Ok(()),
+    }
 }
 
 fn take_from(lots: &mut [Lot], c: &CardChange) {
@@ -251,6 +270,9 @@ async fn read(
         Err(rf) => return refuse.refusal(rf, &x.rows, &x.env.row_keys),
     };
     let rows = read_rows(r.op, st, row, x)?;
+    if x.kind == TerminalKind::Office {
+        audit_office_read(tx, ctx, x, r).await?;
+    }
     if pin_reset.is_some() || !x.expiries.is_empty() {
         let txn_id = x.fetched.txn_id.unwrap_or_default();
         let mut w = Writes::new(ctx, x.now, txn_id, x.env);
@@ -277,13 +299,43 @@ fn read_rows(op: ReadOp, st: &CardState, cr: &CardRow, x: &Loaded<'_>) -> Result
         ReadOp::Member => vec![Row::new()
             .with("card", &st.card_no)
             .with("name", &cr.name)
-            .with("phone", mask_phone(&cr.phone))
+            .with("phone", phone_for(x.kind, &cr.phone))
             .with("level", &st.level.name)
             .with("birthday", cr.birthday.clone().unwrap_or_default())
             .with("status", status_text(st.status))
             .with("registered_at", cr.opened_at.to_string())],
         ReadOp::History { .. } => history_rows(x.fetched.history.clone().unwrap_or_default())?,
     })
+}
+
+/// Office terminals see phone numbers in full (protocol.md §6.1); tills
+/// see all but the last four digits masked.
+fn phone_for(kind: TerminalKind, phone: &str) -> String {
+    match kind {
+        TerminalKind::Office => phone.to_owned(),
+        TerminalKind::Pos => mask_phone(phone),
+    }
+}
+
+/// Every office read is on the audit trail (protocol.md §6.1): terminal,
+/// op and card, in the read's own transaction.
+async fn audit_office_read(
+    tx: &TxnConn,
+    ctx: &TxnContext,
+    x: &Loaded<'_>,
+    r: &ReadReq,
+) -> Result<()> {
+    let detail = serde_json::json!({"op": x.req.op().as_str(), "card": r.card});
+    crate::store::audit::insert(
+        tx.in_txn().await?,
+        &x.env.row_keys,
+        crate::store::audit::AuditKind::OfficeRead,
+        Some(&ctx.terminal),
+        None,
+        None,
+        &detail,
+    )
+    .await
 }
 
 /// A posting: decide, then write the plan (the write carries the COMMIT).

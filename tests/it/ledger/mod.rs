@@ -8,6 +8,7 @@ mod cards;
 mod contention;
 mod errnos;
 mod money;
+mod office;
 mod operators;
 mod partitions;
 mod points;

@@ -49,6 +49,33 @@ impl Role {
     }
 }
 
+/// What a terminal is (protocol.md §6.1; migration 0009's CHECK): a till
+/// posts; a back-office system only reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TerminalKind {
+    #[default]
+    Pos,
+    Office,
+}
+
+impl TerminalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TerminalKind::Pos => "pos",
+            TerminalKind::Office => "office",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TerminalKind> {
+        match s {
+            "pos" => Some(TerminalKind::Pos),
+            "office" => Some(TerminalKind::Office),
+            _ => None,
+        }
+    }
+}
+
 /// Whether a terminal or an operator may act (migration 0001's CHECK).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -198,6 +225,9 @@ pub enum Pin {
     Absent,
     Correct,
     Wrong,
+    /// An office terminal's read (protocol.md §6.1): no PIN asked for, and
+    /// the card's PIN counter left as it is.
+    NotNeeded,
 }
 
 /// A write the store must commit even though the request is refused.
@@ -247,6 +277,7 @@ pub fn check_pin(card: &CardState, pin: Pin) -> Result<Option<u32>, Refusal> {
     }
     match pin {
         Pin::Correct => Ok((card.pin_fail_count > 0).then_some(0)),
+        Pin::NotNeeded => Ok(None),
         Pin::Absent => Err(Errno::WrongPin.into()),
         Pin::Wrong => {
             let n = card.pin_fail_count.saturating_add(1);

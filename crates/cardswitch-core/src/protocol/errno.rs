@@ -26,13 +26,14 @@ pub enum Errno {
     InvalidAmount = 2010,
     OperatorRefused = 2011,
     CardInUse = 2012,
+    NotForThisTerminal = 2013,
     Tampered = 3001,
     Unavailable = 3002,
     Internal = 3003,
 }
 
 impl Errno {
-    pub const ALL: [Errno; 25] = [
+    pub const ALL: [Errno; 26] = [
         Errno::Ok,
         Errno::Malformed,
         Errno::UnknownTerminal,
@@ -55,6 +56,7 @@ impl Errno {
         Errno::InvalidAmount,
         Errno::OperatorRefused,
         Errno::CardInUse,
+        Errno::NotForThisTerminal,
         Errno::Tampered,
         Errno::Unavailable,
         Errno::Internal,
@@ -93,6 +95,7 @@ impl Errno {
             Errno::InvalidAmount => "invalid amount",
             Errno::OperatorRefused => "operator not allowed",
             Errno::CardInUse => "card number already in use",
+            Errno::NotForThisTerminal => "operation not allowed for this terminal",
             Errno::Tampered => "stored data failed its integrity check",
             Errno::Unavailable => "service unavailable",
             Errno::Internal => "internal error",
@@ -111,7 +114,7 @@ mod tests {
             assert_eq!(Errno::from_code(e.code()), Some(e));
             seen.insert(e.code());
         }
-        assert_eq!(seen.len(), 25);
+        assert_eq!(seen.len(), Errno::ALL.len());
         assert_eq!(Errno::from_code(1010), None);
     }
 }
