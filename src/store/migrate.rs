@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "terminal_kind",
         include_str!("migrations/0009_terminal_kind.sql"),
     ),
+    (
+        10,
+        "members_phone",
+        include_str!("migrations/0010_members_phone.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming our advisory lock.

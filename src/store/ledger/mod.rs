@@ -33,7 +33,7 @@ use serde_json::Value;
 use crate::crypto::keyed_hash::{verify_keyed_hash, DOMAIN_MANAGER_PIN};
 use crate::error::{Error, Result};
 use crate::ledger::answer_row::{mask_phone, money_text, status_text};
-use crate::ledger::request::{Body, Operator, ReadOp, ReadReq, Request};
+use crate::ledger::request::{Body, OfficeReq, Operator, ReadOp, ReadReq, Request};
 use crate::ledger::{
     authorize, check_read, decide_expire, BonusRule, CardChange, CardState, LedgerConfig, Lot,
     Money, OpKind, Original, Role, Standing, TerminalKind,
@@ -45,6 +45,7 @@ use crate::store::txn::{TxnConn, TxnContext, TxnEnv};
 
 mod check;
 mod claim;
+mod find;
 mod load;
 mod posting;
 mod rows;
@@ -148,6 +149,7 @@ pub(crate) async fn execute(
     let x = expire(env, &req, ctx, cards, fetched, orig, kind)?;
     match &req.body {
         Body::Read(r) => read(tx, ctx, &x, r, refuse).await,
+        Body::Office(OfficeReq::Find { key, limit }) => find::run(tx, env, ctx, key, *limit).await,
         Body::Posting(p) => post(tx, ctx, &x, p, refuse, operator_reset).await,
     }
 }
@@ -236,10 +238,13 @@ fn expire<'a>(
 }
 
 /// What a terminal's kind allows (protocol.md §6.1): an office terminal
-/// reads and never posts (2013); a till may send every op it can parse.
+/// reads and never posts; a till does not send the office ops (`find`).
+/// Either refusal is 2013.
 fn allowed_for(kind: TerminalKind, req: &Request) -> std::result::Result<(), Errno> {
     match (kind, &req.body) {
-        (TerminalKind::Office, Body::Posting(_)) => Err(Errno::NotForThisTerminal),
+        (TerminalKind::Office, Body::Posting(_)) | (TerminalKind::Pos, Body::Office(_)) => {
+            Err(Errno::NotForThisTerminal)
+        }
         _ => Ok(()),
     }
 }

@@ -115,3 +115,59 @@ async fn a_terminal_kind_changed_by_sql_is_refused() {
     .await;
     l.refused_from("O1", &req("query", "CARD0001"), 3001).await;
 }
+
+#[tokio::test]
+async fn find_gives_every_card_of_the_matching_members() {
+    let l = setup().await;
+    card_with_pin(&l).await;
+    // The member's card replaced: two cards, the old one closed.
+    l.ok(&req("replace", "CARD0001")
+        .order("X1")
+        .mgr()
+        .a2("new", "CARD0009"))
+        .await;
+    l.ok(&req("register", "CARD0002")
+        .order("R2")
+        .a2("name", "Wang Fang")
+        .a2("phone", "+8613900000000")
+        .a2("level", "gold"))
+        .await;
+    let audits = office_reads(&l).await;
+    let find = |key: &str| req("find", key);
+    let rows = l.send_from("O1", &find("13800001234")).await.unwrap();
+    let cards: Vec<(&str, &str)> = rows
+        .0
+        .iter()
+        .map(|r| (r.get("card").unwrap(), r.get("status").unwrap()))
+        .collect();
+    assert_eq!(cards, [("CARD0001", "closed"), ("CARD0009", "active")]);
+    let r = &rows.0[1];
+    assert_eq!(r.get("phone"), Some("13800001234"), "in full");
+    assert_eq!(r.get("name"), Some("Li Wei"));
+    assert_eq!(r.get("balance"), Some("10.00"));
+    assert_eq!(r.get("level"), Some("std"));
+    assert_eq!(r.get("member"), rows.0[0].get("member"));
+    crate::harness::assert_valid(
+        "rows.xsd",
+        cardswitch::protocol::xml::encode_rows(&rows).as_bytes(),
+    );
+    // By one of the member's cards, by a phone with its +, limited.
+    let by_card = l.send_from("O1", &find("CARD0001")).await.unwrap();
+    assert_eq!(by_card, rows);
+    let other = l.send_from("O1", &find("+8613900000000")).await.unwrap();
+    assert_eq!(other.0.len(), 1);
+    assert_eq!(other.0[0].get("card"), Some("CARD0002"));
+    let one = l
+        .send_from("O1", &find("13800001234").a2("limit", "1"))
+        .await
+        .unwrap();
+    assert_eq!(one.0.len(), 1);
+    // Nothing matches: no rows, not an error.
+    let none = l.send_from("O1", &find("13700000000")).await.unwrap();
+    assert!(none.0.is_empty());
+    assert_eq!(office_reads(&l).await, audits + 5, "every find is audited");
+    l.refused_from("O1", &find("13800001234").a2("limit", "21"), 1001)
+        .await;
+    // A till does not send the office ops.
+    l.refused_from("T1", &find("13800001234"), 2013).await;
+}

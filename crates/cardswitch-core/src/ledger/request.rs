@@ -73,6 +73,7 @@ pub struct Request {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
     Read(ReadReq),
+    Office(OfficeReq),
     Posting(PostingReq),
 }
 
@@ -93,6 +94,19 @@ pub enum ReadOp {
         limit: u32,
     },
 }
+
+/// The back-office ops of protocol.md §6.1, which only office terminals
+/// send and which read no single card.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OfficeReq {
+    /// The cards of the members whose phone, or one of whose cards, is
+    /// `key`: at most `limit`.
+    Find { key: String, limit: u32 },
+}
+
+/// `find`'s default and largest `limit` (protocol.md §6.1).
+pub const FIND_LIMIT_DEFAULT: u32 = 10;
+pub const FIND_LIMIT_MAX: u32 = 20;
 
 /// An op that posts, under its `order_no`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -244,6 +258,10 @@ impl Request {
         let operator = operator(form, &f)?;
         let body = match form.op {
             Op::Query | Op::Member | Op::History => Body::Read(read(form.op, &f)?),
+            Op::Find => Body::Office(OfficeReq::Find {
+                key: f.card()?,
+                limit: find_limit(&f)?,
+            }),
             op => Body::Posting(PostingReq {
                 order_no: form.order_no.clone().ok_or(Errno::Malformed)?,
                 op: posting(op, &f)?,
@@ -259,13 +277,14 @@ impl Request {
                 ReadOp::Member => OpKind::Member,
                 ReadOp::History { .. } => OpKind::History,
             },
+            Body::Office(OfficeReq::Find { .. }) => OpKind::Find,
             Body::Posting(p) => p.op.kind(),
         }
     }
 
     pub fn order_no(&self) -> Option<&str> {
         match &self.body {
-            Body::Read(_) => None,
+            Body::Read(_) | Body::Office(_) => None,
             Body::Posting(p) => Some(&p.order_no),
         }
     }
@@ -276,6 +295,7 @@ impl Request {
     pub fn cards_to_lock(&self) -> Vec<String> {
         match &self.body {
             Body::Read(r) => vec![r.card.clone()],
+            Body::Office(_) => vec![],
             Body::Posting(p) => match &p.op {
                 PostingOp::Register { .. }
                 | PostingOp::Reverse { .. }
@@ -322,6 +342,7 @@ impl Request {
     pub fn pin(&self) -> Option<&PinText> {
         match &self.body {
             Body::Read(r) => r.pin.as_ref(),
+            Body::Office(_) => None,
             Body::Posting(p) => match &p.op {
                 PostingOp::Register { pin, .. }
                 | PostingOp::Debit { pin, .. }
@@ -405,6 +426,16 @@ fn read(op: Op, f: &Fields<'_>) -> Result<ReadReq, Errno> {
     })
 }
 
+/// `find`'s `limit`: 1–20, 10 when absent.
+fn find_limit(f: &Fields<'_>) -> Result<u32, Errno> {
+    match f.attr2.get("limit") {
+        None => Ok(FIND_LIMIT_DEFAULT),
+        Some(v) => Some(crate::protocol::attr2::limit(v)?)
+            .filter(|l| *l <= FIND_LIMIT_MAX)
+            .ok_or(Errno::Malformed),
+    }
+}
+
 fn posting(op: Op, f: &Fields<'_>) -> Result<PostingOp, Errno> {
     let status = |op| -> Result<PostingOp, Errno> {
         Ok(PostingOp::Status {
@@ -466,6 +497,6 @@ fn posting(op: Op, f: &Fields<'_>) -> Result<PostingOp, Errno> {
             card: f.card()?,
             pin: f.pin("pin"),
         },
-        Op::Query | Op::Member | Op::History => return Err(Errno::Malformed),
+        Op::Query | Op::Member | Op::History | Op::Find => return Err(Errno::Malformed),
     })
 }

@@ -16,8 +16,37 @@ fn form(s: &str) -> InnerForm {
 fn posting(r: &Request) -> &PostingOp {
     match &r.body {
         Body::Posting(p) => &p.op,
-        Body::Read(_) => panic!("a read"),
+        b => panic!("not a posting: {b:?}"),
     }
+}
+
+#[test]
+fn find_takes_a_phone_or_a_card_and_a_limit_of_at_most_20() {
+    let find = |s: &str| Request::from_form(&form(s)).map(|r| r.body);
+    assert_eq!(
+        find("op=find&attr1=%2B8613800001234"),
+        Ok(Body::Office(OfficeReq::Find {
+            key: "+8613800001234".into(),
+            limit: 10
+        }))
+    );
+    assert_eq!(
+        find("op=find&attr1=CARD1&attr2=limit%3D20"),
+        Ok(Body::Office(OfficeReq::Find {
+            key: "CARD1".into(),
+            limit: 20
+        }))
+    );
+    assert_eq!(
+        find("op=find&attr1=CARD1&attr2=limit%3D21"),
+        Err(Errno::Malformed)
+    );
+    assert!(InnerForm::parse(b"op=find&attr1=a%20b").is_err());
+    assert!(InnerForm::parse(b"op=find&amount=1&attr1=CARD1").is_err());
+    assert!(InnerForm::parse(b"op=find&order_no=O1&attr1=CARD1").is_err());
+    let r = Request::from_form(&form("op=find&attr1=CARD1")).unwrap();
+    assert_eq!(r.op(), OpKind::Find);
+    assert!(r.cards_to_lock().is_empty() && r.order_no().is_none() && r.pin().is_none());
 }
 
 #[test]

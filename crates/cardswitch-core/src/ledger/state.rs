@@ -108,6 +108,7 @@ pub enum OpKind {
     Query,
     Member,
     History,
+    Find,
     Register,
     Debit,
     Topup,
@@ -126,10 +127,11 @@ pub enum OpKind {
 }
 
 impl OpKind {
-    pub const WIRE: [OpKind; 17] = [
+    pub const WIRE: [OpKind; 18] = [
         OpKind::Query,
         OpKind::Member,
         OpKind::History,
+        OpKind::Find,
         OpKind::Register,
         OpKind::Debit,
         OpKind::Topup,
@@ -151,6 +153,7 @@ impl OpKind {
             OpKind::Query => "query",
             OpKind::Member => "member",
             OpKind::History => "history",
+            OpKind::Find => "find",
             OpKind::Register => "register",
             OpKind::Debit => "debit",
             OpKind::Topup => "topup",
@@ -181,6 +184,7 @@ impl OpKind {
             OpKind::Query
                 | OpKind::Member
                 | OpKind::History
+                | OpKind::Find
                 | OpKind::Register
                 | OpKind::Debit
                 | OpKind::Topup
@@ -191,7 +195,10 @@ impl OpKind {
 
     /// Everything but `query`, `member`, `history` writes and needs an order_no.
     pub fn is_posting(self) -> bool {
-        !matches!(self, OpKind::Query | OpKind::Member | OpKind::History)
+        !matches!(
+            self,
+            OpKind::Query | OpKind::Member | OpKind::History | OpKind::Find
+        )
     }
 }
 

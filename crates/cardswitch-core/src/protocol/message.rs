@@ -189,6 +189,9 @@ impl InnerForm {
         let attr1 = f.require("attr1")?;
         if op.attr1_is_order_no() {
             grammar::order_no(attr1)?;
+        } else if op == Op::Find {
+            // A phone number or a card number (protocol.md §6.1).
+            super::attr2::phone(attr1).or_else(|_| grammar::card(attr1).map(drop))?;
         } else {
             grammar::card(attr1)?;
         }

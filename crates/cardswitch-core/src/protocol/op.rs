@@ -7,6 +7,8 @@ pub enum Op {
     Query,
     Member,
     History,
+    /// Office terminals only (protocol.md §6.1).
+    Find,
     Register,
     Debit,
     Topup,
@@ -24,10 +26,11 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 17] = [
+    pub const ALL: [Op; 18] = [
         Op::Query,
         Op::Member,
         Op::History,
+        Op::Find,
         Op::Register,
         Op::Debit,
         Op::Topup,
@@ -49,6 +52,7 @@ impl Op {
             Op::Query => "query",
             Op::Member => "member",
             Op::History => "history",
+            Op::Find => "find",
             Op::Register => "register",
             Op::Debit => "debit",
             Op::Topup => "topup",
@@ -76,7 +80,7 @@ impl Op {
 
     /// Posting ops change the ledger and need an `order_no`.
     pub fn is_posting(self) -> bool {
-        !matches!(self, Op::Query | Op::Member | Op::History)
+        !matches!(self, Op::Query | Op::Member | Op::History | Op::Find)
     }
 
     /// The ops marked M: a manager `operator` and `mpin` in `attr2`.
@@ -112,6 +116,7 @@ impl Op {
         match self {
             Op::Query | Op::Member => &["pin"],
             Op::History => &["pin", "limit"],
+            Op::Find => &["limit"],
             Op::Register => &["name", "phone", "level", "pin", "birthday", "referrer"],
             Op::Debit => &["pin", "tender"],
             Op::Topup => &["tender"],
@@ -164,7 +169,7 @@ mod tests {
     #[test]
     fn classes() {
         let posting: Vec<_> = Op::ALL.into_iter().filter(|o| !o.is_posting()).collect();
-        assert_eq!(posting, [Op::Query, Op::Member, Op::History]);
+        assert_eq!(posting, [Op::Query, Op::Member, Op::History, Op::Find]);
         assert_eq!(Op::ALL.into_iter().filter(|o| o.is_manager()).count(), 9);
         for op in Op::ALL {
             assert!(!op.is_manager() || op.is_posting(), "{op}");

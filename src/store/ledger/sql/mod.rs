@@ -135,7 +135,20 @@ fn claim_ctes(shape: ClaimShape) -> String {
         };
         sql.push_str(&format!(
             ", locked AS MATERIALIZED (
-    SELECT c.card_no, c.member_id, c.status, c.balance::text AS balance, c.points,
+    {CARD_ROW}
+     WHERE c.card_no = ANY ({which}){after}
+     ORDER BY c.card_no
+       FOR UPDATE OF c
+)"
+        ));
+    }
+    sql
+}
+
+/// A card with its member and level, as the ledger's checks read it (one
+/// JSON object per card: `rows::CardRow`).
+const CARD_ROW: &str =
+    "SELECT c.card_no, c.member_id, c.status, c.balance::text AS balance, c.points,
            encode(c.pin_hash, 'hex') AS pin_hash, encode(c.pin_salt, 'hex') AS pin_salt,
            c.pin_fail_count, m.level, l.discount::text AS discount,
            l.points_rate::text AS points_rate, m.name, m.phone, m.birthday::text AS birthday,
@@ -145,14 +158,20 @@ fn claim_ctes(shape: ClaimShape) -> String {
            c.chain_len, m.referrer, encode(m.row_mac, 'hex') AS member_mac,
            m.mac_key_id AS member_key_id, encode(l.row_mac, 'hex') AS level_mac,
            l.mac_key_id AS level_key_id
-      FROM cards c JOIN members m ON m.member_id = c.member_id JOIN levels l ON l.level = m.level
-     WHERE c.card_no = ANY ({which}){after}
-     ORDER BY c.card_no
-       FOR UPDATE OF c
-)"
-        ));
-    }
-    sql
+      FROM cards c JOIN members m ON m.member_id = c.member_id JOIN levels l ON l.level = m.level";
+
+/// `find` (protocol.md §6.1): every card of the members whose phone is $1
+/// or who hold card $1, at most $2, members in id order, their cards in
+/// card order (the phone is an index look-up: migration 0010).
+pub(super) fn find_sql() -> String {
+    format!(
+        "SELECT coalesce(json_agg(row_to_json(f)), '[]'::json) AS cards FROM (
+    {CARD_ROW}
+     WHERE c.member_id IN (SELECT member_id FROM members WHERE phone = $1::text
+                           UNION SELECT member_id FROM cards WHERE card_no = $1::text)
+     ORDER BY c.member_id, c.card_no
+     LIMIT $2::bigint) f"
+    )
 }
 
 /// The claim's row: what each step found, `NULL` (or empty) for the steps
@@ -262,6 +281,11 @@ pub fn statement_shapes() -> Vec<StatementShape> {
     out.push(StatementShape {
         name: "refuse".into(),
         sql: REFUSE_SQL.into(),
+        types: vec![],
+    });
+    out.push(StatementShape {
+        name: "find".into(),
+        sql: find_sql(),
         types: vec![],
     });
     out.push(StatementShape {
