@@ -133,6 +133,14 @@ pub(crate) async fn execute(
         return Ok(refuse.refused(errno));
     }
     check::cards(&env.row_keys, &claimed.cards)?;
+    // The office ops read no locked card: nothing to load or expire.
+    let then = match &req.body {
+        Body::Office(OfficeReq::Find { key, limit }) => {
+            return find::run(tx, env, ctx, key, *limit).await;
+        }
+        Body::Read(r) => Then::Read(r),
+        Body::Posting(p) => Then::Post(p),
+    };
     let Claimed {
         orig,
         cards,
@@ -147,11 +155,16 @@ pub(crate) async fn execute(
     let fetched = load::run(tx, &args, &named, folded, &cards).await?;
     check::fetched(&env.row_keys, &cards, &fetched)?;
     let x = expire(env, &req, ctx, cards, fetched, orig, kind)?;
-    match &req.body {
-        Body::Read(r) => read(tx, ctx, &x, r, refuse).await,
-        Body::Office(OfficeReq::Find { key, limit }) => find::run(tx, env, ctx, key, *limit).await,
-        Body::Posting(p) => post(tx, ctx, &x, p, refuse, operator_reset).await,
+    match then {
+        Then::Read(r) => read(tx, ctx, &x, r, refuse).await,
+        Then::Post(p) => post(tx, ctx, &x, p, refuse, operator_reset).await,
     }
+}
+
+/// What a card request does once its cards are loaded.
+enum Then<'a> {
+    Read(&'a ReadReq),
+    Post(&'a crate::ledger::request::PostingReq),
 }
 
 /// Refused before any work (a value the ledger cannot hold): the `ts` is
