@@ -105,13 +105,7 @@ pub(super) fn claimed(
         .iter()
         .map(|t| t.mac_key_id.as_deref())
         .chain(c.operator.iter().map(|o| o.mac_key_id.as_deref()))
-        .chain(c.cards.values().flat_map(|c| {
-            [
-                c.level_key_id.as_deref(),
-                c.mac_key_id.as_deref(),
-                c.member_key_id.as_deref(),
-            ]
-        }));
+        .chain(c.cards.values().flat_map(CardRow::key_ids));
     known(keys, ids)?;
     check_terminal(keys, &ctx.terminal, c.terminal.as_ref())?;
     if let (Some(o), Some(id)) = (&c.operator, operator_id) {
@@ -170,6 +164,15 @@ fn tampered(what: String) -> Error {
 }
 
 impl CardRow {
+    /// The row keys its card, member and level MACs name.
+    pub(super) fn key_ids(&self) -> [Option<&str>; 3] {
+        [
+            self.level_key_id.as_deref(),
+            self.mac_key_id.as_deref(),
+            self.member_key_id.as_deref(),
+        ]
+    }
+
     /// The card's MAC-covered values as read.
     pub(super) fn values(&self) -> Result<CardValues> {
         Ok(CardValues {
@@ -212,8 +215,9 @@ fn check_terminal(keys: &RowKeys, terminal_id: &str, t: Option<&TerminalRow>) ->
 }
 
 /// Every locked card and its member.
-pub(super) fn cards(keys: &RowKeys, rows: &BTreeMap<String, CardRow>) -> Result<()> {
-    for (no, r) in rows {
+pub(super) fn cards<'a>(keys: &RowKeys, rows: impl IntoIterator<Item = &'a CardRow>) -> Result<()> {
+    for r in rows {
+        let no = &r.card_no;
         let values = r.values()?;
         if !keys.verify(
             r.mac_key_id.as_deref(),

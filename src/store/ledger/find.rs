@@ -2,8 +2,6 @@
 //! or by one of their cards, and gets every card of each, checked as any
 //! card the ledger reads is. Nothing is locked: it changes nothing.
 
-use std::collections::BTreeMap;
-
 use super::check;
 use super::rows::{json_col, CardRow};
 use super::sql::find_sql;
@@ -11,7 +9,6 @@ use super::Outcome;
 use crate::error::Result;
 use crate::ledger::answer_row::{money_text, status_text};
 use crate::protocol::xml::{Row, Rows};
-use crate::store::audit::{self, AuditKind};
 use crate::store::txn::{TxnConn, TxnContext, TxnEnv};
 
 pub(super) async fn run(
@@ -24,31 +21,10 @@ pub(super) async fn run(
     let stmt = tx.prepare_cached(&find_sql()).await?;
     let row = tx.query_one(&stmt, &[&key, &i64::from(limit)]).await?;
     let found: Vec<CardRow> = json_col(&row, "cards", "found cards")?;
-    let ids = found.iter().flat_map(|c| {
-        [
-            c.level_key_id.as_deref(),
-            c.mac_key_id.as_deref(),
-            c.member_key_id.as_deref(),
-        ]
-    });
-    check::known(&env.row_keys, ids)?;
-    let by_no: BTreeMap<String, CardRow> = found
-        .iter()
-        .map(|c| (c.card_no.clone(), c.clone()))
-        .collect();
-    check::cards(&env.row_keys, &by_no)?;
+    check::known(&env.row_keys, found.iter().flat_map(CardRow::key_ids))?;
+    check::cards(&env.row_keys, &found)?;
     let detail = serde_json::json!({"op": "find", "key": key, "cards": found.len()});
-    let c = tx.in_txn().await?;
-    audit::insert(
-        c,
-        &env.row_keys,
-        AuditKind::OfficeRead,
-        Some(&ctx.terminal),
-        None,
-        None,
-        &detail,
-    )
-    .await?;
+    super::audit_office_read(tx, env, ctx, detail).await?;
     let rows = found.iter().map(found_row).collect::<Result<Vec<_>>>()?;
     Ok(Outcome::Answered(Rows(rows)))
 }

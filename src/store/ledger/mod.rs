@@ -132,7 +132,7 @@ pub(crate) async fn execute(
     if let Err(errno) = allowed {
         return Ok(refuse.refused(errno));
     }
-    check::cards(&env.row_keys, &claimed.cards)?;
+    check::cards(&env.row_keys, claimed.cards.values())?;
     // The office ops read no locked card: nothing to load or expire.
     let then = match &req.body {
         Body::Office(OfficeReq::Find { key, limit }) => {
@@ -289,7 +289,8 @@ async fn read(
     };
     let rows = read_rows(r.op, st, row, x)?;
     if x.kind == TerminalKind::Office {
-        audit_office_read(tx, ctx, x, r).await?;
+        let detail = serde_json::json!({"op": x.req.op().as_str(), "card": r.card});
+        audit_office_read(tx, x.env, ctx, detail).await?;
     }
     if pin_reset.is_some() || !x.expiries.is_empty() {
         let txn_id = x.fetched.txn_id.unwrap_or_default();
@@ -335,18 +336,17 @@ fn phone_for(kind: TerminalKind, phone: &str) -> String {
     }
 }
 
-/// Every office read is on the audit trail (protocol.md §6.1): terminal,
-/// op and card, in the read's own transaction.
+/// Every office read is on the audit trail (protocol.md §6.1): the
+/// terminal and what it read (`detail`), in the read's own transaction.
 async fn audit_office_read(
     tx: &TxnConn,
+    env: &TxnEnv,
     ctx: &TxnContext,
-    x: &Loaded<'_>,
-    r: &ReadReq,
+    detail: serde_json::Value,
 ) -> Result<()> {
-    let detail = serde_json::json!({"op": x.req.op().as_str(), "card": r.card});
     crate::store::audit::insert(
         tx.in_txn().await?,
-        &x.env.row_keys,
+        &env.row_keys,
         crate::store::audit::AuditKind::OfficeRead,
         Some(&ctx.terminal),
         None,
