@@ -1,6 +1,7 @@
 //! `POST /v1/hello` and `POST /v1/login` (protocol.md §3).
 
 use crate::ledger::Standing;
+use crate::store::protected::Protected;
 use std::net::SocketAddr;
 
 use bytes::Bytes;

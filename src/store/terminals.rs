@@ -191,16 +191,6 @@ impl TerminalRow {
             self.pw_salt.as_deref(),
         )
     }
-
-    /// Whether the row's MAC holds under `keys`.
-    pub fn mac_ok(&self, keys: &RowKeys) -> bool {
-        keys.verify(
-            self.mac_key_id.as_deref(),
-            &self.image(),
-            None,
-            self.row_mac.as_deref(),
-        )
-    }
 }
 
 pub(crate) const COLS: &str =

@@ -76,16 +76,6 @@ impl DayKeyRow {
             status,
         )
     }
-
-    /// Whether the row's MAC holds under `keys`.
-    pub fn mac_ok(&self, keys: &RowKeys) -> bool {
-        keys.verify(
-            self.mac_key_id.as_deref(),
-            &self.image_with(&self.status),
-            None,
-            self.row_mac.as_deref(),
-        )
-    }
 }
 
 pub const DAY_COLS: &str = "key_id, terminal_id, business_day, not_before, not_after, public_der,

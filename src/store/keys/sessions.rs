@@ -1,5 +1,6 @@
 //! Sessions and what `keys status` and `keys rotate-master` read.
 
+use crate::store::protected::Protected;
 use deadpool_postgres::GenericClient;
 
 use crate::integrity::{session_image, RowKeys};
