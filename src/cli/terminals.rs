@@ -23,8 +23,16 @@ pub enum TerminalAction {
     /// Add a terminal; prints its password once.
     Add {
         terminal: String,
-        #[arg(long)]
-        store: String,
+        /// The store it belongs to.
+        #[arg(
+            long,
+            required_unless_present = "all_stores",
+            conflicts_with = "all_stores"
+        )]
+        store: Option<String>,
+        /// A head-office terminal: office kind, every store (protocol.md §6.1).
+        #[arg(long, requires = "kind")]
+        all_stores: bool,
         /// `pos`, a till (the default), or `office`, a back-office system
         /// that reads and never posts (protocol.md §6.1).
         #[arg(long, default_value = "pos", value_parser = parse_kind)]
@@ -60,6 +68,14 @@ fn read_password_stdin() -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
+fn scope_text(store: &str) -> String {
+    if store == crate::ledger::ALL_STORES {
+        "every store (head office)".to_owned()
+    } else {
+        format!("store {store}")
+    }
+}
+
 fn parse_kind(s: &str) -> Result<TerminalKind, String> {
     TerminalKind::parse(s).ok_or_else(|| format!("{s:?} is not a terminal kind (pos, office)"))
 }
@@ -73,10 +89,14 @@ pub async fn terminal_command(action: TerminalAction, config: &Config) -> anyhow
             TerminalAction::Add {
                 terminal,
                 store,
+                all_stores,
                 kind,
                 json,
                 password_stdin,
             } => {
+                // clap lets `--store` be absent only with `--all-stores`.
+                let _ = all_stores;
+                let store = store.unwrap_or_else(|| crate::ledger::ALL_STORES.to_owned());
                 let given = password_stdin.then(read_password_stdin).transpose()?;
                 let generated = given.is_none();
                 let pw = admin::add_terminal(config, pool, &terminal, &store, kind, given).await?;
@@ -87,11 +107,11 @@ pub async fn terminal_command(action: TerminalAction, config: &Config) -> anyhow
                             "kind": kind.as_str(),
                             "password": if generated { Some(pw.as_str()) } else { None }})
                     );
-                } else if generated {
-                    println!("terminal {terminal} added to store {store}");
-                    println!("password (shown once): {}", pw.as_str());
                 } else {
-                    println!("terminal {terminal} added to store {store}");
+                    println!("terminal {terminal} added to {}", scope_text(&store));
+                    if generated {
+                        println!("password (shown once): {}", pw.as_str());
+                    }
                 }
             }
             TerminalAction::List { json } => {

@@ -111,7 +111,11 @@ pub async fn add_terminal(
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let rk = row_keys(config, &tx).await?;
-    if !terminals::store_exists(&tx, store_id).await? {
+    if store_id == crate::ledger::ALL_STORES {
+        if kind != TerminalKind::Office {
+            bail!("only an office terminal belongs to every store");
+        }
+    } else if !terminals::store_exists(&tx, store_id).await? {
         bail!("no store {store_id}: add it with `cardswitch store add`");
     }
     if !terminals::add_terminal(&tx, &rk, terminal, store_id, kind, &hash, &salt).await? {

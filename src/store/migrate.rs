@@ -40,6 +40,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "members_phone",
         include_str!("migrations/0010_members_phone.sql"),
     ),
+    (
+        11,
+        "office_scope",
+        include_str!("migrations/0011_office_scope.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming our advisory lock.

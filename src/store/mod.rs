@@ -12,6 +12,7 @@ pub mod operators;
 pub mod postings;
 pub mod protected;
 pub mod rekey;
+pub mod reports;
 pub mod secrets;
 pub mod seen_ts;
 pub mod terminals;

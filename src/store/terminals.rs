@@ -52,7 +52,8 @@ pub async fn add_terminal<C: GenericClient>(
         .execute(
             "INSERT INTO terminals (terminal_id, store_id, status, pw_hash, pw_salt, pw_key_id,
                  row_mac, mac_key_id, kind)
-             VALUES ($1, $2, 'active', $3, $4, 'hash_key', $5, $6, $7) ON CONFLICT DO NOTHING",
+             VALUES ($1, NULLIF($2, '*'), 'active', $3, $4, 'hash_key', $5, $6, $7)
+             ON CONFLICT DO NOTHING",
             &[
                 &terminal,
                 &store_id,
@@ -83,7 +84,7 @@ pub async fn add_terminal_without_password<C: GenericClient>(
     let n = c
         .execute(
             "INSERT INTO terminals (terminal_id, store_id, status, row_mac, mac_key_id, kind)
-             VALUES ($1, $2, 'active', $3, $4, $5) ON CONFLICT DO NOTHING",
+             VALUES ($1, NULLIF($2, '*'), 'active', $3, $4, $5) ON CONFLICT DO NOTHING",
             &[
                 &terminal,
                 &store_id,
@@ -106,7 +107,7 @@ async fn rewrite<C: GenericClient>(
 ) -> PgResult<bool> {
     let Some(r) = c
         .query_opt(
-            "SELECT store_id, status, pw_hash, pw_salt, kind FROM terminals
+            "SELECT coalesce(store_id, '*'), status, pw_hash, pw_salt, kind FROM terminals
               WHERE terminal_id = $1 FOR UPDATE",
             &[&terminal],
         )
@@ -194,7 +195,7 @@ impl TerminalRow {
 }
 
 pub(crate) const COLS: &str =
-    "terminal_id, store_id, status, pw_hash, pw_salt, failed_logins, last_failed_at,
+    "terminal_id, coalesce(store_id, '*'), status, pw_hash, pw_salt, failed_logins, last_failed_at,
      created_at, row_mac, mac_key_id, kind";
 
 pub(crate) fn row(r: &tokio_postgres::Row) -> TerminalRow {

@@ -74,7 +74,8 @@ impl Req {
     pub fn mgr(self) -> Self {
         self.by("m1").a2("mpin", MPIN)
     }
-    pub fn form(&self) -> InnerForm {
+    /// The inner form as a terminal sends it.
+    pub fn encoded(&self) -> String {
         let mut a2 = form_urlencoded::Serializer::new(String::new());
         for (n, v) in &self.attr2 {
             a2.append_pair(n, v);
@@ -95,7 +96,17 @@ impl Req {
         if !a2.is_empty() {
             f.append_pair("attr2", &a2);
         }
-        InnerForm::parse(f.finish().as_bytes()).expect("test form is well-formed")
+        f.finish()
+    }
+
+    pub fn form(&self) -> InnerForm {
+        InnerForm::parse(self.encoded().as_bytes()).expect("test form is well-formed")
+    }
+
+    /// The errno of the inner form's own parse (1001), for values its
+    /// grammar refuses before the ledger sees them; 0 if it parses.
+    pub fn parse_errno(&self) -> u16 {
+        InnerForm::parse(self.encoded().as_bytes()).map_or_else(|e| e.code(), |_| 0)
     }
 }
 
@@ -139,6 +150,7 @@ pub async fn setup_with(tweak: impl FnOnce(&mut Config)) -> Ledger {
         ("T2", "S1", Pos),
         ("T3", "S2", Pos),
         ("O1", "S1", Office),
+        ("H1", "*", Office),
     ] {
         cardswitch::store::terminals::add_terminal_without_password(&c, &row_keys, t, st, kind)
             .await
@@ -164,7 +176,13 @@ pub async fn setup_with(tweak: impl FnOnce(&mut Config)) -> Ledger {
         url,
         config,
         ts: AtomicI64::new(chrono::Utc::now().timestamp_millis()),
-        stores: HashMap::from([("T1", "S1"), ("T2", "S1"), ("T3", "S2"), ("O1", "S1")]),
+        stores: HashMap::from([
+            ("T1", "S1"),
+            ("T2", "S1"),
+            ("T3", "S2"),
+            ("O1", "S1"),
+            ("H1", "*"),
+        ]),
     }
 }
 

@@ -57,7 +57,7 @@ pub async fn live_session<C: GenericClient>(
                     d.public_der, d.sealed_private, d.sealed_k_day, d.master_key_id, d.signer_id,
                     d.day_sig, d.status, d.row_mac, d.mac_key_id,
                     s.terminal_id, s.not_after, s.row_mac, s.mac_key_id,
-                    t.store_id, t.status = 'active'
+                    coalesce(t.store_id, '*'), t.status = 'active'
                FROM sessions s JOIN day_keys d USING (key_id)
                JOIN terminals t ON t.terminal_id = s.terminal_id
               WHERE s.sid = $1 AND s.revoked_at IS NULL AND s.not_after > $2

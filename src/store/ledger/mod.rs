@@ -47,9 +47,11 @@ mod check;
 mod claim;
 mod find;
 mod load;
+mod office;
 mod posting;
 mod rows;
 mod sql;
+mod statement;
 mod writes;
 
 use claim::{Claim, Claimed};
@@ -122,7 +124,7 @@ pub(crate) async fn execute(
         .terminal
         .as_ref()
         .map_or(TerminalKind::Pos, |t| t.kind);
-    if let Err(errno) = allowed_for(kind, &req) {
+    if let Err(errno) = allowed_for(kind, &ctx.store_id, &req) {
         return Ok(refuse.refused(errno));
     }
     // protocol.md §4: the operator before the operation.
@@ -135,9 +137,7 @@ pub(crate) async fn execute(
     check::cards(&env.row_keys, claimed.cards.values())?;
     // The office ops read no locked card: nothing to load or expire.
     let then = match &req.body {
-        Body::Office(OfficeReq::Find { key, limit }) => {
-            return find::run(tx, env, ctx, key, *limit).await;
-        }
+        Body::Office(o) => return office::run(tx, env, ctx, o).await,
         Body::Read(r) => Then::Read(r),
         Body::Posting(p) => Then::Post(p),
     };
@@ -250,12 +250,25 @@ fn expire<'a>(
     })
 }
 
-/// What a terminal's kind allows (protocol.md §6.1): an office terminal
-/// reads and never posts; a till does not send the office ops (`find`).
-/// Either refusal is 2013.
-fn allowed_for(kind: TerminalKind, req: &Request) -> std::result::Result<(), Errno> {
+/// What a terminal's kind and store allow (protocol.md §6.1): an office
+/// terminal reads and never posts; a till does not send the office ops; a
+/// store's office terminal names no other store (a head office's store is
+/// `*`). Each refusal is 2013.
+fn allowed_for(
+    kind: TerminalKind,
+    own_store: &str,
+    req: &Request,
+) -> std::result::Result<(), Errno> {
+    let named = match &req.body {
+        Body::Office(OfficeReq::Settlement(s)) => s.store.as_deref(),
+        Body::Office(OfficeReq::Liability { store }) => Some(store.as_str()),
+        _ => None,
+    };
     match (kind, &req.body) {
         (TerminalKind::Office, Body::Posting(_)) | (TerminalKind::Pos, Body::Office(_)) => {
+            Err(Errno::NotForThisTerminal)
+        }
+        _ if named.is_some_and(|s| !crate::store::reports::in_scope(own_store, s)) => {
             Err(Errno::NotForThisTerminal)
         }
         _ => Ok(()),
@@ -338,7 +351,7 @@ fn phone_for(kind: TerminalKind, phone: &str) -> String {
 
 /// Every office read is on the audit trail (protocol.md §6.1): the
 /// terminal and what it read (`detail`), in the read's own transaction.
-async fn audit_office_read(
+pub(super) async fn audit_office_read(
     tx: &TxnConn,
     env: &TxnEnv,
     ctx: &TxnContext,

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 use crate::crypto::keyed_hash::{keyed_hash, random_salt, DOMAIN_CARD_PIN};
@@ -253,7 +254,7 @@ pub(super) fn plan_writes(
     let effects = write_postings(&mut w, x, p, plan, orig)?;
     // New card first: its row gets the final values of its changes.
     if let Some(nc) = &plan.new_card {
-        write_new_card(&mut w, x, nc, plan)?;
+        write_new_card(&mut w, x, nc, plan, &ctx.store_id)?;
     }
     let mut all: Vec<CardChange> = x.expiries.clone();
     all.extend(
@@ -291,7 +292,7 @@ fn write_postings(
 ) -> Result<Vec<Effect>> {
     let mut ids = x.fetched.lot_ids.iter().copied();
     let mut effects = Vec::with_capacity(plan.cards.len());
-    let detail = detail_json(x.req, p, orig);
+    let detail = detail_json(x.req, p, plan, orig);
     for c in &plan.cards {
         let created: Vec<i64> = (0..c.lots_created.len())
             .map(|_| ids.next())
@@ -307,8 +308,15 @@ fn write_postings(
     Ok(effects)
 }
 
-/// A registered or replacing card's row (and a registered card's member).
-fn write_new_card(w: &mut Writes, x: &Loaded<'_>, nc: &NewCard, plan: &Plan) -> Result<()> {
+/// A registered or replacing card's row (and a registered card's member),
+/// issued at `store_id`, the posting terminal's.
+fn write_new_card(
+    w: &mut Writes,
+    x: &Loaded<'_>,
+    nc: &NewCard,
+    plan: &Plan,
+    store_id: &str,
+) -> Result<()> {
     let (hash, salt) = match &nc.pin {
         PinSource::None => (None, None),
         PinSource::FromRequest => match x.req.pin() {
@@ -353,6 +361,7 @@ fn write_new_card(w: &mut Writes, x: &Loaded<'_>, nc: &NewCard, plan: &Plan) -> 
         "balance": money_text(last.map_or(Money::ZERO, |c| c.new_balance)),
         "points": last.map_or(0, |c| c.new_points),
         "pin_hash": hash, "pin_salt": salt, "at": x.now.to_rfc3339(),
+        "store_id": store_id,
     }));
     Ok(())
 }
@@ -430,8 +439,29 @@ fn tender_text(t: Tender) -> &'static str {
     }
 }
 
-fn detail_json(req: &Request, p: &PostingReq, orig: Option<&OrigRow>) -> Value {
+/// Cash that crossed the counter (protocol.md §6.1 `settlement`'s `cash`):
+/// a sale or top-up paid in cash in, a refund, reverse or close paid out.
+fn cash_moved(p: &PostingReq, plan: &Plan) -> Decimal {
+    let a = &plan.answer;
+    match &p.op {
+        PostingOp::Debit {
+            tender: Tender::Cash,
+            ..
+        } => a.charged.amount(),
+        PostingOp::Topup {
+            tender: Tender::Cash,
+            ..
+        } => a.amount.amount(),
+        _ => -a.cash_out.amount(),
+    }
+}
+
+fn detail_json(req: &Request, p: &PostingReq, plan: &Plan, orig: Option<&OrigRow>) -> Value {
     let mut d = serde_json::Map::new();
+    let cash = cash_moved(p, plan);
+    if !cash.is_zero() {
+        d.insert("cash".into(), cash.to_string().into());
+    }
     match &p.op {
         PostingOp::Debit { tender, .. } | PostingOp::Topup { tender, .. } => {
             d.insert("tender".into(), tender_text(*tender).into());
@@ -445,6 +475,8 @@ fn detail_json(req: &Request, p: &PostingReq, orig: Option<&OrigRow>) -> Value {
         _ => {}
     }
     if let Some(o) = orig {
+        // A refund or reverse is settled in its original's tender.
+        d.insert("tender".into(), o.tender.clone().into());
         d.insert(
             "original".into(),
             json!({"terminal": o.terminal, "order_no": o.order_no}),

@@ -166,8 +166,7 @@ async fn find_gives_every_card_of_the_matching_members() {
     let none = l.send_from("O1", &find("13700000000")).await.unwrap();
     assert!(none.0.is_empty());
     assert_eq!(office_reads(&l).await, audits + 5, "every find is audited");
-    l.refused_from("O1", &find("13800001234").a2("limit", "21"), 1001)
-        .await;
+    assert_eq!(find("13800001234").a2("limit", "21").parse_errno(), 1001);
     // A till does not send the office ops.
     l.refused_from("T1", &find("13800001234"), 2013).await;
 }

@@ -11,6 +11,12 @@ pub fn money_text(m: Money) -> String {
     format!("{:.2}", m.amount())
 }
 
+/// A sum or delta of money, which may be negative: two decimals, `-` when
+/// below zero.
+pub fn signed_money_text(d: rust_decimal::Decimal) -> String {
+    format!("{:.2}", d)
+}
+
 pub fn status_text(s: CardStatus) -> &'static str {
     match s {
         CardStatus::Active => "active",

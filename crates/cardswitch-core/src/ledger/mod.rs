@@ -67,5 +67,5 @@ pub use plan::{
 pub use rules::{BonusRule, Level};
 pub use state::{
     authorize, check_pin, require_active, CardState, CardStatus, OpKind, Pin, PinWrite, Refusal,
-    Role, Standing, Tender, TerminalKind, PIN_TRIES,
+    Role, Standing, Tender, TerminalKind, ALL_STORES, PIN_TRIES,
 };

@@ -101,12 +101,55 @@ pub enum ReadOp {
 pub enum OfficeReq {
     /// The cards of the members whose phone, or one of whose cards, is
     /// `key`: at most `limit`.
-    Find { key: String, limit: u32 },
+    Find {
+        key: String,
+        limit: u32,
+    },
+    Statement(StatementReq),
+    Settlement(SettlementReq),
+    /// What the chain owes its card holders: every card's, or the cards
+    /// issued at one store.
+    Liability {
+        store: String,
+    },
 }
 
-/// `find`'s default and largest `limit` (protocol.md §6.1).
+/// `statement`: one card's postings in posting order, a page at a time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatementReq {
+    pub card: String,
+    /// Postings at or after this time (Unix ms).
+    pub from_ms: Option<i64>,
+    /// Postings before this time (Unix ms).
+    pub to_ms: Option<i64>,
+    /// Postings after the last one of this txn on the card (the last row
+    /// of the page before).
+    pub after_txn_id: Option<i64>,
+    pub limit: u32,
+}
+
+/// `settlement`: one business day's postings, summed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettlementReq {
+    pub day: chrono::NaiveDate,
+    /// A store id, `*` for every store, or `None`: the terminal's own.
+    pub store: Option<String>,
+    pub by: SettlementBy,
+}
+
+/// How a settlement's rows are grouped within a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SettlementBy {
+    /// By op and tender.
+    Op,
+    /// By terminal, op and tender.
+    Terminal,
+}
+
+/// `find`'s default `limit` (protocol.md §6.1).
 pub const FIND_LIMIT_DEFAULT: u32 = 10;
-pub const FIND_LIMIT_MAX: u32 = 20;
+/// `statement`'s default `limit` (protocol.md §6.1).
+pub const STATEMENT_LIMIT_DEFAULT: u32 = 50;
 
 /// An op that posts, under its `order_no`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -219,6 +262,14 @@ impl Fields<'_> {
         }
     }
 
+    /// `limit`, within the op's largest; `default` when absent.
+    fn limit(&self, op: Op, default: u32) -> Result<u32, Errno> {
+        match self.attr2.get("limit") {
+            None => Ok(default),
+            Some(v) => crate::protocol::attr2::limit(v, crate::protocol::attr2::max_limit(op)),
+        }
+    }
+
     fn card(&self) -> Result<String, Errno> {
         self.form.attr1.clone().ok_or(Errno::Malformed)
     }
@@ -258,10 +309,7 @@ impl Request {
         let operator = operator(form, &f)?;
         let body = match form.op {
             Op::Query | Op::Member | Op::History => Body::Read(read(form.op, &f)?),
-            Op::Find => Body::Office(OfficeReq::Find {
-                key: f.card()?,
-                limit: find_limit(&f)?,
-            }),
+            op if op.is_office() => Body::Office(office(op, &f)?),
             op => Body::Posting(PostingReq {
                 order_no: form.order_no.clone().ok_or(Errno::Malformed)?,
                 op: posting(op, &f)?,
@@ -277,7 +325,12 @@ impl Request {
                 ReadOp::Member => OpKind::Member,
                 ReadOp::History { .. } => OpKind::History,
             },
-            Body::Office(OfficeReq::Find { .. }) => OpKind::Find,
+            Body::Office(o) => match o {
+                OfficeReq::Find { .. } => OpKind::Find,
+                OfficeReq::Statement(_) => OpKind::Statement,
+                OfficeReq::Settlement(_) => OpKind::Settlement,
+                OfficeReq::Liability { .. } => OpKind::Liability,
+            },
             Body::Posting(p) => p.op.kind(),
         }
     }
@@ -413,10 +466,7 @@ fn read(op: Op, f: &Fields<'_>) -> Result<ReadReq, Errno> {
         Op::Query => ReadOp::Query,
         Op::Member => ReadOp::Member,
         _ => ReadOp::History {
-            limit: match f.attr2.get("limit") {
-                None => DEFAULT_HISTORY_LIMIT,
-                Some(v) => crate::protocol::attr2::limit(v)?,
-            },
+            limit: f.limit(Op::History, DEFAULT_HISTORY_LIMIT)?,
         },
     };
     Ok(ReadReq {
@@ -426,14 +476,39 @@ fn read(op: Op, f: &Fields<'_>) -> Result<ReadReq, Errno> {
     })
 }
 
-/// `find`'s `limit`: 1–20, 10 when absent.
-fn find_limit(f: &Fields<'_>) -> Result<u32, Errno> {
-    match f.attr2.get("limit") {
-        None => Ok(FIND_LIMIT_DEFAULT),
-        Some(v) => Some(crate::protocol::attr2::limit(v)?)
-            .filter(|l| *l <= FIND_LIMIT_MAX)
-            .ok_or(Errno::Malformed),
-    }
+/// The ops of protocol.md §6.1.
+fn office(op: Op, f: &Fields<'_>) -> Result<OfficeReq, Errno> {
+    let number = |n: &str, digits: usize| {
+        f.attr2
+            .get(n)
+            .map(|v| crate::protocol::attr2::count(v, digits))
+            .transpose()
+    };
+    Ok(match op {
+        Op::Find => OfficeReq::Find {
+            key: f.card()?,
+            limit: f.limit(op, FIND_LIMIT_DEFAULT)?,
+        },
+        Op::Statement => OfficeReq::Statement(StatementReq {
+            card: f.card()?,
+            from_ms: number("from", 15)?,
+            to_ms: number("to", 15)?,
+            after_txn_id: number("after", 18)?,
+            limit: f.limit(op, STATEMENT_LIMIT_DEFAULT)?,
+        }),
+        Op::Settlement => OfficeReq::Settlement(SettlementReq {
+            day: chrono::NaiveDate::parse_from_str(&f.card()?, "%Y-%m-%d")
+                .map_err(|_| Errno::Malformed)?,
+            store: f.text("store"),
+            by: match f.attr2.get("by") {
+                None | Some("op") => SettlementBy::Op,
+                Some("terminal") => SettlementBy::Terminal,
+                Some(_) => return Err(Errno::Malformed),
+            },
+        }),
+        Op::Liability => OfficeReq::Liability { store: f.card()? },
+        _ => return Err(Errno::Malformed),
+    })
 }
 
 fn posting(op: Op, f: &Fields<'_>) -> Result<PostingOp, Errno> {
@@ -497,6 +572,12 @@ fn posting(op: Op, f: &Fields<'_>) -> Result<PostingOp, Errno> {
             card: f.card()?,
             pin: f.pin("pin"),
         },
-        Op::Query | Op::Member | Op::History | Op::Find => return Err(Errno::Malformed),
+        Op::Query
+        | Op::Member
+        | Op::History
+        | Op::Find
+        | Op::Statement
+        | Op::Settlement
+        | Op::Liability => return Err(Errno::Malformed),
     })
 }

@@ -37,16 +37,74 @@ fn find_takes_a_phone_or_a_card_and_a_limit_of_at_most_20() {
             limit: 20
         }))
     );
-    assert_eq!(
-        find("op=find&attr1=CARD1&attr2=limit%3D21"),
-        Err(Errno::Malformed)
-    );
+    assert!(InnerForm::parse(b"op=find&attr1=CARD1&attr2=limit%3D21").is_err());
     assert!(InnerForm::parse(b"op=find&attr1=a%20b").is_err());
     assert!(InnerForm::parse(b"op=find&amount=1&attr1=CARD1").is_err());
     assert!(InnerForm::parse(b"op=find&order_no=O1&attr1=CARD1").is_err());
     let r = Request::from_form(&form("op=find&attr1=CARD1")).unwrap();
     assert_eq!(r.op(), OpKind::Find);
     assert!(r.cards_to_lock().is_empty() && r.order_no().is_none() && r.pin().is_none());
+}
+
+#[test]
+fn statement_settlement_and_liability_parse_once() {
+    let body = |s: &str| Request::from_form(&form(s)).map(|r| r.body);
+    assert_eq!(
+        body("op=statement&attr1=CARD1"),
+        Ok(Body::Office(OfficeReq::Statement(StatementReq {
+            card: "CARD1".into(),
+            from_ms: None,
+            to_ms: None,
+            after_txn_id: None,
+            limit: STATEMENT_LIMIT_DEFAULT,
+        })))
+    );
+    assert_eq!(
+        body("op=statement&attr1=CARD1&attr2=from%3D5%26to%3D9%26after%3D42%26limit%3D200"),
+        Ok(Body::Office(OfficeReq::Statement(StatementReq {
+            card: "CARD1".into(),
+            from_ms: Some(5),
+            to_ms: Some(9),
+            after_txn_id: Some(42),
+            limit: 200,
+        })))
+    );
+    assert_eq!(
+        body("op=settlement&attr1=2026-11-30&attr2=store%3D*%26by%3Dterminal"),
+        Ok(Body::Office(OfficeReq::Settlement(SettlementReq {
+            day: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+            store: Some("*".into()),
+            by: SettlementBy::Terminal,
+        })))
+    );
+    assert_eq!(
+        body("op=settlement&attr1=2026-11-30"),
+        Ok(Body::Office(OfficeReq::Settlement(SettlementReq {
+            day: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+            store: None,
+            by: SettlementBy::Op,
+        })))
+    );
+    assert_eq!(
+        body("op=liability&attr1=*"),
+        Ok(Body::Office(OfficeReq::Liability { store: "*".into() }))
+    );
+    for bad in [
+        "op=statement&attr1=CARD1&attr2=limit%3D201",
+        "op=statement&attr1=CARD1&attr2=after%3D-1",
+        "op=statement&attr1=CARD1&attr2=pin%3D1234",
+        "op=statement&order_no=O1&attr1=CARD1",
+        "op=settlement&attr1=2026-02-30",
+        "op=settlement&attr1=yesterday",
+        "op=settlement&attr1=2026-11-30&attr2=by%3Dcard",
+        "op=liability&attr1=S%201",
+        "op=liability&amount=1&attr1=*",
+    ] {
+        assert!(InnerForm::parse(bad.as_bytes()).is_err(), "{bad}");
+    }
+    let r = Request::from_form(&form("op=liability&attr1=S1")).unwrap();
+    assert_eq!(r.op(), OpKind::Liability);
+    assert!(r.cards_to_lock().is_empty() && r.order_no().is_none());
 }
 
 #[test]

@@ -76,6 +76,10 @@ impl TerminalKind {
     }
 }
 
+/// The store of a head-office terminal, which belongs to every store
+/// (protocol.md §6.1): `*`, which no store id can be.
+pub const ALL_STORES: &str = "*";
+
 /// Whether a terminal or an operator may act (migration 0001's CHECK).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -109,6 +113,9 @@ pub enum OpKind {
     Member,
     History,
     Find,
+    Statement,
+    Settlement,
+    Liability,
     Register,
     Debit,
     Topup,
@@ -127,11 +134,14 @@ pub enum OpKind {
 }
 
 impl OpKind {
-    pub const WIRE: [OpKind; 18] = [
+    pub const WIRE: [OpKind; 21] = [
         OpKind::Query,
         OpKind::Member,
         OpKind::History,
         OpKind::Find,
+        OpKind::Statement,
+        OpKind::Settlement,
+        OpKind::Liability,
         OpKind::Register,
         OpKind::Debit,
         OpKind::Topup,
@@ -154,6 +164,9 @@ impl OpKind {
             OpKind::Member => "member",
             OpKind::History => "history",
             OpKind::Find => "find",
+            OpKind::Statement => "statement",
+            OpKind::Settlement => "settlement",
+            OpKind::Liability => "liability",
             OpKind::Register => "register",
             OpKind::Debit => "debit",
             OpKind::Topup => "topup",
@@ -185,6 +198,9 @@ impl OpKind {
                 | OpKind::Member
                 | OpKind::History
                 | OpKind::Find
+                | OpKind::Statement
+                | OpKind::Settlement
+                | OpKind::Liability
                 | OpKind::Register
                 | OpKind::Debit
                 | OpKind::Topup
@@ -197,7 +213,13 @@ impl OpKind {
     pub fn is_posting(self) -> bool {
         !matches!(
             self,
-            OpKind::Query | OpKind::Member | OpKind::History | OpKind::Find
+            OpKind::Query
+                | OpKind::Member
+                | OpKind::History
+                | OpKind::Find
+                | OpKind::Statement
+                | OpKind::Settlement
+                | OpKind::Liability
         )
     }
 }

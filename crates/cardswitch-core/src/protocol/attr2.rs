@@ -23,14 +23,52 @@ pub fn pin(v: &str) -> Result<(), Errno> {
     digits(v, 4, 12)
 }
 
-/// `history` `limit`: 1 to 50, no leading zero.
-pub fn limit(v: &str) -> Result<u32, Errno> {
-    digits(v, 1, 2)?;
+/// `limit`: a count with no leading zero, at most `max` (each op has its
+/// own: `history` 50, `find` 20, `statement` 200).
+pub fn limit(v: &str, max: u32) -> Result<u32, Errno> {
+    digits(v, 1, 3)?;
     let n: u32 = v.parse().map_err(|_| Errno::Malformed)?;
-    if v.starts_with('0') || n > MAX_HISTORY_LIMIT {
+    if v.starts_with('0') || n > max {
         return Err(Errno::Malformed);
     }
     Ok(n)
+}
+
+/// The largest `limit` an op takes.
+pub fn max_limit(op: Op) -> u32 {
+    match op {
+        Op::Find => FIND_LIMIT_MAX,
+        Op::Statement => STATEMENT_LIMIT_MAX,
+        _ => MAX_HISTORY_LIMIT,
+    }
+}
+
+/// `find`'s largest `limit` (protocol.md §6.1).
+pub const FIND_LIMIT_MAX: u32 = 20;
+/// `statement`'s largest `limit` (protocol.md §6.1).
+pub const STATEMENT_LIMIT_MAX: u32 = 200;
+
+/// A number with no sign and no leading zero, of at most `max` digits
+/// (`after`, a `txn_id`; `from`, `to`, Unix ms).
+pub fn count(v: &str, max: usize) -> Result<i64, Errno> {
+    digits(v, 1, max)?;
+    if v.len() > 1 && v.starts_with('0') {
+        return Err(Errno::Malformed);
+    }
+    v.parse().map_err(|_| Errno::Malformed)
+}
+
+/// A business day `YYYY-MM-DD` (`settlement`'s `attr1`).
+pub fn date(v: &str) -> Result<(), Errno> {
+    birthday(v)
+}
+
+/// A store id, or `*` for every store.
+pub fn store(v: &str) -> Result<(), Errno> {
+    if v == crate::ledger::ALL_STORES {
+        return Ok(());
+    }
+    grammar::terminal(v).map(drop)
 }
 
 /// Free text (`name`, `reason`, `gift`): 1–64 characters, no control characters.
@@ -69,14 +107,27 @@ pub fn birthday(v: &str) -> Result<(), Errno> {
         .ok_or(Errno::Malformed)
 }
 
-/// Checks one named value of `attr2`.
-pub fn check_value(name: &str, v: &str) -> Result<(), Errno> {
+/// Checks one named value of `attr2` of `op` (`to` is a card for a
+/// `transfer`, a time for a `statement`).
+pub fn check_value(op: Op, name: &str, v: &str) -> Result<(), Errno> {
+    match (op, name) {
+        (Op::Statement, "from" | "to") => count(v, 15).map(drop),
+        (Op::Statement, "after") => count(v, 18).map(drop),
+        (Op::Settlement, "store") => store(v),
+        (Op::Settlement, "by") => matches!(v, "op" | "terminal")
+            .then_some(())
+            .ok_or(Errno::Malformed),
+        (_, name) => check_named(op, name, v),
+    }
+}
+
+fn check_named(op: Op, name: &str, v: &str) -> Result<(), Errno> {
     match name {
         "pin" | "mpin" => pin(v),
         "tender" => matches!(v, "balance" | "cash")
             .then_some(())
             .ok_or(Errno::Malformed),
-        "limit" => limit(v).map(drop),
+        "limit" => limit(v, max_limit(op)).map(drop),
         "delta" => grammar::points(v).map(drop),
         "cost" => digits(v, 1, 12),
         "reason" | "gift" | "name" => text(v),
@@ -93,7 +144,7 @@ pub fn check_value(name: &str, v: &str) -> Result<(), Errno> {
 /// every required name present (the allowed names were checked on decoding).
 pub fn check(op: Op, attr2: &Form) -> Result<(), Errno> {
     for (name, value) in attr2.pairs() {
-        check_value(name, value)?;
+        check_value(op, name, value)?;
     }
     if op.attr2_required().iter().all(|n| attr2.get(n).is_some()) {
         Ok(())
@@ -123,7 +174,7 @@ mod tests {
             ("to", "CARD9"),
             ("terminal", "T-2"),
         ] {
-            assert_eq!(check_value(n, v), Ok(()), "{n}={v}");
+            assert_eq!(check_value(Op::History, n, v), Ok(()), "{n}={v}");
         }
         for (n, v) in [
             ("pin", "123"),
@@ -146,9 +197,38 @@ mod tests {
             ("new", "C-1"),
             ("unknown", "x"),
         ] {
-            assert_eq!(check_value(n, v), Err(Errno::Malformed), "{n}={v}");
+            assert_eq!(
+                check_value(Op::History, n, v),
+                Err(Errno::Malformed),
+                "{n}={v}"
+            );
         }
-        assert_eq!(limit("7"), Ok(7));
-        assert_eq!(check_value("birthday", "2000-02-3é"), Err(Errno::Malformed));
+        assert_eq!(limit("7", 50), Ok(7));
+        assert_eq!(
+            check_value(Op::History, "birthday", "2000-02-3é"),
+            Err(Errno::Malformed)
+        );
+    }
+
+    #[test]
+    fn office_values() {
+        let ok = |op, n, v| check_value(op, n, v) == Ok(());
+        assert!(ok(Op::Statement, "limit", "200"));
+        assert!(!ok(Op::Statement, "limit", "201"));
+        assert!(ok(Op::Find, "limit", "20"));
+        assert!(!ok(Op::Find, "limit", "21"));
+        assert!(!ok(Op::History, "limit", "100"));
+        assert!(ok(Op::Statement, "to", "1795000000000"));
+        assert!(ok(Op::Statement, "after", "0"));
+        assert!(!ok(Op::Statement, "after", "01"));
+        assert!(!ok(Op::Statement, "from", "-1"));
+        assert!(ok(Op::Transfer, "to", "CARD9"));
+        assert!(ok(Op::Settlement, "store", "*"));
+        assert!(ok(Op::Settlement, "store", "S-1"));
+        assert!(!ok(Op::Settlement, "store", "S 1"));
+        assert!(ok(Op::Settlement, "by", "terminal"));
+        assert!(!ok(Op::Settlement, "by", "card"));
+        assert_eq!(date("2026-02-29"), Err(Errno::Malformed));
+        assert_eq!(store("**"), Err(Errno::Malformed));
     }
 }

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 use super::errno::Errno;
 use super::form::{encode_component, encode_form, parse_attr2, parse_form, parse_form_any};
 use super::grammar;
+use super::op::Attr1;
 
 /// `POST /v1/hello`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,13 +188,14 @@ impl InnerForm {
             return Err(Errno::Malformed);
         }
         let attr1 = f.require("attr1")?;
-        if op.attr1_is_order_no() {
-            grammar::order_no(attr1)?;
-        } else if op == Op::Find {
-            // A phone number or a card number (protocol.md §6.1).
-            super::attr2::phone(attr1).or_else(|_| grammar::card(attr1).map(drop))?;
-        } else {
-            grammar::card(attr1)?;
+        match op.attr1() {
+            Attr1::OrderNo => grammar::order_no(attr1).map(drop)?,
+            Attr1::PhoneOrCard => {
+                super::attr2::phone(attr1).or_else(|_| grammar::card(attr1).map(drop))?
+            }
+            Attr1::Day => super::attr2::date(attr1)?,
+            Attr1::StoreOrAll => super::attr2::store(attr1)?,
+            Attr1::Card => grammar::card(attr1).map(drop)?,
         }
         let attr2 = f.get("attr2");
         super::attr2::check(op, &parse_attr2(attr2.unwrap_or(""), op.attr2_fields())?)?;

@@ -9,6 +9,9 @@ pub enum Op {
     History,
     /// Office terminals only (protocol.md §6.1).
     Find,
+    Statement,
+    Settlement,
+    Liability,
     Register,
     Debit,
     Topup,
@@ -26,11 +29,14 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 18] = [
+    pub const ALL: [Op; 21] = [
         Op::Query,
         Op::Member,
         Op::History,
         Op::Find,
+        Op::Statement,
+        Op::Settlement,
+        Op::Liability,
         Op::Register,
         Op::Debit,
         Op::Topup,
@@ -53,6 +59,9 @@ impl Op {
             Op::Member => "member",
             Op::History => "history",
             Op::Find => "find",
+            Op::Statement => "statement",
+            Op::Settlement => "settlement",
+            Op::Liability => "liability",
             Op::Register => "register",
             Op::Debit => "debit",
             Op::Topup => "topup",
@@ -80,7 +89,26 @@ impl Op {
 
     /// Posting ops change the ledger and need an `order_no`.
     pub fn is_posting(self) -> bool {
-        !matches!(self, Op::Query | Op::Member | Op::History | Op::Find)
+        !matches!(self, Op::Query | Op::Member | Op::History) && !self.is_office()
+    }
+
+    /// The back-office ops (protocol.md §6.1), for office terminals only.
+    pub fn is_office(self) -> bool {
+        matches!(
+            self,
+            Op::Find | Op::Statement | Op::Settlement | Op::Liability
+        )
+    }
+
+    /// What `attr1` holds.
+    pub fn attr1(self) -> Attr1 {
+        match self {
+            Op::Reverse | Op::Refund => Attr1::OrderNo,
+            Op::Find => Attr1::PhoneOrCard,
+            Op::Settlement => Attr1::Day,
+            Op::Liability => Attr1::StoreOrAll,
+            _ => Attr1::Card,
+        }
     }
 
     /// The ops marked M: a manager `operator` and `mpin` in `attr2`.
@@ -105,18 +133,15 @@ impl Op {
         matches!(self, Op::Debit | Op::Topup | Op::Refund | Op::Transfer)
     }
 
-    /// `reverse` and `refund` name the original order in `attr1`; every
-    /// other op names a card.
-    pub fn attr1_is_order_no(self) -> bool {
-        matches!(self, Op::Reverse | Op::Refund)
-    }
-
     /// The names `attr2` may carry for this op (§6); any other is 1001.
     pub fn attr2_fields(self) -> &'static [&'static str] {
         match self {
             Op::Query | Op::Member => &["pin"],
             Op::History => &["pin", "limit"],
             Op::Find => &["limit"],
+            Op::Statement => &["from", "to", "after", "limit"],
+            Op::Settlement => &["store", "by"],
+            Op::Liability => &[],
             Op::Register => &["name", "phone", "level", "pin", "birthday", "referrer"],
             Op::Debit => &["pin", "tender"],
             Op::Topup => &["tender"],
@@ -145,6 +170,20 @@ impl Op {
     }
 }
 
+/// What an op's `attr1` names (protocol.md §6, §6.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attr1 {
+    Card,
+    /// `reverse`, `refund`: the original's `order_no`.
+    OrderNo,
+    /// `find`: a phone number, or a card number.
+    PhoneOrCard,
+    /// `settlement`: a business day, `YYYY-MM-DD`.
+    Day,
+    /// `liability`: a store id, or `*` for every store.
+    StoreOrAll,
+}
+
 impl std::fmt::Display for Op {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -169,7 +208,18 @@ mod tests {
     #[test]
     fn classes() {
         let posting: Vec<_> = Op::ALL.into_iter().filter(|o| !o.is_posting()).collect();
-        assert_eq!(posting, [Op::Query, Op::Member, Op::History, Op::Find]);
+        assert_eq!(
+            posting,
+            [
+                Op::Query,
+                Op::Member,
+                Op::History,
+                Op::Find,
+                Op::Statement,
+                Op::Settlement,
+                Op::Liability
+            ]
+        );
         assert_eq!(Op::ALL.into_iter().filter(|o| o.is_manager()).count(), 9);
         for op in Op::ALL {
             assert!(!op.is_manager() || op.is_posting(), "{op}");

@@ -201,7 +201,7 @@ fn claim_columns(shape: ClaimShape) -> [String; 9] {
             "NULL::json",
         ) + " AS operator",
         or_null(shape.orig, "(SELECT row_to_json(orig) FROM orig)", "NULL::json") + " AS orig",
-        "(SELECT row_to_json(t) FROM (SELECT store_id, kind, status, encode(pw_hash, 'hex') AS pw_hash,
+        "(SELECT row_to_json(t) FROM (SELECT coalesce(store_id, '*') AS store_id, kind, status, encode(pw_hash, 'hex') AS pw_hash,
                encode(pw_salt, 'hex') AS pw_salt, encode(row_mac, 'hex') AS row_mac, mac_key_id
           FROM terminals WHERE terminal_id = $1::text) t) AS terminal"
             .to_owned(),

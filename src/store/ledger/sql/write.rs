@@ -59,15 +59,15 @@ impl WriteSection {
                 level text, row_mac text, mac_key_id text)",
             WriteSection::NewCards => "
     INSERT INTO cards (card_no, member_id, status, balance, points, pin_hash, pin_salt, opened_at,
-           row_mac, mac_key_id, sealed, last_mac, chain_len)
+           row_mac, mac_key_id, sealed, last_mac, chain_len, store_id)
     SELECT x.card_no, x.member_id, x.status, x.balance,
            x.points, decode(x.pin_hash, 'hex'), decode(x.pin_salt, 'hex'), x.at,
            decode(x.row_mac, 'hex'), x.mac_key_id, decode(x.sealed, 'hex'),
-           decode(x.last_mac, 'hex'), x.chain_len
+           decode(x.last_mac, 'hex'), x.chain_len, x.store_id
       FROM j, jsonb_to_recordset(j.j->'new_cards')
            AS x(card_no text, member_id bigint, status text, balance numeric, points bigint,
                 pin_hash text, pin_salt text, at timestamptz, row_mac text, mac_key_id text,
-                sealed text, last_mac text, chain_len bigint)",
+                sealed text, last_mac text, chain_len bigint, store_id text)",
             WriteSection::Cards => "
     UPDATE cards c SET balance = x.balance, points = x.points, status = x.status,
            pin_fail_count = x.pin_fail_count,

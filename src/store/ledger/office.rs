@@ -1,0 +1,71 @@
+//! The back-office ops of protocol.md §6.1. None locks or changes a card;
+//! each is written to the audit trail.
+
+use super::{audit_office_read, find, statement, Outcome};
+use crate::error::Result;
+use crate::ledger::answer_row::signed_money_text;
+use crate::ledger::request::{OfficeReq, SettlementReq};
+use crate::protocol::xml::{Row, Rows};
+use crate::store::reports::{self, SettlementLine};
+use crate::store::txn::{TxnConn, TxnContext, TxnEnv};
+
+pub(super) async fn run(
+    tx: &TxnConn,
+    env: &TxnEnv,
+    ctx: &TxnContext,
+    o: &OfficeReq,
+) -> Result<Outcome> {
+    match o {
+        OfficeReq::Find { key, limit } => find::run(tx, env, ctx, key, *limit).await,
+        OfficeReq::Statement(s) => statement::run(tx, env, ctx, s).await,
+        OfficeReq::Settlement(s) => settlement(tx, env, ctx, s).await,
+        OfficeReq::Liability { store } => liability(tx, env, ctx, store).await,
+    }
+}
+
+async fn settlement(
+    tx: &TxnConn,
+    env: &TxnEnv,
+    ctx: &TxnContext,
+    s: &SettlementReq,
+) -> Result<Outcome> {
+    let store = s.store.as_deref().unwrap_or(&ctx.store_id);
+    let c = tx.in_txn().await?;
+    let lines = reports::settlement(&***c, s.day, store, s.by).await?;
+    let detail = serde_json::json!({"op": "settlement", "day": s.day.to_string(), "store": store});
+    audit_office_read(tx, env, ctx, detail).await?;
+    Ok(Outcome::Answered(Rows(
+        lines.iter().map(settlement_row).collect(),
+    )))
+}
+
+fn settlement_row(l: &SettlementLine) -> Row {
+    let mut r = Row::new().with("store", &l.store);
+    if let Some(t) = &l.terminal {
+        r.push("terminal", t);
+    }
+    r.with("op", &l.op)
+        .with("tender", &l.tender)
+        .with("count", l.count.to_string())
+        .with("amount", signed_money_text(l.amount))
+        .with("discount", signed_money_text(l.discount))
+        .with("charged", signed_money_text(l.charged))
+        .with("cash", signed_money_text(l.cash))
+        .with("balance_delta", signed_money_text(l.balance_delta))
+        .with("points_delta", l.points_delta.to_string())
+}
+
+async fn liability(tx: &TxnConn, env: &TxnEnv, ctx: &TxnContext, store: &str) -> Result<Outcome> {
+    let c = tx.in_txn().await?;
+    let l = reports::liability(&***c, store).await?;
+    let detail = serde_json::json!({"op": "liability", "store": store});
+    audit_office_read(tx, env, ctx, detail).await?;
+    let row = Row::new()
+        .with("store", store)
+        .with("cards", l.cards.to_string())
+        .with("balance", signed_money_text(l.balance))
+        .with("held", signed_money_text(l.held))
+        .with("points", l.points.to_string())
+        .with("as_of", l.as_of_ms.to_string());
+    Ok(Outcome::Answered(Rows(vec![row])))
+}

@@ -1,0 +1,226 @@
+//! What a chain's back office adds up (protocol.md §6.1): a business day's
+//! settlement and the liability to card holders. One function each, called
+//! by the office ops and by `cardswitch report`, so the two can never
+//! disagree.
+
+use chrono::{Duration, NaiveDate};
+use rust_decimal::Decimal;
+use tokio_postgres::GenericClient;
+
+use crate::error::Result;
+use crate::ledger::request::SettlementBy;
+use crate::ledger::ALL_STORES;
+
+/// One group of a day's postings: a store's (terminal's) postings of one op
+/// and tender, summed; or, with `op` = `total`, all of a store's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettlementLine {
+    pub store: String,
+    /// Set when grouped by terminal (and never on a store's total).
+    pub terminal: Option<String>,
+    pub op: String,
+    /// `balance` or `cash` for ops paid one way or the other (and their
+    /// refunds and reverses), `none` for the rest, `all` on a total.
+    pub tender: String,
+    pub count: i64,
+    pub amount: Decimal,
+    pub discount: Decimal,
+    pub charged: Decimal,
+    pub cash: Decimal,
+    pub balance_delta: Decimal,
+    pub points_delta: i64,
+}
+
+/// The `op` of a store's last line.
+pub const TOTAL: &str = "total";
+
+/// The postings of business day `day` at `store` (`*`: every store),
+/// grouped as `by` says, each store's groups followed by its total.
+pub async fn settlement<C: GenericClient>(
+    c: &C,
+    day: NaiveDate,
+    store: &str,
+    by: SettlementBy,
+) -> Result<Vec<SettlementLine>> {
+    // A business day is a date in a zone less than a day from UTC: its
+    // postings lie within a day of it either side, which lets PostgreSQL
+    // skip every other month's partition.
+    let lo = (day - Duration::days(1))
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc());
+    let hi = (day + Duration::days(2))
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc());
+    let by_terminal = by == SettlementBy::Terminal;
+    let rows = c
+        .query(
+            "SELECT * FROM (
+             SELECT t.store_id AS store, CASE WHEN $5 THEN p.terminal_id END AS terminal,
+                    p.op, coalesce(p.detail->>'tender', 'none') AS tender, count(*),
+                    sum(p.amount), sum(p.discount), sum(p.charged),
+                    coalesce(sum((p.detail->>'cash')::numeric), 0),
+                    sum(p.balance_delta), sum(p.points_delta)::bigint
+               FROM postings p JOIN terminals t ON t.terminal_id = p.terminal_id
+              WHERE p.business_day = $1 AND p.posted_at >= $2 AND p.posted_at < $3
+                AND ($4 = '*' OR t.store_id = $4)
+              GROUP BY 1, 2, 3, 4) g
+              ORDER BY store COLLATE \"C\", terminal COLLATE \"C\", op COLLATE \"C\",
+                       tender COLLATE \"C\"",
+            &[&day, &lo, &hi, &store, &by_terminal],
+        )
+        .await?;
+    let lines = rows.iter().map(|r| SettlementLine {
+        store: r.get(0),
+        terminal: r.get(1),
+        op: r.get(2),
+        tender: r.get(3),
+        count: r.get(4),
+        amount: r.get(5),
+        discount: r.get(6),
+        charged: r.get(7),
+        cash: r.get(8),
+        balance_delta: r.get(9),
+        points_delta: r.get(10),
+    });
+    Ok(with_totals(lines))
+}
+
+/// Each store's lines, then its total (the lines come sorted by store).
+fn with_totals(lines: impl Iterator<Item = SettlementLine>) -> Vec<SettlementLine> {
+    let mut out: Vec<SettlementLine> = Vec::new();
+    let mut total: Option<SettlementLine> = None;
+    for l in lines {
+        match &mut total {
+            Some(t) if t.store == l.store => t.add(&l),
+            _ => {
+                out.extend(total.take());
+                total = Some(SettlementLine::total_of(&l));
+            }
+        }
+        out.push(l);
+    }
+    out.extend(total);
+    out
+}
+
+impl SettlementLine {
+    fn total_of(l: &SettlementLine) -> SettlementLine {
+        SettlementLine {
+            terminal: None,
+            op: TOTAL.to_owned(),
+            tender: "all".to_owned(),
+            ..l.clone()
+        }
+    }
+
+    fn add(&mut self, l: &SettlementLine) {
+        self.count += l.count;
+        self.amount += l.amount;
+        self.discount += l.discount;
+        self.charged += l.charged;
+        self.cash += l.cash;
+        self.balance_delta += l.balance_delta;
+        self.points_delta += l.points_delta;
+    }
+}
+
+/// What the chain owes its card holders, read in one snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Liability {
+    /// Cards not closed.
+    pub cards: i64,
+    pub balance: Decimal,
+    /// Active holds (none until card products add them).
+    pub held: Decimal,
+    pub points: i64,
+    /// When the data read was current (Unix ms): a replica's replay time.
+    pub as_of_ms: i64,
+}
+
+/// Every card's (`*`) or the cards issued at `store`.
+pub async fn liability<C: GenericClient>(c: &C, store: &str) -> Result<Liability> {
+    let r = c
+        .query_one(
+            "SELECT count(*) FILTER (WHERE status <> 'closed'), coalesce(sum(balance), 0),
+                    coalesce(sum(points), 0)::bigint,
+                    floor(extract(epoch FROM CASE WHEN pg_is_in_recovery()
+                        THEN pg_last_xact_replay_timestamp() ELSE statement_timestamp() END)
+                        * 1000)::bigint
+               FROM cards WHERE $1 = '*' OR store_id = $1",
+            &[&store],
+        )
+        .await?;
+    Ok(Liability {
+        cards: r.get(0),
+        balance: r.get(1),
+        held: Decimal::ZERO,
+        points: r.get(2),
+        as_of_ms: r.get(3),
+    })
+}
+
+/// Whether a terminal of `own` store may ask about `named` (protocol.md
+/// §6.1): a head office about any, a store only about itself.
+pub fn in_scope(own: &str, named: &str) -> bool {
+    own == ALL_STORES || own == named
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(store: &str, op: &str, count: i64, amount: i64) -> SettlementLine {
+        SettlementLine {
+            store: store.into(),
+            terminal: None,
+            op: op.into(),
+            tender: "balance".into(),
+            count,
+            amount: Decimal::new(amount, 2),
+            discount: Decimal::ZERO,
+            charged: Decimal::new(amount, 2),
+            cash: Decimal::ZERO,
+            balance_delta: Decimal::new(-amount, 2),
+            points_delta: count,
+        }
+    }
+
+    #[test]
+    fn each_store_ends_with_its_total() {
+        let lines = vec![
+            line("A", "debit", 2, 1000),
+            line("A", "topup", 1, 500),
+            line("B", "debit", 1, 250),
+        ];
+        let out = with_totals(lines.into_iter());
+        let ops: Vec<_> = out
+            .iter()
+            .map(|l| (l.store.as_str(), l.op.as_str()))
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                ("A", "debit"),
+                ("A", "topup"),
+                ("A", "total"),
+                ("B", "debit"),
+                ("B", "total")
+            ]
+        );
+        assert_eq!(out[2].count, 3);
+        assert_eq!(out[2].amount, Decimal::new(1500, 2));
+        assert_eq!(out[2].balance_delta, Decimal::new(-1500, 2));
+        assert_eq!(out[2].tender, "all");
+        assert_eq!(out[4].amount, Decimal::new(250, 2));
+        assert!(with_totals(std::iter::empty()).is_empty());
+    }
+
+    #[test]
+    fn a_store_asks_only_about_itself() {
+        assert!(in_scope("*", "S1"));
+        assert!(in_scope("*", "*"));
+        assert!(in_scope("S1", "S1"));
+        assert!(!in_scope("S1", "S2"));
+        assert!(!in_scope("S1", "*"));
+    }
+}
