@@ -375,3 +375,72 @@ async fn terminal_add_takes_a_kind() {
     assert_eq!(kind_of("P1").as_deref(), Some("pos"));
     assert_eq!(kind_of("X1"), None);
 }
+
+#[tokio::test]
+async fn a_head_office_terminal_asks_about_every_store_over_the_wire() {
+    let fx = Fixture::new().await;
+    let dir = harness::temp_dir("cs-hq-");
+    let pw = fx.terminal("T1", "S1").await;
+    let ok = |args: &[&str]| {
+        let out = cli(&fx, &dir, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let out = ok(&[
+        "terminal",
+        "add",
+        "HQ",
+        "--kind",
+        "office",
+        "--all-stores",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["store"], "*");
+    let hq_pw = v["password"].as_str().unwrap().to_owned();
+    for bad in [
+        &["terminal", "add", "X1", "--all-stores"][..],
+        &["terminal", "add", "X2", "--kind", "pos", "--all-stores"],
+        &[
+            "terminal",
+            "add",
+            "X3",
+            "--store",
+            "S1",
+            "--kind",
+            "office",
+            "--all-stores",
+        ],
+        &["terminal", "add", "X4", "--kind", "office"],
+    ] {
+        assert!(!cli(&fx, &dir, bad).status.success(), "{bad:?}");
+    }
+    let list: Vec<serde_json::Value> =
+        serde_json::from_slice(&ok(&["terminal", "list", "--json"]).stdout).unwrap();
+    assert!(list
+        .iter()
+        .any(|t| t["terminal"] == "HQ" && t["store"] == "*"));
+
+    fx.card("CARD0001", "5.00").await;
+    let d = Daemon::start(fx.config.clone()).await;
+    let c = Client::new(&format!("http://{}", d.addr));
+    let till = c.handshake("T1", &pw, &fx.root).await.unwrap();
+    let hq = c.handshake("HQ", &hq_pw, &fx.root).await.unwrap();
+    let liability = InnerForm::parse(b"op=liability&attr1=*").unwrap();
+    let a = c.txn(&hq, &liability).await.unwrap();
+    assert_eq!(a.errno, Errno::Ok);
+    assert_eq!(a.rows.0[0].get("balance"), Some("5.00"));
+    assert_eq!(a.rows.0[0].get("cards"), Some("1"));
+    let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let settle = InnerForm::parse(format!("op=settlement&attr1={day}").as_bytes()).unwrap();
+    assert_eq!(c.txn(&hq, &settle).await.unwrap().errno, Errno::Ok);
+    assert_eq!(
+        c.txn(&till, &liability).await.unwrap().errno,
+        Errno::NotForThisTerminal
+    );
+    d.stop().await.unwrap();
+}

@@ -2,7 +2,7 @@
 //! its chain walked, its balance and points against the chain's sums and
 //! its live lots.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use deadpool_postgres::Transaction;
 use indicatif::ProgressBar;
@@ -23,11 +23,14 @@ pub(super) struct CardScan {
     pub(super) balance_sum: Decimal,
     pub(super) points_sum: i64,
     pub(super) live_lots: i64,
+    /// The store the card was issued at, by its first posting, when the
+    /// card's `store_id` says otherwise.
+    pub(super) issued_at: Option<Option<String>>,
 }
 
 fn cards_sql() -> String {
     format!(
-        "SELECT {CARD_COLUMNS}, c.sealed, coalesce(l.live, 0)::bigint
+        "SELECT {CARD_COLUMNS}, c.sealed, coalesce(l.live, 0)::bigint, c.store_id
            FROM cards c
            LEFT JOIN (SELECT card_no, sum(points_left) AS live FROM lots GROUP BY card_no) l
                   USING (card_no)
@@ -52,6 +55,7 @@ pub(super) async fn scan_cards(
         rows: Batches::new(tb, &postings_sql()).await?,
         read: 0,
     };
+    let stores = terminal_stores(ta).await?;
     let mut n_cards = 0u64;
     while let Some(c) = cards.next().await? {
         n_cards += 1;
@@ -62,6 +66,7 @@ pub(super) async fn scan_cards(
         let chain = posts.walk(&no, keys, &mut found).await?;
         pb.inc(1 + chain.count as u64);
         let chain_ok = chain.check_totals(&card, &mut found);
+        let issued_at = chain.issued_at(&card, &stores, &mut found);
         if !found.is_empty() {
             report.findings.extend(found);
             scans.insert(
@@ -75,6 +80,7 @@ pub(super) async fn scan_cards(
                     balance_sum: chain.balance_sum,
                     points_sum: chain.points_sum,
                     live_lots: card.live_lots,
+                    issued_at,
                 },
             );
         }
@@ -88,6 +94,14 @@ pub(super) async fn scan_cards(
     Ok(())
 }
 
+/// Each terminal's store (`None`: a head office's).
+async fn terminal_stores(ta: &Transaction<'_>) -> anyhow::Result<HashMap<String, Option<String>>> {
+    let rows = ta
+        .query("SELECT terminal_id, store_id FROM terminals", &[])
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
 /// A card row as [`cards_sql`] reads it.
 struct CardRead {
     values: CardValues,
@@ -95,6 +109,7 @@ struct CardRead {
     key_id: Option<String>,
     sealed_blob: Option<Vec<u8>>,
     live_lots: i64,
+    store_id: Option<String>,
 }
 
 impl CardRead {
@@ -105,6 +120,7 @@ impl CardRead {
             key_id: c.get(11),
             sealed_blob: c.get(12),
             live_lots: c.get(13),
+            store_id: c.get(14),
         }
     }
 
@@ -152,6 +168,8 @@ struct Chain {
     ok: bool,
     balance_sum: Decimal,
     points_sum: i64,
+    /// The terminal of the card's first posting.
+    first_terminal: Option<String>,
 }
 
 impl Postings<'_> {
@@ -193,6 +211,7 @@ impl Postings<'_> {
             ok: true,
             balance_sum: Decimal::ZERO,
             points_sum: 0,
+            first_terminal: None,
         };
         while let Some(p) = self.rows.peek().await? {
             if p.get::<_, &str>(0) != no {
@@ -223,6 +242,9 @@ impl Postings<'_> {
                 let why = "balance or points after the posting ≠ the sum of the postings so far";
                 found.push(finding("postings", &at(), "balance", why));
             }
+            if ch.count == 0 {
+                ch.first_terminal = Some(v.terminal_id.clone());
+            }
             ch.head = mac;
             ch.count += 1;
         }
@@ -231,6 +253,28 @@ impl Postings<'_> {
 }
 
 impl Chain {
+    /// The card's store against where its first posting was made (a derived
+    /// column, like an index: migration 0011). `Some(store)` to set it to
+    /// when they differ.
+    fn issued_at(
+        &self,
+        card: &CardRead,
+        stores: &HashMap<String, Option<String>>,
+        found: &mut Vec<Finding>,
+    ) -> Option<Option<String>> {
+        let first = self.first_terminal.as_ref()?;
+        let issued = stores.get(first).cloned().flatten();
+        if issued == card.store_id {
+            return None;
+        }
+        let why = format!(
+            "store {:?} but its first posting was made at store {:?}",
+            card.store_id, issued
+        );
+        found.push(finding("cards", &card.values.card_no, "store", why));
+        Some(issued)
+    }
+
     /// The chain's end against the card's, and the card's balance and
     /// points against the chain's sums and its live lots; whether the
     /// chain is whole.

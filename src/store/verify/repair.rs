@@ -26,6 +26,17 @@ pub(super) async fn repair(
     scans: &BTreeMap<String, CardScan>,
 ) -> anyhow::Result<()> {
     for (no, s) in scans {
+        if let Some(store) = &s.issued_at {
+            // Derived from the postings, which the scan found intact or
+            // reported: set as they say.
+            pool.get()
+                .await?
+                .execute(
+                    "UPDATE cards SET store_id = $2 WHERE card_no = $1",
+                    &[no, store],
+                )
+                .await?;
+        }
         let Some(sealed) = &s.sealed else { continue };
         let agrees = s.chain_ok
             && sealed.chain_len == s.postings

@@ -148,3 +148,25 @@ async fn a_card_naming_a_row_key_that_does_not_exist_is_refused() {
     next_posting_refused(&l, "CARD0001").await;
     assert_found(&l, "cards", "CARD0001", "mac").await;
 }
+
+#[tokio::test]
+async fn a_cards_store_changed_by_sql_is_found_and_set_back() {
+    let l = setup().await;
+    busy_card(&l, "CARD0001").await;
+    assert_clean(&l).await;
+    // Moving a card's liability to another store: not MAC-covered (it is
+    // derived), so verify checks it against the card's first posting.
+    exec(
+        &l,
+        "UPDATE cards SET store_id = 'S2' WHERE card_no = 'CARD0001'",
+    )
+    .await;
+    assert_found(&l, "cards", "CARD0001", "store").await;
+    verify_report(&l, true).await;
+    assert_clean(&l).await;
+    assert_eq!(
+        l.count("SELECT count(*) FROM cards WHERE store_id = 'S1'")
+            .await,
+        1
+    );
+}
