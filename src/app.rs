@@ -57,7 +57,14 @@ pub async fn serve(
         ))
     };
     let key_task = tokio::spawn(key_upkeep(db.pool.clone(), config.clone(), ring.clone()));
+    let deliverer = config
+        .events
+        .deliver
+        .then(|| tokio::spawn(server::webhooks::deliver_forever(state.clone())));
     let served = server::run(listener, state, shutdown).await;
+    if let Some(d) = deliverer {
+        d.abort();
+    }
     upkeep.abort();
     listener_task.abort();
     key_task.abort();

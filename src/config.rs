@@ -40,6 +40,43 @@ pub struct Config {
     pub protocol: ProtocolConfig,
     pub keys: KeysConfig,
     pub ledger: LedgerSettings,
+    pub events: EventsConfig,
+}
+
+/// Webhook delivery of events (protocol.md §8).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Whether this daemon delivers events (with several daemons, any
+    /// number may: each delivery is leased by one).
+    pub deliver: bool,
+    /// How often the deliverer looks for new events and due deliveries.
+    pub poll_ms: u64,
+    /// Deliveries leased per round, and so in flight at once at most.
+    pub batch: i64,
+    /// One attempt's limit: connect, send, answer (protocol.md §8: 10 s).
+    pub timeout_ms: u64,
+    /// After attempt k fails, the next comes `retry_delays_s[k-1]` later;
+    /// when they run out the delivery is failed (protocol.md §8's schedule).
+    pub retry_delays_s: Vec<u64>,
+    /// Events are kept at least this long (protocol.md §8: 90 days).
+    pub keep_days: i64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            deliver: true,
+            poll_ms: 100,
+            batch: 64,
+            timeout_ms: 10_000,
+            retry_delays_s: vec![
+                15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10_800, 10_800, 10_800, 21_600,
+                21_600,
+            ],
+            keep_days: 90,
+        }
+    }
 }
 
 /// The business day: day keys, day secrets and same-day reversals follow it.
@@ -234,6 +271,7 @@ pub struct FileConfig {
     pub protocol: ProtocolConfig,
     pub keys: KeysConfig,
     pub ledger: LedgerSettings,
+    pub events: EventsConfig,
 }
 
 /// What the command line and environment said; `None` means "not given".
@@ -291,6 +329,7 @@ impl Config {
             protocol: fc.protocol,
             keys: fc.keys,
             ledger: fc.ledger,
+            events: fc.events,
         }
     }
 
@@ -321,6 +360,7 @@ impl Config {
             protocol: std::borrow::Cow::Borrowed(&self.protocol),
             keys: &self.keys,
             ledger: &self.ledger,
+            events: &self.events,
         }
     }
 }
@@ -339,6 +379,7 @@ pub struct FileView<'a> {
     pub protocol: std::borrow::Cow<'a, ProtocolConfig>,
     pub keys: &'a KeysConfig,
     pub ledger: &'a LedgerSettings,
+    pub events: &'a EventsConfig,
 }
 
 /// Hides a password in a URL (`postgres://u:secret@h/db`) or key=value string.

@@ -4,6 +4,7 @@
 mod bench;
 mod client;
 mod db;
+mod events;
 mod integrity;
 mod keys;
 mod ledger;
@@ -118,6 +119,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Webhook endpoints that events are delivered to (protocol.md §8).
+    Webhook {
+        #[command(subcommand)]
+        action: events::WebhookAction,
+    },
+    /// List events (one per posting row), oldest first, with their deliveries.
+    Events {
+        /// Only events with a larger id.
+        #[arg(long, default_value_t = 0)]
+        since: i64,
+        /// JSON lines: the event as delivered, and its deliveries.
+        #[arg(long)]
+        json: bool,
+    },
     /// End-to-end load benchmark against pgbench on the same cluster (README, Performance).
     Bench(bench::BenchArgs),
 }
@@ -195,6 +210,10 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> 
             return integrity::verify_command(&config, repair, json).await
         }
         Command::Audit { since, json } => integrity::audit_command(&config, since, json).await?,
+        Command::Webhook { action } => events::webhook_command(action, &config).await?,
+        Command::Events { since, json } => {
+            return events::events_command(&config, since, json).await
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

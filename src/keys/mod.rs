@@ -10,6 +10,7 @@ mod provision;
 pub mod ring;
 mod rotate;
 mod status;
+pub mod webhooks;
 
 use std::path::{Path, PathBuf};
 

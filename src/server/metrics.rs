@@ -53,6 +53,69 @@ pub struct Metrics {
     pool_available: Gauge,
     pool_waiting: Gauge,
     tampered: Counter,
+    pub events: EventMetrics,
+}
+
+/// Webhook delivery (protocol.md §8).
+pub struct EventMetrics {
+    pub delivered: Counter,
+    /// Attempts that did not get a 2xx in time.
+    pub attempts_failed: Counter,
+    /// Deliveries given up after the whole retry schedule.
+    pub failed: Counter,
+    /// Deliveries waiting, as last seen by this daemon's deliverer.
+    pub queued: Gauge,
+    /// Age of the oldest waiting delivery's event (ms).
+    pub oldest_queued_ms: Gauge,
+    /// From the posting's commit to its event's 2xx.
+    pub lag: Histogram,
+}
+
+impl EventMetrics {
+    fn new() -> EventMetrics {
+        EventMetrics {
+            // 1 ms .. ~30 min
+            lag: Histogram::new(exponential_buckets(0.001, 2.0, 22)),
+            delivered: Counter::default(),
+            attempts_failed: Counter::default(),
+            failed: Counter::default(),
+            queued: Gauge::default(),
+            oldest_queued_ms: Gauge::default(),
+        }
+    }
+
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "events_delivered",
+            "Event deliveries acknowledged",
+            self.delivered.clone(),
+        );
+        r.register(
+            "events_attempts_failed",
+            "Event delivery attempts without a 2xx answer in time",
+            self.attempts_failed.clone(),
+        );
+        r.register(
+            "events_failed",
+            "Event deliveries given up after the retry schedule",
+            self.failed.clone(),
+        );
+        r.register(
+            "events_queued",
+            "Event deliveries waiting",
+            self.queued.clone(),
+        );
+        r.register(
+            "events_oldest_queued_ms",
+            "Age of the oldest waiting event delivery",
+            self.oldest_queued_ms.clone(),
+        );
+        r.register(
+            "events_delivery_lag_seconds",
+            "Time from a posting's commit to its event's acknowledgement",
+            self.lag.clone(),
+        );
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -100,8 +163,11 @@ impl Default for Metrics {
             "Requests refused with 3001 because a stored row failed its integrity check",
             tampered.clone(),
         );
+        let events = EventMetrics::new();
+        events.register(&mut registry);
         Metrics {
             tampered,
+            events,
             registry,
             requests,
             latency,

@@ -8,6 +8,7 @@ mod proto;
 mod routes;
 pub mod throttle;
 mod txn;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -73,6 +73,8 @@ pub enum AuditKind {
     RotateRowKey,
     Revoke,
     RotateTerminal,
+    WebhookAdd,
+    WebhookDisable,
 }
 
 impl AuditKind {
@@ -94,6 +96,8 @@ impl AuditKind {
             AuditKind::RotateRowKey => "keys.rotate_row_key",
             AuditKind::Revoke => "keys.revoke",
             AuditKind::RotateTerminal => "keys.rotate_terminal",
+            AuditKind::WebhookAdd => "webhook.add",
+            AuditKind::WebhookDisable => "webhook.disable",
         }
     }
 }

@@ -45,6 +45,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "office_scope",
         include_str!("migrations/0011_office_scope.sql"),
     ),
+    (12, "events", include_str!("migrations/0012_events.sql")),
 ];
 
 /// An arbitrary constant naming our advisory lock.

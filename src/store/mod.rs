@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod embedded;
+pub mod events;
 pub mod fixtures;
 pub mod keys;
 pub mod ledger;

@@ -4,8 +4,8 @@
 //! disagree.
 
 use chrono::{Duration, NaiveDate};
+use deadpool_postgres::GenericClient;
 use rust_decimal::Decimal;
-use tokio_postgres::GenericClient;
 
 use crate::error::Result;
 use crate::ledger::request::SettlementBy;

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one private PostgreSQL cluster, a module per area.
 
 mod bench_smoke;
+mod events;
 mod foundation;
 mod harness;
 mod ledger;

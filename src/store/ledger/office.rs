@@ -31,7 +31,7 @@ async fn settlement(
 ) -> Result<Outcome> {
     let store = s.store.as_deref().unwrap_or(&ctx.store_id);
     let c = tx.in_txn().await?;
-    let lines = reports::settlement(&***c, s.day, store, s.by).await?;
+    let lines = reports::settlement(c, s.day, store, s.by).await?;
     let detail = serde_json::json!({"op": "settlement", "day": s.day.to_string(), "store": store});
     audit_office_read(tx, env, ctx, detail).await?;
     Ok(Outcome::Answered(Rows(
@@ -57,7 +57,7 @@ fn settlement_row(l: &SettlementLine) -> Row {
 
 async fn liability(tx: &TxnConn, env: &TxnEnv, ctx: &TxnContext, store: &str) -> Result<Outcome> {
     let c = tx.in_txn().await?;
-    let l = reports::liability(&***c, store).await?;
+    let l = reports::liability(c, store).await?;
     let detail = serde_json::json!({"op": "liability", "store": store});
     audit_office_read(tx, env, ctx, detail).await?;
     let row = Row::new()

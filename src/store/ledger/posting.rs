@@ -300,12 +300,34 @@ fn write_postings(
             .ok_or_else(|| Error::internal("not enough lot ids"))?;
         w.posting(c, plan.op, Some(&p.order_no), Some(plan), &created);
         w.posting_detail(detail.clone());
+        event_extras(w, plan, c);
         for (n, id) in c.lots_created.iter().zip(&created) {
             w.new_lot(&c.card_no, *id, n.points, n.expires_at);
         }
         effects.push(c.effect(&created));
     }
     Ok(effects)
+}
+
+/// The op's own fields of a posting's event (protocol.md §8).
+fn event_extras(w: &mut Writes, plan: &Plan, c: &CardChange) {
+    match (plan.op, plan.cards.as_slice(), &plan.new_card) {
+        (OpKind::Transfer, [from, to], _) => {
+            w.event_extra("from_card", from.card_no.clone().into());
+            w.event_extra("to_card", to.card_no.clone().into());
+        }
+        (OpKind::Replace, [old, ..], Some(nc)) => {
+            w.event_extra("old_card", old.card_no.clone().into());
+            w.event_extra("new_card", nc.card_no.clone().into());
+        }
+        (OpKind::Close, ..) => {
+            w.event_extra("cash_refund", money_text(plan.answer.cash_out).into());
+        }
+        _ => {}
+    }
+    if let Some(st) = c.status {
+        w.event_extra("status", status_text(st).into());
+    }
 }
 
 /// A registered or replacing card's row (and a registered card's member),

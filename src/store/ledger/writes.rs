@@ -144,6 +144,10 @@ pub(super) struct Writes {
     pub(super) new_cards: Vec<Value>,
     pub(super) cards: Vec<Value>,
     pub(super) postings: Vec<Value>,
+    /// One per posting, in the same order (protocol.md §8); `card_seq` is
+    /// filled in when the chain is sealed.
+    pub(super) events: Vec<Value>,
+    store: String,
     pub(super) lot_moves: BTreeMap<(i64, String), i64>,
     pub(super) new_lots: Vec<Value>,
     pub(super) order: Option<Value>,
@@ -162,6 +166,8 @@ impl Writes {
             new_cards: vec![],
             cards: vec![],
             postings: vec![],
+            events: vec![],
+            store: ctx.store_id.clone(),
             lot_moves: BTreeMap::new(),
             new_lots: vec![],
             order: None,
@@ -207,6 +213,22 @@ impl Writes {
             "lots_restored": pairs(&c.lots_restored),
             "detail": {},
         }));
+        let money = |m: Money| money_text(m);
+        self.events.push(json!({
+            "created_at": self.now.to_rfc3339(), "card_no": c.card_no, "op": op.as_str(),
+            "store_id": self.store,
+            "body": {
+                "type": "posting", "op": op.as_str(), "created_at": self.now.timestamp_millis(),
+                "store": self.store, "terminal": self.terminal, "order_no": order_no,
+                "txn_id": self.txn_id.to_string(), "card": c.card_no,
+                "amount": money(a.map_or(Money::ZERO, |a| a.amount)),
+                "discount": money(a.map_or(Money::ZERO, |a| a.discount)),
+                "charged": money(a.map_or(Money::ZERO, |a| a.charged)),
+                "balance_delta": crate::ledger::answer_row::signed_money_text(c.balance_delta),
+                "points_delta": c.points_delta, "balance": money(c.new_balance),
+                "points": c.new_points,
+            },
+        }));
         for t in &c.lots_taken {
             *self
                 .lot_moves
@@ -222,8 +244,23 @@ impl Writes {
     }
 
     pub(super) fn posting_detail(&mut self, d: Value) {
+        if let Some(e) = self.events.last_mut() {
+            for k in ["tender", "cash"] {
+                if let Some(v) = d.get(k) {
+                    e["body"][k] = v.clone();
+                }
+            }
+        }
         if let Some(p) = self.postings.last_mut() {
             p["detail"] = d;
+        }
+    }
+
+    /// The op's own fields of the last posting's event (`to_card`,
+    /// `new_card`, `status`, …; protocol.md §8).
+    pub(super) fn event_extra(&mut self, name: &str, value: Value) {
+        if let Some(e) = self.events.last_mut() {
+            e["body"][name] = value;
         }
     }
 
@@ -320,7 +357,7 @@ impl Writes {
             let no = c["card_no"].as_str().unwrap_or_default().to_owned();
             heads.insert(no, (None, 0));
         }
-        for p in &mut self.postings {
+        for (p, e) in self.postings.iter_mut().zip(self.events.iter_mut()) {
             let text = |n: &str| p[n].as_str().map(str::to_owned);
             let v = PostingValues {
                 card_no: text("card_no").unwrap_or_default(),
@@ -345,6 +382,7 @@ impl Writes {
             p["row_mac"] = hex::encode(&mac).into();
             p["mac_key_id"] = id.into();
             *head = (Some(mac), head.1 + 1);
+            e["body"]["card_seq"] = head.1.into();
         }
         for c in self.cards.iter_mut().chain(self.new_cards.iter_mut()) {
             let no = c["card_no"].as_str().unwrap_or_default().to_owned();
@@ -405,6 +443,7 @@ impl Writes {
             "new_cards": self.new_cards,
             "cards": self.cards,
             "postings": self.postings,
+            "events": self.events,
             "lot_moves": lot_moves,
             "new_lots": self.new_lots,
             "order": self.order.iter().collect::<Vec<_>>(),
@@ -418,6 +457,7 @@ impl Writes {
                 WriteSection::NewCards => self.new_cards.len(),
                 WriteSection::Cards => self.cards.len(),
                 WriteSection::Postings => self.postings.len(),
+                WriteSection::Events => self.events.len(),
                 WriteSection::LotMoves => lot_moves.len(),
                 WriteSection::NewLots => self.new_lots.len(),
                 WriteSection::Order => usize::from(self.order.is_some()),

@@ -8,6 +8,7 @@ pub mod answer;
 pub mod attr2;
 pub mod canonical;
 pub mod errno;
+pub mod events;
 pub mod form;
 pub mod grammar;
 pub mod message;

@@ -5,7 +5,7 @@
 /// card updates, postings, lot moves, new lots, the order, the original
 /// order, an operator's PIN count), each a CTE fed by its array of the one
 /// JSON document `$1`. A request's statement holds only the sections its
-/// plan fills ([`write_sql`]): a debit runs 4 of the 9, and an empty CTE
+/// plan fills ([`write_sql`]): a debit runs 5 of the 10, and an empty CTE
 /// still costs executor start-up and a scan of its array (issue 6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(in crate::store::ledger) enum WriteSection {
@@ -13,6 +13,7 @@ pub(in crate::store::ledger) enum WriteSection {
     NewCards,
     Cards,
     Postings,
+    Events,
     LotMoves,
     NewLots,
     Order,
@@ -21,11 +22,12 @@ pub(in crate::store::ledger) enum WriteSection {
 }
 
 impl WriteSection {
-    pub(in crate::store::ledger) const ALL: [WriteSection; 9] = [
+    pub(in crate::store::ledger) const ALL: [WriteSection; 10] = [
         WriteSection::Members,
         WriteSection::NewCards,
         WriteSection::Cards,
         WriteSection::Postings,
+        WriteSection::Events,
         WriteSection::LotMoves,
         WriteSection::NewLots,
         WriteSection::Order,
@@ -40,6 +42,7 @@ impl WriteSection {
             WriteSection::NewCards => "nc",
             WriteSection::Cards => "uc",
             WriteSection::Postings => "ps",
+            WriteSection::Events => "ev",
             WriteSection::LotMoves => "lm",
             WriteSection::NewLots => "nl",
             WriteSection::Order => "od",
@@ -96,6 +99,11 @@ impl WriteSection {
                 amount numeric, discount numeric, charged numeric, business_day date,
                 posted_at timestamptz, lots_created jsonb, lots_taken jsonb,
                 lots_restored jsonb, detail jsonb, row_mac text, mac_key_id text)",
+            WriteSection::Events => "
+    INSERT INTO events (created_at, card_no, op, store_id, body)
+    SELECT x.created_at, x.card_no, x.op, x.store_id, x.body
+      FROM j, jsonb_to_recordset(j.j->'events')
+           AS x(created_at timestamptz, card_no text, op text, store_id text, body jsonb)",
             WriteSection::LotMoves => "
     UPDATE lots l SET points_left = l.points_left + x.delta
       FROM j, jsonb_to_recordset(j.j->'lot_moves') AS x(lot_id bigint, card_no text, delta bigint)
@@ -166,9 +174,12 @@ impl WriteSections {
         self.0 & (1 << s as u16) != 0
     }
 
-    /// Every set, for [`super::statement_shapes`].
+    /// Every set, for [`super::statement_shapes`]: a posting always comes
+    /// with its event.
     pub(super) fn every() -> impl Iterator<Item = WriteSections> {
-        (0..1u16 << WriteSection::ALL.len()).map(WriteSections)
+        (0..1u16 << WriteSection::ALL.len())
+            .map(WriteSections)
+            .filter(|m| m.has(WriteSection::Postings) == m.has(WriteSection::Events))
     }
 }
 

@@ -1,0 +1,199 @@
+//! The deliverer (protocol.md §8): fans new events out to the endpoints
+//! that want them, leases due deliveries, POSTs each signed, and records
+//! the outcome, retrying on the configured schedule. Each lease outlasts
+//! one attempt, so with several daemons each delivery has one sender at a
+//! time, and a daemon killed mid-delivery leaves it due again when its
+//! lease ends: nothing is lost, and a receiver dedupes by `id`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Request;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::task::JoinSet;
+
+use super::AppState;
+use crate::crypto::SecretVec;
+use crate::protocol::events as wire;
+use crate::store::events::{self, Due};
+
+type Http = Client<HttpConnector, Full<Bytes>>;
+
+/// Events fanned out per round.
+const FAN_OUT_BATCH: i64 = 1_000;
+/// How often the queue gauges are read and old events purged.
+const GAUGE_EVERY: Duration = Duration::from_secs(5);
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Runs until the task is aborted.
+pub async fn deliver_forever(state: Arc<AppState>) {
+    let cfg = state.config.events.clone();
+    let mut http_connector = HttpConnector::new();
+    http_connector.set_connect_timeout(Some(Duration::from_millis(cfg.timeout_ms)));
+    let http: Http = Client::builder(TokioExecutor::new()).build(http_connector);
+    let mut secrets: HashMap<String, Arc<SecretVec>> = HashMap::new();
+    let mut gauged = Instant::now() - GAUGE_EVERY;
+    let mut purged = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(cfg.poll_ms.max(1)));
+    loop {
+        tick.tick().await;
+        let due = match lease(&state, &cfg).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "event delivery: cannot read the queue");
+                continue;
+            }
+        };
+        if !due.is_empty() {
+            send_all(&state, &http, &mut secrets, due).await;
+        }
+        if gauged.elapsed() >= GAUGE_EVERY {
+            gauged = Instant::now();
+            gauge(&state).await;
+        }
+        if purged.elapsed() >= PURGE_EVERY {
+            purged = Instant::now();
+            purge(&state, cfg.keep_days).await;
+        }
+    }
+}
+
+/// New events fanned out, then due deliveries leased for one attempt.
+async fn lease(state: &AppState, cfg: &crate::config::EventsConfig) -> anyhow::Result<Vec<Due>> {
+    let c = state.pool.get().await?;
+    events::fan_out(&c, FAN_OUT_BATCH).await?;
+    // Twice an attempt's limit: a live daemon always records its attempt
+    // before another may take the delivery over.
+    let lease_ms = 2 * cfg.timeout_ms as i64 + 1_000;
+    Ok(events::lease_due(&c, cfg.batch.max(1), lease_ms).await?)
+}
+
+/// Every leased delivery attempted at once (at most `batch`), each
+/// recorded as it ends.
+async fn send_all(
+    state: &Arc<AppState>,
+    http: &Http,
+    secrets: &mut HashMap<String, Arc<SecretVec>>,
+    due: Vec<Due>,
+) {
+    let mut set = JoinSet::new();
+    for d in due {
+        let secret = match secret(state, secrets, &d.webhook).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(webhook = %d.webhook, error = %format!("{e:#}"),
+                    "event delivery: cannot open the endpoint's secret");
+                continue;
+            }
+        };
+        let (state, http) = (state.clone(), http.clone());
+        set.spawn(async move {
+            let result = attempt(&state, &http, &secret, &d).await;
+            record(&state, &d, result).await;
+        });
+    }
+    while set.join_next().await.is_some() {}
+}
+
+async fn secret(
+    state: &AppState,
+    cache: &mut HashMap<String, Arc<SecretVec>>,
+    webhook: &str,
+) -> anyhow::Result<Arc<SecretVec>> {
+    if let Some(s) = cache.get(webhook) {
+        return Ok(s.clone());
+    }
+    let c = state.pool.get().await?;
+    let (under, sealed) = crate::store::secrets::get(&c, &events::secret_name(webhook))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no secret for webhook {webhook}"))?;
+    let master = state.keys.master_for(&under)?;
+    let s = Arc::new(crate::keys::webhooks::open_secret(
+        &master, webhook, &under, &sealed,
+    )?);
+    cache.insert(webhook.to_owned(), s.clone());
+    Ok(s)
+}
+
+/// One POST: `Ok` on a 2xx within the timeout, else why not.
+async fn attempt(state: &AppState, http: &Http, secret: &SecretVec, d: &Due) -> Result<(), String> {
+    let body = wire::body(d.event_id, d.body.clone());
+    let t_ms = chrono::Utc::now().timestamp_millis();
+    let req = Request::post(&d.url)
+        .header("Content-Type", "application/json")
+        .header("Content-Length", body.len())
+        .header(wire::EVENT_HEADER, d.event_id.to_string())
+        .header(
+            wire::SIGNATURE_HEADER,
+            wire::signature(secret.expose(), t_ms, &body),
+        )
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| format!("bad request: {e}"))?;
+    let timeout = Duration::from_millis(state.config.events.timeout_ms);
+    match tokio::time::timeout(timeout, http.request(req)).await {
+        Err(_) => Err("timeout".into()),
+        Ok(Err(e)) => Err(format!("{e}")),
+        Ok(Ok(r)) if r.status().is_success() => Ok(()),
+        Ok(Ok(r)) => Err(format!("HTTP {}", r.status().as_u16())),
+    }
+}
+
+/// The attempt's outcome written back, and counted.
+async fn record(state: &AppState, d: &Due, result: Result<(), String>) {
+    let m = &state.metrics.events;
+    let delays = &state.config.events.retry_delays_s;
+    let (delivered, retry_in_ms, error) = match &result {
+        Ok(()) => {
+            m.delivered.inc();
+            let lag = chrono::Utc::now() - d.created_at;
+            m.lag.observe(lag.num_milliseconds().max(0) as f64 / 1000.0);
+            (true, None, None)
+        }
+        Err(e) => {
+            m.attempts_failed.inc();
+            let next = delays.get((d.attempt.max(1) - 1) as usize);
+            if next.is_none() {
+                m.failed.inc();
+            }
+            (false, next.map(|s| *s as i64 * 1000), Some(e.as_str()))
+        }
+    };
+    let written = async {
+        let c = state.pool.get().await.map_err(|e| e.to_string())?;
+        events::record_attempt(&c, d, delivered, retry_in_ms, error)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    if let Err(e) = written {
+        // The lease ends and the delivery is attempted again: at least once.
+        tracing::warn!(event = d.event_id, webhook = %d.webhook, error = %e,
+            "event delivery: cannot record the attempt");
+    }
+}
+
+async fn gauge(state: &AppState) {
+    let Ok(c) = state.pool.get().await else {
+        return;
+    };
+    if let Ok((queued, oldest_ms)) = events::backlog(&c).await {
+        state.metrics.events.queued.set(queued);
+        state.metrics.events.oldest_queued_ms.set(oldest_ms);
+    }
+}
+
+async fn purge(state: &AppState, keep_days: i64) {
+    let Ok(c) = state.pool.get().await else {
+        return;
+    };
+    match events::purge(&c, keep_days).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(purged = n, "old events removed"),
+        Err(e) => tracing::warn!(error = %e, "purging old events failed"),
+    }
+}

@@ -1,0 +1,262 @@
+//! Events and their deliveries (protocol.md §8): the outbox the posting
+//! statement fills (`ledger::sql::write`, section `Events`), the endpoints,
+//! and the delivery rows a daemon leases, so that each event is delivered
+//! by one daemon at a time and none is lost when one dies.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use serde_json::Value;
+
+type PgResult<T> = Result<T, tokio_postgres::Error>;
+
+/// An endpoint as ops registered it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Webhook {
+    pub name: String,
+    pub url: String,
+    /// `None`: every op.
+    pub ops: Option<Vec<String>>,
+    /// `None`: every store.
+    pub store_id: Option<String>,
+    pub include_phone: bool,
+    pub status: String,
+    pub pending: i64,
+    pub delivered: i64,
+    pub failed: i64,
+}
+
+/// The `sealed_secrets` name of an endpoint's signing secret.
+pub fn secret_name(webhook: &str) -> String {
+    format!("webhook:{webhook}")
+}
+
+pub async fn add_webhook<C: GenericClient>(c: &C, w: &Webhook) -> PgResult<bool> {
+    Ok(c.execute(
+        "INSERT INTO webhooks (name, url, ops, store_id, include_phone)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        &[&w.name, &w.url, &w.ops, &w.store_id, &w.include_phone],
+    )
+    .await?
+        == 1)
+}
+
+pub async fn list_webhooks<C: GenericClient>(c: &C) -> PgResult<Vec<Webhook>> {
+    let rows = c
+        .query(
+            "SELECT w.name, w.url, w.ops, w.store_id, w.include_phone, w.status,
+                    count(*) FILTER (WHERE d.status = 'pending'),
+                    count(*) FILTER (WHERE d.status = 'delivered'),
+                    count(*) FILTER (WHERE d.status = 'failed')
+               FROM webhooks w LEFT JOIN deliveries d ON d.webhook = w.name
+              GROUP BY w.name ORDER BY w.name",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Webhook {
+            name: r.get(0),
+            url: r.get(1),
+            ops: r.get(2),
+            store_id: r.get(3),
+            include_phone: r.get(4),
+            status: r.get(5),
+            pending: r.get(6),
+            delivered: r.get(7),
+            failed: r.get(8),
+        })
+        .collect())
+}
+
+/// `Ok(false)` if there is no such endpoint. Its pending deliveries stay:
+/// enabling it again (by SQL, or a new `add`) would send them.
+pub async fn disable_webhook<C: GenericClient>(c: &C, name: &str) -> PgResult<bool> {
+    Ok(c.execute(
+        "UPDATE webhooks SET status = 'disabled' WHERE name = $1",
+        &[&name],
+    )
+    .await?
+        == 1)
+}
+
+/// Failed deliveries (of one event, or every one) made due again, their
+/// attempts counted afresh; how many.
+pub async fn retry<C: GenericClient>(c: &C, event_id: Option<i64>) -> PgResult<u64> {
+    c.execute(
+        "UPDATE deliveries SET status = 'pending', attempts = 0, next_at = now()
+          WHERE status = 'failed' AND ($1::bigint IS NULL OR event_id = $1)",
+        &[&event_id],
+    )
+    .await
+}
+
+/// Makes the deliveries of up to `limit` events not yet fanned out, for the
+/// active endpoints whose filters want them; how many events.
+pub async fn fan_out<C: GenericClient>(c: &C, limit: i64) -> PgResult<u64> {
+    c.execute(
+        "WITH e AS (
+             SELECT event_id, op, store_id FROM events WHERE NOT fanned_out
+              ORDER BY event_id LIMIT $1 FOR UPDATE SKIP LOCKED
+         ), d AS (
+             INSERT INTO deliveries (event_id, webhook, next_at)
+             SELECT e.event_id, w.name, now() FROM e JOIN webhooks w
+                 ON w.status = 'active' AND (w.ops IS NULL OR e.op = ANY (w.ops))
+                AND (w.store_id IS NULL OR w.store_id = e.store_id)
+             ON CONFLICT DO NOTHING RETURNING 1
+         )
+         UPDATE events v SET fanned_out = true FROM e
+          WHERE v.event_id = e.event_id AND (SELECT count(*) FROM d) >= 0",
+        &[&limit],
+    )
+    .await
+}
+
+/// A delivery this daemon leased: what to send, and where.
+#[derive(Clone, Debug)]
+pub struct Due {
+    pub event_id: i64,
+    pub webhook: String,
+    pub url: String,
+    /// This attempt's number, from 1.
+    pub attempt: i32,
+    pub created_at: DateTime<Utc>,
+    /// The event without `id`; with the member's `phone` for an endpoint
+    /// that asked for it.
+    pub body: Value,
+}
+
+/// Leases up to `limit` due deliveries of active endpoints for `lease_ms`
+/// (longer than one attempt takes): no other daemon takes them meanwhile.
+pub async fn lease_due<C: GenericClient>(c: &C, limit: i64, lease_ms: i64) -> PgResult<Vec<Due>> {
+    let rows = c
+        .query(
+            "WITH due AS (
+                 SELECT d.event_id, d.webhook FROM deliveries d
+                   JOIN webhooks w ON w.name = d.webhook AND w.status = 'active'
+                  WHERE d.status = 'pending' AND d.next_at <= now()
+                  ORDER BY d.next_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED
+             ), leased AS (
+                 UPDATE deliveries d
+                    SET attempts = d.attempts + 1,
+                        next_at = now() + $2::bigint * interval '1 millisecond'
+                   FROM due WHERE d.event_id = due.event_id AND d.webhook = due.webhook
+                 RETURNING d.event_id, d.webhook, d.attempts
+             )
+             SELECT l.event_id, l.webhook, w.url, l.attempts, e.created_at,
+                    CASE WHEN w.include_phone
+                         THEN e.body || jsonb_build_object('phone', m.phone)
+                         ELSE e.body END
+               FROM leased l JOIN webhooks w ON w.name = l.webhook
+               JOIN events e ON e.event_id = l.event_id
+               LEFT JOIN cards c ON c.card_no = e.card_no
+               LEFT JOIN members m ON m.member_id = c.member_id",
+            &[&limit, &lease_ms],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Due {
+            event_id: r.get(0),
+            webhook: r.get(1),
+            url: r.get(2),
+            attempt: r.get(3),
+            created_at: r.get(4),
+            body: r.get(5),
+        })
+        .collect())
+}
+
+/// An attempt's end: delivered, due again after `retry_in_ms`, or failed
+/// for good (`None`).
+pub async fn record_attempt<C: GenericClient>(
+    c: &C,
+    d: &Due,
+    delivered: bool,
+    retry_in_ms: Option<i64>,
+    error: Option<&str>,
+) -> PgResult<()> {
+    c.execute(
+        "UPDATE deliveries
+            SET status = CASE WHEN $3 THEN 'delivered' WHEN $4::bigint IS NULL THEN 'failed'
+                              ELSE 'pending' END,
+                delivered_at = CASE WHEN $3 THEN now() END,
+                next_at = CASE WHEN $4::bigint IS NULL THEN next_at
+                               ELSE now() + $4::bigint * interval '1 millisecond' END,
+                last_error = $5
+          WHERE event_id = $1 AND webhook = $2 AND attempts = $6",
+        &[
+            &d.event_id,
+            &d.webhook,
+            &delivered,
+            &retry_in_ms,
+            &error,
+            &d.attempt,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The delivery figures for the metrics: pending, and the age of the
+/// oldest event not yet delivered to every endpoint (ms).
+pub async fn backlog<C: GenericClient>(c: &C) -> PgResult<(i64, i64)> {
+    let r = c
+        .query_one(
+            "SELECT count(*),
+                    coalesce(floor(extract(epoch FROM now() - min(e.created_at)) * 1000), 0)::bigint
+               FROM deliveries d JOIN events e USING (event_id) WHERE d.status = 'pending'",
+            &[],
+        )
+        .await?;
+    Ok((r.get(0), r.get(1)))
+}
+
+/// An event as ops read it (`cardswitch events`).
+#[derive(Clone, Debug)]
+pub struct EventRow {
+    pub event_id: i64,
+    pub created_at: DateTime<Utc>,
+    pub body: Value,
+    /// Per endpoint: its delivery's status and attempts.
+    pub deliveries: Value,
+}
+
+pub async fn list_events<C: GenericClient>(
+    c: &C,
+    since: i64,
+    limit: i64,
+) -> PgResult<Vec<EventRow>> {
+    let rows = c
+        .query(
+            "SELECT e.event_id, e.created_at, e.body,
+                    coalesce((SELECT jsonb_agg(jsonb_build_object('webhook', d.webhook,
+                                 'status', d.status, 'attempts', d.attempts,
+                                 'last_error', d.last_error) ORDER BY d.webhook)
+                                FROM deliveries d WHERE d.event_id = e.event_id), '[]')
+               FROM events e WHERE e.event_id > $1 ORDER BY e.event_id LIMIT $2",
+            &[&since, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| EventRow {
+            event_id: r.get(0),
+            created_at: r.get(1),
+            body: r.get(2),
+            deliveries: r.get(3),
+        })
+        .collect())
+}
+
+/// Events older than `keep_days` whose deliveries are all done (delivered
+/// or failed) removed, with their deliveries; how many.
+pub async fn purge<C: GenericClient>(c: &C, keep_days: i64) -> PgResult<u64> {
+    c.execute(
+        "DELETE FROM events e
+          WHERE e.created_at < now() - $1::bigint * interval '1 day' AND e.fanned_out
+            AND NOT EXISTS (SELECT 1 FROM deliveries d
+                             WHERE d.event_id = e.event_id AND d.status = 'pending')",
+        &[&keep_days],
+    )
+    .await
+}
