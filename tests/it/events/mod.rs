@@ -3,5 +3,6 @@
 //! retries and failure, redelivery, several daemons, a daemon killed
 //! mid-delivery.
 
+mod cli;
 mod delivery;
 mod receiver;
