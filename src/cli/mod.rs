@@ -8,6 +8,7 @@ mod events;
 mod integrity;
 mod keys;
 mod ledger;
+mod report;
 mod terminals;
 
 use std::net::SocketAddr;
@@ -133,6 +134,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Reports for people: settlement, liability, a trend chart.
+    Report {
+        #[command(subcommand)]
+        action: report::ReportAction,
+    },
     /// End-to-end load benchmark against pgbench on the same cluster (README, Performance).
     Bench(bench::BenchArgs),
 }
@@ -211,6 +217,7 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> 
         }
         Command::Audit { since, json } => integrity::audit_command(&config, since, json).await?,
         Command::Webhook { action } => events::webhook_command(action, &config).await?,
+        Command::Report { action } => report::report_command(action, &config).await?,
         Command::Events { since, json } => {
             return events::events_command(&config, since, json).await
         }

@@ -159,6 +159,54 @@ pub async fn liability<C: GenericClient>(c: &C, store: &str) -> Result<Liability
     })
 }
 
+/// One business day's totals, for the trend chart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DayTotals {
+    pub day: NaiveDate,
+    /// What sales charged (`debit` postings' `charged`).
+    pub debits: Decimal,
+    /// What top-ups put on the cards (`topup` postings' `balance_delta`,
+    /// bonuses included).
+    pub topups: Decimal,
+    /// Cards registered (and imported).
+    pub new_cards: i64,
+}
+
+/// Each business day from `from` to `to` (both included) with postings.
+pub async fn daily<C: GenericClient>(
+    c: &C,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<DayTotals>> {
+    let lo = (from - Duration::days(1))
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc());
+    let hi = (to + Duration::days(2))
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc());
+    let rows = c
+        .query(
+            "SELECT business_day,
+                    coalesce(sum(charged) FILTER (WHERE op = 'debit'), 0),
+                    coalesce(sum(balance_delta) FILTER (WHERE op = 'topup'), 0),
+                    count(*) FILTER (WHERE op IN ('register', 'import'))
+               FROM postings
+              WHERE business_day BETWEEN $1 AND $2 AND posted_at >= $3 AND posted_at < $4
+              GROUP BY business_day ORDER BY business_day",
+            &[&from, &to, &lo, &hi],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| DayTotals {
+            day: r.get(0),
+            debits: r.get(1),
+            topups: r.get(2),
+            new_cards: r.get(3),
+        })
+        .collect())
+}
+
 /// Whether a terminal of `own` store may ask about `named` (protocol.md
 /// §6.1): a head office about any, a store only about itself.
 pub fn in_scope(own: &str, named: &str) -> bool {

@@ -11,5 +11,6 @@ mod ledger_stress;
 mod ledger_support;
 mod protocol;
 mod protocol_keys;
+mod reports;
 mod tamper;
 mod vectors;

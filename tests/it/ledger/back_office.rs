@@ -32,7 +32,7 @@ async fn all_pages(l: &Ledger, card: &str, limit: u32) -> Vec<Row> {
     panic!("statement of {card} never ended");
 }
 
-async fn day(l: &Ledger) -> String {
+pub(crate) async fn day(l: &Ledger) -> String {
     let c = l.client().await;
     let r = c
         .query_one("SELECT max(business_day)::text FROM postings", &[])
@@ -146,7 +146,7 @@ async fn a_tampered_posting_fails_the_statement() {
 }
 
 /// Some of everything at three terminals of two stores, paid both ways.
-async fn a_days_trade(l: &Ledger) {
+pub(crate) async fn a_days_trade(l: &Ledger) {
     l.card("CARD0001", "gold", Some("100"), None).await;
     l.card("CARD0002", "std", Some("50"), None).await;
     l.ok(&req("debit", "CARD0001").amount("20").order("D1"))

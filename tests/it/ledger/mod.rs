@@ -3,7 +3,7 @@
 //! module per area; the shared setup (a fresh database, `req`, `Ledger`)
 //! is in `ledger_support`.
 
-mod back_office;
+pub(crate) mod back_office;
 mod card_status;
 mod cards;
 mod contention;
