@@ -170,8 +170,9 @@ async fn run(cluster: &Cluster, dir: &std::path::Path, n: i64) -> anyhow::Result
         .await?;
         c.execute(
             "INSERT INTO cards (card_no, member_id, balance, row_mac, mac_key_id, sealed,
-                    last_mac, chain_len)
-             SELECT no, m, b, mac, $8, s, l, n
+                    last_mac, chain_len, store_id)
+             SELECT no, m, b, mac, $8, s, l, n, (SELECT store_id FROM terminals
+                                                  WHERE terminal_id = 'T1')
                FROM unnest($1::text[], $2::bigint[], $3::numeric[], $4::bytea[], $5::bytea[],
                            $6::bytea[], $7::bigint[]) AS x(no, m, b, mac, s, l, n)",
             &[

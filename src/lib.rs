@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod import;
 pub mod keys;
 pub mod server;
 pub mod store;

@@ -230,6 +230,8 @@ fn decide(
             member: member.clone(),
             level: ctx.level.name.clone(),
             pin_set: false,
+            opening: None,
+            points_expire_at: None,
         },
     )
     .map_err(|e| refused("register", e))?;

@@ -5,6 +5,7 @@ mod bench;
 mod client;
 mod db;
 mod events;
+mod import;
 mod integrity;
 mod keys;
 mod ledger;
@@ -134,6 +135,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Bring members over from a chain's old system.
+    Import {
+        #[command(subcommand)]
+        action: import::ImportAction,
+    },
     /// Reports for people: settlement, liability, a trend chart.
     Report {
         #[command(subcommand)]
@@ -218,6 +224,7 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> 
         Command::Audit { since, json } => integrity::audit_command(&config, since, json).await?,
         Command::Webhook { action } => events::webhook_command(action, &config).await?,
         Command::Report { action } => report::report_command(action, &config).await?,
+        Command::Import { action } => return import::import_command(action, &config).await,
         Command::Events { since, json } => {
             return events::events_command(&config, since, json).await
         }

@@ -63,12 +63,15 @@ impl<'a> LoadArgs<'a> {
         };
         LoadArgs {
             card_to_create: req.card_to_create(),
-            wants_lots: matches!(op, OpKind::Debit | OpKind::Points | OpKind::Replace),
+            wants_lots: matches!(
+                op,
+                OpKind::Debit | OpKind::Points | OpKind::Replace | OpKind::Import
+            ),
             level,
             want_txn: op.is_posting() || op == OpKind::Query,
             hist_card: hist.map(|h| h.0),
             limit: i64::from(hist.map_or(DEFAULT_HISTORY_LIMIT, |h| h.1)),
-            register: op == OpKind::Register,
+            register: matches!(op, OpKind::Register | OpKind::Import),
         }
     }
 

@@ -185,6 +185,10 @@ fn original(
         (Some(_), None) => Ok(Err(Errno::OriginalNotFound)),
         (Some(_), Some(o)) => {
             let decoded = o.original()?;
+            // An opening balance brought over is no order a till can undo.
+            if decoded.op == OpKind::Import {
+                return Ok(Err(Errno::OriginalNotFound));
+            }
             Ok(Ok(Some((o, decoded))))
         }
         (None, _) => Ok(Ok(None)),

@@ -100,6 +100,7 @@ pub(super) fn decide_posting(x: &Loaded<'_>, p: &PostingReq) -> Result<Decision>
             member,
             level,
             pin,
+            opening,
         } => register(
             x,
             RegisterReq {
@@ -108,6 +109,8 @@ pub(super) fn decide_posting(x: &Loaded<'_>, p: &PostingReq) -> Result<Decision>
                 member: member.clone(),
                 level: level.clone(),
                 pin_set: pin.is_some(),
+                opening: *opening,
+                points_expire_at: crate::ledger::lots::lot_expiry(now, cfg.points_expiry_months),
             },
         ),
         PostingOp::Reverse { .. } => Ok(reverse(x, order_no)),

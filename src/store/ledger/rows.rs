@@ -240,7 +240,7 @@ impl OrigRow {
             Some(Value::Array(a)) => a.iter().map(effect_from_json).collect::<Result<_>>()?,
             _ => vec![],
         };
-        let op = OpKind::from_wire(&self.op).ok_or_else(|| Error::internal("stored op"))?;
+        let op = OpKind::from_stored(&self.op).ok_or_else(|| Error::internal("stored op"))?;
         Ok(Original {
             order_no: self.order_no.clone(),
             op,

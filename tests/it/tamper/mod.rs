@@ -18,7 +18,7 @@ use cardswitch::store::verify::{Options, Report};
 
 use crate::ledger_support::*;
 
-pub(super) async fn verify_report(l: &Ledger, repair: bool) -> Report {
+pub(crate) async fn verify_report(l: &Ledger, repair: bool) -> Report {
     // Keys made by a rotation since (as `cardswitch verify` would load them).
     cardswitch::keys::refresh_row_keys(&l.client().await, &l.config.keys_dir, &l.env.row_keys)
         .await
@@ -35,7 +35,7 @@ pub(super) async fn verify_report(l: &Ledger, repair: bool) -> Report {
     .expect("verify runs")
 }
 
-pub(super) async fn assert_clean(l: &Ledger) {
+pub(crate) async fn assert_clean(l: &Ledger) {
     let r = verify_report(l, false).await;
     assert!(r.clean(), "verify found {:#?}", r.findings);
 }

@@ -74,7 +74,12 @@ pub fn posting_row(plan: &Plan, row: &AnswerRow, rc: &RowContext<'_>) -> Row {
         .with("replayed", if row.replayed { "1" } else { "0" })
         .with("posted_at", ms(row.posted_at).to_string());
     match plan.op {
-        OpKind::Register | OpKind::Lost | OpKind::Found | OpKind::Lock | OpKind::Unlock => {
+        OpKind::Register
+        | OpKind::Import
+        | OpKind::Lost
+        | OpKind::Found
+        | OpKind::Lock
+        | OpKind::Unlock => {
             r.push(
                 "status",
                 status_text(rc.status.unwrap_or(CardStatus::Active)),

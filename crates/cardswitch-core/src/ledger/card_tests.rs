@@ -32,6 +32,8 @@ fn register_status_replace_close() {
         },
         level: "gold".into(),
         pin_set: true,
+        opening: None,
+        points_expire_at: None,
     };
     let p = decide_register(None, Some(&lvl), &req).unwrap();
     assert_eq!(p.new_card.unwrap().pin, PinSource::FromRequest);
@@ -40,6 +42,28 @@ fn register_status_replace_close() {
         Errno::CardInUse
     );
     assert_eq!(errno(decide_register(None, None, &req)), Errno::Malformed);
+    // An import: the same card, its opening balance and points one lot.
+    let import = RegisterReq {
+        opening: Some(crate::ledger::request::Opening {
+            balance: crate::ledger::Money::new("12.30".parse().unwrap()).unwrap(),
+            points: 40,
+        }),
+        points_expire_at: None,
+        ..req.clone()
+    };
+    let p = decide_register(None, Some(&lvl), &import).unwrap();
+    assert_eq!(p.op, OpKind::Import);
+    let c = &p.cards[0];
+    assert_eq!(
+        c.balance_delta,
+        "12.30".parse::<rust_decimal::Decimal>().unwrap()
+    );
+    assert_eq!((c.points_delta, c.new_points), (40, 40));
+    assert_eq!(c.lots_created.len(), 1);
+    assert_eq!(
+        p.answer.amount,
+        crate::ledger::Money::new("12.30".parse().unwrap()).unwrap()
+    );
 
     use CardStatus::*;
     let cases = [

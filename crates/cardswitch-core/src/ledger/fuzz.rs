@@ -119,6 +119,8 @@ impl Model {
                     },
                     level: self.levels[level].name.clone(),
                     pin_set: pin,
+                    opening: None,
+                    points_expire_at: None,
                 };
                 decide_register(None, Some(&self.levels[level]), &req)
             }

@@ -294,6 +294,7 @@ pub(super) fn balance_flow(plan: &Plan, original: Option<&Original>, tender: Ten
             }
         }
         OpKind::Topup => a.amount.amount() + a.bonus.amount(),
+        OpKind::Import => a.amount.amount(),
         OpKind::Refund => {
             let cash = original.unwrap().tender == Tender::Cash;
             assert_eq!(a.cash_out, if cash { a.amount } else { Money::ZERO });

@@ -26,6 +26,10 @@ pub struct RegisterReq {
     pub level: String,
     /// Whether the request carries a `pin` to hash.
     pub pin_set: bool,
+    /// An import's opening balance and points (its points one lot, expiring
+    /// at `points_expire_at`): the posting is then an `import`.
+    pub opening: Option<crate::ledger::request::Opening>,
+    pub points_expire_at: Option<crate::ledger::lots::Ts>,
 }
 
 /// A card number in use (by any card, closed ones too) is 2012; a level the
@@ -41,11 +45,24 @@ pub fn decide_register(
     let level = level.ok_or(Errno::Malformed)?;
     level.validate()?;
     let card = fresh_card(&req.card_no, 0, level.clone(), req.pin_set);
-    let mut plan = Plan::single(
-        &req.order_no,
-        OpKind::Register,
-        CardChange::unchanged(&card),
-    );
+    let (op, change) = match req.opening {
+        None => (OpKind::Register, CardChange::unchanged(&card)),
+        Some(o) => {
+            let mut c = CardChange::build(&card, o.balance.amount(), o.points)?;
+            if o.points > 0 {
+                c.lots_created.push(crate::ledger::lots::NewLot {
+                    points: o.points,
+                    expires_at: req.points_expire_at,
+                });
+            }
+            (OpKind::Import, c)
+        }
+    };
+    let mut plan = Plan::single(&req.order_no, op, change);
+    if let Some(o) = req.opening {
+        plan.answer.amount = o.balance;
+        plan.answer.charged = o.balance;
+    }
     plan.new_card = Some(NewCard {
         card_no: req.card_no.clone(),
         member: MemberRef::New(req.member.clone()),

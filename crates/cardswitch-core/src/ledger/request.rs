@@ -18,9 +18,32 @@ use crate::protocol::form::Form;
 use crate::protocol::message::InnerForm;
 use crate::protocol::op::Op;
 
-/// The ledger's name for a wire op.
+/// The ledger's name for a protocol op.
 pub fn op_kind(op: Op) -> OpKind {
-    OpKind::from_wire(op.as_str()).expect("every wire op is an OpKind")
+    match op {
+        Op::Query => OpKind::Query,
+        Op::Member => OpKind::Member,
+        Op::History => OpKind::History,
+        Op::Find => OpKind::Find,
+        Op::Statement => OpKind::Statement,
+        Op::Settlement => OpKind::Settlement,
+        Op::Liability => OpKind::Liability,
+        Op::Register => OpKind::Register,
+        Op::Debit => OpKind::Debit,
+        Op::Topup => OpKind::Topup,
+        Op::Points => OpKind::Points,
+        Op::Redeem => OpKind::Redeem,
+        Op::Reverse => OpKind::Reverse,
+        Op::Refund => OpKind::Refund,
+        Op::Transfer => OpKind::Transfer,
+        Op::Lost => OpKind::Lost,
+        Op::Found => OpKind::Found,
+        Op::Lock => OpKind::Lock,
+        Op::Unlock => OpKind::Unlock,
+        Op::Replace => OpKind::Replace,
+        Op::Close => OpKind::Close,
+        Op::Import => OpKind::Import,
+    }
 }
 
 /// A PIN as the request carries it: zeroized on drop, never printed.
@@ -173,6 +196,8 @@ pub enum PostingOp {
         member: NewMember,
         level: String,
         pin: Option<PinText>,
+        /// What an import brings over from the chain's old system.
+        opening: Option<Opening>,
     },
     Debit {
         card: String,
@@ -221,6 +246,13 @@ pub enum PostingOp {
         card: String,
         pin: Option<PinText>,
     },
+}
+
+/// An imported card's opening balance and points (`Op::Import`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Opening {
+    pub balance: Money,
+    pub points: Points,
 }
 
 /// The values of one inner form, read by name as the parse needs them.
@@ -278,6 +310,17 @@ impl Fields<'_> {
         Ok(OriginalRef {
             terminal: self.text("terminal"),
             order_no: self.card()?,
+        })
+    }
+
+    fn opening(&self) -> Result<Opening, Errno> {
+        let balance = crate::protocol::grammar::amount(&self.required("balance")?)?;
+        Ok(Opening {
+            balance: Money::new(balance).map_err(|_| Errno::Malformed)?,
+            points: self
+                .required("points")?
+                .parse()
+                .map_err(|_| Errno::Malformed)?,
         })
     }
 
@@ -411,7 +454,10 @@ impl Request {
 impl PostingOp {
     pub fn kind(&self) -> OpKind {
         match self {
-            PostingOp::Register { .. } => OpKind::Register,
+            PostingOp::Register { opening: None, .. } => OpKind::Register,
+            PostingOp::Register {
+                opening: Some(_), ..
+            } => OpKind::Import,
             PostingOp::Debit { .. } => OpKind::Debit,
             PostingOp::Topup { .. } => OpKind::Topup,
             PostingOp::Points { .. } => OpKind::Points,
@@ -519,11 +565,12 @@ fn posting(op: Op, f: &Fields<'_>) -> Result<PostingOp, Errno> {
         })
     };
     Ok(match op {
-        Op::Register => PostingOp::Register {
+        Op::Register | Op::Import => PostingOp::Register {
             card: f.card()?,
             member: f.member()?,
             level: f.required("level")?,
             pin: f.pin("pin"),
+            opening: (op == Op::Import).then(|| f.opening()).transpose()?,
         },
         Op::Debit => PostingOp::Debit {
             card: f.card()?,

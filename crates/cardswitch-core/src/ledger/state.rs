@@ -131,6 +131,9 @@ pub enum OpKind {
     Replace,
     Close,
     Expire,
+    /// A member brought over by `cardswitch import members`: a register
+    /// with its opening balance and points; no terminal sends it.
+    Import,
 }
 
 impl OpKind {
@@ -182,12 +185,22 @@ impl OpKind {
             OpKind::Replace => "replace",
             OpKind::Close => "close",
             OpKind::Expire => "expire",
+            OpKind::Import => "import",
         }
     }
 
-    /// Parses a wire op name; `expire` is not one.
+    /// Parses a wire op name; `expire` and `import` are not ones.
     pub fn from_wire(s: &str) -> Option<OpKind> {
         OpKind::WIRE.iter().copied().find(|o| o.as_str() == s)
+    }
+
+    /// Parses an op as the store keeps it: a wire op, `expire` or `import`.
+    pub fn from_stored(s: &str) -> Option<OpKind> {
+        match s {
+            "expire" => Some(OpKind::Expire),
+            "import" => Some(OpKind::Import),
+            s => OpKind::from_wire(s),
+        }
     }
 
     /// The ops marked M in protocol.md §6.
@@ -202,6 +215,7 @@ impl OpKind {
                 | OpKind::Settlement
                 | OpKind::Liability
                 | OpKind::Register
+                | OpKind::Import
                 | OpKind::Debit
                 | OpKind::Topup
                 | OpKind::Points

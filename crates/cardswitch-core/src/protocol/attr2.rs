@@ -135,6 +135,8 @@ fn check_named(op: Op, name: &str, v: &str) -> Result<(), Errno> {
         "level" => grammar::terminal(v).map(drop),
         "birthday" => birthday(v),
         "referrer" | "to" | "new" => grammar::card(v).map(drop),
+        "balance" => grammar::amount(v).map(drop),
+        "points" => count(v, 15).map(drop),
         "terminal" => grammar::terminal(v).map(drop),
         _ => Err(Errno::Malformed),
     }

@@ -26,6 +26,9 @@ pub enum Op {
     Unlock,
     Replace,
     Close,
+    /// `cardswitch import members`: a register with an opening balance and
+    /// points. Not in [`Op::ALL`], so no terminal can send it.
+    Import,
 }
 
 impl Op {
@@ -76,6 +79,7 @@ impl Op {
             Op::Unlock => "unlock",
             Op::Replace => "replace",
             Op::Close => "close",
+            Op::Import => "import",
         }
     }
 
@@ -152,6 +156,9 @@ impl Op {
             Op::Lost | Op::Found | Op::Lock | Op::Unlock => &["mpin"],
             Op::Replace => &["mpin", "new"],
             Op::Close => &["mpin", "pin"],
+            Op::Import => &[
+                "name", "phone", "level", "pin", "birthday", "balance", "points",
+            ],
         }
     }
 
@@ -160,6 +167,7 @@ impl Op {
     pub fn attr2_required(self) -> &'static [&'static str] {
         match self {
             Op::Register => &["name", "phone", "level"],
+            Op::Import => &["name", "phone", "level", "balance", "points"],
             Op::Points => &["delta", "reason"],
             Op::Redeem => &["cost", "gift"],
             Op::Transfer => &["mpin", "to"],
