@@ -74,7 +74,9 @@ pub async fn report_command(action: ReportAction, config: &Config) -> anyhow::Re
 }
 
 async fn run(action: ReportAction, pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {
-    let c = pool.get().await?;
+    let mut client = pool.get().await?;
+    // One snapshot for the whole report (and the settlement's plan setting).
+    let c = client.build_transaction().read_only(true).start().await?;
     match action {
         ReportAction::Settlement {
             day,
