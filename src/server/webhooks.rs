@@ -39,9 +39,13 @@ pub async fn deliver_forever(state: Arc<AppState>) {
     let mut secrets: HashMap<String, Arc<SecretVec>> = HashMap::new();
     let mut gauged = Instant::now() - GAUGE_EVERY;
     let mut purged = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(cfg.poll_ms.max(1)));
+    let poll = Duration::from_millis(cfg.poll_ms.max(1));
+    let mut full = false;
     loop {
-        tick.tick().await;
+        // A full round means more are waiting: go again at once.
+        if !full {
+            tokio::time::sleep(poll).await;
+        }
         let due = match lease(&state, &cfg).await {
             Ok(d) => d,
             Err(e) => {
@@ -49,6 +53,7 @@ pub async fn deliver_forever(state: Arc<AppState>) {
                 continue;
             }
         };
+        full = due.len() as i64 >= cfg.batch.max(1);
         if !due.is_empty() {
             send_all(&state, &http, &mut secrets, due).await;
         }
@@ -73,8 +78,8 @@ async fn lease(state: &AppState, cfg: &crate::config::EventsConfig) -> anyhow::R
     Ok(events::lease_due(&c, cfg.batch.max(1), lease_ms).await?)
 }
 
-/// Every leased delivery attempted at once (at most `batch`), each
-/// recorded as it ends.
+/// Every leased delivery attempted at once (at most `batch`), then all
+/// their outcomes recorded in one statement.
 async fn send_all(
     state: &Arc<AppState>,
     http: &Http,
@@ -82,7 +87,7 @@ async fn send_all(
     due: Vec<Due>,
 ) {
     let mut set = JoinSet::new();
-    for d in due {
+    for (i, d) in due.iter().enumerate() {
         let secret = match secret(state, secrets, &d.webhook).await {
             Ok(s) => s,
             Err(e) => {
@@ -91,13 +96,20 @@ async fn send_all(
                 continue;
             }
         };
-        let (state, http) = (state.clone(), http.clone());
-        set.spawn(async move {
-            let result = attempt(&state, &http, &secret, &d).await;
-            record(&state, &d, result).await;
-        });
+        let (state, http, d) = (state.clone(), http.clone(), d.clone());
+        set.spawn(async move { (i, attempt(&state, &http, &secret, &d).await) });
     }
-    while set.join_next().await.is_some() {}
+    let mut results: Vec<(usize, Result<(), String>)> = Vec::with_capacity(due.len());
+    while let Some(r) = set.join_next().await {
+        if let Ok(r) = r {
+            results.push(r);
+        }
+    }
+    let done: Vec<events::Attempt<'_>> = results
+        .into_iter()
+        .map(|(i, r)| outcome(state, &due[i], r))
+        .collect();
+    record(state, &done).await;
 }
 
 async fn secret(
@@ -143,37 +155,53 @@ async fn attempt(state: &AppState, http: &Http, secret: &SecretVec, d: &Due) -> 
     }
 }
 
-/// The attempt's outcome written back, and counted.
-async fn record(state: &AppState, d: &Due, result: Result<(), String>) {
+/// What an attempt's result means for its delivery, counted.
+fn outcome<'a>(state: &AppState, d: &'a Due, result: Result<(), String>) -> events::Attempt<'a> {
     let m = &state.metrics.events;
-    let delays = &state.config.events.retry_delays_s;
-    let (delivered, retry_in_ms, error) = match &result {
+    match result {
         Ok(()) => {
             m.delivered.inc();
             let lag = chrono::Utc::now() - d.created_at;
             m.lag.observe(lag.num_milliseconds().max(0) as f64 / 1000.0);
-            (true, None, None)
+            events::Attempt {
+                due: d,
+                delivered: true,
+                retry_in_ms: None,
+                error: None,
+            }
         }
         Err(e) => {
             m.attempts_failed.inc();
+            let delays = &state.config.events.retry_delays_s;
             let next = delays.get((d.attempt.max(1) - 1) as usize);
             if next.is_none() {
                 m.failed.inc();
             }
-            (false, next.map(|s| *s as i64 * 1000), Some(e.as_str()))
+            events::Attempt {
+                due: d,
+                delivered: false,
+                retry_in_ms: next.map(|s| *s as i64 * 1000),
+                error: Some(e),
+            }
         }
-    };
+    }
+}
+
+async fn record(state: &AppState, done: &[events::Attempt<'_>]) {
+    if done.is_empty() {
+        return;
+    }
     let written = async {
         let c = state.pool.get().await.map_err(|e| e.to_string())?;
-        events::record_attempt(&c, d, delivered, retry_in_ms, error)
+        events::record_attempts(&c, done)
             .await
             .map_err(|e| e.to_string())
     }
     .await;
     if let Err(e) = written {
-        // The lease ends and the delivery is attempted again: at least once.
-        tracing::warn!(event = d.event_id, webhook = %d.webhook, error = %e,
-            "event delivery: cannot record the attempt");
+        // The leases end and the deliveries are attempted again: at least once.
+        tracing::warn!(deliveries = done.len(), error = %e,
+            "event delivery: cannot record the attempts");
     }
 }
 

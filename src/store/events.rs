@@ -166,32 +166,37 @@ pub async fn lease_due<C: GenericClient>(c: &C, limit: i64, lease_ms: i64) -> Pg
         .collect())
 }
 
-/// An attempt's end: delivered, due again after `retry_in_ms`, or failed
-/// for good (`None`).
-pub async fn record_attempt<C: GenericClient>(
-    c: &C,
-    d: &Due,
-    delivered: bool,
-    retry_in_ms: Option<i64>,
-    error: Option<&str>,
-) -> PgResult<()> {
+/// How one attempt ended: delivered, due again after `retry_in_ms`, or
+/// failed for good (neither).
+pub struct Attempt<'a> {
+    pub due: &'a Due,
+    pub delivered: bool,
+    pub retry_in_ms: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// A round's attempts written back in one statement. A delivery whose
+/// lease another daemon has taken over since (its attempts moved on) is
+/// left as that daemon has it.
+pub async fn record_attempts<C: GenericClient>(c: &C, done: &[Attempt<'_>]) -> PgResult<()> {
+    let ids: Vec<i64> = done.iter().map(|a| a.due.event_id).collect();
+    let hooks: Vec<&str> = done.iter().map(|a| a.due.webhook.as_str()).collect();
+    let attempts: Vec<i32> = done.iter().map(|a| a.due.attempt).collect();
+    let delivered: Vec<bool> = done.iter().map(|a| a.delivered).collect();
+    let retry: Vec<Option<i64>> = done.iter().map(|a| a.retry_in_ms).collect();
+    let errors: Vec<Option<&str>> = done.iter().map(|a| a.error.as_deref()).collect();
     c.execute(
-        "UPDATE deliveries
-            SET status = CASE WHEN $3 THEN 'delivered' WHEN $4::bigint IS NULL THEN 'failed'
+        "UPDATE deliveries d
+            SET status = CASE WHEN x.ok THEN 'delivered' WHEN x.retry IS NULL THEN 'failed'
                               ELSE 'pending' END,
-                delivered_at = CASE WHEN $3 THEN now() END,
-                next_at = CASE WHEN $4::bigint IS NULL THEN next_at
-                               ELSE now() + $4::bigint * interval '1 millisecond' END,
-                last_error = $5
-          WHERE event_id = $1 AND webhook = $2 AND attempts = $6",
-        &[
-            &d.event_id,
-            &d.webhook,
-            &delivered,
-            &retry_in_ms,
-            &error,
-            &d.attempt,
-        ],
+                delivered_at = CASE WHEN x.ok THEN now() END,
+                next_at = CASE WHEN x.retry IS NULL THEN d.next_at
+                               ELSE now() + x.retry * interval '1 millisecond' END,
+                last_error = x.error
+           FROM unnest($1::bigint[], $2::text[], $3::int[], $4::bool[], $5::bigint[], $6::text[])
+                AS x(event_id, webhook, attempts, ok, retry, error)
+          WHERE d.event_id = x.event_id AND d.webhook = x.webhook AND d.attempts = x.attempts",
+        &[&ids, &hooks, &attempts, &delivered, &retry, &errors],
     )
     .await?;
     Ok(())
