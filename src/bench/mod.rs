@@ -13,6 +13,7 @@ pub mod pgbench;
 mod provision;
 mod report;
 pub mod seed;
+mod webhook;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -63,6 +64,9 @@ pub struct BenchOptions {
     /// Cards seeded in bulk after the registered ones (`--seed-cards`; see
     /// [`seed`]); the timed runs draw from registered and seeded alike.
     pub seed_cards: usize,
+    /// Register an endpoint that answers at once and report the delivery
+    /// of the runs' events (`webhook::EventFigures`).
+    pub webhook: bool,
 }
 
 impl Default for BenchOptions {
@@ -84,6 +88,7 @@ impl Default for BenchOptions {
             work_dir: PathBuf::from("."),
             pregen_days: 1,
             seed_cards: 0,
+            webhook: false,
         }
     }
 }
@@ -125,6 +130,10 @@ async fn run_on(
         crate::store::fixtures::bench::server_facts(&c).await?
     };
     let provisioned = provision(config, pool, opts).await?;
+    let receiver = match opts.webhook {
+        true => Some(webhook::start(config, pool).await?),
+        false => None,
+    };
     let daemon = start_daemon(config, opts, db).await?;
     let pids = Pids {
         daemon: daemon.pid,
@@ -140,6 +149,10 @@ async fn run_on(
         provisioned.manager,
     )
     .await;
+    let events = match receiver {
+        Some(r) => Some(r.figures(pool).await?),
+        None => None,
+    };
     if let Some(d) = daemon.child {
         d.stop().await?;
     }
@@ -166,6 +179,7 @@ async fn run_on(
         daemon_rss,
         idle,
         pgbench,
+        events,
         ratio,
     })
 }

@@ -18,6 +18,8 @@ pub struct Report {
     pub daemon_rss: Option<daemon::Rss>,
     pub idle: Option<IdleStats>,
     pub pgbench: Option<pgbench::PgbenchStats>,
+    /// With `--webhook`: the runs' events as an endpoint received them.
+    pub events: Option<super::webhook::EventFigures>,
     /// First run's tps over pgbench's.
     pub ratio: Option<f64>,
 }

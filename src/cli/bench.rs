@@ -59,6 +59,10 @@ pub struct BenchArgs {
     /// timed runs then draw cards from all of them.
     #[arg(long, default_value_t = 0)]
     seed_cards: usize,
+    /// Register an endpoint that answers every event at once, and report
+    /// events delivered per second and the lag from posting to arrival.
+    #[arg(long)]
+    webhook: bool,
 }
 
 pub async fn bench_command(a: BenchArgs, config: &Config) -> anyhow::Result<ExitCode> {
@@ -80,6 +84,7 @@ pub async fn bench_command(a: BenchArgs, config: &Config) -> anyhow::Result<Exit
         work_dir: config.data_dir.join("bench"),
         pregen_days: a.pregen_days,
         seed_cards: a.seed_cards,
+        webhook: a.webhook,
     };
     let report = bench::run(config, &opts).await?;
     let text = report.render();
