@@ -142,13 +142,14 @@ pub async fn events_command(config: &Config, since: i64, json: bool) -> anyhow::
         if json {
             let mut v = e.body.clone();
             v["id"] = e.event_id.to_string().into();
+            v["sent"] = e.sent.into();
             v["deliveries"] = e.deliveries.clone();
             println!("{v}");
         } else {
             let b = &e.body;
             let text = |n: &str| b[n].as_str().unwrap_or("").to_owned();
             println!(
-                "{}\t{}\t{}\t{}\tcard {} #{}\tbalance {}\t{}",
+                "{}\t{}\t{}\t{}\tcard {} #{}\tbalance {}\t{}\t{}",
                 e.event_id,
                 e.created_at.to_rfc3339(),
                 text("op"),
@@ -156,6 +157,7 @@ pub async fn events_command(config: &Config, since: i64, json: bool) -> anyhow::
                 text("card"),
                 b["card_seq"],
                 text("balance"),
+                if e.sent { "sent" } else { "waiting" },
                 e.deliveries
             );
         }

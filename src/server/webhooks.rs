@@ -1,9 +1,11 @@
-//! The deliverer (protocol.md §8): fans new events out to the endpoints
-//! that want them, leases due deliveries, POSTs each signed, and records
-//! the outcome, retrying on the configured schedule. Each lease outlasts
-//! one attempt, so with several daemons each delivery has one sender at a
-//! time, and a daemon killed mid-delivery leaves it due again when its
-//! lease ends: nothing is lost, and a receiver dedupes by `id`.
+//! The deliverer (protocol.md §8). New events are taken from the outbox
+//! under row locks (`SKIP LOCKED`) in a transaction held while they are
+//! POSTed to every endpoint that wants them, then marked sent in it: the
+//! lock is the lease, so with several daemons each event has one sender,
+//! and a daemon killed mid-delivery leaves its events to the next at once.
+//! Only a first attempt that fails leaves a delivery row, which is retried
+//! on the configured schedule under a lease of its own (twice the attempt's
+//! timeout). Nothing is lost, and a receiver dedupes by `id`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,8 +26,8 @@ use crate::store::events::{self, Due};
 
 type Http = Client<HttpConnector, Full<Bytes>>;
 
-/// Events fanned out per round.
-const FAN_OUT_BATCH: i64 = 1_000;
+/// New events taken per round.
+const NEW_BATCH: i64 = 256;
 /// How often the queue gauges are read and old events purged.
 const GAUGE_EVERY: Duration = Duration::from_secs(5);
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
@@ -46,16 +48,20 @@ pub async fn deliver_forever(state: Arc<AppState>) {
         if !full {
             tokio::time::sleep(poll).await;
         }
-        let due = match lease(&state, &cfg).await {
+        let retries = match lease(&state, &cfg).await {
             Ok(d) => d,
             Err(e) => {
-                tracing::warn!(error = %e, "event delivery: cannot read the queue");
-                continue;
+                tracing::warn!(error = %e, "event delivery: cannot read the retries");
+                vec![]
             }
         };
-        full = due.len() as i64 >= cfg.batch.max(1);
-        if !due.is_empty() {
-            send_all(&state, &http, &mut secrets, due).await;
+        full = retries.len() as i64 >= cfg.batch.max(1);
+        if !retries.is_empty() {
+            send_all(&state, &http, &mut secrets, retries).await;
+        }
+        match send_new(&state, &http, &mut secrets).await {
+            Ok(more) => full |= more,
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "event delivery: new events"),
         }
         if gauged.elapsed() >= GAUGE_EVERY {
             gauged = Instant::now();
@@ -68,10 +74,9 @@ pub async fn deliver_forever(state: Arc<AppState>) {
     }
 }
 
-/// New events fanned out, then due deliveries leased for one attempt.
+/// Deliveries due for a retry, leased for one attempt.
 async fn lease(state: &AppState, cfg: &crate::config::EventsConfig) -> anyhow::Result<Vec<Due>> {
     let c = state.pool.get().await?;
-    events::fan_out(&c, FAN_OUT_BATCH).await?;
     // Twice an attempt's limit: a live daemon always records its attempt
     // before another may take the delivery over.
     let lease_ms = 2 * cfg.timeout_ms as i64 + 1_000;
@@ -110,6 +115,104 @@ async fn send_all(
         .map(|(i, r)| outcome(state, &due[i], r))
         .collect();
     record(state, &done).await;
+}
+
+/// One round of new events: taken, sent to each endpoint that wants them
+/// ([`EventsConfig::batch`] requests at a time), marked sent with a
+/// delivery row per failed attempt, committed. Whether the round was full.
+async fn send_new(
+    state: &Arc<AppState>,
+    http: &Http,
+    secrets: &mut HashMap<String, Arc<SecretVec>>,
+) -> anyhow::Result<bool> {
+    let mut client = state.pool.get().await?;
+    let endpoints = events::active_endpoints(&client).await?;
+    let tx = client.transaction().await?;
+    let with_phone = endpoints.iter().any(|e| e.include_phone);
+    let taken = events::take_new(&tx, NEW_BATCH, with_phone).await?;
+    if taken.is_empty() {
+        tx.commit().await?;
+        return Ok(false);
+    }
+    let mut dues = Vec::new();
+    for e in &taken {
+        for w in endpoints
+            .iter()
+            .filter(|w| w.wants(&e.op, e.store_id.as_deref()))
+        {
+            dues.push(first_attempt(e, w));
+        }
+    }
+    let failed = attempt_all(state, http, secrets, &dues).await;
+    let ids: Vec<i64> = taken.iter().map(|e| e.event_id).collect();
+    events::finish_new(&tx, &ids, &failed).await?;
+    tx.commit().await?;
+    Ok(taken.len() as i64 >= NEW_BATCH)
+}
+
+fn first_attempt(e: &events::NewEvent, w: &events::Endpoint) -> Due {
+    let mut body = e.body.clone();
+    if let (true, Some(p)) = (w.include_phone, &e.phone) {
+        body["phone"] = p.clone().into();
+    }
+    Due {
+        event_id: e.event_id,
+        webhook: w.name.clone(),
+        url: w.url.clone(),
+        attempt: 1,
+        created_at: e.created_at,
+        body,
+    }
+}
+
+/// First attempts, at most `batch` in flight; the failures, counted.
+async fn attempt_all(
+    state: &Arc<AppState>,
+    http: &Http,
+    secrets: &mut HashMap<String, Arc<SecretVec>>,
+    dues: &[Due],
+) -> Vec<events::FirstFailure> {
+    let limit = Arc::new(tokio::sync::Semaphore::new(
+        state.config.events.batch.max(1) as usize,
+    ));
+    let mut set = JoinSet::new();
+    let mut failed = Vec::new();
+    for (i, d) in dues.iter().enumerate() {
+        let secret = match secret(state, secrets, &d.webhook).await {
+            Ok(s) => s,
+            Err(e) => {
+                failed.push(first_failure(state, d, format!("{e:#}")));
+                continue;
+            }
+        };
+        let (state, http, d, limit) = (state.clone(), http.clone(), d.clone(), limit.clone());
+        set.spawn(async move {
+            let _slot = limit.acquire_owned().await;
+            (i, attempt(&state, &http, &secret, &d).await)
+        });
+    }
+    while let Some(joined) = set.join_next().await {
+        let Ok((i, result)) = joined else { continue };
+        let a = outcome(state, &dues[i], result);
+        if !a.delivered {
+            failed.push(first_failure(state, &dues[i], a.error.unwrap_or_default()));
+        }
+    }
+    failed
+}
+
+fn first_failure(state: &AppState, d: &Due, error: String) -> events::FirstFailure {
+    events::FirstFailure {
+        event_id: d.event_id,
+        webhook: d.webhook.clone(),
+        retry_in_ms: state
+            .config
+            .events
+            .retry_delays_s
+            .first()
+            .map(|s| *s as i64 * 1000),
+        error,
+    }
 }
 
 async fn secret(

@@ -9,7 +9,9 @@ use serde_json::Value;
 
 type PgResult<T> = Result<T, tokio_postgres::Error>;
 
-/// An endpoint as ops registered it.
+/// An endpoint as ops registered it, with its deliveries that needed a
+/// retry (`pending`, `delivered` after a retry, `failed`): a first attempt
+/// that succeeds leaves no delivery row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Webhook {
     pub name: String,
@@ -90,25 +92,132 @@ pub async fn retry<C: GenericClient>(c: &C, event_id: Option<i64>) -> PgResult<u
     .await
 }
 
-/// Makes the deliveries of up to `limit` events not yet fanned out, for the
-/// active endpoints whose filters want them; how many events.
-pub async fn fan_out<C: GenericClient>(c: &C, limit: i64) -> PgResult<u64> {
+/// An active endpoint, as the deliverer matches events to it.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub name: String,
+    pub url: String,
+    pub ops: Option<Vec<String>>,
+    pub store_id: Option<String>,
+    pub include_phone: bool,
+}
+
+impl Endpoint {
+    /// Whether its filters want an event of `op` at `store`.
+    pub fn wants(&self, op: &str, store: Option<&str>) -> bool {
+        self.ops
+            .as_ref()
+            .map_or(true, |o| o.iter().any(|x| x == op))
+            && self.store_id.as_deref().map_or(true, |s| Some(s) == store)
+    }
+}
+
+pub async fn active_endpoints<C: GenericClient>(c: &C) -> PgResult<Vec<Endpoint>> {
+    let rows = c
+        .query(
+            "SELECT name, url, ops, store_id, include_phone FROM webhooks
+              WHERE status = 'active' ORDER BY name",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Endpoint {
+            name: r.get(0),
+            url: r.get(1),
+            ops: r.get(2),
+            store_id: r.get(3),
+            include_phone: r.get(4),
+        })
+        .collect())
+}
+
+/// An event not yet sent, as taken from the outbox.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub event_id: i64,
+    pub op: String,
+    pub store_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub body: Value,
+    /// The member's phone, when `with_phone` asked for it.
+    pub phone: Option<String>,
+}
+
+/// Up to `limit` events not yet sent, oldest first, row-locked in the
+/// caller's transaction (`SKIP LOCKED`: another daemon takes others). The
+/// lock is the lease: a daemon that dies leaves them to the next at once.
+pub async fn take_new<C: GenericClient>(
+    c: &C,
+    limit: i64,
+    with_phone: bool,
+) -> PgResult<Vec<NewEvent>> {
+    let rows = c
+        .query(
+            "WITH e AS (
+                 SELECT event_id, op, store_id, created_at, body, card_no FROM events
+                  WHERE NOT fanned_out ORDER BY event_id LIMIT $1 FOR UPDATE SKIP LOCKED
+             )
+             SELECT e.event_id, e.op, e.store_id, e.created_at, e.body,
+                    CASE WHEN $2 THEN (SELECT m.phone FROM cards c
+                                         JOIN members m ON m.member_id = c.member_id
+                                        WHERE c.card_no = e.card_no) END
+               FROM e ORDER BY e.event_id",
+            &[&limit, &with_phone],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| NewEvent {
+            event_id: r.get(0),
+            op: r.get(1),
+            store_id: r.get(2),
+            created_at: r.get(3),
+            body: r.get(4),
+            phone: r.get(5),
+        })
+        .collect())
+}
+
+/// A first attempt that failed: its delivery row, due again after
+/// `retry_in_ms` (or failed at once when there is none).
+pub struct FirstFailure {
+    pub event_id: i64,
+    pub webhook: String,
+    pub retry_in_ms: Option<i64>,
+    pub error: String,
+}
+
+/// The taken events marked sent (their first attempts made), and a
+/// delivery row for each first attempt that failed, retried from there.
+pub async fn finish_new<C: GenericClient>(
+    c: &C,
+    taken: &[i64],
+    failed: &[FirstFailure],
+) -> PgResult<()> {
     c.execute(
-        "WITH e AS (
-             SELECT event_id, op, store_id FROM events WHERE NOT fanned_out
-              ORDER BY event_id LIMIT $1 FOR UPDATE SKIP LOCKED
-         ), d AS (
-             INSERT INTO deliveries (event_id, webhook, next_at)
-             SELECT e.event_id, w.name, now() FROM e JOIN webhooks w
-                 ON w.status = 'active' AND (w.ops IS NULL OR e.op = ANY (w.ops))
-                AND (w.store_id IS NULL OR w.store_id = e.store_id)
-             ON CONFLICT DO NOTHING RETURNING 1
-         )
-         UPDATE events v SET fanned_out = true FROM e
-          WHERE v.event_id = e.event_id AND (SELECT count(*) FROM d) >= 0",
-        &[&limit],
+        "UPDATE events SET fanned_out = true WHERE event_id = ANY ($1)",
+        &[&taken],
     )
-    .await
+    .await?;
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = failed.iter().map(|f| f.event_id).collect();
+    let hooks: Vec<&str> = failed.iter().map(|f| f.webhook.as_str()).collect();
+    let retry: Vec<Option<i64>> = failed.iter().map(|f| f.retry_in_ms).collect();
+    let errors: Vec<&str> = failed.iter().map(|f| f.error.as_str()).collect();
+    c.execute(
+        "INSERT INTO deliveries (event_id, webhook, status, attempts, next_at, last_error)
+         SELECT x.id, x.hook, CASE WHEN x.retry IS NULL THEN 'failed' ELSE 'pending' END, 1,
+                now() + coalesce(x.retry, 0) * interval '1 millisecond', x.error
+           FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[])
+                AS x(id, hook, retry, error)
+         ON CONFLICT DO NOTHING",
+        &[&ids, &hooks, &retry, &errors],
+    )
+    .await?;
+    Ok(())
 }
 
 /// A delivery this daemon leased: what to send, and where.
@@ -202,14 +311,20 @@ pub async fn record_attempts<C: GenericClient>(c: &C, done: &[Attempt<'_>]) -> P
     Ok(())
 }
 
-/// The delivery figures for the metrics: pending, and the age of the
-/// oldest event not yet delivered to every endpoint (ms).
+/// The delivery figures for the metrics: events not yet sent and
+/// deliveries waiting for a retry, and the age of the oldest of them (ms).
 pub async fn backlog<C: GenericClient>(c: &C) -> PgResult<(i64, i64)> {
     let r = c
         .query_one(
-            "SELECT count(*),
-                    coalesce(floor(extract(epoch FROM now() - min(e.created_at)) * 1000), 0)::bigint
-               FROM deliveries d JOIN events e USING (event_id) WHERE d.status = 'pending'",
+            "WITH w AS (
+                 SELECT created_at FROM events WHERE NOT fanned_out
+                 UNION ALL
+                 SELECT e.created_at FROM deliveries d JOIN events e USING (event_id)
+                  WHERE d.status = 'pending'
+             )
+             SELECT count(*),
+                    coalesce(floor(extract(epoch FROM now() - min(created_at)) * 1000), 0)::bigint
+               FROM w",
             &[],
         )
         .await?;
@@ -222,7 +337,9 @@ pub struct EventRow {
     pub event_id: i64,
     pub created_at: DateTime<Utc>,
     pub body: Value,
-    /// Per endpoint: its delivery's status and attempts.
+    /// Whether its first attempts were made.
+    pub sent: bool,
+    /// Per endpoint whose first attempt failed: its retries' status.
     pub deliveries: Value,
 }
 
@@ -233,7 +350,7 @@ pub async fn list_events<C: GenericClient>(
 ) -> PgResult<Vec<EventRow>> {
     let rows = c
         .query(
-            "SELECT e.event_id, e.created_at, e.body,
+            "SELECT e.event_id, e.created_at, e.body, e.fanned_out,
                     coalesce((SELECT jsonb_agg(jsonb_build_object('webhook', d.webhook,
                                  'status', d.status, 'attempts', d.attempts,
                                  'last_error', d.last_error) ORDER BY d.webhook)
@@ -248,7 +365,8 @@ pub async fn list_events<C: GenericClient>(
             event_id: r.get(0),
             created_at: r.get(1),
             body: r.get(2),
-            deliveries: r.get(3),
+            sent: r.get(3),
+            deliveries: r.get(4),
         })
         .collect())
 }
