@@ -22,7 +22,7 @@ use crate::protocol::message::InnerForm;
 use crate::protocol::op::Op;
 use crate::store::txn::{Committed, TxnContext, TxnEnv};
 
-mod read;
+pub mod read;
 pub mod row;
 
 use row::ImportRow;

@@ -24,7 +24,9 @@ pub fn read(path: &Path) -> anyhow::Result<Sheet> {
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
     let grid = match ext.as_deref() {
-        Some("csv") => csv_grid(&std::fs::read(path).with_context(|| path.display().to_string())?)?,
+        Some("csv") => {
+            return csv(&std::fs::read(path).with_context(|| path.display().to_string())?)
+        }
         Some("xlsx") | Some("xlsm") | Some("xls") => xlsx_grid(path)?,
         _ => bail!("{}: a member file is .csv or .xlsx", path.display()),
     };
@@ -42,6 +44,11 @@ pub fn decode(bytes: &[u8]) -> anyhow::Result<String> {
         bail!("the file is neither UTF-8 nor GB18030 text");
     }
     Ok(text.into_owned())
+}
+
+/// A CSV member file's rows, from its bytes.
+pub fn csv(bytes: &[u8]) -> anyhow::Result<Sheet> {
+    arrange(csv_grid(bytes)?)
 }
 
 fn csv_grid(bytes: &[u8]) -> anyhow::Result<Vec<Vec<Cell>>> {

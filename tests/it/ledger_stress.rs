@@ -292,6 +292,44 @@ async fn concurrent_mix_keeps_the_books() {
             .await,
         0
     );
+    // One event per posting row, however they raced.
+    assert_eq!(
+        l.count("SELECT count(*) FROM events").await,
+        l.count("SELECT count(*) FROM postings").await,
+        "one event per posting row"
+    );
+    // What a head office reads adds up to the postings: the liability to
+    // their sum, each day's settlement to that day's.
+    let lia = l.send_from("H1", &req("liability", "*")).await.unwrap();
+    let c = l.client().await;
+    let sum: rust_decimal::Decimal = c
+        .query_one("SELECT coalesce(sum(balance_delta), 0) FROM postings", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(d(lia.0[0].get("balance").unwrap()), sum);
+    for r in c
+        .query("SELECT DISTINCT business_day::text FROM postings", &[])
+        .await
+        .unwrap()
+    {
+        let day: String = r.get(0);
+        let st = l.send_from("H1", &req("settlement", &day)).await.unwrap();
+        let total: rust_decimal::Decimal =
+            st.0.iter()
+                .filter(|r| r.get("op") == Some("total"))
+                .map(|r| d(r.get("balance_delta").unwrap()))
+                .sum();
+        let want: rust_decimal::Decimal = c
+            .query_one(
+                "SELECT sum(balance_delta) FROM postings WHERE business_day::text = $1",
+                &[&day],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(total, want, "settlement of {day}");
+    }
     // Refunds never past the charge (the CHECK holds it too).
     assert_eq!(
         l.count("SELECT count(*) FROM orders WHERE refunded > charged")
