@@ -155,6 +155,25 @@ pub(super) struct Writes {
     pub(super) operator_reset: Option<Value>,
 }
 
+/// A new member's row MAC, from its JSON row.
+fn mac_member(m: &mut Value, keys: &RowKeys) -> Result<()> {
+    let t = |n: &str| m[n].as_str().map(str::to_owned);
+    let img = member_image(
+        m["member_id"]
+            .as_i64()
+            .ok_or_else(|| Error::internal("member without id"))?,
+        &t("name").unwrap_or_default(),
+        &t("phone").unwrap_or_default(),
+        t("birthday").as_deref(),
+        t("referrer").as_deref(),
+        &t("level").unwrap_or_default(),
+    );
+    let (mac, id) = keys.mac_with_id(&img, None);
+    m["row_mac"] = hex::encode(mac).into();
+    m["mac_key_id"] = id.into();
+    Ok(())
+}
+
 impl Writes {
     pub(super) fn new(ctx: &TxnContext, now: DateTime<Utc>, txn_id: i64, env: &TxnEnv) -> Writes {
         Writes {
@@ -411,20 +430,7 @@ impl Writes {
             c["sealed"] = hex::encode(keys.seal(&img)).into();
         }
         for m in &mut self.members {
-            let t = |n: &str| m[n].as_str().map(str::to_owned);
-            let img = member_image(
-                m["member_id"]
-                    .as_i64()
-                    .ok_or_else(|| Error::internal("member without id"))?,
-                &t("name").unwrap_or_default(),
-                &t("phone").unwrap_or_default(),
-                t("birthday").as_deref(),
-                t("referrer").as_deref(),
-                &t("level").unwrap_or_default(),
-            );
-            let (mac, id) = keys.mac_with_id(&img, None);
-            m["row_mac"] = hex::encode(mac).into();
-            m["mac_key_id"] = id.into();
+            mac_member(m, keys)?;
         }
         Ok(())
     }

@@ -27,15 +27,7 @@ pub(super) async fn repair(
 ) -> anyhow::Result<()> {
     for (no, s) in scans {
         if let Some(store) = &s.issued_at {
-            // Derived from the postings, which the scan found intact or
-            // reported: set as they say.
-            pool.get()
-                .await?
-                .execute(
-                    "UPDATE cards SET store_id = $2 WHERE card_no = $1",
-                    &[no, store],
-                )
-                .await?;
+            set_issued_store(pool, no, store.as_deref()).await?;
         }
         let Some(sealed) = &s.sealed else { continue };
         let agrees = s.chain_ok
@@ -103,5 +95,18 @@ pub(super) async fn repair(
         tx.commit().await?;
         report.repaired.push(r);
     }
+    Ok(())
+}
+
+/// A card's store, derived from its first posting (which the scan found
+/// intact or reported): set as the postings say.
+async fn set_issued_store(pool: &Pool, card_no: &str, store: Option<&str>) -> anyhow::Result<()> {
+    pool.get()
+        .await?
+        .execute(
+            "UPDATE cards SET store_id = $2 WHERE card_no = $1",
+            &[&card_no, &store],
+        )
+        .await?;
     Ok(())
 }
