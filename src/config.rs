@@ -61,6 +61,9 @@ pub struct EventsConfig {
     pub retry_delays_s: Vec<u64>,
     /// Events are kept at least this long (protocol.md §8: 90 days).
     pub keep_days: i64,
+    /// PEM certificates trusted for `https://` endpoints besides the
+    /// public web's roots (a chain's own CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for EventsConfig {
@@ -75,6 +78,7 @@ impl Default for EventsConfig {
                 21_600,
             ],
             keep_days: 90,
+            ca_file: None,
         }
     }
 }

@@ -63,8 +63,8 @@ fn check(w: &Webhook, secret: &str) -> anyhow::Result<()> {
         .url
         .parse()
         .map_err(|_| anyhow!("{} is not a URL", w.url))?;
-    if uri.scheme_str() != Some("http") || uri.host().is_none() {
-        bail!("the URL must be http://host[:port]/path (for https, see README: webhooks)");
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        bail!("the URL must be http(s)://host[:port]/path");
     }
     for op in w.ops.iter().flatten() {
         if crate::ledger::OpKind::from_stored(op).is_none() {

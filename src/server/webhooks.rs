@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Request;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -24,7 +25,7 @@ use crate::crypto::SecretVec;
 use crate::protocol::events as wire;
 use crate::store::events::{self, Due};
 
-type Http = Client<HttpConnector, Full<Bytes>>;
+type Http = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// New events taken per round.
 const NEW_BATCH: i64 = 256;
@@ -35,9 +36,13 @@ const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// Runs until the task is aborted.
 pub async fn deliver_forever(state: Arc<AppState>) {
     let cfg = state.config.events.clone();
-    let mut http_connector = HttpConnector::new();
-    http_connector.set_connect_timeout(Some(Duration::from_millis(cfg.timeout_ms)));
-    let http: Http = Client::builder(TokioExecutor::new()).build(http_connector);
+    let http = match client(&cfg) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "event delivery cannot start");
+            return;
+        }
+    };
     let mut secrets: HashMap<String, Arc<SecretVec>> = HashMap::new();
     let mut gauged = Instant::now() - GAUGE_EVERY;
     let mut purged = Instant::now();
@@ -72,6 +77,37 @@ pub async fn deliver_forever(state: Arc<AppState>) {
             purge(&state, cfg.keep_days).await;
         }
     }
+}
+
+/// hyper's client for `http://` and `https://` endpoints: TLS (rustls,
+/// aws-lc-rs) verified against the public web's roots and `ca_file`'s.
+fn client(cfg: &crate::config::EventsConfig) -> anyhow::Result<Http> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = &cfg.ca_file {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        for cert in CertificateDer::pem_file_iter(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        {
+            let cert = cert.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            roots.add(cert)?;
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_connect_timeout(Some(Duration::from_millis(cfg.timeout_ms)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp);
+    Ok(Client::builder(TokioExecutor::new()).build(https))
 }
 
 /// Deliveries due for a retry, leased for one attempt.
@@ -252,7 +288,7 @@ async fn attempt(state: &AppState, http: &Http, secret: &SecretVec, d: &Due) -> 
     let timeout = Duration::from_millis(state.config.events.timeout_ms);
     match tokio::time::timeout(timeout, http.request(req)).await {
         Err(_) => Err("timeout".into()),
-        Ok(Err(e)) => Err(format!("{e}")),
+        Ok(Err(e)) => Err(chain(&e)),
         Ok(Ok(r)) if r.status().is_success() => Ok(()),
         Ok(Ok(r)) => Err(format!("HTTP {}", r.status().as_u16())),
     }
@@ -327,4 +363,17 @@ async fn purge(state: &AppState, keep_days: i64) {
         Ok(n) => tracing::info!(purged = n, "old events removed"),
         Err(e) => tracing::warn!(error = %e, "purging old events failed"),
     }
+}
+
+/// An error with its causes (hyper's client error says "Connect"; the
+/// cause says which: refused, a certificate not trusted, …).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }

@@ -301,3 +301,49 @@ async fn a_daemon_killed_mid_delivery_loses_nothing_and_two_share_the_work() {
     b1.stop().await.unwrap();
     b2.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn https_endpoints_are_verified_against_the_trusted_roots() {
+    let fx = Fixture::new().await;
+    let pw = shop(&fx).await;
+    let tls = super::receiver::TestTls::new();
+    let r = Receiver::start_tls(&tls).await;
+    webhook(&fx, "crm", &r.tls_url(), Some(&["register"]), false).await;
+    // A daemon that does not trust the receiver's CA sends nothing to it.
+    let a = Daemon::start(quick(&fx, vec![1, 1, 1, 1, 1])).await;
+    let (c, s) = login(&a, &fx, &pw).await;
+    send(
+        &c,
+        &s,
+        "op=register&order_no=R1&attr1=TLS00001&attr2=name%3DLi%26phone%3D13800001234%26level%3Dstd",
+    )
+    .await;
+    let mut refused = 0;
+    for _ in 0..100 {
+        refused = count(
+            &fx,
+            "SELECT count(*) FROM deliveries WHERE status = 'pending' AND last_error ILIKE '%certificate%'",
+        )
+        .await;
+        if refused == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        refused, 1,
+        "the unverified certificate is the recorded error"
+    );
+    assert!(r.received().is_empty());
+    a.stop().await.unwrap();
+    // Told to trust the chain's CA: the retry goes through, signed.
+    let ca = crate::harness::temp_dir("cs-ca-").join("ca.pem");
+    std::fs::write(&ca, &tls.ca_pem).unwrap();
+    let mut config = quick(&fx, vec![1, 1, 1, 1, 1]);
+    config.events.ca_file = Some(ca);
+    let b = Daemon::start(config).await;
+    let got = r.wait_for(1).await;
+    assert!(signed(&got[0]));
+    assert_eq!(got[0].json()["card"], "TLS00001");
+    b.stop().await.unwrap();
+}

@@ -33,8 +33,52 @@ pub struct Receiver {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// A CA and a certificate for `localhost` signed by it, for a receiver on
+/// https; the CA's PEM is what a daemon is told to trust.
+pub struct TestTls {
+    pub ca_pem: String,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl TestTls {
+    pub fn new() -> TestTls {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        let der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], der)
+        .unwrap();
+        TestTls {
+            ca_pem: ca.pem(),
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        }
+    }
+}
+
 impl Receiver {
     pub async fn start() -> Receiver {
+        Receiver::start_with(None).await
+    }
+
+    /// On https, with `tls`'s certificate.
+    pub async fn start_tls(tls: &TestTls) -> Receiver {
+        Receiver::start_with(Some(tls.acceptor.clone())).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let got = Arc::new(Mutex::new(Vec::new()));
@@ -45,15 +89,20 @@ impl Receiver {
                 let Ok((sock, _)) = listener.accept().await else {
                     return;
                 };
-                let (g, st) = (g.clone(), st.clone());
+                let (g, st, tls) = (g.clone(), st.clone(), tls.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |r: Request<Incoming>| {
                         let (g, st) = (g.clone(), st.clone());
                         async move { Ok::<_, hyper::Error>(answer(r, &g, &st).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(sock), svc)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let _ = match tls {
+                        None => http.serve_connection(TokioIo::new(sock), svc).await,
+                        Some(t) => match t.accept(sock).await {
+                            Ok(s) => http.serve_connection(TokioIo::new(s), svc).await,
+                            Err(_) => return,
+                        },
+                    };
                 });
             }
         });
@@ -67,6 +116,11 @@ impl Receiver {
 
     pub fn url(&self) -> String {
         format!("http://{}/hook", self.addr)
+    }
+
+    /// Its https URL (the certificate names `localhost`).
+    pub fn tls_url(&self) -> String {
+        format!("https://localhost:{}/hook", self.addr.port())
     }
 
     pub fn answer_with(&self, status: u16) {
