@@ -33,23 +33,53 @@ const NEW_BATCH: i64 = 256;
 const GAUGE_EVERY: Duration = Duration::from_secs(5);
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
-/// Runs until the task is aborted.
+/// Runs until the task is aborted: new events and retries in two loops of
+/// their own, so that retries to an endpoint that is down never hold up
+/// the first attempts to the others.
 pub async fn deliver_forever(state: Arc<AppState>) {
-    let cfg = state.config.events.clone();
-    let http = match client(&cfg) {
+    let http = match client(&state.config.events) {
         Ok(h) => h,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "event delivery cannot start");
             return;
         }
     };
+    tokio::join!(
+        new_loop(state.clone(), http.clone()),
+        retry_loop(state.clone(), http)
+    );
+}
+
+/// First attempts of new events, round after round (at once while rounds
+/// are full), skipping endpoints that just failed (see [`Failing`]).
+async fn new_loop(state: Arc<AppState>, http: Http) {
+    let poll = Duration::from_millis(state.config.events.poll_ms.max(1));
+    let mut secrets: HashMap<String, Arc<SecretVec>> = HashMap::new();
+    let mut failing = Failing::default();
+    let mut full = false;
+    loop {
+        if !full {
+            tokio::time::sleep(poll).await;
+        }
+        full = match send_new(&state, &http, &mut secrets, &mut failing).await {
+            Ok(more) => more,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "event delivery: new events");
+                false
+            }
+        };
+    }
+}
+
+/// Retries of failed first attempts, and the gauges and purge.
+async fn retry_loop(state: Arc<AppState>, http: Http) {
+    let cfg = state.config.events.clone();
+    let poll = Duration::from_millis(cfg.poll_ms.max(1));
     let mut secrets: HashMap<String, Arc<SecretVec>> = HashMap::new();
     let mut gauged = Instant::now() - GAUGE_EVERY;
     let mut purged = Instant::now();
-    let poll = Duration::from_millis(cfg.poll_ms.max(1));
     let mut full = false;
     loop {
-        // A full round means more are waiting: go again at once.
         if !full {
             tokio::time::sleep(poll).await;
         }
@@ -64,10 +94,6 @@ pub async fn deliver_forever(state: Arc<AppState>) {
         if !retries.is_empty() {
             send_all(&state, &http, &mut secrets, retries).await;
         }
-        match send_new(&state, &http, &mut secrets).await {
-            Ok(more) => full |= more,
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "event delivery: new events"),
-        }
         if gauged.elapsed() >= GAUGE_EVERY {
             gauged = Instant::now();
             gauge(&state).await;
@@ -75,6 +101,40 @@ pub async fn deliver_forever(state: Arc<AppState>) {
         if purged.elapsed() >= PURGE_EVERY {
             purged = Instant::now();
             purge(&state, cfg.keep_days).await;
+        }
+    }
+}
+
+/// Endpoints whose first attempt failed lately. For [`FAILING_FOR`] their
+/// new events go to the retries unattempted (a delivery row due now), so an
+/// endpoint that is down or slow holds up a round of first attempts at most
+/// once in that time, not every round.
+#[derive(Default)]
+struct Failing(HashMap<String, Instant>);
+
+const FAILING_FOR: Duration = Duration::from_secs(30);
+
+impl Failing {
+    fn now(&self, endpoint: &str) -> bool {
+        self.0
+            .get(endpoint)
+            .is_some_and(|t| t.elapsed() < FAILING_FOR)
+    }
+
+    /// After a round: an endpoint with a failed attempt is failing from
+    /// now; one attempted without a failure is not.
+    fn note(
+        &mut self,
+        endpoints: &[events::Endpoint],
+        dues: &[Due],
+        failed: &[events::FirstFailure],
+    ) {
+        for w in endpoints {
+            if failed.iter().any(|f| f.webhook == w.name) {
+                self.0.insert(w.name.clone(), Instant::now());
+            } else if dues.iter().any(|d| d.webhook == w.name) {
+                self.0.remove(&w.name);
+            }
         }
     }
 }
@@ -160,6 +220,7 @@ async fn send_new(
     state: &Arc<AppState>,
     http: &Http,
     secrets: &mut HashMap<String, Arc<SecretVec>>,
+    failing: &mut Failing,
 ) -> anyhow::Result<bool> {
     let mut client = state.pool.get().await?;
     let endpoints = events::active_endpoints(&client).await?;
@@ -171,15 +232,28 @@ async fn send_new(
         return Ok(false);
     }
     let mut dues = Vec::new();
+    let mut skipped = Vec::new();
     for e in &taken {
         for w in endpoints
             .iter()
             .filter(|w| w.wants(&e.op, e.store_id.as_deref()))
         {
-            dues.push(first_attempt(e, w));
+            if failing.now(&w.name) {
+                skipped.push(events::FirstFailure {
+                    event_id: e.event_id,
+                    webhook: w.name.clone(),
+                    attempts: 0,
+                    retry_in_ms: Some(0),
+                    error: "not attempted: the endpoint failed just before".into(),
+                });
+            } else {
+                dues.push(first_attempt(e, w));
+            }
         }
     }
-    let failed = attempt_all(state, http, secrets, &dues).await;
+    let mut failed = attempt_all(state, http, secrets, &dues).await;
+    failing.note(&endpoints, &dues, &failed);
+    failed.extend(skipped);
     let ids: Vec<i64> = taken.iter().map(|e| e.event_id).collect();
     events::finish_new(&tx, &ids, &failed).await?;
     tx.commit().await?;
@@ -241,6 +315,7 @@ fn first_failure(state: &AppState, d: &Due, error: String) -> events::FirstFailu
     events::FirstFailure {
         event_id: d.event_id,
         webhook: d.webhook.clone(),
+        attempts: 1,
         retry_in_ms: state
             .config
             .events

@@ -184,6 +184,8 @@ pub async fn take_new<C: GenericClient>(
 pub struct FirstFailure {
     pub event_id: i64,
     pub webhook: String,
+    /// 1, or 0 for a first attempt not made (the endpoint was failing).
+    pub attempts: i32,
     pub retry_in_ms: Option<i64>,
     pub error: String,
 }
@@ -207,14 +209,15 @@ pub async fn finish_new<C: GenericClient>(
     let hooks: Vec<&str> = failed.iter().map(|f| f.webhook.as_str()).collect();
     let retry: Vec<Option<i64>> = failed.iter().map(|f| f.retry_in_ms).collect();
     let errors: Vec<&str> = failed.iter().map(|f| f.error.as_str()).collect();
+    let attempts: Vec<i32> = failed.iter().map(|f| f.attempts).collect();
     c.execute(
         "INSERT INTO deliveries (event_id, webhook, status, attempts, next_at, last_error)
-         SELECT x.id, x.hook, CASE WHEN x.retry IS NULL THEN 'failed' ELSE 'pending' END, 1,
-                now() + coalesce(x.retry, 0) * interval '1 millisecond', x.error
-           FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[])
-                AS x(id, hook, retry, error)
+         SELECT x.id, x.hook, CASE WHEN x.retry IS NULL THEN 'failed' ELSE 'pending' END,
+                x.attempts, now() + coalesce(x.retry, 0) * interval '1 millisecond', x.error
+           FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::int[])
+                AS x(id, hook, retry, error, attempts)
          ON CONFLICT DO NOTHING",
-        &[&ids, &hooks, &retry, &errors],
+        &[&ids, &hooks, &retry, &errors, &attempts],
     )
     .await?;
     Ok(())

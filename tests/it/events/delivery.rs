@@ -347,3 +347,52 @@ async fn https_endpoints_are_verified_against_the_trusted_roots() {
     assert_eq!(got[0].json()["card"], "TLS00001");
     b.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_endpoint_that_hangs_does_not_stop_the_others() {
+    let fx = Fixture::new().await;
+    let pw = shop(&fx).await;
+    let good = Receiver::start().await;
+    let stuck = Receiver::start().await;
+    stuck.answer_with(0);
+    webhook(&fx, "good", &good.url(), Some(&["register"]), false).await;
+    webhook(&fx, "stuck", &stuck.url(), Some(&["register"]), false).await;
+    let mut config = quick(&fx, vec![60]);
+    config.events.timeout_ms = 1_000;
+    let d = Daemon::start(config).await;
+    let (c, s) = login(&d, &fx, &pw).await;
+    for i in 0..4 {
+        send(
+            &c,
+            &s,
+            &format!("op=register&order_no=R{i}&attr1=HANG000{i}&attr2=name%3DLi%26phone%3D13800001234%26level%3Dstd"),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let got = good.wait_for(4).await;
+    assert!(got.iter().all(signed));
+    // The stuck endpoint's deliveries are all kept, to be retried.
+    let mut kept = 0;
+    for _ in 0..100 {
+        kept = count(
+            &fx,
+            "SELECT count(*) FROM deliveries WHERE webhook = 'stuck' AND status = 'pending'",
+        )
+        .await;
+        if kept == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(kept, 4);
+    assert_eq!(
+        count(
+            &fx,
+            "SELECT count(*) FROM deliveries WHERE webhook = 'good'"
+        )
+        .await,
+        0
+    );
+    d.stop().await.unwrap();
+}
