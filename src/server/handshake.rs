@@ -44,9 +44,6 @@ pub async fn hello(state: &AppState, peer: SocketAddr, body: Bytes) -> Answer {
         Err(e) => return refusal.answer(state, e, "hello form", None).await,
     };
     refusal.terminal = Some(&req.terminal);
-    if let Err(a) = proto::throttle_terminal(state, &refusal, &req.terminal).await {
-        return a;
-    }
     match hello_row(state, &req).await {
         Ok(row) => proto::xml(Errno::Ok, &AnswerBody::Rows(Rows(vec![row.to_row()])), None),
         Err((errno, reason)) => refusal.answer(state, errno, reason, None).await,
@@ -131,9 +128,6 @@ pub async fn login(state: &AppState, peer: SocketAddr, body: Bytes) -> Answer {
         Err(e) => return refusal.answer(state, e, "login form", None).await,
     };
     refusal.terminal = Some(&req.terminal);
-    if let Err(a) = proto::throttle_terminal(state, &refusal, &req.terminal).await {
-        return a;
-    }
     match login_row(state, &req).await {
         Ok(row) => proto::xml(Errno::Ok, &AnswerBody::Rows(Rows(vec![row.to_row()])), None),
         Err((errno, reason)) => {

@@ -178,21 +178,12 @@ fn content_headers(h: &HeaderMap) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Throttles by terminal id.
-pub async fn throttle_terminal(
-    state: &AppState,
-    refusal: &Refusal<'_>,
-    terminal: &str,
-) -> Result<(), Answer> {
-    if let Verdict::Refuse { audit } = state.terminal_buckets.check(terminal) {
-        if audit {
-            refusal
-                .audit(state, Errno::Throttled, "terminal rate")
-                .await;
-        }
-        return Err(xml(Errno::Throttled, &AnswerBody::None, None));
-    }
-    Ok(())
+/// Whether the terminal is within its rate (a request that proved its key).
+pub fn terminal_within_rate(state: &AppState, terminal: &str) -> bool {
+    !matches!(
+        state.terminal_buckets.check(terminal),
+        Verdict::Refuse { .. }
+    )
 }
 
 /// Whether `ts` is within the window around now.

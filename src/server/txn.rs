@@ -36,10 +36,11 @@ pub fn request_mac(h: &HeaderMap) -> Result<[u8; 32], Errno> {
     }
 }
 
-/// protocol.md §4 in its order: outer form (1001), throttle (1009),
-/// terminal and session (1002, 1004), time window (1005), request MAC
-/// (1007); from the MAC on, the `ts` is spent: decryption (1008), inner form
-/// (1001), then the ledger.
+/// protocol.md §4 in its order: outer form (1001), terminal and session
+/// (1002, 1004), time window (1005), request MAC (1007); from the MAC on,
+/// the `ts` is spent: the terminal's rate (1009), decryption (1008), inner
+/// form (1001), then the ledger. (The source address's rate was checked in
+/// the prelude.)
 pub async fn txn(state: &AppState, peer: SocketAddr, headers: &HeaderMap, body: Bytes) -> Answer {
     let mut refusal = Refusal {
         path: "/v1/txn",
@@ -51,9 +52,6 @@ pub async fn txn(state: &AppState, peer: SocketAddr, headers: &HeaderMap, body: 
         Err(e) => return refusal.answer(state, e, "txn form", None).await,
     };
     refusal.terminal = Some(&req.terminal);
-    if let Err(a) = proto::throttle_terminal(state, &refusal, &req.terminal).await {
-        return a;
-    }
     let (session, store_id) = match session_of(state, &refusal, &req).await {
         Ok(x) => x,
         Err(a) => return a,
@@ -69,6 +67,14 @@ pub async fn txn(state: &AppState, peer: SocketAddr, headers: &HeaderMap, body: 
     };
     if let Err(a) = check_window_and_mac(state, &refusal, &req, headers, &mac).await {
         return a;
+    }
+    // Only a request that proved the terminal's key counts against the
+    // terminal: terminal ids are not secret, and an outsider's requests
+    // naming one must not use up its own budget (they count against their
+    // source address).
+    if !proto::terminal_within_rate(state, &req.terminal) {
+        let why = "terminal rate";
+        return spend_and_refuse(state, &refusal, &req, Errno::Throttled, why, &mac).await;
     }
     let inner = match open_inner(state, &refusal, &req, &mac).await {
         Ok(f) => f,

@@ -10,7 +10,7 @@ use cardswitch::protocol::errno::Errno;
 use crate::harness::{Daemon, Fixture};
 
 use super::{
-    build, errno_of, expect_plain, raw_hello, send_referer, settle, setup, url, Setup, QUERY,
+    build, errno_of, expect_txn, raw_hello, send_referer, settle, setup, url, Setup, QUERY,
 };
 
 #[tokio::test]
@@ -26,19 +26,26 @@ async fn too_many_requests_get_1009() {
     let c = Client::new(&url(&d));
     let s = c.handshake("T1", &password, &fx.root).await.unwrap();
     let before = fx.fingerprint().await;
+    // An outsider's hellos and logins naming T1 do not use up its budget:
+    // they count against their source address.
+    for _ in 0..20 {
+        let r = raw_hello(&c, "T1").await;
+        assert_ne!(errno_of("/v1/hello", &r), Errno::Throttled);
+    }
     let mut throttled = None;
     for _ in 0..6 {
         let b = build(&s, c.clock.next(), QUERY);
         let r = send_referer(&c, &b).await;
         if errno_of("/v1/txn", &r) == Errno::Throttled {
-            throttled = Some(r);
+            throttled = Some((b, r));
             break;
         }
     }
-    let r = throttled.expect("never throttled");
+    let (b, r) = throttled.expect("never throttled");
     assert_eq!(r.status, 429);
     assert_eq!(r.header("retry-after"), Some(&b"1"[..]));
-    expect_plain("/v1/txn", &r, Errno::Throttled);
+    // The request proved the terminal's key: its answer is MACed.
+    expect_txn(&s, &b, &r, Errno::Throttled);
     assert_eq!(fx.fingerprint().await, before);
     let audited: i64 = fx
         .client()
