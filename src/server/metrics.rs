@@ -45,6 +45,11 @@ struct PathLabels {
     path: PathLabel,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrnoLabels {
+    errno: u16,
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -53,6 +58,7 @@ pub struct Metrics {
     pool_available: Gauge,
     pool_waiting: Gauge,
     tampered: Counter,
+    refusals: Family<ErrnoLabels, Counter>,
     pub events: EventMetrics,
 }
 
@@ -165,8 +171,15 @@ impl Default for Metrics {
         );
         let events = EventMetrics::new();
         events.register(&mut registry);
+        let refusals = Family::<ErrnoLabels, Counter>::default();
+        registry.register(
+            "refusals",
+            "Requests refused before the ledger, by errno (each also audited)",
+            refusals.clone(),
+        );
         Metrics {
             tampered,
+            refusals,
             events,
             registry,
             requests,
@@ -179,6 +192,11 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// One request refused by the protocol layer, with its errno.
+    pub fn refused(&self, errno: u16) {
+        self.refusals.get_or_create(&ErrnoLabels { errno }).inc();
+    }
+
     /// One request refused because a row failed its MAC (3001).
     pub fn tampered(&self) {
         self.tampered.inc();

@@ -145,12 +145,14 @@ async fn handle(
     state
         .metrics
         .observe(path, status, started.elapsed().as_secs_f64());
-    span.in_scope(|| {
-        tracing::info!(
-            status,
-            micros = started.elapsed().as_micros() as u64,
-            "answered"
-        )
+    // A refusal is counted in /metrics (by status, and by errno) and
+    // audited; one log line each would let a flood write the log at its own
+    // rate (issue 12), so refusals log at debug, failures at warn.
+    let micros = started.elapsed().as_micros() as u64;
+    span.in_scope(|| match status {
+        400..=499 => tracing::debug!(status, micros, "answered"),
+        500..=599 => tracing::warn!(status, micros, "answered"),
+        _ => tracing::info!(status, micros, "answered"),
     });
     if let Ok(v) = hyper::header::HeaderValue::from_str(&rid) {
         answer.headers_mut().insert("x-request-id", v);

@@ -72,7 +72,8 @@ impl Refusal<'_> {
     }
 
     pub async fn audit(&self, state: &AppState, errno: Errno, reason: &str) {
-        tracing::info!(
+        state.metrics.refused(errno.code());
+        tracing::debug!(
             errno = errno.code(),
             terminal = self.terminal,
             reason,
@@ -178,12 +179,14 @@ fn content_headers(h: &HeaderMap) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Whether the terminal is within its rate (a request that proved its key).
-pub fn terminal_within_rate(state: &AppState, terminal: &str) -> bool {
-    !matches!(
-        state.terminal_buckets.check(terminal),
-        Verdict::Refuse { .. }
-    )
+/// The terminal's rate, for a request that proved its key: `Err(audit)`
+/// when over it, `audit` set at most once a second (so a flood writes one
+/// audit row a second, not one a request).
+pub fn terminal_rate(state: &AppState, terminal: &str) -> Result<(), bool> {
+    match state.terminal_buckets.check(terminal) {
+        Verdict::Refuse { audit } => Err(audit),
+        _ => Ok(()),
+    }
 }
 
 /// Whether `ts` is within the window around now.

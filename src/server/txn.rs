@@ -72,9 +72,8 @@ pub async fn txn(state: &AppState, peer: SocketAddr, headers: &HeaderMap, body: 
     // terminal: terminal ids are not secret, and an outsider's requests
     // naming one must not use up its own budget (they count against their
     // source address).
-    if !proto::terminal_within_rate(state, &req.terminal) {
-        let why = "terminal rate";
-        return spend_and_refuse(state, &refusal, &req, Errno::Throttled, why, &mac).await;
+    if let Err(audit) = proto::terminal_rate(state, &req.terminal) {
+        return throttled(state, &refusal, &req, &mac, audit).await;
     }
     let inner = match open_inner(state, &refusal, &req, &mac).await {
         Ok(f) => f,
@@ -291,6 +290,28 @@ async fn spend_and_refuse(
                 .await
         }
     }
+}
+
+/// Over the terminal's rate: the `ts` spent, 1009 MACed, audited only when
+/// `audit` says (once a second), counted always.
+async fn throttled(
+    state: &AppState,
+    refusal: &Refusal<'_>,
+    req: &TxnRequest,
+    mac: &MacCtx<'_>,
+    audit: bool,
+) -> Answer {
+    if audit {
+        let why = "terminal rate";
+        return spend_and_refuse(state, refusal, req, Errno::Throttled, why, mac).await;
+    }
+    state.metrics.refused(Errno::Throttled.code());
+    let errno = match txn::spend_ts(&state.pool, &req.terminal, req.ts as i64).await {
+        Ok(true) => Errno::Throttled,
+        Ok(false) => Errno::TsUsed,
+        Err(e) => e.errno(),
+    };
+    proto::xml(errno, &AnswerBody::None, Some(mac))
 }
 
 #[cfg(test)]

@@ -47,6 +47,13 @@ async fn too_many_requests_get_1009() {
     // The request proved the terminal's key: its answer is MACed.
     expect_txn(&s, &b, &r, Errno::Throttled);
     assert_eq!(fx.fingerprint().await, before);
+    // Counted in /metrics by errno (the log has it at debug only).
+    let m = d.get("/metrics").await.unwrap();
+    let text = String::from_utf8_lossy(&m.body);
+    assert!(
+        text.contains("cardswitch_refusals_total{errno=\"1009\"} 1"),
+        "{text}"
+    );
     let audited: i64 = fx
         .client()
         .await
