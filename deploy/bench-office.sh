@@ -113,24 +113,14 @@ echo "--- settlement plan" >&2
              AND posted_at < '$day'::date + 2
            GROUP BY 1, 2, 3) g
     JOIN terminals t ON t.terminal_id = g.terminal_id
-   GROUP BY 1, 2, 3" >&2
-settle_sql_ms=$("${psql[@]}" -c "EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON)
-  SELECT t.store_id, g.op, g.tender, sum(g.n), sum(g.amount), sum(g.cash), sum(g.bd)
-    FROM (SELECT terminal_id, op, coalesce(detail->>'tender', 'none') AS tender, count(*) AS n,
-                 sum(amount) AS amount, sum(discount), sum(charged),
-                 coalesce(sum((detail->>'cash')::numeric), 0) AS cash, sum(balance_delta) AS bd,
-                 sum(points_delta)
-            FROM postings
-           WHERE business_day = '$day' AND posted_at >= '$day'::date - 1
-             AND posted_at < '$day'::date + 2
-           GROUP BY 1, 2, 3) g
-    JOIN terminals t ON t.terminal_id = g.terminal_id
-   GROUP BY 1, 2, 3" | sed -n 's/^Execution Time: \([0-9.]*\) ms/\1/p')
+   GROUP BY 1, 2, 3" > "$work/settle.plan"
+cat "$work/settle.plan" >&2
+settle_sql_ms=$(sed -n 's/^Execution Time: \([0-9.]*\) ms/\1/p' "$work/settle.plan")
 echo "--- find plan" >&2
 "${psql[@]}" -c "EXPLAIN (ANALYZE, BUFFERS) SELECT m.member_id, c.card_no FROM members m
-   JOIN cards c ON c.member_id = m.member_id WHERE m.phone = '13900012345'" >&2
-find_index=$("${psql[@]}" -c "EXPLAIN SELECT member_id FROM members WHERE phone = '13900012345'" \
-    | grep -c 'members_phone' || true)
+   JOIN cards c ON c.member_id = m.member_id WHERE m.phone = '13900012345'" > "$work/find.plan"
+cat "$work/find.plan" >&2
+find_index=$(grep -c 'members_phone' "$work/find.plan" || true)
 
 cat <<EOF
 import_rows=$ROWS

@@ -187,30 +187,59 @@ async fn send_all(
     secrets: &mut HashMap<String, Arc<SecretVec>>,
     due: Vec<Due>,
 ) {
-    let mut set = JoinSet::new();
-    for (i, d) in due.iter().enumerate() {
-        let secret = match secret(state, secrets, &d.webhook).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(webhook = %d.webhook, error = %format!("{e:#}"),
-                    "event delivery: cannot open the endpoint's secret");
-                continue;
-            }
-        };
-        let (state, http, d) = (state.clone(), http.clone(), d.clone());
-        set.spawn(async move { (i, attempt(&state, &http, &secret, &d).await) });
+    let tried = attempt_each(state, http, secrets, &due).await;
+    for (i, e) in &tried.unopened {
+        tracing::error!(webhook = %due[*i].webhook, error = %e,
+            "event delivery: cannot open the endpoint's secret");
     }
-    let mut results: Vec<(usize, Result<(), String>)> = Vec::with_capacity(due.len());
-    while let Some(r) = set.join_next().await {
-        if let Ok(r) = r {
-            results.push(r);
-        }
-    }
-    let done: Vec<events::Attempt<'_>> = results
+    let done: Vec<events::Attempt<'_>> = tried
+        .results
         .into_iter()
         .map(|(i, r)| outcome(state, &due[i], r))
         .collect();
     record(state, &done).await;
+}
+
+/// What [`attempt_each`] did: each attempt's result, and the deliveries not
+/// attempted because their endpoint's secret would not open (by index).
+struct Tried {
+    results: Vec<(usize, Result<(), String>)>,
+    unopened: Vec<(usize, String)>,
+}
+
+/// One attempt per delivery, at most `batch` in flight.
+async fn attempt_each(
+    state: &Arc<AppState>,
+    http: &Http,
+    secrets: &mut HashMap<String, Arc<SecretVec>>,
+    dues: &[Due],
+) -> Tried {
+    let limit = Arc::new(tokio::sync::Semaphore::new(
+        state.config.events.batch.max(1) as usize,
+    ));
+    let mut set = JoinSet::new();
+    let mut unopened = Vec::new();
+    for (i, d) in dues.iter().enumerate() {
+        let secret = match secret(state, secrets, &d.webhook).await {
+            Ok(s) => s,
+            Err(e) => {
+                unopened.push((i, format!("{e:#}")));
+                continue;
+            }
+        };
+        let (state, http, d, limit) = (state.clone(), http.clone(), d.clone(), limit.clone());
+        set.spawn(async move {
+            let _slot = limit.acquire_owned().await;
+            (i, attempt(&state, &http, &secret, &d).await)
+        });
+    }
+    let mut results = Vec::with_capacity(dues.len());
+    while let Some(joined) = set.join_next().await {
+        if let Ok(r) = joined {
+            results.push(r);
+        }
+    }
+    Tried { results, unopened }
 }
 
 /// One round of new events: taken, sent to each endpoint that wants them
@@ -282,27 +311,13 @@ async fn attempt_all(
     secrets: &mut HashMap<String, Arc<SecretVec>>,
     dues: &[Due],
 ) -> Vec<events::FirstFailure> {
-    let limit = Arc::new(tokio::sync::Semaphore::new(
-        state.config.events.batch.max(1) as usize,
-    ));
-    let mut set = JoinSet::new();
-    let mut failed = Vec::new();
-    for (i, d) in dues.iter().enumerate() {
-        let secret = match secret(state, secrets, &d.webhook).await {
-            Ok(s) => s,
-            Err(e) => {
-                failed.push(first_failure(state, d, format!("{e:#}")));
-                continue;
-            }
-        };
-        let (state, http, d, limit) = (state.clone(), http.clone(), d.clone(), limit.clone());
-        set.spawn(async move {
-            let _slot = limit.acquire_owned().await;
-            (i, attempt(&state, &http, &secret, &d).await)
-        });
-    }
-    while let Some(joined) = set.join_next().await {
-        let Ok((i, result)) = joined else { continue };
+    let tried = attempt_each(state, http, secrets, dues).await;
+    let mut failed: Vec<events::FirstFailure> = tried
+        .unopened
+        .into_iter()
+        .map(|(i, e)| first_failure(state, &dues[i], e))
+        .collect();
+    for (i, result) in tried.results {
         let a = outcome(state, &dues[i], result);
         if !a.delivered {
             failed.push(first_failure(state, &dues[i], a.error.unwrap_or_default()));

@@ -3,7 +3,7 @@
 //! by the office ops and by `cardswitch report`, so the two can never
 //! disagree.
 
-use chrono::{Duration, NaiveDate};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use deadpool_postgres::GenericClient;
 use rust_decimal::Decimal;
 
@@ -36,6 +36,18 @@ pub const TOTAL: &str = "total";
 
 /// The postings of business day `day` at `store` (`*`: every store),
 /// grouped as `by` says, each store's groups followed by its total.
+/// The times the postings of business days `from`..=`to` lie within. A
+/// business day is a date in a zone less than a day from UTC, so its
+/// postings lie within a day of it either side: bounding `posted_at` so
+/// lets PostgreSQL skip every other month's partition.
+fn posted_within(from: NaiveDate, to: NaiveDate) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+    (
+        midnight(from - Duration::days(1)),
+        midnight(to + Duration::days(2)),
+    )
+}
+
 /// Run it in a transaction (the office op's; the report's own).
 pub async fn settlement<C: GenericClient>(
     c: &C,
@@ -43,15 +55,7 @@ pub async fn settlement<C: GenericClient>(
     store: &str,
     by: SettlementBy,
 ) -> Result<Vec<SettlementLine>> {
-    // A business day is a date in a zone less than a day from UTC: its
-    // postings lie within a day of it either side, which lets PostgreSQL
-    // skip every other month's partition.
-    let lo = (day - Duration::days(1))
-        .and_hms_opt(0, 0, 0)
-        .map(|t| t.and_utc());
-    let hi = (day + Duration::days(2))
-        .and_hms_opt(0, 0, 0)
-        .map(|t| t.and_utc());
+    let (lo, hi) = posted_within(day, day);
     let by_terminal = by == SettlementBy::Terminal;
     // The pool plans every statement generically; for one day's postings a
     // generic plan guesses a few thousand rows and sorts a million on disk
@@ -194,12 +198,7 @@ pub async fn daily<C: GenericClient>(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Vec<DayTotals>> {
-    let lo = (from - Duration::days(1))
-        .and_hms_opt(0, 0, 0)
-        .map(|t| t.and_utc());
-    let hi = (to + Duration::days(2))
-        .and_hms_opt(0, 0, 0)
-        .map(|t| t.and_utc());
+    let (lo, hi) = posted_within(from, to);
     let rows = c
         .query(
             "SELECT business_day,
