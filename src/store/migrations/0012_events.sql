@@ -9,7 +9,8 @@ CREATE TABLE events (
     op          text NOT NULL,
     store_id    text,
     body        jsonb NOT NULL,
-    -- Deliveries made for the endpoints registered when it was fanned out.
+    -- Sent: its first attempts to the endpoints active then were made (a
+    -- failed one left a `deliveries` row, retried from there).
     fanned_out  boolean NOT NULL DEFAULT false
 );
 CREATE INDEX events_to_fan_out ON events (event_id) WHERE NOT fanned_out;
@@ -29,10 +30,10 @@ CREATE TABLE webhooks (
     created_at    timestamptz NOT NULL DEFAULT now()
 );
 
--- One event for one endpoint. A daemon leases a due row by moving its
--- next_at past the delivery's timeout (FOR UPDATE SKIP LOCKED, so several
--- daemons never take the same one); a daemon that dies mid-delivery leaves
--- it due again when the lease ends.
+-- One event for one endpoint whose first attempt failed. A daemon leases a
+-- due row by moving its next_at past the delivery's timeout (FOR UPDATE
+-- SKIP LOCKED, so several daemons never take the same one); a daemon that
+-- dies mid-delivery leaves it due again when the lease ends.
 CREATE TABLE deliveries (
     event_id      bigint NOT NULL REFERENCES events ON DELETE CASCADE,
     webhook       text NOT NULL REFERENCES webhooks ON DELETE CASCADE,
