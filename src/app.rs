@@ -41,7 +41,17 @@ pub async fn serve(
             .context("cannot load the keys")?
     };
     let ring = Arc::new(ring);
-    let state = Arc::new(AppState::new(config.clone(), db.pool.clone(), ring.clone()));
+    let (state, audit_writer) = AppState::new(config.clone(), db.pool.clone(), ring.clone());
+    let state = Arc::new(state);
+    // The audit writer's own connection: refusals never wait for, nor hold,
+    // one of the pool's (issue 12).
+    let audit_pool = store::make_pool(db.pg.clone(), 1, config.db.connect_timeout)?;
+    let audit_task = {
+        let (state, keys) = (state.clone(), ring.row_keys.clone());
+        tokio::spawn(async move {
+            server::audit::run(audit_writer, &state.audit, audit_pool, keys).await
+        })
+    };
     tracing::info!(
         addr = %listener.local_addr()?,
         embedded = db.cluster.is_some(),
@@ -61,10 +71,12 @@ pub async fn serve(
         .events
         .deliver
         .then(|| tokio::spawn(server::webhooks::deliver_forever(state.clone())));
-    let served = server::run(listener, state, shutdown).await;
+    let served = server::run(listener, state.clone(), shutdown).await;
     if let Some(d) = deliverer {
         d.abort();
     }
+    state.audit.stop().await;
+    let _ = audit_task.await;
     upkeep.abort();
     listener_task.abort();
     key_task.abort();

@@ -8,6 +8,7 @@
 
 pub mod daemon;
 mod drive;
+mod flood;
 pub mod load;
 pub mod pgbench;
 mod provision;
@@ -67,6 +68,10 @@ pub struct BenchOptions {
     /// Register an endpoint that answers at once and report the delivery
     /// of the runs' events (`webhook::EventFigures`).
     pub webhook: bool,
+    /// Junk flood connections beside the runs (0: none; see [`flood`]).
+    pub junk_flood: usize,
+    /// The flood's requests per second in all.
+    pub junk_rate: f64,
 }
 
 impl Default for BenchOptions {
@@ -89,6 +94,8 @@ impl Default for BenchOptions {
             pregen_days: 1,
             seed_cards: 0,
             webhook: false,
+            junk_flood: 0,
+            junk_rate: 150.0,
         }
     }
 }
@@ -139,6 +146,8 @@ async fn run_on(
         daemon: daemon.pid,
         postmaster: postmaster_pid(pool).await?,
     };
+    let flood = (opts.junk_flood > 0)
+        .then(|| flood::Flood::start(&daemon.base, opts.junk_flood, opts.junk_rate));
     let outcome = drive(
         config,
         opts,
@@ -149,6 +158,10 @@ async fn run_on(
         provisioned.manager,
     )
     .await;
+    let flood = match flood {
+        Some(f) => Some(f.stop().await),
+        None => None,
+    };
     let events = match receiver {
         Some(r) => Some(r.figures(pool).await?),
         None => None,
@@ -180,6 +193,7 @@ async fn run_on(
         idle,
         pgbench,
         events,
+        flood,
         ratio,
     })
 }

@@ -20,6 +20,8 @@ pub struct Report {
     pub pgbench: Option<pgbench::PgbenchStats>,
     /// With `--webhook`: the runs' events as an endpoint received them.
     pub events: Option<super::webhook::EventFigures>,
+    /// With `--junk-flood`: what the junk got and how health fared.
+    pub flood: Option<super::flood::FloodStats>,
     /// First run's tps over pgbench's.
     pub ratio: Option<f64>,
 }

@@ -63,6 +63,13 @@ pub struct BenchArgs {
     /// events delivered per second and the lag from posting to arrival.
     #[arg(long)]
     webhook: bool,
+    /// Beside the runs, this many connections from 127.0.0.2 POST junk to
+    /// /v1/txn (issue 12's flood), and /healthz is probed 10 times a second.
+    #[arg(long, default_value_t = 0)]
+    junk_flood: usize,
+    /// The junk flood's requests per second, in all.
+    #[arg(long, default_value_t = 150.0)]
+    junk_rate: f64,
 }
 
 pub async fn bench_command(a: BenchArgs, config: &Config) -> anyhow::Result<ExitCode> {
@@ -85,6 +92,8 @@ pub async fn bench_command(a: BenchArgs, config: &Config) -> anyhow::Result<Exit
         pregen_days: a.pregen_days,
         seed_cards: a.seed_cards,
         webhook: a.webhook,
+        junk_flood: a.junk_flood,
+        junk_rate: a.junk_rate,
     };
     let report = bench::run(config, &opts).await?;
     let text = report.render();

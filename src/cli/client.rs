@@ -77,7 +77,8 @@ pub async fn client_command(a: ClientArgs, config: &Config) -> anyhow::Result<Ex
     if a.json {
         println!(
             "{}",
-            serde_json::json!({"errno": out.errno.code(), "errmsg": out.errno.message(), "rows": rows})
+            serde_json::json!({"errno": out.errno.code(), "errmsg": out.errno.message(),
+                "field": out.field, "rows": rows})
         );
     } else if out.errno == crate::protocol::Errno::Ok {
         for (i, r) in out.rows.0.iter().enumerate() {
@@ -90,7 +91,14 @@ pub async fn client_command(a: ClientArgs, config: &Config) -> anyhow::Result<Ex
         }
     }
     if out.errno != crate::protocol::Errno::Ok {
-        eprintln!("errno {}: {}", out.errno.code(), out.errno.message());
+        match &out.field {
+            Some(f) => eprintln!(
+                "errno {}: {} (field {f})",
+                out.errno.code(),
+                out.errno.message()
+            ),
+            None => eprintln!("errno {}: {}", out.errno.code(), out.errno.message()),
+        }
         return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)

@@ -122,7 +122,7 @@ pub async fn terminal_command(action: TerminalAction, config: &Config) -> anyhow
                         .map(|t| {
                             serde_json::json!({"terminal": t.terminal_id, "store": t.store_id,
                                 "kind": t.kind_text,
-                                "status": t.status, "failed_logins": t.failed_logins,
+                                "status": t.status,
                                 "created_at": t.created_at.to_rfc3339()})
                         })
                         .collect();
@@ -130,8 +130,8 @@ pub async fn terminal_command(action: TerminalAction, config: &Config) -> anyhow
                 } else {
                     for t in list {
                         println!(
-                            "{}\tstore {}\t{}\tfailed logins {}\t{}",
-                            t.terminal_id, t.store_id, t.status, t.failed_logins, t.kind_text
+                            "{}\tstore {}\t{}\t{}",
+                            t.terminal_id, t.store_id, t.status, t.kind_text
                         );
                     }
                 }

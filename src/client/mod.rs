@@ -100,10 +100,18 @@ impl Session {
 
 /// A refusal from the server, as an error (`anyhow` downcasts to it).
 #[derive(Debug, thiserror::Error)]
-#[error("refused: errno {} ({})", .errno.code(), .errno.message())]
+#[error("refused: errno {} ({}){}", .errno.code(), .errno.message(), at_field(.field))]
 pub struct Refused {
     pub errno: Errno,
     pub status: u16,
+    /// A 1001's first field at fault.
+    pub field: Option<String>,
+}
+
+fn at_field(f: &Option<String>) -> String {
+    f.as_ref()
+        .map(|f| format!(", field {f}"))
+        .unwrap_or_default()
 }
 
 pub struct Client {
@@ -119,6 +127,19 @@ impl Client {
             base: base.trim_end_matches('/').to_owned(),
             http: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
                 .build(HttpConnector::new()),
+            clock: TsClock::default(),
+        }
+    }
+
+    /// A client whose connections leave from `local`: on loopback, any
+    /// 127.x.y.z, so a test can play an outsider at another address.
+    pub fn bound(base: &str, local: std::net::IpAddr) -> Client {
+        let mut connector = HttpConnector::new();
+        connector.set_local_address(Some(local));
+        Client {
+            base: base.trim_end_matches('/').to_owned(),
+            http: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                .build(connector),
             clock: TsClock::default(),
         }
     }
@@ -272,6 +293,7 @@ impl Client {
             return Err(Refused {
                 errno: a.errno,
                 status: r.status,
+                field: a.field,
             }
             .into());
         }
@@ -300,8 +322,12 @@ pub fn inner_form(
         ("attr1", &f(attr1)),
         ("attr2", &f(attr2)),
     ]);
-    InnerForm::parse(body.as_bytes())
-        .map_err(|_| anyhow!("the operation's fields do not fit proto-spec §5.2/§10 (errno 1001)"))
+    InnerForm::parse(body.as_bytes()).map_err(|m| {
+        anyhow!(
+            "field {} does not fit proto-spec §5.2/§10 (errno 1001; nothing was sent)",
+            m.field()
+        )
+    })
 }
 
 // --- the session cache of `cardswitch client` ---

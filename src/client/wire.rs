@@ -167,6 +167,8 @@ pub fn txn_body(
 #[derive(Clone, Debug)]
 pub struct TxnOutcome {
     pub errno: Errno,
+    /// A 1001's first field at fault, as the answer named it.
+    pub field: Option<String>,
     pub now: u64,
     pub rows: Rows,
     /// Whether the answer carried a valid MAC (only 1001, 1002, 1004 and
@@ -221,6 +223,7 @@ pub fn open_txn_answer(
     };
     Ok(TxnOutcome {
         errno: answer.errno,
+        field: answer.field,
         now: answer.now,
         rows,
         mac_verified,

@@ -34,14 +34,10 @@ fn db_errno(e: impl Into<crate::error::Error>) -> Errno {
 }
 
 pub async fn hello(state: &AppState, peer: SocketAddr, body: Bytes) -> Answer {
-    let mut refusal = Refusal {
-        path: "/v1/hello",
-        terminal: None,
-        peer,
-    };
+    let mut refusal = Refusal::unproved("/v1/hello", peer);
     let req = match HelloRequest::parse(&body) {
         Ok(r) => r,
-        Err(e) => return refusal.answer(state, e, "hello form", None).await,
+        Err(m) => return refusal.malformed(state, &m, "hello form", None).await,
     };
     refusal.terminal = Some(&req.terminal);
     match hello_row(state, &req).await {
@@ -107,8 +103,9 @@ async fn hello_row(
     })
 }
 
-/// The delay before answering a login of a terminal with `failures` failed
-/// logins in a row: 50 ms doubled per failure, at most `max`.
+/// The delay before answering a login of a terminal from an address with
+/// `failures` failed logins in a row: 50 ms doubled per failure, at most
+/// `max`.
 pub fn login_delay(failures: i32, max: std::time::Duration) -> std::time::Duration {
     if failures <= 0 {
         return std::time::Duration::ZERO;
@@ -118,24 +115,20 @@ pub fn login_delay(failures: i32, max: std::time::Duration) -> std::time::Durati
 }
 
 pub async fn login(state: &AppState, peer: SocketAddr, body: Bytes) -> Answer {
-    let mut refusal = Refusal {
-        path: "/v1/login",
-        terminal: None,
-        peer,
-    };
+    let mut refusal = Refusal::unproved("/v1/login", peer);
     let req = match LoginRequest::parse(&body) {
         Ok(r) => r,
-        Err(e) => return refusal.answer(state, e, "login form", None).await,
+        Err(m) => return refusal.malformed(state, &m, "login form", None).await,
     };
     refusal.terminal = Some(&req.terminal);
-    match login_row(state, &req).await {
-        Ok(row) => proto::xml(Errno::Ok, &AnswerBody::Rows(Rows(vec![row.to_row()])), None),
+    match login_row(state, peer.ip(), &req).await {
+        Ok(row) => {
+            state.login_failures.succeeded(&req.terminal, peer.ip());
+            proto::xml(Errno::Ok, &AnswerBody::Rows(Rows(vec![row.to_row()])), None)
+        }
         Err((errno, reason)) => {
             if errno == Errno::LoginRefused {
-                tracing::warn!(terminal = %req.terminal, %peer, "login refused");
-                if let Ok(c) = state.pool.get().await {
-                    let _ = terminals::login_failed(&c, &req.terminal).await;
-                }
+                state.login_failures.failed(&req.terminal, peer.ip());
             }
             refusal.answer(state, errno, reason, None).await
         }
@@ -144,14 +137,13 @@ pub async fn login(state: &AppState, peer: SocketAddr, body: Bytes) -> Answer {
 
 async fn login_row(
     state: &AppState,
+    source: std::net::IpAddr,
     req: &LoginRequest,
 ) -> Result<LoginAnswer, (Errno, &'static str)> {
     let (terminal, key) = terminal_and_day_key(state, req).await?;
-    tokio::time::sleep(login_delay(
-        terminal.failed_logins,
-        state.config.protocol.login_delay_max,
-    ))
-    .await;
+    // Before the RSA work: a guesser waits on its connection, not on our CPU.
+    let failures = state.login_failures.count(&req.terminal, source);
+    tokio::time::sleep(login_delay(failures, state.config.protocol.login_delay_max)).await;
     let key = state
         .keys
         .open_day_key(&key)

@@ -192,6 +192,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The audit writer's count of rows it could not write.
+    pub fn register_audit_lost(&mut self, lost: Counter) {
+        self.registry.register(
+            "audit_lost",
+            "Audit rows that could not be written (each logged at error level instead)",
+            lost,
+        );
+    }
+
     /// One request refused by the protocol layer, with its errno.
     pub fn refused(&self, errno: u16) {
         self.refusals.get_or_create(&ErrnoLabels { errno }).inc();

@@ -1,6 +1,7 @@
 //! The only module that touches sockets: a hyper 1 service on tokio, with
 //! routing, limits, health, metrics and graceful shutdown.
 
+pub mod audit;
 mod handshake;
 pub mod http;
 pub mod metrics;
@@ -34,14 +35,25 @@ pub struct AppState {
     pub txn_env: crate::store::txn::TxnEnv,
     pub addr_buckets: throttle::Buckets,
     pub terminal_buckets: throttle::Buckets,
+    /// Failed logins per (terminal, source address), for the slow-down.
+    pub login_failures: throttle::LoginFailures,
+    pub audit: audit::AuditLog,
     next_request_id: AtomicU64,
     id_prefix: u32,
 }
 
 impl AppState {
-    pub fn new(config: Arc<Config>, pool: deadpool_postgres::Pool, keys: Arc<Keyring>) -> AppState {
+    /// The state and the audit writer's end, for [`audit::run`].
+    pub fn new(
+        config: Arc<Config>,
+        pool: deadpool_postgres::Pool,
+        keys: Arc<Keyring>,
+    ) -> (AppState, audit::Writer) {
         let p = &config.protocol;
-        AppState {
+        let (audit, writer) = audit::AuditLog::new();
+        let mut metrics = Metrics::default();
+        metrics.register_audit_lost(audit.lost.clone());
+        let state = AppState {
             txn_env: crate::store::txn::TxnEnv {
                 config: config.clone(),
                 hash_key: keys.hash_key.clone(),
@@ -49,14 +61,17 @@ impl AppState {
             },
             addr_buckets: throttle::Buckets::new(p.addr_rate, p.addr_burst),
             terminal_buckets: throttle::Buckets::new(p.terminal_rate, p.terminal_burst),
+            login_failures: throttle::LoginFailures::default(),
+            audit,
             keys,
             config,
             pool,
-            metrics: Metrics::default(),
+            metrics,
             next_request_id: AtomicU64::new(1),
             // Distinguishes the request ids of instances sharing one log sink.
             id_prefix: rand::random(),
-        }
+        };
+        (state, writer)
     }
 
     fn request_id(&self) -> String {

@@ -16,7 +16,8 @@ use crate::crypto::mac::hmac_sha256;
 use crate::error::errno_http_status;
 use crate::protocol::canonical;
 use crate::protocol::errno::Errno;
-use crate::protocol::xml::{encode_answer, AnswerBody};
+use crate::protocol::fault::Malformed;
+use crate::protocol::xml::{encode_answer_at, AnswerBody};
 
 pub fn now_ms() -> u64 {
     chrono::Utc::now().timestamp_millis() as u64
@@ -31,7 +32,17 @@ pub struct MacCtx<'a> {
 
 /// An XML answer: status from `error.rs`, `X-Cardswitch-Mac` when `mac` is given.
 pub fn xml(errno: Errno, body: &AnswerBody, mac: Option<&MacCtx>) -> Answer {
-    let text = encode_answer(errno, now_ms(), body);
+    xml_at(errno, None, body, mac)
+}
+
+/// [`xml`] naming a 1001's field at fault (`body` when `None`).
+pub fn xml_at(
+    errno: Errno,
+    field: Option<&str>,
+    body: &AnswerBody,
+    mac: Option<&MacCtx>,
+) -> Answer {
+    let text = encode_answer_at(errno, field, now_ms(), body);
     let status =
         StatusCode::from_u16(errno_http_status(errno)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut b = Response::builder()
@@ -51,15 +62,27 @@ pub fn xml(errno: Errno, body: &AnswerBody, mac: Option<&MacCtx>) -> Answer {
         .expect("static response parts are valid")
 }
 
-/// A refusal: audited, logged, answered.
+/// A refusal: counted, audited, answered.
 pub struct Refusal<'a> {
     pub path: &'a str,
     pub terminal: Option<&'a str>,
     pub peer: SocketAddr,
+    /// Whether the request proved its terminal's key (its MAC checked).
+    /// Only then does it get an audit row of its own (issue 12).
+    pub proved: bool,
 }
 
 impl Refusal<'_> {
-    /// Writes the audit row (errors only logged) and answers `errno`.
+    pub fn unproved(path: &str, peer: SocketAddr) -> Refusal<'_> {
+        Refusal {
+            path,
+            terminal: None,
+            peer,
+            proved: false,
+        }
+    }
+
+    /// Audits the refusal and answers `errno`.
     pub async fn answer(
         &self,
         state: &AppState,
@@ -67,11 +90,29 @@ impl Refusal<'_> {
         reason: &str,
         mac: Option<&MacCtx<'_>>,
     ) -> Answer {
-        self.audit(state, errno, reason).await;
+        self.audit(state, errno, reason, None).await;
         xml(errno, &AnswerBody::None, mac)
     }
 
-    pub async fn audit(&self, state: &AppState, errno: Errno, reason: &str) {
+    /// A 1001 naming its field (protocol.md §4.1), audited with it.
+    pub async fn malformed(
+        &self,
+        state: &AppState,
+        m: &Malformed,
+        reason: &str,
+        mac: Option<&MacCtx<'_>>,
+    ) -> Answer {
+        let errno = Errno::Malformed;
+        self.audit(state, errno, reason, Some(m.field())).await;
+        xml_at(errno, Some(m.field()), &AnswerBody::None, mac)
+    }
+
+    /// Counted in /metrics and logged at debug always. A request that
+    /// proved its key gets its own audit row, written before its answer
+    /// leaves; so does any integrity failure (3001), proved or not. Anything
+    /// else is tallied per source address and minute: an outsider's flood
+    /// costs a counter, not a row.
+    pub async fn audit(&self, state: &AppState, errno: Errno, reason: &str, field: Option<&str>) {
         state.metrics.refused(errno.code());
         tracing::debug!(
             errno = errno.code(),
@@ -79,30 +120,28 @@ impl Refusal<'_> {
             reason,
             "refused"
         );
-        let detail = serde_json::json!({
-            "path": self.path,
-            "errno": errno.code(),
-            "reason": reason,
-        });
-        let source = self.peer.ip().to_string();
-        let result = async {
-            let client = state.pool.get().await.map_err(|e| e.to_string())?;
-            crate::store::audit::insert(
-                &client,
-                &state.txn_env.row_keys,
-                crate::store::audit::AuditKind::Refused,
-                self.terminal,
-                None,
-                Some(&source),
-                &detail,
-            )
-            .await
-            .map_err(|e| e.to_string())
+        if !self.proved && errno != Errno::Tampered {
+            let ip = self.peer.ip();
+            state
+                .audit
+                .note_unproved(ip, errno.code(), reason, self.terminal);
+            return;
         }
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "cannot write the audit row");
-        }
+        let entry = crate::store::audit::Entry {
+            kind: crate::store::audit::AuditKind::Refused,
+            terminal: self.terminal.map(str::to_owned),
+            actor: None,
+            source: Some(self.peer.ip().to_string()),
+            detail: match field {
+                None => serde_json::json!({
+                    "path": self.path, "errno": errno.code(), "reason": reason,
+                }),
+                Some(f) => serde_json::json!({
+                    "path": self.path, "errno": errno.code(), "reason": reason, "field": f,
+                }),
+            },
+        };
+        state.audit.record(entry).await;
     }
 }
 
@@ -114,17 +153,11 @@ pub async fn prelude(
     path: &str,
     req: Request<hyper::body::Incoming>,
 ) -> Result<(HeaderMap, Bytes), Answer> {
-    let refusal = Refusal {
-        path,
-        terminal: None,
-        peer,
-    };
-    if let Verdict::Refuse { audit } = state.addr_buckets.check(&peer.ip().to_string()) {
-        if audit {
-            refusal
-                .audit(state, Errno::Throttled, "source address rate")
-                .await;
-        }
+    let refusal = Refusal::unproved(path, peer);
+    if let Verdict::Refuse { .. } = state.addr_buckets.check(&peer.ip().to_string()) {
+        refusal
+            .audit(state, Errno::Throttled, "source address rate", None)
+            .await;
         return Err(xml(Errno::Throttled, &AnswerBody::None, None));
     }
     let server = &state.config.server;
@@ -133,10 +166,8 @@ pub async fn prelude(
         Ok(x) => x,
         Err(BodyError::TooLarge) => {
             // proto-spec §1.2: 413, and the XML answer 1001 for clients that read it.
-            refusal
-                .audit(state, Errno::Malformed, "body over 16 KiB")
-                .await;
-            let mut a = xml(Errno::Malformed, &AnswerBody::None, None);
+            let m = Malformed::body();
+            let mut a = refusal.malformed(state, &m, "body over 16 KiB", None).await;
             *a.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
             a.headers_mut().insert(
                 header::CONNECTION,
@@ -146,23 +177,26 @@ pub async fn prelude(
         }
         Err(e) => return Err(http::body_error(e)),
     };
-    if let Err(reason) = content_headers(&parts.headers) {
-        return Err(refusal.answer(state, Errno::Malformed, reason, None).await);
+    if let Err((header, reason)) = content_headers(&parts.headers) {
+        let m = Malformed::at(header);
+        return Err(refusal.malformed(state, &m, reason, None).await);
     }
     Ok((parts.headers, body))
 }
 
 /// `Content-Type` must be `application/x-www-form-urlencoded` (parameters
 /// such as `charset` allowed); `Content-Encoding`, if any, `identity`.
-fn content_headers(h: &HeaderMap) -> Result<(), &'static str> {
+/// `Err((header at fault, reason))`.
+fn content_headers(h: &HeaderMap) -> Result<(), (&'static str, &'static str)> {
+    const CT: &str = "content-type";
     let mut types = h.get_all(header::CONTENT_TYPE).iter();
     let ct = match (types.next(), types.next()) {
-        (Some(v), None) => v.to_str().map_err(|_| "content type not ASCII")?,
-        _ => return Err("content type missing or repeated"),
+        (Some(v), None) => v.to_str().map_err(|_| (CT, "content type not ASCII"))?,
+        _ => return Err((CT, "content type missing or repeated")),
     };
     let essence = ct.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-        return Err("content type is not a form");
+        return Err((CT, "content type is not a form"));
     }
     for v in h.get_all(header::CONTENT_ENCODING) {
         let ok = v
@@ -173,7 +207,7 @@ fn content_headers(h: &HeaderMap) -> Result<(), &'static str> {
             })
             .unwrap_or(false);
         if !ok {
-            return Err("content encoding");
+            return Err(("content-encoding", "content encoding"));
         }
     }
     Ok(())

@@ -3,6 +3,7 @@
 //! to `burst`; an empty bucket refuses. Idle full buckets are forgotten.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -69,6 +70,53 @@ impl Buckets {
     }
 }
 
+/// Failed logins in a row per (terminal, source address), in memory per
+/// instance (issue 12). Keyed by both, so an outsider's failures slow down
+/// only the outsider: the terminal's own login, from its own address, is
+/// never delayed by them. A success from an address clears that address's
+/// count; counts idle for [`FORGET_LOGINS_AFTER`] are forgotten.
+#[derive(Default)]
+pub struct LoginFailures {
+    map: Mutex<HashMap<(String, IpAddr), (i32, Instant)>>,
+}
+
+/// Pairs kept at most; a pair met beyond it is not counted (an attacker that
+/// spreads over that many pairs gains no more than fresh addresses give).
+const MAX_LOGIN_PAIRS: usize = 100_000;
+const FORGET_LOGINS_AFTER: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+impl LoginFailures {
+    /// Failed logins in a row of `terminal` from `source`.
+    pub fn count(&self, terminal: &str, source: IpAddr) -> i32 {
+        let map = self.map.lock().expect("lock");
+        map.get(&(terminal.to_owned(), source))
+            .filter(|(_, at)| at.elapsed() < FORGET_LOGINS_AFTER)
+            .map_or(0, |(n, _)| *n)
+    }
+
+    pub fn failed(&self, terminal: &str, source: IpAddr) {
+        let now = Instant::now();
+        let mut map = self.map.lock().expect("lock");
+        if map.len() >= MAX_LOGIN_PAIRS {
+            map.retain(|_, (_, at)| now.duration_since(*at) < FORGET_LOGINS_AFTER);
+        }
+        let key = (terminal.to_owned(), source);
+        if map.len() >= MAX_LOGIN_PAIRS && !map.contains_key(&key) {
+            return;
+        }
+        let e = map.entry(key).or_insert((0, now));
+        if now.duration_since(e.1) >= FORGET_LOGINS_AFTER {
+            e.0 = 0;
+        }
+        *e = (e.0.saturating_add(1), now);
+    }
+
+    pub fn succeeded(&self, terminal: &str, source: IpAddr) {
+        let mut map = self.map.lock().expect("lock");
+        map.remove(&(terminal.to_owned(), source));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +130,21 @@ mod tests {
         assert_eq!(b.check("a"), Verdict::Refuse { audit: true });
         assert_eq!(b.check("a"), Verdict::Refuse { audit: false });
         assert_eq!(b.check("b"), Verdict::Pass);
+    }
+
+    #[test]
+    fn login_failures_are_per_terminal_and_source() {
+        let f = LoginFailures::default();
+        let (outsider, till) = ("10.0.0.9".parse().unwrap(), "10.0.0.1".parse().unwrap());
+        for _ in 0..5 {
+            f.failed("T1", outsider);
+        }
+        assert_eq!(f.count("T1", outsider), 5);
+        assert_eq!(f.count("T1", till), 0);
+        assert_eq!(f.count("T2", outsider), 0);
+        f.failed("T1", till);
+        f.succeeded("T1", till);
+        assert_eq!(f.count("T1", till), 0);
+        assert_eq!(f.count("T1", outsider), 5);
     }
 }

@@ -13,27 +13,41 @@ use crate::crypto::aead;
 use crate::crypto::mac::{ct_eq, hmac_sha256};
 use crate::protocol::canonical;
 use crate::protocol::errno::Errno;
+use crate::protocol::fault::Malformed;
 use crate::protocol::message::{InnerForm, TxnRequest};
 use crate::protocol::xml::{encode_rows, AnswerBody};
 use crate::store::{terminals, txn};
 
 /// The request MAC from `Referer` and/or `X-Cardswitch-Mac`. `Err(1001)`:
-/// missing, repeated or malformed; `Err(1007)`: both present and different.
-pub fn request_mac(h: &HeaderMap) -> Result<[u8; 32], Errno> {
-    let one = |name: &str| -> Result<Option<[u8; 32]>, Errno> {
+/// missing, repeated or malformed (naming the header); `Err(1007)`: both
+/// present and different.
+pub fn request_mac(h: &HeaderMap) -> Result<[u8; 32], MacHeaderFault> {
+    let one = |name: &'static str| -> Result<Option<[u8; 32]>, MacHeaderFault> {
         let mut all = h.get_all(name).iter();
+        let bad = MacHeaderFault::Malformed(name);
         match (all.next(), all.next()) {
             (None, _) => Ok(None),
-            (Some(v), None) => canonical::parse_mac_header(v.as_bytes()).map(Some),
-            _ => Err(Errno::Malformed),
+            (Some(v), None) => canonical::parse_mac_header(v.as_bytes())
+                .map(Some)
+                .map_err(|_| bad),
+            _ => Err(bad),
         }
     };
     match (one("referer")?, one("x-cardswitch-mac")?) {
-        (None, None) => Err(Errno::Malformed),
+        (None, None) => Err(MacHeaderFault::Malformed("x-cardswitch-mac")),
         (Some(a), None) | (None, Some(a)) => Ok(a),
         (Some(a), Some(b)) if ct_eq(&a, &b) => Ok(a),
-        _ => Err(Errno::BadMac),
+        _ => Err(MacHeaderFault::Differ),
     }
+}
+
+/// Why [`request_mac`] found no MAC to check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MacHeaderFault {
+    /// 1001: missing (named as `x-cardswitch-mac`), repeated or malformed.
+    Malformed(&'static str),
+    /// 1007: `Referer` and `X-Cardswitch-Mac` carry different MACs.
+    Differ,
 }
 
 /// protocol.md §4 in its order: outer form (1001), terminal and session
@@ -42,14 +56,10 @@ pub fn request_mac(h: &HeaderMap) -> Result<[u8; 32], Errno> {
 /// form (1001), then the ledger. (The source address's rate was checked in
 /// the prelude.)
 pub async fn txn(state: &AppState, peer: SocketAddr, headers: &HeaderMap, body: Bytes) -> Answer {
-    let mut refusal = Refusal {
-        path: "/v1/txn",
-        terminal: None,
-        peer,
-    };
+    let mut refusal = Refusal::unproved("/v1/txn", peer);
     let req = match TxnRequest::parse(&body) {
         Ok(r) => r,
-        Err(e) => return refusal.answer(state, e, "txn form", None).await,
+        Err(m) => return refusal.malformed(state, &m, "txn form", None).await,
     };
     refusal.terminal = Some(&req.terminal);
     let (session, store_id) = match session_of(state, &refusal, &req).await {
@@ -68,6 +78,7 @@ pub async fn txn(state: &AppState, peer: SocketAddr, headers: &HeaderMap, body: 
     if let Err(a) = check_window_and_mac(state, &refusal, &req, headers, &mac).await {
         return a;
     }
+    refusal.proved = true;
     // Only a request that proved the terminal's key counts against the
     // terminal: terminal ids are not secret, and an outsider's requests
     // naming one must not use up its own budget (they count against their
@@ -128,15 +139,16 @@ async fn check_window_and_mac(
     }
     match request_mac(headers) {
         Ok(given) if ct_eq(&given, &mac.request_mac) => Ok(()),
-        Ok(_) | Err(Errno::BadMac) => {
+        Ok(_) | Err(MacHeaderFault::Differ) => {
             tracing::warn!(terminal = %req.terminal, peer = %refusal.peer, "request MAC check failed");
             Err(refusal
                 .answer(state, Errno::BadMac, "wrong MAC", Some(mac))
                 .await)
         }
-        Err(e) => {
+        Err(MacHeaderFault::Malformed(header)) => {
             let why = "MAC header missing or malformed";
-            Err(refusal.answer(state, e, why, Some(mac)).await)
+            let m = Malformed::at(header);
+            Err(refusal.malformed(state, &m, why, Some(mac)).await)
         }
     }
 }
@@ -153,13 +165,17 @@ async fn open_inner(
     let plain = match aead::open(&mac.keys.enc, &req.iv, aad.as_bytes(), &req.data) {
         Ok(p) => p,
         Err(_) => {
-            let (e, why) = (Errno::DecryptFailed, "decryption failed");
+            let e = Refused::Errno(Errno::DecryptFailed);
+            let why = "decryption failed";
             return Err(spend_and_refuse(state, refusal, req, e, why, mac).await);
         }
     };
     match InnerForm::parse(plain.expose()) {
         Ok(f) => Ok(f),
-        Err(e) => Err(spend_and_refuse(state, refusal, req, e, "inner form", mac).await),
+        Err(m) => {
+            let e = Refused::Malformed(m);
+            Err(spend_and_refuse(state, refusal, req, e, "inner form", mac).await)
+        }
     }
 }
 
@@ -259,6 +275,7 @@ async fn session_lookup_failed(
                 state,
                 Errno::Tampered,
                 "session row failed its integrity check",
+                None,
             )
             .await;
         return proto::xml(Errno::KeyUnknown, &AnswerBody::None, None);
@@ -268,16 +285,25 @@ async fn session_lookup_failed(
         .await
 }
 
+/// What [`spend_and_refuse`] answers once the `ts` is spent.
+enum Refused {
+    Errno(Errno),
+    Malformed(Malformed),
+}
+
 async fn spend_and_refuse(
     state: &AppState,
     refusal: &Refusal<'_>,
     req: &TxnRequest,
-    errno: Errno,
+    refused: Refused,
     reason: &str,
     mac: &MacCtx<'_>,
 ) -> Answer {
     match txn::spend_ts(&state.pool, &req.terminal, req.ts as i64).await {
-        Ok(true) => refusal.answer(state, errno, reason, Some(mac)).await,
+        Ok(true) => match refused {
+            Refused::Errno(errno) => refusal.answer(state, errno, reason, Some(mac)).await,
+            Refused::Malformed(m) => refusal.malformed(state, &m, reason, Some(mac)).await,
+        },
         Ok(false) => {
             refusal
                 .answer(state, Errno::TsUsed, "ts used before", Some(mac))
@@ -302,8 +328,8 @@ async fn throttled(
     audit: bool,
 ) -> Answer {
     if audit {
-        let why = "terminal rate";
-        return spend_and_refuse(state, refusal, req, Errno::Throttled, why, mac).await;
+        let (e, why) = (Refused::Errno(Errno::Throttled), "terminal rate");
+        return spend_and_refuse(state, refusal, req, e, why, mac).await;
     }
     state.metrics.refused(Errno::Throttled.code());
     let errno = match txn::spend_ts(&state.pool, &req.terminal, req.ts as i64).await {
@@ -323,7 +349,10 @@ mod tests {
         let mac = [7u8; 32];
         let v = canonical::format_mac_header(&mac);
         let mut h = HeaderMap::new();
-        assert_eq!(request_mac(&h), Err(Errno::Malformed));
+        assert_eq!(
+            request_mac(&h),
+            Err(MacHeaderFault::Malformed("x-cardswitch-mac"))
+        );
         h.insert("referer", v.parse().unwrap());
         assert_eq!(request_mac(&h), Ok(mac));
         h.insert(
@@ -338,10 +367,10 @@ mod tests {
             "x-cardswitch-mac",
             canonical::format_mac_header(&[8u8; 32]).parse().unwrap(),
         );
-        assert_eq!(request_mac(&h), Err(Errno::BadMac));
+        assert_eq!(request_mac(&h), Err(MacHeaderFault::Differ));
         h.remove("referer");
         assert_eq!(request_mac(&h), Ok([8u8; 32]));
         h.insert("referer", "http://shop/".parse().unwrap());
-        assert_eq!(request_mac(&h), Err(Errno::Malformed));
+        assert_eq!(request_mac(&h), Err(MacHeaderFault::Malformed("referer")));
     }
 }

@@ -3,10 +3,15 @@
 //! before it, and `audit_head` keeps the last one, so a deleted, changed,
 //! inserted or reordered row breaks the chain.
 //!
-//! Inserts are serialised by a compare-and-swap on `audit_head`: read the
-//! head, take an id (after the read, so ids follow chain order), MAC the row,
-//! and insert it in the statement that moves the head, only if the head has
-//! not moved meanwhile; else read again.
+//! Two ways in, one chain. [`insert`] appends one row inside the caller's
+//! transaction (an ops action and its audit row commit together) by a
+//! compare-and-swap on `audit_head`: read the head, take an id (after the
+//! read, so ids follow chain order), MAC the row, and insert it in the
+//! statement that moves the head, only if the head has not moved meanwhile;
+//! else read again. [`append_batch`] is the daemon's audit writer's way
+//! (issue 12): it locks the head, takes its ids after the lock, and appends
+//! many rows in one statement, so a flood of refusals waits on one
+//! connection of its own instead of many pooled ones racing for the head.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -24,6 +29,18 @@ WITH h AS (
 )
 INSERT INTO audit (audit_id, at, kind, terminal_id, actor, source, detail, row_mac, mac_key_id)
 SELECT $1, $2, $3, $4, $5, $6, $7, $9, $8 FROM h";
+
+const LOCK_HEAD_SQL: &str = "SELECT last_id, last_mac,
+        date_trunc('milliseconds', clock_timestamp()) FROM audit_head FOR UPDATE";
+
+const IDS_SQL: &str = "SELECT nextval('audit_audit_id_seq') FROM generate_series(1, $1::int)";
+
+const BATCH_SQL: &str = "
+INSERT INTO audit (audit_id, at, kind, terminal_id, actor, source, detail, row_mac, mac_key_id)
+SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
+                     $6::text[], $7::jsonb[], $8::bytea[], $9::text[])";
+
+const SET_HEAD_SQL: &str = "UPDATE audit_head SET last_id = $1, last_mac = $2";
 
 /// The whole chain in chain order, as `verify` and `keys rotate-row-key`
 /// walk it: the columns [`chain_row`] reads, then `row_mac` (7) and
@@ -53,8 +70,12 @@ pub fn chain_row(r: &tokio_postgres::Row) -> (i64, crate::crypto::row::RowImage)
 /// lists it), so a kind's text never changes once written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuditKind {
-    /// A request refused (protocol.md §5), with its errno.
+    /// A request refused (protocol.md §5), with its errno, after it proved
+    /// its terminal's key (or a refusal of integrity, 3001).
     Refused,
+    /// The refusals of requests that proved no key, from one source address
+    /// in one minute, counted by errno (issue 12): one row, not one each.
+    RefusedUnproved,
     /// A row failed its integrity check on use (3001).
     Tampered,
     /// An office terminal read a card (protocol.md §6.1).
@@ -81,6 +102,7 @@ impl AuditKind {
     pub fn as_str(self) -> &'static str {
         match self {
             AuditKind::Refused => "refused",
+            AuditKind::RefusedUnproved => "refused.unproved",
             AuditKind::Tampered => "integrity.tampered",
             AuditKind::OfficeRead => "office.read",
             AuditKind::Repair => "verify.repair",
@@ -144,6 +166,103 @@ pub async fn insert<C: GenericClient>(
         }
     }
     Err(crate::Error::Contended("audit head"))
+}
+
+/// One audit row to append, as the daemon's audit writer queues it.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub kind: AuditKind,
+    pub terminal: Option<String>,
+    pub actor: Option<String>,
+    pub source: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+/// Appends `entries` in order in the caller's transaction (which commits
+/// them): the head locked, ids drawn after the lock, one chain through all
+/// of them, one insert. The lock is held to the caller's commit, so the
+/// caller keeps that short; [`insert`]s meanwhile wait on the head's row and
+/// then retry past the new head.
+pub async fn append_batch(
+    tx: &deadpool_postgres::Transaction<'_>,
+    keys: &RowKeys,
+    entries: &[Entry],
+) -> crate::Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let h = tx.query_one(LOCK_HEAD_SQL, &[]).await?;
+    let mut last_mac: Option<Vec<u8>> = h.get(1);
+    let at: DateTime<Utc> = h.get(2);
+    let n = i32::try_from(entries.len()).unwrap_or(i32::MAX);
+    let mut ids: Vec<i64> = tx
+        .query(IDS_SQL, &[&n])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    ids.sort_unstable();
+    let mut cols = BatchColumns::default();
+    for (id, e) in ids.iter().zip(entries) {
+        let img = audit_image(
+            *id,
+            at.timestamp_millis(),
+            e.kind.as_str(),
+            e.terminal.as_deref(),
+            e.actor.as_deref(),
+            e.source.as_deref(),
+            &e.detail,
+        );
+        let (mac, key_id) = keys.mac_with_id(&img, last_mac.as_deref());
+        cols.push(*id, at, e, mac.clone(), key_id);
+        last_mac = Some(mac);
+    }
+    let c = &cols;
+    tx.execute(
+        BATCH_SQL,
+        &[
+            &c.ids,
+            &c.ats,
+            &c.kinds,
+            &c.terminals,
+            &c.actors,
+            &c.sources,
+            &c.details,
+            &c.macs,
+            &c.key_ids,
+        ],
+    )
+    .await?;
+    tx.execute(SET_HEAD_SQL, &[&ids.last(), &last_mac]).await?;
+    Ok(())
+}
+
+/// [`BATCH_SQL`]'s arrays, one per column.
+#[derive(Default)]
+struct BatchColumns {
+    ids: Vec<i64>,
+    ats: Vec<DateTime<Utc>>,
+    kinds: Vec<&'static str>,
+    terminals: Vec<Option<String>>,
+    actors: Vec<Option<String>>,
+    sources: Vec<Option<String>>,
+    details: Vec<serde_json::Value>,
+    macs: Vec<Vec<u8>>,
+    key_ids: Vec<String>,
+}
+
+impl BatchColumns {
+    fn push(&mut self, id: i64, at: DateTime<Utc>, e: &Entry, mac: Vec<u8>, key_id: String) {
+        self.ids.push(id);
+        self.ats.push(at);
+        self.kinds.push(e.kind.as_str());
+        self.terminals.push(e.terminal.clone());
+        self.actors.push(e.actor.clone());
+        self.sources.push(e.source.clone());
+        self.details.push(e.detail.clone());
+        self.macs.push(mac);
+        self.key_ids.push(key_id);
+    }
 }
 
 /// How often an append re-reads a head that moved under it before giving

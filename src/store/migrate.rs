@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("migrations/0011_office_scope.sql"),
     ),
     (12, "events", include_str!("migrations/0012_events.sql")),
+    (
+        13,
+        "login_failures",
+        include_str!("migrations/0013_login_failures.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming our advisory lock.

@@ -133,21 +133,11 @@ async fn rewrite<C: GenericClient>(
         ),
         None,
     );
-    let reset = pw.is_some();
     Ok(c.execute(
         "UPDATE terminals SET status = $2, pw_hash = $3, pw_salt = $4, row_mac = $5,
-                mac_key_id = $6,
-                failed_logins = CASE WHEN $7 THEN 0 ELSE failed_logins END
+                mac_key_id = $6
           WHERE terminal_id = $1",
-        &[
-            &terminal,
-            &status,
-            &hash,
-            &salt,
-            &mac,
-            &keys.current_id(),
-            &reset,
-        ],
+        &[&terminal, &status, &hash, &salt, &mac, &keys.current_id()],
     )
     .await?
         == 1)
@@ -160,8 +150,6 @@ pub struct TerminalRow {
     pub status: String,
     pub pw_hash: Option<Vec<u8>>,
     pub pw_salt: Option<Vec<u8>>,
-    pub failed_logins: i32,
-    pub last_failed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub row_mac: Option<Vec<u8>>,
     pub mac_key_id: Option<String>,
@@ -195,8 +183,8 @@ impl TerminalRow {
 }
 
 pub(crate) const COLS: &str =
-    "terminal_id, coalesce(store_id, '*'), status, pw_hash, pw_salt, failed_logins, last_failed_at,
-     created_at, row_mac, mac_key_id, kind";
+    "terminal_id, coalesce(store_id, '*'), status, pw_hash, pw_salt, created_at, row_mac,
+     mac_key_id, kind";
 
 pub(crate) fn row(r: &tokio_postgres::Row) -> TerminalRow {
     TerminalRow {
@@ -205,12 +193,10 @@ pub(crate) fn row(r: &tokio_postgres::Row) -> TerminalRow {
         status: r.get(2),
         pw_hash: r.get(3),
         pw_salt: r.get(4),
-        failed_logins: r.get(5),
-        last_failed_at: r.get(6),
-        created_at: r.get(7),
-        row_mac: r.get(8),
-        mac_key_id: r.get(9),
-        kind_text: r.get(10),
+        created_at: r.get(5),
+        row_mac: r.get(6),
+        mac_key_id: r.get(7),
+        kind_text: r.get(8),
     }
 }
 
@@ -252,24 +238,4 @@ pub async fn set_password<C: GenericClient>(
     pw_salt: &[u8],
 ) -> PgResult<bool> {
     rewrite(c, keys, terminal, None, Some((pw_hash, pw_salt))).await
-}
-
-/// Counts one more failed login; returns the new count.
-pub async fn login_failed<C: GenericClient>(c: &C, terminal: &str) -> PgResult<i32> {
-    Ok(c.query_opt(
-        "UPDATE terminals SET failed_logins = failed_logins + 1, last_failed_at = now()
-              WHERE terminal_id = $1 RETURNING failed_logins",
-        &[&terminal],
-    )
-    .await?
-    .map_or(0, |r| r.get(0)))
-}
-
-pub async fn login_succeeded<C: GenericClient>(c: &C, terminal: &str) -> PgResult<()> {
-    c.execute(
-        "UPDATE terminals SET failed_logins = 0 WHERE terminal_id = $1 AND failed_logins <> 0",
-        &[&terminal],
-    )
-    .await?;
-    Ok(())
 }

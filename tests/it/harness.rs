@@ -393,14 +393,41 @@ impl Fixture {
         out
     }
 
-    pub async fn audit_count(&self) -> i64 {
+    /// Audit rows of refusals after `after_id`: those with a row of their
+    /// own, and the sum of the per-address tallies of unproved ones.
+    pub async fn refusals_audited(&self, after_id: i64) -> AuditedRefusals {
+        let r = self
+            .client()
+            .await
+            .query_one(
+                "SELECT count(*) FILTER (WHERE kind = 'refused'),
+                        coalesce(sum((detail->>'count')::bigint)
+                                 FILTER (WHERE kind = 'refused.unproved'), 0)::bigint
+                   FROM audit WHERE audit_id > $1",
+                &[&after_id],
+            )
+            .await
+            .unwrap();
+        AuditedRefusals {
+            own_rows: r.get(0),
+            tallied: r.get(1),
+        }
+    }
+
+    pub async fn last_audit_id(&self) -> i64 {
         self.client()
             .await
-            .query_one("SELECT count(*) FROM audit", &[])
+            .query_one("SELECT coalesce(max(audit_id), 0) FROM audit", &[])
             .await
             .unwrap()
             .get(0)
     }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct AuditedRefusals {
+    pub own_rows: i64,
+    pub tallied: i64,
 }
 
 /// Validates `doc` against `proto-spec/xsd/{xsd}` with xmllint (a missing

@@ -106,7 +106,7 @@ impl Req {
     /// The errno of the inner form's own parse (1001), for values its
     /// grammar refuses before the ledger sees them; 0 if it parses.
     pub fn parse_errno(&self) -> u16 {
-        InnerForm::parse(self.encoded().as_bytes()).map_or_else(|e| e.code(), |_| 0)
+        InnerForm::parse(self.encoded().as_bytes()).map_or_else(|_| 1001, |_| 0)
     }
 }
 

@@ -253,6 +253,13 @@ async fn the_cli_client_talks_to_cardswitch_serve() {
     let out = cli(&fx, &dir, &args);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("2001"));
+    // A field out of its grammar is named, before anything is sent.
+    let args = client_args(&["history", "--attr1", "CARD0001", "--attr2", "limit=0"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = cli(&fx, &dir, &args);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("field attr2.limit"), "{err}");
     let sessions: i64 = fx
         .client()
         .await

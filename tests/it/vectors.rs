@@ -14,7 +14,9 @@ use cardswitch::protocol::errno::Errno;
 use cardswitch::protocol::form::encode_form;
 use cardswitch::protocol::grammar::{base64, base64_encode};
 use cardswitch::protocol::message::{login_secret_plaintext, InnerForm};
-use cardswitch::protocol::xml::{encode_answer, encode_rows, AnswerBody, Row, Rows};
+use cardswitch::protocol::xml::{
+    encode_answer, encode_answer_at, encode_rows, AnswerBody, Row, Rows,
+};
 use serde_json::{json, Value};
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/proto-spec/vectors/v1.json");
@@ -133,6 +135,22 @@ fn derive(inp: &Value) -> Value {
         )],
     );
 
+    // A 1001 after the sid names its field (protocol.md §4.1), under the MAC.
+    let malformed_answer = encode_answer_at(
+        Errno::Malformed,
+        Some("attr2.limit"),
+        now,
+        &AnswerBody::None,
+    );
+    let malformed_mac = hmac_sha256(
+        keys.mac.expose(),
+        &[&canonical::response_mac_input(
+            ts,
+            &req_mac,
+            malformed_answer.as_bytes(),
+        )],
+    );
+
     json!({
         "root_public_key": base64_encode(root.spki_der()),
         "root_fingerprint": root.fingerprint_hex(),
@@ -169,6 +187,8 @@ fn derive(inp: &Value) -> Value {
         "x_cardswitch_mac": canonical::format_mac_header(&resp_mac),
         "error_answer_xml": error_answer,
         "error_x_cardswitch_mac": canonical::format_mac_header(&error_mac),
+        "malformed_answer_xml": malformed_answer,
+        "malformed_x_cardswitch_mac": canonical::format_mac_header(&malformed_mac),
     })
 }
 
@@ -267,6 +287,13 @@ fn generate() -> Value {
 
 #[test]
 fn known_answer_vectors() {
+    // `derived` only: the deterministic values recomputed from the stored
+    // inputs, the randomized ones (signatures) kept as they are.
+    if std::env::var_os("CARDSWITCH_WRITE_DERIVED_VECTORS").is_some() {
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(PATH).unwrap()).unwrap();
+        v["derived"] = derive(&v["inputs"]);
+        std::fs::write(PATH, serde_json::to_string_pretty(&v).unwrap() + "\n").unwrap();
+    }
     if std::env::var_os("CARDSWITCH_WRITE_VECTORS").is_some() {
         let v = generate();
         std::fs::create_dir_all(std::path::Path::new(PATH).parent().unwrap()).unwrap();
@@ -357,6 +384,7 @@ fn known_answer_vectors() {
         ("txn-answer.xsd", d("txn_answer_xml")),
         ("rows.xsd", d("result_rows_xml")),
         ("error.xsd", d("error_answer_xml")),
+        ("error.xsd", d("malformed_answer_xml")),
     ] {
         crate::harness::assert_valid(xsd, doc.as_bytes());
     }

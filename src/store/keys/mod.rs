@@ -195,7 +195,6 @@ pub async fn open_session(
         return Ok(false);
     }
     insert_session(&tx, keys, sid, terminal, key_id, not_after_ms).await?;
-    super::terminals::login_succeeded(&tx, terminal).await?;
     tx.commit().await?;
     Ok(true)
 }

@@ -83,33 +83,24 @@ async fn too_many_requests_get_1009() {
     d2.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn failed_logins_slow_down_but_never_lock_out() {
-    let Setup { fx, d, c, password } = setup().await;
-    for _ in 0..4 {
+/// `n` wrong-password logins of T1 from `c`, each refused 1003.
+async fn fail_logins(c: &Client, fx: &Fixture, n: usize) {
+    for _ in 0..n {
         let day = c.hello("T1", &fx.root, None).await.unwrap();
         let e = c
             .login("T1", "wrong password, long enough", &day)
             .await
             .unwrap_err();
-        assert_eq!(
-            e.downcast_ref::<cardswitch::client::Refused>()
-                .unwrap()
-                .errno,
-            Errno::LoginRefused
-        );
+        let refused = e.downcast_ref::<cardswitch::client::Refused>().unwrap();
+        assert_eq!(refused.errno, Errno::LoginRefused);
     }
-    let failed: i32 = fx
-        .client()
-        .await
-        .query_one(
-            "SELECT failed_logins FROM terminals WHERE terminal_id = 'T1'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(failed, 4);
+}
+
+#[tokio::test]
+async fn failed_logins_slow_down_their_source_but_never_lock_out() {
+    let Setup { fx, d, c, password } = setup().await;
+    // The terminal's own failures slow its own next login down.
+    fail_logins(&c, &fx, 4).await;
     let day = c.hello("T1", &fx.root, None).await.unwrap();
     let t = Instant::now();
     c.login("T1", &password, &day).await.unwrap();
@@ -118,9 +109,53 @@ async fn failed_logins_slow_down_but_never_lock_out() {
         "no slow-down: {:?}",
         t.elapsed()
     );
-    // The success reset the counter.
+    // The success reset the count.
     let t = Instant::now();
     c.login("T1", &password, &day).await.unwrap();
     assert!(t.elapsed() < Duration::from_millis(400));
+
+    // An outsider at another address, naming T1 with wrong passwords, slows
+    // down only itself: after six failures its next try waits 1.6 s, while
+    // T1's own login from its own address is not delayed at all.
+    let audit_before = fx.last_audit_id().await;
+    let outsider = Client::bound(&url(&d), "127.0.0.2".parse().unwrap());
+    fail_logins(&outsider, &fx, 6).await;
+    let t = Instant::now();
+    let s = c.handshake("T1", &password, &fx.root).await.unwrap();
+    assert!(
+        t.elapsed() < Duration::from_millis(1200),
+        "delayed by an outsider: {:?}",
+        t.elapsed()
+    );
+    let b = build(&s, c.clock.next(), QUERY);
+    expect_txn(&s, &b, &send_referer(&c, &b).await, Errno::Ok);
+    let t = Instant::now();
+    fail_logins(&outsider, &fx, 1).await;
+    assert!(
+        t.elapsed() >= Duration::from_millis(1600),
+        "{:?}",
+        t.elapsed()
+    );
+    // Failed logins write nothing per attempt: one tally row per address
+    // and minute, written when the minute ends (here, at shutdown).
     d.stop().await.unwrap();
+    let rows = fx
+        .client()
+        .await
+        .query(
+            "SELECT detail FROM audit
+              WHERE audit_id > $1 AND kind = 'refused.unproved' AND source = '127.0.0.2'",
+            &[&audit_before],
+        )
+        .await
+        .unwrap();
+    let failed: i64 = rows
+        .iter()
+        .map(|r| {
+            let d: serde_json::Value = r.get(0);
+            assert_eq!(d["terminals"][0], "T1", "{d}");
+            d["errnos"]["1003"].as_i64().unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(failed, 7);
 }

@@ -81,9 +81,33 @@ async fn concurrent_audit_inserts_keep_one_chain() {
             }
         }));
     }
+    // The daemon's audit writer appends in batches beside them.
+    for t in 0..2 {
+        let pool = l.pool.clone();
+        let env = l.env.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = pool.get().await.unwrap();
+            for i in 0..5 {
+                let entries: Vec<_> = (0..4)
+                    .map(|j| cardswitch::store::audit::Entry {
+                        kind: cardswitch::store::audit::AuditKind::RefusedUnproved,
+                        terminal: None,
+                        actor: None,
+                        source: Some("10.0.0.1".into()),
+                        detail: serde_json::json!({"batch": t, "i": i, "j": j}),
+                    })
+                    .collect();
+                let tx = c.transaction().await.unwrap();
+                cardswitch::store::audit::append_batch(&tx, &env.row_keys, &entries)
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+            }
+        }));
+    }
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(l.count("SELECT count(*) FROM audit").await, 80);
+    assert_eq!(l.count("SELECT count(*) FROM audit").await, 80 + 40);
     assert_clean(&l).await;
 }

@@ -4,6 +4,7 @@
 //! op carries it.
 
 use super::errno::Errno;
+use super::fault::Malformed;
 use super::form::Form;
 use super::grammar;
 use super::op::Op;
@@ -144,14 +145,13 @@ fn check_named(op: Op, name: &str, v: &str) -> Result<(), Errno> {
 
 /// Checks a decoded `attr2` against its op: every value in its grammar and
 /// every required name present (the allowed names were checked on decoding).
-pub fn check(op: Op, attr2: &Form) -> Result<(), Errno> {
+pub fn check(op: Op, attr2: &Form) -> Result<(), Malformed> {
     for (name, value) in attr2.pairs() {
-        check_value(op, name, value)?;
+        check_value(op, name, value).map_err(|_| Malformed::sent(Some("attr2"), name))?;
     }
-    if op.attr2_required().iter().all(|n| attr2.get(n).is_some()) {
-        Ok(())
-    } else {
-        Err(Errno::Malformed)
+    match op.attr2_required().iter().find(|n| attr2.get(n).is_none()) {
+        None => Ok(()),
+        Some(missing) => Err(Malformed::at(missing).within("attr2")),
     }
 }
 

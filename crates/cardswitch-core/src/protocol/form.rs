@@ -5,6 +5,7 @@
 //! the idempotency hash all assume one. See proto-spec/README.md §1.2.
 
 use super::errno::Errno;
+use super::fault::Malformed;
 
 /// Bodies and `attr2` values above this size are refused (protocol.md §1).
 pub const MAX_BODY: usize = 16 * 1024;
@@ -27,9 +28,9 @@ impl Form {
             .map(|(_, v)| v.as_str())
     }
 
-    /// A field the request cannot do without: missing is 1001.
-    pub fn require(&self, name: &str) -> Result<&str, Errno> {
-        self.get(name).ok_or(Errno::Malformed)
+    /// A field the request cannot do without: missing is 1001, at `name`.
+    pub fn require(&self, name: &str) -> Result<&str, Malformed> {
+        self.get(name).ok_or_else(|| Malformed::at(name))
     }
 
     /// The non-empty fields, in the order received.
@@ -49,19 +50,21 @@ impl Form {
 /// (`a=1&&b=2`, a trailing `&`); a pair without `=`; a `%` not followed by two
 /// hex digits; a name or value that is not UTF-8 once decoded; an unknown or
 /// repeated name (even if one of the repeats is empty).
-pub fn parse_form(body: &[u8], allowed: &[&str]) -> Result<Form, Errno> {
+/// The fault names the field when it can: the repeated or unknown name (if
+/// it looks like one), or the field whose value does not decode.
+pub fn parse_form(body: &[u8], allowed: &[&str]) -> Result<Form, Malformed> {
     parse(body, Some(allowed))
 }
 
 /// Like [`parse_form`] but with any names; used where the names are checked
 /// later or not at all (canonicalising an `attr2`).
-pub fn parse_form_any(body: &[u8]) -> Result<Form, Errno> {
+pub fn parse_form_any(body: &[u8]) -> Result<Form, Malformed> {
     parse(body, None)
 }
 
-fn parse(body: &[u8], allowed: Option<&[&str]>) -> Result<Form, Errno> {
+fn parse(body: &[u8], allowed: Option<&[&str]>) -> Result<Form, Malformed> {
     if body.len() > MAX_BODY {
-        return Err(Errno::Malformed);
+        return Err(Malformed::body());
     }
     let mut form = Form::default();
     if body.is_empty() {
@@ -75,14 +78,14 @@ fn parse(body: &[u8], allowed: Option<&[&str]>) -> Result<Form, Errno> {
         let eq = pair
             .iter()
             .position(|&b| b == b'=')
-            .ok_or(Errno::Malformed)?;
-        let name = decode_component(&pair[..eq])?;
+            .ok_or_else(Malformed::body)?;
+        let name = decode_component(&pair[..eq]).map_err(|_| Malformed::body())?;
         if allowed.is_some_and(|a| !a.contains(&name.as_str()))
             || pairs.iter().any(|(n, _)| *n == name)
         {
-            return Err(Errno::Malformed);
+            return Err(Malformed::sent(None, &name));
         }
-        let value = decode_component(&pair[eq + 1..])?;
+        let value = decode_component(&pair[eq + 1..]).map_err(|_| Malformed::sent(None, &name))?;
         pairs.push((name, value));
     }
     pairs.retain(|(_, v)| !v.is_empty());
@@ -91,9 +94,10 @@ fn parse(body: &[u8], allowed: Option<&[&str]>) -> Result<Form, Errno> {
 }
 
 /// Decodes an `attr2` value (already decoded once as a field of the inner
-/// form) as a form of its own, with the same strictness.
-pub fn parse_attr2(value: &str, allowed: &[&str]) -> Result<Form, Errno> {
-    parse_form(value.as_bytes(), allowed)
+/// form) as a form of its own, with the same strictness; a fault is named
+/// inside it (`attr2.pin`, or `attr2` as a whole).
+pub fn parse_attr2(value: &str, allowed: &[&str]) -> Result<Form, Malformed> {
+    parse_form(value.as_bytes(), allowed).map_err(|m| m.within("attr2"))
 }
 
 fn decode_component(raw: &[u8]) -> Result<String, Errno> {
@@ -178,7 +182,7 @@ mod tests {
         assert_eq!(f.get("a"), Some("1 2+3"));
         assert_eq!(f.get("b"), Some("x=&y"));
         assert_eq!(f.get("c d"), Some("é"));
-        assert_eq!(f.require("é"), Err(Errno::Malformed));
+        assert_eq!(f.require("é"), Err(Malformed::at("é")));
         assert_eq!(parse_form(b"a=AA==", F).unwrap().get("a"), Some("AA=="));
         assert_eq!(parse_form(b"%C3%a9=1", F).unwrap().get("é"), Some("1"));
         assert!(parse_form(b"", F).unwrap().is_empty());
@@ -189,33 +193,34 @@ mod tests {
         let f = parse_form(b"a=&b=2", F).unwrap();
         assert_eq!(f.get("a"), None);
         assert_eq!(f.pairs().collect::<Vec<_>>(), vec![("b", "2")]);
-        assert_eq!(parse_form(b"a=&a=1", F), Err(Errno::Malformed));
+        assert_eq!(parse_form(b"a=&a=1", F), Err(Malformed::at("a")));
     }
 
     #[test]
-    fn refuses() {
-        let bad: &[&[u8]] = &[
-            b"a=1&a=2",
-            b"a=1&z=2",
-            b"a=1&&b=2",
-            b"a=1&",
-            b"&a=1",
-            b"a",
-            b"a=%",
-            b"a=%4",
-            b"a=%G0",
-            b"a=%C3",
-            b"a=%FF",
-            b"a=1 2",
-            b"a=1\n",
-            b"a=\xc3\xa9",
-            b"a=\x00",
-            b"=1",
+    fn refuses_naming_the_field() {
+        let bad: &[(&[u8], &str)] = &[
+            (b"a=1&a=2", "a"),
+            (b"a=1&z=2", "z"),
+            (b"a=1&Z%3C=2", "body"),
+            (b"a=1&&b=2", "body"),
+            (b"a=1&", "body"),
+            (b"&a=1", "body"),
+            (b"a", "body"),
+            (b"a=%", "a"),
+            (b"a=%4", "a"),
+            (b"a=%G0", "a"),
+            (b"a=%C3", "a"),
+            (b"a=%FF", "a"),
+            (b"a=1 2", "a"),
+            (b"a=1\n", "a"),
+            (b"a=\xc3\xa9", "a"),
+            (b"a=\x00", "a"),
+            (b"=1", "body"),
         ];
-        for b in bad {
+        for (b, field) in bad {
             assert_eq!(
                 parse_form(b, F),
-                Err(Errno::Malformed),
+                Err(Malformed::at(field)),
                 "{:?}",
                 String::from_utf8_lossy(b)
             );
@@ -224,7 +229,7 @@ mod tests {
         big.resize(MAX_BODY, b'x');
         assert!(parse_form(&big, F).is_ok());
         big.push(b'x');
-        assert_eq!(parse_form(&big, F), Err(Errno::Malformed));
+        assert_eq!(parse_form(&big, F), Err(Malformed::body()));
     }
 
     #[test]
@@ -239,7 +244,11 @@ mod tests {
         let f = parse_form(outer.as_bytes(), &["attr2"]).unwrap();
         let a2 = parse_attr2(f.get("attr2").unwrap(), &["pin", "tender"]).unwrap();
         assert_eq!(a2.get("pin"), Some("12 34"));
-        assert_eq!(parse_attr2("pin=1&pin=2", &["pin"]), Err(Errno::Malformed));
+        assert_eq!(
+            parse_attr2("pin=1&pin=2", &["pin"]),
+            Err(Malformed::at("attr2.pin"))
+        );
+        assert_eq!(parse_attr2("pin", &["pin"]), Err(Malformed::at("attr2")));
     }
 
     proptest! {

@@ -5,6 +5,7 @@ use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
 use super::errno::Errno;
+use super::fault::{At, Malformed};
 use super::form::{encode_component, encode_form, parse_attr2, parse_form, parse_form_any};
 use super::grammar;
 use super::op::Attr1;
@@ -18,15 +19,18 @@ pub struct HelloRequest {
 }
 
 impl HelloRequest {
-    pub fn parse(body: &[u8]) -> Result<Self, Errno> {
+    pub fn parse(body: &[u8]) -> Result<Self, Malformed> {
         let f = parse_form(body, &["terminal", "ts", "root"])?;
         Ok(HelloRequest {
-            terminal: grammar::terminal(f.require("terminal")?)?.to_owned(),
-            ts: grammar::ts(f.require("ts")?)?,
+            terminal: grammar::terminal(f.require("terminal")?)
+                .at("terminal")?
+                .to_owned(),
+            ts: grammar::ts(f.require("ts")?).at("ts")?,
             root: f
                 .get("root")
                 .map(grammar::root_id)
-                .transpose()?
+                .transpose()
+                .at("root")?
                 .map(str::to_owned),
         })
     }
@@ -48,13 +52,17 @@ pub struct LoginRequest {
 }
 
 impl LoginRequest {
-    pub fn parse(body: &[u8]) -> Result<Self, Errno> {
+    pub fn parse(body: &[u8]) -> Result<Self, Malformed> {
         let f = parse_form(body, &["terminal", "key_id", "ts", "secret"])?;
         Ok(LoginRequest {
-            terminal: grammar::terminal(f.require("terminal")?)?.to_owned(),
-            key_id: grammar::key_id(f.require("key_id")?)?.to_owned(),
-            ts: grammar::ts(f.require("ts")?)?,
-            secret: grammar::base64(f.require("secret")?)?,
+            terminal: grammar::terminal(f.require("terminal")?)
+                .at("terminal")?
+                .to_owned(),
+            key_id: grammar::key_id(f.require("key_id")?)
+                .at("key_id")?
+                .to_owned(),
+            ts: grammar::ts(f.require("ts")?).at("ts")?,
+            secret: grammar::base64(f.require("secret")?).at("secret")?,
         })
     }
 
@@ -120,18 +128,23 @@ pub struct TxnRequest {
 }
 
 impl TxnRequest {
-    pub fn parse(body: &[u8]) -> Result<Self, Errno> {
+    /// Fields are checked in the order of the form (so the first at fault
+    /// is named), the `iv`'s length with it.
+    pub fn parse(body: &[u8]) -> Result<Self, Malformed> {
         let f = parse_form(body, &["terminal", "sid", "ts", "iv", "data"])?;
-        let iv = grammar::base64(f.require("iv")?)?;
+        let terminal = grammar::terminal(f.require("terminal")?).at("terminal")?;
+        let sid = grammar::sid(f.require("sid")?).at("sid")?;
+        let ts = grammar::ts(f.require("ts")?).at("ts")?;
+        let iv = grammar::base64(f.require("iv")?).at("iv")?;
         if iv.len() != IV_LEN {
-            return Err(Errno::Malformed);
+            return Err(Malformed::at("iv"));
         }
         Ok(TxnRequest {
-            terminal: grammar::terminal(f.require("terminal")?)?.to_owned(),
-            sid: grammar::sid(f.require("sid")?)?.to_owned(),
-            ts: grammar::ts(f.require("ts")?)?,
+            terminal: terminal.to_owned(),
+            sid: sid.to_owned(),
+            ts,
             iv,
-            data: grammar::base64(f.require("data")?)?,
+            data: grammar::base64(f.require("data")?).at("data")?,
         })
     }
 
@@ -172,31 +185,46 @@ const INNER_FIELDS: [&str; 6] = ["op", "amount", "order_no", "operator", "attr1"
 pub const CANONICAL_PREFIX: &str = "cardswitch-v1-inner\n";
 
 impl InnerForm {
-    pub fn parse(inner: &[u8]) -> Result<Self, Errno> {
+    /// A field sent to an op that takes none, or missing from one that
+    /// needs it, is at fault as much as one out of its grammar.
+    pub fn parse(inner: &[u8]) -> Result<Self, Malformed> {
         let f = parse_form(inner, &INNER_FIELDS)?;
-        let op = Op::parse(f.require("op")?)?;
-        let amount = f.get("amount").map(grammar::amount).transpose()?;
+        let op = Op::parse(f.require("op")?).at("op")?;
+        let amount = f
+            .get("amount")
+            .map(grammar::amount)
+            .transpose()
+            .at("amount")?;
         if amount.is_some() != op.needs_amount() {
-            return Err(Errno::Malformed);
+            return Err(Malformed::at("amount"));
         }
-        let order_no = f.get("order_no").map(grammar::order_no).transpose()?;
+        let order_no = f
+            .get("order_no")
+            .map(grammar::order_no)
+            .transpose()
+            .at("order_no")?;
         if order_no.is_some() != op.is_posting() {
-            return Err(Errno::Malformed);
+            return Err(Malformed::at("order_no"));
         }
-        let operator = f.get("operator").map(grammar::operator).transpose()?;
+        let operator = f
+            .get("operator")
+            .map(grammar::operator)
+            .transpose()
+            .at("operator")?;
         if op.is_manager() && operator.is_none() {
-            return Err(Errno::Malformed);
+            return Err(Malformed::at("operator"));
         }
         let attr1 = f.require("attr1")?;
         match op.attr1() {
-            Attr1::OrderNo => grammar::order_no(attr1).map(drop)?,
+            Attr1::OrderNo => grammar::order_no(attr1).map(drop),
             Attr1::PhoneOrCard => {
-                super::attr2::phone(attr1).or_else(|_| grammar::card(attr1).map(drop))?
+                super::attr2::phone(attr1).or_else(|_| grammar::card(attr1).map(drop))
             }
-            Attr1::Day => super::attr2::date(attr1)?,
-            Attr1::StoreOrAll => super::attr2::store(attr1)?,
-            Attr1::Card => grammar::card(attr1).map(drop)?,
+            Attr1::Day => super::attr2::date(attr1),
+            Attr1::StoreOrAll => super::attr2::store(attr1),
+            Attr1::Card => grammar::card(attr1).map(drop),
         }
+        .at("attr1")?;
         let attr2 = f.get("attr2");
         super::attr2::check(op, &parse_attr2(attr2.unwrap_or(""), op.attr2_fields())?)?;
         let own = |s: Option<&str>| s.map(str::to_owned);
@@ -216,7 +244,7 @@ impl InnerForm {
     }
 
     /// The named values of `attr2` (empty when absent).
-    pub fn attr2_form(&self) -> Result<super::form::Form, Errno> {
+    pub fn attr2_form(&self) -> Result<super::form::Form, Malformed> {
         parse_attr2(self.attr2.as_deref().unwrap_or(""), self.op.attr2_fields())
     }
 

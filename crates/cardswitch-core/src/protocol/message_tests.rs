@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 
 use super::errno::Errno;
+use super::fault::Malformed;
 use super::form::encode_form;
 use super::message::*;
 
@@ -21,15 +22,16 @@ fn hello() {
     let h = HelloRequest::parse(b"root=0123456789abcdef&ts=1795000000000&terminal=T").unwrap();
     assert_eq!(h.root.as_deref(), Some("0123456789abcdef"));
     assert_eq!(HelloRequest::parse(h.encode().as_bytes()), Ok(h));
-    for bad in [
-        &b"terminal=T"[..],
-        b"ts=1795000000000",
-        b"terminal=T&ts=1795000000000&root=XYZ",
-        b"terminal=T&ts=1795000000000&x=1",
-        b"terminal=T&ts=1795000000000&ts=1795000000001",
-        b"terminal=T.1&ts=1795000000000",
+    for (bad, field) in [
+        (&b"terminal=T"[..], "ts"),
+        (b"ts=1795000000000", "terminal"),
+        (b"terminal=T&ts=1795000000000&root=XYZ", "root"),
+        (b"terminal=T&ts=1795000000000&x=1", "x"),
+        (b"terminal=T&ts=1795000000000&ts=1795000000001", "ts"),
+        (b"terminal=T.1&ts=1795000000000", "terminal"),
+        (b"terminal=T&ts=01795000000000", "ts"),
     ] {
-        assert_eq!(HelloRequest::parse(bad), Err(Errno::Malformed));
+        assert_eq!(HelloRequest::parse(bad), Err(Malformed::at(field)));
     }
 }
 
@@ -46,11 +48,11 @@ fn login() {
     assert_eq!(LoginRequest::parse(enc.as_bytes()), Ok(l));
     assert_eq!(
         LoginRequest::parse(b"terminal=T&key_id=k&ts=1795000000000&secret=AA"),
-        Err(Errno::Malformed)
+        Err(Malformed::at("secret"))
     );
     assert_eq!(
         LoginRequest::parse(b"terminal=T&key_id=k&ts=1795000000000"),
-        Err(Errno::Malformed)
+        Err(Malformed::at("secret"))
     );
 }
 
@@ -94,11 +96,11 @@ fn txn() {
     };
     assert_eq!(
         TxnRequest::parse(short_iv.encode().as_bytes()),
-        Err(Errno::Malformed)
+        Err(Malformed::at("iv"))
     );
 }
 
-fn inner(pairs: &[(&str, &str)]) -> Result<InnerForm, Errno> {
+fn inner(pairs: &[(&str, &str)]) -> Result<InnerForm, Malformed> {
     InnerForm::parse(encode_form(pairs).as_bytes())
 }
 
@@ -129,84 +131,136 @@ fn inner_form_rules() {
         ("attr2", "mpin=1234&terminal=T2")
     ])
     .is_ok());
-    let bad: &[&[(&str, &str)]] = &[
-        &[("op", "sale"), ("attr1", "CARD1234")],
-        &[("op", "Query"), ("attr1", "CARD1234")],
-        &[("attr1", "CARD1234")],
-        &[("op", "query")],
-        &[("op", "query"), ("attr1", "C1")],
-        &[("op", "query"), ("attr1", "CARD1234"), ("order_no", "O1")],
-        &[("op", "query"), ("attr1", "CARD1234"), ("amount", "1")],
-        &[
-            ("op", "query"),
-            ("attr1", "CARD1234"),
-            ("attr2", "tender=cash"),
-        ],
-        &[
-            ("op", "query"),
-            ("attr1", "CARD1234"),
-            ("attr2", "pin=1&pin=2"),
-        ],
-        &[("op", "query"), ("attr1", "CARD1234"), ("attr2", "pin")],
-        &[("op", "debit"), ("order_no", "O1"), ("attr1", "CARD1234")],
-        &[
-            ("op", "debit"),
-            ("amount", "1.005"),
-            ("order_no", "O1"),
-            ("attr1", "CARD1234"),
-        ],
-        &[("op", "debit"), ("amount", "1"), ("attr1", "CARD1234")],
-        &[
-            ("op", "debit"),
-            ("amount", "1"),
-            ("order_no", "O 1"),
-            ("attr1", "CARD1234"),
-        ],
-        &[
-            ("op", "lock"),
-            ("order_no", "O1"),
-            ("attr1", "CARD1234"),
-            ("attr2", "mpin=1234"),
-        ],
-        &[
-            ("op", "lock"),
-            ("order_no", "O1"),
-            ("operator", "m1"),
-            ("attr1", "CARD1234"),
-        ],
-        &[
-            ("op", "lock"),
-            ("order_no", "O1"),
-            ("operator", "m.1"),
-            ("attr1", "CARD1234"),
-            ("attr2", "mpin=1234"),
-        ],
-        &[
-            ("op", "reverse"),
-            ("order_no", "O1"),
-            ("operator", "m"),
-            ("attr1", "O.1"),
-            ("attr2", "mpin=1234"),
-        ],
-        &[("op", "query"), ("attr1", "CARD1234"), ("extra", "1")],
-        &[("op", "query"), ("attr1", "CARD1234"), ("attr2", "pin=12")],
-        &[
-            ("op", "register"),
-            ("order_no", "R1"),
-            ("attr1", "NEW1"),
-            ("attr2", "name=Li&phone=13800000000"),
-        ],
-        &[
-            ("op", "transfer"),
-            ("amount", "1"),
-            ("order_no", "O1"),
-            ("operator", "m"),
-            ("attr1", "CARD1"),
-            ("attr2", "mpin=1234"),
-        ],
+    let bad: &[(&[(&str, &str)], &str)] = &[
+        (&[("op", "sale"), ("attr1", "CARD1234")], "op"),
+        (&[("op", "Query"), ("attr1", "CARD1234")], "op"),
+        (&[("attr1", "CARD1234")], "op"),
+        (&[("op", "query")], "attr1"),
+        (&[("op", "query"), ("attr1", "C1")], "attr1"),
+        (
+            &[("op", "query"), ("attr1", "CARD1234"), ("order_no", "O1")],
+            "order_no",
+        ),
+        (
+            &[("op", "query"), ("attr1", "CARD1234"), ("amount", "1")],
+            "amount",
+        ),
+        (
+            &[
+                ("op", "query"),
+                ("attr1", "CARD1234"),
+                ("attr2", "tender=cash"),
+            ],
+            "attr2.tender",
+        ),
+        (
+            &[
+                ("op", "query"),
+                ("attr1", "CARD1234"),
+                ("attr2", "pin=1&pin=2"),
+            ],
+            "attr2.pin",
+        ),
+        (
+            &[("op", "query"), ("attr1", "CARD1234"), ("attr2", "pin")],
+            "attr2",
+        ),
+        (
+            &[("op", "debit"), ("order_no", "O1"), ("attr1", "CARD1234")],
+            "amount",
+        ),
+        (
+            &[
+                ("op", "debit"),
+                ("amount", "1.005"),
+                ("order_no", "O1"),
+                ("attr1", "CARD1234"),
+            ],
+            "amount",
+        ),
+        (
+            &[("op", "debit"), ("amount", "1"), ("attr1", "CARD1234")],
+            "order_no",
+        ),
+        (
+            &[
+                ("op", "debit"),
+                ("amount", "1"),
+                ("order_no", "O 1"),
+                ("attr1", "CARD1234"),
+            ],
+            "order_no",
+        ),
+        (
+            &[
+                ("op", "lock"),
+                ("order_no", "O1"),
+                ("attr1", "CARD1234"),
+                ("attr2", "mpin=1234"),
+            ],
+            "operator",
+        ),
+        (
+            &[
+                ("op", "lock"),
+                ("order_no", "O1"),
+                ("operator", "m1"),
+                ("attr1", "CARD1234"),
+            ],
+            "attr2.mpin",
+        ),
+        (
+            &[
+                ("op", "lock"),
+                ("order_no", "O1"),
+                ("operator", "m.1"),
+                ("attr1", "CARD1234"),
+                ("attr2", "mpin=1234"),
+            ],
+            "operator",
+        ),
+        (
+            &[
+                ("op", "reverse"),
+                ("order_no", "O1"),
+                ("operator", "m"),
+                ("attr1", "O.1"),
+                ("attr2", "mpin=1234"),
+            ],
+            "attr1",
+        ),
+        (
+            &[("op", "query"), ("attr1", "CARD1234"), ("extra", "1")],
+            "extra",
+        ),
+        (
+            &[("op", "query"), ("attr1", "CARD1234"), ("attr2", "pin=12")],
+            "attr2.pin",
+        ),
+        (
+            &[
+                ("op", "register"),
+                ("order_no", "R1"),
+                ("attr1", "NEW1"),
+                ("attr2", "name=Li&phone=13800000000"),
+            ],
+            "attr2.level",
+        ),
+        (
+            &[
+                ("op", "transfer"),
+                ("amount", "1"),
+                ("order_no", "O1"),
+                ("operator", "m"),
+                ("attr1", "CARD1"),
+                ("attr2", "mpin=1234"),
+            ],
+            "attr2.to",
+        ),
     ];
-    for b in bad {
-        assert_eq!(inner(b), Err(Errno::Malformed), "{b:?}");
+
+    for (b, field) in bad {
+        assert_eq!(inner(b), Err(Malformed::at(field)), "{b:?}");
     }
 }
 

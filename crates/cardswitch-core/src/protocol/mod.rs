@@ -9,6 +9,7 @@ pub mod attr2;
 pub mod canonical;
 pub mod errno;
 pub mod events;
+pub mod fault;
 pub mod form;
 pub mod grammar;
 pub mod message;

@@ -69,6 +69,9 @@ pub enum AnswerBody {
 pub struct Answer {
     pub errno: Errno,
     pub errmsg: String,
+    /// A 1001's first field at fault (protocol.md §4.1), when the answer
+    /// names one.
+    pub field: Option<String>,
     pub now: u64,
     pub body: AnswerBody,
 }
@@ -160,6 +163,18 @@ pub fn encode_rows(rows: &Rows) -> String {
 
 /// A whole answer body, byte for byte what the daemon sends and MACs.
 pub fn encode_answer(errno: Errno, now_ms: u64, body: &AnswerBody) -> String {
+    encode_answer_at(errno, None, now_ms, body)
+}
+
+/// An answer naming the field at fault in `<field>`: every 1001 does
+/// (`body` when `field` is `None`), no other errno. `field` is a name of ours
+/// or one [`super::fault::Malformed::sent`] let through.
+pub fn encode_answer_at(
+    errno: Errno,
+    field: Option<&str>,
+    now_ms: u64,
+    body: &AnswerBody,
+) -> String {
     // Sized once: the fixed elements, the message, and the body.
     let body_len = match body {
         AnswerBody::None => 0,
@@ -179,6 +194,9 @@ pub fn encode_answer(errno: Errno, now_ms: u64, body: &AnswerBody) -> String {
     );
     leaf("errno", &errno.code().to_string(), &mut out);
     leaf("errmsg", errno.message(), &mut out);
+    if errno == Errno::Malformed {
+        leaf("field", field.unwrap_or("body"), &mut out);
+    }
     leaf("now", &now_ms.to_string(), &mut out);
     match body {
         AnswerBody::None => {}
@@ -331,8 +349,11 @@ pub fn parse_answer(bytes: &[u8]) -> Result<Answer, Errno> {
     if root.name != "result" || !root.attrs.is_empty() || !root.text.is_empty() {
         return Err(Errno::Malformed);
     }
-    let (head, rest) = match root.children.as_slice() {
-        [a, b, c, d, rest @ ..] if rest.len() <= 1 => ([a, b, c, d], rest),
+    let (head, field, rest) = match root.children.as_slice() {
+        [a, b, c, f, d, rest @ ..] if f.name == "field" && rest.len() <= 1 => {
+            ([a, b, c, d], Some(leaf_text(f, "field")?), rest)
+        }
+        [a, b, c, d, rest @ ..] if rest.len() <= 1 => ([a, b, c, d], None, rest),
         _ => return Err(Errno::Malformed),
     };
     let success = leaf_text(head[0], "success")?;
@@ -349,7 +370,7 @@ pub fn parse_answer(bytes: &[u8]) -> Result<Answer, Errno> {
         "0" => false,
         _ => return Err(Errno::Malformed),
     };
-    if success != (errno == Errno::Ok) {
+    if success != (errno == Errno::Ok) || (field.is_some() && errno != Errno::Malformed) {
         return Err(Errno::Malformed);
     }
     let body = match rest.first() {
@@ -373,6 +394,7 @@ pub fn parse_answer(bytes: &[u8]) -> Result<Answer, Errno> {
     Ok(Answer {
         errno,
         errmsg,
+        field,
         now,
         body,
     })

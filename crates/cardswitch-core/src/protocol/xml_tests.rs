@@ -66,6 +66,7 @@ fn round_trips() {
                 Answer {
                     errno,
                     errmsg: errno.message().into(),
+                    field: (errno == Errno::Malformed).then(|| "body".into()),
                     now: NOW,
                     body: body.clone()
                 }
