@@ -4,6 +4,7 @@ mod bench_smoke;
 mod events;
 mod foundation;
 mod harness;
+mod hostile;
 mod import;
 mod ledger;
 mod ledger_cli;
