@@ -4,11 +4,16 @@
 #![no_main]
 use cardswitch::ledger::request::{op_kind, Request};
 use cardswitch::protocol::errno::Errno;
+use cardswitch::protocol::fault::is_field_name;
 use cardswitch::protocol::message::InnerForm;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(f) = InnerForm::parse(data) {
+    let parsed = InnerForm::parse(data);
+    if let Err(m) = &parsed {
+        assert!(is_field_name(m.field()), "{m:?}");
+    }
+    if let Ok(f) = parsed {
         let again = InnerForm::parse(f.encode().as_bytes()).expect("re-encoded inner form parses");
         assert_eq!(again.digest(), f.digest());
         match Request::from_form(&f) {

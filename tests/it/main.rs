@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one private PostgreSQL cluster, a module per area.
 
 mod bench_smoke;
+mod crash;
 mod events;
 mod foundation;
 mod harness;
@@ -14,5 +15,6 @@ mod ledger_support;
 mod protocol;
 mod protocol_keys;
 mod reports;
+mod secrets_in_logs;
 mod tamper;
 mod vectors;

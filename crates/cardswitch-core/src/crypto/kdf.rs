@@ -1,8 +1,7 @@
 //! HKDF-SHA256 with 32 bytes of output (RFC 5869) and the protocol's key
 //! derivations (protocol.md §2 and §3.2).
 
-use hkdf::Hkdf;
-use sha2::Sha256;
+use aws_lc_rs::hkdf::{KeyType, Salt, HKDF_SHA256};
 
 use super::Secret32;
 
@@ -10,14 +9,25 @@ const INFO_ENC: &[u8] = b"cardswitch v1 enc";
 const INFO_MAC: &[u8] = b"cardswitch v1 mac";
 const INFO_WRAP: &[u8] = b"cardswitch v1 wrap";
 
-/// HKDF-SHA256 (extract then expand) to 32 bytes. An empty `salt` means 32
-/// zero bytes, as RFC 5869 and protocol.md §1 say; passing `None` to the
-/// hkdf crate does exactly that.
+/// The output length of [`hkdf32`], as aws-lc-rs asks for it.
+struct Len32;
+
+impl KeyType for Len32 {
+    fn len(&self) -> usize {
+        32
+    }
+}
+
+/// HKDF-SHA256 (extract then expand) to 32 bytes, through aws-lc-rs, whose
+/// pseudorandom key lives in memory it cleanses (issue 12; the RustCrypto
+/// hkdf crate left copies of it behind). An empty `salt` is the HMAC key of
+/// no bytes, which HMAC pads to the 32 zero bytes RFC 5869 and protocol.md
+/// §1 specify.
 pub fn hkdf32(ikm: &[u8], salt: &[u8], info: &[u8]) -> Secret32 {
-    let salt = if salt.is_empty() { None } else { Some(salt) };
-    let hk = Hkdf::<Sha256>::new(salt, ikm);
+    let prk = Salt::new(HKDF_SHA256, salt).extract(ikm);
     let mut out = Secret32::zeroed();
-    hk.expand(info, out.expose_mut())
+    prk.expand(&[info], Len32)
+        .and_then(|okm| okm.fill(out.expose_mut()))
         .expect("32 bytes is far below HKDF-SHA256's 8160-byte limit");
     out
 }

@@ -1,19 +1,22 @@
 //! HMAC-SHA256, SHA-256, and constant-time comparison.
 
-use hmac::{Hmac, Mac};
+use aws_lc_rs::hmac;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-type HmacSha256 = Hmac<Sha256>;
-
 /// HMAC-SHA256 under `key` over the concatenation of `parts`. Taking parts
-/// lets callers MAC `prefix || body` without copying the body.
+/// lets callers MAC `prefix || body` without copying the body. Through
+/// aws-lc-rs, whose key schedule (the padded key) lives in memory it
+/// cleanses when dropped (issue 12: the RustCrypto hmac crate's did not).
 pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let mut m = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    let key = hmac::Key::new(hmac::HMAC_SHA256, key);
+    let mut ctx = hmac::Context::with_key(&key);
     for part in parts {
-        m.update(part);
+        ctx.update(part);
     }
-    m.finalize().into_bytes().into()
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.sign().as_ref());
+    out
 }
 
 /// Whether `tag` is the HMAC-SHA256 of `parts` under `key`, compared in

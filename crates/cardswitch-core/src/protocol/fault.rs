@@ -61,6 +61,22 @@ impl Malformed {
     }
 }
 
+/// Whether `s` is a name a `<field>` may carry (`xsd/error.xsd`'s
+/// `FieldName`): what the fuzz targets assert of every fault.
+pub fn is_field_name(s: &str) -> bool {
+    let word = |w: &str| {
+        (1..=MAX_FIELD).contains(&w.len())
+            && w.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    };
+    let header = (1..=MAX_FIELD).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'-');
+    match s.split_once('.') {
+        Some((a, b)) => word(a) && word(b),
+        None => word(s) || header,
+    }
+}
+
 impl From<Malformed> for Errno {
     fn from(_: Malformed) -> Errno {
         Errno::Malformed
