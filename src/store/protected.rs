@@ -12,7 +12,8 @@ use tokio_postgres::Row;
 
 use crate::crypto::row::RowImage;
 use crate::integrity::{
-    level_image, member_image, operator_image, session_image, CardValues, PostingValues, RowKeys,
+    level_image, member_image, operator_image, session_image, CardValues, OrderValues,
+    PostingValues, RowKeys,
 };
 
 /// A table whose rows each carry `row_mac` and `mac_key_id` over an image of
@@ -143,6 +144,80 @@ pub fn posting_values(r: &Row) -> PostingValues {
         business_day: r.get(12),
         posted_at_ms: r.get(13),
     }
+}
+
+/// An `orders` row (issue 12): MACed when the posting commits, re-MACed
+/// by each reverse or refund of it.
+#[derive(Clone, Debug)]
+pub struct OrderRow {
+    pub values: OrderValues,
+    pub row_mac: Option<Vec<u8>>,
+    pub mac_key_id: Option<String>,
+}
+
+impl Protected for OrderRow {
+    const TABLE: &'static str = "orders";
+    const KEY: &'static [(&'static str, &'static str)] =
+        &[("terminal_id", "text"), ("order_no", "text")];
+    const COLUMNS: &'static str = "terminal_id, order_no, digest, op, card_no, cards, txn_id,
+        business_day::text, floor(extract(epoch FROM posted_at) * 1000)::bigint, amount, charged,
+        tender, points_earned, effects, answer, reversed, refunded, points_taken_back, row_mac,
+        mac_key_id";
+
+    fn decode(r: &Row) -> Self {
+        OrderRow {
+            values: OrderValues {
+                terminal_id: r.get(0),
+                order_no: r.get(1),
+                digest: r.get(2),
+                op: r.get(3),
+                card_no: r.get(4),
+                cards: r.get(5),
+                txn_id: r.get(6),
+                business_day: r.get(7),
+                posted_at_ms: r.get(8),
+                amount: r.get(9),
+                charged: r.get(10),
+                tender: r.get(11),
+                points_earned: r.get(12),
+                effects: r.get(13),
+                answer: r.get(14),
+                reversed: r.get(15),
+                refunded: r.get(16),
+                points_taken_back: r.get(17),
+            },
+            row_mac: r.get(18),
+            mac_key_id: r.get(19),
+        }
+    }
+
+    fn key(&self) -> Vec<String> {
+        vec![
+            self.values.terminal_id.clone(),
+            self.values.order_no.clone(),
+        ]
+    }
+
+    fn image(&self) -> RowImage {
+        self.values.image()
+    }
+
+    fn row_mac(&self) -> Option<&[u8]> {
+        self.row_mac.as_deref()
+    }
+
+    fn mac_key_id(&self) -> Option<&str> {
+        self.mac_key_id.as_deref()
+    }
+}
+
+/// The next `$3` orders after (`$1`, `$2`) in key order, locked.
+pub fn select_order_batch() -> String {
+    format!(
+        "SELECT {} FROM orders WHERE (terminal_id, order_no) > ($1::text, $2::text)
+          ORDER BY terminal_id, order_no LIMIT $3 FOR UPDATE",
+        OrderRow::COLUMNS
+    )
 }
 
 #[derive(Clone, Debug)]

@@ -34,12 +34,12 @@ use crate::integrity::{CardValues, RowKeys};
 use crate::store::keys::DayKeyRow;
 use crate::store::protected::{
     card_values, posting_values, remac_sql, select_all, select_batch, LevelRow, MemberRow,
-    OperatorRow, Protected, SessionRow, CARD_COLUMNS, POSTING_COLUMNS,
+    OperatorRow, OrderRow, Protected, SessionRow, CARD_COLUMNS, POSTING_COLUMNS,
 };
 use crate::store::terminals::TerminalRow;
 
 const CARD_BATCH: i64 = 500;
-const MEMBER_BATCH: i64 = 5_000;
+const ROW_BATCH: i64 = 5_000;
 
 #[derive(Debug, Default, serde::Serialize)]
 pub struct RekeyReport {
@@ -107,6 +107,7 @@ pub async fn rekey(
     small_tables(&run, &mut rep).await?;
     cards(&run, &mut rep).await?;
     members(&run, &mut rep).await?;
+    orders(&run, &mut rep).await?;
     audit(&run, &mut rep).await?;
     Ok(rep)
 }
@@ -363,13 +364,34 @@ async fn members(run: &Run<'_>, rep: &mut RekeyReport) -> anyhow::Result<()> {
     loop {
         let mut c = pool.get().await?;
         let tx = c.transaction().await?;
-        let rows = tx.query(&sql, &[&after, &MEMBER_BATCH]).await?;
+        let rows = tx.query(&sql, &[&after, &ROW_BATCH]).await?;
         let Some(last) = rows.last() else {
             tx.commit().await?;
             return Ok(());
         };
         after = MemberRow::decode(last).member_id.to_string();
         remac::<MemberRow>(&tx, &rows, run, rep).await?;
+        tx.commit().await?;
+    }
+}
+
+/// Orders in batches of (terminal, order number), a transaction each, the
+/// rows locked as a reverse or refund locks its original.
+async fn orders(run: &Run<'_>, rep: &mut RekeyReport) -> anyhow::Result<()> {
+    let pool = run.pool;
+    let sql = crate::store::protected::select_order_batch();
+    let mut after = (String::new(), String::new());
+    loop {
+        let mut c = pool.get().await?;
+        let tx = c.transaction().await?;
+        let rows = tx.query(&sql, &[&after.0, &after.1, &ROW_BATCH]).await?;
+        let Some(last) = rows.last() else {
+            tx.commit().await?;
+            return Ok(());
+        };
+        let last = OrderRow::decode(last).values;
+        after = (last.terminal_id, last.order_no);
+        remac::<OrderRow>(&tx, &rows, run, rep).await?;
         tx.commit().await?;
     }
 }

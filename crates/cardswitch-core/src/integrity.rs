@@ -255,6 +255,61 @@ impl PostingValues {
     }
 }
 
+/// An `orders` row's values (issue 12): what a replay answers again and
+/// what a reverse or refund reads — the request's digest, the posting's
+/// figures and effects, the answer as first sent — and the counters later
+/// reverses and refunds move (each of those re-MACs the row).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrderValues {
+    pub terminal_id: String,
+    pub order_no: String,
+    pub digest: Vec<u8>,
+    pub op: String,
+    pub card_no: Option<String>,
+    pub cards: Vec<String>,
+    pub txn_id: Option<i64>,
+    pub business_day: Option<String>,
+    pub posted_at_ms: Option<i64>,
+    pub amount: Decimal,
+    pub charged: Decimal,
+    pub tender: String,
+    pub points_earned: i64,
+    pub effects: Option<serde_json::Value>,
+    pub answer: Option<serde_json::Value>,
+    pub reversed: bool,
+    pub refunded: Decimal,
+    pub points_taken_back: i64,
+}
+
+impl OrderValues {
+    /// Keyed by terminal and order number: an answer copied onto another
+    /// order does not verify.
+    pub fn image(&self) -> RowImage {
+        let json = |v: &Option<serde_json::Value>| match v {
+            Some(v) => Value::Text(canonical_json(v)),
+            None => Value::Null,
+        };
+        let int = |v: Option<i64>| v.map_or(Value::Null, Value::Int);
+        RowImage::new("orders", &format!("{}/{}", self.terminal_id, self.order_no))
+            .with("digest", Value::Bytes(self.digest.clone()))
+            .with("op", Value::Text(self.op.clone()))
+            .with("card_no", text(self.card_no.as_deref()))
+            .with("cards", Value::Text(self.cards.join("\n")))
+            .with("txn_id", int(self.txn_id))
+            .with("business_day", text(self.business_day.as_deref()))
+            .with("posted_at", int(self.posted_at_ms))
+            .with("amount", Value::Money(self.amount))
+            .with("charged", Value::Money(self.charged))
+            .with("tender", Value::Text(self.tender.clone()))
+            .with("points_earned", Value::Int(self.points_earned))
+            .with("effects", json(&self.effects))
+            .with("answer", json(&self.answer))
+            .with("reversed", Value::Bool(self.reversed))
+            .with("refunded", Value::Money(self.refunded))
+            .with("points_taken_back", Value::Int(self.points_taken_back))
+    }
+}
+
 /// A member's values.
 pub fn member_image(
     member_id: i64,

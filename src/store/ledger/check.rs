@@ -105,13 +105,29 @@ pub(super) fn claimed(
         .iter()
         .map(|t| t.mac_key_id.as_deref())
         .chain(c.operator.iter().map(|o| o.mac_key_id.as_deref()))
-        .chain(c.cards.values().flat_map(CardRow::key_ids));
+        .chain(c.cards.values().flat_map(CardRow::key_ids))
+        .chain(c.orig.iter().map(|o| o.mac_key_id.as_deref()));
     known(keys, ids)?;
     check_terminal(keys, &ctx.terminal, c.terminal.as_ref())?;
     if let (Some(o), Some(id)) = (&c.operator, operator_id) {
         check_operator_row(keys, &ctx.store_id, id, o)?;
     }
+    if let Some(o) = &c.orig {
+        check_order(keys, o)?;
+    }
     Ok(())
+}
+
+/// An order a reverse or refund names, or a replay answers (issue 12): its
+/// figures, effects, answer and counters as the ledger wrote them.
+pub(super) fn check_order(keys: &RowKeys, o: &super::rows::OrigRow) -> Result<()> {
+    if o.mac_ok(keys)? {
+        return Ok(());
+    }
+    Err(tampered(format!(
+        "orders {}/{}: mac",
+        o.terminal, o.order_no
+    )))
 }
 
 /// What the load read: each card's chain end, the level of a register,

@@ -11,10 +11,11 @@ use tokio_postgres::types::ToSql;
 use super::check::TerminalRow;
 use super::load::LoadArgs;
 use super::rows::{json_col, json_col_opt, replayed_row, CardRow, OperatorRow, OrigRow};
-use super::sql::{claim_sql, claim_types, ClaimShape, PRIOR_SQL};
+use super::sql::{claim_sql, claim_types, order_row_sql, ClaimShape};
 use super::writes::RefusalWrites;
 use super::Outcome;
 use crate::error::{Error, Result};
+use crate::integrity::RowKeys;
 use crate::ledger::request::Request;
 use crate::protocol::errno::Errno;
 use crate::protocol::xml::Rows;
@@ -43,7 +44,7 @@ pub(super) async fn run(
     ctx: &TxnContext,
     req: &Request,
     args: &LoadArgs<'_>,
-    digest: &[u8],
+    (keys, digest): (&RowKeys, &[u8]),
 ) -> Result<Claim> {
     let shape = shape_of(req, &ctx.terminal, args);
     let row = claim_row(tx, ctx, req, args, shape, digest).await?;
@@ -51,7 +52,7 @@ pub(super) async fn run(
         return Err(Errno::TsUsed.into());
     }
     if req.order_no().is_some() && row.get::<_, i64>("claimed") == 0 {
-        return Ok(Claim::Settled(settle(tx, ctx, req, &row, digest).await?));
+        return Ok(Claim::Settled(settle(tx, ctx, req, keys, digest).await?));
     }
     let cards: Vec<CardRow> = json_col(&row, "cards", "card rows")?;
     Ok(Claim::Locked(Box::new(Claimed {
@@ -113,34 +114,42 @@ async fn claim_row(
 }
 
 /// An order number used before: the same request gets the stored answer
-/// (marked replayed), any other 2005. Nothing was claimed, so the refusal
-/// writes nothing but the `ts`.
+/// (marked replayed), any other 2006. Nothing was claimed, so the refusal
+/// writes nothing but the `ts`. What decides between the two, and what a
+/// replay answers, must be what the ledger wrote (issue 12): the row's MAC
+/// is checked first.
 async fn settle(
     tx: &TxnConn,
     ctx: &TxnContext,
     req: &Request,
-    row: &tokio_postgres::Row,
+    keys: &RowKeys,
     digest: &[u8],
 ) -> Result<Outcome> {
-    let mut prior: Option<(Vec<u8>, Option<Value>)> = row
-        .get::<_, Option<Vec<u8>>>("prior_digest")
-        .map(|d| (d, row.get("prior_answer")));
-    if prior.is_none() {
-        // The claim waited for a racing twin that committed after this
-        // statement's snapshot: read its row now.
-        let stmt = tx.prepare_cached(PRIOR_SQL).await?;
-        prior = tx
-            .query_opt(&stmt, &[&ctx.terminal, &req.order_no()])
-            .await?
-            .map(|row| (row.get(0), row.get(1)));
-    }
-    match prior {
-        Some((d, Some(answer))) if d == digest => {
+    let order = order_row(tx, ctx, req)
+        .await?
+        .ok_or_else(|| Error::internal("order claim failed but no order found"))?;
+    super::check::check_order(keys, &order)?;
+    match (hex::decode(&order.digest), order.answer) {
+        (Ok(d), Some(answer)) if d == digest => {
             Ok(Outcome::Answered(Rows(vec![replayed_row(answer)?])))
         }
-        Some(_) => Ok(RefusalWrites::default().refused(Errno::OrderReused)),
-        None => Err(Error::internal("order claim failed but no order found")),
+        _ => Ok(RefusalWrites::default().refused(Errno::OrderReused)),
     }
+}
+
+/// The whole `orders` row of this request's order number.
+async fn order_row(tx: &TxnConn, ctx: &TxnContext, req: &Request) -> Result<Option<OrigRow>> {
+    let stmt = tx.prepare_cached(&order_row_sql()).await?;
+    let Some(row) = tx
+        .query_opt(&stmt, &[&ctx.terminal, &req.order_no()])
+        .await?
+    else {
+        return Ok(None);
+    };
+    let json: Value = row.get(0);
+    serde_json::from_value(json)
+        .map(Some)
+        .map_err(|e| Error::internal(format!("order row: {e}")))
 }
 
 #[cfg(test)]

@@ -113,7 +113,7 @@ pub(crate) async fn execute(
         Err(errno) => return refused_before_work(tx, ctx, errno).await,
     };
     let args = LoadArgs::of(&req);
-    let claimed = match claim::run(tx, ctx, &req, &args, &form.digest()).await? {
+    let claimed = match claim::run(tx, ctx, &req, &args, (&env.row_keys, &form.digest())).await? {
         Claim::Settled(outcome) => return Ok(outcome),
         Claim::Locked(c) => c,
     };
@@ -154,7 +154,7 @@ pub(crate) async fn execute(
     let named = named_lots(orig.as_ref().map(|o| &o.1));
     let fetched = load::run(tx, &args, &named, folded, &cards).await?;
     check::fetched(&env.row_keys, &cards, &fetched)?;
-    let x = expire(env, &req, ctx, cards, fetched, orig, kind)?;
+    let x = expire(env, &req, ctx, cards, fetched, (orig, kind), form.digest())?;
     match then {
         Then::Read(r) => read(tx, ctx, &x, r, refuse).await,
         Then::Post(p) => post(tx, ctx, &x, p, refuse, operator_reset).await,
@@ -215,8 +215,8 @@ fn expire<'a>(
     ctx: &TxnContext,
     rows: BTreeMap<String, CardRow>,
     mut fetched: load::Fetched,
-    orig: Option<(OrigRow, Original)>,
-    kind: TerminalKind,
+    (orig, kind): (Option<(OrigRow, Original)>, TerminalKind),
+    digest: [u8; 32],
 ) -> Result<Loaded<'a>> {
     let now = crate::ledger::lots::truncate_ms(ctx.now);
     let mut lots = std::mem::take(&mut fetched.lots);
@@ -251,6 +251,7 @@ fn expire<'a>(
         fetched,
         orig,
         kind,
+        digest,
     })
 }
 

@@ -43,6 +43,8 @@ pub(super) struct Loaded<'a> {
     pub(super) orig: Option<(OrigRow, Original)>,
     /// The sending terminal's kind.
     pub(super) kind: TerminalKind,
+    /// The request's idempotency digest, as its order row keeps it.
+    pub(super) digest: [u8; 32],
 }
 
 impl Loaded<'_> {
@@ -270,10 +272,17 @@ pub(super) fn plan_writes(
     let row = answer(x, p, plan, txn_id, orig);
     w.order = Some(order_json(ctx, x, p, plan, &w, &effects, &row));
     if let (Some(u), Some(o)) = (&plan.original, orig) {
+        // The original's row re-MACed with its new counters (issue 12).
+        let mut v = o.values()?;
+        v.reversed |= u.mark_reversed;
+        v.refunded += u.refunded_add.amount();
+        v.points_taken_back += u.points_taken_back_add;
+        let (mac, key_id) = x.env.row_keys.mac_with_id(&v.image(), None);
         w.orig = Some(json!({
             "terminal_id": o.terminal, "order_no": u.order_no,
             "reversed": u.mark_reversed, "refunded_add": money_text(u.refunded_add),
             "taken_add": u.points_taken_back_add,
+            "row_mac": hex::encode(mac), "mac_key_id": key_id,
         }));
     }
     if operator_reset {
@@ -427,6 +436,8 @@ fn order_json(
     json!({
         "terminal_id": ctx.terminal,
         "order_no": p.order_no,
+        "digest": hex::encode(x.digest),
+        "op": x.req.op().as_str(),
         "card_no": plan.answer.card,
         "cards": plan.cards.iter().map(|c| c.card_no.clone()).collect::<Vec<_>>(),
         "txn_id": w.txn_id,

@@ -10,6 +10,7 @@ use std::str::FromStr;
 
 use crate::crypto::keyed_hash::{verify_keyed_hash, DOMAIN_CARD_PIN};
 use crate::error::{Error, Result};
+use crate::integrity::OrderValues;
 use crate::ledger::request::PinText;
 use crate::ledger::{
     CardState, CardStatus, Effect, Level, LotTake, Money, OpKind, Original, Pin, Role, Standing,
@@ -73,7 +74,65 @@ pub(super) struct OrigRow {
     pub(super) refunded: String,
     pub(super) points_taken_back: i64,
     pub(super) effects: Option<Value>,
+    pub(super) digest: String,
+    pub(super) card_no: Option<String>,
+    pub(super) cards: Vec<String>,
+    pub(super) txn_id: Option<i64>,
+    pub(super) posted_at: Option<i64>,
+    pub(super) answer: Option<Value>,
+    pub(super) row_mac: Option<String>,
+    pub(super) mac_key_id: Option<String>,
 }
+
+impl OrigRow {
+    /// What the row's MAC covers (issue 12).
+    pub(super) fn values(&self) -> Result<OrderValues> {
+        Ok(OrderValues {
+            terminal_id: self.terminal.clone(),
+            order_no: self.order_no.clone(),
+            digest: hex::decode(&self.digest).map_err(|_| Error::internal("stored digest"))?,
+            op: self.op.clone(),
+            card_no: self.card_no.clone(),
+            cards: self.cards.clone(),
+            txn_id: self.txn_id,
+            business_day: self.business_day.clone(),
+            posted_at_ms: self.posted_at,
+            amount: money(&self.amount)?.amount(),
+            charged: money(&self.charged)?.amount(),
+            tender: self.tender.clone(),
+            points_earned: self.points_earned,
+            effects: self.effects.clone(),
+            answer: self.answer.clone(),
+            reversed: self.reversed,
+            refunded: money(&self.refunded)?.amount(),
+            points_taken_back: self.points_taken_back,
+        })
+    }
+
+    /// Whether the row's MAC holds: a stored answer, original or counter
+    /// changed by SQL is refused on use (3001).
+    pub(super) fn mac_ok(&self, keys: &crate::integrity::RowKeys) -> Result<bool> {
+        let mac = match self.row_mac.as_deref().map(hex::decode) {
+            Some(Ok(m)) => Some(m),
+            _ => None,
+        };
+        Ok(keys.verify(
+            self.mac_key_id.as_deref(),
+            &self.values()?.image(),
+            None,
+            mac.as_deref(),
+        ))
+    }
+}
+
+/// The `orders` columns [`OrigRow`] reads, as a JSON row (`o` the table).
+pub(super) const ORDER_JSON_COLUMNS: &str = "o.terminal_id AS terminal, o.order_no, o.op,
+           o.business_day::text AS business_day, o.amount::text AS amount,
+           o.charged::text AS charged, o.tender, o.points_earned, o.reversed,
+           o.refunded::text AS refunded, o.points_taken_back, o.effects, o.cards,
+           encode(o.digest, 'hex') AS digest, o.card_no, o.txn_id,
+           floor(extract(epoch FROM o.posted_at) * 1000)::bigint AS posted_at, o.answer,
+           encode(o.row_mac, 'hex') AS row_mac, o.mac_key_id";
 
 #[derive(Deserialize)]
 pub(super) struct LotRow {

@@ -11,7 +11,7 @@ use super::check::json_dec;
 use super::rows::{hex_bytes, CardRow};
 use super::sql::{write_sql, WriteSection, WriteSections, REFUSE_SQL};
 use crate::error::{Error, Result};
-use crate::integrity::{member_image, CardValues, PostingValues, RowKeys};
+use crate::integrity::{member_image, CardValues, OrderValues, PostingValues, RowKeys};
 use crate::ledger::answer_row::{money_text, status_text};
 use crate::ledger::{
     business_day, CardChange, CardState, CardStatus, LotTake, Money, OpKind, Plan, Refusal,
@@ -19,6 +19,7 @@ use crate::ledger::{
 };
 use crate::protocol::errno::Errno;
 use crate::store::txn::{TxnContext, TxnEnv};
+use rust_decimal::Decimal;
 
 use super::Outcome;
 
@@ -171,6 +172,45 @@ fn mac_member(m: &mut Value, keys: &RowKeys) -> Result<()> {
     let (mac, id) = keys.mac_with_id(&img, None);
     m["row_mac"] = hex::encode(mac).into();
     m["mac_key_id"] = id.into();
+    Ok(())
+}
+
+/// The order row's MAC (issue 12), from its JSON row: nothing reversed or
+/// refunded yet.
+fn mac_order(o: &mut Value, keys: &RowKeys) -> Result<()> {
+    let t = |n: &str| o[n].as_str().map(str::to_owned);
+    let v = OrderValues {
+        terminal_id: t("terminal_id").unwrap_or_default(),
+        order_no: t("order_no").unwrap_or_default(),
+        digest: hex_bytes(&t("digest"))?.unwrap_or_default(),
+        op: t("op").unwrap_or_default(),
+        card_no: t("card_no"),
+        cards: o["cards"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        txn_id: o["txn_id"].as_i64(),
+        business_day: t("business_day"),
+        posted_at_ms: t("posted_at")
+            .and_then(|p| DateTime::parse_from_rfc3339(&p).ok())
+            .map(|p| p.timestamp_millis()),
+        amount: json_dec(o, "amount")?,
+        charged: json_dec(o, "charged")?,
+        tender: t("tender").unwrap_or_default(),
+        points_earned: o["points_earned"].as_i64().unwrap_or_default(),
+        effects: Some(o["effects"].clone()),
+        answer: Some(o["answer"].clone()),
+        reversed: false,
+        refunded: Decimal::ZERO,
+        points_taken_back: 0,
+    };
+    let (mac, id) = keys.mac_with_id(&v.image(), None);
+    o["row_mac"] = hex::encode(mac).into();
+    o["mac_key_id"] = id.into();
     Ok(())
 }
 
@@ -431,6 +471,9 @@ impl Writes {
         }
         for m in &mut self.members {
             mac_member(m, keys)?;
+        }
+        if let Some(o) = &mut self.order {
+            mac_order(o, keys)?;
         }
         Ok(())
     }

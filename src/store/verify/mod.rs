@@ -18,7 +18,7 @@ use tokio_postgres::Row;
 use crate::integrity::RowKeys;
 use crate::store::keys::DayKeyRow;
 use crate::store::protected::{
-    select_all, LevelRow, MemberRow, OperatorRow, Protected, SessionRow,
+    select_all, LevelRow, MemberRow, OperatorRow, OrderRow, Protected, SessionRow,
 };
 use crate::store::terminals::TerminalRow;
 
@@ -189,6 +189,7 @@ pub async fn verify(pool: &Pool, keys: &RowKeys, opts: Options) -> anyhow::Resul
         pb.set_message("cards");
         scan_cards(&ta, &tb, keys, &mut report, &mut scans, &pb).await?;
         scan::<MemberRow>(&ta, keys, &mut report, &pb).await?;
+        scan::<OrderRow>(&ta, keys, &mut report, &pb).await?;
         scan::<TerminalRow>(&ta, keys, &mut report, &pb).await?;
         scan::<OperatorRow>(&ta, keys, &mut report, &pb).await?;
         scan::<LevelRow>(&ta, keys, &mut report, &pb).await?;

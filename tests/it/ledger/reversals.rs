@@ -86,14 +86,7 @@ async fn reverse_undoes_whole() {
     // Only on the original's business day.
     l.ok(&req("topup", "CARD0005").amount("5").order("T9"))
         .await;
-    l.client()
-        .await
-        .execute(
-            "UPDATE orders SET business_day = business_day - 1 WHERE order_no = 'T9'",
-            &[],
-        )
-        .await
-        .unwrap();
+    l.backdate_order("T9").await;
     l.refused(&req("reverse", "T9").order("V7").mgr(), 2008)
         .await;
 

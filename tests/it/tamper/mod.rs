@@ -9,6 +9,7 @@
 mod audit;
 mod cards;
 mod key_rows;
+mod orders;
 mod postings;
 mod reference_rows;
 mod rotations;

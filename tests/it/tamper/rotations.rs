@@ -130,6 +130,7 @@ async fn unmaced_rows_are_adopted_on_request() {
                 chain_len = 0;
          UPDATE postings SET row_mac = NULL, mac_key_id = NULL;
          UPDATE members SET row_mac = NULL, mac_key_id = NULL;
+         UPDATE orders SET row_mac = NULL, mac_key_id = NULL;
          UPDATE audit SET row_mac = NULL, mac_key_id = NULL;
          UPDATE audit_head SET last_mac = NULL, last_id = NULL;",
     )

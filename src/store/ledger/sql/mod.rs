@@ -2,6 +2,7 @@
 //! the claim here, the load's columns in [`load`], the write's sections in
 //! [`write`]; [`statement_shapes`] lists every shape they can take.
 
+use super::rows::ORDER_JSON_COLUMNS;
 use tokio_postgres::types::Type;
 
 mod load;
@@ -116,9 +117,7 @@ fn claim_ctes(shape: ClaimShape) -> String {
     if shape.orig {
         sql.push_str(&format!(
             ", orig AS MATERIALIZED (
-    SELECT o.terminal_id AS terminal, o.order_no, o.op, o.business_day::text AS business_day,
-           o.amount::text AS amount, o.charged::text AS charged, o.tender, o.points_earned,
-           o.reversed, o.refunded::text AS refunded, o.points_taken_back, o.effects, o.cards
+    SELECT {ORDER_JSON_COLUMNS}
       FROM orders o JOIN terminals t ON t.terminal_id = o.terminal_id
      WHERE o.terminal_id = $9::text AND o.order_no = $10::text AND t.store_id = $3::text
        AND o.answer IS NOT NULL{after}
@@ -176,22 +175,12 @@ pub(super) fn find_sql() -> String {
 
 /// The claim's row: what each step found, `NULL` (or empty) for the steps
 /// the shape leaves out.
-fn claim_columns(shape: ClaimShape) -> [String; 9] {
+fn claim_columns(shape: ClaimShape) -> [String; 7] {
     let or_null =
         |on: bool, expr: &str, null: &str| if on { expr.to_owned() } else { null.to_owned() };
     [
         "(SELECT count(*) FROM ts)::bigint AS ts_ok".to_owned(),
         or_null(shape.order, "(SELECT count(*) FROM claim)::bigint", "0::bigint") + " AS claimed",
-        or_null(
-            shape.order,
-            "(SELECT o.digest FROM orders o WHERE o.terminal_id = $1::text AND o.order_no = $5::text)",
-            "NULL::bytea",
-        ) + " AS prior_digest",
-        or_null(
-            shape.order,
-            "(SELECT o.answer FROM orders o WHERE o.terminal_id = $1::text AND o.order_no = $5::text)",
-            "NULL::jsonb",
-        ) + " AS prior_answer",
         or_null(
             shape.operator,
             "(SELECT row_to_json(x) FROM (SELECT role, status, encode(pin_hash, 'hex') AS pin_hash,
@@ -216,8 +205,15 @@ fn claim_columns(shape: ClaimShape) -> [String; 9] {
     ]
 }
 
-pub(super) const PRIOR_SQL: &str =
-    "SELECT digest, answer FROM orders WHERE terminal_id = $1::text AND order_no = $2::text";
+/// The whole `orders` row of an order number used before, as JSON, for its
+/// MAC check (a statement of its own, so it sees a racing twin that
+/// committed after the claim's snapshot).
+pub(super) fn order_row_sql() -> String {
+    format!(
+        "SELECT row_to_json(x) FROM (SELECT {ORDER_JSON_COLUMNS} FROM orders o
+          WHERE o.terminal_id = $1::text AND o.order_no = $2::text) x"
+    )
+}
 
 /// One shape a ledger statement can take: its name (which sections it
 /// holds), its text and its parameter types.
@@ -290,7 +286,7 @@ pub fn statement_shapes() -> Vec<StatementShape> {
     });
     out.push(StatementShape {
         name: "prior".into(),
-        sql: PRIOR_SQL.into(),
+        sql: order_row_sql(),
         types: vec![],
     });
     out

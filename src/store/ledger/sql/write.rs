@@ -120,11 +120,13 @@ impl WriteSection {
     UPDATE orders o SET card_no = x.card_no, cards = x.cards, txn_id = x.txn_id,
            business_day = x.business_day, posted_at = x.posted_at, amount = x.amount,
            charged = x.charged, tender = x.tender, points_earned = x.points_earned,
-           effects = x.effects, answer = x.answer
+           effects = x.effects, answer = x.answer, row_mac = decode(x.row_mac, 'hex'),
+           mac_key_id = x.mac_key_id
       FROM j, jsonb_to_recordset(j.j->'order')
            AS x(terminal_id text, order_no text, card_no text, cards text[], txn_id bigint,
                 business_day date, posted_at timestamptz, amount numeric, charged numeric,
-                tender text, points_earned bigint, effects jsonb, answer jsonb)
+                tender text, points_earned bigint, effects jsonb, answer jsonb,
+                row_mac text, mac_key_id text)
      WHERE o.terminal_id = x.terminal_id AND o.order_no = x.order_no AND o.answer IS NULL
        AND o.terminal_id = ANY (ARRAY(SELECT e->>'terminal_id'
                                         FROM jsonb_array_elements($1::jsonb->'order') e))
@@ -133,10 +135,11 @@ impl WriteSection {
             WriteSection::Orig => "
     UPDATE orders o SET reversed = o.reversed OR x.reversed,
            refunded = o.refunded + x.refunded_add,
-           points_taken_back = o.points_taken_back + x.taken_add
+           points_taken_back = o.points_taken_back + x.taken_add,
+           row_mac = decode(x.row_mac, 'hex'), mac_key_id = x.mac_key_id
       FROM j, jsonb_to_recordset(j.j->'orig')
            AS x(terminal_id text, order_no text, reversed boolean, refunded_add numeric,
-                taken_add bigint)
+                taken_add bigint, row_mac text, mac_key_id text)
      WHERE o.terminal_id = x.terminal_id AND o.order_no = x.order_no
        AND o.terminal_id = ANY (ARRAY(SELECT e->>'terminal_id'
                                         FROM jsonb_array_elements($1::jsonb->'orig') e))
