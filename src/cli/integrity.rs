@@ -31,8 +31,8 @@ pub async fn verify_command(config: &Config, repair: bool, json: bool) -> anyhow
         }
         for r in &report.repaired {
             println!(
-                "repaired cards {}: {} (was {})",
-                r.card_no, r.restored, r.was
+                "repaired {} {}: {} (was {})",
+                r.table, r.key, r.restored, r.was
             );
         }
         let rows = report.total_rows();

@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "login_failures",
         include_str!("migrations/0013_login_failures.sql"),
     ),
+    (
+        14,
+        "sealed_copies",
+        include_str!("migrations/0014_sealed_copies.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming our advisory lock.

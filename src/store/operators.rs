@@ -57,22 +57,30 @@ pub async fn add_operator<C: GenericClient>(
     }
     anyhow::ensure!(role != "manager" || pin.is_some(), "a manager needs a PIN");
     let (hash, salt) = pin_columns(hash_key, pin);
-    let (mac, kid) = keys.mac_with_id(
-        &operator_image(
-            store_id,
-            operator_id,
-            role,
-            "active",
-            hash.as_deref(),
-            salt.as_deref(),
-        ),
-        None,
+    let img = operator_image(
+        store_id,
+        operator_id,
+        role,
+        "active",
+        hash.as_deref(),
+        salt.as_deref(),
     );
+    let (mac, kid) = keys.mac_with_id(&img, None);
+    let sealed = keys.seal(&img);
     c.execute(
         "INSERT INTO operators (store_id, operator_id, role, status, pin_hash, pin_salt,
-                row_mac, mac_key_id)
-         VALUES ($1, $2, $3, 'active', $4, $5, $6, $7)",
-        &[&store_id, &operator_id, &role, &hash, &salt, &mac, &kid],
+                row_mac, mac_key_id, sealed)
+         VALUES ($1, $2, $3, 'active', $4, $5, $6, $7, $8)",
+        &[
+            &store_id,
+            &operator_id,
+            &role,
+            &hash,
+            &salt,
+            &mac,
+            &kid,
+            &sealed,
+        ],
     )
     .await
     .map_err(|e| anyhow::anyhow!("cannot add operator {operator_id} to store {store_id}: {e}"))?;
@@ -126,23 +134,31 @@ async fn rewrite_operator<C: GenericClient>(
         Some((h, s)) => (Some(h), Some(s)),
         None => (r.get(1), r.get(2)),
     };
-    let (mac, kid) = keys.mac_with_id(
-        &operator_image(
-            store_id,
-            operator_id,
-            &role,
-            status,
-            hash.as_deref(),
-            salt.as_deref(),
-        ),
-        None,
+    let img = operator_image(
+        store_id,
+        operator_id,
+        &role,
+        status,
+        hash.as_deref(),
+        salt.as_deref(),
     );
+    let (mac, kid) = keys.mac_with_id(&img, None);
+    let sealed = keys.seal(&img);
     c.execute(
         "UPDATE operators SET status = $3, pin_hash = $4, pin_salt = $5, row_mac = $6,
-                mac_key_id = $7,
+                mac_key_id = $7, sealed = $8,
                 pin_fail_count = CASE WHEN $3 = 'active' THEN 0 ELSE pin_fail_count END
           WHERE store_id = $1 AND operator_id = $2",
-        &[&store_id, &operator_id, &status, &hash, &salt, &mac, &kid],
+        &[
+            &store_id,
+            &operator_id,
+            &status,
+            &hash,
+            &salt,
+            &mac,
+            &kid,
+            &sealed,
+        ],
     )
     .await?;
     Ok(())
@@ -209,11 +225,12 @@ pub async fn add_level<C: GenericClient>(
         crate::protocol::grammar::terminal(name).is_ok(),
         "level names are [A-Za-z0-9_-]{{1,32}}"
     );
-    let (mac, kid) = keys.mac_with_id(&level_image(name, discount, points_rate), None);
+    let img = level_image(name, discount, points_rate);
+    let (mac, kid) = keys.mac_with_id(&img, None);
     c.execute(
-        "INSERT INTO levels (level, discount, points_rate, row_mac, mac_key_id)
-         VALUES ($1, $2, $3, $4, $5)",
-        &[&name, &discount, &points_rate, &mac, &kid],
+        "INSERT INTO levels (level, discount, points_rate, row_mac, mac_key_id, sealed)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[&name, &discount, &points_rate, &mac, &kid, &keys.seal(&img)],
     )
     .await
     .map_err(|e| anyhow::anyhow!("cannot add level {name}: {e}"))?;

@@ -37,22 +37,20 @@ pub async fn add_terminal<C: GenericClient>(
     pw_hash: &[u8],
     pw_salt: &[u8],
 ) -> PgResult<bool> {
-    let (mac, _) = keys.mac_with_id(
-        &terminal_image(
-            terminal,
-            store_id,
-            kind.as_str(),
-            Standing::Active.as_str(),
-            Some(pw_hash),
-            Some(pw_salt),
-        ),
-        None,
+    let img = terminal_image(
+        terminal,
+        store_id,
+        kind.as_str(),
+        Standing::Active.as_str(),
+        Some(pw_hash),
+        Some(pw_salt),
     );
+    let (mac, _) = keys.mac_with_id(&img, None);
     let n = c
         .execute(
             "INSERT INTO terminals (terminal_id, store_id, status, pw_hash, pw_salt, pw_key_id,
-                 row_mac, mac_key_id, kind)
-             VALUES ($1, NULLIF($2, '*'), 'active', $3, $4, 'hash_key', $5, $6, $7)
+                 row_mac, mac_key_id, kind, sealed)
+             VALUES ($1, NULLIF($2, '*'), 'active', $3, $4, 'hash_key', $5, $6, $7, $8)
              ON CONFLICT DO NOTHING",
             &[
                 &terminal,
@@ -62,6 +60,7 @@ pub async fn add_terminal<C: GenericClient>(
                 &mac,
                 &keys.current_id(),
                 &kind.as_str(),
+                &keys.seal(&img),
             ],
         )
         .await?;
@@ -77,20 +76,18 @@ pub async fn add_terminal_without_password<C: GenericClient>(
     kind: TerminalKind,
 ) -> PgResult<bool> {
     let active = Standing::Active.as_str();
-    let mac = keys.mac(
-        &terminal_image(terminal, store_id, kind.as_str(), active, None, None),
-        None,
-    );
+    let img = terminal_image(terminal, store_id, kind.as_str(), active, None, None);
     let n = c
         .execute(
-            "INSERT INTO terminals (terminal_id, store_id, status, row_mac, mac_key_id, kind)
-             VALUES ($1, NULLIF($2, '*'), 'active', $3, $4, $5) ON CONFLICT DO NOTHING",
+            "INSERT INTO terminals (terminal_id, store_id, status, row_mac, mac_key_id, kind, sealed)
+             VALUES ($1, NULLIF($2, '*'), 'active', $3, $4, $5, $6) ON CONFLICT DO NOTHING",
             &[
                 &terminal,
                 &store_id,
-                &mac,
+                &keys.mac(&img, None),
                 &keys.current_id(),
                 &kind.as_str(),
+                &keys.seal(&img),
             ],
         )
         .await?;
@@ -122,22 +119,27 @@ async fn rewrite<C: GenericClient>(
         Some((h, s)) => (Some(h.to_vec()), Some(s.to_vec())),
         None => (r.get(2), r.get(3)),
     };
-    let mac = keys.mac(
-        &terminal_image(
-            terminal,
-            &store_id,
-            &kind,
-            &status,
-            hash.as_deref(),
-            salt.as_deref(),
-        ),
-        None,
+    let img = terminal_image(
+        terminal,
+        &store_id,
+        &kind,
+        &status,
+        hash.as_deref(),
+        salt.as_deref(),
     );
     Ok(c.execute(
         "UPDATE terminals SET status = $2, pw_hash = $3, pw_salt = $4, row_mac = $5,
-                mac_key_id = $6
+                mac_key_id = $6, sealed = $7
           WHERE terminal_id = $1",
-        &[&terminal, &status, &hash, &salt, &mac, &keys.current_id()],
+        &[
+            &terminal,
+            &status,
+            &hash,
+            &salt,
+            &keys.mac(&img, None),
+            &keys.current_id(),
+            &keys.seal(&img),
+        ],
     )
     .await?
         == 1)

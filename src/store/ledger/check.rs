@@ -392,14 +392,15 @@ fn check_operator_row(
     Ok(())
 }
 
-/// The MAC of the operator once disabled (a 5th wrong manager PIN), for the
-/// refusal's write to use if it disables it.
+/// The MAC and sealed copy of the operator once disabled (a 5th wrong
+/// manager PIN), for the refusal's write to use if it disables it.
 pub(super) fn operator_disabled_mac(
     keys: &RowKeys,
     store_id: &str,
     operator_id: &str,
     o: &super::rows::OperatorRow,
-) -> Result<(Vec<u8>, String)> {
-    let row = operator_row(store_id, operator_id, o, Standing::Disabled)?;
-    Ok(keys.mac_with_id(&row.image(), None))
+) -> Result<(Vec<u8>, String, Vec<u8>)> {
+    let img = operator_row(store_id, operator_id, o, Standing::Disabled)?.image();
+    let (mac, kid) = keys.mac_with_id(&img, None);
+    Ok((mac, kid, keys.seal(&img)))
 }

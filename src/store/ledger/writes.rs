@@ -40,8 +40,9 @@ pub(super) struct OperatorCount {
     pub(super) store_id: String,
     pub(super) operator_id: String,
     pub(super) reset: bool,
-    /// The operator's MAC should this wrong PIN disable it.
-    pub(super) disabled_mac: Option<(Vec<u8>, String)>,
+    /// The operator's MAC, its key id and its sealed copy should this wrong
+    /// PIN disable it.
+    pub(super) disabled_mac: Option<(Vec<u8>, String, Vec<u8>)>,
 }
 
 /// A card's PIN counter as the refusal leaves it, with the card re-MACed.
@@ -128,6 +129,7 @@ impl RefusalWrites {
                 &card.map(|c| c.sealed.as_slice()),
                 &disabled.map(|m| m.0.as_slice()),
                 &disabled.map(|m| m.1.as_str()),
+                &disabled.map(|m| m.2.as_slice()),
             ],
         )
         .await?;
@@ -156,7 +158,7 @@ pub(super) struct Writes {
     pub(super) operator_reset: Option<Value>,
 }
 
-/// A new member's row MAC, from its JSON row.
+/// A new member's row MAC and sealed copy, from its JSON row.
 fn mac_member(m: &mut Value, keys: &RowKeys) -> Result<()> {
     let t = |n: &str| m[n].as_str().map(str::to_owned);
     let img = member_image(
@@ -172,6 +174,7 @@ fn mac_member(m: &mut Value, keys: &RowKeys) -> Result<()> {
     let (mac, id) = keys.mac_with_id(&img, None);
     m["row_mac"] = hex::encode(mac).into();
     m["mac_key_id"] = id.into();
+    m["sealed"] = hex::encode(keys.seal(&img)).into();
     Ok(())
 }
 

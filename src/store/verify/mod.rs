@@ -44,7 +44,9 @@ pub struct Finding {
 /// A card restored from its sealed copy.
 #[derive(Clone, Debug, Serialize)]
 pub struct Repair {
-    pub card_no: String,
+    /// The table and key of the row restored.
+    pub table: String,
+    pub key: String,
     pub restored: serde_json::Value,
     pub was: serde_json::Value,
 }
@@ -164,7 +166,8 @@ async fn begin_pair<'a>(
     Ok((ta, tb))
 }
 
-/// Scans every protected table; with `repair`, restores the cards it can.
+/// Scans every protected table; with `repair`, restores the cards, and the
+/// members, terminals, operators and levels, that their sealed copies can.
 pub async fn verify(pool: &Pool, keys: &RowKeys, opts: Options) -> anyhow::Result<Report> {
     let started = std::time::Instant::now();
     let mut report = Report::default();
@@ -179,11 +182,11 @@ pub async fn verify(pool: &Pool, keys: &RowKeys, opts: Options) -> anyhow::Resul
                         (SELECT count(*) FROM members), (SELECT count(*) FROM terminals),
                         (SELECT count(*) FROM audit), (SELECT count(*) FROM operators),
                         (SELECT count(*) FROM levels), (SELECT count(*) FROM day_keys),
-                        (SELECT count(*) FROM sessions)",
+                        (SELECT count(*) FROM sessions), (SELECT count(*) FROM orders)",
                 &[],
             )
             .await?;
-        let total: i64 = (0..9).map(|i| counts.get::<_, i64>(i)).sum();
+        let total: i64 = (0..10).map(|i| counts.get::<_, i64>(i)).sum();
         let pb = bar(&opts, total.max(0) as u64);
 
         pb.set_message("cards");
@@ -203,6 +206,7 @@ pub async fn verify(pool: &Pool, keys: &RowKeys, opts: Options) -> anyhow::Resul
     }
     if opts.repair {
         repair(pool, keys, &mut report, &scans).await?;
+        repair::restore_rows(pool, keys, &mut report).await?;
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)

@@ -9,7 +9,7 @@ use super::{assert_clean, assert_found, busy_card, exec, next_posting_refused, v
 async fn repaired_exactly(l: &Ledger, no: &str, was: CardSnapshot) {
     let r = verify_report(l, true).await;
     assert!(
-        r.repaired.iter().any(|x| x.card_no == no),
+        r.repaired.iter().any(|x| x.table == "cards" && x.key == no),
         "not repaired: {r:#?}"
     );
     assert_eq!(l.card_row(no).await, was, "repair did not restore the card");

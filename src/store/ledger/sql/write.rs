@@ -54,12 +54,13 @@ impl WriteSection {
     fn sql(self) -> &'static str {
         match self {
             WriteSection::Members => "
-    INSERT INTO members (member_id, name, phone, birthday, referrer, level, row_mac, mac_key_id)
+    INSERT INTO members (member_id, name, phone, birthday, referrer, level, row_mac, mac_key_id,
+           sealed)
     SELECT x.member_id, x.name, x.phone, x.birthday, x.referrer, x.level,
-           decode(x.row_mac, 'hex'), x.mac_key_id
+           decode(x.row_mac, 'hex'), x.mac_key_id, decode(x.sealed, 'hex')
       FROM j, jsonb_to_recordset(j.j->'members')
            AS x(member_id bigint, name text, phone text, birthday date, referrer text,
-                level text, row_mac text, mac_key_id text)",
+                level text, row_mac text, mac_key_id text, sealed text)",
             WriteSection::NewCards => "
     INSERT INTO cards (card_no, member_id, status, balance, points, pin_hash, pin_salt, opened_at,
            row_mac, mac_key_id, sealed, last_mac, chain_len, store_id)
@@ -236,7 +237,9 @@ WITH d AS (
            row_mac = CASE WHEN NOT $9::bool AND pin_fail_count + 1 >= $8::integer
                           THEN $13::bytea ELSE row_mac END,
            mac_key_id = CASE WHEN NOT $9::bool AND pin_fail_count + 1 >= $8::integer
-                             THEN $14::text ELSE mac_key_id END
+                             THEN $14::text ELSE mac_key_id END,
+           sealed = CASE WHEN NOT $9::bool AND pin_fail_count + 1 >= $8::integer
+                         THEN $15::bytea ELSE sealed END
      WHERE store_id = $6::text AND operator_id = $7::text RETURNING 1
 )
 SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM c) + (SELECT count(*) FROM o)";
