@@ -12,8 +12,8 @@ use tokio_postgres::Row;
 
 use crate::crypto::row::RowImage;
 use crate::integrity::{
-    level_image, member_image, operator_image, session_image, CardValues, OrderValues,
-    PostingValues, RowKeys,
+    canonical_json, level_image, member_image, operator_image, session_image, CardValues,
+    OrderValues, PostingValues, RowKeys,
 };
 
 /// A table whose rows each carry `row_mac` and `mac_key_id` over an image of
@@ -180,8 +180,14 @@ impl Protected for OrderRow {
                 charged: r.get(10),
                 tender: r.get(11),
                 points_earned: r.get(12),
-                effects: r.get(13),
-                answer: r.get(14),
+                effects: r
+                    .get::<_, Option<serde_json::Value>>(13)
+                    .as_ref()
+                    .map(canonical_json),
+                answer: r
+                    .get::<_, Option<serde_json::Value>>(14)
+                    .as_ref()
+                    .map(canonical_json),
                 reversed: r.get(15),
                 refunded: r.get(16),
                 points_taken_back: r.get(17),

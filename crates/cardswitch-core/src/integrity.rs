@@ -274,8 +274,10 @@ pub struct OrderValues {
     pub charged: Decimal,
     pub tender: String,
     pub points_earned: i64,
-    pub effects: Option<serde_json::Value>,
-    pub answer: Option<serde_json::Value>,
+    /// The effects and the answer as [`canonical_json`] writes them (text,
+    /// so building the image copies no JSON tree).
+    pub effects: Option<String>,
+    pub answer: Option<String>,
     pub reversed: bool,
     pub refunded: Decimal,
     pub points_taken_back: i64,
@@ -285,10 +287,7 @@ impl OrderValues {
     /// Keyed by terminal and order number: an answer copied onto another
     /// order does not verify.
     pub fn image(&self) -> RowImage {
-        let json = |v: &Option<serde_json::Value>| match v {
-            Some(v) => Value::Text(canonical_json(v)),
-            None => Value::Null,
-        };
+        let json = |v: &Option<String>| text(v.as_deref());
         let int = |v: Option<i64>| v.map_or(Value::Null, Value::Int);
         RowImage::new("orders", &format!("{}/{}", self.terminal_id, self.order_no))
             .with("digest", Value::Bytes(self.digest.clone()))

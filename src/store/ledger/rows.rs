@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use crate::crypto::keyed_hash::{verify_keyed_hash, DOMAIN_CARD_PIN};
 use crate::error::{Error, Result};
-use crate::integrity::OrderValues;
+use crate::integrity::{canonical_json, OrderValues};
 use crate::ledger::request::PinText;
 use crate::ledger::{
     CardState, CardStatus, Effect, Level, LotTake, Money, OpKind, Original, Pin, Role, Standing,
@@ -101,8 +101,8 @@ impl OrigRow {
             charged: money(&self.charged)?.amount(),
             tender: self.tender.clone(),
             points_earned: self.points_earned,
-            effects: self.effects.clone(),
-            answer: self.answer.clone(),
+            effects: self.effects.as_ref().map(canonical_json),
+            answer: self.answer.as_ref().map(canonical_json),
             reversed: self.reversed,
             refunded: money(&self.refunded)?.amount(),
             points_taken_back: self.points_taken_back,

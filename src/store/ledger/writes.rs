@@ -11,7 +11,9 @@ use super::check::json_dec;
 use super::rows::{hex_bytes, CardRow};
 use super::sql::{write_sql, WriteSection, WriteSections, REFUSE_SQL};
 use crate::error::{Error, Result};
-use crate::integrity::{member_image, CardValues, OrderValues, PostingValues, RowKeys};
+use crate::integrity::{
+    canonical_json, member_image, CardValues, OrderValues, PostingValues, RowKeys,
+};
 use crate::ledger::answer_row::{money_text, status_text};
 use crate::ledger::{
     business_day, CardChange, CardState, CardStatus, LotTake, Money, OpKind, Plan, Refusal,
@@ -205,8 +207,8 @@ fn mac_order(o: &mut Value, keys: &RowKeys) -> Result<()> {
         charged: json_dec(o, "charged")?,
         tender: t("tender").unwrap_or_default(),
         points_earned: o["points_earned"].as_i64().unwrap_or_default(),
-        effects: Some(o["effects"].clone()),
-        answer: Some(o["answer"].clone()),
+        effects: Some(canonical_json(&o["effects"])),
+        answer: Some(canonical_json(&o["answer"])),
         reversed: false,
         refunded: Decimal::ZERO,
         points_taken_back: 0,
