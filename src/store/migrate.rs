@@ -56,6 +56,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "sealed_copies",
         include_str!("migrations/0014_sealed_copies.sql"),
     ),
+    (15, "lot_macs", include_str!("migrations/0015_lot_macs.sql")),
 ];
 
 /// An arbitrary constant naming our advisory lock.

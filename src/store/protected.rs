@@ -12,8 +12,8 @@ use tokio_postgres::Row;
 
 use crate::crypto::row::RowImage;
 use crate::integrity::{
-    canonical_json, level_image, member_image, operator_image, session_image, CardValues,
-    OrderValues, PostingValues, RowKeys,
+    canonical_json, level_image, lot_image, member_image, operator_image, session_image,
+    CardValues, OrderValues, PostingValues, RowKeys,
 };
 
 /// A table whose rows each carry `row_mac` and `mac_key_id` over an image of
@@ -206,6 +206,56 @@ impl Protected for OrderRow {
 
     fn image(&self) -> RowImage {
         self.values.image()
+    }
+
+    fn row_mac(&self) -> Option<&[u8]> {
+        self.row_mac.as_deref()
+    }
+
+    fn mac_key_id(&self) -> Option<&str> {
+        self.mac_key_id.as_deref()
+    }
+}
+
+/// A points lot (issue 12).
+#[derive(Clone, Debug)]
+pub struct PointsLotRow {
+    pub lot_id: i64,
+    pub card_no: String,
+    pub points_left: i64,
+    pub expires_at_ms: Option<i64>,
+    pub row_mac: Option<Vec<u8>>,
+    pub mac_key_id: Option<String>,
+}
+
+impl Protected for PointsLotRow {
+    const TABLE: &'static str = "lots";
+    const KEY: &'static [(&'static str, &'static str)] = &[("lot_id", "bigint")];
+    const COLUMNS: &'static str = "lot_id, card_no, points_left,
+        floor(extract(epoch FROM expires_at) * 1000)::bigint, row_mac, mac_key_id";
+
+    fn decode(r: &Row) -> Self {
+        PointsLotRow {
+            lot_id: r.get(0),
+            card_no: r.get(1),
+            points_left: r.get(2),
+            expires_at_ms: r.get(3),
+            row_mac: r.get(4),
+            mac_key_id: r.get(5),
+        }
+    }
+
+    fn key(&self) -> Vec<String> {
+        vec![self.lot_id.to_string()]
+    }
+
+    fn image(&self) -> RowImage {
+        lot_image(
+            self.lot_id,
+            &self.card_no,
+            self.points_left,
+            self.expires_at_ms,
+        )
     }
 
     fn row_mac(&self) -> Option<&[u8]> {

@@ -34,7 +34,7 @@ use crate::integrity::{CardValues, RowKeys};
 use crate::store::keys::DayKeyRow;
 use crate::store::protected::{
     card_values, posting_values, remac_sql, select_all, select_batch, LevelRow, MemberRow,
-    OperatorRow, OrderRow, Protected, SessionRow, CARD_COLUMNS, POSTING_COLUMNS,
+    OperatorRow, OrderRow, PointsLotRow, Protected, SessionRow, CARD_COLUMNS, POSTING_COLUMNS,
 };
 use crate::store::terminals::TerminalRow;
 
@@ -108,6 +108,7 @@ pub async fn rekey(
     cards(&run, &mut rep).await?;
     members(&run, &mut rep).await?;
     orders(&run, &mut rep).await?;
+    lots(&run, &mut rep).await?;
     audit(&run, &mut rep).await?;
     Ok(rep)
 }
@@ -371,6 +372,25 @@ async fn members(run: &Run<'_>, rep: &mut RekeyReport) -> anyhow::Result<()> {
         };
         after = MemberRow::decode(last).member_id.to_string();
         remac::<MemberRow>(&tx, &rows, run, rep).await?;
+        tx.commit().await?;
+    }
+}
+
+/// Lots in batches of ids, a transaction each.
+async fn lots(run: &Run<'_>, rep: &mut RekeyReport) -> anyhow::Result<()> {
+    let pool = run.pool;
+    let sql = select_batch::<PointsLotRow>();
+    let mut after = i64::MIN.to_string();
+    loop {
+        let mut c = pool.get().await?;
+        let tx = c.transaction().await?;
+        let rows = tx.query(&sql, &[&after, &ROW_BATCH]).await?;
+        let Some(last) = rows.last() else {
+            tx.commit().await?;
+            return Ok(());
+        };
+        after = PointsLotRow::decode(last).lot_id.to_string();
+        remac::<PointsLotRow>(&tx, &rows, run, rep).await?;
         tx.commit().await?;
     }
 }

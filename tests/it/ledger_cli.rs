@@ -237,11 +237,7 @@ async fn answer_rows_match_the_xsd() {
     ] {
         rows.push(l.ok(&r).await);
     }
-    l.client()
-        .await
-        .execute("UPDATE lots SET expires_at = now() - interval '1 day'", &[])
-        .await
-        .unwrap();
+    l.age_lots("SELECT lot_id FROM lots", "1 day").await;
     rows.push(
         l.ok(&req("replace", "XSDA0001")
             .order("N1")

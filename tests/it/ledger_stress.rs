@@ -223,16 +223,11 @@ async fn concurrent_mix_keeps_the_books() {
         let stop = stop.clone();
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                l.client()
-                    .await
-                    .execute(
-                        "UPDATE lots SET expires_at = now() - interval '1 second'
-                          WHERE lot_id IN (SELECT lot_id FROM lots WHERE points_left > 0
-                                            ORDER BY random() LIMIT 3)",
-                        &[],
-                    )
-                    .await
-                    .unwrap();
+                l.age_lots(
+                    "SELECT lot_id FROM lots WHERE points_left > 0 ORDER BY random() LIMIT 3",
+                    "1 second",
+                )
+                .await;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })

@@ -111,6 +111,51 @@ impl Req {
 }
 
 impl Ledger {
+    /// Makes the lots `lot_ids_sql` selects expire `ago` (an interval) in
+    /// the past, as time passing would: their cards locked first, as every
+    /// writer of lots does, and each lot's MAC written anew (an UPDATE alone
+    /// is tampering, and refused).
+    pub async fn age_lots(&self, lot_ids_sql: &str, ago: &str) {
+        let mut c = self.client().await;
+        let tx = c.transaction().await.unwrap();
+        let ids: Vec<i64> = tx
+            .query(lot_ids_sql, &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        tx.execute(
+            "SELECT 1 FROM cards WHERE card_no IN (SELECT card_no FROM lots WHERE lot_id = ANY ($1))
+              ORDER BY card_no FOR UPDATE",
+            &[&ids],
+        )
+        .await
+        .unwrap();
+        let aged = tx
+            .query(
+                &format!(
+                    "UPDATE lots SET expires_at = now() - interval '{ago}' WHERE lot_id = ANY ($1)
+                     RETURNING lot_id, card_no, points_left,
+                               floor(extract(epoch FROM expires_at) * 1000)::bigint"
+                ),
+                &[&ids],
+            )
+            .await
+            .unwrap();
+        for r in aged {
+            let img = cardswitch::integrity::lot_image(r.get(0), r.get(1), r.get(2), r.get(3));
+            let (mac, kid) = self.env.row_keys.mac_with_id(&img, None);
+            tx.execute(
+                "UPDATE lots SET row_mac = $2, mac_key_id = $3 WHERE lot_id = $1",
+                &[&r.get::<_, i64>(0), &mac, &kid],
+            )
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+
     /// Moves order `order_no` to the business day before, as if it had
     /// been posted then, its row MAC written anew as the ledger would have
     /// (an UPDATE alone is tampering, and refused).

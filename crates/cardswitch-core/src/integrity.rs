@@ -309,6 +309,21 @@ impl OrderValues {
     }
 }
 
+/// A points lot's values (issue 12): its card, what it still holds and
+/// until when (not its original points, creating txn or time, which decide
+/// nothing once it exists).
+pub fn lot_image(
+    lot_id: i64,
+    card_no: &str,
+    points_left: i64,
+    expires_at_ms: Option<i64>,
+) -> RowImage {
+    RowImage::new("lots", &lot_id.to_string())
+        .with("card_no", Value::Text(card_no.to_owned()))
+        .with("points_left", Value::Int(points_left))
+        .with("expires_at", expires_at_ms.map_or(Value::Null, Value::Int))
+}
+
 /// A member's values.
 pub fn member_image(
     member_id: i64,

@@ -114,6 +114,9 @@ pub(super) struct Fetched {
     pub(super) chains: Vec<ChainRow>,
     /// Each locked card's live lots (and those a reverse names), by id.
     pub(super) lots: BTreeMap<String, Vec<Lot>>,
+    /// The same lots as read, with their MACs: checked on use, and what a
+    /// move's new MAC starts from.
+    pub(super) lot_rows: Vec<LotRow>,
     pub(super) new_exists: bool,
     pub(super) lot_ids: Vec<i64>,
     pub(super) level: Option<LevelRow>,
@@ -153,7 +156,7 @@ pub(super) async fn run(
 fn decode(l: &tokio_postgres::Row, args: &LoadArgs<'_>, chains: Vec<ChainRow>) -> Result<Fetched> {
     let lot_rows: Vec<LotRow> = json_col(l, "lots", "lots")?;
     let mut lots: BTreeMap<String, Vec<Lot>> = BTreeMap::new();
-    for lr in lot_rows {
+    for lr in lot_rows.iter().cloned() {
         lots.entry(lr.card_no).or_default().push(Lot {
             id: lr.id,
             points_left: lr.left,
@@ -166,6 +169,7 @@ fn decode(l: &tokio_postgres::Row, args: &LoadArgs<'_>, chains: Vec<ChainRow>) -
     Ok(Fetched {
         chains,
         lots,
+        lot_rows,
         new_exists: l.get("new_exists"),
         lot_ids: l.get("lot_ids"),
         level: json_col_opt(l, "level", "level")?,

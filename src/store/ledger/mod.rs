@@ -312,7 +312,7 @@ async fn read(
     }
     if pin_reset.is_some() || !x.expiries.is_empty() {
         let txn_id = x.fetched.txn_id.unwrap_or_default();
-        let mut w = Writes::new(ctx, x.now, txn_id, x.env);
+        let mut w = Writes::new(ctx, x.now, txn_id, x.env).with_lots(&x.fetched.lot_rows);
         for c in &x.expiries {
             w.posting(c, OpKind::Expire, None, None, &[]);
         }

@@ -252,7 +252,7 @@ pub(super) fn plan_writes(
         .txn_id
         .ok_or_else(|| Error::internal("no txn id for a posting"))?;
     let orig = x.orig.as_ref().map(|o| &o.0);
-    let mut w = Writes::new(ctx, x.now, txn_id, x.env);
+    let mut w = Writes::new(ctx, x.now, txn_id, x.env).with_lots(&x.fetched.lot_rows);
     for c in &x.expiries {
         w.posting(c, OpKind::Expire, None, None, &[]);
     }

@@ -134,12 +134,23 @@ pub(super) const ORDER_JSON_COLUMNS: &str = "o.terminal_id AS terminal, o.order_
            floor(extract(epoch FROM o.posted_at) * 1000)::bigint AS posted_at, o.answer,
            encode(o.row_mac, 'hex') AS row_mac, o.mac_key_id";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 pub(super) struct LotRow {
     pub(super) card_no: String,
     pub(super) id: i64,
     pub(super) left: i64,
     pub(super) exp: Option<i64>,
+    pub(super) row_mac: Option<String>,
+    pub(super) mac_key_id: Option<String>,
+}
+
+impl LotRow {
+    /// Whether the lot's MAC holds (issue 12).
+    pub(super) fn mac_ok(&self, keys: &crate::integrity::RowKeys) -> bool {
+        let mac = self.row_mac.as_deref().and_then(|m| hex::decode(m).ok());
+        let img = crate::integrity::lot_image(self.id, &self.card_no, self.left, self.exp);
+        keys.verify(self.mac_key_id.as_deref(), &img, None, mac.as_deref())
+    }
 }
 
 #[derive(Deserialize)]

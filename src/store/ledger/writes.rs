@@ -8,11 +8,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
 
 use super::check::json_dec;
-use super::rows::{hex_bytes, CardRow};
+use super::rows::{hex_bytes, CardRow, LotRow};
 use super::sql::{write_sql, WriteSection, WriteSections, REFUSE_SQL};
 use crate::error::{Error, Result};
 use crate::integrity::{
-    canonical_json, member_image, CardValues, OrderValues, PostingValues, RowKeys,
+    canonical_json, lot_image, member_image, CardValues, OrderValues, PostingValues, RowKeys,
 };
 use crate::ledger::answer_row::{money_text, status_text};
 use crate::ledger::{
@@ -154,6 +154,9 @@ pub(super) struct Writes {
     pub(super) events: Vec<Value>,
     store: String,
     pub(super) lot_moves: BTreeMap<(i64, String), i64>,
+    /// Each loaded lot's points left and expiry (Unix ms) as read: what a
+    /// move's new MAC is computed from.
+    pub(super) lot_states: BTreeMap<i64, (i64, Option<i64>)>,
     pub(super) new_lots: Vec<Value>,
     pub(super) order: Option<Value>,
     pub(super) orig: Option<Value>,
@@ -233,11 +236,18 @@ impl Writes {
             events: vec![],
             store: ctx.store_id.clone(),
             lot_moves: BTreeMap::new(),
+            lot_states: BTreeMap::new(),
             new_lots: vec![],
             order: None,
             orig: None,
             operator_reset: None,
         }
+    }
+
+    /// The lots as the load read them, for the MACs of their moves.
+    pub(super) fn with_lots(mut self, lots: &[LotRow]) -> Writes {
+        self.lot_states = lots.iter().map(|l| (l.id, (l.left, l.exp))).collect();
+        self
     }
 
     /// One postings row for a card change; its lot moves recorded.
@@ -338,7 +348,7 @@ impl Writes {
         self.new_lots.push(json!({
             "lot_id": id, "card_no": card_no, "points": points,
             "expires_at": exp.map(|e| e.to_rfc3339()), "txn_id": self.txn_id,
-            "at": self.now.to_rfc3339(),
+            "at": self.now.to_rfc3339(), "exp_ms": exp.map(|e| e.timestamp_millis()),
         }));
     }
 
@@ -480,18 +490,42 @@ impl Writes {
         if let Some(o) = &mut self.order {
             mac_order(o, keys)?;
         }
+        for l in &mut self.new_lots {
+            let img = lot_image(
+                l["lot_id"].as_i64().unwrap_or_default(),
+                l["card_no"].as_str().unwrap_or_default(),
+                l["points"].as_i64().unwrap_or_default(),
+                l["exp_ms"].as_i64(),
+            );
+            let (mac, id) = keys.mac_with_id(&img, None);
+            l["row_mac"] = hex::encode(mac).into();
+            l["mac_key_id"] = id.into();
+        }
         Ok(())
+    }
+
+    /// The lot moves as the statement applies them, each with the lot's
+    /// new MAC (its points left as read plus the move).
+    fn lot_moves_json(&self, keys: &RowKeys) -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        for ((id, card), d) in self.lot_moves.iter().filter(|(_, d)| **d != 0) {
+            let (left, exp) = self
+                .lot_states
+                .get(id)
+                .ok_or_else(|| Error::internal("a lot moved that was not loaded"))?;
+            let (mac, key_id) = keys.mac_with_id(&lot_image(*id, card, left + d, *exp), None);
+            out.push(json!({
+                "lot_id": id, "card_no": card, "delta": d,
+                "row_mac": hex::encode(mac), "mac_key_id": key_id,
+            }));
+        }
+        Ok(out)
     }
 
     /// Writes it all in the transaction's last statement, which commits it.
     pub(super) async fn run(mut self, tx: &TxnConn, orders: i64, keys: &RowKeys) -> Result<()> {
         self.seal(keys)?;
-        let lot_moves: Vec<Value> = self
-            .lot_moves
-            .iter()
-            .filter(|(_, d)| **d != 0)
-            .map(|((id, card), d)| json!({"lot_id": id, "card_no": card, "delta": d}))
-            .collect();
+        let lot_moves = self.lot_moves_json(keys)?;
         let doc = json!({
             "members": self.members,
             "new_cards": self.new_cards,

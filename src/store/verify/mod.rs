@@ -18,7 +18,7 @@ use tokio_postgres::Row;
 use crate::integrity::RowKeys;
 use crate::store::keys::DayKeyRow;
 use crate::store::protected::{
-    select_all, LevelRow, MemberRow, OperatorRow, OrderRow, Protected, SessionRow,
+    select_all, LevelRow, MemberRow, OperatorRow, OrderRow, PointsLotRow, Protected, SessionRow,
 };
 use crate::store::terminals::TerminalRow;
 
@@ -182,17 +182,19 @@ pub async fn verify(pool: &Pool, keys: &RowKeys, opts: Options) -> anyhow::Resul
                         (SELECT count(*) FROM members), (SELECT count(*) FROM terminals),
                         (SELECT count(*) FROM audit), (SELECT count(*) FROM operators),
                         (SELECT count(*) FROM levels), (SELECT count(*) FROM day_keys),
-                        (SELECT count(*) FROM sessions), (SELECT count(*) FROM orders)",
+                        (SELECT count(*) FROM sessions), (SELECT count(*) FROM orders),
+                        (SELECT count(*) FROM lots)",
                 &[],
             )
             .await?;
-        let total: i64 = (0..10).map(|i| counts.get::<_, i64>(i)).sum();
+        let total: i64 = (0..11).map(|i| counts.get::<_, i64>(i)).sum();
         let pb = bar(&opts, total.max(0) as u64);
 
         pb.set_message("cards");
         scan_cards(&ta, &tb, keys, &mut report, &mut scans, &pb).await?;
         scan::<MemberRow>(&ta, keys, &mut report, &pb).await?;
         scan::<OrderRow>(&ta, keys, &mut report, &pb).await?;
+        scan::<PointsLotRow>(&ta, keys, &mut report, &pb).await?;
         scan::<TerminalRow>(&ta, keys, &mut report, &pb).await?;
         scan::<OperatorRow>(&ta, keys, &mut report, &pb).await?;
         scan::<LevelRow>(&ta, keys, &mut report, &pb).await?;

@@ -100,11 +100,7 @@ async fn a_statement_page_never_ends_inside_a_txn() {
         .await;
     // The earned points lapse: the next debit posts their expiry and itself
     // in one txn.
-    l.client()
-        .await
-        .batch_execute("UPDATE lots SET expires_at = now() - interval '1 day'")
-        .await
-        .unwrap();
+    l.age_lots("SELECT lot_id FROM lots", "1 day").await;
     l.ok(&req("debit", "CARD0001").amount("10").order("D2"))
         .await;
     let all = all_pages(&l, "CARD0001", 50).await;

@@ -87,14 +87,8 @@ async fn points_expire_lazily() {
             .await,
         2
     );
-    l.client()
-        .await
-        .execute(
-            "UPDATE lots SET expires_at = now() - interval '1 day' WHERE points = 100",
-            &[],
-        )
-        .await
-        .unwrap();
+    l.age_lots("SELECT lot_id FROM lots WHERE points = 100", "1 day")
+        .await;
     let q = l.ok(&req("query", "CARD0011")).await;
     assert_eq!(q.get("points"), Some("5"));
     assert_eq!(l.card_row("CARD0011").await.points, 5);

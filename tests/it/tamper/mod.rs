@@ -9,6 +9,7 @@
 mod audit;
 mod cards;
 mod key_rows;
+mod lots;
 mod orders;
 mod postings;
 mod reference_rows;

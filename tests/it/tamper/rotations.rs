@@ -131,6 +131,7 @@ async fn unmaced_rows_are_adopted_on_request() {
          UPDATE postings SET row_mac = NULL, mac_key_id = NULL;
          UPDATE members SET row_mac = NULL, mac_key_id = NULL;
          UPDATE orders SET row_mac = NULL, mac_key_id = NULL;
+         UPDATE lots SET row_mac = NULL, mac_key_id = NULL;
          UPDATE audit SET row_mac = NULL, mac_key_id = NULL;
          UPDATE audit_head SET last_mac = NULL, last_id = NULL;",
     )

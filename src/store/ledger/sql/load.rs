@@ -56,7 +56,8 @@ impl LoadColumn {
         match self {
             LoadColumn::Lots => {
                 "(SELECT coalesce(json_agg(json_build_object('card_no', card_no, 'id', lot_id,
-               'left', points_left, 'exp', floor(extract(epoch FROM expires_at) * 1000)::bigint)),
+               'left', points_left, 'exp', floor(extract(epoch FROM expires_at) * 1000)::bigint,
+               'row_mac', encode(row_mac, 'hex'), 'mac_key_id', mac_key_id)),
                '[]'::json) FROM lv)"
             }
             LoadColumn::NewExists => "EXISTS (SELECT 1 FROM cards WHERE card_no = {create})",
@@ -223,7 +224,7 @@ pub(super) fn load_part(mask: LoadColumns, p: &LoadParams) -> (Option<String>, S
     let lv = needs_lv.then(|| {
         fill(
             "lv AS (
-    SELECT card_no, lot_id, points_left, expires_at FROM lots
+    SELECT card_no, lot_id, points_left, expires_at, row_mac, mac_key_id FROM lots
      WHERE card_no = ANY ({cards}) AND (points_left > 0 OR lot_id = ANY ({named_lots}))
 )",
         )

@@ -106,17 +106,21 @@ impl WriteSection {
       FROM j, jsonb_to_recordset(j.j->'events')
            AS x(created_at timestamptz, card_no text, op text, store_id text, body jsonb)",
             WriteSection::LotMoves => "
-    UPDATE lots l SET points_left = l.points_left + x.delta
-      FROM j, jsonb_to_recordset(j.j->'lot_moves') AS x(lot_id bigint, card_no text, delta bigint)
+    UPDATE lots l SET points_left = l.points_left + x.delta, row_mac = decode(x.row_mac, 'hex'),
+           mac_key_id = x.mac_key_id
+      FROM j, jsonb_to_recordset(j.j->'lot_moves')
+           AS x(lot_id bigint, card_no text, delta bigint, row_mac text, mac_key_id text)
      WHERE l.lot_id = x.lot_id AND l.card_no = x.card_no
        AND l.lot_id = ANY (ARRAY(SELECT (e->>'lot_id')::bigint
                                    FROM jsonb_array_elements($1::jsonb->'lot_moves') e))",
             WriteSection::NewLots => "
-    INSERT INTO lots (lot_id, card_no, points, points_left, expires_at, txn_id, created_at)
-    SELECT x.lot_id, x.card_no, x.points, x.points, x.expires_at, x.txn_id, x.at
+    INSERT INTO lots (lot_id, card_no, points, points_left, expires_at, txn_id, created_at,
+           row_mac, mac_key_id)
+    SELECT x.lot_id, x.card_no, x.points, x.points, x.expires_at, x.txn_id, x.at,
+           decode(x.row_mac, 'hex'), x.mac_key_id
       FROM j, jsonb_to_recordset(j.j->'new_lots')
            AS x(lot_id bigint, card_no text, points bigint, expires_at timestamptz,
-                txn_id bigint, at timestamptz)",
+                txn_id bigint, at timestamptz, row_mac text, mac_key_id text)",
             WriteSection::Order => "
     UPDATE orders o SET card_no = x.card_no, cards = x.cards, txn_id = x.txn_id,
            business_day = x.business_day, posted_at = x.posted_at, amount = x.amount,
