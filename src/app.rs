@@ -67,6 +67,7 @@ pub async fn serve(
         ))
     };
     let key_task = tokio::spawn(key_upkeep(db.pool.clone(), config.clone(), ring.clone()));
+    let sweep_task = tokio::spawn(sweep_sessions(state.clone()));
     let deliverer = config
         .events
         .deliver
@@ -78,6 +79,7 @@ pub async fn serve(
     state.audit.stop().await;
     let _ = audit_task.await;
     upkeep.abort();
+    sweep_task.abort();
     listener_task.abort();
     key_task.abort();
     let closed = db.close().await;
@@ -85,6 +87,19 @@ pub async fn serve(
     closed.context("closing the database failed")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every [`crate::keys::ring::SWEEP_EVERY`]: cached sessions re-checked
+/// against their rows, the tampered dropped and counted.
+async fn sweep_sessions(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(crate::keys::ring::SWEEP_EVERY);
+    loop {
+        tick.tick().await;
+        match state.keys.sweep_sessions(&state.pool).await {
+            Ok(n) => (0..n).for_each(|_| state.metrics.tampered()),
+            Err(e) => tracing::warn!(error = %e, "session cache sweep failed; will retry"),
+        }
+    }
 }
 
 /// Hourly housekeeping: once-only partitions made ahead and old ones dropped;

@@ -59,6 +59,8 @@ pub struct Keyring {
     signer: RwLock<Arc<Signer>>,
     day_keys: Mutex<HashMap<String, Arc<OpenDayKey>>>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// The last sid [`Keyring::sweep_sessions`] checked.
+    swept_to: Mutex<String>,
     /// 0: not listening (bypass the session cache); else bumped on every
     /// (re)connection of the listener.
     generation: AtomicU64,
@@ -69,6 +71,10 @@ pub struct Keyring {
 
 /// Most sessions a cache holds before it is cleared (a crude bound).
 const CACHE_MAX: usize = 100_000;
+/// Cached sessions one sweep re-checks (one query).
+pub const SWEEP_MAX: usize = 2_000;
+/// How often the daemon sweeps its session cache.
+pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Keyring {
     /// Loads the master key file, the hash key and the current signer;
@@ -84,6 +90,7 @@ impl Keyring {
             signer: RwLock::new(Arc::new(signer)),
             day_keys: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
+            swept_to: Mutex::new(String::new()),
             generation: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
         })
@@ -248,6 +255,62 @@ impl Keyring {
         if let Err(e) = super::refresh_row_keys(c, &self.keys_dir, &self.row_keys).await {
             tracing::error!(error = %e, "cannot load the new row keys");
         }
+    }
+
+    /// Re-checks up to [`SWEEP_MAX`] cached sessions, round the cache in
+    /// turn, against their rows (issue 12): one whose row was changed by
+    /// SQL since it was cached (its MAC fails) is dropped at once and
+    /// reported, as is one revoked, expired or gone. The cache never served
+    /// a changed row's values (it keeps those it checked), but a session
+    /// whose row is tampered with is not to be trusted at all. Returns how
+    /// many failed their MAC.
+    pub async fn sweep_sessions(&self, pool: &Pool) -> crate::error::Result<usize> {
+        let sids: Vec<String> = {
+            let cache = self.sessions.lock().expect("lock");
+            let after = self.swept_to.lock().expect("lock").clone();
+            let mut all: Vec<&String> = cache.keys().collect();
+            all.sort();
+            let start = all.partition_point(|s| **s <= after);
+            let mut pick: Vec<String> = all[start..]
+                .iter()
+                .take(SWEEP_MAX)
+                .map(|s| (*s).clone())
+                .collect();
+            if pick.len() < SWEEP_MAX {
+                pick.extend(
+                    all[..start]
+                        .iter()
+                        .take(SWEEP_MAX - pick.len())
+                        .map(|s| (*s).clone()),
+                );
+            }
+            pick
+        };
+        if sids.is_empty() {
+            return Ok(0);
+        }
+        let rows = sk::session_checks(&pool.get().await?, &sids).await?;
+        let now = Utc::now().timestamp_millis();
+        let mut tampered = Vec::new();
+        let mut gone: std::collections::HashSet<&String> = sids.iter().collect();
+        for r in &rows {
+            if !r.mac_ok(&self.row_keys) {
+                tampered.push(r.sid.clone());
+            } else if !r.revoked && r.not_after_ms > now {
+                gone.remove(&r.sid);
+            }
+        }
+        let mut cache = self.sessions.lock().expect("lock");
+        for sid in &tampered {
+            tracing::error!(
+                sid = sid.as_str(),
+                "integrity check failed: a cached session's row was changed; dropped (3001)"
+            );
+        }
+        cache.retain(|sid, _| !gone.contains(sid) && !tampered.contains(sid));
+        drop(cache);
+        *self.swept_to.lock().expect("lock") = sids.iter().max().cloned().unwrap_or_default();
+        Ok(tampered.len())
     }
 
     /// Forgets everything cached about `terminal` (after a revoke).

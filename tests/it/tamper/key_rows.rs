@@ -159,6 +159,38 @@ async fn a_session_moved_to_another_terminal_is_found_and_refused() {
     assert_eq!(failures(&d).await, "cardswitch_integrity_failures_total 1");
 }
 
+/// A session the daemon cached while its row was sound, then its row
+/// changed by SQL (issue 12): the cache's sweep re-checks it within
+/// seconds, drops it and counts the failure; its next txn is refused.
+#[tokio::test]
+async fn a_cached_session_whose_row_is_changed_is_dropped_within_seconds() {
+    let Setup { fx, d, c, s, .. } = setup().await;
+    assert_eq!(txn_errno(&c, &s).await, Errno::Ok, "cached now");
+    exec(
+        &fx,
+        &format!(
+            "UPDATE sessions SET not_after = not_after + 86400000 WHERE sid = '{}'",
+            s.sid
+        ),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    loop {
+        if txn_errno(&c, &s).await == Errno::KeyUnknown {
+            break;
+        }
+        assert!(
+            started.elapsed() < cardswitch::keys::ring::SWEEP_EVERY * 5,
+            "the tampered session is still served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(failures(&d)
+        .await
+        .starts_with("cardswitch_integrity_failures_total "));
+    assert_ne!(failures(&d).await, "cardswitch_integrity_failures_total 0");
+}
+
 /// Waits until the daemon's first key upkeep has made tomorrow's day
 /// keys for both terminals (RSA, so it takes a while): it reads which
 /// terminals lack a key for today first, and would make T1 a new one
