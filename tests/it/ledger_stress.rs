@@ -45,7 +45,22 @@ fn cents(rng: &mut StdRng, max: i64) -> String {
     format!("{}.{:02}", c / 100, c % 100)
 }
 
-async fn worker(l: Arc<Ledger>, task: usize, stop: Arc<AtomicBool>) -> Tally {
+/// Time passing (lots aged by the test) stands in for what a real clock
+/// does without writing: it must not land between a request's claim and
+/// its write, so requests hold this shared, the clock exclusively.
+type Clock = Arc<tokio::sync::RwLock<()>>;
+
+async fn sent(
+    l: &Ledger,
+    clock: &Clock,
+    terminal: &str,
+    r: &Req,
+) -> cardswitch::error::Result<cardswitch::protocol::xml::Rows> {
+    let _running = clock.read().await;
+    l.send_from(terminal, r).await
+}
+
+async fn worker(l: Arc<Ledger>, task: usize, stop: Arc<AtomicBool>, clock: Clock) -> Tally {
     let mut rng = StdRng::seed_from_u64(task as u64 * 7919 + 1);
     let mut t = Tally::default();
     let mut n = 0u64;
@@ -116,7 +131,7 @@ async fn worker(l: Arc<Ledger>, task: usize, stop: Arc<AtomicBool>) -> Tally {
                 // The pair is posted back to back, so other tasks meet the
                 // status for a moment only.
                 let first = req(op1, &a).order(&order).mgr();
-                record(&mut t, &first, l.send_from(terminal, &first).await);
+                record(&mut t, &first, sent(&l, &clock, terminal, &first).await);
                 let o2 = format!("{order}b");
                 req(op2, &a).order(&o2).mgr()
             }
@@ -145,7 +160,7 @@ async fn worker(l: Arc<Ledger>, task: usize, stop: Arc<AtomicBool>) -> Tally {
                 let keys: Vec<&String> = t.sent.keys().collect();
                 let k = keys[rng.gen_range(0..keys.len())].clone();
                 let (r, txn) = t.sent[&k].clone();
-                let res = l.send_from(terminal, &r).await;
+                let res = sent(&l, &clock, terminal, &r).await;
                 match res {
                     Ok(rows) => {
                         let row = &rows.0[0];
@@ -165,7 +180,7 @@ async fn worker(l: Arc<Ledger>, task: usize, stop: Arc<AtomicBool>) -> Tally {
                 r
             }
         };
-        let res = l.send_from(terminal, &r).await;
+        let res = sent(&l, &clock, terminal, &r).await;
         record(&mut t, &r, res);
     }
     t
@@ -213,21 +228,31 @@ async fn concurrent_mix_keeps_the_books() {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut tasks = Vec::new();
+    let time = Clock::default();
     for task in 0..TASKS {
-        tasks.push(tokio::spawn(worker(l.clone(), task, stop.clone())));
+        tasks.push(tokio::spawn(worker(
+            l.clone(),
+            task,
+            stop.clone(),
+            time.clone(),
+        )));
     }
-    // Time passes faster here: a few lots at a time expire under the load,
-    // so the lazy expiry postings race with everything else.
+    // Time passes faster here: a few lots at a time expire between
+    // requests, so the lazy expiry postings race with everything else.
     let clock = {
         let l = l.clone();
         let stop = stop.clone();
+        let time = time.clone();
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                l.age_lots(
-                    "SELECT lot_id FROM lots WHERE points_left > 0 ORDER BY random() LIMIT 3",
-                    "1 second",
-                )
-                .await;
+                {
+                    let _passing = time.write().await;
+                    l.age_lots(
+                        "SELECT lot_id FROM lots WHERE points_left > 0 ORDER BY random() LIMIT 3",
+                        "1 second",
+                    )
+                    .await;
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })

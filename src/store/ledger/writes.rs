@@ -154,9 +154,9 @@ pub(super) struct Writes {
     pub(super) events: Vec<Value>,
     store: String,
     pub(super) lot_moves: BTreeMap<(i64, String), i64>,
-    /// Each loaded lot's points left and expiry (Unix ms) as read: what a
-    /// move's new MAC is computed from.
-    pub(super) lot_states: BTreeMap<i64, (i64, Option<i64>)>,
+    /// Each loaded lot as read: what a move checks (its MAC) and what its
+    /// new MAC is computed from (points left, expiry in Unix ms).
+    pub(super) lot_states: BTreeMap<i64, LotRow>,
     pub(super) new_lots: Vec<Value>,
     pub(super) order: Option<Value>,
     pub(super) orig: Option<Value>,
@@ -246,7 +246,7 @@ impl Writes {
 
     /// The lots as the load read them, for the MACs of their moves.
     pub(super) fn with_lots(mut self, lots: &[LotRow]) -> Writes {
-        self.lot_states = lots.iter().map(|l| (l.id, (l.left, l.exp))).collect();
+        self.lot_states = lots.iter().map(|l| (l.id, l.clone())).collect();
         self
     }
 
@@ -505,15 +505,23 @@ impl Writes {
     }
 
     /// The lot moves as the statement applies them, each with the lot's
-    /// new MAC (its points left as read plus the move).
+    /// new MAC (its points left as read plus the move). Each moved lot's
+    /// MAC is checked first (issue 12): the lots a posting spends, expires
+    /// or restores are the ones whose points and expiry decide it. (Checking
+    /// every live lot on every load would cost an HMAC per lot a card ever
+    /// earned and still holds; `verify` checks them all.)
     fn lot_moves_json(&self, keys: &RowKeys) -> Result<Vec<Value>> {
         let mut out = Vec::new();
         for ((id, card), d) in self.lot_moves.iter().filter(|(_, d)| **d != 0) {
-            let (left, exp) = self
+            let lot = self
                 .lot_states
                 .get(id)
                 .ok_or_else(|| Error::internal("a lot moved that was not loaded"))?;
-            let (mac, key_id) = keys.mac_with_id(&lot_image(*id, card, left + d, *exp), None);
+            if !lot.mac_ok(keys) || lot.card_no != *card {
+                return Err(Error::Tampered(format!("lots {id}: mac")));
+            }
+            let img = lot_image(*id, card, lot.left + d, lot.exp);
+            let (mac, key_id) = keys.mac_with_id(&img, None);
             out.push(json!({
                 "lot_id": id, "card_no": card, "delta": d,
                 "row_mac": hex::encode(mac), "mac_key_id": key_id,

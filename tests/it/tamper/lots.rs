@@ -1,11 +1,25 @@
 //! Points lots changed by SQL (issue 12): points moved between a card's
 //! lots, or a lot's expiry pushed back, keep the card's total — only the
-//! lots' MACs show it. Found by `verify`, refused (3001) by the card's next
-//! posting.
+//! lots' MACs show it. Found by `verify`; refused (3001) by the next
+//! posting that spends from a changed lot, nothing changed.
 
 use crate::ledger_support::*;
 
-use super::{assert_clean, assert_found, busy_card, exec, next_posting_refused};
+use super::{assert_clean, assert_found, busy_card, exec, tampered_audits};
+
+/// A redemption of more than either lot holds (so it spends from both) is
+/// refused 3001 and audited; the card is as it was.
+async fn spending_refused(l: &Ledger) {
+    let before = l.card_row("CARD0001").await;
+    let audits = tampered_audits(l).await;
+    let redeem = req("redeem", "CARD0001")
+        .order("RD2")
+        .a2("cost", "35")
+        .a2("gift", "pen");
+    l.refused(&redeem, 3001).await;
+    assert_eq!(l.card_row("CARD0001").await, before);
+    assert_eq!(tampered_audits(l).await, audits + 1, "3001 not audited");
+}
 
 async fn two_lots(l: &Ledger) -> (i64, i64) {
     busy_card(l, "CARD0001").await;
@@ -44,7 +58,7 @@ async fn points_moved_between_lots_are_found_and_refused() {
     )
     .await;
     assert_found(&l, "lots", &a.to_string(), "mac").await;
-    next_posting_refused(&l, "CARD0001").await;
+    spending_refused(&l).await;
 }
 
 #[tokio::test]
@@ -59,5 +73,5 @@ async fn an_expiry_pushed_back_is_found_and_refused() {
     )
     .await;
     assert_found(&l, "lots", &a.to_string(), "mac").await;
-    next_posting_refused(&l, "CARD0001").await;
+    spending_refused(&l).await;
 }
