@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# The HA topology on one machine (issue 13): etcd, three PostgreSQL nodes
+# under Patroni (synchronous_mode), HAProxy (a write port to the leader, a
+# read port to the replicas, an HTTP front end to the daemons) and N
+# cardswitch daemons, all on 127.0.0.1 under DIR. Prints KEY=VALUE lines to
+# source. `deploy/ha/down.sh DIR` stops it all.
+#
+#   deploy/ha/up.sh DIR [--daemons N]      (ports from HA_PORT_BASE, 15400)
+#
+# Run as root, PostgreSQL and Patroni run as the `postgres` user. The same
+# templates (deploy/ha/templates/) are what ops copy to real hosts:
+# deploy/ha/README.md.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+dir="${1:?usage: up.sh DIR [--daemons N]}"
+shift
+daemons=2
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --daemons) daemons="$2"; shift 2 ;;
+        *) echo "unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+base="${HA_PORT_BASE:-15400}"
+etcd_client=$((base + 79)) etcd_peer=$((base + 78))
+write_port=$((base + 30)) read_port=$((base + 31)) http_port=$((base + 90))
+say() { echo "ha: $*" >&2; }
+
+need=()
+for p in patroni:patroni etcd:etcd-server haproxy:haproxy pgbouncer:pgbouncer curl:curl; do
+    command -v "${p%%:*}" >/dev/null || need+=("${p#*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    say "installing ${need[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" python3-psycopg2 >&2
+fi
+bin="${CARDSWITCH_BIN:-$repo/target/release/cardswitch}"
+[ -x "$bin" ] || (cd "$repo" && cargo build --release --locked >&2)
+
+mkdir -p "$dir"
+dir="$(cd "$dir" && pwd)"
+chmod 755 "$dir"
+secret() { head -c 18 /dev/urandom | base64 | tr -d '/+='; }
+if [ ! -f "$dir/secrets.env" ]; then
+    umask 077
+    {
+        echo "SUPERUSER_PASSWORD=$(secret)"
+        echo "REPLICATION_PASSWORD=$(secret)"
+        echo "APP_PASSWORD=$(secret)"
+    } >"$dir/secrets.env"
+    umask 022
+fi
+# shellcheck disable=SC1091
+. "$dir/secrets.env"
+
+# --- etcd (one member here; three on real hosts) ---
+if ! curl -sf "http://127.0.0.1:$etcd_client/health" >/dev/null 2>&1; then
+    say "starting etcd"
+    mkdir -p "$dir/etcd"
+    nohup etcd --name cs-etcd --data-dir "$dir/etcd/data" \
+        --listen-client-urls "http://127.0.0.1:$etcd_client" \
+        --advertise-client-urls "http://127.0.0.1:$etcd_client" \
+        --listen-peer-urls "http://127.0.0.1:$etcd_peer" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
+        --initial-cluster "cs-etcd=http://127.0.0.1:$etcd_peer" \
+        >"$dir/etcd/etcd.log" 2>&1 &
+    echo $! >"$dir/etcd/pid"
+    for _ in $(seq 100); do
+        curl -sf "http://127.0.0.1:$etcd_client/health" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+fi
+
+# --- three PostgreSQL nodes under Patroni ---
+apis=()
+for i in 1 2 3; do
+    name="pg$i" pg_port=$((base + 40 + i)) api_port=$((base + 7 + i))
+    apis+=("http://127.0.0.1:$api_port")
+    node="$dir/$name"
+    mkdir -p "$node"
+    sed -e "s|@NAME@|$name|g" -e "s|@DIR@|$dir|g" -e "s|@PG_PORT@|$pg_port|g" \
+        -e "s|@API_PORT@|$api_port|g" -e "s|@ETCD@|127.0.0.1:$etcd_client|g" \
+        -e "s|@SUPERUSER_PASSWORD@|$SUPERUSER_PASSWORD|g" \
+        -e "s|@REPLICATION_PASSWORD@|$REPLICATION_PASSWORD|g" \
+        "$here/templates/patroni.yml" >"$node/patroni.yml"
+    chmod 600 "$node/patroni.yml"
+    [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$node"
+    if ! curl -s -o /dev/null "http://127.0.0.1:$api_port/health"; then
+        say "starting Patroni node $name (PostgreSQL on $pg_port)"
+        if [ "$(id -u)" = 0 ]; then
+            nohup runuser -u postgres -- patroni "$node/patroni.yml" >"$node/patroni.log" 2>&1 &
+        else
+            nohup patroni "$node/patroni.yml" >"$node/patroni.log" 2>&1 &
+        fi
+        # Patroni's own pid (not runuser's), so down.sh stops it, and it its
+        # PostgreSQL, cleanly.
+        for _ in $(seq 50); do
+            pgrep -f -n "patroni $node/patroni.yml" >"$node/pid" && break
+            sleep 0.1
+        done
+        # The first node bootstraps the cluster; the others clone it.
+        [ "$i" = 1 ] && for _ in $(seq 300); do
+            [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$api_port/primary")" = 200 ] && break
+            sleep 0.2
+        done
+    fi
+done
+
+say "waiting for a leader and a synchronous standby"
+for _ in $(seq 600); do
+    roles="$(curl -s "${apis[0]}/cluster" | python3 -c 'import json,sys; print(" ".join(sorted(m["role"] for m in json.load(sys.stdin)["members"])))' 2>/dev/null || true)"
+    case "$roles" in *leader*sync_standby*|*sync_standby*leader*) break ;; esac
+    sleep 0.2
+done
+case "$roles" in *sync_standby*) ;; *) echo "no synchronous standby: $roles" >&2; exit 1 ;; esac
+
+# --- HAProxy ---
+servers() { # check_port_offset
+    for i in 1 2 3; do
+        echo "    server pg$i 127.0.0.1:$((base + 40 + i)) check port $((base + 7 + i))"
+    done
+}
+daemon_servers() {
+    for i in $(seq "$daemons"); do
+        echo "    server d$i 127.0.0.1:$((base + 90 + i)) check"
+    done
+}
+python3 - "$here/templates/haproxy.cfg" "$dir/haproxy.cfg" <<PY
+import sys
+t = open(sys.argv[1]).read()
+for k, v in {"@WRITE_PORT@": "$write_port", "@READ_PORT@": "$read_port",
+             "@HTTP_PORT@": "$http_port", "@WRITE_SERVERS@": """$(servers)""",
+             "@READ_SERVERS@": """$(servers)""", "@DAEMON_SERVERS@": """$(daemon_servers)"""}.items():
+    t = t.replace(k, v)
+open(sys.argv[2], "w").write(t)
+PY
+[ -f "$dir/haproxy.pid" ] && kill "$(cat "$dir/haproxy.pid")" 2>/dev/null || true
+haproxy -f "$dir/haproxy.cfg" -D -p "$dir/haproxy.pid"
+
+# --- the application's role and database, through the write port ---
+export PGPASSWORD="$SUPERUSER_PASSWORD"
+psqlw() { psql -qAt -h 127.0.0.1 -p "$write_port" -U postgres "$@"; }
+# HAProxy counts a server up until its checks say otherwise: wait until
+# six connections in a row (twice round the three nodes) land on the leader.
+in_a_row=0
+for _ in $(seq 300); do
+    if [ "$(psqlw -d postgres -c 'SELECT pg_is_in_recovery()' 2>/dev/null)" = f ]; then
+        in_a_row=$((in_a_row + 1))
+        [ "$in_a_row" -ge 6 ] && break
+    else
+        in_a_row=0
+        sleep 0.2
+    fi
+done
+if [ "$(psqlw -d postgres -c "SELECT 1 FROM pg_roles WHERE rolname = 'cardswitch'")" != 1 ]; then
+    psqlw -d postgres -c "CREATE ROLE cardswitch LOGIN PASSWORD '$APP_PASSWORD'"
+fi
+if [ "$(psqlw -d postgres -c "SELECT 1 FROM pg_database WHERE datname = 'cardswitch'")" != 1 ]; then
+    psqlw -d postgres -c "CREATE DATABASE cardswitch OWNER cardswitch"
+fi
+unset PGPASSWORD
+db_url="host=127.0.0.1 port=$write_port user=cardswitch password=$APP_PASSWORD dbname=cardswitch"
+read_url="host=127.0.0.1 port=$read_port user=cardswitch password=$APP_PASSWORD dbname=cardswitch"
+
+# --- keys (an explicit step, once) and the daemons ---
+keys="$dir/keys"
+if [ ! -f "$keys/master.key" ]; then
+    say "cardswitch keys init (into $keys)"
+    CARDSWITCH_DATABASE_URL="$db_url" "$bin" --keys-dir "$keys" keys init >&2
+fi
+for i in $(seq "$daemons"); do
+    port=$((base + 90 + i))
+    d="$dir/daemon$i"
+    mkdir -p "$d"
+    if ! curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then
+        say "starting daemon $i on $port"
+        # The URL (with its password) in the environment, not on the
+        # command line where `ps` shows it to every user.
+        CARDSWITCH_DATABASE_URL="$db_url" nohup "$bin" --keys-dir "$keys" serve \
+            --listen "127.0.0.1:$port" >"$d/daemon.log" 2>&1 &
+        echo $! >"$d/pid"
+        for _ in $(seq 300); do
+            curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+            sleep 0.2
+        done
+    fi
+done
+for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$http_port/healthz" >/dev/null 2>&1 && break
+    sleep 0.2
+done
+curl -sf "http://127.0.0.1:$http_port/healthz" >/dev/null || { echo "the proxy has no healthy daemon" >&2; exit 1; }
+say "up: leader and synchronous standby, $daemons daemons behind http://127.0.0.1:$http_port"
+echo "CARDSWITCH_URL=http://127.0.0.1:$http_port"
+echo "DATABASE_URL='$db_url'"
+echo "READ_DATABASE_URL='$read_url'"
+echo "KEYS_DIR=$keys"
+echo "PATRONI_API=$(IFS=,; echo "${apis[*]}")"
