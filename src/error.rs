@@ -104,6 +104,10 @@ fn db_errno(e: &tokio_postgres::Error) -> Errno {
             let unavailable = code.starts_with("08") // connection exception
                 || code.starts_with("53") // insufficient resources
                 || code.starts_with("57P") // admin shutdown, crash shutdown, cannot connect now
+                // read-only transaction: a node that is not (or no longer,
+                // or not yet again) the primary, reached through a proxy
+                // during a failover or a restart (issue 13)
+                || code == "25006"
                 || code == "40001" // serialization failure
                 || code == "40P01" // deadlock detected
                 || code == "55P03" // lock_timeout

@@ -373,3 +373,22 @@ async fn connections_past_the_limit_wait_for_a_slot() {
     assert_eq!(a.status, 200);
     d.stop().await.unwrap();
 }
+
+/// A write that reaches a read-only node (a replica behind a proxy during a
+/// failover, or a primary restarting as a standby first) changed nothing
+/// and may be resent: 3002, not 3003.
+#[tokio::test]
+async fn a_write_on_a_read_only_node_is_3002() {
+    let fx = harness::Fixture::new().await;
+    let c = fx.client().await;
+    c.batch_execute("SET default_transaction_read_only = on")
+        .await
+        .unwrap();
+    let e = c
+        .execute("CREATE TABLE t_ro (x int)", &[])
+        .await
+        .expect_err("a read-only transaction refuses writes");
+    assert_eq!(e.code().map(|c| c.code()), Some("25006"));
+    let e = cardswitch::error::Error::from(e);
+    assert_eq!(e.errno(), cardswitch::protocol::errno::Errno::Unavailable);
+}
