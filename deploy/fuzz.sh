@@ -3,9 +3,10 @@
 # toolchain, each for FUZZ_SECONDS (default 600), one after another, and
 # prints one line per target: runs, coverage, corpus size, crashes. The
 # corpora grow in fuzz/corpus/ (not committed); a crash's input lands in
-# fuzz/artifacts/TARGET/ and the script exits 1 at the end. Inputs that
-# once crashed are kept in fuzz/regressions/TARGET/ and replayed by
-# `cargo test` (tests/it/fuzz_regressions.rs).
+# fuzz/artifacts/TARGET/ and the script exits 1 at the end. A finding is
+# fixed and its input kept in fuzz/regressions/TARGET/, replayed by a unit
+# test beside the parser it broke, and seeded into the corpus. Seeds:
+# fuzz/seeds/TARGET/ (valid requests, answers and forms from the vectors).
 #   deploy/fuzz.sh [TARGET…]      FUZZ_SECONDS=60 deploy/fuzz.sh form
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
@@ -17,8 +18,8 @@ cargo +nightly fuzz build >&2
 failed=0
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t" "artifacts/$t"
-    # Seeds: the regressions and the committed seeds, if any.
-    for d in "regressions/$t" "seeds/$t"; do
+    # Seeds: the committed seeds and regressions, if any.
+    for d in "seeds/$t" "regressions/$t"; do
         [ -d "$d" ] && cp -n "$d"/* "corpus/$t/" 2>/dev/null || true
     done
     log="artifacts/$t/last-run.log"

@@ -4,8 +4,18 @@ use cardswitch::protocol::grammar;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
-    for check in [grammar::terminal, grammar::operator, grammar::order_no, grammar::card, grammar::key_id, grammar::sid, grammar::root_id] {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    for check in [
+        grammar::terminal,
+        grammar::operator,
+        grammar::order_no,
+        grammar::card,
+        grammar::key_id,
+        grammar::sid,
+        grammar::root_id,
+    ] {
         if let Ok(v) = check(s) {
             assert!(v.is_ascii() && !v.is_empty());
         }

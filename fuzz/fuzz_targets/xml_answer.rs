@@ -1,8 +1,8 @@
 //! The strict XML decoder clients use: never panics; what it accepts is what
 //! the encoder writes.
 #![no_main]
-use cardswitch::protocol::xml::{encode_answer_at, encode_rows, parse_answer, parse_rows};
 use cardswitch::protocol::errno::Errno;
+use cardswitch::protocol::xml::{encode_answer_at, encode_rows, parse_answer, parse_rows};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -15,10 +15,16 @@ fuzz_target!(|data: &[u8]| {
             Errno::Malformed => Some(a.field.clone().unwrap_or_else(|| "body".into())),
             _ => None,
         };
-        assert_eq!((back.errno, back.now, &back.body, back.field), (a.errno, a.now, &a.body, field));
+        assert_eq!(
+            (back.errno, back.now, &back.body, back.field),
+            (a.errno, a.now, &a.body, field)
+        );
     }
     if let Ok(rows) = parse_rows(data) {
         let again = encode_rows(&rows);
-        assert_eq!(parse_rows(again.as_bytes()).expect("re-encoded rows parse"), rows);
+        assert_eq!(
+            parse_rows(again.as_bytes()).expect("re-encoded rows parse"),
+            rows
+        );
     }
 });

@@ -346,3 +346,16 @@ proptest! {
         prop_assert_eq!(f(&x).digest(), f(&y).digest());
     }
 }
+
+/// Found by fuzzing (fuzz/regressions/requests/): a body the parser takes
+/// can be re-encoded (the reference encoder percent-encodes `/`, `+`, `=`)
+/// past the 16 KiB limit, and is then refused as a whole (`body`). The
+/// limit is on the bytes sent, whoever encoded them.
+#[test]
+fn the_size_limit_is_on_the_encoded_body() {
+    let found = include_bytes!("../../../../fuzz/regressions/requests/body-grows-past-16k");
+    let t = TxnRequest::parse(found).expect("the fuzzer's input parses");
+    let again = t.encode();
+    assert!(again.len() > super::form::MAX_BODY, "{}", again.len());
+    assert_eq!(TxnRequest::parse(again.as_bytes()), Err(Malformed::body()));
+}

@@ -262,6 +262,9 @@ fn parse_tree(bytes: &[u8]) -> Result<Node, Errno> {
                     let a = a.map_err(|_| Errno::Malformed)?;
                     let key = std::str::from_utf8(a.key.as_ref()).map_err(|_| Errno::Malformed)?;
                     let value = a.unescape_value().map_err(|_| Errno::Malformed)?;
+                    if !xml_chars(&value) {
+                        return Err(Errno::Malformed);
+                    }
                     attrs.push((key.to_owned(), value.into_owned()));
                 }
                 let node = Node {
@@ -281,6 +284,9 @@ fn parse_tree(bytes: &[u8]) -> Result<Node, Errno> {
             Event::End(_) => close(&mut stack, &mut root)?,
             Event::Text(t) => {
                 let t = t.unescape().map_err(|_| Errno::Malformed)?;
+                if !xml_chars(&t) {
+                    return Err(Errno::Malformed);
+                }
                 match stack.last_mut() {
                     Some(node) => node.text.push_str(&t),
                     None if t.bytes().all(|c| c.is_ascii_whitespace()) => {}
@@ -295,6 +301,16 @@ fn parse_tree(bytes: &[u8]) -> Result<Node, Errno> {
         return Err(Errno::Malformed);
     }
     root.ok_or(Errno::Malformed)
+}
+
+/// Whether `s` holds only characters XML 1.0 allows (§2.2): no C0 control
+/// but tab, line feed and carriage return, no U+FFFE or U+FFFF — raw or as
+/// a character reference (fuzzing found raw ones accepted, and the encoder
+/// writing them back as U+FFFD).
+fn xml_chars(s: &str) -> bool {
+    !s.chars().any(|c| {
+        (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{fffe}' | '\u{ffff}')
+    })
 }
 
 fn close(stack: &mut Vec<Node>, root: &mut Option<Node>) -> Result<(), Errno> {

@@ -216,3 +216,22 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+/// Found by fuzzing (fuzz/regressions/xml_answer/): raw control characters
+/// in a row value were accepted, and the encoder wrote them back as U+FFFD.
+#[test]
+fn control_characters_are_refused_raw_or_referenced() {
+    let found = include_bytes!("../../../../fuzz/regressions/xml_answer/raw-control-characters");
+    assert_eq!(parse_answer(found), Err(Errno::Malformed));
+    let ok = encode_answer(Errno::Ok, NOW, &AnswerBody::Rows(sample_rows()));
+    for bad in ["\u{1}", "\u{0}", "&#1;", "&#x1f;", "\u{fffe}"] {
+        let doc = ok.replacen("<row>", &format!("<row><x>a{bad}b</x>"), 1);
+        assert_eq!(
+            parse_answer(doc.as_bytes()),
+            Err(Errno::Malformed),
+            "{bad:?}"
+        );
+    }
+    let tab = ok.replacen("<row>", "<row><x>a&#9;b</x>", 1);
+    assert!(parse_answer(tab.as_bytes()).is_ok());
+}
