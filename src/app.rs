@@ -57,36 +57,48 @@ pub async fn serve(
         embedded = db.cluster.is_some(),
         "cardswitch serving"
     );
-    let upkeep = tokio::spawn(upkeep(db.pool.clone(), config.protocol.ts_window));
-    let listener_task = {
-        let (r1, r2) = (ring.clone(), ring.clone());
-        tokio::spawn(crate::keys::listener::listen_forever(
-            db.pg.clone(),
-            move |on| r1.set_listening(on),
-            move |payload| r2.on_notify(payload),
-        ))
-    };
-    let key_task = tokio::spawn(key_upkeep(db.pool.clone(), config.clone(), ring.clone()));
-    let sweep_task = tokio::spawn(sweep_sessions(state.clone()));
-    let deliverer = config
-        .events
-        .deliver
-        .then(|| tokio::spawn(server::webhooks::deliver_forever(state.clone())));
+    let background = spawn_background(&db, &config, &ring, &state);
     let served = server::run(listener, state.clone(), shutdown).await;
-    if let Some(d) = deliverer {
-        d.abort();
+    for task in background {
+        task.abort();
     }
+    // The audit writer last: it writes what the requests queued, and the
+    // minute's tallies.
     state.audit.stop().await;
     let _ = audit_task.await;
-    upkeep.abort();
-    sweep_task.abort();
-    listener_task.abort();
-    key_task.abort();
     let closed = db.close().await;
     served.context("server failed")?;
     closed.context("closing the database failed")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The daemon's background tasks: upkeep of the once-only partitions, the
+/// key listener, the key upkeep, the session-cache sweep, and the event
+/// deliverer when it is on. Each runs until aborted.
+fn spawn_background(
+    db: &store::Database,
+    config: &Arc<Config>,
+    ring: &Arc<crate::keys::ring::Keyring>,
+    state: &Arc<AppState>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let (r1, r2) = (ring.clone(), ring.clone());
+    let mut tasks = vec![
+        tokio::spawn(upkeep(db.pool.clone(), config.protocol.ts_window)),
+        tokio::spawn(crate::keys::listener::listen_forever(
+            db.pg.clone(),
+            move |on| r1.set_listening(on),
+            move |payload| r2.on_notify(payload),
+        )),
+        tokio::spawn(key_upkeep(db.pool.clone(), config.clone(), ring.clone())),
+        tokio::spawn(sweep_sessions(state.clone())),
+    ];
+    if config.events.deliver {
+        tasks.push(tokio::spawn(server::webhooks::deliver_forever(
+            state.clone(),
+        )));
+    }
+    tasks
 }
 
 /// Every [`crate::keys::ring::SWEEP_EVERY`]: cached sessions re-checked

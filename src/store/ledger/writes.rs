@@ -183,6 +183,22 @@ fn mac_member(m: &mut Value, keys: &RowKeys) -> Result<()> {
     Ok(())
 }
 
+/// A card's chain end: the last posting's MAC and the chain's length.
+type ChainHead = (Option<Vec<u8>>, i64);
+
+/// A new lot's MAC (issue 12), from its JSON row: all its points left.
+fn mac_new_lot(l: &mut Value, keys: &RowKeys) {
+    let img = lot_image(
+        l["lot_id"].as_i64().unwrap_or_default(),
+        l["card_no"].as_str().unwrap_or_default(),
+        l["points"].as_i64().unwrap_or_default(),
+        l["exp_ms"].as_i64(),
+    );
+    let (mac, id) = keys.mac_with_id(&img, None);
+    l["row_mac"] = hex::encode(mac).into();
+    l["mac_key_id"] = id.into();
+}
+
 /// The order row's MAC (issue 12), from its JSON row: nothing reversed or
 /// refunded yet.
 fn mac_order(o: &mut Value, keys: &RowKeys) -> Result<()> {
@@ -421,16 +437,7 @@ impl Writes {
     /// to the one before it on its card (in the order they are inserted,
     /// which is the order of their ids), each card keeping the last.
     fn seal(&mut self, keys: &RowKeys) -> Result<()> {
-        let mut heads: BTreeMap<String, (Option<Vec<u8>>, i64)> = BTreeMap::new();
-        for c in &self.cards {
-            let no = c["card_no"].as_str().unwrap_or_default().to_owned();
-            let last = hex_bytes(&c["last_mac"].as_str().map(str::to_owned))?;
-            heads.insert(no, (last, c["chain_len"].as_i64().unwrap_or(0)));
-        }
-        for c in &self.new_cards {
-            let no = c["card_no"].as_str().unwrap_or_default().to_owned();
-            heads.insert(no, (None, 0));
-        }
+        let mut heads = self.chain_heads()?;
         for (p, e) in self.postings.iter_mut().zip(self.events.iter_mut()) {
             let text = |n: &str| p[n].as_str().map(str::to_owned);
             let v = PostingValues {
@@ -491,15 +498,7 @@ impl Writes {
             mac_order(o, keys)?;
         }
         for l in &mut self.new_lots {
-            let img = lot_image(
-                l["lot_id"].as_i64().unwrap_or_default(),
-                l["card_no"].as_str().unwrap_or_default(),
-                l["points"].as_i64().unwrap_or_default(),
-                l["exp_ms"].as_i64(),
-            );
-            let (mac, id) = keys.mac_with_id(&img, None);
-            l["row_mac"] = hex::encode(mac).into();
-            l["mac_key_id"] = id.into();
+            mac_new_lot(l, keys);
         }
         Ok(())
     }
@@ -528,6 +527,22 @@ impl Writes {
             }));
         }
         Ok(out)
+    }
+
+    /// Each written card's chain end as it is before this posting: its last
+    /// MAC and length (a new card's chain is empty).
+    fn chain_heads(&self) -> Result<BTreeMap<String, ChainHead>> {
+        let mut heads = BTreeMap::new();
+        for c in &self.cards {
+            let no = c["card_no"].as_str().unwrap_or_default().to_owned();
+            let last = hex_bytes(&c["last_mac"].as_str().map(str::to_owned))?;
+            heads.insert(no, (last, c["chain_len"].as_i64().unwrap_or(0)));
+        }
+        for c in &self.new_cards {
+            let no = c["card_no"].as_str().unwrap_or_default().to_owned();
+            heads.insert(no, (None, 0));
+        }
+        Ok(heads)
     }
 
     /// Writes it all in the transaction's last statement, which commits it.

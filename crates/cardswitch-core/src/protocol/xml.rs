@@ -257,19 +257,9 @@ fn parse_tree(bytes: &[u8]) -> Result<Node, Errno> {
                     .filter(|n| valid_name(n))
                     .ok_or(Errno::Malformed)?
                     .to_owned();
-                let mut attrs = Vec::new();
-                for a in e.attributes() {
-                    let a = a.map_err(|_| Errno::Malformed)?;
-                    let key = std::str::from_utf8(a.key.as_ref()).map_err(|_| Errno::Malformed)?;
-                    let value = a.unescape_value().map_err(|_| Errno::Malformed)?;
-                    if !xml_chars(&value) {
-                        return Err(Errno::Malformed);
-                    }
-                    attrs.push((key.to_owned(), value.into_owned()));
-                }
                 let node = Node {
                     name,
-                    attrs,
+                    attrs: attributes(&e)?,
                     children: Vec::new(),
                     text: String::new(),
                 };
@@ -301,6 +291,21 @@ fn parse_tree(bytes: &[u8]) -> Result<Node, Errno> {
         return Err(Errno::Malformed);
     }
     root.ok_or(Errno::Malformed)
+}
+
+/// An element's attributes, each value in the characters XML allows.
+fn attributes(e: &quick_xml::events::BytesStart<'_>) -> Result<Vec<(String, String)>, Errno> {
+    let mut attrs = Vec::new();
+    for a in e.attributes() {
+        let a = a.map_err(|_| Errno::Malformed)?;
+        let key = std::str::from_utf8(a.key.as_ref()).map_err(|_| Errno::Malformed)?;
+        let value = a.unescape_value().map_err(|_| Errno::Malformed)?;
+        if !xml_chars(&value) {
+            return Err(Errno::Malformed);
+        }
+        attrs.push((key.to_owned(), value.into_owned()));
+    }
+    Ok(attrs)
 }
 
 /// Whether `s` holds only characters XML 1.0 allows (§2.2): no C0 control
