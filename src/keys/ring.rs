@@ -289,12 +289,12 @@ impl Keyring {
         if sids.is_empty() {
             return Ok(0);
         }
-        let rows = sk::session_checks(&pool.get().await?, &sids).await?;
+        let rows = sk::session_rows(&pool.get().await?, &sids).await?;
         let now = Utc::now().timestamp_millis();
         let mut tampered = Vec::new();
         let mut gone: std::collections::HashSet<&String> = sids.iter().collect();
         for r in &rows {
-            if !r.mac_ok(&self.row_keys) {
+            if !crate::store::protected::Protected::mac_ok(r, &self.row_keys) {
                 tampered.push(r.sid.clone());
             } else if !r.revoked && r.not_after_ms > now {
                 gone.remove(&r.sid);

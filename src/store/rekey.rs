@@ -106,9 +106,9 @@ pub async fn rekey(
     };
     small_tables(&run, &mut rep).await?;
     cards(&run, &mut rep).await?;
-    members(&run, &mut rep).await?;
+    by_id::<MemberRow>(&run, &mut rep).await?;
     orders(&run, &mut rep).await?;
-    lots(&run, &mut rep).await?;
+    by_id::<PointsLotRow>(&run, &mut rep).await?;
     audit(&run, &mut rep).await?;
     Ok(rep)
 }
@@ -357,10 +357,11 @@ impl CardBatch {
     }
 }
 
-/// Members in batches of ids, a transaction each.
-async fn members(run: &Run<'_>, rep: &mut RekeyReport) -> anyhow::Result<()> {
+/// The rows of a table keyed by one bigint (members, lots) in batches of
+/// ids, a transaction each.
+async fn by_id<T: Protected>(run: &Run<'_>, rep: &mut RekeyReport) -> anyhow::Result<()> {
     let pool = run.pool;
-    let sql = select_batch::<MemberRow>();
+    let sql = select_batch::<T>();
     let mut after = i64::MIN.to_string();
     loop {
         let mut c = pool.get().await?;
@@ -370,27 +371,8 @@ async fn members(run: &Run<'_>, rep: &mut RekeyReport) -> anyhow::Result<()> {
             tx.commit().await?;
             return Ok(());
         };
-        after = MemberRow::decode(last).member_id.to_string();
-        remac::<MemberRow>(&tx, &rows, run, rep).await?;
-        tx.commit().await?;
-    }
-}
-
-/// Lots in batches of ids, a transaction each.
-async fn lots(run: &Run<'_>, rep: &mut RekeyReport) -> anyhow::Result<()> {
-    let pool = run.pool;
-    let sql = select_batch::<PointsLotRow>();
-    let mut after = i64::MIN.to_string();
-    loop {
-        let mut c = pool.get().await?;
-        let tx = c.transaction().await?;
-        let rows = tx.query(&sql, &[&after, &ROW_BATCH]).await?;
-        let Some(last) = rows.last() else {
-            tx.commit().await?;
-            return Ok(());
-        };
-        after = PointsLotRow::decode(last).lot_id.to_string();
-        remac::<PointsLotRow>(&tx, &rows, run, rep).await?;
+        after = T::decode(last).key().remove(0);
+        remac::<T>(&tx, &rows, run, rep).await?;
         tx.commit().await?;
     }
 }

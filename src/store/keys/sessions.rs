@@ -1,6 +1,6 @@
 //! Sessions and what `keys status` and `keys rotate-master` read.
 
-use crate::store::protected::Protected;
+use crate::store::protected::{Protected, SessionRow};
 use deadpool_postgres::GenericClient;
 
 use crate::integrity::{session_image, RowKeys};
@@ -171,57 +171,18 @@ pub async fn update_sealed_secret<C: GenericClient>(
     Ok(())
 }
 
-/// A session row as the cache's sweep re-checks it.
-pub struct SessionCheck {
-    pub sid: String,
-    pub terminal_id: String,
-    pub key_id: String,
-    pub not_after_ms: i64,
-    pub revoked: bool,
-    pub row_mac: Option<Vec<u8>>,
-    pub mac_key_id: Option<String>,
-}
-
-impl SessionCheck {
-    pub fn mac_ok(&self, keys: &RowKeys) -> bool {
-        let img = session_image(
-            &self.sid,
-            &self.terminal_id,
-            &self.key_id,
-            self.not_after_ms,
-            self.revoked,
-        );
-        keys.verify(
-            self.mac_key_id.as_deref(),
-            &img,
-            None,
-            self.row_mac.as_deref(),
-        )
-    }
-}
-
-/// The rows of sessions `sids` (those that still exist).
-pub async fn session_checks<C: GenericClient>(
-    c: &C,
-    sids: &[String],
-) -> PgResult<Vec<SessionCheck>> {
+/// The rows of sessions `sids` (those that still exist), as `verify` reads
+/// them, for the cache's sweep.
+pub async fn session_rows<C: GenericClient>(c: &C, sids: &[String]) -> PgResult<Vec<SessionRow>> {
     let st = c
-        .prepare_cached(
-            "SELECT sid, terminal_id, key_id, not_after, revoked_at IS NOT NULL, row_mac, mac_key_id
-               FROM sessions WHERE sid = ANY ($1)",
-        )
+        .prepare_cached(&format!(
+            "SELECT {} FROM sessions WHERE sid = ANY ($1)",
+            SessionRow::COLUMNS
+        ))
         .await?;
     Ok(c.query(&st, &[&sids])
         .await?
         .iter()
-        .map(|r| SessionCheck {
-            sid: r.get(0),
-            terminal_id: r.get(1),
-            key_id: r.get(2),
-            not_after_ms: r.get(3),
-            revoked: r.get(4),
-            row_mac: r.get(5),
-            mac_key_id: r.get(6),
-        })
+        .map(SessionRow::decode)
         .collect())
 }
