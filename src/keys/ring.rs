@@ -191,8 +191,19 @@ impl Keyring {
             }
         }
         let epoch = self.epoch.load(Ordering::Acquire);
-        let client = pool.get().await?;
-        let Some(live) = sk::live_session(&client, sid, now).await? else {
+        let mut client = pool.get().await?;
+        // A pooled connection the server ended (a restart, a failover) is
+        // met here first: a read may run again on a new one.
+        let found = match sk::live_session(&client, sid, now).await {
+            Err(e) if crate::store::is_connection_lost(&e) => {
+                drop(client);
+                crate::store::forget_idle_connections(pool);
+                client = pool.get().await?;
+                sk::live_session(&client, sid, now).await?
+            }
+            other => other?,
+        };
+        let Some(live) = found else {
             return Ok(None);
         };
         // Checked on use (issue 5): a session or day key written by SQL

@@ -203,6 +203,9 @@ async fn append(pool: &deadpool_postgres::Pool, keys: &RowKeys, entries: &[Entry
         match result {
             Ok(()) => return true,
             Err(e) => {
+                if matches!(&e, crate::Error::Db(db) if crate::store::is_read_only(db)) {
+                    crate::store::forget_idle_connections(pool);
+                }
                 tracing::warn!(error = %e, attempt, rows = entries.len(), "audit append failed");
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
             }

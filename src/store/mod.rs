@@ -165,15 +165,70 @@ async fn create_database_if_missing(cluster: &Cluster, name: &str) -> anyhow::Re
     Ok(())
 }
 
-/// Answers whether the database responds, within `timeout`.
+/// Whether `e` is a write refused because the node is read-only: a replica,
+/// or a primary that Patroni restarts as a standby first, reached through a
+/// proxy during a failover (SQLSTATE 25006).
+pub fn is_read_only(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION)
+}
+
+/// Whether `e` says the connection itself is gone (closed, or ended by the
+/// server: a restart, a terminated backend, a failover), so that a read may
+/// simply run again on another one.
+pub fn is_connection_lost(e: &tokio_postgres::Error) -> bool {
+    e.is_closed()
+        || e.code().is_some_and(|c| {
+            let c = c.code();
+            c.starts_with("08") || c.starts_with("57P")
+        })
+}
+
+/// Closes every idle pooled connection. Called when one of them turned out
+/// to reach a read-only node, or to have been ended by the server: its
+/// siblings were opened through the same proxy to the same node and are
+/// likely in the same state, and the next ones should be opened afresh, to
+/// whichever node is the primary now. Connections in use meet the same
+/// failure themselves and call this again.
+pub fn forget_idle_connections(pool: &Pool) {
+    let dropped = pool.retain(|_, _| false).removed.len();
+    if dropped > 0 {
+        tracing::warn!(
+            dropped,
+            "connection lost or read-only: idle connections dropped"
+        );
+    }
+}
+
+/// Answers whether the database responds and takes writes, within `timeout`.
+/// A pooled connection to a read-only node is dropped and the check made
+/// again on a new one, so the answer is about the node reached now.
 pub async fn ping(pool: &Pool, timeout: Duration) -> Result<(), String> {
     let fut = async {
-        let client = pool.get().await.map_err(|e| format!("pool: {e}"))?;
-        client
-            .simple_query("SELECT 1")
-            .await
-            .map_err(|e| format!("query: {e}"))?;
-        Ok::<(), String>(())
+        let mut verdict = Ok(());
+        for _ in 0..2 {
+            let client = pool.get().await.map_err(|e| format!("pool: {e}"))?;
+            let rows = match client.simple_query("SHOW transaction_read_only").await {
+                Ok(rows) => rows,
+                Err(e) if is_connection_lost(&e) => {
+                    drop(client);
+                    forget_idle_connections(pool);
+                    verdict = Err(format!("query: {e}"));
+                    continue;
+                }
+                Err(e) => return Err(format!("query: {e}")),
+            };
+            let read_only = rows.iter().any(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0) == Some("on"),
+                _ => false,
+            });
+            if !read_only {
+                return Ok(());
+            }
+            drop(client);
+            forget_idle_connections(pool);
+            verdict = Err("read-only: the node reached is not the primary".to_owned());
+        }
+        verdict
     };
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r,

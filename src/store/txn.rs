@@ -56,6 +56,9 @@ impl Committed {
 /// How many times a request runs when a run fails in a way that says "run
 /// again" (a deadlock, a stale pooled connection).
 const MAX_ATTEMPTS: u32 = 4;
+/// The wait before running again after a read-only node, times the attempt
+/// (50, 100, 150 ms): about HAProxy's check interval in all.
+const READ_ONLY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Runs `form` for `ctx`. The `ts` is recorded first (1006 when used
 /// before); what commits is a [`Committed`]; an `Err` rolled everything
@@ -74,7 +77,19 @@ pub async fn run(
             Err(Error::Db(e)) if attempt < MAX_ATTEMPTS && is_retryable(&e) => {
                 tracing::warn!(error = %e, attempt, "txn retried");
             }
-            Err(Error::StaleConnection) if attempt < MAX_ATTEMPTS => {}
+            // Nothing ran on a read-only node; a new connection may reach
+            // the new primary once the proxy has seen it.
+            Err(Error::Db(e)) if crate::store::is_read_only(&e) => {
+                crate::store::forget_idle_connections(pool);
+                if attempt == MAX_ATTEMPTS {
+                    return Err(Error::Db(e));
+                }
+                tracing::warn!(attempt, "txn reached a read-only node; retried");
+                tokio::time::sleep(READ_ONLY_BACKOFF * attempt).await;
+            }
+            Err(Error::StaleConnection) if attempt < MAX_ATTEMPTS => {
+                crate::store::forget_idle_connections(pool);
+            }
             Err(Error::StaleConnection) => return Err(Errno::Unavailable.into()),
             Err(Error::Tampered(what)) => {
                 tampered(pool, env, ctx, form, &what).await;

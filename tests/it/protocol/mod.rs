@@ -4,6 +4,7 @@
 //! every answer checked against the XSDs and (after the sid) its MAC. One
 //! module per area; the helpers below build, send and check requests.
 
+mod failover;
 mod fields;
 mod floods;
 mod handshake;
