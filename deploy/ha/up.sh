@@ -22,10 +22,8 @@ while [ $# -gt 0 ]; do
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
-base="${HA_PORT_BASE:-15400}"
-etcd_client=$((base + 79)) etcd_peer=$((base + 78))
-write_port=$((base + 30)) read_port=$((base + 31)) http_port=$((base + 90))
-say() { echo "ha: $*" >&2; }
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
 need=()
 for p in patroni:patroni etcd:etcd-server haproxy:haproxy pgbouncer:pgbouncer curl:curl; do
@@ -55,27 +53,21 @@ fi
 . "$dir/secrets.env"
 
 # --- etcd (one member here; three on real hosts) ---
-if ! curl -sf "http://127.0.0.1:$etcd_client/health" >/dev/null 2>&1; then
+if curl -sf "http://127.0.0.1:$etcd_client/health" >/dev/null 2>&1; then
+    # Up already: ours, or another DIR's on the same ports?
+    [ -f "$dir/etcd/pid" ] && kill -0 "$(cat "$dir/etcd/pid")" 2>/dev/null || {
+        echo "ha: port $etcd_client is taken by another topology (down.sh its DIR, or set HA_PORT_BASE)" >&2
+        exit 1
+    }
+else
     say "starting etcd"
-    mkdir -p "$dir/etcd"
-    nohup etcd --name cs-etcd --data-dir "$dir/etcd/data" \
-        --listen-client-urls "http://127.0.0.1:$etcd_client" \
-        --advertise-client-urls "http://127.0.0.1:$etcd_client" \
-        --listen-peer-urls "http://127.0.0.1:$etcd_peer" \
-        --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
-        --initial-cluster "cs-etcd=http://127.0.0.1:$etcd_peer" \
-        >"$dir/etcd/etcd.log" 2>&1 &
-    echo $! >"$dir/etcd/pid"
-    for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:$etcd_client/health" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
+    start_etcd
 fi
 
 # --- three PostgreSQL nodes under Patroni ---
 apis=()
 for i in 1 2 3; do
-    name="pg$i" pg_port=$((base + 40 + i)) api_port=$((base + 7 + i))
+    name="pg$i" pg_port="$(pg_port_of "$i")" api_port="$(api_port_of "$i")"
     apis+=("http://127.0.0.1:$api_port")
     node="$dir/$name"
     mkdir -p "$node"
@@ -88,17 +80,7 @@ for i in 1 2 3; do
     [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$node"
     if ! curl -s -o /dev/null "http://127.0.0.1:$api_port/health"; then
         say "starting Patroni node $name (PostgreSQL on $pg_port)"
-        if [ "$(id -u)" = 0 ]; then
-            nohup runuser -u postgres -- patroni "$node/patroni.yml" >"$node/patroni.log" 2>&1 &
-        else
-            nohup patroni "$node/patroni.yml" >"$node/patroni.log" 2>&1 &
-        fi
-        # Patroni's own pid (not runuser's), so down.sh stops it, and it its
-        # PostgreSQL, cleanly.
-        for _ in $(seq 50); do
-            pgrep -f -n "patroni $node/patroni.yml" >"$node/pid" && break
-            sleep 0.1
-        done
+        start_node "$i"
         # The first node bootstraps the cluster; the others clone it.
         [ "$i" = 1 ] && for _ in $(seq 300); do
             [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$api_port/primary")" = 200 ] && break
@@ -160,8 +142,7 @@ if [ "$(psqlw -d postgres -c "SELECT 1 FROM pg_database WHERE datname = 'cardswi
     psqlw -d postgres -c "CREATE DATABASE cardswitch OWNER cardswitch"
 fi
 unset PGPASSWORD
-db_url="host=127.0.0.1 port=$write_port user=cardswitch password=$APP_PASSWORD dbname=cardswitch"
-read_url="host=127.0.0.1 port=$read_port user=cardswitch password=$APP_PASSWORD dbname=cardswitch"
+app_urls
 
 # --- keys (an explicit step, once) and the daemons ---
 keys="$dir/keys"
@@ -170,20 +151,9 @@ if [ ! -f "$keys/master.key" ]; then
     CARDSWITCH_DATABASE_URL="$db_url" "$bin" --keys-dir "$keys" keys init >&2
 fi
 for i in $(seq "$daemons"); do
-    port=$((base + 90 + i))
-    d="$dir/daemon$i"
-    mkdir -p "$d"
-    if ! curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then
-        say "starting daemon $i on $port"
-        # The URL (with its password) in the environment, not on the
-        # command line where `ps` shows it to every user.
-        CARDSWITCH_DATABASE_URL="$db_url" nohup "$bin" --keys-dir "$keys" serve \
-            --listen "127.0.0.1:$port" >"$d/daemon.log" 2>&1 &
-        echo $! >"$d/pid"
-        for _ in $(seq 300); do
-            curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-            sleep 0.2
-        done
+    if ! curl -sf "http://127.0.0.1:$(daemon_port_of "$i")/healthz" >/dev/null 2>&1; then
+        say "starting daemon $i on $(daemon_port_of "$i")"
+        start_daemon "$i"
     fi
 done
 for _ in $(seq 100); do

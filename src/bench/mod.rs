@@ -6,6 +6,7 @@
 //! same time on the same cluster, and prints a JSON summary followed by one
 //! line `ratio=<cardswitch tps / pgbench tps>`.
 
+pub mod chaos;
 pub mod daemon;
 mod drive;
 mod flood;
@@ -13,6 +14,7 @@ pub mod load;
 pub mod pgbench;
 mod provision;
 mod report;
+pub mod resend;
 pub mod seed;
 mod webhook;
 

@@ -2,6 +2,7 @@
 //! calls into the library. `main.rs` only parses and hands over.
 
 mod bench;
+mod chaos;
 mod client;
 mod db;
 mod events;
@@ -147,6 +148,11 @@ pub enum Command {
     },
     /// End-to-end load benchmark against pgbench on the same cluster (README, Performance).
     Bench(bench::BenchArgs),
+    /// The load and the checks of the fault script `deploy/ha/chaos.sh`.
+    Chaos {
+        #[command(subcommand)]
+        action: chaos::ChaosAction,
+    },
 }
 
 /// Runs a parsed command line to its exit code.
@@ -218,6 +224,7 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> 
         Command::Operator { action } => ledger::operator_command(action, &config).await?,
         Command::Level { action } => ledger::level_command(action, &config).await?,
         Command::Bench(args) => return bench::bench_command(args, &config).await,
+        Command::Chaos { action } => return chaos::run(action, &config).await,
         Command::Verify { repair, json } => {
             return integrity::verify_command(&config, repair, json).await
         }

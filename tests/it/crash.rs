@@ -18,38 +18,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cardswitch::client::{Client, Session};
+use cardswitch::bench::resend::{self, ClientLog, Load, Till};
+use cardswitch::client::Client;
 use cardswitch::protocol::errno::Errno;
-use rand::{Rng, SeedableRng};
 
 use crate::harness;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cardswitch");
 const CARDS: usize = 24;
-/// Attempts at one order before the test gives up on the daemon.
-const MAX_ATTEMPTS: u32 = 2_000;
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
-}
-
-/// One acknowledged posting, as its client recorded it.
-struct Acked {
-    card: String,
-    /// Its effect on the balance, in cents.
-    cents: i64,
-    replayed: bool,
-}
-
-#[derive(Default)]
-struct ClientLog {
-    acked: HashMap<String, Acked>,
-    /// Orders refused for good, with their errno.
-    refused: Vec<(String, Errno)>,
-    resends: u64,
 }
 
 /// The daemon under test, in a child process, restartable on its port.
@@ -114,106 +96,11 @@ async fn healthy(port: u16) {
     panic!("the daemon did not come up");
 }
 
-/// Logs in, through whatever the faults are doing.
-async fn login(
-    c: &Client,
-    root: &cardswitch::crypto::rsa::RsaPublic,
-    t: &str,
-    pw: &str,
-) -> Session {
-    for _ in 0..MAX_ATTEMPTS {
-        if let Ok(s) = c.handshake(t, pw, root).await {
-            return s;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{t} could not log in");
-}
-
-/// Sends one order until it has a definitive answer (proto-spec §8.3):
-/// `Ok(replayed)` when posted, `Err(errno)` when refused.
-async fn until_answered(
-    c: &Client,
-    s: &mut Session,
-    relogin: impl Fn() -> (String, String),
-    root: &cardswitch::crypto::rsa::RsaPublic,
-    inner: &str,
-    log: &mut ClientLog,
-) -> Result<bool, Errno> {
-    for attempt in 0..MAX_ATTEMPTS {
-        if attempt > 0 {
-            log.resends += 1;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let out = match c.txn_raw_inner(s, inner.as_bytes()).await {
-            Ok(o) => o,
-            Err(_) => continue,
-        };
-        match out.errno {
-            Errno::KeyUnknown => {
-                let (t, pw) = relogin();
-                *s = login(c, root, &t, &pw).await;
-            }
-            _ if !out.mac_verified => {}
-            Errno::Ok => return Ok(out.rows.0[0].get("replayed") == Some("1")),
-            Errno::TsOutsideWindow | Errno::TsUsed | Errno::Unavailable | Errno::Internal => {}
-            // Over the terminal's rate: wait (less than Retry-After asks,
-            // to keep the test short), then resend.
-            Errno::Throttled => tokio::time::sleep(Duration::from_millis(200)).await,
-            e => return Err(e),
-        }
-    }
-    panic!("no answer for {inner} after {MAX_ATTEMPTS} attempts");
-}
-
-/// One client: random debits and top-ups on the shared cards until `stop`;
-/// the order in flight when it comes is finished first.
-async fn client(
-    c: Arc<Client>,
-    root: cardswitch::crypto::rsa::RsaPublic,
-    terminal: String,
-    pw: String,
-    n: usize,
-    stop: Arc<AtomicBool>,
-) -> ClientLog {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);
-    let mut s = login(&c, &root, &terminal, &pw).await;
-    let mut log = ClientLog::default();
-    let relogin = || (terminal.clone(), pw.clone());
-    for i in 0.. {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let card = format!("CRASH{:03}", rng.gen_range(0..CARDS));
-        let cents: i64 = rng.gen_range(1..=500);
-        let debit = rng.gen_bool(0.7);
-        let order = format!("{terminal}-{n}-{i}");
-        let op = if debit { "debit" } else { "topup" };
-        let amount = format!("{}.{:02}", cents / 100, cents % 100);
-        let inner = format!("op={op}&amount={amount}&order_no={order}&attr1={card}");
-        match until_answered(&c, &mut s, relogin, &root, &inner, &mut log).await {
-            Ok(replayed) => {
-                let cents = if debit { -cents } else { cents };
-                log.acked.insert(
-                    order,
-                    Acked {
-                        card,
-                        cents,
-                        replayed,
-                    },
-                );
-            }
-            Err(e) => log.refused.push((order, e)),
-        }
-    }
-    log
-}
-
 /// Terminals C00…, their passwords, the level, and the root public key.
 async fn provision(
     config: &cardswitch::config::Config,
     terminals: usize,
-) -> (Vec<(String, String)>, cardswitch::crypto::rsa::RsaPublic) {
+) -> (Vec<Till>, cardswitch::crypto::rsa::RsaPublic) {
     use cardswitch::keys::admin;
     let db = cardswitch::store::open(config).await.unwrap();
     admin::add_store(config, &db.pool, "S1", "Crash shop")
@@ -232,7 +119,10 @@ async fn provision(
         )
         .await
         .unwrap();
-        pws.push((id, pw.to_string()));
+        pws.push(Till {
+            terminal: id,
+            password: pw.to_string(),
+        });
     }
     let c = db.pool.get().await.unwrap();
     let rk = admin::row_keys(config, &c).await.unwrap();
@@ -312,23 +202,30 @@ async fn killed_twice_and_the_database_restarted_nothing_is_lost_or_doubled() {
         .map(|_| Arc::new(Client::new(&base)))
         .collect();
     let mut setup = ClientLog::default();
-    let mut s = login(&per_terminal[0], &root, &pws[0].0, &pws[0].1).await;
-    let relogin = || pws[0].clone();
+    let mut s = resend::login(&per_terminal[0], &root, &pws[0])
+        .await
+        .unwrap();
     for i in 0..CARDS {
         for inner in [
             format!("op=register&order_no=SETUP-R{i}&attr1=CRASH{i:03}&attr2=name%3DLi%26phone%3D13800000000%26level%3Dstd"),
             format!("op=topup&amount=1000&order_no=SETUP-T{i}&attr1=CRASH{i:03}"),
         ] {
-            let posted = until_answered(&per_terminal[0], &mut s, relogin, &root, &inner, &mut setup).await;
-            assert_eq!(posted, Ok(false), "{inner}");
+            let posted = resend::until_answered(&per_terminal[0], &mut s, &pws[0], &root, &inner, &mut setup).await.unwrap();
+            assert!(matches!(&posted, Ok(rows) if !resend::is_replay(rows)), "{inner}: {posted:?}");
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let load = Arc::new(Load {
+        cards: Arc::new((0..CARDS).map(|i| format!("CRASH{i:03}")).collect()),
+        prefix: "L".to_owned(),
+        debit_percent: 70,
+        stop: stop.clone(),
+    });
     let tasks: Vec<_> = (0..clients)
         .map(|n| {
-            let (t, pw) = pws[n % terminals].clone();
+            let till = pws[n % terminals].clone();
             let c = per_terminal[n % terminals].clone();
-            tokio::spawn(client(c, root.clone(), t, pw, n, stop.clone()))
+            tokio::spawn(resend::client(c, root.clone(), till, n, load.clone()))
         })
         .collect();
     let fifth = Duration::from_secs(secs) / 5;
@@ -350,7 +247,7 @@ async fn killed_twice_and_the_database_restarted_nothing_is_lost_or_doubled() {
     stop.store(true, Ordering::Relaxed);
     let mut logs = Vec::new();
     for t in tasks {
-        logs.push(t.await.unwrap());
+        logs.push(t.await.unwrap().unwrap());
     }
     healthy(port).await;
     daemon.stop();
@@ -363,7 +260,8 @@ async fn killed_twice_and_the_database_restarted_nothing_is_lost_or_doubled() {
     for log in &logs {
         resends += log.resends;
         refused += log.refused.len();
-        for (order, a) in &log.acked {
+        for a in &log.acked {
+            let order = &a.order;
             acked += 1;
             replays += u64::from(a.replayed);
             assert_eq!(
