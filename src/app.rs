@@ -98,7 +98,47 @@ fn spawn_background(
             state.clone(),
         )));
     }
+    if let (Some(cluster), true) = (&db.cluster, config.backup.keep > 0) {
+        tasks.push(tokio::spawn(backup_daily(
+            cluster.clone(),
+            config.backup.clone(),
+        )));
+    }
     tasks
+}
+
+/// The embedded cluster's base backups, into `<data-dir>/backup` beside
+/// its archived WAL: checked hourly (and at start), taken when the newest is
+/// `every_hours` old, pruned to the newest `keep`.
+async fn backup_daily(cluster: store::embedded::Cluster, b: crate::config::BackupConfig) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    let every_ms = i64::try_from(b.every_hours.max(1) * 3_600_000).unwrap_or(i64::MAX);
+    loop {
+        tick.tick().await;
+        let (c, keep) = (cluster.clone(), b.keep);
+        let done = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<String>> {
+            let dir = c.backup_dir();
+            let newest = store::backup::list(&dir)?.last().map(|b| b.ended_at_ms);
+            if newest.is_some_and(|t| chrono::Utc::now().timestamp_millis() - t < every_ms) {
+                return Ok(None);
+            }
+            let info = store::backup::take(store::backup::Source::Embedded(&c), &dir)?;
+            let pruned = store::backup::prune(&dir, keep)?;
+            Ok(Some(format!(
+                "{} ({} bytes; pruned {} older, {} WAL files)",
+                info.name, info.bytes, pruned.bases, pruned.wal_files
+            )))
+        })
+        .await;
+        match done {
+            Ok(Ok(Some(what))) => tracing::info!(backup = what, "base backup taken"),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %format!("{e:#}"), "base backup failed; will retry in an hour")
+            }
+            Err(e) => tracing::error!(error = %e, "base backup task failed"),
+        }
+    }
 }
 
 /// Every [`crate::keys::ring::SWEEP_EVERY`]: cached sessions re-checked

@@ -41,6 +41,27 @@ pub struct Config {
     pub keys: KeysConfig,
     pub ledger: LedgerSettings,
     pub events: EventsConfig,
+    pub backup: BackupConfig,
+}
+
+/// The embedded cluster's own backups (issue 13): WAL is archived into
+/// `<data-dir>/backup/wal` always; a daemon on the embedded cluster also
+/// takes a base backup when the newest is `every_hours` old, and keeps the
+/// newest `keep` (0: no base backups by the daemon).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupConfig {
+    pub keep: usize,
+    pub every_hours: u64,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            keep: 7,
+            every_hours: 24,
+        }
+    }
 }
 
 /// Webhook delivery of events (protocol.md §8).
@@ -276,6 +297,7 @@ pub struct FileConfig {
     pub keys: KeysConfig,
     pub ledger: LedgerSettings,
     pub events: EventsConfig,
+    pub backup: BackupConfig,
 }
 
 /// What the command line and environment said; `None` means "not given".
@@ -334,6 +356,7 @@ impl Config {
             keys: fc.keys,
             ledger: fc.ledger,
             events: fc.events,
+            backup: fc.backup,
         }
     }
 
@@ -365,6 +388,7 @@ impl Config {
             keys: &self.keys,
             ledger: &self.ledger,
             events: &self.events,
+            backup: &self.backup,
         }
     }
 }
@@ -384,6 +408,7 @@ pub struct FileView<'a> {
     pub keys: &'a KeysConfig,
     pub ledger: &'a LedgerSettings,
     pub events: &'a EventsConfig,
+    pub backup: &'a BackupConfig,
 }
 
 /// Hides a password in a URL (`postgres://u:secret@h/db`) or key=value string.

@@ -203,7 +203,7 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> 
             println!("schema at version {}", v.unwrap_or(0));
             db.close().await?;
         }
-        Command::Db { action } => return db::db_command(action, &config),
+        Command::Db { action } => return db::db_command(action, &config).await,
         Command::Config {
             action: db::ConfigAction::Show,
         } => print!("{}", config.to_redacted_toml()),

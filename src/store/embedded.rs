@@ -2,7 +2,8 @@
 //! made with `initdb` on first use and run with `pg_ctl`, reachable only on a
 //! Unix socket inside that directory (no TCP port).
 //!
-//! Layout: `pg/data` (PGDATA), `pg/run` (the socket), `pg/server.log`.
+//! Layout: `pg/data` (PGDATA), `pg/run` (the socket), `pg/server.log`, and
+//! `backup/` (WAL archived as it fills, daily base backups: `store::backup`).
 //! PostgreSQL refuses to run as root, so as root the cluster belongs to the
 //! `postgres` system user and every server binary runs under that uid.
 
@@ -24,7 +25,13 @@ pub struct Cluster {
     bin_dir: PathBuf,
     run_as: Option<(u32, u32)>,
     fsync: bool,
+    /// WAL archived into `backup/wal` (off for throw-away test clusters).
+    archive: bool,
 }
+
+/// At most this long between a commit and its WAL segment's archiving: the
+/// postings a lost disk can take with it when only the backup survives.
+const ARCHIVE_TIMEOUT_S: u32 = 60;
 
 impl Cluster {
     /// Finds the server binaries and decides who runs them; touches no file.
@@ -51,6 +58,7 @@ impl Cluster {
             bin_dir,
             run_as,
             fsync: true,
+            archive: true,
         };
         let sock = c.socket_dir().join(format!(".s.PGSQL.{PORT}"));
         if sock.as_os_str().len() > MAX_SOCKET_PATH {
@@ -64,10 +72,25 @@ impl Cluster {
         Ok(c)
     }
 
-    /// Turns off fsync: for throw-away test clusters only.
+    /// Turns off fsync and WAL archiving: for throw-away test clusters only.
     pub fn without_fsync(mut self) -> Self {
         self.fsync = false;
+        self.archive = false;
         self
+    }
+
+    /// Archives WAL even so (the restore drill's test cluster).
+    pub fn with_archive(mut self) -> Self {
+        self.archive = true;
+        self
+    }
+
+    /// Where backups go by default: `<data-dir>/backup`.
+    pub fn backup_dir(&self) -> PathBuf {
+        self.root
+            .parent()
+            .map(|p| p.join("backup"))
+            .unwrap_or_else(|| self.root.join("backup"))
     }
 
     pub fn root(&self) -> &Path {
@@ -161,7 +184,24 @@ impl Cluster {
 
     /// Starts the server and waits until it accepts connections.
     pub fn start(&self) -> anyhow::Result<()> {
-        let sock = shell_quote(&self.socket_dir().to_string_lossy());
+        self.start_with(&[])
+    }
+
+    /// Starts the server with extra settings for this run only (`-c`), as
+    /// a restore's recovery does.
+    pub fn start_with(&self, settings: &[(&str, String)]) -> anyhow::Result<()> {
+        let mut options = format!(
+            "-k {} -p {PORT}",
+            shell_quote(&self.socket_dir().to_string_lossy())
+        );
+        let archive = self.archive_settings()?;
+        for (name, value) in archive
+            .iter()
+            .map(|(n, v)| (*n, v))
+            .chain(settings.iter().map(|(n, v)| (*n, v)))
+        {
+            options.push_str(&format!(" -c {}", shell_quote(&format!("{name}={value}"))));
+        }
         let mut cmd = self.command("pg_ctl");
         cmd.arg("start")
             .arg("-D")
@@ -169,7 +209,7 @@ impl Cluster {
             .arg("-l")
             .arg(self.log_file())
             .arg("-o")
-            .arg(format!("-k {sock} -p {PORT}"))
+            .arg(options)
             .args(["-w", "-t", "60"]);
         run_checked(cmd, "pg_ctl start").map_err(|e| {
             let tail = std::fs::read_to_string(self.log_file())
@@ -177,6 +217,33 @@ impl Cluster {
                 .unwrap_or_default();
             anyhow!("{e}\nserver log ({}):\n{tail}", self.log_file().display())
         })
+    }
+
+    /// WAL archiving, given at every start rather than written into the
+    /// cluster's files, so clusters made before it archive too. A segment
+    /// already archived with the same bytes counts as archived (PostgreSQL
+    /// may offer it again after a crash); a different one is an error.
+    fn archive_settings(&self) -> anyhow::Result<Vec<(&'static str, String)>> {
+        if !self.archive {
+            return Ok(Vec::new());
+        }
+        let wal = self.backup_dir().join("wal");
+        for dir in [self.backup_dir(), wal.clone()] {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            self.give_away(&dir)?;
+            set_mode(&dir, 0o700)?;
+        }
+        let w = shell_quote(&wal.to_string_lossy());
+        let command = format!(
+            "if test -f {w}/%f; then cmp -s %p {w}/%f; \
+             else cp %p {w}/%f.part && sync {w}/%f.part && mv {w}/%f.part {w}/%f; fi"
+        );
+        Ok(vec![
+            ("archive_mode", "on".to_owned()),
+            ("archive_command", command),
+            ("archive_timeout", ARCHIVE_TIMEOUT_S.to_string()),
+        ])
     }
 
     /// Stops the server (fast mode: running transactions are rolled back).
@@ -211,8 +278,15 @@ impl Cluster {
         c
     }
 
-    fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(self.bin_dir.join(program));
+    /// A server program (pg_basebackup, tar's caller…) run as the cluster's
+    /// owner.
+    pub(crate) fn command(&self, program: &str) -> Command {
+        self.owner_command(&self.bin_dir.join(program))
+    }
+
+    /// Any program (tar) run as the cluster's owner.
+    pub(crate) fn owner_command(&self, program: &Path) -> Command {
+        let mut cmd = Command::new(program);
         cmd.current_dir(self.root.parent().unwrap_or(Path::new("/")))
             .env_remove("PGDATA")
             .env("LC_ALL", "C");
@@ -222,7 +296,7 @@ impl Cluster {
         cmd
     }
 
-    fn give_away(&self, path: &Path) -> anyhow::Result<()> {
+    pub(crate) fn give_away(&self, path: &Path) -> anyhow::Result<()> {
         if let Some((uid, gid)) = self.run_as {
             std::os::unix::fs::chown(path, Some(uid), Some(gid))
                 .with_context(|| format!("cannot chown {} to postgres", path.display()))?;
@@ -233,7 +307,7 @@ impl Cluster {
 
 use std::os::unix::process::CommandExt;
 
-fn find_bin_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn find_bin_dir() -> anyhow::Result<PathBuf> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     // Debian's versioned directories first: PATH often has only the client.
     if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
@@ -283,7 +357,7 @@ fn lookup_user(name: &str) -> Option<(u32, u32)> {
     })
 }
 
-fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+pub(crate) fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("cannot chmod {}", path.display()))
@@ -297,7 +371,7 @@ fn output(mut cmd: Command, what: &str) -> anyhow::Result<Output> {
     cmd.output().with_context(|| format!("cannot run {what}"))
 }
 
-fn run_checked(cmd: Command, what: &str) -> anyhow::Result<()> {
+pub(crate) fn run_checked(cmd: Command, what: &str) -> anyhow::Result<()> {
     let out = output(cmd, what)?;
     if out.status.success() {
         Ok(())

@@ -3,6 +3,7 @@
 //! and protocol land) the queries.
 
 pub mod audit;
+pub mod backup;
 pub mod embedded;
 pub mod events;
 pub mod fixtures;

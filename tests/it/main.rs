@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one private PostgreSQL cluster, a module per area.
 
+mod backup;
 mod bench_smoke;
 mod crash;
 mod events;
