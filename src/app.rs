@@ -41,7 +41,12 @@ pub async fn serve(
             .context("cannot load the keys")?
     };
     let ring = Arc::new(ring);
-    let (state, audit_writer) = AppState::new(config.clone(), db.pool.clone(), ring.clone());
+    let replica = match &config.read_database_url {
+        Some(url) => Some(Arc::new(store::replica::Replica::new(url, &config.db)?)),
+        None => None,
+    };
+    let (state, audit_writer) =
+        AppState::new(config.clone(), db.pool.clone(), ring.clone(), replica);
     let state = Arc::new(state);
     // The audit writer's own connection: refusals never wait for, nor hold,
     // one of the pool's (issue 12).

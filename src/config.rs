@@ -31,6 +31,9 @@ impl std::str::FromStr for LogFormat {
 pub struct Config {
     /// `None`: the embedded private cluster under `data_dir/pg`.
     pub database_url: Option<String>,
+    /// A replica (or the HA read port) for reads that may lag: settlement,
+    /// liability, reports, `verify` (issue 13).
+    pub read_database_url: Option<String>,
     pub data_dir: PathBuf,
     pub keys_dir: PathBuf,
     pub log_format: LogFormat,
@@ -269,6 +272,10 @@ pub struct DbConfig {
     /// ... and any one of its statements after this.
     #[serde(with = "secs")]
     pub statement_timeout: Duration,
+    /// Reads sent to `read_database_url` while the replica is at most this
+    /// far behind (`pg_last_xact_replay_timestamp()`); else to the primary.
+    #[serde(with = "secs")]
+    pub replica_max_lag: Duration,
 }
 
 impl Default for DbConfig {
@@ -278,6 +285,7 @@ impl Default for DbConfig {
             connect_timeout: Duration::from_secs(5),
             lock_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
+            replica_max_lag: Duration::from_secs(5),
         }
     }
 }
@@ -287,6 +295,7 @@ impl Default for DbConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct FileConfig {
     pub database_url: Option<String>,
+    pub read_database_url: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub keys_dir: Option<PathBuf>,
     pub log_format: Option<LogFormat>,
@@ -304,6 +313,7 @@ pub struct FileConfig {
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub database_url: Option<String>,
+    pub read_database_url: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub keys_dir: Option<PathBuf>,
     pub log_format: Option<LogFormat>,
@@ -339,6 +349,10 @@ impl Config {
             database_url: over
                 .database_url
                 .or(fc.database_url)
+                .filter(|s| !s.is_empty()),
+            read_database_url: over
+                .read_database_url
+                .or(fc.read_database_url)
                 .filter(|s| !s.is_empty()),
             data_dir: over
                 .data_dir

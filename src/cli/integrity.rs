@@ -12,8 +12,14 @@ pub async fn verify_command(config: &Config, repair: bool, json: bool) -> anyhow
         let c = db.pool.get().await?;
         crate::keys::admin::row_keys(config, &c).await?
     };
+    // Checking writes nothing and may read a current replica; repairing
+    // writes, on the primary.
+    let replica = match repair {
+        false => super::report::read_pool(config).await?,
+        true => None,
+    };
     let report = verify::verify(
-        &db.pool,
+        replica.as_ref().unwrap_or(&db.pool),
         &keys,
         verify::Options {
             repair,

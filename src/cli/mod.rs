@@ -44,6 +44,15 @@ pub struct Global {
         hide_env_values = true
     )]
     database_url: Option<String>,
+    /// A replica's URL, for reads that may lag (settlement, liability,
+    /// reports, verify); within db.replica_max_lag, else the primary.
+    #[arg(
+        long,
+        global = true,
+        env = "CARDSWITCH_READ_DATABASE_URL",
+        hide_env_values = true
+    )]
+    read_database_url: Option<String>,
     /// Where the embedded cluster and other state live [default: ./var].
     #[arg(long, global = true, env = "CARDSWITCH_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -166,6 +175,7 @@ pub fn run(cli: Cli) -> ExitCode {
         g.config.as_deref(),
         Overrides {
             database_url: g.database_url,
+            read_database_url: g.read_database_url,
             data_dir: g.data_dir,
             keys_dir: g.keys_dir,
             log_format: g.log_format,

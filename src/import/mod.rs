@@ -124,6 +124,7 @@ async fn prepare(
         config: Arc::new(config.clone()),
         hash_key: secrets.hash_key,
         row_keys: Arc::new(secrets.row_keys),
+        replica: None,
     })
 }
 

@@ -48,6 +48,7 @@ impl AppState {
         config: Arc<Config>,
         pool: deadpool_postgres::Pool,
         keys: Arc<Keyring>,
+        replica: Option<Arc<crate::store::replica::Replica>>,
     ) -> (AppState, audit::Writer) {
         let p = &config.protocol;
         let (audit, writer) = audit::AuditLog::new();
@@ -58,6 +59,7 @@ impl AppState {
                 config: config.clone(),
                 hash_key: keys.hash_key.clone(),
                 row_keys: keys.row_keys.clone(),
+                replica,
             },
             addr_buckets: throttle::Buckets::new(p.addr_rate, p.addr_burst),
             terminal_buckets: throttle::Buckets::new(p.terminal_rate, p.terminal_burst),

@@ -93,6 +93,11 @@ impl Cluster {
             .unwrap_or_else(|| self.root.join("backup"))
     }
 
+    /// Where the server's programs are (pg_basebackup for a test standby).
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

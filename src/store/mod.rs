@@ -14,6 +14,7 @@ pub mod operators;
 pub mod postings;
 pub mod protected;
 pub mod rekey;
+pub mod replica;
 pub mod reports;
 pub mod secrets;
 pub mod seen_ts;

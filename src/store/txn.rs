@@ -22,6 +22,8 @@ pub struct TxnEnv {
     pub hash_key: crate::crypto::Secret32,
     /// Row MACs and sealed copies (issue 5).
     pub row_keys: std::sync::Arc<crate::integrity::RowKeys>,
+    /// Where reads that lock nothing may go while it is current (issue 13).
+    pub replica: Option<std::sync::Arc<crate::store::replica::Replica>>,
 }
 
 /// Who sent the txn and when, as established by the protocol layer.

@@ -244,6 +244,7 @@ pub async fn setup_with(tweak: impl FnOnce(&mut Config)) -> Ledger {
             config: Arc::new(config.clone()),
             hash_key,
             row_keys,
+            replica: None,
         }),
         url,
         config,

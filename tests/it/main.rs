@@ -15,6 +15,7 @@ mod ledger_stress;
 mod ledger_support;
 mod protocol;
 mod protocol_keys;
+mod replica;
 mod reports;
 mod secrets_in_logs;
 mod tamper;

@@ -68,9 +68,32 @@ pub enum ReportAction {
 
 pub async fn report_command(action: ReportAction, config: &Config) -> anyhow::Result<()> {
     let db = store::open(config).await?;
-    let result = run(action, &db.pool).await;
+    let replica = read_pool(config).await?;
+    let result = run(action, replica.as_ref().unwrap_or(&db.pool)).await;
     db.close().await?;
     result
+}
+
+/// The replica's pool while it is within `db.replica_max_lag` (issue 13);
+/// `None`: the primary's.
+pub async fn read_pool(config: &Config) -> anyhow::Result<Option<deadpool_postgres::Pool>> {
+    let Some(url) = &config.read_database_url else {
+        return Ok(None);
+    };
+    let replica = store::replica::Replica::new(url, &config.db)?;
+    match replica.current_pool().await {
+        Ok((pool, lag)) => {
+            eprintln!(
+                "reading from the replica ({:.1} s behind)",
+                lag.as_secs_f64()
+            );
+            Ok(Some(pool))
+        }
+        Err(why) => {
+            eprintln!("reading from the primary: {why}");
+            Ok(None)
+        }
+    }
 }
 
 async fn run(action: ReportAction, pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {

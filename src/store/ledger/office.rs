@@ -23,6 +23,19 @@ pub(super) async fn run(
     }
 }
 
+/// A replica connection for a read that locks nothing, while the replica
+/// is within its bound (the answer's `as_of` says how current it is);
+/// `None`: read in the request's own transaction on the primary.
+async fn replica(env: &TxnEnv) -> Option<deadpool_postgres::Object> {
+    match env.replica.as_ref()?.connection().await {
+        Ok((conn, _lag)) => Some(conn),
+        Err(why) => {
+            tracing::debug!(why, "office read on the primary");
+            None
+        }
+    }
+}
+
 async fn settlement(
     tx: &TxnConn,
     env: &TxnEnv,
@@ -30,8 +43,16 @@ async fn settlement(
     s: &SettlementReq,
 ) -> Result<Outcome> {
     let store = s.store.as_deref().unwrap_or(&ctx.store_id);
-    let c = tx.in_txn().await?;
-    let lines = reports::settlement(c, s.day, store, s.by).await?;
+    let lines = match replica(env).await {
+        Some(mut r) => {
+            // Its own transaction, which its plan setting needs.
+            let t = r.build_transaction().read_only(true).start().await?;
+            let lines = reports::settlement(&t, s.day, store, s.by).await?;
+            t.commit().await?;
+            lines
+        }
+        None => reports::settlement(tx.in_txn().await?, s.day, store, s.by).await?,
+    };
     let detail = serde_json::json!({"op": "settlement", "day": s.day.to_string(), "store": store});
     audit_office_read(tx, env, ctx, detail).await?;
     Ok(Outcome::Answered(Rows(
@@ -56,8 +77,10 @@ fn settlement_row(l: &SettlementLine) -> Row {
 }
 
 async fn liability(tx: &TxnConn, env: &TxnEnv, ctx: &TxnContext, store: &str) -> Result<Outcome> {
-    let c = tx.in_txn().await?;
-    let l = reports::liability(c, store).await?;
+    let l = match replica(env).await {
+        Some(r) => reports::liability(&r, store).await?,
+        None => reports::liability(tx.in_txn().await?, store).await?,
+    };
     let detail = serde_json::json!({"op": "liability", "store": store});
     audit_office_read(tx, env, ctx, detail).await?;
     let row = Row::new()
