@@ -19,7 +19,7 @@
 # per phase and per check, and `chaos: passed` at the end; exits 1 on the
 # first failure.
 #
-#   deploy/ha/chaos.sh DIR [--seconds S] [--clients N] [--phases a,b,...]
+#   deploy/ha/chaos.sh DIR [--seconds S] [--clients N] [--phases a,b,...] [--pgbouncer]
 #
 # Defaults: 30 s per phase (the fault at a third of it), 32 clients, all
 # four phases. DIR is fresh, or one where only chaos.sh has run (a rerun
@@ -29,17 +29,18 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 dir="${1:?usage: chaos.sh DIR [--seconds S] [--clients N] [--phases LIST]}"
 shift
-seconds=30 clients=32 phases=postmaster,daemon,node,etcd
+seconds=30 clients=32 phases=postmaster,daemon,node,etcd up_args=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --seconds) seconds="$2"; shift 2 ;;
         --clients) clients="$2"; shift 2 ;;
         --phases) phases="$2"; shift 2 ;;
+        --pgbouncer) up_args+=(--pgbouncer); shift ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
 bin="${CARDSWITCH_BIN:-$repo/target/release/cardswitch}"
-"$here/up.sh" "$dir" --daemons 2 >/dev/null
+"$here/up.sh" "$dir" --daemons 2 "${up_args[@]}" >/dev/null
 dir="$(cd "$dir" && pwd)"
 # shellcheck source=lib.sh
 . "$here/lib.sh"

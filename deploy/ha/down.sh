@@ -15,6 +15,7 @@ stop_pid() { # pidfile: TERM, up to 30 s (Patroni stops its PostgreSQL), then KI
 }
 for p in "$dir"/daemon*/pid; do stop_pid "$p"; done
 stop_pid "$dir/haproxy.pid"
+stop_pid "$dir/pgbouncer/pgbouncer.pid"
 # Replicas first, the leader last, so no failover runs while stopping.
 for p in "$dir"/pg3/pid "$dir"/pg2/pid "$dir"/pg1/pid; do stop_pid "$p"; done
 stop_pid "$dir/etcd/pid"

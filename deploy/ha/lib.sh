@@ -4,6 +4,7 @@
 base="${HA_PORT_BASE:-15400}"
 etcd_client=$((base + 79)) etcd_peer=$((base + 78))
 write_port=$((base + 30)) read_port=$((base + 31)) http_port=$((base + 90))
+pgbouncer_port=$((base + 32))
 pg_port_of() { echo $((base + 40 + $1)); }
 api_port_of() { echo $((base + 7 + $1)); }
 daemon_port_of() { echo $((base + 90 + $1)); }
@@ -49,13 +50,15 @@ start_node() {
     return 1
 }
 
-# Daemon N on its port, the database URL in its environment (never on a
+# Daemon N on its port, the database URLs in its environment (never on a
 # command line, where `ps` shows it to every user); waits for /healthz.
 start_daemon() {
     local port d
     port="$(daemon_port_of "$1")" d="$dir/daemon$1"
     mkdir -p "$d"
-    CARDSWITCH_DATABASE_URL="$db_url" nohup "$bin" --keys-dir "$dir/keys" serve \
+    # Through pgbouncer when up.sh --pgbouncer set daemon_url.
+    CARDSWITCH_DATABASE_URL="$daemon_url" CARDSWITCH_READ_DATABASE_URL="$read_url" \
+        nohup "$bin" --keys-dir "$dir/keys" serve \
         --listen "127.0.0.1:$port" >>"$d/daemon.log" 2>&1 &
     echo $! >"$d/pid"
     for _ in $(seq 300); do
@@ -79,7 +82,13 @@ leader_node() {
 
 # The application's URLs (libpq key=value form), from secrets.env's
 # APP_PASSWORD: db_url through the write port, read_url through the read port.
+# daemon_url: through pgbouncer when DIR has one (up.sh --pgbouncer).
 app_urls() {
-    db_url="host=127.0.0.1 port=$write_port user=cardswitch password=$APP_PASSWORD dbname=cardswitch"
-    read_url="host=127.0.0.1 port=$read_port user=cardswitch password=$APP_PASSWORD dbname=cardswitch"
+    local as="user=cardswitch password=$APP_PASSWORD dbname=cardswitch"
+    db_url="host=127.0.0.1 port=$write_port $as"
+    read_url="host=127.0.0.1 port=$read_port $as"
+    daemon_url="$db_url"
+    if [ -f "$dir/pgbouncer/pgbouncer.ini" ]; then
+        daemon_url="host=127.0.0.1 port=$pgbouncer_port $as"
+    fi
 }

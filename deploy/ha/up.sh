@@ -13,12 +13,13 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-dir="${1:?usage: up.sh DIR [--daemons N]}"
+dir="${1:?usage: up.sh DIR [--daemons N] [--pgbouncer]}"
 shift
-daemons=2
+daemons=2 pgbouncer=no
 while [ $# -gt 0 ]; do
     case "$1" in
         --daemons) daemons="$2"; shift 2 ;;
+        --pgbouncer) pgbouncer=yes; shift ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -144,6 +145,25 @@ fi
 unset PGPASSWORD
 app_urls
 
+# --- pgbouncer (session mode) between the daemons and the write port ---
+if [ "$pgbouncer" = yes ]; then
+    mkdir -p "$dir/pgbouncer"
+    sed -e "s|@WRITE_PORT@|$write_port|g" -e "s|@PGBOUNCER_PORT@|$pgbouncer_port|g" -e "s|@DIR@|$dir|g" \
+        "$here/templates/pgbouncer.ini" >"$dir/pgbouncer/pgbouncer.ini"
+    (umask 077 && echo "\"cardswitch\" \"$APP_PASSWORD\"" >"$dir/pgbouncer/userlist.txt")
+    [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$dir/pgbouncer"
+    if [ ! -f "$dir/pgbouncer/pgbouncer.pid" ] || ! kill -0 "$(cat "$dir/pgbouncer/pgbouncer.pid")" 2>/dev/null; then
+        say "starting pgbouncer on $pgbouncer_port (session mode)"
+        if [ "$(id -u)" = 0 ]; then
+            runuser -u postgres -- pgbouncer -d "$dir/pgbouncer/pgbouncer.ini"
+        else
+            pgbouncer -d "$dir/pgbouncer/pgbouncer.ini"
+        fi
+        sleep 0.5
+    fi
+    app_urls
+fi
+
 # --- keys (an explicit step, once) and the daemons ---
 keys="$dir/keys"
 if [ ! -f "$keys/master.key" ]; then
@@ -164,6 +184,7 @@ curl -sf "http://127.0.0.1:$http_port/healthz" >/dev/null || { echo "the proxy h
 say "up: leader and synchronous standby, $daemons daemons behind http://127.0.0.1:$http_port"
 echo "CARDSWITCH_URL=http://127.0.0.1:$http_port"
 echo "DATABASE_URL='$db_url'"
+if [ "$pgbouncer" = yes ]; then echo "PGBOUNCER_PORT=$pgbouncer_port"; fi
 echo "READ_DATABASE_URL='$read_url'"
 echo "KEYS_DIR=$keys"
 echo "PATRONI_API=$(IFS=,; echo "${apis[*]}")"

@@ -141,6 +141,34 @@ fn bar(opts: &Options, total: u64) -> ProgressBar {
     pb
 }
 
+/// Two connections to the same server, so that one's snapshot can be
+/// shared with the other: through a load balancer in front of several
+/// replicas (the read port), two connections may reach two servers.
+async fn pair_on_one_server(pool: &Pool) -> anyhow::Result<(Object, Object)> {
+    // Below the replica pool's size (8), which holds them all.
+    const TRIES: usize = 6;
+    let server = |c: Object| async move {
+        let r = c
+            .query_one(
+                "SELECT coalesce(host(inet_server_addr()), ''), coalesce(inet_server_port(), 0)",
+                &[],
+            )
+            .await?;
+        Ok::<_, tokio_postgres::Error>(((r.get::<_, String>(0), r.get::<_, i32>(1)), c))
+    };
+    let (want, a) = server(pool.get().await?).await?;
+    // Held until the end, so the pool opens new connections meanwhile.
+    let mut elsewhere = Vec::new();
+    for _ in 0..TRIES {
+        let (at, b) = server(pool.get().await?).await?;
+        if at == want {
+            return Ok((a, b));
+        }
+        elsewhere.push(b);
+    }
+    anyhow::bail!("no two connections reached the same server in {TRIES} tries ({want:?})")
+}
+
 async fn begin_pair<'a>(
     a: &'a mut Object,
     b: &'a mut Object,
@@ -173,8 +201,7 @@ pub async fn verify(pool: &Pool, keys: &RowKeys, opts: Options) -> anyhow::Resul
     let mut report = Report::default();
     let mut scans: BTreeMap<String, CardScan> = BTreeMap::new();
     {
-        let mut ca = pool.get().await?;
-        let mut cb = pool.get().await?;
+        let (mut ca, mut cb) = pair_on_one_server(pool).await?;
         let (ta, tb) = begin_pair(&mut ca, &mut cb).await?;
         let counts = ta
             .query_one(
