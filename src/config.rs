@@ -243,6 +243,10 @@ pub struct ServerConfig {
     /// Client connections served at once; further ones wait in the
     /// listen backlog until one ends (each costs a task and its buffers).
     pub max_connections: usize,
+    /// Proxies whose `X-Forwarded-For` names the client (HAProxy in front
+    /// of several daemons): behind one, every till would otherwise share
+    /// the proxy's address, its bucket and its login slow-down.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for ServerConfig {
@@ -254,6 +258,7 @@ impl Default for ServerConfig {
             body_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(4),
             max_connections: 10_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }

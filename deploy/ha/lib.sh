@@ -58,7 +58,7 @@ start_daemon() {
     mkdir -p "$d"
     # Through pgbouncer when up.sh --pgbouncer set daemon_url.
     CARDSWITCH_DATABASE_URL="$daemon_url" CARDSWITCH_READ_DATABASE_URL="$read_url" \
-        nohup "$bin" --keys-dir "$dir/keys" serve \
+        nohup "$bin" --config "$dir/daemon.toml" --keys-dir "$dir/keys" serve \
         --listen "127.0.0.1:$port" >>"$d/daemon.log" 2>&1 &
     echo $! >"$d/pid"
     for _ in $(seq 300); do

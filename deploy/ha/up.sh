@@ -13,13 +13,15 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-dir="${1:?usage: up.sh DIR [--daemons N] [--pgbouncer]}"
+dir="${1:?usage: up.sh DIR [--daemons N] [--pgbouncer] [--open-throttles]}"
 shift
-daemons=2 pgbouncer=no
+daemons=2 pgbouncer=no open_throttles=no
 while [ $# -gt 0 ]; do
     case "$1" in
         --daemons) daemons="$2"; shift 2 ;;
         --pgbouncer) pgbouncer=yes; shift ;;
+        # Benchmarks only: every load client is 127.0.0.1, one address.
+        --open-throttles) open_throttles=yes; shift ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -165,6 +167,19 @@ if [ "$pgbouncer" = yes ]; then
 fi
 
 # --- keys (an explicit step, once) and the daemons ---
+# The daemons' settings: HAProxy (here, 127.0.0.1) forwards each till's
+# address in X-Forwarded-For.
+{
+    echo "[server]"
+    echo 'trusted_proxies = ["127.0.0.1"]'
+    if [ "$open_throttles" = yes ]; then
+        echo "[protocol]"
+        echo "addr_rate = 1000000"
+        echo "addr_burst = 1000000"
+        echo "terminal_rate = 1000000"
+        echo "terminal_burst = 1000000"
+    fi
+} >"$dir/daemon.toml"
 keys="$dir/keys"
 if [ ! -f "$keys/master.key" ]; then
     say "cardswitch keys init (into $keys)"

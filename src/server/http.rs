@@ -69,3 +69,53 @@ pub fn method_not_allowed(allow: &'static str) -> Answer {
         .insert(header::ALLOW, header::HeaderValue::from_static(allow));
     a
 }
+
+/// The client's address: `peer`, or, when `peer` is a trusted proxy, the
+/// last address in the last `X-Forwarded-For` it sent (the one the proxy
+/// added; earlier ones came from the client and prove nothing).
+pub fn client_addr(
+    trusted: &[std::net::IpAddr],
+    peer: std::net::SocketAddr,
+    headers: &hyper::HeaderMap,
+) -> std::net::SocketAddr {
+    if !trusted.contains(&peer.ip()) {
+        return peer;
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .last()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok());
+    match forwarded {
+        Some(ip) => std::net::SocketAddr::new(ip, peer.port()),
+        None => peer,
+    }
+}
+
+#[cfg(test)]
+mod client_addr_tests {
+    use super::client_addr;
+
+    #[test]
+    fn only_a_trusted_proxy_names_the_client() {
+        let proxy: std::net::SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let mut h = hyper::HeaderMap::new();
+        h.append("x-forwarded-for", "10.9.9.9, 203.0.113.9".parse().unwrap());
+        h.append("x-forwarded-for", "198.51.100.7".parse().unwrap());
+        let trusted = ["127.0.0.1".parse().unwrap()];
+        assert_eq!(
+            client_addr(&trusted, proxy, &h).ip().to_string(),
+            "198.51.100.7"
+        );
+        assert_eq!(client_addr(&[], proxy, &h), proxy);
+        let mut junk = hyper::HeaderMap::new();
+        junk.append("x-forwarded-for", "not an address".parse().unwrap());
+        assert_eq!(client_addr(&trusted, proxy, &junk), proxy);
+        assert_eq!(
+            client_addr(&trusted, proxy, &hyper::HeaderMap::new()),
+            proxy
+        );
+    }
+}

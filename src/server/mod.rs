@@ -152,6 +152,7 @@ async fn handle(
 ) -> http::Answer {
     use tracing::Instrument;
     let started = std::time::Instant::now();
+    let peer = http::client_addr(&state.config.server.trusted_proxies, peer, req.headers());
     let rid = state.request_id();
     let path = metrics::PathLabel::of(req.uri().path());
     let span = tracing::info_span!("request", id = %rid, %peer, method = %req.method(), path = req.uri().path());

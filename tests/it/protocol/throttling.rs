@@ -159,3 +159,41 @@ async fn failed_logins_slow_down_their_source_but_never_lock_out() {
         .sum();
     assert_eq!(failed, 7);
 }
+
+/// Behind a trusted proxy the client is the address it forwards; anyone
+/// else's `X-Forwarded-For` is ignored. Seen in where refusals are tallied.
+#[tokio::test]
+async fn a_trusted_proxy_names_the_client_and_nobody_else_does() {
+    let fx = Fixture::new().await;
+    let mut config = fx.config.clone();
+    config.server.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    let d = Daemon::start(config).await;
+    let audit_before = fx.last_audit_id().await;
+    let proxy = Client::new(&url(&d));
+    let other = Client::bound(&url(&d), "127.0.0.2".parse().unwrap());
+    for (c, forwarded) in [(&proxy, "10.1.1.1, 203.0.113.9"), (&other, "198.51.100.7")] {
+        let r = c
+            .post_form(
+                "/v1/txn",
+                b"junk=1".to_vec(),
+                &[("x-forwarded-for", forwarded)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(errno_of("/v1/txn", &r), Errno::Malformed);
+    }
+    d.stop().await.unwrap();
+    let sources: Vec<String> = fx
+        .client()
+        .await
+        .query(
+            "SELECT source FROM audit WHERE audit_id > $1 AND kind = 'refused.unproved' ORDER BY source",
+            &[&audit_before],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(sources, ["127.0.0.2", "203.0.113.9"]);
+}
