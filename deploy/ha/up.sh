@@ -67,7 +67,10 @@ else
     start_etcd
 fi
 
-# --- three PostgreSQL nodes under Patroni ---
+# --- three PostgreSQL nodes under Patroni, one WAL archive ---
+mkdir -p "$dir/backup/wal"
+chmod 700 "$dir/backup" "$dir/backup/wal"
+[ "$(id -u)" = 0 ] && chown -R postgres:postgres "$dir/backup"
 apis=()
 for i in 1 2 3; do
     name="pg$i" pg_port="$(pg_port_of "$i")" api_port="$(api_port_of "$i")"
@@ -77,7 +80,7 @@ for i in 1 2 3; do
     sed -e "s|@NAME@|$name|g" -e "s|@DIR@|$dir|g" -e "s|@PG_PORT@|$pg_port|g" \
         -e "s|@API_PORT@|$api_port|g" -e "s|@ETCD@|127.0.0.1:$etcd_client|g" \
         -e "s|@SUPERUSER_PASSWORD@|$SUPERUSER_PASSWORD|g" \
-        -e "s|@REPLICATION_PASSWORD@|$REPLICATION_PASSWORD|g" \
+        -e "s|@REPLICATION_PASSWORD@|$REPLICATION_PASSWORD|g" -e "s|@ARCHIVE@|$dir/backup/wal|g" \
         "$here/templates/patroni.yml" >"$node/patroni.yml"
     chmod 600 "$node/patroni.yml"
     [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$node"
@@ -203,3 +206,7 @@ if [ "$pgbouncer" = yes ]; then echo "PGBOUNCER_PORT=$pgbouncer_port"; fi
 echo "READ_DATABASE_URL='$read_url'"
 echo "KEYS_DIR=$keys"
 echo "PATRONI_API=$(IFS=,; echo "${apis[*]}")"
+# Base backups (`cardswitch db backup "$BACKUP_DIR" --database-url "$REPLICATION_URL"`)
+# go beside the archived WAL.
+echo "BACKUP_DIR=$dir/backup"
+echo "REPLICATION_URL='host=127.0.0.1 port=$write_port user=replicator password=$REPLICATION_PASSWORD dbname=postgres'"

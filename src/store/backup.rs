@@ -54,6 +54,7 @@ pub fn take(source: Source<'_>, dir: &Path) -> anyhow::Result<BaseInfo> {
     set_mode(&base, 0o700)?;
     let mut cmd = match &source {
         Source::Embedded(cluster) => {
+            cluster.give_away(&dir.join("base"))?;
             cluster.give_away(&base)?;
             let mut c = cluster.command("pg_basebackup");
             c.arg("-h")
@@ -254,6 +255,7 @@ fn unpack(cluster: &Cluster, from: &Path, base: &BaseInfo) -> anyhow::Result<Opt
     if cluster.is_running()? {
         bail!("the embedded cluster is running: stop the daemon, then `cardswitch db stop`");
     }
+    cluster.make_dirs()?;
     let pgdata = cluster.pgdata();
     let mut set_aside = None;
     if pgdata.exists() {
@@ -275,13 +277,13 @@ fn unpack(cluster: &Cluster, from: &Path, base: &BaseInfo) -> anyhow::Result<Opt
         ("base.tar.gz", pgdata.clone()),
         ("pg_wal.tar.gz", pgdata.join("pg_wal")),
     ] {
-        let mut tar = cluster.owner_command(Path::new("tar"));
+        // As ourselves: a backup taken by URL belongs to whoever took it.
+        let mut tar = Command::new("tar");
         tar.arg("-xzf").arg(src.join(tarball)).arg("-C").arg(into);
         run_checked(tar, "tar -x")?;
     }
-    let signal = pgdata.join("recovery.signal");
-    std::fs::write(&signal, b"")?;
-    cluster.give_away(&signal)?;
+    std::fs::write(pgdata.join("recovery.signal"), b"")?;
+    cluster.give_away_all(&pgdata)?;
     Ok(set_aside)
 }
 

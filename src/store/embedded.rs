@@ -120,12 +120,7 @@ impl Cluster {
         if self.is_initialized() {
             return Ok(false);
         }
-        for dir in [self.root.clone(), self.socket_dir()] {
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            self.give_away(&dir)?;
-            set_mode(&dir, 0o700)?;
-        }
+        self.make_dirs()?;
         if let Some((uid, gid)) = self.run_as {
             // The postgres user must reach the directory through every parent.
             let probe = Command::new("/bin/sh")
@@ -171,6 +166,18 @@ impl Cluster {
         Ok(true)
     }
 
+    /// The cluster's own directory and its socket directory, the owner's
+    /// and 0700 (before initdb, or before a restore unpacks into it).
+    pub(crate) fn make_dirs(&self) -> anyhow::Result<()> {
+        for dir in [self.root.clone(), self.socket_dir()] {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            self.give_away(&dir)?;
+            set_mode(&dir, 0o700)?;
+        }
+        Ok(())
+    }
+
     /// True when a postmaster runs on this data directory.
     pub fn is_running(&self) -> anyhow::Result<bool> {
         if !self.is_initialized() {
@@ -195,8 +202,10 @@ impl Cluster {
     /// Starts the server with extra settings for this run only (`-c`), as
     /// a restore's recovery does.
     pub fn start_with(&self, settings: &[(&str, String)]) -> anyhow::Result<()> {
+        // No TCP port, whatever the data directory's own configuration
+        // says (a restored HA backup carries Patroni's listen address).
         let mut options = format!(
-            "-k {} -p {PORT}",
+            "-c listen_addresses= -k {} -p {PORT}",
             shell_quote(&self.socket_dir().to_string_lossy())
         );
         let archive = self.archive_settings()?;
@@ -299,6 +308,16 @@ impl Cluster {
             cmd.uid(uid).gid(gid).current_dir(&self.root);
         }
         cmd
+    }
+
+    /// `give_away` for a whole tree (a restored data directory).
+    pub(crate) fn give_away_all(&self, path: &Path) -> anyhow::Result<()> {
+        if let Some((uid, gid)) = self.run_as {
+            let mut chown = Command::new("chown");
+            chown.arg("-R").arg(format!("{uid}:{gid}")).arg(path);
+            run_checked(chown, "chown -R")?;
+        }
+        Ok(())
     }
 
     pub(crate) fn give_away(&self, path: &Path) -> anyhow::Result<()> {

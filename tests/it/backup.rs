@@ -1,10 +1,11 @@
 //! The restore drill (issue 13, item 4), on an embedded cluster that
 //! archives its WAL: postings, a base backup (`cardswitch db backup`), more
-//! postings, a moment T, more postings; then the disk is "lost" (the
-//! cluster stopped, the keys dir deleted), the keys come back from their own
-//! backup, kept apart, and `cardswitch db restore --to T` brings the
-//! database back. `verify` is clean with the restored keys, every card's
-//! balance is what it was at T, and no posting after T is there.
+//! postings, a moment T, more postings; the backup directory copied to
+//! "another host"; then the disk is lost (the cluster and the keys dir
+//! deleted). On a new data dir, the keys come back from their own copy,
+//! kept apart, and `cardswitch db restore --to T` brings the database back:
+//! `verify` is clean with the restored keys, every card's balance is what
+//! it was at T, and no posting after T is there.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -164,18 +165,28 @@ async fn restored_to_a_moment_the_books_are_as_they_were_then() {
     archive_everything(&cluster).await;
     d.stop().await.unwrap();
 
-    // The keys' own backup, apart from the data; then the disk is lost.
+    // The backup on another host, the keys' own copy apart from it; then
+    // the disk is lost.
+    let backup_host = harness::temp_dir("cs-bk-host-").join("backup");
+    copy_dir(&cluster.backup_dir(), &backup_host);
     let key_backup = harness::temp_dir("cs-bk-keys-");
     copy_dir(&config.keys_dir, &key_backup.join("keys"));
     cluster.stop().unwrap();
     std::fs::remove_dir_all(&config.keys_dir).unwrap();
+    std::fs::remove_dir_all(data_dir.join("pg")).unwrap();
+    std::fs::remove_dir_all(data_dir.join("backup")).unwrap();
+
+    // A new machine: a fresh data dir, the keys back from their copy.
+    let new_dir = harness::temp_dir("cs-bk-new-");
     config.keys_dir = harness::temp_dir("cs-bk-newkeys-").join("keys");
     copy_dir(&key_backup.join("keys"), &config.keys_dir);
-
     let to = moment.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    let said = cli(&data_dir, &["db", "restore", "--to", &to]);
+    let from = backup_host.to_str().unwrap();
+    let said = cli(&new_dir, &["db", "restore", from, "--to", &to]);
     assert!(said.contains("restored from base backup"), "{said}");
+    let cluster = Cluster::new(&new_dir).unwrap().without_fsync();
     cluster.start().unwrap();
+    config.database_url = Some(harness::url_for(&cluster, "cardswitch"));
     assert_eq!(books(&cluster).await, at_moment, "the books at {to}");
     let db = cardswitch::store::open(&config).await.unwrap();
     let c = db.pool.get().await.unwrap();
