@@ -29,12 +29,7 @@ struct Books {
 }
 
 async fn books(cluster: &Cluster) -> Books {
-    let (c, conn) = cluster
-        .pg_config("cardswitch")
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let c = harness::connect(cluster, "cardswitch").await;
     let balances = c
         .query("SELECT card_no, balance::text FROM cards", &[])
         .await
@@ -83,12 +78,7 @@ fn cli(data_dir: &Path, args: &[&str]) -> String {
 
 /// Waits until every WAL segment written so far is in the archive.
 async fn archive_everything(cluster: &Cluster) {
-    let (c, conn) = cluster
-        .pg_config("cardswitch")
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let c = harness::connect(cluster, "cardswitch").await;
     let last: String = c
         .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
         .await
@@ -129,10 +119,11 @@ async fn restored_to_a_moment_the_books_are_as_they_were_then() {
     harness::create_database(&cluster, "cardswitch").await;
     let mut config = harness::config_for(&harness::url_for(&cluster, "cardswitch"));
     harness::ensure_keys(&mut config).await;
-    let (root, password) = provision(&config).await;
+    let (root, passwords) =
+        harness::shop(&config, &[("BK1", cardswitch::ledger::TerminalKind::Pos)]).await;
     let d = Daemon::start(config.clone()).await;
     let c = Client::new(&format!("http://{}", d.addr));
-    let s = c.handshake("BK1", &password, &root).await.unwrap();
+    let s = c.handshake("BK1", &passwords[0], &root).await.unwrap();
     for i in 0..CARDS {
         let register = format!("op=register&order_no=R{i}&attr1=BK{i:03}&attr2=name%3DLi%26phone%3D13800000000%26level%3Dstd");
         assert_eq!(
@@ -200,28 +191,4 @@ async fn restored_to_a_moment_the_books_are_as_they_were_then() {
     drop(c);
     db.close().await.unwrap();
     cluster.stop().unwrap();
-}
-
-/// Store, terminal BK1 and level; returns the root public key and BK1's password.
-async fn provision(
-    config: &cardswitch::config::Config,
-) -> (cardswitch::crypto::rsa::RsaPublic, String) {
-    use cardswitch::keys::admin;
-    let db = cardswitch::store::open(config).await.unwrap();
-    admin::add_store(config, &db.pool, "S1", "Backup shop")
-        .await
-        .unwrap();
-    let kind = cardswitch::ledger::TerminalKind::Pos;
-    let pw = admin::add_terminal(config, &db.pool, "BK1", "S1", kind, None)
-        .await
-        .unwrap();
-    let c = db.pool.get().await.unwrap();
-    let rk = admin::row_keys(config, &c).await.unwrap();
-    cardswitch::store::operators::add_level(&c, &rk, "std", 1.into(), 0.into())
-        .await
-        .unwrap();
-    let root = admin::root_public(&db.pool).await.unwrap();
-    drop(c);
-    db.close().await.unwrap();
-    (root, pw.to_string())
 }

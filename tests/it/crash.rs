@@ -101,38 +101,18 @@ async fn provision(
     config: &cardswitch::config::Config,
     terminals: usize,
 ) -> (Vec<Till>, cardswitch::crypto::rsa::RsaPublic) {
-    use cardswitch::keys::admin;
-    let db = cardswitch::store::open(config).await.unwrap();
-    admin::add_store(config, &db.pool, "S1", "Crash shop")
-        .await
-        .unwrap();
-    let mut pws = Vec::new();
-    for t in 0..terminals {
-        let id = format!("C{t:02}");
-        let pw = admin::add_terminal(
-            config,
-            &db.pool,
-            &id,
-            "S1",
-            cardswitch::ledger::TerminalKind::Pos,
-            None,
-        )
-        .await
-        .unwrap();
-        pws.push(Till {
-            terminal: id,
-            password: pw.to_string(),
-        });
-    }
-    let c = db.pool.get().await.unwrap();
-    let rk = admin::row_keys(config, &c).await.unwrap();
-    cardswitch::store::operators::add_level(&c, &rk, "std", 1.into(), 0.into())
-        .await
-        .unwrap();
-    let root = admin::root_public(&db.pool).await.unwrap();
-    drop(c);
-    db.close().await.unwrap();
-    (pws, root)
+    let ids: Vec<String> = (0..terminals).map(|t| format!("C{t:02}")).collect();
+    let kinds: Vec<_> = ids
+        .iter()
+        .map(|id| (id.as_str(), cardswitch::ledger::TerminalKind::Pos))
+        .collect();
+    let (root, passwords) = harness::shop(config, &kinds).await;
+    let tills = ids
+        .into_iter()
+        .zip(passwords)
+        .map(|(terminal, password)| Till { terminal, password })
+        .collect();
+    (tills, root)
 }
 
 /// What the books say: postings per order of the clients, balances in cents.

@@ -452,3 +452,50 @@ pub fn assert_valid(xsd: &str, doc: &[u8]) {
         String::from_utf8_lossy(doc)
     );
 }
+
+/// A shop for the tests that run on a cluster of their own (crash, backup,
+/// replica): store S1, the terminals `(id, kind)` with their passwords in
+/// that order (an office terminal belongs to every store), the level `std`
+/// (no discount, no points), and the root public key.
+pub async fn shop(
+    config: &Config,
+    terminals: &[(&str, cardswitch::ledger::TerminalKind)],
+) -> (cardswitch::crypto::rsa::RsaPublic, Vec<String>) {
+    use cardswitch::keys::admin;
+    use cardswitch::ledger::TerminalKind;
+    let db = cardswitch::store::open(config).await.unwrap();
+    admin::add_store(config, &db.pool, "S1", "Test shop")
+        .await
+        .unwrap();
+    let mut passwords = Vec::new();
+    for (id, kind) in terminals {
+        let store = match kind {
+            TerminalKind::Office => cardswitch::ledger::ALL_STORES,
+            _ => "S1",
+        };
+        let pw = admin::add_terminal(config, &db.pool, id, store, *kind, None)
+            .await
+            .unwrap();
+        passwords.push(pw.to_string());
+    }
+    let c = db.pool.get().await.unwrap();
+    let rk = admin::row_keys(config, &c).await.unwrap();
+    cardswitch::store::operators::add_level(&c, &rk, "std", 1.into(), 0.into())
+        .await
+        .unwrap();
+    let root = admin::root_public(&db.pool).await.unwrap();
+    drop(c);
+    db.close().await.unwrap();
+    (root, passwords)
+}
+
+/// A connection of the test's own to `db` in `cluster`.
+pub async fn connect(cluster: &Cluster, db: &str) -> tokio_postgres::Client {
+    let (c, conn) = cluster
+        .pg_config(db)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect to a test cluster");
+    tokio::spawn(conn);
+    c
+}

@@ -80,12 +80,7 @@ fn running_as_root() -> bool {
 }
 
 async fn sql(cluster: &Cluster, q: &str) {
-    let (c, conn) = cluster
-        .pg_config("cardswitch")
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let c = harness::connect(cluster, "cardswitch").await;
     c.batch_execute(q).await.unwrap();
 }
 
@@ -106,22 +101,14 @@ async fn topup(c: &Client, till: &Session, order: &str) {
 
 /// Until the standby has replayed everything the primary wrote.
 async fn caught_up(primary: &Cluster, standby: &Cluster) {
-    let lsn = |cl: &Cluster, q: &'static str| {
-        let pg = cl.pg_config("cardswitch");
-        async move {
-            let (c, conn) = pg.connect(tokio_postgres::NoTls).await.unwrap();
-            tokio::spawn(conn);
-            c.query_one(q, &[]).await.unwrap().get::<_, String>(0)
-        }
-    };
-    let want = lsn(primary, "SELECT pg_current_wal_lsn()::text").await;
+    let want: String = harness::connect(primary, "cardswitch")
+        .await
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
     for _ in 0..200 {
-        let (c, conn) = standby
-            .pg_config("cardswitch")
-            .connect(tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
+        let c = harness::connect(standby, "cardswitch").await;
         let done: bool = c
             .query_one(
                 "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
@@ -144,14 +131,17 @@ async fn lagging_reads_go_to_the_replica_until_it_is_too_far_behind() {
     harness::create_database(&primary, "cardswitch").await;
     let mut config = harness::config_for(&harness::url_for(&primary, "cardswitch"));
     harness::ensure_keys(&mut config).await;
-    let (root, till_pw, hq_pw) = provision(&config).await;
+    use cardswitch::ledger::TerminalKind;
+    let kinds = [("RT1", TerminalKind::Pos), ("RHQ", TerminalKind::Office)];
+    let (root, pws) = harness::shop(&config, &kinds).await;
+    let (till_pw, hq_pw) = (&pws[0], &pws[1]);
     let standby = standby_of(&primary);
     config.read_database_url = Some(harness::url_for(&standby, "cardswitch"));
     config.db.replica_max_lag = Duration::from_secs(2);
     let d = Daemon::start(config.clone()).await;
     let c = Client::new(&format!("http://{}", d.addr));
-    let till = c.handshake("RT1", &till_pw, &root).await.unwrap();
-    let hq = c.handshake("RHQ", &hq_pw, &root).await.unwrap();
+    let till = c.handshake("RT1", till_pw, &root).await.unwrap();
+    let hq = c.handshake("RHQ", hq_pw, &root).await.unwrap();
     let register =
         "op=register&order_no=R1&attr1=RP001&attr2=name%3DLi%26phone%3D13800000000%26level%3Dstd";
     assert_eq!(
@@ -177,32 +167,4 @@ async fn lagging_reads_go_to_the_replica_until_it_is_too_far_behind() {
     assert_eq!(liability(&c, &hq).await, "20.00");
     d.stop().await.unwrap();
     standby.stop().unwrap();
-}
-
-/// Store, till RT1, office RHQ (every store), level; the root key and passwords.
-async fn provision(
-    config: &cardswitch::config::Config,
-) -> (cardswitch::crypto::rsa::RsaPublic, String, String) {
-    use cardswitch::keys::admin;
-    use cardswitch::ledger::TerminalKind;
-    let db = cardswitch::store::open(config).await.unwrap();
-    admin::add_store(config, &db.pool, "S1", "Replica shop")
-        .await
-        .unwrap();
-    let till = admin::add_terminal(config, &db.pool, "RT1", "S1", TerminalKind::Pos, None)
-        .await
-        .unwrap();
-    let all = cardswitch::ledger::ALL_STORES;
-    let hq = admin::add_terminal(config, &db.pool, "RHQ", all, TerminalKind::Office, None)
-        .await
-        .unwrap();
-    let c = db.pool.get().await.unwrap();
-    let rk = admin::row_keys(config, &c).await.unwrap();
-    cardswitch::store::operators::add_level(&c, &rk, "std", 1.into(), 0.into())
-        .await
-        .unwrap();
-    let root = admin::root_public(&db.pool).await.unwrap();
-    drop(c);
-    db.close().await.unwrap();
-    (root, till.to_string(), hq.to_string())
 }
