@@ -34,7 +34,10 @@ for p in patroni:patroni etcd:etcd-server haproxy:haproxy pgbouncer:pgbouncer cu
 done
 if [ ${#need[@]} -gt 0 ]; then
     say "installing ${need[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" python3-psycopg2 >&2
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -q >&2
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" python3-psycopg2 >&2
 fi
 bin="${CARDSWITCH_BIN:-$repo/target/release/cardswitch}"
 [ -x "$bin" ] || (cd "$repo" && cargo build --release --locked >&2)
