@@ -388,8 +388,9 @@ impl Config {
                 self.data_dir.join("pg").display()
             ),
         };
-        toml::to_string_pretty(&self.file_view(url))
-            .unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        let mut view = self.file_view(url);
+        view.read_database_url = self.read_database_url.as_deref().map(redact_url);
+        toml::to_string_pretty(&view).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 
     /// The configuration in the file's form, with `database_url` as given
@@ -397,6 +398,7 @@ impl Config {
     pub fn file_view(&self, database_url: String) -> FileView<'_> {
         FileView {
             database_url,
+            read_database_url: self.read_database_url.clone(),
             data_dir: &self.data_dir,
             keys_dir: &self.keys_dir,
             log_format: self.log_format,
@@ -417,6 +419,8 @@ impl Config {
 #[derive(Serialize)]
 pub struct FileView<'a> {
     pub database_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_database_url: Option<String>,
     pub data_dir: &'a Path,
     pub keys_dir: &'a Path,
     pub log_format: LogFormat,
@@ -541,9 +545,15 @@ mod tests {
             FileConfig::default(),
             Overrides {
                 database_url: Some("postgres://a:topsecret@h/d".into()),
+                read_database_url: Some("postgres://r:readsecret@replica/d".into()),
                 ..Default::default()
             },
         );
-        assert!(!c.to_redacted_toml().contains("topsecret"));
+        let shown = c.to_redacted_toml();
+        assert!(
+            !shown.contains("topsecret") && !shown.contains("readsecret"),
+            "{shown}"
+        );
+        assert!(shown.contains("r:***@replica"), "{shown}");
     }
 }
