@@ -22,6 +22,7 @@ pub(super) struct Driven {
     pub(super) cards: CardsMade,
     pub(super) seeded: Option<seed::SeedStats>,
     pub(super) runs: Vec<RunStats>,
+    pub(super) sweep: Vec<RunStats>,
     pub(super) daemon_rss: Option<daemon::Rss>,
     pub(super) idle: Option<IdleStats>,
 }
@@ -57,8 +58,15 @@ pub(super) async fn drive(
     });
 
     let mut runs = Vec::new();
+    let main_seats = &seats[..opts.clients.min(seats.len())];
     for (n, mix) in opts.runs.iter().enumerate() {
-        runs.push(timed_run(opts, &seats, &world, pids, n, *mix).await);
+        runs.push(timed_run(opts, main_seats, &world, pids, n, *mix).await);
+    }
+    let mut sweep = Vec::new();
+    for (i, c) in opts.sweep_clients.iter().enumerate() {
+        // Run numbers of their own (100 on), so their orders are new.
+        let some = &seats[..(*c).min(seats.len())];
+        sweep.push(timed_run(opts, some, &world, pids, 100 + i, Mix::Debit).await);
     }
     let daemon_rss = pids.daemon.and_then(daemon::rss);
     let idle = if opts.idle_connections > 0 {
@@ -71,6 +79,7 @@ pub(super) async fn drive(
         cards,
         seeded,
         runs,
+        sweep,
         daemon_rss,
         idle,
     })
@@ -113,7 +122,7 @@ async fn log_in(
     let seats = logins
         .seats
         .into_iter()
-        .take(opts.clients)
+        .take(opts.most_clients())
         .map(|s| Arc::new(s.expect("every login succeeded")))
         .collect();
     Ok((login, seats))

@@ -74,6 +74,8 @@ pub struct BenchOptions {
     pub junk_flood: usize,
     /// The flood's requests per second in all.
     pub junk_rate: f64,
+    /// Debit runs after the others, one per client count (`--sweep-clients`).
+    pub sweep_clients: Vec<usize>,
 }
 
 impl Default for BenchOptions {
@@ -98,7 +100,18 @@ impl Default for BenchOptions {
             webhook: false,
             junk_flood: 0,
             junk_rate: 150.0,
+            sweep_clients: Vec::new(),
         }
+    }
+}
+
+impl BenchOptions {
+    /// The most clients any run has: the seats to log in.
+    pub fn most_clients(&self) -> usize {
+        self.sweep_clients
+            .iter()
+            .copied()
+            .fold(self.clients, usize::max)
     }
 }
 
@@ -113,11 +126,12 @@ fn secs(d: Duration) -> f64 {
 /// Runs the whole benchmark and returns its report (nothing printed to
 /// stdout; progress goes to stderr).
 pub async fn run(config: &Config, opts: &BenchOptions) -> anyhow::Result<Report> {
-    if opts.clients == 0 || opts.terminals < opts.clients {
+    let most = opts.most_clients();
+    if opts.clients == 0 || opts.sweep_clients.contains(&0) || opts.terminals < most {
         bail!(
-            "--terminals ({}) must be at least --clients ({}): each client is its own terminal",
-            opts.terminals,
-            opts.clients
+            "--terminals ({}) must be at least --clients and every --sweep-clients ({most}): \
+             each client is its own terminal",
+            opts.terminals
         );
     }
     let machine = machine_facts();
@@ -176,6 +190,7 @@ async fn run_on(
         cards,
         seeded,
         runs,
+        sweep,
         daemon_rss,
         idle,
     } = outcome?;
@@ -191,6 +206,7 @@ async fn run_on(
         setup: setup(opts, &provisioned.times, cards, seeded, &daemon.base),
         login,
         runs,
+        sweep,
         daemon_rss,
         idle,
         pgbench,

@@ -15,6 +15,8 @@ pub struct Report {
     pub setup: Setup,
     pub login: LoginStats,
     pub runs: Vec<RunStats>,
+    /// `--sweep-clients`: a debit run per client count.
+    pub sweep: Vec<RunStats>,
     pub daemon_rss: Option<daemon::Rss>,
     pub idle: Option<IdleStats>,
     pub pgbench: Option<pgbench::PgbenchStats>,

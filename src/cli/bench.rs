@@ -70,6 +70,11 @@ pub struct BenchArgs {
     /// The junk flood's requests per second, in all.
     #[arg(long, default_value_t = 150.0)]
     junk_rate: f64,
+    /// After the runs, a debit run at each of these client counts
+    /// (comma-separated; --terminals must cover the largest), reported
+    /// under `sweep`; `ratio=` stays the first run's.
+    #[arg(long, value_delimiter = ',')]
+    sweep_clients: Vec<usize>,
 }
 
 pub async fn bench_command(a: BenchArgs, config: &Config) -> anyhow::Result<ExitCode> {
@@ -94,6 +99,7 @@ pub async fn bench_command(a: BenchArgs, config: &Config) -> anyhow::Result<Exit
         webhook: a.webhook,
         junk_flood: a.junk_flood,
         junk_rate: a.junk_rate,
+        sweep_clients: a.sweep_clients,
     };
     let report = bench::run(config, &opts).await?;
     let text = report.render();
