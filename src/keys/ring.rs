@@ -191,18 +191,7 @@ impl Keyring {
             }
         }
         let epoch = self.epoch.load(Ordering::Acquire);
-        let mut client = pool.get().await?;
-        // A pooled connection the server ended (a restart, a failover) is
-        // met here first: a read may run again on a new one.
-        let found = match sk::live_session(&client, sid, now).await {
-            Err(e) if crate::store::is_connection_lost(&e) => {
-                drop(client);
-                crate::store::forget_idle_connections(pool);
-                client = pool.get().await?;
-                sk::live_session(&client, sid, now).await?
-            }
-            other => other?,
-        };
+        let (client, found) = read_live_session(pool, sid, now).await?;
         let Some(live) = found else {
             return Ok(None);
         };
@@ -500,4 +489,25 @@ async fn load_signer<C: GenericClient>(c: &C, master: &MasterKey) -> anyhow::Res
         .await?
         .ok_or_else(|| anyhow!("no signer key in the database; run `cardswitch keys init`"))?;
     open_signer(&row, master)
+}
+
+/// The session's rows, on a pooled connection that is then kept for the
+/// row key look-ups. A connection the server ended (a restart, a failover)
+/// is met here first: the read runs again on a new one.
+async fn read_live_session(
+    pool: &Pool,
+    sid: &str,
+    now_ms: i64,
+) -> crate::error::Result<(deadpool_postgres::Object, Option<sk::LiveSession>)> {
+    let client = pool.get().await?;
+    match sk::live_session(&client, sid, now_ms).await {
+        Err(e) if crate::store::is_connection_lost(&e) => {
+            drop(client);
+            crate::store::forget_idle_connections(pool);
+            let client = pool.get().await?;
+            let found = sk::live_session(&client, sid, now_ms).await?;
+            Ok((client, found))
+        }
+        other => Ok((client, other?)),
+    }
 }

@@ -13,12 +13,13 @@ use crate::harness::{temp_dir, Fixture};
 async fn bench_smoke_completes_and_prints_a_ratio() {
     let fx = Fixture::new().await;
     let opts = BenchOptions {
-        terminals: 2,
+        terminals: 3,
         cards: 50,
         clients: 2,
         duration: Duration::from_secs(2),
         warmup: Duration::from_secs(1),
         runs: vec![Mix::Debit, Mix::Mixed],
+        sweep_clients: vec![1, 3],
         pgbench_scale: 1,
         daemon_exe: Some(env!("CARGO_BIN_EXE_cardswitch").into()),
         idle_connections: 20,
@@ -41,6 +42,10 @@ async fn bench_smoke_completes_and_prints_a_ratio() {
     let json = &text[..text.rfind("ratio=").unwrap()];
     let v: serde_json::Value = serde_json::from_str(json).expect("the summary is JSON");
     assert!(v["runs"][0]["latency_ms"]["p99"].is_number());
+    // The sweep: a debit run per client count, after the runs.
+    let swept: Vec<(usize, bool)> = report.sweep.iter().map(|r| (r.clients, r.ok > 0)).collect();
+    assert_eq!(swept, [(1, true), (3, true)], "{text}");
+    assert_eq!(report.runs[0].clients, 2, "the main runs keep --clients");
 }
 
 /// `--seed-cards`: 200 cards seeded in bulk after 10 registered ones; the
