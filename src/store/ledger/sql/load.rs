@@ -123,7 +123,7 @@ impl LoadColumn {
 }
 
 /// A set of [`LoadColumn`]s: which columns one load statement computes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub(in crate::store::ledger) struct LoadColumns(pub(super) u16);
 
 impl LoadColumns {
@@ -157,7 +157,18 @@ pub(in crate::store::ledger) const LOAD_TYPES: [Type; 9] = [
 ];
 
 /// The load statement computing the columns in `mask`.
-pub(in crate::store::ledger) fn load_sql(mask: LoadColumns) -> String {
+pub(in crate::store::ledger) fn load_sql(mask: LoadColumns) -> std::borrow::Cow<'static, str> {
+    type Kept = std::sync::Mutex<std::collections::HashMap<LoadColumns, &'static str>>;
+    static KEPT: std::sync::OnceLock<Kept> = std::sync::OnceLock::new();
+    super::memo(&KEPT, mask, build_load_sql)
+}
+
+#[cfg(test)]
+pub(super) fn build_load_sql_for_test(mask: LoadColumns) -> String {
+    build_load_sql(mask)
+}
+
+fn build_load_sql(mask: LoadColumns) -> String {
     let (lv, cols) = load_part(mask, &LOAD_PARAMS);
     let with = lv.map(|l| format!("WITH {l}\n")).unwrap_or_default();
     // The columns come with a leading comma each.

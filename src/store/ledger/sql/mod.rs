@@ -2,11 +2,44 @@
 //! the claim here, the load's columns in [`load`], the write's sections in
 //! [`write`]; [`statement_shapes`] lists every shape they can take.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Mutex, OnceLock};
+
 use super::rows::ORDER_JSON_COLUMNS;
 use tokio_postgres::types::Type;
 
 mod load;
 mod write;
+
+/// Statement texts kept at most, per kind: more than every shape
+/// [`statement_shapes`] lists, so the bound is never met in practice.
+const MEMO_MAX: usize = 1024;
+
+/// A statement's text, built once per shape and kept: the text depends on
+/// the shape alone, and building it again for every request was 8 % of
+/// the daemon's instructions per debit (callgrind, issue 14). Past
+/// [`MEMO_MAX`] shapes it is built each time instead of kept.
+fn memo<K: Copy + Eq + Hash + Send + 'static>(
+    cache: &'static OnceLock<Mutex<HashMap<K, &'static str>>>,
+    key: K,
+    build: impl FnOnce(K) -> String,
+) -> Cow<'static, str> {
+    let map = cache.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut kept = map.lock().expect("memo lock");
+    if let Some(sql) = kept.get(&key) {
+        return Cow::Borrowed(sql);
+    }
+    let sql = build(key);
+    if kept.len() >= MEMO_MAX {
+        return Cow::Owned(sql);
+    }
+    // Leaked on purpose: at most MEMO_MAX texts, kept for the process's life.
+    let sql: &'static str = Box::leak(sql.into_boxed_str());
+    kept.insert(key, sql);
+    Cow::Borrowed(sql)
+}
 
 pub(super) use load::{load_sql, LoadColumn, LoadColumns, LOAD_TYPES};
 pub(super) use write::{write_sql, WriteSection, WriteSections, REFUSE_SQL};
@@ -17,7 +50,7 @@ use load::{load_part, FOLDED_PARAMS};
 /// reading its terminal ([`claim_sql`]): each left out when the request has
 /// no use for it, since a CTE or subquery costs executor start-up even when
 /// its parameters are NULL (issue 6).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) struct ClaimShape {
     /// Claim the order number (and read a previous use of it).
     pub(super) order: bool,
@@ -66,7 +99,12 @@ pub(super) fn claim_types() -> &'static [Type] {
 /// nothing is claimed or locked unless the `ts` was new, and nothing is
 /// locked unless the order was claimed; cards are locked in card-number
 /// order, after the advisory lock and the original.
-pub(super) fn claim_sql(shape: ClaimShape) -> String {
+pub(super) fn claim_sql(shape: ClaimShape) -> Cow<'static, str> {
+    static KEPT: OnceLock<Mutex<HashMap<ClaimShape, &'static str>>> = OnceLock::new();
+    memo(&KEPT, shape, build_claim_sql)
+}
+
+fn build_claim_sql(shape: ClaimShape) -> String {
     let mut sql = claim_ctes(shape);
     let folded = shape.fold.map(|m| load_part(m, &FOLDED_PARAMS));
     if let Some((Some(lv), _)) = &folded {
@@ -255,7 +293,7 @@ pub fn statement_shapes() -> Vec<StatementShape> {
             let shape = ClaimShape { fold, ..shape };
             out.push(StatementShape {
                 name: format!("claim {m:05b} fold {:?}", fold.map(|f| f.0)),
-                sql: claim_sql(shape),
+                sql: claim_sql(shape).into_owned(),
                 types: claim_types().to_vec(),
             });
         }
@@ -263,14 +301,14 @@ pub fn statement_shapes() -> Vec<StatementShape> {
     for m in LoadColumns::every() {
         out.push(StatementShape {
             name: format!("load {:08b}", m.0),
-            sql: load_sql(m),
+            sql: load_sql(m).into_owned(),
             types: LOAD_TYPES.to_vec(),
         });
     }
     for m in WriteSections::every() {
         out.push(StatementShape {
             name: format!("write {:09b}", m.0),
-            sql: write_sql(m),
+            sql: write_sql(m).into_owned(),
             types: vec![],
         });
     }
@@ -290,4 +328,36 @@ pub fn statement_shapes() -> Vec<StatementShape> {
         types: vec![],
     });
     out
+}
+
+#[cfg(test)]
+mod memo_tests {
+    use super::*;
+
+    #[test]
+    fn a_shape_is_built_once_and_the_memo_is_bounded() {
+        static KEPT: OnceLock<Mutex<HashMap<usize, &'static str>>> = OnceLock::new();
+        let first = memo(&KEPT, 7, |k| format!("SELECT {k}"));
+        let again = memo(&KEPT, 7, |_| unreachable!("built twice"));
+        assert_eq!(first, "SELECT 7");
+        assert!(
+            matches!((&first, &again), (Cow::Borrowed(a), Cow::Borrowed(b)) if std::ptr::eq(*a, *b))
+        );
+        for k in 0..MEMO_MAX + 10 {
+            let sql = memo(&KEPT, 1000 + k, |k| format!("SELECT {k}"));
+            assert_eq!(sql, format!("SELECT {}", 1000 + k));
+        }
+        assert!(matches!(
+            memo(&KEPT, 5_000_000, |k| k.to_string()),
+            Cow::Owned(_)
+        ));
+        assert!(KEPT.get().unwrap().lock().unwrap().len() <= MEMO_MAX);
+    }
+
+    #[test]
+    fn the_kept_texts_are_the_built_ones() {
+        for m in LoadColumns::every() {
+            assert_eq!(load_sql(m), load::build_load_sql_for_test(m), "{m:?}");
+        }
+    }
 }

@@ -169,7 +169,7 @@ impl WriteSection {
 }
 
 /// A set of [`WriteSection`]s: which sections one write statement holds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub(in crate::store::ledger) struct WriteSections(pub(super) u16);
 
 impl WriteSections {
@@ -194,7 +194,13 @@ impl WriteSections {
 /// The write statement for the sections in `mask`. It raises unless the rows each section wrote are
 /// as many as `$2` says (0 for those left out), so its COMMIT can go with
 /// it (`TxnConn::query_one_and_commit`).
-pub(in crate::store::ledger) fn write_sql(mask: WriteSections) -> String {
+pub(in crate::store::ledger) fn write_sql(mask: WriteSections) -> std::borrow::Cow<'static, str> {
+    type Kept = std::sync::Mutex<std::collections::HashMap<WriteSections, &'static str>>;
+    static KEPT: std::sync::OnceLock<Kept> = std::sync::OnceLock::new();
+    super::memo(&KEPT, mask, build_write_sql)
+}
+
+fn build_write_sql(mask: WriteSections) -> String {
     let mut sql = String::from("WITH j AS (SELECT $1::jsonb AS j)");
     let mut counts = Vec::with_capacity(WriteSection::ALL.len());
     for section in WriteSection::ALL {
