@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
+use crate::crypto::mac::MacKey;
 use crate::crypto::row::{open_row, row_mac, seal_row, verify_row_mac, RowImage, Value};
 use crate::crypto::seal::MasterKey;
 use crate::crypto::{CryptoError, Secret32};
@@ -34,8 +35,8 @@ pub struct RowKeys {
 
 struct Macs {
     current: String,
-    current_key: Secret32,
-    all: BTreeMap<String, Secret32>,
+    current_key: MacKey,
+    all: BTreeMap<String, MacKey>,
 }
 
 impl std::fmt::Debug for RowKeys {
@@ -60,9 +61,9 @@ impl RowKeys {
         let mut current = String::new();
         for k in &macs {
             current = row_key_id(k);
-            all.insert(current.clone(), k.clone());
+            all.insert(current.clone(), MacKey::new(k.expose()));
         }
-        let current_key = macs.last().expect("at least one row key").clone();
+        let current_key = MacKey::new(macs.last().expect("at least one row key").expose());
         RowKeys {
             inner: std::sync::RwLock::new(Macs {
                 current,
@@ -82,9 +83,10 @@ impl RowKeys {
     pub fn add(&self, key: Secret32) {
         let mut m = self.inner.write().expect("row keys lock");
         let id = row_key_id(&key);
-        m.all.insert(id.clone(), key.clone());
+        let ready = MacKey::new(key.expose());
+        m.all.insert(id.clone(), ready.clone());
         m.current = id;
-        m.current_key = key;
+        m.current_key = ready;
     }
 
     /// Whether `id` names a known row key.

@@ -19,6 +19,37 @@ pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     out
 }
 
+/// An HMAC-SHA256 key made ready once: its padded inner and outer states
+/// are computed when it is made, not for every MAC (that was 55,000
+/// instructions of a debit's, ten MACs each setting up the row key again;
+/// callgrind, issue 14). aws-lc-rs cleanses them when the key is dropped.
+/// Deliberately not `Debug`.
+#[derive(Clone)]
+pub struct MacKey(hmac::Key);
+
+impl MacKey {
+    pub fn new(key: &[u8]) -> MacKey {
+        MacKey(hmac::Key::new(hmac::HMAC_SHA256, key))
+    }
+
+    /// HMAC-SHA256 over the concatenation of `parts`.
+    pub fn sign(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut ctx = hmac::Context::with_key(&self.0);
+        for part in parts {
+            ctx.update(part);
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
+    }
+
+    /// Whether `tag` is the MAC of `parts`, compared in constant time.
+    #[must_use]
+    pub fn verify(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
+        ct_eq(&self.sign(parts), tag)
+    }
+}
+
 /// Whether `tag` is the HMAC-SHA256 of `parts` under `key`, compared in
 /// constant time. A tag of the wrong length is simply false.
 #[must_use]
@@ -48,6 +79,15 @@ mod tests {
             hex::encode(tag),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn a_ready_key_macs_as_the_raw_one() {
+        let k = MacKey::new(b"Jefe");
+        let parts: &[&[u8]] = &[b"what do ", b"ya want for nothing?"];
+        assert_eq!(k.sign(parts), hmac_sha256(b"Jefe", parts));
+        assert!(k.verify(parts, &hmac_sha256(b"Jefe", parts)));
+        assert!(!k.verify(parts, &hmac_sha256(b"Jeff", parts)));
     }
 
     #[test]

@@ -8,9 +8,9 @@
 
 use rust_decimal::Decimal;
 
-use super::mac::{hmac_sha256, verify_hmac};
+use super::mac::MacKey;
 use super::seal::MasterKey;
-use super::{CryptoError, Secret32, SecretVec};
+use super::{CryptoError, SecretVec};
 
 /// The first bytes of every encoding; bump the version to change the format.
 const MAGIC: &[u8] = b"cardswitch row v1\n";
@@ -159,27 +159,23 @@ impl<'a> Reader<'a> {
 /// The row MAC: HMAC-SHA256 under the row key over the encoding, chained to
 /// `prev` (the MAC of the row before it in its chain) when there is one, so a
 /// deleted, inserted or reordered row breaks every MAC after it.
-pub fn row_mac(key: &Secret32, image: &RowImage, prev: Option<&[u8]>) -> [u8; 32] {
+pub fn row_mac(key: &MacKey, image: &RowImage, prev: Option<&[u8]>) -> [u8; 32] {
     let encoded = image.encode();
     match prev {
-        Some(p) => hmac_sha256(
-            key.expose(),
-            &[b"chained\n", &(p.len() as u32).to_be_bytes(), p, &encoded],
-        ),
-        None => hmac_sha256(key.expose(), &[b"single\n", &encoded]),
+        Some(p) => key.sign(&[b"chained\n", &(p.len() as u32).to_be_bytes(), p, &encoded]),
+        None => key.sign(&[b"single\n", &encoded]),
     }
 }
 
 /// Checks a stored MAC in constant time.
-pub fn verify_row_mac(key: &Secret32, image: &RowImage, prev: Option<&[u8]>, mac: &[u8]) -> bool {
+pub fn verify_row_mac(key: &MacKey, image: &RowImage, prev: Option<&[u8]>, mac: &[u8]) -> bool {
     let encoded = image.encode();
     match prev {
-        Some(p) => verify_hmac(
-            key.expose(),
+        Some(p) => key.verify(
             &[b"chained\n", &(p.len() as u32).to_be_bytes(), p, &encoded],
             mac,
         ),
-        None => verify_hmac(key.expose(), &[b"single\n", &encoded], mac),
+        None => key.verify(&[b"single\n", &encoded], mac),
     }
 }
 
@@ -211,6 +207,7 @@ pub fn open_row(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::Secret32;
 
     fn card(balance: i64) -> RowImage {
         RowImage::new("cards", "8800001")
@@ -259,12 +256,13 @@ mod tests {
 
     #[test]
     fn mac_detects_changes_and_chain_breaks() {
-        let key = Secret32::random();
+        let key = MacKey::new(Secret32::random().expose());
         let img = card(100);
         let m = row_mac(&key, &img, None);
         assert!(verify_row_mac(&key, &img, None, &m));
         assert!(!verify_row_mac(&key, &card(101), None, &m));
-        assert!(!verify_row_mac(&Secret32::random(), &img, None, &m));
+        let other = MacKey::new(Secret32::random().expose());
+        assert!(!verify_row_mac(&other, &img, None, &m));
         let prev = [1u8; 32];
         let chained = row_mac(&key, &img, Some(&prev));
         assert_ne!(chained, m);
