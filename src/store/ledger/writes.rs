@@ -139,6 +139,21 @@ impl RefusalWrites {
     }
 }
 
+/// The document [`write_sql`] expands: each section's rows.
+#[derive(Debug, serde::Serialize)]
+struct WriteDoc<'a> {
+    members: &'a [Value],
+    new_cards: &'a [Value],
+    cards: &'a [Value],
+    postings: &'a [Value],
+    events: &'a [Value],
+    lot_moves: &'a [Value],
+    new_lots: &'a [Value],
+    order: &'a [Value],
+    orig: &'a [Value],
+    operator_reset: &'a [Value],
+}
+
 /// The rows one posting writes, as the JSON document [`write_sql`] expands.
 pub(super) struct Writes {
     pub(super) terminal: String,
@@ -549,17 +564,19 @@ impl Writes {
     pub(super) async fn run(mut self, tx: &TxnConn, orders: i64, keys: &RowKeys) -> Result<()> {
         self.seal(keys)?;
         let lot_moves = self.lot_moves_json(keys)?;
-        let doc = json!({
-            "members": self.members,
-            "new_cards": self.new_cards,
-            "cards": self.cards,
-            "postings": self.postings,
-            "events": self.events,
-            "lot_moves": lot_moves,
-            "new_lots": self.new_lots,
-            "order": self.order.iter().collect::<Vec<_>>(),
-            "orig": self.orig.iter().collect::<Vec<_>>(),
-            "operator_reset": self.operator_reset.iter().collect::<Vec<_>>(),
+        // Borrowed and serialized once, into the parameter itself: `json!`
+        // copied every row into a second tree first (issue 14).
+        let doc = postgres_types::Json(WriteDoc {
+            members: &self.members,
+            new_cards: &self.new_cards,
+            cards: &self.cards,
+            postings: &self.postings,
+            events: &self.events,
+            lot_moves: &lot_moves,
+            new_lots: &self.new_lots,
+            order: self.order.as_slice(),
+            orig: self.orig.as_slice(),
+            operator_reset: self.operator_reset.as_slice(),
         });
         // Each section's rows, as the statement must find them written.
         let rows = |section: WriteSection| -> usize {
