@@ -74,16 +74,8 @@ watch_primaries() {
     done
 }
 
-wait_for() { # seconds, then a command that must come true
-    local t="$1"
-    shift
-    for _ in $(seq $((t * 5))); do "$@" && return 0; sleep 0.2; done
-    return 1
-}
 has_leader() { [ -n "$(leader_node)" ]; }
-is_replica() { # node: streaming from the leader
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(api_port_of "$1")/replica")" = 200 ]
-}
+is_replica() { healthy "http://127.0.0.1:$(api_port_of "$1")/replica"; } # streaming from the leader
 
 fault_postmaster() {
     local n

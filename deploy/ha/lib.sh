@@ -10,6 +10,14 @@ api_port_of() { echo $((base + 7 + $1)); }
 daemon_port_of() { echo $((base + 90 + $1)); }
 say() { echo "ha: $*" >&2; }
 
+wait_for() { # seconds, then a command that must come true (tried 5 times a second)
+    local t="$1"
+    shift
+    for _ in $(seq $((t * 5))); do "$@" && return 0; sleep 0.2; done
+    return 1
+}
+healthy() { curl -sf "$1" >/dev/null 2>&1; } # URL answers 2xx
+
 start_etcd() {
     mkdir -p "$dir/etcd"
     nohup etcd --name cs-etcd --data-dir "$dir/etcd/data" \
@@ -20,10 +28,7 @@ start_etcd() {
         --initial-cluster "cs-etcd=http://127.0.0.1:$etcd_peer" \
         >>"$dir/etcd/etcd.log" 2>&1 &
     echo $! >"$dir/etcd/pid"
-    for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:$etcd_client/health" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
+    wait_for 10 healthy "http://127.0.0.1:$etcd_client/health" && return 0
     say "etcd did not come up"
     return 1
 }
@@ -61,10 +66,7 @@ start_daemon() {
         nohup "$bin" --config "$dir/daemon.toml" --keys-dir "$dir/keys" serve \
         --listen "127.0.0.1:$port" >>"$d/daemon.log" 2>&1 &
     echo $! >"$d/pid"
-    for _ in $(seq 300); do
-        curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return 0
-        sleep 0.2
-    done
+    wait_for 60 healthy "http://127.0.0.1:$port/healthz" && return 0
     say "daemon $1 is not healthy"
     return 1
 }
@@ -73,7 +75,7 @@ start_daemon() {
 leader_node() {
     local i
     for i in 1 2 3; do
-        if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(api_port_of "$i")/primary")" = 200 ]; then
+        if healthy "http://127.0.0.1:$(api_port_of "$i")/primary"; then
             echo "$i"
             return 0
         fi

@@ -91,10 +91,9 @@ for i in 1 2 3; do
         say "starting Patroni node $name (PostgreSQL on $pg_port)"
         start_node "$i"
         # The first node bootstraps the cluster; the others clone it.
-        [ "$i" = 1 ] && for _ in $(seq 300); do
-            [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$api_port/primary")" = 200 ] && break
-            sleep 0.2
-        done
+        if [ "$i" = 1 ]; then
+            wait_for 60 healthy "http://127.0.0.1:$api_port/primary" || true
+        fi
     fi
 done
 
@@ -197,11 +196,7 @@ for i in $(seq "$daemons"); do
         start_daemon "$i"
     fi
 done
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$http_port/healthz" >/dev/null 2>&1 && break
-    sleep 0.2
-done
-curl -sf "http://127.0.0.1:$http_port/healthz" >/dev/null || { echo "the proxy has no healthy daemon" >&2; exit 1; }
+wait_for 20 healthy "http://127.0.0.1:$http_port/healthz" || { echo "the proxy has no healthy daemon" >&2; exit 1; }
 say "up: leader and synchronous standby, $daemons daemons behind http://127.0.0.1:$http_port"
 echo "CARDSWITCH_URL=http://127.0.0.1:$http_port"
 echo "DATABASE_URL='$db_url'"

@@ -184,7 +184,10 @@ async fn restore(
     to: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     if config.database_url.is_some() {
-        anyhow::bail!("restore is for the embedded cluster; an HA cluster restores with pgBackRest (deploy/ha/README.md)");
+        anyhow::bail!(
+            "restore rebuilds the embedded cluster under --data-dir: run it without a database \
+             URL (an HA backup restores the same way; deploy/ha/README.md, Backups)"
+        );
     }
     let to = match to {
         Some(t) => Some(

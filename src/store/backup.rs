@@ -59,8 +59,10 @@ pub fn take(source: Source<'_>, dir: &Path) -> anyhow::Result<BaseInfo> {
             let mut c = cluster.command("pg_basebackup");
             c.arg("-h")
                 .arg(cluster.socket_dir())
-                .args(["-p", "5432", "-U"]);
-            c.arg(super::embedded::SUPERUSER);
+                .arg("-p")
+                .arg(super::embedded::PORT.to_string())
+                .arg("-U")
+                .arg(super::embedded::SUPERUSER);
             c
         }
         Source::Url { url, bin_dir } => {
@@ -232,8 +234,12 @@ pub async fn restore(
         }
     }
     let recovered = wait_until_promoted(cluster).await;
-    let c = cluster.clone();
-    tokio::task::spawn_blocking(move || c.stop()).await??;
+    // A recovery that failed stopped the server itself; stopping it again
+    // would hide why.
+    if cluster.is_running()? {
+        let c = cluster.clone();
+        tokio::task::spawn_blocking(move || c.stop()).await??;
+    }
     recovered.with_context(|| format!("the old data directory is in {set_aside:?}"))?;
     Ok(Restored { base, set_aside })
 }

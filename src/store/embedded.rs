@@ -15,7 +15,7 @@ use anyhow::{anyhow, bail, Context};
 /// The superuser name the embedded cluster is created with, whoever runs it.
 pub const SUPERUSER: &str = "cardswitch";
 pub const DATABASE: &str = "cardswitch";
-const PORT: u16 = 5432;
+pub(crate) const PORT: u16 = 5432;
 /// `sun_path` is 108 bytes on Linux, including the NUL.
 const MAX_SOCKET_PATH: usize = 107;
 
@@ -169,11 +169,16 @@ impl Cluster {
     /// The cluster's own directory and its socket directory, the owner's
     /// and 0700 (before initdb, or before a restore unpacks into it).
     pub(crate) fn make_dirs(&self) -> anyhow::Result<()> {
-        for dir in [self.root.clone(), self.socket_dir()] {
-            std::fs::create_dir_all(&dir)
+        self.owned_dirs(&[self.root.clone(), self.socket_dir()])
+    }
+
+    /// Each of `dirs` made if missing, the owner's and 0700.
+    fn owned_dirs(&self, dirs: &[PathBuf]) -> anyhow::Result<()> {
+        for dir in dirs {
+            std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
-            self.give_away(&dir)?;
-            set_mode(&dir, 0o700)?;
+            self.give_away(dir)?;
+            set_mode(dir, 0o700)?;
         }
         Ok(())
     }
@@ -242,12 +247,7 @@ impl Cluster {
             return Ok(Vec::new());
         }
         let wal = self.backup_dir().join("wal");
-        for dir in [self.backup_dir(), wal.clone()] {
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            self.give_away(&dir)?;
-            set_mode(&dir, 0o700)?;
-        }
+        self.owned_dirs(&[self.backup_dir(), wal.clone()])?;
         let w = shell_quote(&wal.to_string_lossy());
         let command = format!(
             "if test -f {w}/%f; then cmp -s %p {w}/%f; \
@@ -292,15 +292,10 @@ impl Cluster {
         c
     }
 
-    /// A server program (pg_basebackup, tar's caller…) run as the cluster's
-    /// owner.
+    /// A server program (initdb, pg_ctl, pg_basebackup) run as the
+    /// cluster's owner.
     pub(crate) fn command(&self, program: &str) -> Command {
-        self.owner_command(&self.bin_dir.join(program))
-    }
-
-    /// Any program (tar) run as the cluster's owner.
-    pub(crate) fn owner_command(&self, program: &Path) -> Command {
-        let mut cmd = Command::new(program);
+        let mut cmd = Command::new(self.bin_dir.join(program));
         cmd.current_dir(self.root.parent().unwrap_or(Path::new("/")))
             .env_remove("PGDATA")
             .env("LC_ALL", "C");

@@ -22,13 +22,6 @@ pub struct Replica {
     last: Mutex<Option<(Instant, Option<Duration>)>>,
 }
 
-/// Where a read went, and why.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ReadFrom {
-    Replica { lag: Duration },
-    Primary { why: String },
-}
-
 impl Replica {
     pub fn new(url: &str, db: &crate::config::DbConfig) -> anyhow::Result<Replica> {
         let pg: tokio_postgres::Config = url
@@ -41,17 +34,27 @@ impl Replica {
         })
     }
 
-    /// A connection to the replica if it is within the bound now; else
-    /// `None` and why, and the caller reads from the primary.
+    /// A connection to the replica if it is within the bound now; else why
+    /// not, and the caller reads from the primary. A fresh reading that
+    /// says "not within" answers at once, without asking the pool for a
+    /// connection (to a replica that may be down).
     pub async fn connection(&self) -> Result<(Object, Duration), String> {
+        let fresh = self
+            .last
+            .lock()
+            .expect("lock")
+            .filter(|(at, _)| at.elapsed() < LAG_FRESH_FOR)
+            .map(|(_, lag)| lag);
+        if let Some(lag) = fresh {
+            self.within(lag)?;
+        }
         let conn = tokio::time::timeout(PROBE_TIMEOUT, self.pool.get())
             .await
             .map_err(|_| "replica: no connection in time".to_owned())?
             .map_err(|e| format!("replica: {e}"))?;
-        let cached = *self.last.lock().expect("lock");
-        let lag = match cached {
-            Some((at, lag)) if at.elapsed() < LAG_FRESH_FOR => lag,
-            _ => {
+        let lag = match fresh {
+            Some(lag) => lag,
+            None => {
                 let lag = match tokio::time::timeout(PROBE_TIMEOUT, lag_of(&conn)).await {
                     Ok(Ok(lag)) => lag,
                     Ok(Err(e)) if super::is_connection_lost(&e) => {
@@ -64,8 +67,13 @@ impl Replica {
                 lag
             }
         };
+        Ok((conn, self.within(lag)?))
+    }
+
+    /// The lag if it is within the bound; else why not.
+    fn within(&self, lag: Option<Duration>) -> Result<Duration, String> {
         match lag {
-            Some(lag) if lag <= self.max_lag => Ok((conn, lag)),
+            Some(lag) if lag <= self.max_lag => Ok(lag),
             Some(lag) => Err(format!(
                 "replica lags {:.1} s (bound {:?})",
                 lag.as_secs_f64(),
@@ -74,9 +82,7 @@ impl Replica {
             None => Err("replica not streaming or not answering".to_owned()),
         }
     }
-}
 
-impl Replica {
     /// The replica's pool itself, for a one-shot command's reads, if the
     /// replica is current now.
     pub async fn current_pool(&self) -> Result<(Pool, Duration), String> {

@@ -145,8 +145,12 @@ fn bar(opts: &Options, total: u64) -> ProgressBar {
 /// shared with the other: through a load balancer in front of several
 /// replicas (the read port), two connections may reach two servers.
 async fn pair_on_one_server(pool: &Pool) -> anyhow::Result<(Object, Object)> {
-    // Below the replica pool's size (8), which holds them all.
-    const TRIES: usize = 6;
+    // Every try holds its connection, so the tries stay below what the
+    // pool can hand out beside the first (a replica's pool is small).
+    const TRIES_MAX: usize = 6;
+    let tries = TRIES_MAX
+        .min(pool.status().max_size.saturating_sub(1))
+        .max(1);
     let server = |c: Object| async move {
         let r = c
             .query_one(
@@ -159,14 +163,14 @@ async fn pair_on_one_server(pool: &Pool) -> anyhow::Result<(Object, Object)> {
     let (want, a) = server(pool.get().await?).await?;
     // Held until the end, so the pool opens new connections meanwhile.
     let mut elsewhere = Vec::new();
-    for _ in 0..TRIES {
+    for _ in 0..tries {
         let (at, b) = server(pool.get().await?).await?;
         if at == want {
             return Ok((a, b));
         }
         elsewhere.push(b);
     }
-    anyhow::bail!("no two connections reached the same server in {TRIES} tries ({want:?})")
+    anyhow::bail!("no two connections reached the same server in {tries} tries ({want:?})")
 }
 
 async fn begin_pair<'a>(
