@@ -281,6 +281,15 @@ pub struct DbConfig {
     /// far behind (`pg_last_xact_replay_timestamp()`); else to the primary.
     #[serde(with = "secs")]
     pub replica_max_lag: Duration,
+    /// Group commit (issue 14): at most this many txns share one database
+    /// transaction and its WAL flush (1: each txn alone).
+    pub batch_max: usize,
+    /// How long a batch waits for more txns, and only while others are
+    /// still being decrypted: at one client, no wait at all.
+    pub batch_wait_us: u64,
+    /// Batches in flight at once, each on one pooled connection (at most
+    /// half the pool, so txns that run alone always find one).
+    pub batch_workers: usize,
 }
 
 impl Default for DbConfig {
@@ -291,6 +300,9 @@ impl Default for DbConfig {
             lock_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
             replica_max_lag: Duration::from_secs(5),
+            batch_max: 16,
+            batch_wait_us: 200,
+            batch_workers: 4,
         }
     }
 }

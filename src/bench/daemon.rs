@@ -236,8 +236,105 @@ impl CpuMark {
     }
 }
 
+/// The daemon's group-commit histogram as `/metrics` shows it: txns
+/// committed (`sum`), the transactions they went in (`count`), and the
+/// count of transactions with at most `le` txns, bucket by bucket.
+#[derive(Clone, Debug, Default)]
+pub struct BatchMark {
+    sum: f64,
+    count: f64,
+    buckets: Vec<(f64, f64)>,
+}
+
+/// What one run's transactions held (issue 14's "batch sizes seen").
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct BatchSizes {
+    /// Txns per database transaction, on average.
+    pub mean: f64,
+    pub transactions: u64,
+    /// Transactions by their size's bucket: `"<=4": 120`.
+    pub by_size: std::collections::BTreeMap<String, u64>,
+}
+
+impl BatchMark {
+    pub async fn read(client: &crate::client::Client) -> Option<BatchMark> {
+        let r = client.get_raw("/metrics").await.ok()?;
+        Some(BatchMark::parse(std::str::from_utf8(&r.body).ok()?))
+    }
+
+    fn parse(text: &str) -> BatchMark {
+        let mut m = BatchMark::default();
+        let name = "cardswitch_txn_batch_size";
+        for line in text.lines().filter(|l| l.starts_with(name)) {
+            let (key, value) = line.rsplit_once(' ').unwrap_or((line, ""));
+            let Ok(v) = value.parse::<f64>() else {
+                continue;
+            };
+            if key.ends_with("_sum") {
+                m.sum = v;
+            } else if key.ends_with("_count") {
+                m.count = v;
+            } else if let Some(le) = key.split("le=\"").nth(1) {
+                let le = le.trim_end_matches("\"}");
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().unwrap_or(0.0)
+                };
+                m.buckets.push((le, v));
+            }
+        }
+        m
+    }
+
+    pub fn since(&self, earlier: &BatchMark) -> BatchSizes {
+        let n = self.count - earlier.count;
+        let mut by_size = std::collections::BTreeMap::new();
+        let mut below = 0.0;
+        for (le, v) in &self.buckets {
+            let before = earlier
+                .buckets
+                .iter()
+                .find(|b| b.0 == *le)
+                .map_or(0.0, |b| b.1);
+            let here = v - before - below;
+            below += here;
+            if here > 0.0 {
+                by_size.insert(format!("<={le}"), here as u64);
+            }
+        }
+        BatchSizes {
+            mean: if n > 0.0 {
+                ((self.sum - earlier.sum) / n * 100.0).round() / 100.0
+            } else {
+                0.0
+            },
+            transactions: n as u64,
+            by_size,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn batch_sizes_are_the_histogram_between_two_reads() {
+        let at = |sum: f64, one: f64, four: f64, all: f64| {
+            super::BatchMark::parse(&format!(
+                "cardswitch_txn_batch_size_sum {sum}\ncardswitch_txn_batch_size_count {all}\n\
+                 cardswitch_txn_batch_size_bucket{{le=\"1.0\"}} {one}\n\
+                 cardswitch_txn_batch_size_bucket{{le=\"4.0\"}} {four}\n\
+                 cardswitch_txn_batch_size_bucket{{le=\"+Inf\"}} {all}\n"
+            ))
+        };
+        let s = at(40.0, 5.0, 7.0, 9.0).since(&at(10.0, 3.0, 4.0, 4.0));
+        assert_eq!(s.transactions, 5);
+        assert_eq!(s.mean, 6.0);
+        assert_eq!(s.by_size.get("<=1"), Some(&2));
+        assert_eq!(s.by_size.get("<=4"), Some(&1));
+        assert_eq!(s.by_size.get("<=inf"), Some(&2));
+    }
+
     #[test]
     fn reads_its_own_cpu_and_parent() {
         let me = std::process::id();

@@ -198,6 +198,8 @@ async fn timed_run(
         )
         .await;
     }
+    let probe = &seats[0].client;
+    let batches_before = daemon::BatchMark::read(probe).await;
     let before = daemon::CpuMark::now(pids.daemon, pids.postmaster);
     let mut stats = load::run(
         seats.to_vec(),
@@ -210,13 +212,17 @@ async fn timed_run(
     .await;
     let after = daemon::CpuMark::now(pids.daemon, pids.postmaster);
     stats.cpu_per_txn = before.per_txn(&after, stats.ok);
+    if let (Some(a), Some(b)) = (batches_before, daemon::BatchMark::read(probe).await) {
+        stats.batches = Some(b.since(&a));
+    }
     say(format!(
-        "run {}: {} txn/s, p50 {} ms, p99 {} ms, {} errors",
+        "run {}: {} txn/s, p50 {} ms, p99 {} ms, {} errors, {} txns per commit",
         n + 1,
         stats.tps,
         stats.latency_ms.p50,
         stats.latency_ms.p99,
-        stats.error_count()
+        stats.error_count(),
+        stats.batches.as_ref().map_or(0.0, |b| b.mean)
     ));
     stats
 }

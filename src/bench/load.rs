@@ -55,6 +55,8 @@ pub struct RunStats {
     /// CPU per successful txn of the daemon, the database server and the
     /// load generator: robust to a shared machine, unlike tps.
     pub cpu_per_txn: super::daemon::CpuPerTxn,
+    /// The daemon's group commit over the run (`None`: no `/metrics`).
+    pub batches: Option<super::daemon::BatchSizes>,
 }
 
 impl RunStats {
@@ -152,6 +154,7 @@ pub async fn run(
         errors: all.errors,
         ops: all.ops,
         cpu_per_txn: Default::default(),
+        batches: None,
     }
 }
 

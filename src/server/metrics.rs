@@ -60,6 +60,39 @@ pub struct Metrics {
     tampered: Counter,
     refusals: Family<ErrnoLabels, Counter>,
     pub events: EventMetrics,
+    pub group: GroupMetrics,
+}
+
+/// Group commit (issue 14).
+#[derive(Clone)]
+pub struct GroupMetrics {
+    /// Txns per committed transaction (1: run alone).
+    pub batch_size: Histogram,
+    /// Batches rolled back for their txns to run alone.
+    pub rolled_back: Counter,
+}
+
+impl GroupMetrics {
+    fn new() -> GroupMetrics {
+        GroupMetrics {
+            // 1, 2, 4 .. 128
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
+            rolled_back: Counter::default(),
+        }
+    }
+
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "txn_batch_size",
+            "Txns committed per database transaction (group commit)",
+            self.batch_size.clone(),
+        );
+        r.register(
+            "txn_batches_rolled_back",
+            "Group-commit batches rolled back so that each txn ran alone",
+            self.rolled_back.clone(),
+        );
+    }
 }
 
 /// Webhook delivery (protocol.md §8).
@@ -171,6 +204,8 @@ impl Default for Metrics {
         );
         let events = EventMetrics::new();
         events.register(&mut registry);
+        let group = GroupMetrics::new();
+        group.register(&mut registry);
         let refusals = Family::<ErrnoLabels, Counter>::default();
         registry.register(
             "refusals",
@@ -181,6 +216,7 @@ impl Default for Metrics {
             tampered,
             refusals,
             events,
+            group,
             registry,
             requests,
             latency,

@@ -2,6 +2,7 @@
 //! routing, limits, health, metrics and graceful shutdown.
 
 pub mod audit;
+pub mod group;
 mod handshake;
 pub mod http;
 pub mod metrics;
@@ -32,7 +33,9 @@ pub struct AppState {
     pub pool: deadpool_postgres::Pool,
     pub metrics: Metrics,
     pub keys: Arc<Keyring>,
-    pub txn_env: crate::store::txn::TxnEnv,
+    pub txn_env: Arc<crate::store::txn::TxnEnv>,
+    /// Where `/v1/txn` runs its txn: batched when it may be (issue 14).
+    pub group: group::Group,
     pub addr_buckets: throttle::Buckets,
     pub terminal_buckets: throttle::Buckets,
     /// Failed logins per (terminal, source address), for the slow-down.
@@ -54,13 +57,18 @@ impl AppState {
         let (audit, writer) = audit::AuditLog::new();
         let mut metrics = Metrics::default();
         metrics.register_audit_lost(audit.lost.clone());
+        let txn_env = Arc::new(crate::store::txn::TxnEnv {
+            config: config.clone(),
+            hash_key: keys.hash_key.clone(),
+            row_keys: keys.row_keys.clone(),
+            replica,
+        });
+        let limits = group::GroupLimits::of(&config.db);
+        let group =
+            group::Group::start(pool.clone(), txn_env.clone(), limits, metrics.group.clone());
         let state = AppState {
-            txn_env: crate::store::txn::TxnEnv {
-                config: config.clone(),
-                hash_key: keys.hash_key.clone(),
-                row_keys: keys.row_keys.clone(),
-                replica,
-            },
+            txn_env,
+            group,
             addr_buckets: throttle::Buckets::new(p.addr_rate, p.addr_burst),
             terminal_buckets: throttle::Buckets::new(p.terminal_rate, p.terminal_burst),
             login_failures: throttle::LoginFailures::default(),

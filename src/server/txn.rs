@@ -56,6 +56,7 @@ pub enum MacHeaderFault {
 /// form (1001), then the ledger. (The source address's rate was checked in
 /// the prelude.)
 pub async fn txn(state: &AppState, peer: SocketAddr, headers: &HeaderMap, body: Bytes) -> Answer {
+    let arrival = state.group.arrive();
     let mut refusal = Refusal::unproved("/v1/txn", peer);
     let req = match TxnRequest::parse(&body) {
         Ok(r) => r,
@@ -96,8 +97,9 @@ pub async fn txn(state: &AppState, peer: SocketAddr, headers: &HeaderMap, body: 
         ts: req.ts as i64,
         now: chrono::Utc::now(),
     };
-    let result = crate::keys::run_txn(&state.pool, &state.txn_env, &ctx, &inner).await;
-    answer(state, &refusal, &req, &mac, inner.op.as_str(), result).await
+    let op = inner.op;
+    let result = state.group.run(ctx, inner, arrival).await;
+    answer(state, &refusal, &req, &mac, op.as_str(), result).await
 }
 
 /// The session and its terminal's store. The common case first: a live

@@ -148,13 +148,8 @@ async fn run_once(
     ctx: &TxnContext,
     form: &InnerForm,
 ) -> Result<Committed> {
-    let db = &env.config.db;
-    let begin = format!(
-        "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
-        db.lock_timeout.as_millis(),
-        db.statement_timeout.as_millis()
-    );
-    let mut conn = TxnConn::new(pool.get().await?, begin);
+    let begin = begin_sql(&env.config.db);
+    let mut conn = TxnConn::new(pool.get().await?, begin, false);
     match crate::store::ledger::execute(&conn, env, ctx, form).await {
         Ok(Outcome::Answered(rows)) => {
             conn.commit().await?;
@@ -176,6 +171,77 @@ async fn run_once(
     }
 }
 
+/// BEGIN and the transaction's timeouts, one simple-query message.
+fn begin_sql(db: &crate::config::DbConfig) -> String {
+    format!(
+        "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
+        db.lock_timeout.as_millis(),
+        db.statement_timeout.as_millis()
+    )
+}
+
+/// How a batch that did not commit ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BatchFailed {
+    /// Rolled back, nothing of it stays: each txn may run again on its own.
+    RolledBack,
+    /// The connection broke during the COMMIT: whether it committed is
+    /// unknown, so no txn of it may run again here (a terminal resends).
+    Unknown,
+}
+
+/// Runs `items` in one transaction (group commit, issue 14): every txn's
+/// statements as [`run`] would, pipelined on one connection, and one COMMIT
+/// (one WAL flush) for them all. Committed only if every txn ended in an
+/// outcome; an `Err` in any (a used `ts`, a tampered row, a deadlock, an
+/// unknown row key) rolls the whole batch back for each to run alone. The
+/// caller keeps items that share a card, terminal or operator out of one
+/// batch: their statements interleave.
+pub async fn run_batch(
+    pool: &Pool,
+    env: &TxnEnv,
+    items: &[(TxnContext, InnerForm)],
+) -> std::result::Result<Vec<Committed>, BatchFailed> {
+    let Ok(obj) = pool.get().await else {
+        return Err(BatchFailed::RolledBack);
+    };
+    let mut conn = TxnConn::new(obj, begin_sql(&env.config.db), true);
+    if conn.in_txn().await.is_err() {
+        return Err(BatchFailed::RolledBack);
+    }
+    let runs = items
+        .iter()
+        .map(|(ctx, form)| run_in_batch(&conn, env, ctx, form));
+    let done: Vec<Result<Committed>> = futures_util::future::join_all(runs).await;
+    if done.iter().any(|r| r.is_err()) {
+        if conn.is_usable() {
+            let _ = conn.rollback().await;
+        }
+        return Err(BatchFailed::RolledBack);
+    }
+    match conn.commit().await {
+        Ok(()) => Ok(done.into_iter().flatten().collect()),
+        // The server refused the COMMIT: it rolled the batch back.
+        Err(Error::Db(e)) if e.as_db_error().is_some() => Err(BatchFailed::RolledBack),
+        Err(_) => Err(BatchFailed::Unknown),
+    }
+}
+
+async fn run_in_batch(
+    conn: &TxnConn,
+    env: &TxnEnv,
+    ctx: &TxnContext,
+    form: &InnerForm,
+) -> Result<Committed> {
+    match crate::store::ledger::execute(conn, env, ctx, form).await? {
+        Outcome::Answered(rows) => Ok(Committed::Answered(rows)),
+        Outcome::Refused { errno, writes } => {
+            writes.apply(conn, ctx).await?;
+            Ok(Committed::Refused(errno))
+        }
+    }
+}
+
 /// A pooled connection in a transaction begun by hand, so that BEGIN goes
 /// out with the request's first statement and COMMIT with its last
 /// (pipelined: one round trip each instead of two; issue 6).
@@ -189,6 +255,8 @@ pub struct TxnConn {
     /// BEGIN and the transaction's timeouts, one simple-query message.
     begin: String,
     state: StateCell,
+    /// In a batch: the batch commits, not a txn's last statement.
+    batched: bool,
 }
 
 /// The transaction's state, shared by `&self` methods (the connection is
@@ -220,11 +288,12 @@ enum TxnState {
 }
 
 impl TxnConn {
-    fn new(obj: Object, begin: String) -> TxnConn {
+    fn new(obj: Object, begin: String, batched: bool) -> TxnConn {
         TxnConn {
             obj: Some(obj),
             begin,
             state: StateCell(std::sync::atomic::AtomicU8::new(TxnState::NotBegun as u8)),
+            batched,
         }
     }
 
@@ -291,6 +360,11 @@ impl TxnConn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row> {
         let c = self.in_txn().await?;
+        if self.batched {
+            return self
+                .watch(c.query_one(stmt, params).await)
+                .map_err(Into::into);
+        }
         let (row, commit) = tokio::join!(c.query_one(stmt, params), c.batch_execute("COMMIT"));
         // The server ended the transaction either way, unless the connection
         // broke (then `watch` marks it broken, and the outcome is unknown).
