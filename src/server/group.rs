@@ -311,30 +311,69 @@ async fn collect(rx: &mut mpsc::Receiver<Item>, shared: &Shared) -> Option<(Vec<
 #[derive(Default)]
 struct Batch {
     items: Vec<Item>,
+    taken: Taken,
+}
+
+/// What the txns of a batch hold.
+#[derive(Default)]
+struct Taken {
     cards: BTreeSet<String>,
     terminals: BTreeSet<String>,
     operators: BTreeSet<(String, String)>,
 }
 
-impl Batch {
-    /// Takes `it` unless it clashes with a txn taken or the batch is full;
-    /// else defers it.
-    fn admit(&mut self, it: Item, max: usize, deferred: &mut Vec<Item>) {
-        let k = &it.keys;
+impl Taken {
+    /// Takes `k` unless a txn taken holds any of it.
+    fn take(&mut self, k: &Keys) -> bool {
         let clash = self.cards.contains(&k.card)
             || self.terminals.contains(&k.terminal)
             || k.operator
                 .as_ref()
                 .is_some_and(|o| self.operators.contains(o));
-        if clash || self.items.len() >= max {
-            deferred.push(it);
-            return;
+        if clash {
+            return false;
         }
         self.cards.insert(k.card.clone());
         self.terminals.insert(k.terminal.clone());
         if let Some(o) = &k.operator {
             self.operators.insert(o.clone());
         }
+        true
+    }
+}
+
+impl Batch {
+    /// Takes `it` unless it clashes with a txn taken or the batch is full;
+    /// else defers it.
+    fn admit(&mut self, it: Item, max: usize, deferred: &mut Vec<Item>) {
+        if self.items.len() >= max || !self.taken.take(&it.keys) {
+            deferred.push(it);
+            return;
+        }
         self.items.push(it);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Keys, Taken};
+
+    fn keys(card: &str, terminal: &str, operator: Option<&str>) -> Keys {
+        Keys {
+            card: card.into(),
+            terminal: terminal.into(),
+            operator: operator.map(|o| ("S1".to_owned(), o.to_owned())),
+        }
+    }
+
+    #[test]
+    fn a_batch_holds_no_two_txns_of_one_card_terminal_or_manager() {
+        let mut t = Taken::default();
+        assert!(t.take(&keys("C1", "T1", Some("M1"))));
+        assert!(!t.take(&keys("C1", "T2", None)), "same card");
+        assert!(!t.take(&keys("C2", "T1", None)), "same terminal");
+        assert!(!t.take(&keys("C2", "T2", Some("M1"))), "same manager");
+        assert!(t.take(&keys("C2", "T2", Some("M2"))));
+        assert!(t.take(&keys("C3", "T3", None)));
     }
 }

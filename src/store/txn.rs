@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::protocol::errno::Errno;
 use crate::protocol::message::InnerForm;
 use crate::protocol::xml::Rows;
-use crate::store::ledger::Outcome;
+use crate::store::ledger::{Outcome, WriteRows};
 use crate::store::seen_ts;
 
 /// What every txn may need besides its request: the configuration (ledger
@@ -212,7 +212,12 @@ pub async fn run_batch(
     let runs = items
         .iter()
         .map(|(ctx, form)| run_in_batch(&conn, env, ctx, form));
-    let done: Vec<Result<Committed>> = futures_util::future::join_all(runs).await;
+    let mut done: Vec<Result<Committed>> = futures_util::future::join_all(runs).await;
+    if done.iter().all(|r| r.is_ok()) {
+        if let Err(e) = write_batch(&conn).await {
+            done.push(Err(e));
+        }
+    }
     if done.iter().any(|r| r.is_err()) {
         if conn.is_usable() {
             let _ = conn.rollback().await;
@@ -225,6 +230,15 @@ pub async fn run_batch(
         Err(Error::Db(e)) if e.as_db_error().is_some() => Err(BatchFailed::RolledBack),
         Err(_) => Err(BatchFailed::Unknown),
     }
+}
+
+/// The batch's one write statement, with every txn's rows.
+async fn write_batch(conn: &TxnConn) -> Result<()> {
+    let rows = match conn.batch.as_ref().map(|b| b.lock()) {
+        Some(Ok(mut rows)) => std::mem::take(&mut *rows),
+        _ => return Err(Error::internal("a batch without its rows")),
+    };
+    rows.execute(conn).await
 }
 
 async fn run_in_batch(
@@ -255,8 +269,9 @@ pub struct TxnConn {
     /// BEGIN and the transaction's timeouts, one simple-query message.
     begin: String,
     state: StateCell,
-    /// In a batch: the batch commits, not a txn's last statement.
-    batched: bool,
+    /// In a batch: the batch's rows, written by one statement before its
+    /// COMMIT (not each txn's last statement, nor with its COMMIT).
+    batch: Option<std::sync::Mutex<WriteRows>>,
 }
 
 /// The transaction's state, shared by `&self` methods (the connection is
@@ -289,12 +304,18 @@ enum TxnState {
 
 impl TxnConn {
     fn new(obj: Object, begin: String, batched: bool) -> TxnConn {
+        let batch = batched.then(|| std::sync::Mutex::new(WriteRows::default()));
         TxnConn {
             obj: Some(obj),
             begin,
             state: StateCell(std::sync::atomic::AtomicU8::new(TxnState::NotBegun as u8)),
-            batched,
+            batch,
         }
+    }
+
+    /// Where a txn's rows go when it is one of a batch.
+    pub(crate) fn batch_writes(&self) -> Option<&std::sync::Mutex<WriteRows>> {
+        self.batch.as_ref()
     }
 
     fn client(&self) -> &Object {
@@ -360,7 +381,7 @@ impl TxnConn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row> {
         let c = self.in_txn().await?;
-        if self.batched {
+        if self.batch.is_some() {
             return self
                 .watch(c.query_one(stmt, params).await)
                 .map_err(Into::into);

@@ -60,7 +60,7 @@ use posting::{decide_posting, plan_writes, Loaded};
 use rows::{from_json, hex_bytes, money, CardRow, HistoryRow, OperatorRow, OrigRow};
 use writes::{OperatorCount, Writes};
 
-pub(crate) use writes::RefusalWrites;
+pub(crate) use writes::{RefusalWrites, WriteRows};
 
 #[doc(hidden)]
 pub use sql::{statement_shapes, StatementShape};

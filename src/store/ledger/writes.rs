@@ -560,10 +560,105 @@ impl Writes {
         Ok(heads)
     }
 
-    /// Writes it all in the transaction's last statement, which commits it.
+    /// Writes it all in the transaction's last statement, which commits it
+    /// (in a batch, the rows join the batch's one write, [`WriteRows`]).
     pub(super) async fn run(mut self, tx: &TxnConn, orders: i64, keys: &RowKeys) -> Result<()> {
         self.seal(keys)?;
-        let lot_moves = self.lot_moves_json(keys)?;
+        let rows = WriteRows {
+            lot_moves: self.lot_moves_json(keys)?,
+            members: self.members,
+            new_cards: self.new_cards,
+            cards: self.cards,
+            postings: self.postings,
+            events: self.events,
+            new_lots: self.new_lots,
+            order: self.order.into_iter().collect(),
+            orig: self.orig.into_iter().collect(),
+            operator_reset: self.operator_reset.into_iter().collect(),
+            orders,
+        };
+        match tx.batch_writes() {
+            Some(batch) => {
+                batch
+                    .lock()
+                    .map_err(|_| Error::internal("a batch's writes were poisoned"))?
+                    .append(rows);
+                Ok(())
+            }
+            None => rows.execute(tx).await,
+        }
+    }
+}
+
+/// Every row of one write statement, sealed: one txn's, or (group commit,
+/// issue 14) a batch's, appended txn by txn. The txns of a batch write
+/// disjoint cards, lots and orders, so their rows go in one statement as
+/// they would in several, each card's postings still in their order.
+#[derive(Default)]
+pub(crate) struct WriteRows {
+    members: Vec<Value>,
+    new_cards: Vec<Value>,
+    cards: Vec<Value>,
+    postings: Vec<Value>,
+    events: Vec<Value>,
+    lot_moves: Vec<Value>,
+    new_lots: Vec<Value>,
+    order: Vec<Value>,
+    orig: Vec<Value>,
+    operator_reset: Vec<Value>,
+    /// Order rows the statement must find answered.
+    orders: i64,
+}
+
+impl WriteRows {
+    fn append(&mut self, mut more: WriteRows) {
+        self.members.append(&mut more.members);
+        self.new_cards.append(&mut more.new_cards);
+        self.cards.append(&mut more.cards);
+        self.postings.append(&mut more.postings);
+        self.events.append(&mut more.events);
+        self.lot_moves.append(&mut more.lot_moves);
+        self.new_lots.append(&mut more.new_lots);
+        self.order.append(&mut more.order);
+        self.orig.append(&mut more.orig);
+        self.operator_reset.append(&mut more.operator_reset);
+        self.orders += more.orders;
+    }
+
+    fn rows(&self, section: WriteSection) -> usize {
+        match section {
+            WriteSection::Members => self.members.len(),
+            WriteSection::NewCards => self.new_cards.len(),
+            WriteSection::Cards => self.cards.len(),
+            WriteSection::Postings => self.postings.len(),
+            WriteSection::Events => self.events.len(),
+            WriteSection::LotMoves => self.lot_moves.len(),
+            WriteSection::NewLots => self.new_lots.len(),
+            WriteSection::Order => self.order.len(),
+            WriteSection::Orig => self.orig.len(),
+            WriteSection::OperatorReset => self.operator_reset.len(),
+        }
+    }
+
+    /// The one statement (its COMMIT with it, outside a batch).
+    pub(crate) async fn execute(self, tx: &TxnConn) -> Result<()> {
+        let sections = WriteSection::ALL
+            .iter()
+            .fold(WriteSections::default(), |m, &s| {
+                m.with(s, self.rows(s) > 0)
+            });
+        if sections == WriteSections::default() && self.orders == 0 {
+            return Ok(());
+        }
+        // Each section's rows, as the statement must find them written.
+        let want: Vec<i64> = WriteSection::ALL
+            .iter()
+            .filter(|s| s.counted())
+            .map(|&s| match s {
+                WriteSection::Order => self.orders,
+                s => self.rows(s) as i64,
+            })
+            .collect();
         // Borrowed and serialized once, into the parameter itself: `json!`
         // copied every row into a second tree first (issue 14).
         let doc = postgres_types::Json(WriteDoc {
@@ -572,38 +667,12 @@ impl Writes {
             cards: &self.cards,
             postings: &self.postings,
             events: &self.events,
-            lot_moves: &lot_moves,
+            lot_moves: &self.lot_moves,
             new_lots: &self.new_lots,
-            order: self.order.as_slice(),
-            orig: self.orig.as_slice(),
-            operator_reset: self.operator_reset.as_slice(),
+            order: &self.order,
+            orig: &self.orig,
+            operator_reset: &self.operator_reset,
         });
-        // Each section's rows, as the statement must find them written.
-        let rows = |section: WriteSection| -> usize {
-            match section {
-                WriteSection::Members => self.members.len(),
-                WriteSection::NewCards => self.new_cards.len(),
-                WriteSection::Cards => self.cards.len(),
-                WriteSection::Postings => self.postings.len(),
-                WriteSection::Events => self.events.len(),
-                WriteSection::LotMoves => lot_moves.len(),
-                WriteSection::NewLots => self.new_lots.len(),
-                WriteSection::Order => usize::from(self.order.is_some()),
-                WriteSection::Orig => usize::from(self.orig.is_some()),
-                WriteSection::OperatorReset => usize::from(self.operator_reset.is_some()),
-            }
-        };
-        let sections = WriteSection::ALL
-            .iter()
-            .fold(WriteSections::default(), |m, &s| m.with(s, rows(s) > 0));
-        let want: Vec<i64> = WriteSection::ALL
-            .iter()
-            .filter(|s| s.counted())
-            .map(|&s| match s {
-                WriteSection::Order => orders,
-                s => rows(s) as i64,
-            })
-            .collect();
         // A card row that changed under our lock, or a lot that is not the
         // card's, lands fewer rows: the statement raises, and nothing of
         // the request stays.

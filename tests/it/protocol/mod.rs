@@ -7,6 +7,7 @@
 mod failover;
 mod fields;
 mod floods;
+mod group_commit;
 mod handshake;
 mod refusals;
 mod replays;

@@ -1,0 +1,196 @@
+//! Group commit (issue 14) through a real daemon: concurrent debits from
+//! several terminals share transactions, and every card's balance still
+//! moves by exactly what was acknowledged; a batch holding a txn that must
+//! fail (a tampered card, 3001) is rolled back and its other txns post
+//! alone, each once.
+
+use std::sync::Arc;
+
+use cardswitch::client::Client;
+use cardswitch::protocol::errno::Errno;
+
+use crate::harness::{Daemon, Fixture};
+
+const TERMINALS: usize = 8;
+const CARDS: usize = 4;
+const DEBITS_EACH: usize = 30;
+
+fn card(i: usize) -> String {
+    format!("GC{i:04}")
+}
+
+/// A shop of `TERMINALS` terminals and `CARDS` cards of 100.00, and a
+/// daemon that waits long enough (5 ms) for batches to form on a busy CI
+/// machine.
+async fn shop() -> (Fixture, Daemon, Vec<String>) {
+    let fx = Fixture::new().await;
+    let mut passwords = Vec::new();
+    for t in 0..TERMINALS {
+        passwords.push(fx.terminal(&format!("G{t}"), "S1").await);
+    }
+    for i in 0..CARDS {
+        fx.card(&card(i), "100.00").await;
+    }
+    let mut config = fx.config.clone();
+    config.db.batch_max = 16;
+    config.db.batch_wait_us = 5_000;
+    config.db.batch_workers = 2;
+    let d = Daemon::start(config).await;
+    (fx, d, passwords)
+}
+
+/// The metric's count of transactions and of those that held one txn.
+async fn commits(d: &Daemon) -> (u64, u64) {
+    let text = String::from_utf8(d.get("/metrics").await.unwrap().body).unwrap();
+    let value = |key: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0) as u64
+    };
+    (
+        value("cardswitch_txn_batch_size_count "),
+        value("cardswitch_txn_batch_size_bucket{le=\"1.0\"} "),
+    )
+}
+
+async fn rolled_back(d: &Daemon) -> u64 {
+    let text = String::from_utf8(d.get("/metrics").await.unwrap().body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("cardswitch_txn_batches_rolled_back_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
+}
+
+async fn balance(fx: &Fixture, card_no: &str) -> String {
+    fx.client()
+        .await
+        .query_one(
+            "SELECT balance::text FROM cards WHERE card_no = $1",
+            &[&card_no],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn postings(fx: &Fixture, card_no: &str) -> i64 {
+    fx.client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM postings WHERE card_no = $1 AND op = 'debit'",
+            &[&card_no],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Terminal `t` debits 1.00 from card `t % CARDS`, `DEBITS_EACH` times:
+/// two terminals share each card, so batches meet cards they must defer.
+async fn till(client: Arc<Client>, t: usize, password: String, root: Arc<Fixture>) -> usize {
+    let s = client
+        .handshake(&format!("G{t}"), &password, &root.root)
+        .await
+        .unwrap();
+    let mut ok = 0;
+    for n in 0..DEBITS_EACH {
+        let inner = format!(
+            "op=debit&amount=1.00&order_no=G{t}-{n}&attr1={}",
+            card(t % CARDS)
+        );
+        let r = client.txn_raw_inner(&s, inner.as_bytes()).await.unwrap();
+        assert_eq!(r.errno, Errno::Ok, "debit {n} of terminal {t}");
+        ok += 1;
+    }
+    ok
+}
+
+#[tokio::test]
+async fn concurrent_debits_share_commits_and_move_balances_by_what_was_acknowledged() {
+    let (fx, d, passwords) = shop().await;
+    let fx = Arc::new(fx);
+    let url = super::url(&d);
+    let tills = passwords.into_iter().enumerate().map(|(t, pw)| {
+        let client = Arc::new(Client::new(&url));
+        tokio::spawn(till(client, t, pw, fx.clone()))
+    });
+    let acked: Vec<usize> = futures_util::future::join_all(tills)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    for i in 0..CARDS {
+        let n: usize = (0..TERMINALS)
+            .filter(|t| t % CARDS == i)
+            .map(|t| acked[t])
+            .sum();
+        assert_eq!(
+            postings(&fx, &card(i)).await,
+            n as i64,
+            "card {i}: posted once each"
+        );
+        let want = format!("{}.00", 100 - n);
+        assert_eq!(balance(&fx, &card(i)).await, want, "card {i}: balance");
+    }
+    let (all, alone) = commits(&d).await;
+    assert!(
+        all < (TERMINALS * DEBITS_EACH) as u64 && alone < all,
+        "no transaction held more than one txn: {all} commits, {alone} of one txn"
+    );
+    d.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_batch_with_a_tampered_card_rolls_back_and_its_other_txns_post_alone() {
+    let (fx, d, passwords) = shop().await;
+    // The last card's balance changed by SQL: its MAC no longer matches.
+    fx.client()
+        .await
+        .execute(
+            "UPDATE cards SET balance = 999 WHERE card_no = $1",
+            &[&card(CARDS - 1)],
+        )
+        .await
+        .unwrap();
+    let url = super::url(&d);
+    let mut sessions = Vec::new();
+    for (t, pw) in passwords.iter().enumerate().take(CARDS) {
+        let c = Client::new(&url);
+        let s = c.handshake(&format!("G{t}"), pw, &fx.root).await.unwrap();
+        sessions.push((c, s));
+    }
+    // Rounds of one debit per card at once, until one batch held the
+    // tampered card with another (a batch forms only when they overlap).
+    let mut rounds = 0;
+    while rolled_back(&d).await == 0 {
+        assert!(rounds < 30, "no batch met the tampered card in 30 rounds");
+        let debits = sessions.iter().enumerate().map(|(i, (c, s))| async move {
+            let inner = format!(
+                "op=debit&amount=1.00&order_no=R{rounds}-{i}&attr1={}",
+                card(i)
+            );
+            c.txn_raw_inner(s, inner.as_bytes()).await.unwrap().errno
+        });
+        let errnos = futures_util::future::join_all(debits).await;
+        let want: Vec<Errno> = (0..CARDS)
+            .map(|i| {
+                if i == CARDS - 1 {
+                    Errno::Tampered
+                } else {
+                    Errno::Ok
+                }
+            })
+            .collect();
+        assert_eq!(errnos, want, "round {rounds}");
+        rounds += 1;
+    }
+    for i in 0..CARDS - 1 {
+        assert_eq!(postings(&fx, &card(i)).await, rounds as i64, "card {i}");
+        let want = format!("{}.00", 100 - rounds);
+        assert_eq!(balance(&fx, &card(i)).await, want, "card {i}");
+    }
+    assert_eq!(postings(&fx, &card(CARDS - 1)).await, 0);
+    assert_eq!(balance(&fx, &card(CARDS - 1)).await, "999.00");
+    d.stop().await.unwrap();
+}
