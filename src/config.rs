@@ -285,7 +285,7 @@ pub struct DbConfig {
     /// transaction and its WAL flush (1: each txn alone).
     pub batch_max: usize,
     /// How long a batch waits for more txns, and only while others are
-    /// still being decrypted: at one client, no wait at all.
+    /// being decrypted or other batches run: at one client, no wait at all.
     pub batch_wait_us: u64,
     /// Batches in flight at once, each on one pooled connection (at most
     /// half the pool, so txns that run alone always find one).

@@ -63,8 +63,18 @@ struct Shared {
     /// Requests being decrypted and checked, not yet at the ledger: while
     /// there are some, a collector may wait for them.
     arriving: AtomicUsize,
+    /// Batches being run: their txns' terminals will send again soon.
+    running: AtomicUsize,
     limits: GroupLimits,
     metrics: GroupMetrics,
+}
+
+impl Shared {
+    /// Whether waiting may bring more txns: requests are being decrypted,
+    /// or other batches are running (their tills send again once answered).
+    fn more_coming(&self) -> bool {
+        self.arriving.load(Ordering::Relaxed) > 0 || self.running.load(Ordering::Relaxed) > 0
+    }
 }
 
 struct Item {
@@ -102,6 +112,7 @@ impl Group {
     ) -> Group {
         let shared = Arc::new(Shared {
             arriving: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
             limits,
             metrics,
         });
@@ -212,7 +223,9 @@ impl Worker {
                 return;
             };
             let alone = self.requeue(deferred);
+            self.shared.running.fetch_add(1, Ordering::Relaxed);
             self.commit(batch).await;
+            self.shared.running.fetch_sub(1, Ordering::Relaxed);
             if !alone.is_empty() {
                 self.run_alone(alone).await;
             }
@@ -281,7 +294,7 @@ impl Worker {
 }
 
 /// The next batch: what is queued, waiting up to the limit for more only
-/// while requests are still arriving; and the txns that clash with one
+/// while more may come ([`Shared::more_coming`]); and the txns that clash with one
 /// taken (deferred). `None`: the queue is closed.
 async fn collect(rx: &mut mpsc::Receiver<Item>, shared: &Shared) -> Option<(Vec<Item>, Vec<Item>)> {
     let max = shared.limits.max;
@@ -293,9 +306,7 @@ async fn collect(rx: &mut mpsc::Receiver<Item>, shared: &Shared) -> Option<(Vec<
     while batch.items.len() < max && deferred.len() < max {
         let next = match rx.try_recv() {
             Ok(it) => it,
-            Err(mpsc::error::TryRecvError::Empty)
-                if shared.arriving.load(Ordering::Relaxed) > 0 =>
-            {
+            Err(mpsc::error::TryRecvError::Empty) if shared.more_coming() => {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
                     Ok(Some(it)) => it,
                     _ => break,

@@ -206,39 +206,36 @@ pub async fn run_batch(
         return Err(BatchFailed::RolledBack);
     };
     let mut conn = TxnConn::new(obj, begin_sql(&env.config.db), true);
-    if conn.in_txn().await.is_err() {
-        return Err(BatchFailed::RolledBack);
-    }
     let runs = items
         .iter()
         .map(|(ctx, form)| run_in_batch(&conn, env, ctx, form));
-    let mut done: Vec<Result<Committed>> = futures_util::future::join_all(runs).await;
-    if done.iter().all(|r| r.is_ok()) {
-        if let Err(e) = write_batch(&conn).await {
-            done.push(Err(e));
+    // BEGIN goes out with the claims: one round trip for them all.
+    let done = conn.begun_with(futures_util::future::join_all(runs)).await;
+    let done: Vec<Committed> = match done.map(|d| d.into_iter().collect::<Result<Vec<_>>>()) {
+        Ok(Ok(d)) => d,
+        _ => {
+            if conn.is_usable() {
+                let _ = conn.rollback().await;
+            }
+            return Err(BatchFailed::RolledBack);
         }
-    }
-    if done.iter().any(|r| r.is_err()) {
-        if conn.is_usable() {
-            let _ = conn.rollback().await;
-        }
-        return Err(BatchFailed::RolledBack);
-    }
-    match conn.commit().await {
-        Ok(()) => Ok(done.into_iter().flatten().collect()),
-        // The server refused the COMMIT: it rolled the batch back.
-        Err(Error::Db(e)) if e.as_db_error().is_some() => Err(BatchFailed::RolledBack),
-        Err(_) => Err(BatchFailed::Unknown),
-    }
-}
-
-/// The batch's one write statement, with every txn's rows.
-async fn write_batch(conn: &TxnConn) -> Result<()> {
-    let rows = match conn.batch.as_ref().map(|b| b.lock()) {
-        Some(Ok(mut rows)) => std::mem::take(&mut *rows),
-        _ => return Err(Error::internal("a batch without its rows")),
     };
-    rows.execute(conn).await
+    // Poisoned only by a panic mid-append: then the batch cannot commit.
+    let Some(rows) = conn.batch.take().and_then(|b| b.into_inner().ok()) else {
+        return Err(BatchFailed::RolledBack);
+    };
+    // No longer a batch: the one write carries the COMMIT.
+    let written = match rows.execute(&conn).await {
+        Ok(()) => conn.commit().await,
+        Err(e) => Err(e),
+    };
+    match written {
+        Ok(()) => Ok(done),
+        // The connection broke: the COMMIT may have landed.
+        Err(_) if !conn.is_usable() => Err(BatchFailed::Unknown),
+        // The server refused the write or the COMMIT: it rolled back.
+        Err(_) => Err(BatchFailed::RolledBack),
+    }
 }
 
 async fn run_in_batch(
@@ -322,6 +319,20 @@ impl TxnConn {
         self.obj
             .as_ref()
             .expect("the connection is held until drop")
+    }
+
+    /// Runs `work` (this transaction's statements) with the BEGIN sent
+    /// ahead of them in the same flight, as [`TxnConn::query_one`] does for
+    /// one statement. Should BEGIN fail, so did what followed it (a closed
+    /// connection), and the error says so.
+    pub(crate) async fn begun_with<T>(
+        &self,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T> {
+        self.state.set(TxnState::Open);
+        let (begun, out) = tokio::join!(self.client().batch_execute(&self.begin), work);
+        self.watch(begun).map_err(stale_if_closed)?;
+        Ok(out)
     }
 
     /// The connection, for a statement in the transaction (begun first).
