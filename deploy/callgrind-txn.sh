@@ -2,7 +2,8 @@
 # Instructions the daemon spends per txn, counted by callgrind (repeatable on
 # a noisy machine, unlike seconds): the daemon runs under valgrind collecting
 # only inside the txn handler's future (decode, checks, decrypt, the ledger's
-# Rust work, the answer), a paced load of debits goes through
+# Rust work, the answer) and the group-commit collectors' (where a batched
+# txn's ledger work runs), a paced load of debits goes through
 # `cardswitch bench --url`, and the total is divided by the txns served
 # (registrations and top-ups of the provisioning included).
 #
@@ -23,6 +24,7 @@ unset CARDSWITCH_DATABASE_URL CARDSWITCH_CONFIG
 port=$((20000 + RANDOM % 20000))
 valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
     --toggle-collect='cardswitch::server::txn::txn::{{closure}}' \
+    --toggle-collect='cardswitch::server::group::Worker::run::{{closure}}' \
     "$bin" serve --listen "127.0.0.1:$port" >"$work/daemon.log" 2>&1 &
 vpid=$!
 stop() {
