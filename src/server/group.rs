@@ -4,11 +4,11 @@
 //!
 //! A txn is batched when the card it locks is known before it runs (one
 //! card; no original to read, no card to create; no office op). A batch
-//! holds no two txns of one card, terminal or manager, so every txn in a batch reads rows no
-//! other txn of it writes (a deferred txn goes back to the queue, for any
-//! collector: across transactions the card locks keep txns apart, as
-//! between txns that run alone). Its txns run in card-number order, the order
-//! every transaction locks cards in. A batch that does not commit is rolled
+//! holds no two txns of one card, terminal or manager, so every txn in a
+//! batch reads rows no other txn of it writes (a deferred txn goes back to
+//! the queue, for any collector: across transactions the card locks keep
+//! txns apart, as between txns that run alone). Its txns run in
+//! card-number order, the order every transaction locks cards in. A batch that does not commit is rolled
 //! back and each of its txns runs alone, exactly as without batching; a
 //! batch of one runs alone from the start. No answer leaves before its
 //! batch's COMMIT returned.
@@ -85,7 +85,6 @@ struct Item {
 }
 
 /// What two txns of one batch must not share.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Keys {
     card: String,
     terminal: String,
@@ -257,10 +256,8 @@ impl Worker {
             return self.run_alone(batch).await;
         }
         batch.sort_by(|a, b| a.keys.card.cmp(&b.keys.card));
-        let txns: Vec<(TxnContext, InnerForm)> = batch
-            .iter()
-            .map(|it| (it.ctx.clone(), it.form.clone()))
-            .collect();
+        let txns: Vec<(&TxnContext, &InnerForm)> =
+            batch.iter().map(|it| (&it.ctx, &it.form)).collect();
         match txn::run_batch(&self.pool, &self.env, &txns).await {
             Ok(done) => {
                 m.batch_size.observe(batch.len() as f64);
@@ -294,8 +291,8 @@ impl Worker {
 }
 
 /// The next batch: what is queued, waiting up to the limit for more only
-/// while more may come ([`Shared::more_coming`]); and the txns that clash with one
-/// taken (deferred). `None`: the queue is closed.
+/// while more may come ([`Shared::more_coming`]); and the txns that clash
+/// with one taken (deferred). `None`: the queue is closed.
 async fn collect(rx: &mut mpsc::Receiver<Item>, shared: &Shared) -> Option<(Vec<Item>, Vec<Item>)> {
     let max = shared.limits.max;
     let mut batch = Batch::default();

@@ -200,7 +200,7 @@ pub enum BatchFailed {
 pub async fn run_batch(
     pool: &Pool,
     env: &TxnEnv,
-    items: &[(TxnContext, InnerForm)],
+    items: &[(&TxnContext, &InnerForm)],
 ) -> std::result::Result<Vec<Committed>, BatchFailed> {
     let Ok(obj) = pool.get().await else {
         return Err(BatchFailed::RolledBack);
@@ -392,11 +392,6 @@ impl TxnConn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row> {
         let c = self.in_txn().await?;
-        if self.batch.is_some() {
-            return self
-                .watch(c.query_one(stmt, params).await)
-                .map_err(Into::into);
-        }
         let (row, commit) = tokio::join!(c.query_one(stmt, params), c.batch_execute("COMMIT"));
         // The server ended the transaction either way, unless the connection
         // broke (then `watch` marks it broken, and the outcome is unknown).

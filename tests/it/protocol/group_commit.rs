@@ -39,27 +39,31 @@ async fn shop() -> (Fixture, Daemon, Vec<String>) {
     (fx, d, passwords)
 }
 
+/// `/metrics` as text.
+async fn scrape(d: &Daemon) -> String {
+    String::from_utf8(d.get("/metrics").await.unwrap().body).unwrap()
+}
+
+/// The value of the series `key` (its name and labels) in `text`; 0 when
+/// it is not there yet.
+fn value(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
+}
+
 /// The metric's count of transactions and of those that held one txn.
 async fn commits(d: &Daemon) -> (u64, u64) {
-    let text = String::from_utf8(d.get("/metrics").await.unwrap().body).unwrap();
-    let value = |key: &str| -> u64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0) as u64
-    };
+    let text = scrape(d).await;
     (
-        value("cardswitch_txn_batch_size_count "),
-        value("cardswitch_txn_batch_size_bucket{le=\"1.0\"} "),
+        value(&text, "cardswitch_txn_batch_size_count"),
+        value(&text, "cardswitch_txn_batch_size_bucket{le=\"1.0\"}"),
     )
 }
 
 async fn rolled_back(d: &Daemon) -> u64 {
-    let text = String::from_utf8(d.get("/metrics").await.unwrap().body).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("cardswitch_txn_batches_rolled_back_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(0.0) as u64
+    value(&scrape(d).await, "cardswitch_txn_batches_rolled_back_total")
 }
 
 async fn balance(fx: &Fixture, card_no: &str) -> String {
