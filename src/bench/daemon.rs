@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 
 use crate::config::{Config, ProtocolConfig};
+use crate::store::fixtures::bench::WalCounters;
 
 pub fn bench_protocol(p: &ProtocolConfig) -> ProtocolConfig {
     ProtocolConfig {
@@ -233,6 +234,33 @@ impl CpuMark {
             postgres_ms: per(self.server, later.server),
             loadgen_ms: per(self.loadgen, later.loadgen),
         }
+    }
+}
+
+/// What a run cost the server in WAL per successful txn, and the
+/// checkpoints that began inside it (after one, every page's first change
+/// writes the whole page: a run's cost moves with where checkpoints fall).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WalPerTxn {
+    pub bytes: f64,
+    pub records: f64,
+    pub full_page_images: f64,
+    /// Database commits per successful txn (refusals' commits included).
+    pub commits: f64,
+    pub checkpoints: i64,
+}
+
+impl WalPerTxn {
+    pub fn between(a: &WalCounters, b: &WalCounters, txns: u64) -> Option<WalPerTxn> {
+        let n = txns as f64;
+        let per = |d: f64| (d / n * 100.0).round() / 100.0;
+        (txns > 0).then(|| WalPerTxn {
+            bytes: per(b.bytes - a.bytes),
+            records: per((b.records - a.records) as f64),
+            full_page_images: per((b.full_page_images - a.full_page_images) as f64),
+            commits: per((b.commits - a.commits) as f64),
+            checkpoints: b.checkpoints - a.checkpoints,
+        })
     }
 }
 

@@ -60,13 +60,13 @@ pub(super) async fn drive(
     let mut runs = Vec::new();
     let main_seats = &seats[..opts.clients.min(seats.len())];
     for (n, mix) in opts.runs.iter().enumerate() {
-        runs.push(timed_run(opts, main_seats, &world, pids, n, *mix).await);
+        runs.push(timed_run(opts, pool, main_seats, &world, pids, n, *mix).await);
     }
     let mut sweep = Vec::new();
     for (i, c) in opts.sweep_clients.iter().enumerate() {
         // Run numbers of their own (100 on), so their orders are new.
         let some = &seats[..(*c).min(seats.len())];
-        sweep.push(timed_run(opts, some, &world, pids, 100 + i, Mix::Debit).await);
+        sweep.push(timed_run(opts, pool, some, &world, pids, 100 + i, Mix::Debit).await);
     }
     let daemon_rss = pids.daemon.and_then(daemon::rss);
     let idle = if opts.idle_connections > 0 {
@@ -170,6 +170,7 @@ async fn log_in_all(
 /// Timed run `n` (from 0) of `mix`, after its warmup.
 async fn timed_run(
     opts: &BenchOptions,
+    pool: &deadpool_postgres::Pool,
     seats: &[Arc<Seat>],
     world: &Arc<World>,
     pids: Pids,
@@ -200,6 +201,7 @@ async fn timed_run(
     }
     let probe = &seats[0].client;
     let batches_before = daemon::BatchMark::read(probe).await;
+    let wal_before = wal_counters(pool).await;
     let before = daemon::CpuMark::now(pids.daemon, pids.postmaster);
     let mut stats = load::run(
         seats.to_vec(),
@@ -215,16 +217,32 @@ async fn timed_run(
     if let (Some(a), Some(b)) = (batches_before, daemon::BatchMark::read(probe).await) {
         stats.batches = Some(b.since(&a));
     }
+    if let (Some(a), Some(b)) = (wal_before, wal_counters(pool).await) {
+        stats.wal = daemon::WalPerTxn::between(&a, &b, stats.ok);
+    }
     say(format!(
-        "run {}: {} txn/s, p50 {} ms, p99 {} ms, {} errors, {} txns per commit",
+        "run {}: {} txn/s, p50 {} ms, p99 {} ms, {} errors, {} txns per commit{}",
         n + 1,
         stats.tps,
         stats.latency_ms.p50,
         stats.latency_ms.p99,
         stats.error_count(),
-        stats.batches.as_ref().map_or(0.0, |b| b.mean)
+        stats.batches.as_ref().map_or(0.0, |b| b.mean),
+        stats.wal.as_ref().map_or(String::new(), |w| format!(
+            ", WAL {} B and {} full pages per txn, {} checkpoints",
+            w.bytes, w.full_page_images, w.checkpoints
+        ))
     ));
     stats
+}
+
+/// The server's WAL counters now (`None` when they cannot be read: the
+/// figures are then left out, the run still counts).
+async fn wal_counters(
+    pool: &deadpool_postgres::Pool,
+) -> Option<crate::store::fixtures::bench::WalCounters> {
+    let c = pool.get().await.ok()?;
+    crate::store::fixtures::bench::wal_counters(&c).await.ok()
 }
 
 /// Opens `n` keep-alive connections, sends one health check on each, and

@@ -57,6 +57,8 @@ pub struct RunStats {
     pub cpu_per_txn: super::daemon::CpuPerTxn,
     /// The daemon's group commit over the run (`None`: no `/metrics`).
     pub batches: Option<super::daemon::BatchSizes>,
+    /// The server's WAL per successful txn (`None`: not readable).
+    pub wal: Option<super::daemon::WalPerTxn>,
 }
 
 impl RunStats {
@@ -155,6 +157,7 @@ pub async fn run(
         ops: all.ops,
         cpu_per_txn: Default::default(),
         batches: None,
+        wal: None,
     }
 }
 
