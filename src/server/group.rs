@@ -26,7 +26,7 @@ use crate::error::Result;
 use crate::ledger::request::{Body, Request};
 use crate::protocol::errno::Errno;
 use crate::protocol::message::InnerForm;
-use crate::store::txn::{self, BatchFailed, Committed, TxnContext, TxnEnv};
+use crate::store::txn::{self, BatchFailed, BatchTxn, Committed, TxnContext, TxnEnv};
 
 /// Txns queued for the collectors at most; past it a txn runs alone.
 const QUEUE_MAX: usize = 1024;
@@ -80,6 +80,8 @@ impl Shared {
 struct Item {
     ctx: TxnContext,
     form: InnerForm,
+    /// Parsed from `form` once, when it was found batchable.
+    req: Request,
     keys: Keys,
     reply: oneshot::Sender<Result<Committed>>,
 }
@@ -151,8 +153,8 @@ impl Group {
         form: InnerForm,
         arrival: Arrival<'_>,
     ) -> Result<Committed> {
-        let keys = batch_keys(&ctx, &form);
-        let (Some(queue), Some(keys)) = (&self.queue, keys) else {
+        let batchable = batch_keys(&ctx, &form);
+        let (Some(queue), Some((keys, req))) = (&self.queue, batchable) else {
             drop(arrival);
             self.shared.metrics.batch_size.observe(1.0);
             return crate::keys::run_txn(&self.pool, &self.env, &ctx, &form).await;
@@ -161,6 +163,7 @@ impl Group {
         let item = Item {
             ctx,
             form,
+            req,
             keys,
             reply,
         };
@@ -178,8 +181,9 @@ impl Group {
     }
 }
 
-/// What a batch must keep apart, or `None` when the txn runs alone.
-fn batch_keys(ctx: &TxnContext, form: &InnerForm) -> Option<Keys> {
+/// What a batch must keep apart, and the parsed request; `None` when the
+/// txn runs alone.
+fn batch_keys(ctx: &TxnContext, form: &InnerForm) -> Option<(Keys, Request)> {
     let req = Request::from_form(form).ok()?;
     if matches!(req.body, Body::Office(_))
         || req.original(&ctx.terminal).is_some()
@@ -192,14 +196,15 @@ fn batch_keys(ctx: &TxnContext, form: &InnerForm) -> Option<Keys> {
         (Some(c), true) => c,
         _ => return None,
     };
-    Some(Keys {
+    let keys = Keys {
         card,
         terminal: ctx.terminal.clone(),
         operator: req
             .operator
             .id()
             .map(|id| (ctx.store_id.clone(), id.to_owned())),
-    })
+    };
+    Some((keys, req))
 }
 
 struct Worker {
@@ -256,8 +261,14 @@ impl Worker {
             return self.run_alone(batch).await;
         }
         batch.sort_by(|a, b| a.keys.card.cmp(&b.keys.card));
-        let txns: Vec<(&TxnContext, &InnerForm)> =
-            batch.iter().map(|it| (&it.ctx, &it.form)).collect();
+        let txns: Vec<BatchTxn<'_>> = batch
+            .iter()
+            .map(|it| BatchTxn {
+                ctx: &it.ctx,
+                form: &it.form,
+                req: &it.req,
+            })
+            .collect();
         match txn::run_batch(&self.pool, &self.env, &txns).await {
             Ok(done) => {
                 m.batch_size.observe(batch.len() as f64);

@@ -11,7 +11,9 @@ use tokio_postgres::types::ToSql;
 use super::check::TerminalRow;
 use super::load::LoadArgs;
 use super::rows::{json_col, json_col_opt, replayed_row, CardRow, OperatorRow, OrigRow};
-use super::sql::{claim_sql, claim_types, order_row_sql, ClaimShape};
+use super::sql::{
+    claim_set_sql, claim_sql, claim_types, order_row_sql, ClaimShape, CLAIM_SET_TYPES,
+};
 use super::writes::RefusalWrites;
 use super::Outcome;
 use crate::error::{Error, Result};
@@ -39,15 +41,21 @@ pub(super) struct Claimed {
     pub(super) folded: Option<tokio_postgres::Row>,
 }
 
+/// The claim of one txn; `batched`: its row from its batch's claim
+/// ([`run_set`]), else its own statement's.
 pub(super) async fn run(
     tx: &TxnConn,
     ctx: &TxnContext,
     req: &Request,
     args: &LoadArgs<'_>,
     (keys, digest): (&RowKeys, &[u8]),
+    batched: Option<tokio_postgres::Row>,
 ) -> Result<Claim> {
     let shape = shape_of(req, &ctx.terminal, args);
-    let row = claim_row(tx, ctx, req, args, shape, digest).await?;
+    let row = match batched {
+        Some(row) => row,
+        None => claim_row(tx, ctx, req, args, shape, digest).await?,
+    };
     if row.get::<_, i64>("ts_ok") == 0 {
         return Err(Errno::TsUsed.into());
     }
@@ -111,6 +119,103 @@ async fn claim_row(
     // $11 on: the folded load's, the card to create first.
     params.extend(args.params(&no_lots));
     tx.query_one(&stmt, &params).await
+}
+
+/// One txn of a batch, as its claim needs it.
+pub(crate) struct BatchClaim<'a> {
+    pub(crate) ctx: &'a TxnContext,
+    pub(crate) req: &'a Request,
+    pub(crate) digest: [u8; 32],
+}
+
+/// The claims of a batch's txns: one statement for all those of one shape
+/// a batch claim can take ([`claim_set_sql`]), the statements pipelined.
+/// Each txn's row, in `items`' order; `None` for a txn left to claim alone.
+pub(super) async fn run_set(
+    tx: &TxnConn,
+    items: &[BatchClaim<'_>],
+) -> Result<Vec<Option<tokio_postgres::Row>>> {
+    let mut groups: Vec<(ClaimShape, Vec<usize>)> = Vec::new();
+    for (i, it) in items.iter().enumerate() {
+        let args = LoadArgs::of(it.req);
+        let shape = shape_of(it.req, &it.ctx.terminal, &args);
+        if claim_set_sql(shape).is_none() || it.req.cards_to_lock().len() != 1 {
+            continue;
+        }
+        match groups.iter_mut().find(|(s, _)| *s == shape) {
+            Some((_, at)) => at.push(i),
+            None => groups.push((shape, vec![i])),
+        }
+    }
+    let runs = groups
+        .into_iter()
+        .map(|(shape, at)| async move { (set_rows(tx, items, shape, &at).await, at) });
+    let mut out: Vec<Option<tokio_postgres::Row>> = items.iter().map(|_| None).collect();
+    for (rows, at) in futures_util::future::join_all(runs).await {
+        for (row, i) in rows?.into_iter().zip(at) {
+            out[i] = Some(row);
+        }
+    }
+    Ok(out)
+}
+
+/// One batch claim: the txns `at` of `items`, all of `shape`.
+async fn set_rows(
+    tx: &TxnConn,
+    items: &[BatchClaim<'_>],
+    shape: ClaimShape,
+    at: &[usize],
+) -> Result<Vec<tokio_postgres::Row>> {
+    let sql = claim_set_sql(shape).expect("grouped by a batchable shape");
+    let stmt = tx.prepare_typed_cached(&sql, &CLAIM_SET_TYPES).await?;
+    let its: Vec<&BatchClaim<'_>> = at.iter().map(|&i| &items[i]).collect();
+    let args: Vec<LoadArgs<'_>> = its.iter().map(|it| LoadArgs::of(it.req)).collect();
+    let col = |f: &dyn Fn(usize) -> Option<String>| (0..its.len()).map(f).collect::<Vec<_>>();
+    let terminal = col(&|k| Some(its[k].ctx.terminal.clone()));
+    let store = col(&|k| Some(its[k].ctx.store_id.clone()));
+    let operator = col(&|k| its[k].req.operator.id().map(str::to_owned));
+    let order_no = col(&|k| its[k].req.order_no().map(str::to_owned));
+    let op = col(&|k| Some(its[k].req.op().as_str().to_owned()));
+    let card = col(&|k| its[k].req.cards_to_lock().pop());
+    let level = col(&|k| args[k].level.map(str::to_owned));
+    let hist = col(&|k| args[k].hist_card.map(str::to_owned));
+    let ts: Vec<i64> = its.iter().map(|it| it.ctx.ts).collect();
+    let digest: Vec<Option<&[u8]>> = its
+        .iter()
+        .map(|it| it.req.order_no().map(|_| &it.digest[..]))
+        .collect();
+    let wants_lots: Vec<bool> = args.iter().map(|a| a.wants_lots).collect();
+    let want_txn: Vec<bool> = args.iter().map(|a| a.want_txn).collect();
+    let limit: Vec<i64> = args.iter().map(|a| a.limit).collect();
+    let register: Vec<bool> = args.iter().map(|a| a.register).collect();
+    let params: [&(dyn ToSql + Sync); 14] = [
+        &terminal,
+        &ts,
+        &store,
+        &operator,
+        &order_no,
+        &digest,
+        &op,
+        &card,
+        &wants_lots,
+        &level,
+        &want_txn,
+        &hist,
+        &limit,
+        &register,
+    ];
+    let rows = tx.query(&stmt, &params).await?;
+    let in_order = rows.len() == at.len()
+        && rows
+            .iter()
+            .enumerate()
+            .all(|(k, r)| r.get::<_, i64>("i") == k as i64 + 1);
+    if !in_order {
+        return Err(Error::internal(
+            "a batch claim's rows do not match its txns",
+        ));
+    }
+    Ok(rows)
 }
 
 /// An order number used before: the same request gets the stored answer

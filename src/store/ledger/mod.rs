@@ -60,6 +60,7 @@ use posting::{decide_posting, plan_writes, Loaded};
 use rows::{from_json, hex_bytes, money, CardRow, HistoryRow, OperatorRow, OrigRow};
 use writes::{OperatorCount, Writes};
 
+pub(crate) use claim::BatchClaim;
 pub(crate) use writes::{RefusalWrites, WriteRows};
 
 #[doc(hidden)]
@@ -112,8 +113,31 @@ pub(crate) async fn execute(
         Ok(r) => r,
         Err(errno) => return refused_before_work(tx, ctx, errno).await,
     };
-    let args = LoadArgs::of(&req);
-    let claimed = match claim::run(tx, ctx, &req, &args, (&env.row_keys, &form.digest())).await? {
+    execute_request(tx, env, ctx, form, &req, None).await
+}
+
+/// The claims of a batch's txns, before each runs ([`claim::run_set`]):
+/// each txn's claim row, or `None` for one that claims alone.
+pub(crate) async fn claim_batch(
+    tx: &TxnConn,
+    items: &[BatchClaim<'_>],
+) -> Result<Vec<Option<tokio_postgres::Row>>> {
+    claim::run_set(tx, items).await
+}
+
+/// [`execute`] for a request already parsed from `form`; `batched`: its
+/// claim row from [`claim_batch`].
+pub(crate) async fn execute_request(
+    tx: &TxnConn,
+    env: &TxnEnv,
+    ctx: &TxnContext,
+    form: &InnerForm,
+    req: &Request,
+    batched: Option<tokio_postgres::Row>,
+) -> Result<Outcome> {
+    let args = LoadArgs::of(req);
+    let keys = (&*env.row_keys, &form.digest()[..]);
+    let claimed = match claim::run(tx, ctx, req, &args, keys, batched).await? {
         Claim::Settled(outcome) => return Ok(outcome),
         Claim::Locked(c) => c,
     };
@@ -124,11 +148,11 @@ pub(crate) async fn execute(
         .terminal
         .as_ref()
         .map_or(TerminalKind::Pos, |t| t.kind);
-    if let Err(errno) = allowed_for(kind, &ctx.store_id, &req) {
+    if let Err(errno) = allowed_for(kind, &ctx.store_id, req) {
         return Ok(refuse.refused(errno));
     }
     // protocol.md §4: the operator before the operation.
-    let (allowed, count) = check_operator(env, ctx, &req, claimed.operator.as_ref())?;
+    let (allowed, count) = check_operator(env, ctx, req, claimed.operator.as_ref())?;
     let operator_reset = count.as_ref().is_some_and(|c| c.reset);
     refuse.count_operator(count);
     if let Err(errno) = allowed {
@@ -147,14 +171,14 @@ pub(crate) async fn execute(
         folded,
         ..
     } = *claimed;
-    let orig = match original(&req, orig)? {
+    let orig = match original(req, orig)? {
         Ok(o) => o,
         Err(errno) => return Ok(refuse.refused(errno)),
     };
     let named = named_lots(orig.as_ref().map(|o| &o.1));
     let fetched = load::run(tx, &args, &named, folded, &cards).await?;
     check::fetched(&env.row_keys, &cards, &fetched)?;
-    let x = expire(env, &req, ctx, cards, fetched, (orig, kind), form.digest())?;
+    let x = expire(env, req, ctx, cards, fetched, (orig, kind), form.digest())?;
     match then {
         Then::Read(r) => read(tx, ctx, &x, r, refuse).await,
         Then::Post(p) => post(tx, ctx, &x, p, refuse, operator_reset).await,

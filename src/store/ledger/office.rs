@@ -15,6 +15,12 @@ pub(super) async fn run(
     ctx: &TxnContext,
     o: &OfficeReq,
 ) -> Result<Outcome> {
+    // A settlement or a liability sums a day's postings or a store's cards:
+    // there a scan may be the plan (the ledger's transactions forbid them).
+    tx.in_txn()
+        .await?
+        .batch_execute("SET LOCAL enable_seqscan = on")
+        .await?;
     match o {
         OfficeReq::Find { key, limit } => find::run(tx, env, ctx, key, *limit).await,
         OfficeReq::Statement(s) => statement::run(tx, env, ctx, s).await,

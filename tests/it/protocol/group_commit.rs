@@ -198,3 +198,83 @@ async fn a_batch_with_a_tampered_card_rolls_back_and_its_other_txns_post_alone()
     assert_eq!(balance(&fx, &card(CARDS - 1)).await, "999.00");
     d.stop().await.unwrap();
 }
+
+/// Terminal `t`, on card `t % CARDS`, round after round: a debit, the same
+/// debit again (a resend: its stored answer, marked replayed), its order
+/// number with another amount (2006), and a balance query (a claim of
+/// another shape, without an order). Returns the debits posted.
+async fn resending_till(
+    client: Arc<Client>,
+    t: usize,
+    password: String,
+    root: Arc<Fixture>,
+) -> usize {
+    let s = client
+        .handshake(&format!("G{t}"), &password, &root.root)
+        .await
+        .unwrap();
+    let c = card(t % CARDS);
+    for n in 0..DEBITS_EACH / 3 {
+        let debit = format!("op=debit&amount=1.00&order_no=P{t}-{n}&attr1={c}");
+        let first = client.txn_raw_inner(&s, debit.as_bytes()).await.unwrap();
+        assert_eq!(first.errno, Errno::Ok, "debit {n} of terminal {t}");
+        let again = client.txn_raw_inner(&s, debit.as_bytes()).await.unwrap();
+        assert_eq!(again.errno, Errno::Ok, "resend {n} of terminal {t}");
+        let (a, b) = (&first.rows.0[0], &again.rows.0[0]);
+        assert_eq!(
+            (a.get("replayed"), b.get("replayed")),
+            (Some("0"), Some("1"))
+        );
+        assert_eq!(
+            a.get("balance"),
+            b.get("balance"),
+            "resend {n}: same answer"
+        );
+        let other = format!("op=debit&amount=2.00&order_no=P{t}-{n}&attr1={c}");
+        let reused = client.txn_raw_inner(&s, other.as_bytes()).await.unwrap();
+        assert_eq!(
+            reused.errno,
+            Errno::OrderReused,
+            "reuse {n} of terminal {t}"
+        );
+        let query = format!("op=query&attr1={c}");
+        let q = client.txn_raw_inner(&s, query.as_bytes()).await.unwrap();
+        assert_eq!(q.errno, Errno::Ok, "query {n} of terminal {t}");
+    }
+    DEBITS_EACH / 3
+}
+
+#[tokio::test]
+async fn resends_reused_order_numbers_and_queries_in_batches_post_nothing_twice() {
+    let (fx, d, passwords) = shop().await;
+    let fx = Arc::new(fx);
+    let url = super::url(&d);
+    let tills = passwords.into_iter().enumerate().map(|(t, pw)| {
+        let client = Arc::new(Client::new(&url));
+        tokio::spawn(resending_till(client, t, pw, fx.clone()))
+    });
+    let posted: Vec<usize> = futures_util::future::join_all(tills)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    for i in 0..CARDS {
+        let n: usize = (0..TERMINALS)
+            .filter(|t| t % CARDS == i)
+            .map(|t| posted[t])
+            .sum();
+        assert_eq!(
+            postings(&fx, &card(i)).await,
+            n as i64,
+            "card {i}: once each"
+        );
+        let want = format!("{}.00", 100 - n);
+        assert_eq!(balance(&fx, &card(i)).await, want, "card {i}: balance");
+    }
+    let (all, alone) = commits(&d).await;
+    assert!(
+        alone < all,
+        "no transaction held more than one txn: {all} commits, {alone} of one txn"
+    );
+    d.stop().await.unwrap();
+}

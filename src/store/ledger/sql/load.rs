@@ -58,12 +58,12 @@ impl LoadColumn {
                 "(SELECT coalesce(json_agg(json_build_object('card_no', card_no, 'id', lot_id,
                'left', points_left, 'exp', floor(extract(epoch FROM expires_at) * 1000)::bigint,
                'row_mac', encode(row_mac, 'hex'), 'mac_key_id', mac_key_id)),
-               '[]'::json) FROM lv)"
+               '[]'::json) FROM {lv})"
             }
             LoadColumn::NewExists => "EXISTS (SELECT 1 FROM cards WHERE card_no = {create})",
             LoadColumn::LotIds => {
                 "ARRAY(SELECT nextval('lots_lot_id_seq') FROM generate_series(1,
-             CASE WHEN {wants_lots} THEN (SELECT count(*) FROM lv) + 1 ELSE 0 END))"
+             CASE WHEN {wants_lots} THEN (SELECT count(*) FROM {lv}) + 1 ELSE 0 END))"
             }
             LoadColumn::Level => {
                 "(SELECT json_build_object('level', level, 'discount', discount::text,
@@ -177,20 +177,33 @@ fn build_load_sql(mask: LoadColumns) -> String {
 
 /// How the load's columns name their inputs: in the load statement, its own
 /// parameters; folded into the claim ([`super::claim_sql`]), the claim's locked
-/// cards and parameters $12 on.
+/// cards and parameters $12 on; in a batch's claim ([`super::claim_set`]),
+/// the columns of the txn's input row `x`.
 pub(super) struct LoadParams {
-    cards: &'static str,
-    create: &'static str,
-    wants_lots: &'static str,
-    level: &'static str,
-    want_txn: &'static str,
-    hist: &'static str,
-    limit: &'static str,
-    named_lots: &'static str,
-    register: &'static str,
+    /// The live-lots CTE, with `{cards}` and `{named_lots}` to fill.
+    pub(super) live_lots: &'static str,
+    /// The txn's live lots, as a `FROM` item.
+    pub(super) lv: &'static str,
+    pub(super) cards: &'static str,
+    pub(super) create: &'static str,
+    pub(super) wants_lots: &'static str,
+    pub(super) level: &'static str,
+    pub(super) want_txn: &'static str,
+    pub(super) hist: &'static str,
+    pub(super) limit: &'static str,
+    pub(super) named_lots: &'static str,
+    pub(super) register: &'static str,
 }
 
+/// The live lots of a statement for one txn.
+const LIVE_LOTS: &str = "lv AS (
+    SELECT card_no, lot_id, points_left, expires_at, row_mac, mac_key_id FROM lots
+     WHERE card_no = ANY ({cards}) AND (points_left > 0 OR lot_id = ANY ({named_lots}))
+)";
+
 const LOAD_PARAMS: LoadParams = LoadParams {
+    live_lots: LIVE_LOTS,
+    lv: "lv",
     cards: "$1::text[]",
     create: "$2::text",
     wants_lots: "$3::bool",
@@ -203,6 +216,8 @@ const LOAD_PARAMS: LoadParams = LoadParams {
 };
 
 pub(super) const FOLDED_PARAMS: LoadParams = LoadParams {
+    live_lots: LIVE_LOTS,
+    lv: "lv",
     cards: "ARRAY(SELECT card_no FROM locked)",
     create: "$11::text",
     wants_lots: "$12::bool",
@@ -227,19 +242,13 @@ pub(super) fn load_part(mask: LoadColumns, p: &LoadParams) -> (Option<String>, S
             .replace("{limit}", p.limit)
             .replace("{named_lots}", p.named_lots)
             .replace("{register}", p.register)
+            .replace("{lv}", p.lv)
     };
     // The live lots feed both the lots and the new lot ids.
     let needs_lv = LoadColumn::ALL
         .iter()
         .any(|&c| c.reads_live_lots() && mask.has(c));
-    let lv = needs_lv.then(|| {
-        fill(
-            "lv AS (
-    SELECT card_no, lot_id, points_left, expires_at, row_mac, mac_key_id FROM lots
-     WHERE card_no = ANY ({cards}) AND (points_left > 0 OR lot_id = ANY ({named_lots}))
-)",
-        )
-    });
+    let lv = needs_lv.then(|| fill(p.live_lots));
     let mut cols = String::new();
     for c in LoadColumn::ALL {
         let e = if mask.has(c) {

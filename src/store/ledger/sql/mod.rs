@@ -10,6 +10,7 @@ use std::sync::{Mutex, OnceLock};
 use super::rows::ORDER_JSON_COLUMNS;
 use tokio_postgres::types::Type;
 
+mod claim_set;
 mod load;
 mod write;
 
@@ -41,6 +42,7 @@ fn memo<K: Copy + Eq + Hash + Send + 'static>(
     Cow::Borrowed(sql)
 }
 
+pub(super) use claim_set::{claim_set_sql, CLAIM_SET_TYPES};
 pub(super) use load::{load_sql, LoadColumn, LoadColumns, LOAD_TYPES};
 pub(super) use write::{write_sql, WriteSection, WriteSections, REFUSE_SQL};
 
@@ -218,20 +220,22 @@ fn claim_columns(shape: ClaimShape) -> [String; 7] {
         |on: bool, expr: &str, null: &str| if on { expr.to_owned() } else { null.to_owned() };
     [
         "(SELECT count(*) FROM ts)::bigint AS ts_ok".to_owned(),
-        or_null(shape.order, "(SELECT count(*) FROM claim)::bigint", "0::bigint") + " AS claimed",
+        or_null(
+            shape.order,
+            "(SELECT count(*) FROM claim)::bigint",
+            "0::bigint",
+        ) + " AS claimed",
         or_null(
             shape.operator,
-            "(SELECT row_to_json(x) FROM (SELECT role, status, encode(pin_hash, 'hex') AS pin_hash,
-               encode(pin_salt, 'hex') AS pin_salt, pin_fail_count,
-               encode(row_mac, 'hex') AS row_mac, mac_key_id
-          FROM operators WHERE store_id = $3::text AND operator_id = $4::text) x)",
+            &operator_row("$3::text", "$4::text"),
             "NULL::json",
         ) + " AS operator",
-        or_null(shape.orig, "(SELECT row_to_json(orig) FROM orig)", "NULL::json") + " AS orig",
-        "(SELECT row_to_json(t) FROM (SELECT coalesce(store_id, '*') AS store_id, kind, status, encode(pw_hash, 'hex') AS pw_hash,
-               encode(pw_salt, 'hex') AS pw_salt, encode(row_mac, 'hex') AS row_mac, mac_key_id
-          FROM terminals WHERE terminal_id = $1::text) t) AS terminal"
-            .to_owned(),
+        or_null(
+            shape.orig,
+            "(SELECT row_to_json(orig) FROM orig)",
+            "NULL::json",
+        ) + " AS orig",
+        terminal_row("$1::text") + " AS terminal",
         or_null(
             shape.cards,
             "(SELECT coalesce(json_agg(row_to_json(locked)), '[]'::json) FROM locked)",
@@ -241,6 +245,26 @@ fn claim_columns(shape: ClaimShape) -> [String; 7] {
         // even when no card is locked after it (a register).
         or_null(shape.create, "(SELECT count(*) FROM adv)", "0::bigint") + " AS serialised",
     ]
+}
+
+/// The operator `operator` of store `store`, as the checks read it.
+fn operator_row(store: &str, operator: &str) -> String {
+    format!(
+        "(SELECT row_to_json(o) FROM (SELECT role, status, encode(pin_hash, 'hex') AS pin_hash,
+               encode(pin_salt, 'hex') AS pin_salt, pin_fail_count,
+               encode(row_mac, 'hex') AS row_mac, mac_key_id
+          FROM operators WHERE store_id = {store} AND operator_id = {operator}) o)"
+    )
+}
+
+/// The terminal `terminal`, as the checks read it.
+fn terminal_row(terminal: &str) -> String {
+    format!(
+        "(SELECT row_to_json(t) FROM (SELECT coalesce(store_id, '*') AS store_id, kind, status,
+               encode(pw_hash, 'hex') AS pw_hash, encode(pw_salt, 'hex') AS pw_salt,
+               encode(row_mac, 'hex') AS row_mac, mac_key_id
+          FROM terminals WHERE terminal_id = {terminal}) t)"
+    )
 }
 
 /// The whole `orders` row of an order number used before, as JSON, for its
@@ -291,8 +315,16 @@ pub fn statement_shapes() -> Vec<StatementShape> {
         );
         for fold in folds {
             let shape = ClaimShape { fold, ..shape };
+            let name = format!("claim {m:05b} fold {:?}", fold.map(|f| f.0));
+            if let Some(sql) = claim_set_sql(shape) {
+                out.push(StatementShape {
+                    name: format!("batch {name}"),
+                    sql: sql.into_owned(),
+                    types: CLAIM_SET_TYPES.to_vec(),
+                });
+            }
             out.push(StatementShape {
-                name: format!("claim {m:05b} fold {:?}", fold.map(|f| f.0)),
+                name,
                 sql: claim_sql(shape).into_owned(),
                 types: claim_types().to_vec(),
             });

@@ -1,0 +1,153 @@
+//! A batch's claim (group commit, issue 14): the claims of several txns of
+//! one [`ClaimShape`] as one statement, one input row per txn and one
+//! answer row per txn with the columns [`super::claim_sql`] gives one txn.
+//! A statement's executor start-up and the plan's locks on some thirty
+//! relations were a claim's largest cost; here a batch pays them once.
+//!
+//! Only for what a batch holds: one card per txn, no card to create, no
+//! original, the load folded. The batch's txns share no card, terminal or
+//! operator, so each answer row depends on its own input row alone, as if
+//! the claims had run one after the other.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use tokio_postgres::types::Type;
+
+use super::load::{load_part, LoadParams};
+use super::{memo, operator_row, terminal_row, ClaimShape, CARD_ROW};
+
+/// The parameters, one array each with an element per txn: $1 terminal,
+/// $2 ts, $3 store, $4 operator, $5 order number, $6 request digest, $7 op,
+/// $8 the card to lock, $9 whether it wants lots, $10 a level, $11 whether
+/// it wants a txn id, $12 the history's card, $13 its limit, $14 whether it
+/// registers (the load's inputs, as [`super::LOAD_TYPES`] has them).
+pub(in crate::store::ledger) const CLAIM_SET_TYPES: [Type; 14] = [
+    Type::TEXT_ARRAY,
+    Type::INT8_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::BYTEA_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::BOOL_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::BOOL_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::INT8_ARRAY,
+    Type::BOOL_ARRAY,
+];
+
+/// The load's inputs as columns of the txn's input row `x`.
+const SET_PARAMS: LoadParams = LoadParams {
+    // Of every locked card (no txn of a batch names lots); each row reads
+    // its own card's through `lv`.
+    live_lots: "lv AS (
+    SELECT o.card_no, o.lot_id, o.points_left, o.expires_at, o.row_mac, o.mac_key_id
+      FROM lots o WHERE o.card_no = ANY (ARRAY(SELECT card_no FROM locked)) AND o.points_left > 0
+)",
+    lv: "lv WHERE lv.card_no = x.card",
+    cards: "ARRAY(SELECT l.card_no FROM locked l WHERE l.card_no = x.card)",
+    create: "NULL::text",
+    wants_lots: "x.wants_lots",
+    level: "x.level",
+    want_txn: "x.want_txn",
+    hist: "x.hist",
+    limit: "x.lim",
+    named_lots: "'{}'::bigint[]",
+    register: "x.register",
+};
+
+/// The batch claim of `shape`, or `None` for a shape a batch cannot hold.
+pub(in crate::store::ledger) fn claim_set_sql(shape: ClaimShape) -> Option<Cow<'static, str>> {
+    static KEPT: OnceLock<Mutex<HashMap<ClaimShape, &'static str>>> = OnceLock::new();
+    let batchable = shape.cards && !shape.create && !shape.orig && shape.fold.is_some();
+    batchable.then(|| memo(&KEPT, shape, build))
+}
+
+fn build(shape: ClaimShape) -> String {
+    let mut sql = ctes(shape.order);
+    let fold = shape.fold.expect("a batch claim folds the load");
+    let (lv, load_cols) = load_part(fold, &SET_PARAMS);
+    if let Some(lv) = lv {
+        sql.push_str(",\n");
+        sql.push_str(&lv);
+    }
+    sql.push_str("\nSELECT x.i,\n       ");
+    sql.push_str(&columns(shape).join(",\n       "));
+    sql.push_str(&load_cols);
+    sql.push_str("\n  FROM x0 x ORDER BY x.i");
+    sql
+}
+
+/// The input rows, the `ts` of each, its order (when the shape claims
+/// one), and the cards of those whose claim went through, locked in
+/// card-number order.
+fn ctes(order: bool) -> String {
+    let mut sql = String::from(
+        "WITH x0 AS MATERIALIZED (
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                         $6::bytea[], $7::text[], $8::text[], $9::bool[], $10::text[],
+                         $11::bool[], $12::text[], $13::bigint[], $14::bool[])
+           WITH ORDINALITY AS u(terminal, ts, store, operator, order_no, digest, op, card,
+                                wants_lots, level, want_txn, hist, lim, register, i)
+), ts AS (
+    INSERT INTO seen_ts (terminal_id, ts) SELECT terminal, ts FROM x0
+    ON CONFLICT DO NOTHING RETURNING terminal_id, ts
+)",
+    );
+    let mut go = String::from(
+        "SELECT x.card FROM x0 x JOIN ts ON ts.terminal_id = x.terminal AND ts.ts = x.ts",
+    );
+    if order {
+        sql.push_str(
+            ", claim AS (
+    INSERT INTO orders (terminal_id, order_no, digest, op)
+    SELECT x.terminal, x.order_no, x.digest, x.op
+      FROM x0 x JOIN ts ON ts.terminal_id = x.terminal AND ts.ts = x.ts
+    ON CONFLICT DO NOTHING RETURNING terminal_id, order_no
+)",
+        );
+        go.push_str(
+            " JOIN claim ON claim.terminal_id = x.terminal AND claim.order_no = x.order_no",
+        );
+    }
+    sql.push_str(&format!(
+        ", go AS MATERIALIZED ({go}), locked AS MATERIALIZED (
+    {CARD_ROW}
+     WHERE c.card_no = ANY (ARRAY(SELECT card FROM go))
+     ORDER BY c.card_no
+       FOR UPDATE OF c
+)"
+    ));
+    sql
+}
+
+/// The claim's row of one txn, as [`super::claim_sql`]'s columns.
+fn columns(shape: ClaimShape) -> [String; 7] {
+    let claimed = if shape.order {
+        "(SELECT count(*) FROM claim WHERE claim.terminal_id = x.terminal
+                AND claim.order_no = x.order_no)::bigint"
+    } else {
+        "0::bigint"
+    };
+    let operator = if shape.operator {
+        operator_row("x.store", "x.operator")
+    } else {
+        "NULL::json".to_owned()
+    };
+    [
+        "(SELECT count(*) FROM ts WHERE ts.terminal_id = x.terminal AND ts.ts = x.ts)::bigint AS ts_ok"
+            .to_owned(),
+        format!("{claimed} AS claimed"),
+        format!("{operator} AS operator"),
+        "NULL::json AS orig".to_owned(),
+        terminal_row("x.terminal") + " AS terminal",
+        "(SELECT coalesce(json_agg(row_to_json(l)), '[]'::json) FROM locked l
+          WHERE l.card_no = x.card) AS cards"
+            .to_owned(),
+        "0::bigint AS serialised".to_owned(),
+    ]
+}
