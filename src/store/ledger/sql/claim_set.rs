@@ -1,8 +1,8 @@
 //! A batch's claim (group commit, issue 14): the claims of several txns of
 //! one [`ClaimShape`] as one statement, one input row per txn and one
 //! answer row per txn with the columns [`super::claim_sql`] gives one txn.
-//! A statement's executor start-up and the plan's locks on some thirty
-//! relations were a claim's largest cost; here a batch pays them once.
+//! Sixteen debits' claim ran in 1.87 ms under `EXPLAIN ANALYZE` (0.12 ms a
+//! txn), where one debit's own claim costs 0.36 ms (issue 14).
 //!
 //! Only for what a batch holds: one card per txn, no card to create, no
 //! original, the load folded. The batch's txns share no card, terminal or
