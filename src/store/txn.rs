@@ -156,7 +156,7 @@ async fn run_once(
             Ok(Committed::Answered(rows))
         }
         Ok(Outcome::Refused { errno, writes }) => {
-            writes.apply(&conn, ctx).await?;
+            writes.apply(&conn).await?;
             conn.commit().await?;
             Ok(Committed::Refused(errno))
         }
@@ -262,7 +262,6 @@ async fn run_all(conn: &TxnConn, env: &TxnEnv, items: &[BatchTxn<'_>]) -> Result
         .map(|t| crate::store::ledger::BatchClaim {
             ctx: t.ctx,
             req: t.req,
-            digest: t.form.digest(),
         })
         .collect();
     let claimed = conn
@@ -288,7 +287,7 @@ async fn run_in_batch(
     match ledger.await? {
         Outcome::Answered(rows) => Ok(Committed::Answered(rows)),
         Outcome::Refused { errno, writes } => {
-            writes.apply(conn, t.ctx).await?;
+            writes.apply(conn).await?;
             Ok(Committed::Refused(errno))
         }
     }
@@ -423,6 +422,30 @@ impl TxnConn {
     ) -> Result<Vec<Row>> {
         let c = self.in_txn().await?;
         self.watch(c.query(stmt, params).await).map_err(Into::into)
+    }
+
+    /// `first`, then the statement of one row `stmt`, in one flight (with
+    /// the BEGIN when not begun): `stmt`'s snapshot is taken after `first`
+    /// ended, so it sees what committed while `first` waited for a lock.
+    /// Both must be prepared, so that nothing goes out between them.
+    pub async fn query_one_after(
+        &self,
+        (first, first_params): (&Statement, &[&(dyn ToSql + Sync)]),
+        stmt: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row> {
+        let c = self.client();
+        let both = async { tokio::join!(c.query(first, first_params), c.query_one(stmt, params)) };
+        let (a, b) = if self.state.get() == TxnState::NotBegun {
+            let (begun, both) = tokio::join!(c.batch_execute(&self.begin), both);
+            self.watch(begun).map_err(stale_if_closed)?;
+            self.state.set(TxnState::Open);
+            both
+        } else {
+            both.await
+        };
+        self.watch(a)?;
+        self.watch(b).map_err(Into::into)
     }
 
     pub async fn query_opt(

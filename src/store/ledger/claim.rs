@@ -1,7 +1,8 @@
-//! Step 1, the claim: the once-only `ts` spent, the order number claimed
-//! (or its earlier answer found), the operator and the original read, a card
-//! number about to be created serialised, and the cards locked in
-//! card-number order — one statement ([`claim_sql`]).
+//! Step 1, the claim: the order number locked ([`ORDER_LOCK_SQL`], sent
+//! just ahead), then one statement ([`claim_sql`]): the once-only `ts`
+//! spent, the order number found new (or its earlier answer found), the
+//! operator and the original read, a card number about to be created
+//! serialised, and the cards locked in card-number order.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,7 @@ use super::load::LoadArgs;
 use super::rows::{json_col, json_col_opt, replayed_row, CardRow, OperatorRow, OrigRow};
 use super::sql::{
     claim_set_sql, claim_sql, claim_types, order_row_sql, ClaimShape, CLAIM_SET_TYPES,
+    ORDER_LOCK_SQL,
 };
 use super::writes::RefusalWrites;
 use super::Outcome;
@@ -118,14 +120,20 @@ async fn claim_row(
     ];
     // $11 on: the folded load's, the card to create first.
     params.extend(args.params(&no_lots));
-    tx.query_one(&stmt, &params).await
+    if order_no.is_none() {
+        return tx.query_one(&stmt, &params).await;
+    }
+    let lock = tx.prepare_cached(ORDER_LOCK_SQL).await?;
+    let (terminals, orders) = (vec![ctx.terminal.as_str()], vec![order_no]);
+    let lock_params: [&(dyn ToSql + Sync); 2] = [&terminals, &orders];
+    tx.query_one_after((&lock, &lock_params), &stmt, &params)
+        .await
 }
 
 /// One txn of a batch, as its claim needs it.
 pub(crate) struct BatchClaim<'a> {
     pub(crate) ctx: &'a TxnContext,
     pub(crate) req: &'a Request,
-    pub(crate) digest: [u8; 32],
 }
 
 /// The claims of a batch's txns: one statement for all those of one shape
@@ -147,27 +155,44 @@ pub(super) async fn run_set(
             None => groups.push((shape, vec![i])),
         }
     }
-    let runs = groups
-        .into_iter()
-        .map(|(shape, at)| async move { (set_rows(tx, items, shape, &at).await, at) });
+    // Every statement prepared first, so that the order lock goes out
+    // ahead of the claims and nothing between them.
+    let lock = tx.prepare_cached(ORDER_LOCK_SQL).await?;
+    let mut prepared = Vec::with_capacity(groups.len());
+    for (shape, at) in groups {
+        let sql = claim_set_sql(shape).expect("grouped by a batchable shape");
+        let stmt = tx.prepare_typed_cached(&sql, &CLAIM_SET_TYPES).await?;
+        prepared.push((stmt, at));
+    }
+    let terminals: Vec<&str> = items.iter().map(|it| it.ctx.terminal.as_str()).collect();
+    let orders: Vec<Option<&str>> = items.iter().map(|it| it.req.order_no()).collect();
+    let locked = async {
+        if orders.iter().all(Option::is_none) {
+            return Ok(Vec::new());
+        }
+        tx.query(&lock, &[&terminals, &orders]).await
+    };
+    let runs = prepared
+        .iter()
+        .map(|(stmt, at)| async move { (set_rows(tx, items, stmt, at).await, at) });
+    let (locked, claimed) = tokio::join!(locked, futures_util::future::join_all(runs));
+    locked?;
     let mut out: Vec<Option<tokio_postgres::Row>> = items.iter().map(|_| None).collect();
-    for (rows, at) in futures_util::future::join_all(runs).await {
-        for (row, i) in rows?.into_iter().zip(at) {
+    for (rows, at) in claimed {
+        for (row, &i) in rows?.into_iter().zip(at) {
             out[i] = Some(row);
         }
     }
     Ok(out)
 }
 
-/// One batch claim: the txns `at` of `items`, all of `shape`.
+/// One batch claim `stmt`: the txns `at` of `items`, all of its shape.
 async fn set_rows(
     tx: &TxnConn,
     items: &[BatchClaim<'_>],
-    shape: ClaimShape,
+    stmt: &tokio_postgres::Statement,
     at: &[usize],
 ) -> Result<Vec<tokio_postgres::Row>> {
-    let sql = claim_set_sql(shape).expect("grouped by a batchable shape");
-    let stmt = tx.prepare_typed_cached(&sql, &CLAIM_SET_TYPES).await?;
     let its: Vec<&BatchClaim<'_>> = at.iter().map(|&i| &items[i]).collect();
     let args: Vec<LoadArgs<'_>> = its.iter().map(|it| LoadArgs::of(it.req)).collect();
     let col = |f: &dyn Fn(usize) -> Option<String>| (0..its.len()).map(f).collect::<Vec<_>>();
@@ -175,27 +200,20 @@ async fn set_rows(
     let store = col(&|k| Some(its[k].ctx.store_id.clone()));
     let operator = col(&|k| its[k].req.operator.id().map(str::to_owned));
     let order_no = col(&|k| its[k].req.order_no().map(str::to_owned));
-    let op = col(&|k| Some(its[k].req.op().as_str().to_owned()));
     let card = col(&|k| its[k].req.cards_to_lock().pop());
     let level = col(&|k| args[k].level.map(str::to_owned));
     let hist = col(&|k| args[k].hist_card.map(str::to_owned));
     let ts: Vec<i64> = its.iter().map(|it| it.ctx.ts).collect();
-    let digest: Vec<Option<&[u8]>> = its
-        .iter()
-        .map(|it| it.req.order_no().map(|_| &it.digest[..]))
-        .collect();
     let wants_lots: Vec<bool> = args.iter().map(|a| a.wants_lots).collect();
     let want_txn: Vec<bool> = args.iter().map(|a| a.want_txn).collect();
     let limit: Vec<i64> = args.iter().map(|a| a.limit).collect();
     let register: Vec<bool> = args.iter().map(|a| a.register).collect();
-    let params: [&(dyn ToSql + Sync); 14] = [
+    let params: [&(dyn ToSql + Sync); 12] = [
         &terminal,
         &ts,
         &store,
         &operator,
         &order_no,
-        &digest,
-        &op,
         &card,
         &wants_lots,
         &level,
@@ -204,7 +222,7 @@ async fn set_rows(
         &limit,
         &register,
     ];
-    let rows = tx.query(&stmt, &params).await?;
+    let rows = tx.query(stmt, &params).await?;
     let in_order = rows.len() == at.len()
         && rows
             .iter()

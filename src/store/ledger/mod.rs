@@ -1,26 +1,29 @@
 //! The ledger's SQL: runs one txn request inside the transaction `txn::run`
 //! opened, applying the pure decisions of [`crate::ledger`].
 //!
-//! Three statements at most, each prepared and cached per connection and
-//! shape (only the sections the request needs), none in a loop; BEGIN goes
-//! with the first and COMMIT with the write (`txn::TxnConn`), so a debit is
-//! two round trips:
+//! Three statements at most (and a posting's order lock ahead of its
+//! claim), each prepared and cached per connection and shape (only the
+//! sections the request needs), none in a loop; BEGIN goes with the first
+//! and COMMIT with the write (`txn::TxnConn`), so a debit is two round
+//! trips:
 //!
-//! 1. **claim and lock**: the once-only `ts` inserted; for a posting, its
-//!    `orders` row claimed (`INSERT … ON CONFLICT DO NOTHING` on the unique
-//!    (terminal, order_no): two identical requests racing, the second waits
-//!    for the first and then sees its answer); the previous answer of a used
-//!    order_no read; the operator read; the original of a reverse/refund
-//!    locked; a card number about to be created serialised (advisory lock);
-//!    the card rows locked `FOR UPDATE` in card-number order (so no two
-//!    transactions can wait on each other's cards).
+//! 1. **claim and lock**: for a posting, its order number locked first
+//!    (an advisory lock, [`sql::ORDER_LOCK_SQL`], sent just ahead of the
+//!    claim: two identical requests racing, the second waits for the first
+//!    and then sees its answer); then the once-only `ts` inserted; the order
+//!    number found new, or its previous answer read; the operator read; the
+//!    original of a reverse/refund locked; a card number about to be
+//!    created serialised (advisory lock); the card rows locked `FOR UPDATE`
+//!    in card-number order (so no two transactions can wait on each other's
+//!    cards).
 //! 2. **load**: the cards' live lots and chains, whether a new card number
 //!    exists, the level of a register, ids for new lots and the posting, a
 //!    history; folded into the claim when its snapshot is provably fresh,
 //!    else a statement of its own in a fresh snapshot (see [`load`]).
 //! 3. **write**: every row of the plan in one statement of CTEs fed by one
 //!    JSON document, checking its own row counts — or, for a refusal, the
-//!    claim dropped and the PIN counters written.
+//!    PIN counters written. The `orders` row is written once, here, with
+//!    its answer.
 //!
 //! Row MACs (issue 5): every card and posting row written here goes
 //! through [`Writes`], and every card read through [`CardRow`]; a mismatch
@@ -71,7 +74,7 @@ pub use sql::{statement_shapes, StatementShape};
 pub(crate) enum Outcome {
     /// The op ran; its answer rows (a replay's stored row included).
     Answered(Rows),
-    /// Refused: the `ts` is spent, and `writes` (a claim dropped, a PIN
+    /// Refused: the `ts` is spent, and `writes` (a PIN
     /// counted) are applied before the commit.
     Refused {
         errno: Errno,
@@ -142,7 +145,7 @@ pub(crate) async fn execute_request(
         Claim::Locked(c) => c,
     };
     check::claimed(&env.row_keys, ctx, req.operator.id(), &claimed)?;
-    let mut refuse = RefusalWrites::claimed(req.order_no());
+    let mut refuse = RefusalWrites::default();
     // protocol.md §4: the terminal's kind before the operator.
     let kind = claimed
         .terminal

@@ -25,14 +25,13 @@ use rust_decimal::Decimal;
 
 use super::Outcome;
 
-/// What a refused request still writes: its order claim dropped, a wrong
-/// card PIN counted (and the card locked at the 5th), a wrong manager PIN
-/// counted (and the manager disabled at the 5th). Applied by `txn::run`
-/// before it commits the refusal with its `ts`.
+/// What a refused request still writes: a wrong card PIN counted (and the
+/// card locked at the 5th), a wrong manager PIN counted (and the manager
+/// disabled at the 5th). Its order number was never written (that is the
+/// write's), so a refused order number may be used again. Applied by
+/// `txn::run` before it commits the refusal with its `ts`.
 #[derive(Default)]
 pub(crate) struct RefusalWrites {
-    /// The order number this request claimed.
-    order_no: Option<String>,
     operator: Option<OperatorCount>,
     card: Option<CardCount>,
 }
@@ -58,13 +57,6 @@ struct CardCount {
 }
 
 impl RefusalWrites {
-    pub(super) fn claimed(order_no: Option<&str>) -> RefusalWrites {
-        RefusalWrites {
-            order_no: order_no.map(str::to_owned),
-            ..Default::default()
-        }
-    }
-
     pub(super) fn count_operator(&mut self, c: Option<OperatorCount>) {
         self.operator = c;
     }
@@ -106,8 +98,8 @@ impl RefusalWrites {
         Ok(self.refused(rf.errno))
     }
 
-    pub(crate) async fn apply(self, tx: &TxnConn, ctx: &TxnContext) -> Result<()> {
-        if self.order_no.is_none() && self.operator.is_none() && self.card.is_none() {
+    pub(crate) async fn apply(self, tx: &TxnConn) -> Result<()> {
+        if self.operator.is_none() && self.card.is_none() {
             return Ok(());
         }
         let stmt = tx.prepare_cached(REFUSE_SQL).await?;
@@ -117,8 +109,6 @@ impl RefusalWrites {
         tx.query_one(
             &stmt,
             &[
-                &ctx.terminal,
-                &self.order_no,
                 &card.map(|c| c.card_no.as_str()),
                 &card.map(|c| c.pin_fail_count as i32),
                 &card.is_some_and(|c| c.lock),

@@ -19,17 +19,15 @@ use super::load::{load_part, LoadParams};
 use super::{memo, operator_row, terminal_row, ClaimShape, CARD_ROW};
 
 /// The parameters, one array each with an element per txn: $1 terminal,
-/// $2 ts, $3 store, $4 operator, $5 order number, $6 request digest, $7 op,
-/// $8 the card to lock, $9 whether it wants lots, $10 a level, $11 whether
-/// it wants a txn id, $12 the history's card, $13 its limit, $14 whether it
-/// registers (the load's inputs, as [`super::LOAD_TYPES`] has them).
-pub(in crate::store::ledger) const CLAIM_SET_TYPES: [Type; 14] = [
+/// $2 ts, $3 store, $4 operator, $5 order number, $6 the card to lock,
+/// $7 whether it wants lots, $8 a level, $9 whether it wants a txn id,
+/// $10 the history's card, $11 its limit, $12 whether it registers (the
+/// load's inputs, as [`super::LOAD_TYPES`] has them).
+pub(in crate::store::ledger) const CLAIM_SET_TYPES: [Type; 12] = [
     Type::TEXT_ARRAY,
     Type::INT8_ARRAY,
     Type::TEXT_ARRAY,
     Type::TEXT_ARRAY,
-    Type::TEXT_ARRAY,
-    Type::BYTEA_ARRAY,
     Type::TEXT_ARRAY,
     Type::TEXT_ARRAY,
     Type::BOOL_ARRAY,
@@ -82,16 +80,16 @@ fn build(shape: ClaimShape) -> String {
     sql
 }
 
-/// The input rows, the `ts` of each, its order (when the shape claims
-/// one), and the cards of those whose claim went through, locked in
-/// card-number order.
+/// The input rows, the `ts` of each, whether its order number is new
+/// (when the shape has one), and the cards of those whose claim went
+/// through, locked in card-number order.
 fn ctes(order: bool) -> String {
     let mut sql = String::from(
         "WITH x0 AS MATERIALIZED (
     SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-                         $6::bytea[], $7::text[], $8::text[], $9::bool[], $10::text[],
-                         $11::bool[], $12::text[], $13::bigint[], $14::bool[])
-           WITH ORDINALITY AS u(terminal, ts, store, operator, order_no, digest, op, card,
+                         $6::text[], $7::bool[], $8::text[], $9::bool[], $10::text[],
+                         $11::bigint[], $12::bool[])
+           WITH ORDINALITY AS u(terminal, ts, store, operator, order_no, card,
                                 wants_lots, level, want_txn, hist, lim, register, i)
 ), ts AS (
     INSERT INTO seen_ts (terminal_id, ts) SELECT terminal, ts FROM x0
@@ -99,19 +97,15 @@ fn ctes(order: bool) -> String {
 )",
     );
     let mut go = String::from(
-        "SELECT x.card FROM x0 x JOIN ts ON ts.terminal_id = x.terminal AND ts.ts = x.ts",
+        "SELECT x.card, x.terminal FROM x0 x
+      JOIN ts ON ts.terminal_id = x.terminal AND ts.ts = x.ts",
     );
     if order {
-        sql.push_str(
-            ", claim AS (
-    INSERT INTO orders (terminal_id, order_no, digest, op)
-    SELECT x.terminal, x.order_no, x.digest, x.op
-      FROM x0 x JOIN ts ON ts.terminal_id = x.terminal AND ts.ts = x.ts
-    ON CONFLICT DO NOTHING RETURNING terminal_id, order_no
-)",
-        );
+        // Locked by the statement before this one (`ORDER_LOCK_SQL`).
         go.push_str(
-            " JOIN claim ON claim.terminal_id = x.terminal AND claim.order_no = x.order_no",
+            "
+     WHERE NOT EXISTS (SELECT 1 FROM orders o
+                        WHERE o.terminal_id = x.terminal AND o.order_no = x.order_no)",
         );
     }
     sql.push_str(&format!(
@@ -128,8 +122,7 @@ fn ctes(order: bool) -> String {
 /// The claim's row of one txn, as [`super::claim_sql`]'s columns.
 fn columns(shape: ClaimShape) -> [String; 7] {
     let claimed = if shape.order {
-        "(SELECT count(*) FROM claim WHERE claim.terminal_id = x.terminal
-                AND claim.order_no = x.order_no)::bigint"
+        "(SELECT count(*) FROM go WHERE go.terminal = x.terminal)::bigint"
     } else {
         "0::bigint"
     };

@@ -69,6 +69,16 @@ pub(super) struct ClaimShape {
     pub(super) fold: Option<LoadColumns>,
 }
 
+/// The order numbers of one or more txns (`$1` terminals, `$2` order
+/// numbers, NULL for a txn without one) locked for the transaction, in one
+/// order so that two batches cannot wait on each other. Sent just before
+/// the claim, which then runs in a snapshot taken after the locks: a txn
+/// with the same order number that held one has committed (its order is
+/// seen: the request is a replay) or rolled back.
+pub(super) const ORDER_LOCK_SQL: &str = "SELECT count(pg_advisory_xact_lock(k)) FROM (
+    SELECT DISTINCT hashtextextended('order:' || t || ':' || o, 0) AS k
+      FROM unnest($1::text[], $2::text[]) AS u(t, o) WHERE o IS NOT NULL ORDER BY k) s";
+
 /// The types of the claim statement's parameters: $1 terminal, $2 ts,
 /// $3 store, $4 operator, $5 order number, $6 request digest, $7 op,
 /// $8 cards to lock, $9/$10 the original's terminal and order number,
@@ -133,13 +143,14 @@ fn claim_ctes(shape: ClaimShape) -> String {
     // Conditions a later step waits on (all are true; they order the steps).
     let mut after = String::from(" AND EXISTS (SELECT 1 FROM go)");
     if shape.order {
+        // The order number was locked by the statement just before this one
+        // ([`ORDER_LOCK_SQL`]), so this snapshot holds a twin's order if one
+        // committed while that waited. The order row itself is written
+        // once, with its answer.
         sql.push_str(
-            ", claim AS (
-    INSERT INTO orders (terminal_id, order_no, digest, op)
-    SELECT $1::text, $5::text, $6::bytea, $7::text FROM ts
-    ON CONFLICT DO NOTHING RETURNING 1
-), go AS MATERIALIZED (
-    SELECT 1 AS go FROM ts WHERE EXISTS (SELECT 1 FROM claim)
+            ", go AS MATERIALIZED (
+    SELECT 1 AS go FROM ts WHERE NOT EXISTS (
+        SELECT 1 FROM orders WHERE terminal_id = $1::text AND order_no = $5::text)
 )",
         );
     } else {
@@ -222,7 +233,7 @@ fn claim_columns(shape: ClaimShape) -> [String; 7] {
         "(SELECT count(*) FROM ts)::bigint AS ts_ok".to_owned(),
         or_null(
             shape.order,
-            "(SELECT count(*) FROM claim)::bigint",
+            "(SELECT count(*) FROM go)::bigint",
             "0::bigint",
         ) + " AS claimed",
         or_null(
@@ -344,6 +355,11 @@ pub fn statement_shapes() -> Vec<StatementShape> {
             types: vec![],
         });
     }
+    out.push(StatementShape {
+        name: "order lock".into(),
+        sql: ORDER_LOCK_SQL.into(),
+        types: vec![],
+    });
     out.push(StatementShape {
         name: "refuse".into(),
         sql: REFUSE_SQL.into(),

@@ -121,22 +121,22 @@ impl WriteSection {
       FROM j, jsonb_to_recordset(j.j->'new_lots')
            AS x(lot_id bigint, card_no text, points bigint, expires_at timestamptz,
                 txn_id bigint, at timestamptz, row_mac text, mac_key_id text)",
+            // The order's one write: the claim only found its number new,
+            // under the order lock; a twin that got past the lock anyway
+            // would conflict here, and the row count fails the write.
             WriteSection::Order => "
-    UPDATE orders o SET card_no = x.card_no, cards = x.cards, txn_id = x.txn_id,
-           business_day = x.business_day, posted_at = x.posted_at, amount = x.amount,
-           charged = x.charged, tender = x.tender, points_earned = x.points_earned,
-           effects = x.effects, answer = x.answer, row_mac = decode(x.row_mac, 'hex'),
-           mac_key_id = x.mac_key_id
+    INSERT INTO orders (terminal_id, order_no, digest, op, card_no, cards, txn_id, business_day,
+           posted_at, amount, charged, tender, points_earned, effects, answer, row_mac,
+           mac_key_id)
+    SELECT x.terminal_id, x.order_no, decode(x.digest, 'hex'), x.op, x.card_no, x.cards,
+           x.txn_id, x.business_day, x.posted_at, x.amount, x.charged, x.tender,
+           x.points_earned, x.effects, x.answer, decode(x.row_mac, 'hex'), x.mac_key_id
       FROM j, jsonb_to_recordset(j.j->'order')
-           AS x(terminal_id text, order_no text, card_no text, cards text[], txn_id bigint,
-                business_day date, posted_at timestamptz, amount numeric, charged numeric,
-                tender text, points_earned bigint, effects jsonb, answer jsonb,
-                row_mac text, mac_key_id text)
-     WHERE o.terminal_id = x.terminal_id AND o.order_no = x.order_no AND o.answer IS NULL
-       AND o.terminal_id = ANY (ARRAY(SELECT e->>'terminal_id'
-                                        FROM jsonb_array_elements($1::jsonb->'order') e))
-       AND o.order_no = ANY (ARRAY(SELECT e->>'order_no'
-                                     FROM jsonb_array_elements($1::jsonb->'order') e))",
+           AS x(terminal_id text, order_no text, digest text, op text, card_no text,
+                cards text[], txn_id bigint, business_day date, posted_at timestamptz,
+                amount numeric, charged numeric, tender text, points_earned bigint,
+                effects jsonb, answer jsonb, row_mac text, mac_key_id text)
+    ON CONFLICT DO NOTHING",
             WriteSection::Orig => "
     UPDATE orders o SET reversed = o.reversed OR x.reversed,
            refunded = o.refunded + x.refunded_add,
@@ -231,25 +231,22 @@ fn build_write_sql(mask: WriteSections) -> String {
 }
 
 pub(in crate::store::ledger) const REFUSE_SQL: &str = "
-WITH d AS (
-    DELETE FROM orders WHERE terminal_id = $1::text AND order_no = $2::text AND answer IS NULL
-    RETURNING 1
-), c AS (
-    UPDATE cards SET pin_fail_count = $4::integer,
-           status = CASE WHEN $5::bool THEN 'locked' ELSE status END,
-           row_mac = $10::bytea, mac_key_id = $11::text, sealed = $12::bytea
-     WHERE card_no = $3::text RETURNING 1
+WITH c AS (
+    UPDATE cards SET pin_fail_count = $2::integer,
+           status = CASE WHEN $3::bool THEN 'locked' ELSE status END,
+           row_mac = $8::bytea, mac_key_id = $9::text, sealed = $10::bytea
+     WHERE card_no = $1::text RETURNING 1
 ), o AS (
     UPDATE operators
-       SET pin_fail_count = CASE WHEN $9::bool THEN 0 ELSE pin_fail_count + 1 END,
-           status = CASE WHEN NOT $9::bool AND pin_fail_count + 1 >= $8::integer
+       SET pin_fail_count = CASE WHEN $7::bool THEN 0 ELSE pin_fail_count + 1 END,
+           status = CASE WHEN NOT $7::bool AND pin_fail_count + 1 >= $6::integer
                          THEN 'disabled' ELSE status END,
-           row_mac = CASE WHEN NOT $9::bool AND pin_fail_count + 1 >= $8::integer
-                          THEN $13::bytea ELSE row_mac END,
-           mac_key_id = CASE WHEN NOT $9::bool AND pin_fail_count + 1 >= $8::integer
-                             THEN $14::text ELSE mac_key_id END,
-           sealed = CASE WHEN NOT $9::bool AND pin_fail_count + 1 >= $8::integer
-                         THEN $15::bytea ELSE sealed END
-     WHERE store_id = $6::text AND operator_id = $7::text RETURNING 1
+           row_mac = CASE WHEN NOT $7::bool AND pin_fail_count + 1 >= $6::integer
+                          THEN $11::bytea ELSE row_mac END,
+           mac_key_id = CASE WHEN NOT $7::bool AND pin_fail_count + 1 >= $6::integer
+                             THEN $12::text ELSE mac_key_id END,
+           sealed = CASE WHEN NOT $7::bool AND pin_fail_count + 1 >= $6::integer
+                         THEN $13::bytea ELSE sealed END
+     WHERE store_id = $4::text AND operator_id = $5::text RETURNING 1
 )
-SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM c) + (SELECT count(*) FROM o)";
+SELECT (SELECT count(*) FROM c) + (SELECT count(*) FROM o)";
