@@ -8,10 +8,10 @@
 //! batch reads rows no other txn of it writes (a deferred txn goes back to
 //! the queue, for any collector: across transactions the card locks keep
 //! txns apart, as between txns that run alone). Its txns run in
-//! card-number order, the order every transaction locks cards in. A batch that does not commit is rolled
-//! back and each of its txns runs alone, exactly as without batching; a
-//! batch of one runs alone from the start. No answer leaves before its
-//! batch's COMMIT returned.
+//! card-number order, the order every transaction locks cards in. A batch
+//! that does not commit is rolled back and each of its txns runs alone,
+//! exactly as without batching; a batch of one runs alone from the start.
+//! No answer leaves before its batch's COMMIT returned.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -361,14 +361,19 @@ impl TxnConn {
             .expect("the connection is held until drop")
     }
 
-    /// Runs `work` (this transaction's statements) with the BEGIN sent
-    /// ahead of them in the same flight, as [`TxnConn::query_one`] does for
-    /// one statement. Should BEGIN fail, so did what followed it (a closed
-    /// connection), and the error says so.
+    /// Runs `work` (this transaction's statements), with the BEGIN sent
+    /// ahead of them in the same flight when the transaction is not begun
+    /// yet. Should BEGIN fail, so did what followed it (a closed connection:
+    /// nothing ran, so the request may try another connection), and the
+    /// error says so.
     pub(crate) async fn begun_with<T>(
         &self,
         work: impl std::future::Future<Output = T>,
     ) -> Result<T> {
+        if self.state.get() != TxnState::NotBegun {
+            return Ok(work.await);
+        }
+        // Open before `work` runs, so that its statements send no BEGIN.
         self.state.set(TxnState::Open);
         let (begun, out) = tokio::join!(self.client().batch_execute(&self.begin), work);
         self.watch(begun).map_err(stale_if_closed)?;
@@ -399,17 +404,9 @@ impl TxnConn {
 
     /// One statement in the transaction; the first one carries the BEGIN.
     pub async fn query_one(&self, stmt: &Statement, params: &[&(dyn ToSql + Sync)]) -> Result<Row> {
-        let c = self.client();
-        if self.state.get() != TxnState::NotBegun {
-            return self
-                .watch(c.query_one(stmt, params).await)
-                .map_err(Into::into);
-        }
-        let (begun, row) = tokio::join!(c.batch_execute(&self.begin), c.query_one(stmt, params));
-        // Both failed alike when the connection was closed before BEGIN:
-        // nothing ran, so the request may try another connection.
-        self.watch(begun).map_err(stale_if_closed)?;
-        self.state.set(TxnState::Open);
+        let row = self
+            .begun_with(self.client().query_one(stmt, params))
+            .await?;
         self.watch(row).map_err(Into::into)
     }
 
@@ -436,14 +433,7 @@ impl TxnConn {
     ) -> Result<Row> {
         let c = self.client();
         let both = async { tokio::join!(c.query(first, first_params), c.query_one(stmt, params)) };
-        let (a, b) = if self.state.get() == TxnState::NotBegun {
-            let (begun, both) = tokio::join!(c.batch_execute(&self.begin), both);
-            self.watch(begun).map_err(stale_if_closed)?;
-            self.state.set(TxnState::Open);
-            both
-        } else {
-            both.await
-        };
+        let (a, b) = self.begun_with(both).await?;
         self.watch(a)?;
         self.watch(b).map_err(Into::into)
     }

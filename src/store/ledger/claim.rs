@@ -143,24 +143,27 @@ pub(super) async fn run_set(
     tx: &TxnConn,
     items: &[BatchClaim<'_>],
 ) -> Result<Vec<Option<tokio_postgres::Row>>> {
-    let mut groups: Vec<(ClaimShape, Vec<usize>)> = Vec::new();
+    let mut groups: Vec<(ClaimShape, std::borrow::Cow<'static, str>, Vec<usize>)> = Vec::new();
     for (i, it) in items.iter().enumerate() {
         let args = LoadArgs::of(it.req);
         let shape = shape_of(it.req, &it.ctx.terminal, &args);
-        if claim_set_sql(shape).is_none() || it.req.cards_to_lock().len() != 1 {
+        if it.req.cards_to_lock().len() != 1 {
             continue;
         }
-        match groups.iter_mut().find(|(s, _)| *s == shape) {
-            Some((_, at)) => at.push(i),
-            None => groups.push((shape, vec![i])),
+        match groups.iter_mut().find(|(s, _, _)| *s == shape) {
+            Some((_, _, at)) => at.push(i),
+            None => {
+                if let Some(sql) = claim_set_sql(shape) {
+                    groups.push((shape, sql, vec![i]));
+                }
+            }
         }
     }
     // Every statement prepared first, so that the order lock goes out
     // ahead of the claims and nothing between them.
     let lock = tx.prepare_cached(ORDER_LOCK_SQL).await?;
     let mut prepared = Vec::with_capacity(groups.len());
-    for (shape, at) in groups {
-        let sql = claim_set_sql(shape).expect("grouped by a batchable shape");
+    for (_, sql, at) in groups {
         let stmt = tx.prepare_typed_cached(&sql, &CLAIM_SET_TYPES).await?;
         prepared.push((stmt, at));
     }
