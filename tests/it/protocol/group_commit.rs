@@ -110,33 +110,54 @@ async fn till(client: Arc<Client>, t: usize, password: String, root: Arc<Fixture
     ok
 }
 
-#[tokio::test]
-async fn concurrent_debits_share_commits_and_move_balances_by_what_was_acknowledged() {
-    let (fx, d, passwords) = shop().await;
-    let fx = Arc::new(fx);
-    let url = super::url(&d);
+/// Every terminal's till at once, each on its own client; what each
+/// posted, by terminal.
+async fn run_tills<F, Fut>(
+    fx: &Arc<Fixture>,
+    d: &Daemon,
+    passwords: Vec<String>,
+    till: F,
+) -> Vec<usize>
+where
+    F: Fn(Arc<Client>, usize, String, Arc<Fixture>) -> Fut,
+    Fut: std::future::Future<Output = usize> + Send + 'static,
+{
+    let url = super::url(d);
     let tills = passwords.into_iter().enumerate().map(|(t, pw)| {
         let client = Arc::new(Client::new(&url));
         tokio::spawn(till(client, t, pw, fx.clone()))
     });
-    let acked: Vec<usize> = futures_util::future::join_all(tills)
+    futures_util::future::join_all(tills)
         .await
         .into_iter()
         .map(|r| r.unwrap())
-        .collect();
+        .collect()
+}
+
+/// Each card (shared by the terminals `t % CARDS`) holds one debit posting
+/// per debit of 1.00 its terminals posted, and its balance moved by them.
+async fn each_card_moved_by(fx: &Fixture, posted: &[usize]) {
     for i in 0..CARDS {
         let n: usize = (0..TERMINALS)
             .filter(|t| t % CARDS == i)
-            .map(|t| acked[t])
+            .map(|t| posted[t])
             .sum();
         assert_eq!(
-            postings(&fx, &card(i)).await,
+            postings(fx, &card(i)).await,
             n as i64,
             "card {i}: posted once each"
         );
         let want = format!("{}.00", 100 - n);
-        assert_eq!(balance(&fx, &card(i)).await, want, "card {i}: balance");
+        assert_eq!(balance(fx, &card(i)).await, want, "card {i}: balance");
     }
+}
+
+#[tokio::test]
+async fn concurrent_debits_share_commits_and_move_balances_by_what_was_acknowledged() {
+    let (fx, d, passwords) = shop().await;
+    let fx = Arc::new(fx);
+    let acked = run_tills(&fx, &d, passwords, till).await;
+    each_card_moved_by(&fx, &acked).await;
     let (all, alone) = commits(&d).await;
     assert!(
         all < (TERMINALS * DEBITS_EACH) as u64 && alone < all,
@@ -248,29 +269,8 @@ async fn resending_till(
 async fn resends_reused_order_numbers_and_queries_in_batches_post_nothing_twice() {
     let (fx, d, passwords) = shop().await;
     let fx = Arc::new(fx);
-    let url = super::url(&d);
-    let tills = passwords.into_iter().enumerate().map(|(t, pw)| {
-        let client = Arc::new(Client::new(&url));
-        tokio::spawn(resending_till(client, t, pw, fx.clone()))
-    });
-    let posted: Vec<usize> = futures_util::future::join_all(tills)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap())
-        .collect();
-    for i in 0..CARDS {
-        let n: usize = (0..TERMINALS)
-            .filter(|t| t % CARDS == i)
-            .map(|t| posted[t])
-            .sum();
-        assert_eq!(
-            postings(&fx, &card(i)).await,
-            n as i64,
-            "card {i}: once each"
-        );
-        let want = format!("{}.00", 100 - n);
-        assert_eq!(balance(&fx, &card(i)).await, want, "card {i}: balance");
-    }
+    let posted = run_tills(&fx, &d, passwords, resending_till).await;
+    each_card_moved_by(&fx, &posted).await;
     let (all, alone) = commits(&d).await;
     assert!(
         alone < all,
