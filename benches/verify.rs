@@ -97,6 +97,7 @@ async fn run(cluster: &Cluster, dir: &std::path::Path, n: i64) -> anyhow::Result
             (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
         let (mut p_txn, mut p_card, mut p_order, mut p_delta, mut p_bal, mut p_at, mut p_mac) =
             (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+        let mut p_pos = vec![];
         for i in done..upto {
             let member_id = i + 1;
             let card_no = format!("B{i:09}");
@@ -128,6 +129,7 @@ async fn run(cluster: &Cluster, dir: &std::path::Path, n: i64) -> anyhow::Result
                     charged: delta,
                     business_day: day.clone(),
                     posted_at_ms: at.timestamp_millis(),
+                    chain_pos: Some(k + 1),
                 };
                 let mac = keys.mac(&v.image(), head.as_deref());
                 p_txn.push(txn_id);
@@ -137,6 +139,7 @@ async fn run(cluster: &Cluster, dir: &std::path::Path, n: i64) -> anyhow::Result
                 p_bal.push(balance);
                 p_at.push(at);
                 p_mac.push(mac.clone());
+                p_pos.push(k + 1);
                 head = Some(mac);
             }
             let cv = CardValues {
@@ -183,12 +186,12 @@ async fn run(cluster: &Cluster, dir: &std::path::Path, n: i64) -> anyhow::Result
         c.execute(
             "INSERT INTO postings (txn_id, card_no, terminal_id, order_no, op, balance_delta,
                     points_delta, balance, points, amount, discount, charged, business_day,
-                    posted_at, detail, row_mac, mac_key_id)
+                    posted_at, detail, row_mac, mac_key_id, chain_pos)
              SELECT t, no, 'T1', o, 'topup', d, 0, b, 0, d, 0, d, $8::date, at,
-                    '{\"tender\": \"balance\"}', mac, $9
+                    '{\"tender\": \"balance\"}', mac, $9, pos
                FROM unnest($1::bigint[], $2::text[], $3::text[], $4::numeric[], $5::numeric[],
-                           $6::timestamptz[], $7::bytea[])
-                    WITH ORDINALITY AS x(t, no, o, d, b, at, mac, ord)
+                           $6::timestamptz[], $7::bytea[], $10::bigint[])
+                    WITH ORDINALITY AS x(t, no, o, d, b, at, mac, pos, ord)
               ORDER BY ord",
             &[
                 &p_txn,
@@ -200,6 +203,7 @@ async fn run(cluster: &Cluster, dir: &std::path::Path, n: i64) -> anyhow::Result
                 &p_mac,
                 &start.date_naive(),
                 &kid,
+                &p_pos,
             ],
         )
         .await?;

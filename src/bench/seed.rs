@@ -276,7 +276,8 @@ fn push_postings(
     .into_iter()
     .enumerate()
     {
-        let v = posting(ctx, plan, terminal, ids.txns[j], now);
+        let pos = j as i64 + 1;
+        let v = posting(ctx, plan, terminal, ids.txns[j], now, pos);
         let (mac, key) = ctx.keys.mac_with_id(&v.image(), head.as_deref());
         r.p_id.push(ids.postings[j]);
         r.p_txn.push(v.txn_id);
@@ -296,6 +297,7 @@ fn push_postings(
         r.p_detail.push(detail.into());
         r.p_mac.push(mac.clone());
         r.p_key.push(key);
+        r.p_pos.push(pos);
         head = Some(mac);
     }
     head
@@ -359,6 +361,7 @@ fn posting(
     terminal: &str,
     txn_id: i64,
     now: DateTime<Utc>,
+    chain_pos: i64,
 ) -> PostingValues {
     let c = &plan.cards[0];
     let a = &plan.answer;
@@ -377,6 +380,7 @@ fn posting(
         charged: a.charged.amount(),
         business_day: business_day(now, &ctx.offset).to_string(),
         posted_at_ms: now.timestamp_millis(),
+        chain_pos: Some(chain_pos),
     }
 }
 

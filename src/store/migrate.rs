@@ -57,6 +57,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("migrations/0014_sealed_copies.sql"),
     ),
     (15, "lot_macs", include_str!("migrations/0015_lot_macs.sql")),
+    (
+        16,
+        "chain_pos",
+        include_str!("migrations/0016_chain_pos.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming our advisory lock.

@@ -120,13 +120,14 @@ pub fn card_values(r: &Row) -> CardValues {
     }
 }
 
-/// A posting's MAC-covered columns, then `row_mac` (14), `mac_key_id` (15)
-/// and `posting_id` (16): what [`posting_values`] decodes.
+/// A posting's MAC-covered columns, then `row_mac` (14), `mac_key_id` (15),
+/// `posting_id` (16) and `chain_pos` (17, also MAC-covered): what
+/// [`posting_values`] decodes.
 pub const POSTING_COLUMNS: &str = "card_no, txn_id, terminal_id, order_no, op, balance_delta, \
      points_delta, balance, points, amount, discount, charged, business_day::text, \
-     floor(extract(epoch FROM posted_at) * 1000)::bigint, row_mac, mac_key_id, posting_id";
+     floor(extract(epoch FROM posted_at) * 1000)::bigint, row_mac, mac_key_id, posting_id, chain_pos";
 
-/// Columns 0–13 of a row read with [`POSTING_COLUMNS`].
+/// Columns 0–13 and 17 of a row read with [`POSTING_COLUMNS`].
 pub fn posting_values(r: &Row) -> PostingValues {
     PostingValues {
         card_no: r.get(0),
@@ -143,6 +144,7 @@ pub fn posting_values(r: &Row) -> PostingValues {
         charged: r.get(11),
         business_day: r.get(12),
         posted_at_ms: r.get(13),
+        chain_pos: r.get(17),
     }
 }
 

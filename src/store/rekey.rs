@@ -30,7 +30,7 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use crate::integrity::{CardValues, RowKeys};
+use crate::integrity::{CardValues, PostingValues, RowKeys};
 use crate::store::keys::DayKeyRow;
 use crate::store::protected::{
     card_values, posting_values, remac_sql, select_all, select_batch, LevelRow, MemberRow,
@@ -242,7 +242,8 @@ enum Rechained {
         card: Box<CardValues>,
         mac: Vec<u8>,
         sealed: Vec<u8>,
-        /// `(posting_id, new MAC)` in chain order.
+        /// `(posting_id, new MAC)` in chain order (the place is the
+        /// index plus one).
         postings: Vec<(i64, Vec<u8>)>,
     },
 }
@@ -252,8 +253,11 @@ enum Rechained {
 fn rechain(keys: &RowKeys, kid: &str, adopt: bool, r: &Row, ps: &[&Row]) -> Rechained {
     let mut v = card_values(r);
     let card_key: Option<String> = r.get(11);
+    // A chain from before migration 0016 is rewritten with its places.
     let all_new = card_key.as_deref() == Some(kid)
-        && ps.iter().all(|p| p.get::<_, Option<&str>>(15) == Some(kid));
+        && ps.iter().all(|p| {
+            p.get::<_, Option<&str>>(15) == Some(kid) && p.get::<_, Option<i64>>(17).is_some()
+        });
     if all_new {
         return Rechained::Already(1 + ps.len() as u64);
     }
@@ -261,7 +265,7 @@ fn rechain(keys: &RowKeys, kid: &str, adopt: bool, r: &Row, ps: &[&Row]) -> Rech
     let mut ok = legacy || keys.verify(card_key.as_deref(), &v.image(), None, r.get(10));
     let (mut old_head, mut new_head): (Option<Vec<u8>>, Option<Vec<u8>>) = (None, None);
     let mut postings = Vec::with_capacity(ps.len());
-    for p in ps {
+    for (at, p) in ps.iter().enumerate() {
         let pv = posting_values(p);
         let image = pv.image();
         let mac: Option<Vec<u8>> = p.get(14);
@@ -270,7 +274,11 @@ fn rechain(keys: &RowKeys, kid: &str, adopt: bool, r: &Row, ps: &[&Row]) -> Rech
             && (adopt && pk.is_none()
                 || keys.verify(pk, &image, old_head.as_deref(), mac.as_deref()));
         old_head = mac;
-        let m = keys.mac(&image, new_head.as_deref());
+        let placed = PostingValues {
+            chain_pos: Some(at as i64 + 1),
+            ..pv
+        };
+        let m = keys.mac(&placed.image(), new_head.as_deref());
         postings.push((p.get::<_, i64>(16), m.clone()));
         new_head = Some(m);
     }
@@ -295,6 +303,7 @@ struct CardBatch {
     p_card: Vec<String>,
     p_id: Vec<i64>,
     p_mac: Vec<Vec<u8>>,
+    p_pos: Vec<i64>,
     c_no: Vec<String>,
     c_mac: Vec<Vec<u8>>,
     c_last: Vec<Option<Vec<u8>>>,
@@ -315,10 +324,11 @@ impl CardBatch {
             } => {
                 let card = *card;
                 rep.rewritten += 1 + postings.len() as u64;
-                for (id, m) in postings {
+                for (at, (id, m)) in postings.into_iter().enumerate() {
                     self.p_card.push(card.card_no.clone());
                     self.p_id.push(id);
                     self.p_mac.push(m);
+                    self.p_pos.push(at as i64 + 1);
                 }
                 self.c_mac.push(mac);
                 self.c_sealed.push(sealed);
@@ -331,10 +341,11 @@ impl CardBatch {
 
     async fn write(&self, tx: &Transaction<'_>, kid: &str) -> anyhow::Result<()> {
         tx.execute(
-            "UPDATE postings p SET row_mac = x.mac, mac_key_id = $4
-               FROM unnest($1::text[], $2::bigint[], $3::bytea[]) AS x(card, id, mac)
+            "UPDATE postings p SET row_mac = x.mac, mac_key_id = $4, chain_pos = x.pos
+               FROM unnest($1::text[], $2::bigint[], $3::bytea[], $5::bigint[])
+                    AS x(card, id, mac, pos)
               WHERE p.card_no = x.card AND p.posting_id = x.id",
-            &[&self.p_card, &self.p_id, &self.p_mac, &kid],
+            &[&self.p_card, &self.p_id, &self.p_mac, &kid, &self.p_pos],
         )
         .await?;
         tx.execute(

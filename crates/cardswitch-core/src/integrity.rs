@@ -235,13 +235,20 @@ pub struct PostingValues {
     pub charged: Decimal,
     pub business_day: String,
     pub posted_at_ms: i64,
+    /// Where the posting sits in its card's chain, 1 for the first (issue
+    /// 14): the card's `chain_len` names it, so a check reads the chain's
+    /// last two postings instead of counting them all. `None` for postings
+    /// written before migration 0016, whose image goes without it.
+    pub chain_pos: Option<i64>,
 }
 
 impl PostingValues {
     /// Keyed by card and txn: a posting copied onto another card or into
-    /// another transaction does not verify.
+    /// another transaction does not verify. The chain position, when the
+    /// posting has one, is covered too: it cannot be stripped back to the
+    /// older image.
     pub fn image(&self) -> RowImage {
-        RowImage::new("postings", &format!("{}/{}", self.card_no, self.txn_id))
+        let image = RowImage::new("postings", &format!("{}/{}", self.card_no, self.txn_id))
             .with("terminal_id", Value::Text(self.terminal_id.clone()))
             .with("order_no", text(self.order_no.as_deref()))
             .with("op", Value::Text(self.op.clone()))
@@ -253,7 +260,11 @@ impl PostingValues {
             .with("discount", Value::Money(self.discount))
             .with("charged", Value::Money(self.charged))
             .with("business_day", Value::Text(self.business_day.clone()))
-            .with("posted_at", Value::Int(self.posted_at_ms))
+            .with("posted_at", Value::Int(self.posted_at_ms));
+        match self.chain_pos {
+            Some(pos) => image.with("chain_pos", Value::Int(pos)),
+            None => image,
+        }
     }
 }
 
@@ -470,6 +481,40 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_placeless_postings_image_is_what_it_was_before_places() {
+        let v = PostingValues {
+            card_no: "C1".into(),
+            txn_id: 7,
+            terminal_id: "T1".into(),
+            order_no: Some("O1".into()),
+            op: "debit".into(),
+            balance_delta: Decimal::new(-500, 2),
+            points_delta: 5,
+            balance: Decimal::new(9500, 2),
+            points: 5,
+            amount: Decimal::new(500, 2),
+            discount: Decimal::ZERO,
+            charged: Decimal::new(500, 2),
+            business_day: "2026-12-02".into(),
+            posted_at_ms: 1,
+            chain_pos: None,
+        };
+        let old = v.image();
+        assert!(old.get("chain_pos").is_none(), "existing MACs stay valid");
+        let placed = PostingValues {
+            chain_pos: Some(3),
+            ..v.clone()
+        };
+        assert_eq!(placed.image().get("chain_pos"), Some(&Value::Int(3)));
+        assert_ne!(placed.image(), old);
+        let other = PostingValues {
+            chain_pos: Some(4),
+            ..v
+        };
+        assert_ne!(other.image(), placed.image());
+    }
 
     #[test]
     fn card_image_round_trips_through_a_sealed_copy() {

@@ -30,7 +30,8 @@ pub(super) struct TerminalRow {
     pub(super) mac_key_id: Option<String>,
 }
 
-/// The last postings of a card (newest first, at most 2) and how many it has.
+/// The last postings of a card (newest first, at most 2) and how many it
+/// has: the last one's place when it has one, else a count.
 #[derive(Deserialize)]
 pub(super) struct ChainRow {
     pub(super) card_no: String,
@@ -56,6 +57,9 @@ pub(super) struct PostingRow {
     pub(super) posted_at: i64,
     pub(super) row_mac: Option<String>,
     pub(super) mac_key_id: Option<String>,
+    /// Absent on postings from before migration 0016.
+    #[serde(default)]
+    pub(super) chain_pos: Option<i64>,
 }
 
 impl PostingRow {
@@ -75,6 +79,7 @@ impl PostingRow {
             charged: dec(&self.charged)?,
             business_day: self.business_day.clone(),
             posted_at_ms: self.posted_at,
+            chain_pos: self.chain_pos,
         })
     }
 }
@@ -280,11 +285,14 @@ pub(super) fn cards<'a>(keys: &RowKeys, rows: impl IntoIterator<Item = &'a CardR
     Ok(())
 }
 
-/// Each card's chain as far as one load can see it cheaply: as many
-/// postings as the card's MAC says, the last one's MAC (chained to the one
-/// before) is the card's `last_mac`, and its balance and points are the
-/// card's. A posting deleted or inserted anywhere, or a change to either of
-/// the last two, is caught here; a change deeper in the chain by `verify`.
+/// Each card's chain as far as one load can see it cheaply: its last
+/// posting's place (under that posting's MAC) is the length the card's MAC
+/// says, its MAC (chained to the one before) is the card's `last_mac`, and
+/// its balance and points are the card's. The last posting deleted, one
+/// added at the end, or a change to either of the last two is caught here;
+/// a posting deleted, added or changed deeper in the chain by `verify`,
+/// which walks it whole (reading a constant number of rows here, not a
+/// count that grows with the card's history, is issue 14's trade).
 fn check_chains(
     keys: &RowKeys,
     rows: &BTreeMap<String, CardRow>,

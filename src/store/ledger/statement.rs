@@ -96,8 +96,8 @@ async fn page(c: &tokio_postgres::Client, s: &StatementReq, after_id: i64) -> Re
             row_mac: r.get(14),
             key_id: r.get(15),
             posting_id: r.get(16),
-            tender: r.get(17),
-            cash: r.get(18),
+            tender: r.get(18),
+            cash: r.get(19),
         })
         .collect();
     let limit = s.limit as usize;

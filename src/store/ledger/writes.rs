@@ -445,8 +445,13 @@ impl Writes {
         let mut heads = self.chain_heads()?;
         for (p, e) in self.postings.iter_mut().zip(self.events.iter_mut()) {
             let text = |n: &str| p[n].as_str().map(str::to_owned);
+            let card_no = text("card_no").unwrap_or_default();
+            let head = heads
+                .get_mut(&card_no)
+                .ok_or_else(|| Error::internal("a posting of a card not written"))?;
+            let pos = head.1 + 1;
             let v = PostingValues {
-                card_no: text("card_no").unwrap_or_default(),
+                card_no,
                 txn_id: self.txn_id,
                 terminal_id: self.terminal.clone(),
                 order_no: text("order_no"),
@@ -460,15 +465,14 @@ impl Writes {
                 charged: json_dec(p, "charged")?,
                 business_day: self.business_day.to_string(),
                 posted_at_ms: self.now.timestamp_millis(),
+                chain_pos: Some(pos),
             };
-            let head = heads
-                .get_mut(&v.card_no)
-                .ok_or_else(|| Error::internal("a posting of a card not written"))?;
             let (mac, id) = keys.mac_with_id(&v.image(), head.0.as_deref());
             p["row_mac"] = hex::encode(&mac).into();
             p["mac_key_id"] = id.into();
-            *head = (Some(mac), head.1 + 1);
-            e["body"]["card_seq"] = head.1.into();
+            p["chain_pos"] = pos.into();
+            *head = (Some(mac), pos);
+            e["body"]["card_seq"] = pos.into();
         }
         for c in self.cards.iter_mut().chain(self.new_cards.iter_mut()) {
             let no = c["card_no"].as_str().unwrap_or_default().to_owned();

@@ -235,6 +235,11 @@ impl Postings<'_> {
                 let why = "posting MAC does not match its values or the posting before it";
                 found.push(finding("postings", &at(), "chain", why));
             }
+            if ch.ok && v.chain_pos.is_some_and(|pos| pos != ch.count + 1) {
+                ch.ok = false;
+                let why = "posting's place in the chain ≠ the postings before it plus one";
+                found.push(finding("postings", &at(), "chain", why));
+            }
             ch.balance_sum += v.balance_delta;
             ch.points_sum += v.points_delta;
             if ch.ok && (v.balance != ch.balance_sum || v.points != ch.points_sum) {

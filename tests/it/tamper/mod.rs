@@ -8,6 +8,7 @@
 
 mod audit;
 mod cards;
+mod chain_places;
 mod key_rows;
 mod lots;
 mod orders;

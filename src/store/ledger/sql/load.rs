@@ -83,11 +83,15 @@ impl LoadColumn {
             LoadColumn::MemberId => {
                 "CASE WHEN {register} THEN nextval('members_member_id_seq') END"
             }
+            // The chain's length is its last posting's place (migration
+            // 0016); counted only when that posting predates places, or
+            // there is none (COALESCE runs the count only then).
             LoadColumn::Chains => {
-                "(SELECT coalesce(json_agg(json_build_object('card_no', u.card_no, 'count', n.count,
+                "(SELECT coalesce(json_agg(json_build_object('card_no', u.card_no,
+               'count', coalesce((lp.last->0->>'chain_pos')::bigint,
+                                 (SELECT count(*) FROM postings p WHERE p.card_no = u.card_no)),
                'last', lp.last)), '[]'::json)
           FROM unnest({cards}) AS u(card_no),
-               LATERAL (SELECT count(*) AS count FROM postings p WHERE p.card_no = u.card_no) n,
                LATERAL (SELECT json_agg(q ORDER BY q.posting_id DESC) AS last FROM (
                    SELECT posting_id, txn_id, card_no, terminal_id, order_no, op,
                           balance_delta::text AS balance_delta, points_delta,
@@ -95,7 +99,7 @@ impl LoadColumn {
                           discount::text AS discount, charged::text AS charged,
                           business_day::text AS business_day,
                           floor(extract(epoch FROM posted_at) * 1000)::bigint AS posted_at,
-                          encode(row_mac, 'hex') AS row_mac, mac_key_id
+                          encode(row_mac, 'hex') AS row_mac, mac_key_id, chain_pos
                      FROM postings p WHERE p.card_no = u.card_no
                     ORDER BY posting_id DESC LIMIT 2) q) lp)"
             }

@@ -89,17 +89,18 @@ impl WriteSection {
             WriteSection::Postings => "
     INSERT INTO postings (txn_id, card_no, terminal_id, order_no, op, balance_delta,
            points_delta, balance, points, amount, discount, charged, business_day, posted_at,
-           lots_created, lots_taken, lots_restored, detail, row_mac, mac_key_id)
+           lots_created, lots_taken, lots_restored, detail, row_mac, mac_key_id, chain_pos)
     SELECT x.txn_id, x.card_no, x.terminal_id, x.order_no, x.op, x.balance_delta,
            x.points_delta, x.balance, x.points, x.amount, x.discount, x.charged,
            x.business_day, x.posted_at, x.lots_created, x.lots_taken, x.lots_restored, x.detail,
-           decode(x.row_mac, 'hex'), x.mac_key_id
+           decode(x.row_mac, 'hex'), x.mac_key_id, x.chain_pos
       FROM j, jsonb_to_recordset(j.j->'postings')
            AS x(txn_id bigint, card_no text, terminal_id text, order_no text, op text,
                 balance_delta numeric, points_delta bigint, balance numeric, points bigint,
                 amount numeric, discount numeric, charged numeric, business_day date,
                 posted_at timestamptz, lots_created jsonb, lots_taken jsonb,
-                lots_restored jsonb, detail jsonb, row_mac text, mac_key_id text)",
+                lots_restored jsonb, detail jsonb, row_mac text, mac_key_id text,
+                chain_pos bigint)",
             WriteSection::Events => "
     INSERT INTO events (created_at, card_no, op, store_id, body)
     SELECT x.created_at, x.card_no, x.op, x.store_id, x.body
