@@ -15,7 +15,7 @@ use super::rows::{dec, hex_bytes, CardRow};
 use crate::error::{Error, Result};
 use crate::integrity::{member_image, terminal_image, CardValues, PostingValues, RowKeys};
 use crate::ledger::answer_row::status_text;
-use crate::ledger::{Lot, Standing, TerminalKind};
+use crate::ledger::{Standing, TerminalKind};
 use crate::store::protected::{self, Protected};
 use crate::store::txn::TxnContext;
 
@@ -161,16 +161,14 @@ pub(super) fn fetched(
             &lv.mac_key_id,
         )?;
     }
-    check_lots(cards, &f.lots)
+    check_lots(cards, &f.lot_points)
 }
 
-/// A card whose points disagree with its lots was changed outside the
-/// ledger.
-fn check_lots(cards: &BTreeMap<String, CardRow>, lots: &BTreeMap<String, Vec<Lot>>) -> Result<()> {
+/// A card whose points disagree with its live lots' sum was changed
+/// outside the ledger.
+fn check_lots(cards: &BTreeMap<String, CardRow>, sums: &BTreeMap<String, i64>) -> Result<()> {
     for (no, row) in cards {
-        let in_lots: i64 = lots
-            .get(no)
-            .map_or(0, |v| v.iter().map(|l| l.points_left).sum());
+        let in_lots = sums.get(no).copied().unwrap_or(0);
         if in_lots != row.points {
             return Err(Error::Tampered(format!(
                 "card {no}: points {} but its lots hold {in_lots}",

@@ -145,7 +145,7 @@ pub(super) async fn run_set(
 ) -> Result<Vec<Option<tokio_postgres::Row>>> {
     let mut groups: Vec<(ClaimShape, std::borrow::Cow<'static, str>, Vec<usize>)> = Vec::new();
     for (i, it) in items.iter().enumerate() {
-        let args = LoadArgs::of(it.req);
+        let args = LoadArgs::of(it.req, it.ctx.now);
         let shape = shape_of(it.req, &it.ctx.terminal, &args);
         if it.req.cards_to_lock().len() != 1 {
             continue;
@@ -197,7 +197,10 @@ async fn set_rows(
     at: &[usize],
 ) -> Result<Vec<tokio_postgres::Row>> {
     let its: Vec<&BatchClaim<'_>> = at.iter().map(|&i| &items[i]).collect();
-    let args: Vec<LoadArgs<'_>> = its.iter().map(|it| LoadArgs::of(it.req)).collect();
+    let args: Vec<LoadArgs<'_>> = its
+        .iter()
+        .map(|it| LoadArgs::of(it.req, it.ctx.now))
+        .collect();
     let col = |f: &dyn Fn(usize) -> Option<String>| (0..its.len()).map(f).collect::<Vec<_>>();
     let terminal = col(&|k| Some(its[k].ctx.terminal.clone()));
     let store = col(&|k| Some(its[k].ctx.store_id.clone()));
@@ -211,7 +214,8 @@ async fn set_rows(
     let want_txn: Vec<bool> = args.iter().map(|a| a.want_txn).collect();
     let limit: Vec<i64> = args.iter().map(|a| a.limit).collect();
     let register: Vec<bool> = args.iter().map(|a| a.register).collect();
-    let params: [&(dyn ToSql + Sync); 12] = [
+    let upto: Vec<Option<i64>> = args.iter().map(|a| a.lots_upto_ms).collect();
+    let params: [&(dyn ToSql + Sync); 13] = [
         &terminal,
         &ts,
         &store,
@@ -224,6 +228,7 @@ async fn set_rows(
         &hist,
         &limit,
         &register,
+        &upto,
     ];
     let rows = tx.query(stmt, &params).await?;
     let in_order = rows.len() == at.len()
@@ -317,7 +322,7 @@ mod tests {
         let mut got = String::new();
         for f in forms {
             let req = Request::from_form(&InnerForm::parse(f.as_bytes()).unwrap()).unwrap();
-            let args = LoadArgs::of(&req);
+            let args = LoadArgs::of(&req, chrono::Utc::now());
             let s = shape_of(&req, "T1", &args);
             let flags = [
                 ("order", s.order),
@@ -338,21 +343,21 @@ mod tests {
             ));
         }
         let want = "\
-query: claim cards; folded lots,txn_id,chains
-member: claim cards; folded lots,chains
-history: claim cards; folded lots,history,chains
+query: claim cards; folded lots,txn_id,chains,lot_points
+member: claim cards; folded lots,chains,lot_points
+history: claim cards; folded lots,history,chains,lot_points
 register: claim order,create; load new_exists,level,txn_id,member_id
-debit: claim order,cards; folded lots,lot_ids,txn_id,chains
-debit: claim order,operator,cards; folded lots,lot_ids,txn_id,chains
-topup: claim order,cards; folded lots,txn_id,chains
-points: claim order,cards; folded lots,lot_ids,txn_id,chains
-redeem: claim order,cards; folded lots,txn_id,chains
-reverse: claim order,orig,operator,cards; load lots,txn_id,chains
-refund: claim order,orig,operator,cards; load lots,txn_id,chains
-transfer: claim order,operator,cards; folded lots,txn_id,chains
-lock: claim order,operator,cards; folded lots,txn_id,chains
-replace: claim order,create,operator,cards; load lots,new_exists,lot_ids,txn_id,chains
-close: claim order,operator,cards; folded lots,txn_id,chains
+debit: claim order,cards; folded lots,lot_ids,txn_id,chains,lot_points
+debit: claim order,operator,cards; folded lots,lot_ids,txn_id,chains,lot_points
+topup: claim order,cards; folded lots,txn_id,chains,lot_points
+points: claim order,cards; folded lots,lot_ids,txn_id,chains,lot_points
+redeem: claim order,cards; folded lots,txn_id,chains,lot_points
+reverse: claim order,orig,operator,cards; load lots,txn_id,chains,lot_points
+refund: claim order,orig,operator,cards; load lots,txn_id,chains,lot_points
+transfer: claim order,operator,cards; folded lots,txn_id,chains,lot_points
+lock: claim order,operator,cards; folded lots,txn_id,chains,lot_points
+replace: claim order,create,operator,cards; load lots,new_exists,lot_ids,txn_id,chains,lot_points
+close: claim order,operator,cards; folded lots,txn_id,chains,lot_points
 ";
         assert_eq!(got, want, "\n{got}");
     }

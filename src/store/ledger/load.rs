@@ -44,10 +44,13 @@ pub(super) struct LoadArgs<'a> {
     pub(super) hist_card: Option<&'a str>,
     pub(super) limit: i64,
     pub(super) register: bool,
+    /// `Some(now)`: the op's decision reads no lot, so only the lots the
+    /// expiry step zeroes (expired by `now`, ms) are read; `None`: all.
+    pub(super) lots_upto_ms: Option<i64>,
 }
 
 impl<'a> LoadArgs<'a> {
-    pub(super) fn of(req: &'a Request) -> LoadArgs<'a> {
+    pub(super) fn of(req: &'a Request, now: chrono::DateTime<chrono::Utc>) -> LoadArgs<'a> {
         let op = req.op();
         let (level, hist) = match &req.body {
             Body::Posting(PostingReq {
@@ -72,6 +75,7 @@ impl<'a> LoadArgs<'a> {
             hist_card: hist.map(|h| h.0),
             limit: i64::from(hist.map_or(DEFAULT_HISTORY_LIMIT, |h| h.1)),
             register: matches!(op, OpKind::Register | OpKind::Import),
+            lots_upto_ms: reads_no_lot(op).then(|| now.timestamp_millis()),
         }
     }
 
@@ -86,11 +90,12 @@ impl<'a> LoadArgs<'a> {
             .with(LoadColumn::History, self.hist_card.is_some())
             .with(LoadColumn::MemberId, self.register)
             .with(LoadColumn::Chains, has_cards)
+            .with(LoadColumn::LotPoints, has_cards)
     }
 
     /// The load's parameters after the locked cards, in [`LOAD_TYPES`]'
-    /// order (the load statement's $2–$9, the claim's $11–$18).
-    pub(super) fn params<'b>(&'b self, named_lots: &'b Vec<i64>) -> [&'b (dyn ToSql + Sync); 8] {
+    /// order (the load statement's $2–$10, the claim's $11–$19).
+    pub(super) fn params<'b>(&'b self, named_lots: &'b Vec<i64>) -> [&'b (dyn ToSql + Sync); 9] {
         [
             &self.card_to_create,
             &self.wants_lots,
@@ -100,6 +105,7 @@ impl<'a> LoadArgs<'a> {
             &self.limit,
             named_lots,
             &self.register,
+            &self.lots_upto_ms,
         ]
     }
 
@@ -109,11 +115,32 @@ impl<'a> LoadArgs<'a> {
     }
 }
 
+/// Whether `op`'s decision reads none of the card's lots (it may earn
+/// one): then its load reads only those the expiry step zeroes.
+fn reads_no_lot(op: OpKind) -> bool {
+    matches!(
+        op,
+        OpKind::Debit
+            | OpKind::Topup
+            | OpKind::Transfer
+            | OpKind::Lost
+            | OpKind::Found
+            | OpKind::Lock
+            | OpKind::Unlock
+            | OpKind::Query
+            | OpKind::Member
+            | OpKind::History
+    )
+}
+
 /// What the load read, decoded (not yet checked: `check::fetched`).
 pub(super) struct Fetched {
     pub(super) chains: Vec<ChainRow>,
-    /// Each locked card's live lots (and those a reverse names), by id.
+    /// Each locked card's live lots its op reads ([`LoadArgs::lots_upto_ms`];
+    /// and those a reverse names), by id.
     pub(super) lots: BTreeMap<String, Vec<Lot>>,
+    /// What each locked card's live lots hold in all, read or not.
+    pub(super) lot_points: BTreeMap<String, i64>,
     /// The same lots as read, with their MACs: checked on use, and what a
     /// move's new MAC starts from.
     pub(super) lot_rows: Vec<LotRow>,
@@ -153,6 +180,13 @@ pub(super) async fn run(
     decode(&l, args, chains)
 }
 
+/// One card's live lots summed, as the load's `lot_points` column has it.
+#[derive(serde::Deserialize)]
+struct LotPointsRow {
+    card_no: String,
+    points: i64,
+}
+
 fn decode(l: &tokio_postgres::Row, args: &LoadArgs<'_>, chains: Vec<ChainRow>) -> Result<Fetched> {
     let lot_rows: Vec<LotRow> = json_col(l, "lots", "lots")?;
     let mut lots: BTreeMap<String, Vec<Lot>> = BTreeMap::new();
@@ -166,9 +200,11 @@ fn decode(l: &tokio_postgres::Row, args: &LoadArgs<'_>, chains: Vec<ChainRow>) -
     for v in lots.values_mut() {
         v.sort_by_key(|l| l.id);
     }
+    let sums: Vec<LotPointsRow> = json_col(l, "lot_points", "lot points")?;
     Ok(Fetched {
         chains,
         lots,
+        lot_points: sums.into_iter().map(|s| (s.card_no, s.points)).collect(),
         lot_rows,
         new_exists: l.get("new_exists"),
         lot_ids: l.get("lot_ids"),

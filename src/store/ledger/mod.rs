@@ -138,7 +138,7 @@ pub(crate) async fn execute_request(
     req: &Request,
     batched: Option<tokio_postgres::Row>,
 ) -> Result<Outcome> {
-    let args = LoadArgs::of(req);
+    let args = LoadArgs::of(req, ctx.now);
     let keys = (&*env.row_keys, &form.digest()[..]);
     let claimed = match claim::run(tx, ctx, req, &args, keys, batched).await? {
         Claim::Settled(outcome) => return Ok(outcome),

@@ -136,3 +136,45 @@ async fn points_out_of_step_with_lots_is_3001() {
     );
     assert_eq!(l.card_row("CARD0014").await.balance, d("10"));
 }
+
+/// A debit's decision reads no lot, so its load reads only the lots expired
+/// by now (issue 14): it still expires those, and still checks the card's
+/// points against the sum of every live lot, read or not.
+#[tokio::test]
+async fn a_debit_expires_what_has_expired_and_checks_every_lots_points() {
+    let l = setup_with(|c| c.ledger.points_expiry_months = Some(6)).await;
+    l.card("CARD0012", "std", Some("100"), None).await;
+    for (order, delta) in [("P1", "100"), ("P2", "5")] {
+        l.ok(&req("points", "CARD0012")
+            .order(order)
+            .a2("delta", delta)
+            .a2("reason", "x"))
+            .await;
+    }
+    l.age_lots("SELECT lot_id FROM lots WHERE points = 100", "1 day")
+        .await;
+    l.ok(&req("debit", "CARD0012").amount("10").order("D1"))
+        .await;
+    let expired = "SELECT points_delta FROM postings WHERE op = 'expire' AND card_no = 'CARD0012'";
+    assert_eq!(l.count(expired).await, -100);
+    let in_lots = "SELECT sum(points_left)::bigint FROM lots WHERE card_no = 'CARD0012'";
+    let points = l.card_row("CARD0012").await.points;
+    assert!(points > 5, "the debit earned points: {points}");
+    assert_eq!(l.count(in_lots).await, points);
+    l.check_books().await;
+    // A live lot the debit does not read, changed by SQL: out of step with
+    // the card, so the next debit is refused and changes nothing.
+    l.client()
+        .await
+        .execute(
+            "UPDATE lots SET points_left = points_left - 1 WHERE card_no = 'CARD0012' AND points = 5",
+            &[],
+        )
+        .await
+        .unwrap();
+    let postings = l.count("SELECT count(*) FROM postings").await;
+    l.refused(&req("debit", "CARD0012").amount("1").order("D2"), 3001)
+        .await;
+    assert_eq!(l.count("SELECT count(*) FROM postings").await, postings);
+    assert_eq!(l.card_row("CARD0012").await.points, points);
+}

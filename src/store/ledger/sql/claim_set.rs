@@ -20,10 +20,11 @@ use super::{memo, operator_row, terminal_row, ClaimShape, CARD_ROW};
 
 /// The parameters, one array each with an element per txn: $1 terminal,
 /// $2 ts, $3 store, $4 operator, $5 order number, $6 the card to lock,
-/// $7 whether it wants lots, $8 a level, $9 whether it wants a txn id,
-/// $10 the history's card, $11 its limit, $12 whether it registers (the
-/// load's inputs, as [`super::LOAD_TYPES`] has them).
-pub(in crate::store::ledger) const CLAIM_SET_TYPES: [Type; 12] = [
+/// $7 whether it wants lot ids, $8 a level, $9 whether it wants a txn id,
+/// $10 the history's card, $11 its limit, $12 whether it registers, $13
+/// the instant its lots are read up to (the load's inputs, as
+/// [`super::LOAD_TYPES`] has them).
+pub(in crate::store::ledger) const CLAIM_SET_TYPES: [Type; 13] = [
     Type::TEXT_ARRAY,
     Type::INT8_ARRAY,
     Type::TEXT_ARRAY,
@@ -36,17 +37,16 @@ pub(in crate::store::ledger) const CLAIM_SET_TYPES: [Type; 12] = [
     Type::TEXT_ARRAY,
     Type::INT8_ARRAY,
     Type::BOOL_ARRAY,
+    Type::INT8_ARRAY,
 ];
 
 /// The load's inputs as columns of the txn's input row `x`.
 const SET_PARAMS: LoadParams = LoadParams {
-    // Of every locked card (no txn of a batch names lots); each row reads
-    // its own card's through `lv`.
-    live_lots: "lv AS (
-    SELECT o.card_no, o.lot_id, o.points_left, o.expires_at, o.row_mac, o.mac_key_id
-      FROM lots o WHERE o.card_no = ANY (ARRAY(SELECT card_no FROM locked)) AND o.points_left > 0
-)",
-    lv: "lv WHERE lv.card_no = x.card",
+    // Each row reads its own card's lots from the table, by index (no txn
+    // of a batch names lots): a CTE of the batch's lots would be scanned
+    // whole for each txn, a cost that grew with the lots cards hold.
+    live_lots: None,
+    lv: "lots lv WHERE lv.card_no = x.card AND lv.points_left > 0",
     cards: "ARRAY(SELECT l.card_no FROM locked l WHERE l.card_no = x.card)",
     create: "NULL::text",
     wants_lots: "x.wants_lots",
@@ -56,6 +56,7 @@ const SET_PARAMS: LoadParams = LoadParams {
     limit: "x.lim",
     named_lots: "'{}'::bigint[]",
     register: "x.register",
+    upto: "x.upto",
 };
 
 /// The batch claim of `shape`, or `None` for a shape a batch cannot hold.
@@ -88,9 +89,9 @@ fn ctes(order: bool) -> String {
         "WITH x0 AS MATERIALIZED (
     SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
                          $6::text[], $7::bool[], $8::text[], $9::bool[], $10::text[],
-                         $11::bigint[], $12::bool[])
+                         $11::bigint[], $12::bool[], $13::bigint[])
            WITH ORDINALITY AS u(terminal, ts, store, operator, order_no, card,
-                                wants_lots, level, want_txn, hist, lim, register, i)
+                                wants_lots, level, want_txn, hist, lim, register, upto, i)
 ), ts AS (
     INSERT INTO seen_ts (terminal_id, ts) SELECT terminal, ts FROM x0
     ON CONFLICT DO NOTHING RETURNING terminal_id, ts

@@ -23,10 +23,11 @@ pub(in crate::store::ledger) enum LoadColumn {
     History,
     MemberId,
     Chains,
+    LotPoints,
 }
 
 impl LoadColumn {
-    pub(in crate::store::ledger) const ALL: [LoadColumn; 8] = [
+    pub(in crate::store::ledger) const ALL: [LoadColumn; 9] = [
         LoadColumn::Lots,
         LoadColumn::NewExists,
         LoadColumn::LotIds,
@@ -35,6 +36,7 @@ impl LoadColumn {
         LoadColumn::History,
         LoadColumn::MemberId,
         LoadColumn::Chains,
+        LoadColumn::LotPoints,
     ];
 
     /// The column's name in the statement's row.
@@ -48,22 +50,32 @@ impl LoadColumn {
             LoadColumn::History => "history",
             LoadColumn::MemberId => "member_id",
             LoadColumn::Chains => "chains",
+            LoadColumn::LotPoints => "lot_points",
         }
     }
 
     /// What computes it, with `{placeholders}` for its inputs ([`LoadParams`]).
     fn sql(self) -> &'static str {
         match self {
+            // Only the lots the op's decision reads: all of them, or
+            // (`{upto}` set) those expired by then, which the expiry step
+            // zeroes; a debit's need not grow with the lots a card holds.
             LoadColumn::Lots => {
                 "(SELECT coalesce(json_agg(json_build_object('card_no', card_no, 'id', lot_id,
                'left', points_left, 'exp', floor(extract(epoch FROM expires_at) * 1000)::bigint,
                'row_mac', encode(row_mac, 'hex'), 'mac_key_id', mac_key_id)),
-               '[]'::json) FROM {lv})"
+               '[]'::json) FROM {lv}
+                AND ({upto} IS NULL OR lot_id = ANY ({named_lots})
+                     OR floor(extract(epoch FROM expires_at) * 1000)::bigint <= {upto}))"
             }
             LoadColumn::NewExists => "EXISTS (SELECT 1 FROM cards WHERE card_no = {create})",
+            // One a live lot when all are read (a replace moves each),
+            // plus one for a lot the op earns.
             LoadColumn::LotIds => {
                 "ARRAY(SELECT nextval('lots_lot_id_seq') FROM generate_series(1,
-             CASE WHEN {wants_lots} THEN (SELECT count(*) FROM {lv}) + 1 ELSE 0 END))"
+             CASE WHEN {wants_lots}
+                  THEN CASE WHEN {upto} IS NULL THEN (SELECT count(*) FROM {lv}) ELSE 0 END + 1
+                  ELSE 0 END))"
             }
             LoadColumn::Level => {
                 "(SELECT json_build_object('level', level, 'discount', discount::text,
@@ -103,6 +115,14 @@ impl LoadColumn {
                      FROM postings p WHERE p.card_no = u.card_no
                     ORDER BY posting_id DESC LIMIT 2) q) lp)"
             }
+            // What the card's points must equal (`check::fetched`), summed
+            // here: the lots themselves are read only as far as needed.
+            LoadColumn::LotPoints => {
+                "(SELECT coalesce(json_agg(json_build_object('card_no', s.card_no,
+               'points', s.points)), '[]'::json)
+          FROM (SELECT card_no, sum(points_left)::bigint AS points FROM {lv}
+                 GROUP BY card_no) s)"
+            }
         }
     }
 
@@ -117,12 +137,16 @@ impl LoadColumn {
             LoadColumn::History => "'[]'::json",
             LoadColumn::MemberId => "NULL::bigint",
             LoadColumn::Chains => "'[]'::json",
+            LoadColumn::LotPoints => "'[]'::json",
         }
     }
 
     /// Whether it reads the live lots (the `lv` CTE).
     fn reads_live_lots(self) -> bool {
-        matches!(self, LoadColumn::Lots | LoadColumn::LotIds)
+        matches!(
+            self,
+            LoadColumn::Lots | LoadColumn::LotIds | LoadColumn::LotPoints
+        )
     }
 }
 
@@ -140,15 +164,22 @@ impl LoadColumns {
         self.0 & (1 << c as u16) != 0
     }
 
-    /// Every set, for [`super::statement_shapes`].
+    /// Every set `LoadArgs::mask` can ask for, for
+    /// [`super::statement_shapes`]: the columns that read the locked cards
+    /// (lots, chains, lot points) all in or all out.
     pub(super) fn every() -> impl Iterator<Item = LoadColumns> {
-        (0..1u16 << LoadColumn::ALL.len()).map(LoadColumns)
+        (0..1u16 << LoadColumn::ALL.len())
+            .map(LoadColumns)
+            .filter(|m| {
+                let lots = m.has(LoadColumn::Lots);
+                m.has(LoadColumn::Chains) == lots && m.has(LoadColumn::LotPoints) == lots
+            })
     }
 }
 
 /// The types of the load statement's parameters: bound even where the
 /// columns that read them are left out.
-pub(in crate::store::ledger) const LOAD_TYPES: [Type; 9] = [
+pub(in crate::store::ledger) const LOAD_TYPES: [Type; 10] = [
     Type::TEXT_ARRAY,
     Type::TEXT,
     Type::BOOL,
@@ -158,6 +189,7 @@ pub(in crate::store::ledger) const LOAD_TYPES: [Type; 9] = [
     Type::INT8,
     Type::INT8_ARRAY,
     Type::BOOL,
+    Type::INT8,
 ];
 
 /// The load statement computing the columns in `mask`.
@@ -184,9 +216,11 @@ fn build_load_sql(mask: LoadColumns) -> String {
 /// cards and parameters $12 on; in a batch's claim ([`super::claim_set`]),
 /// the columns of the txn's input row `x`.
 pub(super) struct LoadParams {
-    /// The live-lots CTE, with `{cards}` and `{named_lots}` to fill.
-    pub(super) live_lots: &'static str,
-    /// The txn's live lots, as a `FROM` item.
+    /// The live-lots CTE, with `{cards}` and `{named_lots}` to fill; none
+    /// where `lv` reads the table itself.
+    pub(super) live_lots: Option<&'static str>,
+    /// The txn's live lots, as a `FROM` item and a `WHERE` clause that
+    /// more conditions can follow with `AND`.
     pub(super) lv: &'static str,
     pub(super) cards: &'static str,
     pub(super) create: &'static str,
@@ -197,6 +231,8 @@ pub(super) struct LoadParams {
     pub(super) limit: &'static str,
     pub(super) named_lots: &'static str,
     pub(super) register: &'static str,
+    /// Lots are read only if expired by this instant (ms); NULL: all.
+    pub(super) upto: &'static str,
 }
 
 /// The live lots of a statement for one txn.
@@ -206,8 +242,8 @@ const LIVE_LOTS: &str = "lv AS (
 )";
 
 const LOAD_PARAMS: LoadParams = LoadParams {
-    live_lots: LIVE_LOTS,
-    lv: "lv",
+    live_lots: Some(LIVE_LOTS),
+    lv: "lv WHERE true",
     cards: "$1::text[]",
     create: "$2::text",
     wants_lots: "$3::bool",
@@ -217,11 +253,12 @@ const LOAD_PARAMS: LoadParams = LoadParams {
     limit: "$7::bigint",
     named_lots: "$8::bigint[]",
     register: "$9::bool",
+    upto: "$10::bigint",
 };
 
 pub(super) const FOLDED_PARAMS: LoadParams = LoadParams {
-    live_lots: LIVE_LOTS,
-    lv: "lv",
+    live_lots: Some(LIVE_LOTS),
+    lv: "lv WHERE true",
     cards: "ARRAY(SELECT card_no FROM locked)",
     create: "$11::text",
     wants_lots: "$12::bool",
@@ -231,6 +268,7 @@ pub(super) const FOLDED_PARAMS: LoadParams = LoadParams {
     limit: "$16::bigint",
     named_lots: "$17::bigint[]",
     register: "$18::bool",
+    upto: "$19::bigint",
 };
 
 /// The live-lots CTE if `mask` needs it, and the columns of `mask`, each
@@ -246,13 +284,14 @@ pub(super) fn load_part(mask: LoadColumns, p: &LoadParams) -> (Option<String>, S
             .replace("{limit}", p.limit)
             .replace("{named_lots}", p.named_lots)
             .replace("{register}", p.register)
+            .replace("{upto}", p.upto)
             .replace("{lv}", p.lv)
     };
     // The live lots feed both the lots and the new lot ids.
     let needs_lv = LoadColumn::ALL
         .iter()
         .any(|&c| c.reads_live_lots() && mask.has(c));
-    let lv = needs_lv.then(|| fill(p.live_lots));
+    let lv = p.live_lots.filter(|_| needs_lv).map(fill);
     let mut cols = String::new();
     for c in LoadColumn::ALL {
         let e = if mask.has(c) {
