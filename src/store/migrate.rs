@@ -62,6 +62,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "chain_pos",
         include_str!("migrations/0016_chain_pos.sql"),
     ),
+    (
+        17,
+        "lots_by_expiry",
+        include_str!("migrations/0017_lots_by_expiry.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming our advisory lock.

@@ -15,7 +15,7 @@ use super::rows::{dec, hex_bytes, CardRow};
 use crate::error::{Error, Result};
 use crate::integrity::{member_image, terminal_image, CardValues, PostingValues, RowKeys};
 use crate::ledger::answer_row::status_text;
-use crate::ledger::{Standing, TerminalKind};
+use crate::ledger::{Lot, Standing, TerminalKind};
 use crate::store::protected::{self, Protected};
 use crate::store::txn::TxnContext;
 
@@ -161,14 +161,23 @@ pub(super) fn fetched(
             &lv.mac_key_id,
         )?;
     }
-    check_lots(cards, &f.lot_points)
+    if !f.lots_complete {
+        return Ok(());
+    }
+    check_lots(cards, &f.lots)
 }
 
-/// A card whose points disagree with its live lots' sum was changed
-/// outside the ledger.
-fn check_lots(cards: &BTreeMap<String, CardRow>, sums: &BTreeMap<String, i64>) -> Result<()> {
+/// A card whose points disagree with its lots was changed outside the
+/// ledger. Checked by the ops that read every live lot (those that spend,
+/// move or give back points); an op that reads none (a debit) relies on
+/// no lot, so a lot deleted or added by SQL is found by the next op that
+/// does, and by `verify` (issue 14: a debit's check reads a constant
+/// number of rows, as with the chain).
+fn check_lots(cards: &BTreeMap<String, CardRow>, lots: &BTreeMap<String, Vec<Lot>>) -> Result<()> {
     for (no, row) in cards {
-        let in_lots = sums.get(no).copied().unwrap_or(0);
+        let in_lots: i64 = lots
+            .get(no)
+            .map_or(0, |v| v.iter().map(|l| l.points_left).sum());
         if in_lots != row.points {
             return Err(Error::Tampered(format!(
                 "card {no}: points {} but its lots hold {in_lots}",

@@ -343,21 +343,21 @@ mod tests {
             ));
         }
         let want = "\
-query: claim cards; folded lots,txn_id,chains,lot_points
-member: claim cards; folded lots,chains,lot_points
-history: claim cards; folded lots,history,chains,lot_points
+query: claim cards; folded lots,txn_id,chains
+member: claim cards; folded lots,chains
+history: claim cards; folded lots,history,chains
 register: claim order,create; load new_exists,level,txn_id,member_id
-debit: claim order,cards; folded lots,lot_ids,txn_id,chains,lot_points
-debit: claim order,operator,cards; folded lots,lot_ids,txn_id,chains,lot_points
-topup: claim order,cards; folded lots,txn_id,chains,lot_points
-points: claim order,cards; folded lots,lot_ids,txn_id,chains,lot_points
-redeem: claim order,cards; folded lots,txn_id,chains,lot_points
-reverse: claim order,orig,operator,cards; load lots,txn_id,chains,lot_points
-refund: claim order,orig,operator,cards; load lots,txn_id,chains,lot_points
-transfer: claim order,operator,cards; folded lots,txn_id,chains,lot_points
-lock: claim order,operator,cards; folded lots,txn_id,chains,lot_points
-replace: claim order,create,operator,cards; load lots,new_exists,lot_ids,txn_id,chains,lot_points
-close: claim order,operator,cards; folded lots,txn_id,chains,lot_points
+debit: claim order,cards; folded lots,lot_ids,txn_id,chains
+debit: claim order,operator,cards; folded lots,lot_ids,txn_id,chains
+topup: claim order,cards; folded lots,txn_id,chains
+points: claim order,cards; folded lots,lot_ids,txn_id,chains
+redeem: claim order,cards; folded lots,txn_id,chains
+reverse: claim order,orig,operator,cards; load lots,txn_id,chains
+refund: claim order,orig,operator,cards; load lots,txn_id,chains
+transfer: claim order,operator,cards; folded lots,txn_id,chains
+lock: claim order,operator,cards; folded lots,txn_id,chains
+replace: claim order,create,operator,cards; load lots,new_exists,lot_ids,txn_id,chains
+close: claim order,operator,cards; folded lots,txn_id,chains
 ";
         assert_eq!(got, want, "\n{got}");
     }

@@ -90,7 +90,6 @@ impl<'a> LoadArgs<'a> {
             .with(LoadColumn::History, self.hist_card.is_some())
             .with(LoadColumn::MemberId, self.register)
             .with(LoadColumn::Chains, has_cards)
-            .with(LoadColumn::LotPoints, has_cards)
     }
 
     /// The load's parameters after the locked cards, in [`LOAD_TYPES`]'
@@ -139,8 +138,9 @@ pub(super) struct Fetched {
     /// Each locked card's live lots its op reads ([`LoadArgs::lots_upto_ms`];
     /// and those a reverse names), by id.
     pub(super) lots: BTreeMap<String, Vec<Lot>>,
-    /// What each locked card's live lots hold in all, read or not.
-    pub(super) lot_points: BTreeMap<String, i64>,
+    /// Whether `lots` holds every live lot of each locked card: only then
+    /// can the card's points be checked against them.
+    pub(super) lots_complete: bool,
     /// The same lots as read, with their MACs: checked on use, and what a
     /// move's new MAC starts from.
     pub(super) lot_rows: Vec<LotRow>,
@@ -180,13 +180,6 @@ pub(super) async fn run(
     decode(&l, args, chains)
 }
 
-/// One card's live lots summed, as the load's `lot_points` column has it.
-#[derive(serde::Deserialize)]
-struct LotPointsRow {
-    card_no: String,
-    points: i64,
-}
-
 fn decode(l: &tokio_postgres::Row, args: &LoadArgs<'_>, chains: Vec<ChainRow>) -> Result<Fetched> {
     let lot_rows: Vec<LotRow> = json_col(l, "lots", "lots")?;
     let mut lots: BTreeMap<String, Vec<Lot>> = BTreeMap::new();
@@ -200,11 +193,10 @@ fn decode(l: &tokio_postgres::Row, args: &LoadArgs<'_>, chains: Vec<ChainRow>) -
     for v in lots.values_mut() {
         v.sort_by_key(|l| l.id);
     }
-    let sums: Vec<LotPointsRow> = json_col(l, "lot_points", "lot points")?;
     Ok(Fetched {
         chains,
         lots,
-        lot_points: sums.into_iter().map(|s| (s.card_no, s.points)).collect(),
+        lots_complete: args.lots_upto_ms.is_none(),
         lot_rows,
         new_exists: l.get("new_exists"),
         lot_ids: l.get("lot_ids"),

@@ -12,8 +12,8 @@ async fn every_statement_shape_prepares() {
     let c = l.pool.get().await.unwrap();
     let shapes = cardswitch::store::ledger::statement_shapes();
     // claim: 32 shapes, 4 of which also fold 64 load masks, each of those
-    // also as a batch's claim; load: 128 masks (the three card columns all
-    // in or all out, 6 others); write: 512 masks; the order lock, refuse,
+    // also as a batch's claim; load: 128 masks (the two card columns both
+    // in or both out, 6 others); write: 512 masks; the order lock, refuse,
     // find and prior.
     assert_eq!(shapes.len(), 32 + 2 * 4 * 64 + 128 + 512 + 4);
     let mut failed = Vec::new();

@@ -1,7 +1,8 @@
 //! Points lots changed by SQL (issue 12): points moved between a card's
 //! lots, or a lot's expiry pushed back, keep the card's total — only the
-//! lots' MACs show it. Found by `verify`; refused (3001) by the next
-//! posting that spends from a changed lot, nothing changed.
+//! lots' MACs show it; a lot deleted does not. Found by `verify`; refused
+//! (3001) by the next posting that reads the lots, nothing changed (an op
+//! that reads none, a debit, relies on none: issue 14).
 
 use crate::ledger_support::*;
 
@@ -73,5 +74,14 @@ async fn an_expiry_pushed_back_is_found_and_refused() {
     )
     .await;
     assert_found(&l, "lots", &a.to_string(), "mac").await;
+    spending_refused(&l).await;
+}
+
+#[tokio::test]
+async fn a_deleted_lot_is_found_and_refused_by_the_next_op_that_reads_the_lots() {
+    let l = setup_with(|c| c.ledger.points_expiry_months = Some(12)).await;
+    let (a, _) = two_lots(&l).await;
+    exec(&l, &format!("DELETE FROM lots WHERE lot_id = {a}")).await;
+    assert_found(&l, "cards", "CARD0001", "lots").await;
     spending_refused(&l).await;
 }

@@ -23,11 +23,10 @@ pub(in crate::store::ledger) enum LoadColumn {
     History,
     MemberId,
     Chains,
-    LotPoints,
 }
 
 impl LoadColumn {
-    pub(in crate::store::ledger) const ALL: [LoadColumn; 9] = [
+    pub(in crate::store::ledger) const ALL: [LoadColumn; 8] = [
         LoadColumn::Lots,
         LoadColumn::NewExists,
         LoadColumn::LotIds,
@@ -36,7 +35,6 @@ impl LoadColumn {
         LoadColumn::History,
         LoadColumn::MemberId,
         LoadColumn::Chains,
-        LoadColumn::LotPoints,
     ];
 
     /// The column's name in the statement's row.
@@ -50,23 +48,25 @@ impl LoadColumn {
             LoadColumn::History => "history",
             LoadColumn::MemberId => "member_id",
             LoadColumn::Chains => "chains",
-            LoadColumn::LotPoints => "lot_points",
         }
     }
 
     /// What computes it, with `{placeholders}` for its inputs ([`LoadParams`]).
     fn sql(self) -> &'static str {
         match self {
-            // Only the lots the op's decision reads: all of them, or
-            // (`{upto}` set) those expired by then, which the expiry step
-            // zeroes; a debit's need not grow with the lots a card holds.
+            // Only the lots the op's decision reads: all of them (and those
+            // a reverse names), or, `{upto}` set, those expired by then,
+            // which the expiry step zeroes, read by the index on expiry
+            // (migration 0017) without the live-lots CTE: a debit's read
+            // does not grow with the lots a card holds (issue 14). CASE
+            // runs one branch; the instant is exact (whole milliseconds).
             LoadColumn::Lots => {
-                "(SELECT coalesce(json_agg(json_build_object('card_no', card_no, 'id', lot_id,
-               'left', points_left, 'exp', floor(extract(epoch FROM expires_at) * 1000)::bigint,
-               'row_mac', encode(row_mac, 'hex'), 'mac_key_id', mac_key_id)),
-               '[]'::json) FROM {lv}
-                AND ({upto} IS NULL OR lot_id = ANY ({named_lots})
-                     OR floor(extract(epoch FROM expires_at) * 1000)::bigint <= {upto}))"
+                "CASE WHEN {upto} IS NULL
+             THEN (SELECT coalesce(json_agg(LOT_JSON), '[]'::json) FROM {lv})
+             ELSE (SELECT coalesce(json_agg(LOT_JSON), '[]'::json) FROM lots
+                    WHERE card_no = ANY ({cards}) AND points_left > 0
+                      AND expires_at <= 'epoch'::timestamptz + {upto} * interval '1 millisecond')
+        END"
             }
             LoadColumn::NewExists => "EXISTS (SELECT 1 FROM cards WHERE card_no = {create})",
             // One a live lot when all are read (a replace moves each),
@@ -115,14 +115,6 @@ impl LoadColumn {
                      FROM postings p WHERE p.card_no = u.card_no
                     ORDER BY posting_id DESC LIMIT 2) q) lp)"
             }
-            // What the card's points must equal (`check::fetched`), summed
-            // here: the lots themselves are read only as far as needed.
-            LoadColumn::LotPoints => {
-                "(SELECT coalesce(json_agg(json_build_object('card_no', s.card_no,
-               'points', s.points)), '[]'::json)
-          FROM (SELECT card_no, sum(points_left)::bigint AS points FROM {lv}
-                 GROUP BY card_no) s)"
-            }
         }
     }
 
@@ -137,16 +129,12 @@ impl LoadColumn {
             LoadColumn::History => "'[]'::json",
             LoadColumn::MemberId => "NULL::bigint",
             LoadColumn::Chains => "'[]'::json",
-            LoadColumn::LotPoints => "'[]'::json",
         }
     }
 
     /// Whether it reads the live lots (the `lv` CTE).
     fn reads_live_lots(self) -> bool {
-        matches!(
-            self,
-            LoadColumn::Lots | LoadColumn::LotIds | LoadColumn::LotPoints
-        )
+        matches!(self, LoadColumn::Lots | LoadColumn::LotIds)
     }
 }
 
@@ -165,15 +153,12 @@ impl LoadColumns {
     }
 
     /// Every set `LoadArgs::mask` can ask for, for
-    /// [`super::statement_shapes`]: the columns that read the locked cards
-    /// (lots, chains, lot points) all in or all out.
+    /// [`super::statement_shapes`]: the two columns that read the locked
+    /// cards (lots, chains) both in or both out.
     pub(super) fn every() -> impl Iterator<Item = LoadColumns> {
         (0..1u16 << LoadColumn::ALL.len())
             .map(LoadColumns)
-            .filter(|m| {
-                let lots = m.has(LoadColumn::Lots);
-                m.has(LoadColumn::Chains) == lots && m.has(LoadColumn::LotPoints) == lots
-            })
+            .filter(|m| m.has(LoadColumn::Chains) == m.has(LoadColumn::Lots))
     }
 }
 
@@ -235,6 +220,11 @@ pub(super) struct LoadParams {
     pub(super) upto: &'static str,
 }
 
+/// A lot as the load's `lots` column has it (`rows::LotRow`).
+const LOT_JSON: &str = "json_build_object('card_no', card_no, 'id', lot_id,
+               'left', points_left, 'exp', floor(extract(epoch FROM expires_at) * 1000)::bigint,
+               'row_mac', encode(row_mac, 'hex'), 'mac_key_id', mac_key_id)";
+
 /// The live lots of a statement for one txn.
 const LIVE_LOTS: &str = "lv AS (
     SELECT card_no, lot_id, points_left, expires_at, row_mac, mac_key_id FROM lots
@@ -275,7 +265,8 @@ pub(super) const FOLDED_PARAMS: LoadParams = LoadParams {
 /// after a comma.
 pub(super) fn load_part(mask: LoadColumns, p: &LoadParams) -> (Option<String>, String) {
     let fill = |t: &str| {
-        t.replace("{cards}", p.cards)
+        t.replace("LOT_JSON", LOT_JSON)
+            .replace("{cards}", p.cards)
             .replace("{create}", p.create)
             .replace("{wants_lots}", p.wants_lots)
             .replace("{level}", p.level)

@@ -305,7 +305,7 @@ pub fn statement_shapes() -> Vec<StatementShape> {
     let mut out = Vec::new();
     let flags = |m: u16, i: u16| m & (1 << i) != 0;
     // The folded load's columns, as `LoadArgs::fold` asks for them: every
-    // mask with the card-dependent columns set.
+    // mask with the two card-dependent columns set.
     let fold_masks: Vec<LoadColumns> = LoadColumns::every()
         .filter(|m| m.has(LoadColumn::Lots))
         .collect();
@@ -343,7 +343,7 @@ pub fn statement_shapes() -> Vec<StatementShape> {
     }
     for m in LoadColumns::every() {
         out.push(StatementShape {
-            name: format!("load {:09b}", m.0),
+            name: format!("load {:08b}", m.0),
             sql: load_sql(m).into_owned(),
             types: LOAD_TYPES.to_vec(),
         });
