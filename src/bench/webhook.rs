@@ -101,7 +101,7 @@ impl Receiver {
         let pending = loop {
             let r = c
                 .query_one(
-                    "SELECT (SELECT count(*) FROM events_unsent)
+                    "SELECT (SELECT count(*) FROM events WHERE NOT fanned_out)
                           + (SELECT count(*) FROM deliveries WHERE status = 'pending')",
                     &[],
                 )

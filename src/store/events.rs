@@ -144,10 +144,9 @@ pub struct NewEvent {
     pub phone: Option<String>,
 }
 
-/// Up to `limit` events not yet sent, oldest first, their queue rows
-/// locked in the caller's transaction (`SKIP LOCKED`: another daemon takes
-/// others). The lock is the lease: a daemon that dies leaves them to the
-/// next at once.
+/// Up to `limit` events not yet sent, oldest first, row-locked in the
+/// caller's transaction (`SKIP LOCKED`: another daemon takes others). The
+/// lock is the lease: a daemon that dies leaves them to the next at once.
 pub async fn take_new<C: GenericClient>(
     c: &C,
     limit: i64,
@@ -155,15 +154,15 @@ pub async fn take_new<C: GenericClient>(
 ) -> PgResult<Vec<NewEvent>> {
     let rows = c
         .query(
-            "WITH u AS (
-                 SELECT event_id FROM events_unsent
-                  ORDER BY event_id LIMIT $1 FOR UPDATE SKIP LOCKED
+            "WITH e AS (
+                 SELECT event_id, op, store_id, created_at, body, card_no FROM events
+                  WHERE NOT fanned_out ORDER BY event_id LIMIT $1 FOR UPDATE SKIP LOCKED
              )
              SELECT e.event_id, e.op, e.store_id, e.created_at, e.body,
                     CASE WHEN $2 THEN (SELECT m.phone FROM cards c
                                          JOIN members m ON m.member_id = c.member_id
                                         WHERE c.card_no = e.card_no) END
-               FROM u JOIN events e USING (event_id) ORDER BY e.event_id",
+               FROM e ORDER BY e.event_id",
             &[&limit, &with_phone],
         )
         .await?;
@@ -191,7 +190,7 @@ pub struct FirstFailure {
     pub error: String,
 }
 
-/// The taken events out of the queue (their first attempts made), and a
+/// The taken events marked sent (their first attempts made), and a
 /// delivery row for each first attempt that failed, retried from there.
 pub async fn finish_new<C: GenericClient>(
     c: &C,
@@ -199,7 +198,7 @@ pub async fn finish_new<C: GenericClient>(
     failed: &[FirstFailure],
 ) -> PgResult<()> {
     c.execute(
-        "DELETE FROM events_unsent WHERE event_id = ANY ($1)",
+        "UPDATE events SET fanned_out = true WHERE event_id = ANY ($1)",
         &[&taken],
     )
     .await?;
@@ -321,7 +320,7 @@ pub async fn backlog<C: GenericClient>(c: &C) -> PgResult<(i64, i64)> {
     let r = c
         .query_one(
             "WITH w AS (
-                 SELECT e.created_at FROM events_unsent u JOIN events e USING (event_id)
+                 SELECT created_at FROM events WHERE NOT fanned_out
                  UNION ALL
                  SELECT e.created_at FROM deliveries d JOIN events e USING (event_id)
                   WHERE d.status = 'pending'
@@ -354,8 +353,7 @@ pub async fn list_events<C: GenericClient>(
 ) -> PgResult<Vec<EventRow>> {
     let rows = c
         .query(
-            "SELECT e.event_id, e.created_at, e.body,
-                    NOT EXISTS (SELECT 1 FROM events_unsent u WHERE u.event_id = e.event_id),
+            "SELECT e.event_id, e.created_at, e.body, e.fanned_out,
                     coalesce((SELECT jsonb_agg(jsonb_build_object('webhook', d.webhook,
                                  'status', d.status, 'attempts', d.attempts,
                                  'last_error', d.last_error) ORDER BY d.webhook)
@@ -381,8 +379,7 @@ pub async fn list_events<C: GenericClient>(
 pub async fn purge<C: GenericClient>(c: &C, keep_days: i64) -> PgResult<u64> {
     c.execute(
         "DELETE FROM events e
-          WHERE e.created_at < now() - $1::bigint * interval '1 day'
-            AND NOT EXISTS (SELECT 1 FROM events_unsent u WHERE u.event_id = e.event_id)
+          WHERE e.created_at < now() - $1::bigint * interval '1 day' AND e.fanned_out
             AND NOT EXISTS (SELECT 1 FROM deliveries d
                              WHERE d.event_id = e.event_id AND d.status = 'pending')",
         &[&keep_days],

@@ -67,11 +67,6 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "lots_by_expiry",
         include_str!("migrations/0017_lots_by_expiry.sql"),
     ),
-    (
-        18,
-        "events_unsent",
-        include_str!("migrations/0018_events_unsent.sql"),
-    ),
 ];
 
 /// An arbitrary constant naming our advisory lock.

@@ -220,18 +220,7 @@ fn build_write_sql(mask: WriteSections) -> String {
                 "\n     WHERE (SELECT count(*) FROM {members}) >= 0"
             ));
         }
-        if section == WriteSection::Events {
-            // Each new event is also queued for the deliverer, which
-            // deletes it from the queue once sent: marking the event
-            // itself sent was an update of the whole row, not HOT (the
-            // flag was in a partial index), for every event (issue 14).
-            sql.push_str(&format!(
-                "\n    RETURNING event_id\n),\n{name}_unsent AS (
-    INSERT INTO events_unsent (event_id) SELECT event_id FROM {name}\n)"
-            ));
-        } else {
-            sql.push_str("\n    RETURNING 1\n)");
-        }
+        sql.push_str("\n    RETURNING 1\n)");
         if section.counted() {
             counts.push(format!("(SELECT count(*) FROM {name})"));
         }
