@@ -34,7 +34,8 @@ pub enum KeysAction {
     /// New master key: every sealed secret re-sealed in one transaction.
     RotateMaster,
     /// New row key: every protected row re-MACed in batches (progress on
-    /// stderr); safe to interrupt and run again; the daemon keeps serving.
+    /// stderr), postings from before migration 0016 given their places in
+    /// the chain; safe to interrupt and run again; the daemon keeps serving.
     RotateRowKey {
         /// Also MAC rows that have none yet (a database from before tamper
         /// evidence), trusting them as they are. Audited.
