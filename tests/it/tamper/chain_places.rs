@@ -22,6 +22,10 @@ async fn places(l: &Ledger, card: &str) -> Vec<Option<i64>> {
     .collect()
 }
 
+/// Card CARD0001's last posting, as a `WHERE` clause.
+const LAST_OF_CARD0001: &str = "card_no = 'CARD0001'
+    AND posting_id = (SELECT max(posting_id) FROM postings WHERE card_no = 'CARD0001')";
+
 #[tokio::test]
 async fn every_posting_is_placed_one_after_the_one_before() {
     let l = setup().await;
@@ -42,12 +46,8 @@ async fn every_posting_is_placed_one_after_the_one_before() {
 async fn the_last_postings_place_is_under_its_mac() {
     let l = setup().await;
     busy_card(&l, "CARD0001").await;
-    exec(
-        &l,
-        "UPDATE postings SET chain_pos = NULL WHERE card_no = 'CARD0001'
-            AND posting_id = (SELECT max(posting_id) FROM postings WHERE card_no = 'CARD0001')",
-    )
-    .await;
+    let sql = format!("UPDATE postings SET chain_pos = NULL WHERE {LAST_OF_CARD0001}");
+    exec(&l, &sql).await;
     assert_found(&l, "postings", "CARD0001", "chain").await;
     next_posting_refused(&l, "CARD0001").await;
 }
@@ -58,8 +58,7 @@ async fn the_last_posting_deleted_is_refused() {
     busy_card(&l, "CARD0001").await;
     exec(
         &l,
-        "DELETE FROM postings WHERE card_no = 'CARD0001'
-            AND posting_id = (SELECT max(posting_id) FROM postings WHERE card_no = 'CARD0001')",
+        &format!("DELETE FROM postings WHERE {LAST_OF_CARD0001}"),
     )
     .await;
     assert_found(&l, "cards", "CARD0001", "chain").await;

@@ -62,8 +62,8 @@ impl LoadColumn {
             // runs one branch; the instant is exact (whole milliseconds).
             LoadColumn::Lots => {
                 "CASE WHEN {upto} IS NULL
-             THEN (SELECT coalesce(json_agg(LOT_JSON), '[]'::json) FROM {lv})
-             ELSE (SELECT coalesce(json_agg(LOT_JSON), '[]'::json) FROM lots
+             THEN (SELECT coalesce(json_agg({lot_json}), '[]'::json) FROM {lv})
+             ELSE (SELECT coalesce(json_agg({lot_json}), '[]'::json) FROM lots
                     WHERE card_no = ANY ({cards}) AND points_left > 0
                       AND expires_at <= 'epoch'::timestamptz + {upto} * interval '1 millisecond')
         END"
@@ -265,7 +265,7 @@ pub(super) const FOLDED_PARAMS: LoadParams = LoadParams {
 /// after a comma.
 pub(super) fn load_part(mask: LoadColumns, p: &LoadParams) -> (Option<String>, String) {
     let fill = |t: &str| {
-        t.replace("LOT_JSON", LOT_JSON)
+        t.replace("{lot_json}", LOT_JSON)
             .replace("{cards}", p.cards)
             .replace("{create}", p.create)
             .replace("{wants_lots}", p.wants_lots)
