@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use cardswitch::crypto::{aead, kdf, mac, Secret32};
 use cardswitch::ledger::money::Money;
 use cardswitch::ledger::ops_money::{decide_debit, DebitReq};
-use cardswitch::ledger::plan::{CardState, LedgerConfig, Pin, Tender};
+use cardswitch::ledger::plan::{CardState, LedgerConfig, Payment, Pin};
 use cardswitch::ledger::rules::Level;
 use cardswitch::ledger::state::CardStatus;
 use cardswitch::protocol::canonical;
@@ -89,7 +89,7 @@ fn bench(c: &mut Criterion) {
             let req = DebitReq {
                 order_no: "ORD-000000123".into(),
                 sale: Money::new(Decimal::new(12_850, 2)).unwrap(),
-                tender: Tender::Balance,
+                payment: Payment::Balance,
                 pin: Pin::Absent,
             };
             decide_debit(&cfg, black_box(&card), &req, now).unwrap()

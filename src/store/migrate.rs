@@ -67,6 +67,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "lots_by_expiry",
         include_str!("migrations/0017_lots_by_expiry.sql"),
     ),
+    (
+        18,
+        "split_tender",
+        include_str!("migrations/0018_split_tender.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming our advisory lock.

@@ -16,8 +16,9 @@ use crate::ledger::{
     business_day, decide_close, decide_debit, decide_points, decide_redeem, decide_refund,
     decide_register, decide_replace, decide_reverse, decide_status, decide_topup, decide_transfer,
     CardChange, CardState, CardStatus, CloseReq, DebitReq, Effect, LedgerConfig, Lot, MemberRef,
-    Money, NewCard, OpKind, Original, Pin, PinSource, Plan, PointsReq, RedeemReq, RefundReq,
-    Refusal, RegisterReq, ReplaceReq, ReverseReq, Tender, TerminalKind, TopupReq, TransferReq,
+    Money, NewCard, OpKind, Original, Payment, Pin, PinSource, Plan, PointsReq, RedeemReq,
+    RefundReq, Refusal, RegisterReq, ReplaceReq, ReverseReq, Tender, TerminalKind, TopupReq,
+    TransferReq,
 };
 use crate::protocol::errno::Errno;
 use crate::protocol::xml::Row;
@@ -118,12 +119,15 @@ pub(super) fn decide_posting(x: &Loaded<'_>, p: &PostingReq) -> Result<Decision>
         PostingOp::Reverse { .. } => Ok(reverse(x, order_no)),
         PostingOp::Refund { amount, .. } => refund(x, order_no, *amount),
         PostingOp::Debit {
-            card, sale, tender, ..
+            card,
+            sale,
+            payment,
+            ..
         } => x.with_card(card, |st, pin, _| {
             let req = DebitReq {
                 order_no,
                 sale: *sale,
-                tender: *tender,
+                payment: *payment,
                 pin,
             };
             decide_debit(cfg, st, &req, now)
@@ -335,6 +339,12 @@ fn event_extras(w: &mut Writes, plan: &Plan, c: &CardChange) {
         (OpKind::Close, ..) => {
             w.event_extra("cash_refund", money_text(plan.answer.cash_out).into());
         }
+        // Its `cash` leg is the event's `cash`, as for every posting.
+        (OpKind::Debit, ..) => {
+            if let Some(s) = plan.answer.split {
+                w.event_extra("from_balance", money_text(s.from_balance).into());
+            }
+        }
         _ => {}
     }
     if let Some(st) = c.status {
@@ -463,7 +473,8 @@ fn placeholder(card_no: &str, like: &CardState) -> CardState {
 /// The tender a posting names (`balance` when it names none).
 fn tender_of(p: &PostingReq) -> Tender {
     match &p.op {
-        PostingOp::Debit { tender, .. } | PostingOp::Topup { tender, .. } => *tender,
+        PostingOp::Debit { payment, .. } => payment.tender(),
+        PostingOp::Topup { tender, .. } => *tender,
         _ => Tender::Balance,
     }
 }
@@ -472,18 +483,24 @@ fn tender_text(t: Tender) -> &'static str {
     match t {
         Tender::Cash => "cash",
         Tender::Balance => "balance",
+        Tender::Split => "split",
     }
 }
 
 /// Cash that crossed the counter (protocol.md §6.1 `settlement`'s `cash`):
-/// a sale or top-up paid in cash in, a refund, reverse or close paid out.
+/// a sale (or a split sale's cash leg) or top-up paid in cash in, a refund,
+/// reverse or close paid out.
 fn cash_moved(p: &PostingReq, plan: &Plan) -> Decimal {
     let a = &plan.answer;
     match &p.op {
         PostingOp::Debit {
-            tender: Tender::Cash,
+            payment: Payment::Cash,
             ..
         } => a.charged.amount(),
+        PostingOp::Debit {
+            payment: Payment::Split { .. },
+            ..
+        } => a.split.map_or(Decimal::ZERO, |s| s.cash.amount()),
         PostingOp::Topup {
             tender: Tender::Cash,
             ..
@@ -499,8 +516,8 @@ fn detail_json(req: &Request, p: &PostingReq, plan: &Plan, orig: Option<&OrigRow
         d.insert("cash".into(), cash.to_string().into());
     }
     match &p.op {
-        PostingOp::Debit { tender, .. } | PostingOp::Topup { tender, .. } => {
-            d.insert("tender".into(), tender_text(*tender).into());
+        PostingOp::Debit { .. } | PostingOp::Topup { .. } => {
+            d.insert("tender".into(), tender_text(tender_of(p)).into());
         }
         PostingOp::Points { reason, .. } => {
             d.insert("reason".into(), reason.clone().into());

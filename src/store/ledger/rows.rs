@@ -321,10 +321,11 @@ impl OrigRow {
                 .ok_or_else(|| Error::internal("stored business day"))?,
             amount: money(&self.amount)?,
             charged: money(&self.charged)?,
-            tender: if self.tender == "cash" {
-                Tender::Cash
-            } else {
-                Tender::Balance
+            tender: match self.tender.as_str() {
+                "balance" => Tender::Balance,
+                "cash" => Tender::Cash,
+                "split" => Tender::Split,
+                _ => return Err(Error::internal("stored tender")),
             },
             points_earned: self.points_earned,
             reversed: self.reversed,

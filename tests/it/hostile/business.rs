@@ -29,6 +29,8 @@ async fn business_abuse() {
         ("a debit over the balance", t1, "op=debit&amount=1000&order_no=B1&attr1=CARD0001".into(), Errno::InsufficientBalance),
         ("a debit of a card that does not exist", t1, "op=debit&amount=1&order_no=B2&attr1=NOCARD01".into(), Errno::CardNotFound),
         ("a debit of nothing", t1, "op=debit&amount=0&order_no=B3&attr1=CARD0001".into(), Errno::InvalidAmount),
+        ("a split debit's cash leg over the charge", t1, "op=debit&amount=10&order_no=B28&attr1=CARD0001&attr2=tender%3Dsplit%26cash%3D10.01".into(), Errno::InvalidAmount),
+        ("a split debit's balance leg over the balance", t1, "op=debit&amount=1000&order_no=B29&attr1=CARD0001&attr2=tender%3Dsplit%26cash%3D1".into(), Errno::InsufficientBalance),
         ("a top-up of nothing", t1, "op=topup&amount=0.00&order_no=B4&attr1=CARD0001".into(), Errno::InvalidAmount),
         ("a debit of a lost card", t1, "op=debit&amount=1&order_no=B5&attr1=CARD0003".into(), Errno::CardLost),
         ("a debit of a locked card", t1, "op=debit&amount=1&order_no=B6&attr1=CARD0004".into(), Errno::CardLocked),

@@ -52,6 +52,10 @@ async fn inner_forms() {
         ("a manager op without an operator", "op=lock&order_no=IN-11&attr1=CARD0001&attr2=mpin%3D8642".into(), "operator"),
         ("a manager op without its mpin", "op=lock&order_no=IN-12&operator=boss&attr1=CARD0001".into(), "attr2.mpin"),
         ("a settlement day that does not exist", "op=settlement&attr1=2026-13-01".into(), "attr1"),
+        ("a split debit without its cash leg", "op=debit&amount=1&order_no=IN-13&attr1=CARD0001&attr2=tender%3Dsplit".into(), "attr2.cash"),
+        ("a cash leg on a balance debit", "op=debit&amount=1&order_no=IN-14&attr1=CARD0001&attr2=cash%3D1".into(), "attr2.cash"),
+        ("a negative cash leg", "op=debit&amount=1&order_no=IN-15&attr1=CARD0001&attr2=tender%3Dsplit%26cash%3D-1".into(), "attr2.cash"),
+        ("a split top-up", "op=topup&amount=1&order_no=IN-16&attr1=CARD0001&attr2=tender%3Dsplit".into(), "attr2.tender"),
     ];
     assert!(cases.len() >= 30);
     let mut used = Vec::new();

@@ -15,4 +15,5 @@ mod partitions;
 mod points;
 mod replays;
 mod reversals;
+mod split_tender;
 mod statements;

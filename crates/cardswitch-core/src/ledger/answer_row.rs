@@ -105,6 +105,12 @@ pub fn posting_row(plan: &Plan, row: &AnswerRow, rc: &RowContext<'_>) -> Row {
         OpKind::Topup => {
             r.push("bonus", money_text(a.bonus));
         }
+        OpKind::Debit => {
+            if let Some(s) = a.split {
+                r.push("cash", money_text(s.cash));
+                r.push("from_balance", money_text(s.from_balance));
+            }
+        }
         _ => {}
     }
     r

@@ -23,7 +23,7 @@ pub(super) enum MOp {
     Debit {
         card: usize,
         cents: i64,
-        cash: bool,
+        pay: MPay,
         pin: Pin,
     },
     Topup {
@@ -69,6 +69,22 @@ pub(super) enum MOp {
     },
 }
 
+/// How a generated debit pays; a split's cash leg may pass the charge (2010).
+#[derive(Clone, Copy, Debug)]
+pub(super) enum MPay {
+    Balance,
+    Cash,
+    Split { cents: i64 },
+}
+
+fn pay() -> impl Strategy<Value = MPay> {
+    prop_oneof![
+        3 => Just(MPay::Balance),
+        2 => Just(MPay::Cash),
+        3 => (0i64..40_000).prop_map(|cents| MPay::Split { cents }),
+    ]
+}
+
 fn pin() -> impl Strategy<Value = Pin> {
     prop_oneof![8 => Just(Pin::Correct), 1 => Just(Pin::Wrong), 1 => Just(Pin::Absent)]
 }
@@ -77,8 +93,8 @@ pub(super) fn mop() -> impl Strategy<Value = MOp> {
     let c = 0usize..16;
     prop_oneof![
         1 => (0usize..3, any::<bool>()).prop_map(|(level, pin)| MOp::Register { level, pin }),
-        6 => (c.clone(), 0i64..60_000, any::<bool>(), pin())
-            .prop_map(|(card, cents, cash, pin)| MOp::Debit { card, cents, cash, pin }),
+        6 => (c.clone(), 0i64..60_000, pay(), pin())
+            .prop_map(|(card, cents, pay, pin)| MOp::Debit { card, cents, pay, pin }),
         4 => (c.clone(), 0i64..80_000).prop_map(|(card, cents)| MOp::Topup { card, cents }),
         2 => (c.clone(), -300i64..300).prop_map(|(card, delta)| MOp::Points { card, delta }),
         2 => (c.clone(), 0i64..300, pin()).prop_map(|(card, cost, pin)| MOp::Redeem { card, cost, pin }),
@@ -132,15 +148,22 @@ impl Model {
             MOp::Debit {
                 card,
                 cents,
-                cash,
+                pay,
                 pin,
             } => {
                 let no = self.card_no(card);
-                tender = if cash { Tender::Cash } else { Tender::Balance };
+                let payment = match pay {
+                    MPay::Balance => Payment::Balance,
+                    MPay::Cash => Payment::Cash,
+                    MPay::Split { cents } => Payment::Split {
+                        cash: Money::from_cents(cents).unwrap(),
+                    },
+                };
+                tender = payment.tender();
                 let req = DebitReq {
                     order_no: order.clone(),
                     sale: Money::from_cents(cents).unwrap(),
-                    tender,
+                    payment,
                     pin,
                 };
                 decide_debit(&self.cfg, self.card(&no), &req, now)

@@ -48,6 +48,8 @@ mod model;
 mod ops_tests;
 #[cfg(test)]
 mod request_tests;
+#[cfg(test)]
+mod split_tests;
 
 pub use lots::{live_points, Lot, LotId, LotTake, NewLot, Ts};
 pub use money::{round_half_up_cents, Money, Points, MAX_POINTS};
@@ -62,10 +64,10 @@ pub use ops_money::{
 pub use ops_points::{decide_expire, decide_points, decide_redeem, PointsReq, RedeemReq};
 pub use plan::{
     business_day, Answer, AnswerRow, CardChange, Decision, Effect, LedgerConfig, MemberRef,
-    NewCard, NewMember, Original, OriginalUpdate, PinSource, Plan,
+    NewCard, NewMember, Original, OriginalUpdate, PinSource, Plan, SplitLegs,
 };
 pub use rules::{BonusRule, Level};
 pub use state::{
-    authorize, check_pin, require_active, CardState, CardStatus, OpKind, Pin, PinWrite, Refusal,
-    Role, Standing, Tender, TerminalKind, ALL_STORES, PIN_TRIES,
+    authorize, check_pin, require_active, CardState, CardStatus, OpKind, Payment, Pin, PinWrite,
+    Refusal, Role, Standing, Tender, TerminalKind, ALL_STORES, PIN_TRIES,
 };

@@ -27,6 +27,8 @@ pub(super) struct Model {
     pub(super) levels: Vec<Level>,
     pub(super) cards: BTreeMap<String, MCard>,
     pub(super) originals: BTreeMap<String, Original>,
+    /// Per refunded debit: what its refunds gave back to the balance, and in cash.
+    pub(super) refunds: BTreeMap<String, (Decimal, Decimal)>,
     pub(super) next_lot: LotId,
     pub(super) next_order: u64,
     pub(super) next_member: i64,
@@ -69,6 +71,7 @@ impl Model {
             ],
             cards: BTreeMap::new(),
             originals: BTreeMap::new(),
+            refunds: BTreeMap::new(),
             next_lot: 1,
             next_order: 1,
             next_member: 1,
@@ -217,6 +220,11 @@ impl Model {
             o.reversed |= u.mark_reversed;
             o.refunded = o.refunded.checked_add(u.refunded_add).unwrap();
             o.points_taken_back += u.points_taken_back_add;
+            if plan.op == OpKind::Refund {
+                let r = self.refunds.entry(u.order_no.clone()).or_default();
+                r.0 += plan.cards[0].balance_delta;
+                r.1 += plan.answer.cash_out.amount();
+            }
         }
         let a = &plan.answer;
         assert_eq!(a.card, plan.cards[0].card_no);
@@ -277,6 +285,19 @@ impl Model {
                 !o.reversed || o.refunded.is_zero(),
                 "never both reversed and refunded"
             );
+            let from_balance = -o.effects[0].balance_delta;
+            let cash_leg = o.charged.amount() - from_balance;
+            match o.tender {
+                Tender::Balance => assert!(cash_leg.is_zero()),
+                Tender::Cash => assert!(from_balance.is_zero()),
+                Tender::Split => {
+                    assert!(cash_leg >= Decimal::ZERO && from_balance >= Decimal::ZERO)
+                }
+            }
+            // Refunds go back the way the money came, the balance first.
+            let (to_balance, cash) = self.refunds.get(&o.order_no).copied().unwrap_or_default();
+            assert!(to_balance <= from_balance && cash <= cash_leg, "{o:?}");
+            assert!(cash.is_zero() || to_balance == from_balance, "{o:?}");
         }
     }
 }
@@ -288,16 +309,27 @@ pub(super) fn balance_flow(plan: &Plan, original: Option<&Original>, tender: Ten
     match plan.op {
         OpKind::Debit => {
             assert_eq!(a.discount.amount() + a.charged.amount(), a.amount.amount());
-            match tender {
-                Tender::Balance => -a.charged.amount(),
-                Tender::Cash => Decimal::ZERO,
+            match (tender, a.split) {
+                (Tender::Balance, None) => -a.charged.amount(),
+                (Tender::Cash, None) => Decimal::ZERO,
+                (Tender::Split, Some(s)) => {
+                    assert_eq!(
+                        s.cash.amount() + s.from_balance.amount(),
+                        a.charged.amount()
+                    );
+                    -s.from_balance.amount()
+                }
+                other => panic!("a debit's tender and legs disagree: {other:?}"),
             }
         }
         OpKind::Topup => a.amount.amount() + a.bonus.amount(),
         OpKind::Import => a.amount.amount(),
         OpKind::Refund => {
-            let cash = original.unwrap().tender == Tender::Cash;
-            assert_eq!(a.cash_out, if cash { a.amount } else { Money::ZERO });
+            match original.unwrap().tender {
+                Tender::Balance => assert_eq!(a.cash_out, Money::ZERO),
+                Tender::Cash => assert_eq!(a.cash_out, a.amount),
+                Tender::Split => assert!(a.cash_out <= a.amount),
+            }
             a.amount.amount() - a.cash_out.amount()
         }
         OpKind::Close => -a.cash_out.amount(),

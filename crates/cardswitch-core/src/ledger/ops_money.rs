@@ -1,13 +1,12 @@
 //! debit, topup, refund, transfer, reverse.
 
 use chrono::NaiveDate;
-use rust_decimal::Decimal;
 
 use super::lots::{lot_expiry, spend, Lot, LotTake, NewLot, Ts};
 use super::money::Money;
 use super::plan::{
     check_pin, require_active, Answer, CardChange, CardState, Decision, LedgerConfig, OpKind,
-    Original, OriginalUpdate, Pin, Plan, Refusal, Tender,
+    Original, OriginalUpdate, Payment, Pin, Plan, Refusal, SplitLegs,
 };
 use super::rules::{debit_amounts, points_earned, refund_points, topup_bonus};
 use crate::protocol::errno::Errno;
@@ -16,23 +15,22 @@ use crate::protocol::errno::Errno;
 pub struct DebitReq {
     pub order_no: String,
     pub sale: Money,
-    pub tender: Tender,
+    pub payment: Payment,
     pub pin: Pin,
 }
 
 /// Level discount on the sale; with tender `balance` the charge leaves the
-/// balance (2004 if short), with `cash` the balance is untouched. Points are
-/// earned on the charge either way, as a new lot.
+/// balance (2004 if short), with `cash` the balance is untouched, with
+/// `split` the cash leg is paid at the counter and the rest leaves the
+/// balance. Points are earned on the whole charge whatever the tender, as a
+/// new lot.
 pub fn decide_debit(cfg: &LedgerConfig, card: &CardState, req: &DebitReq, now: Ts) -> Decision {
     require_active(card)?;
     let pin_reset = check_pin(card, req.pin)?;
     let (discount, charged) = debit_amounts(req.sale, &card.level)?;
     let earned = points_earned(charged, &card.level)?;
-    let balance_delta = match req.tender {
-        Tender::Balance => -charged.amount(),
-        Tender::Cash => Decimal::ZERO,
-    };
-    let mut c = CardChange::build(card, balance_delta, earned)?;
+    let (from_balance, split) = payment_legs(req.payment, charged)?;
+    let mut c = CardChange::build(card, -from_balance.amount(), earned)?;
     if earned > 0 {
         c.lots_created.push(NewLot {
             points: earned,
@@ -44,7 +42,41 @@ pub fn decide_debit(cfg: &LedgerConfig, card: &CardState, req: &DebitReq, now: T
     plan.answer.amount = req.sale;
     plan.answer.discount = discount;
     plan.answer.charged = charged;
+    plan.answer.split = split;
     Ok(plan)
+}
+
+/// What a charge takes from the balance, and a split's two legs. A cash leg
+/// above the charge is 2010 (protocol.md §6.2).
+fn payment_legs(payment: Payment, charged: Money) -> Result<(Money, Option<SplitLegs>), Errno> {
+    match payment {
+        Payment::Balance => Ok((charged, None)),
+        Payment::Cash => Ok((Money::ZERO, None)),
+        Payment::Split { cash } => {
+            let from_balance = charged.checked_sub(cash).ok_or(Errno::InvalidAmount)?;
+            Ok((from_balance, Some(SplitLegs { cash, from_balance })))
+        }
+    }
+}
+
+/// A refund's way back: to the balance first, up to what the debit took
+/// from it less what earlier refunds gave back there (they went the same
+/// way), and the rest in cash. A balance debit is thus refunded to the
+/// balance, a cash debit in cash, and a split debit to its balance leg first.
+fn refund_legs(original: &Original, amount: Money) -> Result<(Money, Money), Errno> {
+    let taken = -original
+        .effects
+        .first()
+        .ok_or(Errno::Internal)?
+        .balance_delta;
+    let from_balance = Money::new(taken).map_err(|_| Errno::Internal)?;
+    let given_back = from_balance.min(original.refunded);
+    let room = from_balance
+        .checked_sub(given_back)
+        .ok_or(Errno::Internal)?;
+    let to_balance = amount.min(room);
+    let cash = amount.checked_sub(to_balance).ok_or(Errno::Internal)?;
+    Ok((to_balance, cash))
 }
 
 /// The top-up's `tender` (how the customer paid the shop) is recorded by the
@@ -80,8 +112,8 @@ pub struct RefundReq {
 
 /// Part or all of a debit given back. Only a debit can be refunded (2007
 /// otherwise), not a reversed one (2008), never past its charge in total
-/// (2008). A balance debit is refunded to the balance; a cash debit is refunded
-/// in cash (`cash_out`), the balance unchanged. Points earned are taken back in
+/// (2008). The money goes back the way it came ([`refund_legs`]): to the
+/// balance, in cash (`cash_out`), or both for a split debit. Points earned are taken back in
 /// proportion ([`refund_points`]) from the card's live lots in spending order;
 /// if the customer has already spent them the refund is refused with 2005
 /// rather than letting the card keep points for money it got back.
@@ -120,11 +152,8 @@ pub fn decide_refund(
         original.points_taken_back,
     );
     let takes = spend(lots, take, now)?;
-    let (balance_delta, cash_out) = match original.tender {
-        Tender::Balance => (req.amount.amount(), Money::ZERO),
-        Tender::Cash => (Decimal::ZERO, req.amount),
-    };
-    let mut c = CardChange::build(card, balance_delta, -take)?;
+    let (to_balance, cash_out) = refund_legs(original, req.amount)?;
+    let mut c = CardChange::build(card, to_balance.amount(), -take)?;
     c.lots_taken = takes;
     let mut plan = Plan::single(&req.order_no, OpKind::Refund, c);
     plan.answer.amount = req.amount;
@@ -241,9 +270,14 @@ pub fn decide_reverse(
             .amount
             .checked_sub(original.charged)
             .ok_or(Errno::Internal)?;
-        if original.tender == Tender::Cash {
-            answer.cash_out = original.charged;
-        }
+        // What did not come from the balance was paid at the counter.
+        let from_balance = -original
+            .effects
+            .first()
+            .ok_or(Errno::Internal)?
+            .balance_delta;
+        answer.cash_out =
+            Money::new(original.charged.amount() - from_balance).map_err(|_| Errno::Internal)?;
     }
     Ok(Plan {
         op: OpKind::Reverse,

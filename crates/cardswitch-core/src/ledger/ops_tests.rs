@@ -43,11 +43,11 @@ pub(super) fn with(status: CardStatus, c: CardState) -> CardState {
     CardState { status, ..c }
 }
 
-fn debit(sale: &str, tender: Tender, pin: Pin) -> DebitReq {
+pub(super) fn debit(sale: &str, payment: Payment, pin: Pin) -> DebitReq {
     DebitReq {
         order_no: "d1".into(),
         sale: m(sale),
-        tender,
+        payment,
         pin,
     }
 }
@@ -56,7 +56,7 @@ pub(super) fn errno(d: Decision) -> Errno {
     d.unwrap_err().errno
 }
 
-fn cfg() -> LedgerConfig {
+pub(super) fn cfg() -> LedgerConfig {
     LedgerConfig {
         bonus_rules: vec![BonusRule {
             min_topup: m("100"),
@@ -72,7 +72,7 @@ fn debit_from_balance_and_in_cash() {
     let p = decide_debit(
         &cfg(),
         &c,
-        &debit("50", Tender::Balance, Pin::Absent),
+        &debit("50", Payment::Balance, Pin::Absent),
         now(),
     )
     .unwrap();
@@ -86,7 +86,7 @@ fn debit_from_balance_and_in_cash() {
         (m("50"), m("2.50"), m("47.50"))
     );
 
-    let p = decide_debit(&cfg(), &c, &debit("50", Tender::Cash, Pin::Absent), now()).unwrap();
+    let p = decide_debit(&cfg(), &c, &debit("50", Payment::Cash, Pin::Absent), now()).unwrap();
     assert_eq!(
         (p.cards[0].new_balance, p.answer.points_delta),
         (m("100"), 47)
@@ -95,7 +95,7 @@ fn debit_from_balance_and_in_cash() {
     let d = decide_debit(
         &cfg(),
         &c,
-        &debit("200", Tender::Balance, Pin::Absent),
+        &debit("200", Payment::Balance, Pin::Absent),
         now(),
     );
     assert_eq!(errno(d), Errno::InsufficientBalance);
@@ -103,7 +103,7 @@ fn debit_from_balance_and_in_cash() {
         errno(decide_debit(
             &cfg(),
             &c,
-            &debit("0", Tender::Cash, Pin::Absent),
+            &debit("0", Payment::Cash, Pin::Absent),
             now()
         )),
         Errno::InvalidAmount
@@ -116,7 +116,7 @@ fn status_refuses_postings() {
         errno(decide_debit(
             &cfg(),
             &with(s, card("A1", "100", 0)),
-            &debit("1", Tender::Cash, Pin::Absent),
+            &debit("1", Payment::Cash, Pin::Absent),
             now(),
         ))
     };
@@ -133,7 +133,7 @@ fn five_wrong_pins_lock_the_card() {
     };
     for n in 1..=5 {
         let r =
-            decide_debit(&cfg(), &c, &debit("1", Tender::Balance, Pin::Wrong), now()).unwrap_err();
+            decide_debit(&cfg(), &c, &debit("1", Payment::Balance, Pin::Wrong), now()).unwrap_err();
         assert_eq!(r.errno, Errno::WrongPin);
         let w = r.pin_write.unwrap();
         assert_eq!((w.pin_fail_count, w.lock), (n, n == 5));
@@ -145,7 +145,7 @@ fn five_wrong_pins_lock_the_card() {
     let r = decide_debit(
         &cfg(),
         &c,
-        &debit("1", Tender::Balance, Pin::Correct),
+        &debit("1", Payment::Balance, Pin::Correct),
         now(),
     )
     .unwrap_err();
@@ -168,7 +168,7 @@ fn five_wrong_pins_lock_the_card() {
     let p = decide_debit(
         &cfg(),
         &c,
-        &debit("1", Tender::Balance, Pin::Correct),
+        &debit("1", Payment::Balance, Pin::Correct),
         now(),
     )
     .unwrap();
@@ -324,7 +324,7 @@ fn transfer_rules() {
     );
 }
 
-fn original_debit(tender: Tender) -> Original {
+pub(super) fn original_debit(tender: Tender) -> Original {
     Original {
         order_no: "d1".into(),
         op: OpKind::Debit,

@@ -136,6 +136,13 @@ pub struct NewCard {
     pub pin: PinSource,
 }
 
+/// A split debit's charge: `cash` at the counter, `from_balance` off the card.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SplitLegs {
+    pub cash: Money,
+    pub from_balance: Money,
+}
+
 /// The answer row of protocol.md §6, less what the store fills.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answer {
@@ -148,8 +155,10 @@ pub struct Answer {
     /// Top-up bonus credited on top of `amount` (zero for other ops).
     pub bonus: Money,
     /// Money the cashier pays out in cash: the balance of a closed card, a
-    /// refund of a cash debit.
+    /// refund of a cash debit (or of a split debit's cash leg).
     pub cash_out: Money,
+    /// A split debit's two legs (its row's `cash` and `from_balance`).
+    pub split: Option<SplitLegs>,
     pub points_delta: Points,
     pub balance: Money,
     pub points: Points,
@@ -166,6 +175,7 @@ impl Answer {
             charged: Money::ZERO,
             bonus: Money::ZERO,
             cash_out: Money::ZERO,
+            split: None,
             points_delta: c.points_delta,
             balance: c.new_balance,
             points: c.new_points,

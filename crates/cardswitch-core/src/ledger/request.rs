@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 use super::money::{Money, Points};
 use super::ops_card::StatusOp;
-use super::plan::{NewMember, OpKind, Tender};
+use super::plan::{NewMember, OpKind, Payment, Tender};
 use crate::protocol::attr2::DEFAULT_HISTORY_LIMIT;
 use crate::protocol::errno::Errno;
 use crate::protocol::form::Form;
@@ -202,7 +202,7 @@ pub enum PostingOp {
     Debit {
         card: String,
         sale: Money,
-        tender: Tender,
+        payment: Payment,
         pin: Option<PinText>,
     },
     Topup {
@@ -286,11 +286,27 @@ impl Fields<'_> {
         Money::new(self.form.amount_decimal().ok_or(Errno::Malformed)?)
     }
 
+    /// A top-up's tender: how the shop was paid; never split.
     fn tender(&self) -> Result<Tender, Errno> {
-        match self.attr2.get("tender") {
-            None | Some("balance") => Ok(Tender::Balance),
-            Some("cash") => Ok(Tender::Cash),
-            Some(_) => Err(Errno::Malformed),
+        match self.payment()? {
+            Payment::Balance => Ok(Tender::Balance),
+            Payment::Cash => Ok(Tender::Cash),
+            Payment::Split { .. } => Err(Errno::Malformed),
+        }
+    }
+
+    /// A sale's payment; a split carries its cash leg (protocol.md §6.2).
+    fn payment(&self) -> Result<Payment, Errno> {
+        match (self.attr2.get("tender"), self.attr2.get("cash")) {
+            (None | Some("balance"), None) => Ok(Payment::Balance),
+            (Some("cash"), None) => Ok(Payment::Cash),
+            (Some("split"), Some(cash)) => {
+                let cash = crate::protocol::grammar::amount(cash)?;
+                Ok(Payment::Split {
+                    cash: Money::new(cash).map_err(|_| Errno::Malformed)?,
+                })
+            }
+            _ => Err(Errno::Malformed),
         }
     }
 
@@ -575,7 +591,7 @@ fn posting(op: Op, f: &Fields<'_>) -> Result<PostingOp, Errno> {
         Op::Debit => PostingOp::Debit {
             card: f.card()?,
             sale: f.amount()?,
-            tender: f.tender()?,
+            payment: f.payment()?,
             pin: f.pin("pin"),
         },
         Op::Topup => PostingOp::Topup {

@@ -3,7 +3,7 @@
 use chrono::NaiveDate;
 
 use super::money::Money;
-use super::plan::{OpKind, Tender};
+use super::plan::{OpKind, Payment};
 use super::request::*;
 use crate::protocol::attr2::DEFAULT_HISTORY_LIMIT;
 use crate::protocol::errno::Errno;
@@ -117,15 +117,32 @@ fn typed_requests() {
     assert_eq!(r.order_no(), Some("O1"));
     assert_eq!(r.operator, Operator::Unnamed);
     let PostingOp::Debit {
-        sale, tender, pin, ..
+        sale, payment, pin, ..
     } = posting(&r)
     else {
         panic!("{r:?}")
     };
     assert_eq!(*sale, Money::from_cents(1250).unwrap());
-    assert_eq!(*tender, Tender::Cash);
+    assert_eq!(*payment, Payment::Cash);
     assert_eq!(pin.as_ref().map(PinText::expose), Some("1234"));
     assert_eq!(r.cards_to_lock(), vec!["CARD1".to_string()]);
+
+    let r = Request::from_form(&form(
+        "op=debit&amount=12.5&order_no=O1&attr1=CARD1&attr2=tender%3Dsplit%26cash%3D2.5",
+    ))
+    .unwrap();
+    let PostingOp::Debit { payment, .. } = posting(&r) else {
+        panic!("{r:?}")
+    };
+    let cash = Money::from_cents(250).unwrap();
+    assert_eq!(*payment, Payment::Split { cash });
+    for bad in [
+        "op=debit&amount=1&order_no=O1&attr1=CARD1&attr2=tender%3Dsplit",
+        "op=debit&amount=1&order_no=O1&attr1=CARD1&attr2=cash%3D1",
+        "op=topup&amount=1&order_no=O1&attr1=CARD1&attr2=tender%3Dsplit",
+    ] {
+        assert!(InnerForm::parse(bad.as_bytes()).is_err(), "{bad}");
+    }
 
     let r = Request::from_form(&form(
         "op=transfer&amount=1&order_no=O2&operator=m1&attr1=CARD1&attr2=mpin%3D9999%26to%3DCARD0",

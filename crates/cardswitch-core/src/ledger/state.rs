@@ -255,11 +255,36 @@ pub fn authorize(op: OpKind, operator: Option<Role>, mpin_ok: bool) -> Result<()
     }
 }
 
+/// How an order was paid, as its row records it: what a refund or reverse
+/// of it gives back, and how settlement groups it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Tender {
     #[default]
     Balance,
     Cash,
+    /// Part in cash, the rest from the balance (protocol.md §6.2).
+    Split,
+}
+
+/// How a sale is paid, as its request says: a split names its cash leg.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Payment {
+    #[default]
+    Balance,
+    Cash,
+    Split {
+        cash: super::money::Money,
+    },
+}
+
+impl Payment {
+    pub fn tender(self) -> Tender {
+        match self {
+            Payment::Balance => Tender::Balance,
+            Payment::Cash => Tender::Cash,
+            Payment::Split { .. } => Tender::Split,
+        }
+    }
 }
 
 /// The store's check of the `pin` field against the card's PIN hash.

@@ -125,9 +125,10 @@ pub fn check_value(op: Op, name: &str, v: &str) -> Result<(), Errno> {
 fn check_named(op: Op, name: &str, v: &str) -> Result<(), Errno> {
     match name {
         "pin" | "mpin" => pin(v),
-        "tender" => matches!(v, "balance" | "cash")
+        "tender" => matches!(v, "balance" | "cash" | "split")
             .then_some(())
             .ok_or(Errno::Malformed),
+        "cash" => grammar::amount(v).map(drop),
         "limit" => limit(v, max_limit(op)).map(drop),
         "delta" => grammar::points(v).map(drop),
         "cost" => digits(v, 1, 12),
@@ -150,8 +151,21 @@ pub fn check(op: Op, attr2: &Form) -> Result<(), Malformed> {
         check_value(op, name, value).map_err(|_| Malformed::sent(Some("attr2"), name))?;
     }
     match op.attr2_required().iter().find(|n| attr2.get(n).is_none()) {
-        None => Ok(()),
+        None => tender_pairs(op, attr2),
         Some(missing) => Err(Malformed::at(missing).within("attr2")),
+    }
+}
+
+/// `cash` goes with `tender=split` and only with it (protocol.md §6.2); a
+/// split is a way to pay a sale, so a `topup` cannot be split.
+fn tender_pairs(op: Op, attr2: &Form) -> Result<(), Malformed> {
+    let split = attr2.get("tender") == Some("split");
+    match (op, split, attr2.get("cash").is_some()) {
+        (Op::Debit, true, false) => Err(Malformed::at("attr2.cash")),
+        (Op::Debit, false, true) => Err(Malformed::at("attr2.cash")),
+        (Op::Debit, ..) => Ok(()),
+        (_, true, _) => Err(Malformed::at("attr2.tender")),
+        _ => Ok(()),
     }
 }
 
@@ -165,6 +179,8 @@ mod tests {
             ("pin", "1234"),
             ("mpin", "123456789012"),
             ("tender", "cash"),
+            ("tender", "split"),
+            ("cash", "0.5"),
             ("limit", "50"),
             ("limit", "1"),
             ("delta", "-20"),
@@ -182,6 +198,8 @@ mod tests {
             ("pin", "123"),
             ("pin", "12a4"),
             ("tender", "Cash"),
+            ("cash", "-1"),
+            ("cash", "1.005"),
             ("limit", "0"),
             ("limit", "51"),
             ("limit", "05"),
@@ -232,5 +250,20 @@ mod tests {
         assert!(!ok(Op::Settlement, "by", "card"));
         assert_eq!(date("2026-02-29"), Err(Errno::Malformed));
         assert_eq!(store("**"), Err(Errno::Malformed));
+    }
+
+    #[test]
+    fn cash_goes_with_a_split_debit_only() {
+        let form = |s: &str| super::super::form::parse_form_any(s.as_bytes()).unwrap();
+        let field = |op, s: &str| check(op, &form(s)).map_err(|m| m.field().to_owned());
+        assert_eq!(field(Op::Debit, "tender=split&cash=1.50"), Ok(()));
+        assert_eq!(field(Op::Debit, "tender=split"), Err("attr2.cash".into()));
+        assert_eq!(
+            field(Op::Debit, "tender=cash&cash=1"),
+            Err("attr2.cash".into())
+        );
+        assert_eq!(field(Op::Debit, "cash=1"), Err("attr2.cash".into()));
+        assert_eq!(field(Op::Topup, "tender=split"), Err("attr2.tender".into()));
+        assert_eq!(field(Op::Topup, "tender=cash"), Ok(()));
     }
 }

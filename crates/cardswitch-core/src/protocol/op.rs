@@ -147,7 +147,7 @@ impl Op {
             Op::Settlement => &["store", "by"],
             Op::Liability => &[],
             Op::Register => &["name", "phone", "level", "pin", "birthday", "referrer"],
-            Op::Debit => &["pin", "tender"],
+            Op::Debit => &["pin", "tender", "cash"],
             Op::Topup => &["tender"],
             Op::Points => &["delta", "reason"],
             Op::Redeem => &["pin", "cost", "gift"],
