@@ -58,6 +58,7 @@ fn card() -> CardState {
         },
         pin_fail_count: 0,
         has_pin: false,
+        member_until: None,
     }
 }
 

@@ -153,6 +153,8 @@ async fn run(cluster: &Cluster, dir: &std::path::Path, n: i64) -> anyhow::Result
                 pin_fail_count: 0,
                 chain_len: PER_CARD,
                 last_mac: head.clone(),
+                // As a card from before migration 0019: no renewal stored.
+                renewed_at_ms: None,
             };
             let img = cv.image();
             c_no.push(card_no);

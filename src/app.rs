@@ -19,7 +19,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    store::ledger::ledger_config(&config.ledger)
+    store::ledger::ledger_config(&config.ledger, &config.business)
         .map_err(|e| anyhow::anyhow!("invalid [ledger] configuration: {e}"))?;
     // Keys are an explicit ops step (`cardswitch keys init`): the daemon never
     // makes them itself, and refuses to start without them.

@@ -116,6 +116,9 @@ pub struct BusinessConfig {
     /// How long after midnight yesterday's day keys still work.
     #[serde(with = "secs")]
     pub grace: Duration,
+    /// Days a card's membership runs from its registration or last top-up
+    /// (protocol.md §6.2); 0, the default: it never lapses.
+    pub card_validity_days: u32,
 }
 
 impl Default for BusinessConfig {
@@ -123,6 +126,7 @@ impl Default for BusinessConfig {
         BusinessConfig {
             utc_offset: "+08:00".into(),
             grace: Duration::from_secs(600),
+            card_validity_days: 0,
         }
     }
 }

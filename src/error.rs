@@ -88,7 +88,8 @@ pub fn errno_http_status(e: Errno) -> u16 {
         | Errno::InvalidAmount
         | Errno::OperatorRefused
         | Errno::CardInUse
-        | Errno::NotForThisTerminal => 200,
+        | Errno::NotForThisTerminal
+        | Errno::MembershipExpired => 200,
         Errno::Unavailable => 503,
         Errno::Tampered | Errno::Internal => 500,
     }

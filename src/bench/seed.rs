@@ -94,7 +94,7 @@ pub async fn seed(
             .collect();
     drop(c);
     let ctx = Arc::new(Ctx {
-        cfg: crate::store::ledger::ledger_config(&config.ledger)?,
+        cfg: crate::store::ledger::ledger_config(&config.ledger, &config.business)?,
         level: Level {
             name: spec.level.clone(),
             discount,
@@ -187,7 +187,7 @@ fn build(
         };
         let plans = decide(ctx, i, &card_no, ids.member, &member)?;
         let head = push_postings(&mut r, ctx, &plans, &terminal, &ids, now);
-        let card = card_values(card_no, ids.member, &plans.top.cards[0], head);
+        let card = card_values(card_no, ids.member, &plans.top.cards[0], (head, now));
         push_card(&mut r, ctx, card, now);
         push_member(&mut r, ctx, ids.member, member);
     }
@@ -245,6 +245,7 @@ fn decide(
         level: ctx.level.clone(),
         pin_fail_count: 0,
         has_pin: false,
+        member_until: None,
     };
     let top = decide_topup(
         &ctx.cfg,
@@ -303,12 +304,13 @@ fn push_postings(
     head
 }
 
-/// The card as its last change left it, its chain ending at `head`.
+/// The card as its last change left it, its chain ending at `head`, its
+/// membership renewed (registered) at `at`.
 fn card_values(
     card_no: String,
     member_id: i64,
     last: &CardChange,
-    head: Option<Vec<u8>>,
+    (head, at): (Option<Vec<u8>>, DateTime<Utc>),
 ) -> CardValues {
     CardValues {
         card_no,
@@ -321,6 +323,7 @@ fn card_values(
         pin_fail_count: 0,
         chain_len: 2,
         last_mac: head,
+        renewed_at_ms: Some(at.timestamp_millis()),
     }
 }
 

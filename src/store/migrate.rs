@@ -72,6 +72,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "split_tender",
         include_str!("migrations/0018_split_tender.sql"),
     ),
+    (
+        19,
+        "membership_renewal",
+        include_str!("migrations/0019_membership_renewal.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming our advisory lock.

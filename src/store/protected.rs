@@ -102,9 +102,24 @@ pub fn remac_sql<T: Protected>() -> String {
 /// `mac_key_id`: what [`card_values`] decodes, for every reader that checks
 /// or re-MACs a card.
 pub const CARD_COLUMNS: &str = "c.card_no, c.member_id, c.status, c.balance, c.points, \
-     c.pin_hash, c.pin_salt, c.pin_fail_count, c.chain_len, c.last_mac, c.row_mac, c.mac_key_id";
+     c.pin_hash, c.pin_salt, c.pin_fail_count, c.chain_len, c.last_mac, c.row_mac, c.mac_key_id, \
+     floor(extract(epoch FROM c.renewed_at) * 1000)::bigint";
 
-/// Columns 0–9 of a row read with [`CARD_COLUMNS`] first.
+/// When the membership of card `c` was renewed (protocol.md §6.2): as
+/// stored, or, on a card not written since migration 0019, its last
+/// register, import, replace or top-up (its opening when none is left).
+/// (A macro, so that `concat!` can put it into constant SQL.)
+macro_rules! card_renewed_at {
+    () => {
+        "coalesce(c.renewed_at,
+               (SELECT max(p.posted_at) FROM postings p WHERE p.card_no = c.card_no
+                   AND p.op IN ('register', 'import', 'replace', 'topup')),
+               c.opened_at)"
+    };
+}
+pub(crate) use card_renewed_at;
+
+/// Columns 0–9 and 12 of a row read with [`CARD_COLUMNS`] first.
 pub fn card_values(r: &Row) -> CardValues {
     CardValues {
         card_no: r.get(0),
@@ -117,6 +132,7 @@ pub fn card_values(r: &Row) -> CardValues {
         pin_fail_count: i64::from(r.get::<_, i32>(7)),
         chain_len: r.get(8),
         last_mac: r.get(9),
+        renewed_at_ms: r.get(12),
     }
 }
 

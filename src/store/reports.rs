@@ -228,6 +228,57 @@ pub fn in_scope(own: &str, named: &str) -> bool {
     own == ALL_STORES || own == named
 }
 
+/// A card whose membership lapses soon (protocol.md §6.2), for reminders.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expiring {
+    pub card_no: String,
+    pub member_id: i64,
+    pub name: String,
+    /// In full: the SMS gateway's list.
+    pub phone: String,
+    pub level: String,
+    pub store_id: Option<String>,
+    pub expires_at_ms: i64,
+}
+
+/// The cards not closed whose membership, running `validity_days` from its
+/// last renewal, lapses from now to `within_days` days on, soonest first.
+pub async fn expiring<C: GenericClient>(
+    c: &C,
+    validity_days: u32,
+    within_days: u32,
+) -> Result<Vec<Expiring>> {
+    // Days of 24 hours, as the ledger counts them (never calendar days in
+    // the session's time zone).
+    let sql = concat!(
+        "SELECT card_no, member_id, name, phone, level, store_id,
+                floor(extract(epoch FROM expires) * 1000)::bigint
+           FROM (SELECT c.card_no, m.member_id, m.name, m.phone, m.level, c.store_id, ",
+        crate::store::protected::card_renewed_at!(),
+        " + $1::bigint * interval '24 hours' AS expires
+                   FROM cards c JOIN members m ON m.member_id = c.member_id
+                  WHERE c.status <> 'closed') e
+          WHERE expires >= statement_timestamp()
+            AND expires < statement_timestamp() + $2::bigint * interval '24 hours'
+          ORDER BY expires, card_no COLLATE \"C\""
+    );
+    let rows = c
+        .query(sql, &[&i64::from(validity_days), &i64::from(within_days)])
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Expiring {
+            card_no: r.get(0),
+            member_id: r.get(1),
+            name: r.get(2),
+            phone: r.get(3),
+            level: r.get(4),
+            store_id: r.get(5),
+            expires_at_ms: r.get(6),
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

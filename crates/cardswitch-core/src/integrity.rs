@@ -170,10 +170,22 @@ pub struct CardValues {
     pub pin_fail_count: i64,
     pub chain_len: i64,
     pub last_mac: Option<Vec<u8>>,
+    /// When the membership was last renewed (register or top-up), Unix ms;
+    /// `None` on a card not written since migration 0019, whose MAC then
+    /// covers what it did before.
+    pub renewed_at_ms: Option<i64>,
 }
 
 impl CardValues {
     pub fn image(&self) -> RowImage {
+        let image = self.image_before_0019();
+        match self.renewed_at_ms {
+            Some(ms) => image.with("renewed_at", Value::Int(ms)),
+            None => image,
+        }
+    }
+
+    fn image_before_0019(&self) -> RowImage {
         RowImage::new("cards", &self.card_no)
             .with("member_id", Value::Int(self.member_id))
             .with("status", Value::Text(self.status.clone()))
@@ -214,6 +226,7 @@ impl CardValues {
             pin_fail_count: int("pin_fail_count")?,
             chain_len: int("chain_len")?,
             last_mac: by("last_mac")?,
+            renewed_at_ms: int("renewed_at"),
         })
     }
 }
@@ -530,6 +543,7 @@ mod tests {
             pin_fail_count: 0,
             chain_len: 3,
             last_mac: Some(vec![9; 32]),
+            renewed_at_ms: None,
         };
         let sealed = keys.seal(&c.image());
         let back = CardValues::from_image(&keys.open("cards", "C1", &sealed).unwrap()).unwrap();
@@ -538,6 +552,17 @@ mod tests {
         assert!(keys.verify(Some(&keys.current_id()), &back.image(), None, Some(&mac)));
         assert!(!keys.verify(Some("other"), &back.image(), None, Some(&mac)));
         assert!(!keys.verify(Some(&keys.current_id()), &back.image(), None, None));
+        // A renewal time is covered once a card carries one; a card without
+        // keeps the image it had before migration 0019.
+        let renewed = CardValues {
+            renewed_at_ms: Some(1_795_000_000_000),
+            ..c.clone()
+        };
+        assert!(c.image().get("renewed_at").is_none());
+        assert_ne!(renewed.image(), c.image());
+        let sealed = keys.seal(&renewed.image());
+        let back = CardValues::from_image(&keys.open("cards", "C1", &sealed).unwrap()).unwrap();
+        assert_eq!(back, renewed);
     }
 
     #[test]

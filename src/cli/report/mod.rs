@@ -55,6 +55,17 @@ pub enum ReportAction {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Cards whose membership lapses within the next N days
+    /// (`business.card_validity_days`), soonest first, phones in full: the
+    /// SMS gateway's reminder list.
+    Expiring {
+        #[arg(long)]
+        days: u32,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// A chart of the daily totals (sales, top-ups, new cards) as SVG.
     Trend {
         #[arg(long)]
@@ -69,7 +80,7 @@ pub enum ReportAction {
 pub async fn report_command(action: ReportAction, config: &Config) -> anyhow::Result<()> {
     let db = store::open(config).await?;
     let replica = read_pool(config).await?;
-    let result = run(action, replica.as_ref().unwrap_or(&db.pool)).await;
+    let result = run(action, config, replica.as_ref().unwrap_or(&db.pool)).await;
     db.close().await?;
     result
 }
@@ -96,7 +107,11 @@ pub async fn read_pool(config: &Config) -> anyhow::Result<Option<deadpool_postgr
     }
 }
 
-async fn run(action: ReportAction, pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {
+async fn run(
+    action: ReportAction,
+    config: &Config,
+    pool: &deadpool_postgres::Pool,
+) -> anyhow::Result<()> {
     let mut client = pool.get().await?;
     // One snapshot for the whole report (and the settlement's plan setting).
     let c = client.build_transaction().read_only(true).start().await?;
@@ -121,6 +136,15 @@ async fn run(action: ReportAction, pool: &deadpool_postgres::Pool) -> anyhow::Re
             let store = store.unwrap_or_else(|| crate::ledger::ALL_STORES.to_owned());
             let l = reports::liability(&c, &store).await?;
             write(&out::liability_table(&store, &l), format, out, "liability")
+        }
+        ReportAction::Expiring { days, format, out } => {
+            let validity = config.business.card_validity_days;
+            if validity == 0 {
+                bail!("business.card_validity_days is 0: memberships never lapse");
+            }
+            let cards = reports::expiring(&c, validity, days).await?;
+            let table = out::expiring_table(&cards, config.business.offset());
+            write(&table, format, out, "expiring")
         }
         ReportAction::Trend { from, to, out } => {
             if to < from {

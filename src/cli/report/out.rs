@@ -7,7 +7,7 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
 use crate::ledger::answer_row::signed_money_text;
-use crate::store::reports::{Liability, SettlementLine};
+use crate::store::reports::{Expiring, Liability, SettlementLine};
 
 /// A cell: text, money (two decimals) or a count.
 #[derive(Clone, Debug, PartialEq)]
@@ -89,6 +89,46 @@ pub fn liability_table(store: &str, l: &Liability) -> Table {
                     .unwrap_or_default(),
             ),
         ]],
+    }
+}
+
+/// Cards whose membership lapses soon: the time in the shops' offset for
+/// people, and in Unix ms for an SMS gateway's script.
+pub fn expiring_table(cards: &[Expiring], offset: chrono::FixedOffset) -> Table {
+    let rows = cards
+        .iter()
+        .map(|e| {
+            let at = chrono::DateTime::from_timestamp_millis(e.expires_at_ms)
+                .map(|t| {
+                    t.with_timezone(&offset)
+                        .format("%Y-%m-%d %H:%M %:z")
+                        .to_string()
+                })
+                .unwrap_or_default();
+            vec![
+                Cell::Text(e.card_no.clone()),
+                Cell::Count(e.member_id),
+                Cell::Text(e.name.clone()),
+                Cell::Text(e.phone.clone()),
+                Cell::Text(e.level.clone()),
+                Cell::Text(e.store_id.clone().unwrap_or_default()),
+                Cell::Text(at),
+                Cell::Count(e.expires_at_ms),
+            ]
+        })
+        .collect();
+    Table {
+        header: vec![
+            "card",
+            "member",
+            "name",
+            "phone",
+            "level",
+            "store",
+            "expires_at",
+            "expires_at_ms",
+        ],
+        rows,
     }
 }
 

@@ -215,6 +215,7 @@ impl CardRow {
             pin_fail_count: i64::from(self.pin_fail_count),
             chain_len: self.chain_len,
             last_mac: hex_bytes(&self.last_mac)?,
+            renewed_at_ms: self.renewed_at,
         })
     }
 }

@@ -32,15 +32,14 @@ pub(super) async fn run(
 /// One card of a matching member; the phone in full (office terminals only
 /// send `find`).
 fn found_row(c: &CardRow) -> Result<Row> {
-    let st = c.state()?;
     Ok(Row::new()
         .with("member", c.member_id.to_string())
         .with("name", &c.name)
         .with("phone", &c.phone)
         .with("level", &c.level)
         .with("card", &c.card_no)
-        .with("status", status_text(st.status))
-        .with("balance", money_text(st.balance))
+        .with("status", status_text(c.status))
+        .with("balance", money_text(super::rows::money(&c.balance)?))
         .with("points", c.points.to_string())
         .with("registered_at", c.opened_at.to_string()))
 }

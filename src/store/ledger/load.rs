@@ -229,7 +229,7 @@ mod tests {
         let row = json!({
             "card_no": no, "member_id": 1, "status": "active", "balance": "0.00",
             "points": 0, "pin_fail_count": 0, "level": "std", "discount": "1",
-            "points_rate": "1", "name": "n", "phone": "p", "opened_at": 0,
+            "points_rate": "1", "name": "n", "phone": "p", "opened_at": 0, "renewed_ms": 0,
             "last_mac": last_mac, "chain_len": chain_len,
         });
         (no.to_owned(), serde_json::from_value(row).unwrap())

@@ -83,7 +83,10 @@ pub(crate) enum Outcome {
 }
 
 /// The ledger rules of the configuration.
-pub fn ledger_config(s: &crate::config::LedgerSettings) -> Result<LedgerConfig> {
+pub fn ledger_config(
+    s: &crate::config::LedgerSettings,
+    b: &crate::config::BusinessConfig,
+) -> Result<LedgerConfig> {
     let bonus_rules = s
         .bonus_rules
         .iter()
@@ -101,6 +104,7 @@ pub fn ledger_config(s: &crate::config::LedgerSettings) -> Result<LedgerConfig> 
     Ok(LedgerConfig {
         bonus_rules,
         points_expiry_months: s.points_expiry_months,
+        card_validity_days: b.card_validity_days,
     })
 }
 
@@ -246,12 +250,13 @@ fn expire<'a>(
     digest: [u8; 32],
 ) -> Result<Loaded<'a>> {
     let now = crate::ledger::lots::truncate_ms(ctx.now);
+    let cfg = ledger_config(&env.config.ledger, &env.config.business)?;
     let mut lots = std::mem::take(&mut fetched.lots);
     let mut states: BTreeMap<String, CardState> = BTreeMap::new();
     let mut expiries: Vec<CardChange> = Vec::new();
     let expires = !matches!(req.op(), OpKind::Member | OpKind::History);
     for (no, row) in &rows {
-        let mut st = row.state()?;
+        let mut st = row.state(&cfg)?;
         let card_lots = lots.entry(no.clone()).or_default();
         if let Some(p) = expires
             .then(|| decide_expire("", &st, card_lots, now))
@@ -269,7 +274,7 @@ fn expire<'a>(
     Ok(Loaded {
         env,
         req,
-        cfg: ledger_config(&env.config.ledger)?,
+        cfg,
         now,
         rows,
         states,
@@ -354,12 +359,18 @@ async fn read(
 
 fn read_rows(op: ReadOp, st: &CardState, cr: &CardRow, x: &Loaded<'_>) -> Result<Vec<Row>> {
     Ok(match op {
-        ReadOp::Query => vec![Row::new()
-            .with("card", &st.card_no)
-            .with("balance", money_text(st.balance))
-            .with("points", st.points.to_string())
-            .with("level", &st.level.name)
-            .with("status", status_text(st.status))],
+        ReadOp::Query => {
+            let mut r = Row::new()
+                .with("card", &st.card_no)
+                .with("balance", money_text(st.balance))
+                .with("points", st.points.to_string())
+                .with("level", &st.level.name)
+                .with("status", status_text(st.status));
+            if let Some(until) = st.member_until {
+                r.push("expires_at", until.timestamp_millis().to_string());
+            }
+            vec![r]
+        }
         ReadOp::Member => vec![Row::new()
             .with("card", &st.card_no)
             .with("name", &cr.name)

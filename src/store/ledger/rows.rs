@@ -13,8 +13,8 @@ use crate::error::{Error, Result};
 use crate::integrity::{canonical_json, OrderValues};
 use crate::ledger::request::PinText;
 use crate::ledger::{
-    CardState, CardStatus, Effect, Level, LotTake, Money, OpKind, Original, Pin, Role, Standing,
-    Tender,
+    CardState, CardStatus, Effect, LedgerConfig, Level, LotTake, Money, OpKind, Original, Pin,
+    Role, Standing, Tender,
 };
 use crate::protocol::xml::Row;
 use crate::store::txn::TxnEnv;
@@ -48,6 +48,12 @@ pub(super) struct CardRow {
     pub(super) phone: String,
     pub(super) birthday: Option<String>,
     pub(super) opened_at: i64,
+    /// As stored (under the card's MAC): `None` on a card not written since
+    /// migration 0019.
+    pub(super) renewed_at: Option<i64>,
+    /// When the membership was renewed: as stored, or for a card from
+    /// before migration 0019 its last register, import, replace or top-up.
+    pub(super) renewed_ms: i64,
     pub(super) row_mac: Option<String>,
     pub(super) mac_key_id: Option<String>,
     pub(super) last_mac: Option<String>,
@@ -235,7 +241,7 @@ pub(super) fn at_ms(ms: i64) -> Result<DateTime<Utc>> {
 }
 
 impl CardRow {
-    pub(super) fn state(&self) -> Result<CardState> {
+    pub(super) fn state(&self, cfg: &LedgerConfig) -> Result<CardState> {
         Ok(CardState {
             card_no: self.card_no.clone(),
             member_id: self.member_id,
@@ -249,6 +255,7 @@ impl CardRow {
             },
             pin_fail_count: u32::try_from(self.pin_fail_count).unwrap_or(0),
             has_pin: self.pin_hash.is_some(),
+            member_until: cfg.member_until(at_ms(self.renewed_ms)?),
         })
     }
 

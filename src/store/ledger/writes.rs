@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
 
 use super::check::json_dec;
-use super::rows::{hex_bytes, CardRow, LotRow};
+use super::rows::{hex_bytes, money, CardRow, LotRow};
 use super::sql::{write_sql, WriteSection, WriteSections, REFUSE_SQL};
 use crate::error::{Error, Result};
 use crate::integrity::{
@@ -243,6 +243,15 @@ fn mac_order(o: &mut Value, keys: &RowKeys) -> Result<()> {
     Ok(())
 }
 
+/// A card's values after all of one request's changes to it.
+struct CardFinal {
+    balance: Money,
+    points: i64,
+    status: CardStatus,
+    pin_fail_count: u32,
+    renewed_ms: i64,
+}
+
 impl Writes {
     pub(super) fn new(ctx: &TxnContext, now: DateTime<Utc>, txn_id: i64, env: &TxnEnv) -> Writes {
         Writes {
@@ -381,34 +390,40 @@ impl Writes {
         rows: &BTreeMap<String, CardRow>,
         pin: Option<u32>,
     ) -> Result<()> {
-        let mut finals: BTreeMap<&str, (Money, i64, CardStatus, u32)> = BTreeMap::new();
+        let mut finals: BTreeMap<&str, CardFinal> = BTreeMap::new();
         for c in changes {
             let row = rows
                 .get(&c.card_no)
                 .ok_or_else(|| Error::internal("change of a card not locked"))?;
-            let st = row.state()?;
-            let e = finals.entry(c.card_no.as_str()).or_insert((
-                st.balance,
-                st.points,
-                st.status,
-                st.pin_fail_count,
-            ));
-            e.0 = c.new_balance;
-            e.1 = c.new_points;
+            let e = finals.entry(c.card_no.as_str()).or_insert(CardFinal {
+                balance: money(&row.balance)?,
+                points: row.points,
+                status: row.status,
+                pin_fail_count: u32::try_from(row.pin_fail_count).unwrap_or(0),
+                renewed_ms: row.renewed_ms,
+            });
+            e.balance = c.new_balance;
+            e.points = c.new_points;
             if let Some(s) = c.status {
-                e.2 = s;
+                e.status = s;
             }
             if let Some(n) = c.pin_fail_count.or(pin) {
-                e.3 = n;
+                e.pin_fail_count = n;
+            }
+            if c.renews_membership {
+                e.renewed_ms = self.now.timestamp_millis();
             }
         }
-        for (no, (b, p, s, n)) in finals {
+        for (no, f) in finals {
             let row = &rows[no];
             self.cards.push(json!({
                 "card_no": no,
                 "old_balance": row.balance, "old_points": row.points,
-                "balance": money_text(b), "points": p, "status": status_text(s),
-                "pin_fail_count": n, "at": self.now.to_rfc3339(),
+                "balance": money_text(f.balance), "points": f.points,
+                "status": status_text(f.status),
+                "pin_fail_count": f.pin_fail_count, "at": self.now.to_rfc3339(),
+                // A card from before migration 0019 gets its renewal stored.
+                "renewed_at_ms": f.renewed_ms,
                 // Not written as such: what the card's MAC covers.
                 "member_id": row.member_id, "pin_hash": row.pin_hash, "pin_salt": row.pin_salt,
                 "last_mac": row.last_mac, "chain_len": row.chain_len,
@@ -491,6 +506,7 @@ impl Writes {
                 pin_fail_count: c["pin_fail_count"].as_i64().unwrap_or(0),
                 chain_len: len,
                 last_mac: last,
+                renewed_at_ms: c["renewed_at_ms"].as_i64(),
             };
             let img = v.image();
             c["last_mac"] = v.last_mac.as_ref().map(hex::encode).into();

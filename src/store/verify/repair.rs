@@ -16,7 +16,7 @@ fn card_json(v: &CardValues) -> serde_json::Value {
     serde_json::json!({
         "status": v.status, "balance": v.balance.to_string(), "points": v.points,
         "pin_set": v.pin_hash.is_some(), "pin_fail_count": v.pin_fail_count,
-        "chain_len": v.chain_len,
+        "chain_len": v.chain_len, "renewed_at": v.renewed_at_ms,
     })
 }
 
@@ -52,7 +52,8 @@ pub(super) async fn repair(
             .execute(
                 "UPDATE cards SET member_id = $2, status = $3, balance = $4, points = $5,
                         pin_hash = $6, pin_salt = $7, pin_fail_count = $8, chain_len = $9,
-                        last_mac = $10, row_mac = $11, mac_key_id = $12, sealed = $13
+                        last_mac = $10, row_mac = $11, mac_key_id = $12, sealed = $13,
+                        renewed_at = 'epoch'::timestamptz + $19::bigint * interval '1 millisecond'
                   WHERE card_no = $1 AND status = $14 AND balance = $15 AND points = $16
                     AND chain_len = $17 AND last_mac IS NOT DISTINCT FROM $18",
                 &[
@@ -74,6 +75,7 @@ pub(super) async fn repair(
                     &s.values.points,
                     &s.values.chain_len,
                     &s.values.last_mac,
+                    &sealed.renewed_at_ms,
                 ],
             )
             .await?;

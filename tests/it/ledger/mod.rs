@@ -17,3 +17,4 @@ mod replays;
 mod reversals;
 mod split_tender;
 mod statements;
+mod validity;

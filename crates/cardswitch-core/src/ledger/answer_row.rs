@@ -157,6 +157,7 @@ mod tests {
             },
             pin_fail_count: 0,
             has_pin: false,
+            member_until: None,
         };
         let plan = decide_topup(
             &LedgerConfig::default(),

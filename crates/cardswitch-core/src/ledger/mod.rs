@@ -50,6 +50,8 @@ mod ops_tests;
 mod request_tests;
 #[cfg(test)]
 mod split_tests;
+#[cfg(test)]
+mod validity_tests;
 
 pub use lots::{live_points, Lot, LotId, LotTake, NewLot, Ts};
 pub use money::{round_half_up_cents, Money, Points, MAX_POINTS};

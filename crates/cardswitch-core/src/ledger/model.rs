@@ -63,6 +63,7 @@ impl Model {
                     },
                 ],
                 points_expiry_months: Some(1),
+                card_validity_days: 0,
             },
             levels: vec![
                 level("std", "1", "1"),
@@ -156,6 +157,7 @@ impl Model {
                 level,
                 pin_fail_count: 0,
                 has_pin: n.pin != PinSource::None,
+                member_until: None,
             };
             self.cards.insert(
                 n.card_no.clone(),

@@ -19,7 +19,8 @@ pub struct DebitReq {
     pub pin: Pin,
 }
 
-/// Level discount on the sale; with tender `balance` the charge leaves the
+/// Level discount on the sale (none, and no points, once the membership has
+/// lapsed: [`CardState::pricing_level`]); with tender `balance` the charge leaves the
 /// balance (2004 if short), with `cash` the balance is untouched, with
 /// `split` the cash leg is paid at the counter and the rest leaves the
 /// balance. Points are earned on the whole charge whatever the tender, as a
@@ -27,8 +28,9 @@ pub struct DebitReq {
 pub fn decide_debit(cfg: &LedgerConfig, card: &CardState, req: &DebitReq, now: Ts) -> Decision {
     require_active(card)?;
     let pin_reset = check_pin(card, req.pin)?;
-    let (discount, charged) = debit_amounts(req.sale, &card.level)?;
-    let earned = points_earned(charged, &card.level)?;
+    let level = card.pricing_level(now);
+    let (discount, charged) = debit_amounts(req.sale, &level)?;
+    let earned = points_earned(charged, &level)?;
     let (from_balance, split) = payment_legs(req.payment, charged)?;
     let mut c = CardChange::build(card, -from_balance.amount(), earned)?;
     if earned > 0 {
@@ -96,7 +98,8 @@ pub fn decide_topup(cfg: &LedgerConfig, card: &CardState, req: &TopupReq) -> Dec
     }
     let bonus = topup_bonus(req.amount, &cfg.bonus_rules);
     let credit = req.amount.checked_add(bonus).ok_or(Errno::InvalidAmount)?;
-    let c = CardChange::build(card, credit.amount(), 0)?;
+    let mut c = CardChange::build(card, credit.amount(), 0)?;
+    c.renews_membership = true;
     let mut plan = Plan::single(&req.order_no, OpKind::Topup, c);
     plan.answer.amount = req.amount;
     plan.answer.charged = req.amount;

@@ -51,11 +51,15 @@ pub struct RedeemReq {
     pub pin: Pin,
 }
 
-/// Points taken for a gift, from live lots only (2005 if short); a cost of 0
+/// Points taken for a gift, from live lots only (2005 if short), never once
+/// the membership has lapsed (2015); a cost of 0
 /// or less is 2010.
 pub fn decide_redeem(card: &CardState, lots: &[Lot], req: &RedeemReq, now: Ts) -> Decision {
     require_active(card)?;
     let pin_reset = check_pin(card, req.pin)?;
+    if card.membership_lapsed(now) {
+        return Err(Errno::MembershipExpired.into());
+    }
     if req.cost <= 0 || req.cost > MAX_POINTS {
         return Err(Errno::InvalidAmount.into());
     }

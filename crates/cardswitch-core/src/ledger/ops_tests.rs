@@ -36,6 +36,7 @@ pub(super) fn card(no: &str, balance: &str, points: i64) -> CardState {
         },
         pin_fail_count: 0,
         has_pin: false,
+        member_until: None,
     }
 }
 
@@ -63,6 +64,7 @@ pub(super) fn cfg() -> LedgerConfig {
             bonus: m("10"),
         }],
         points_expiry_months: Some(12),
+        card_validity_days: 0,
     }
 }
 
@@ -129,6 +131,7 @@ fn status_refuses_postings() {
 fn five_wrong_pins_lock_the_card() {
     let mut c = CardState {
         has_pin: true,
+        member_until: None,
         ..card("A1", "100", 0)
     };
     for n in 1..=5 {

@@ -26,6 +26,8 @@ pub struct CardChange {
     pub lots_restored: Vec<LotTake>,
     pub status: Option<CardStatus>,
     pub pin_fail_count: Option<u32>,
+    /// A top-up renews the membership from now (protocol.md §6.2).
+    pub renews_membership: bool,
     /// The card's values after the change, for the answer and for the store
     /// to check its `UPDATE … RETURNING` against.
     pub new_balance: Money,
@@ -66,6 +68,7 @@ impl CardChange {
             lots_restored: vec![],
             status: None,
             pin_fail_count: None,
+            renews_membership: false,
             new_balance,
             new_points,
         })
@@ -274,4 +277,15 @@ pub struct LedgerConfig {
     pub bonus_rules: Vec<BonusRule>,
     /// Months after which earned points expire; `None`: never.
     pub points_expiry_months: Option<u32>,
+    /// Days a membership runs from its registration or last top-up
+    /// (`business.card_validity_days`); 0: it never lapses.
+    pub card_validity_days: u32,
+}
+
+impl LedgerConfig {
+    /// When a membership renewed at `renewed_at` lapses; `None`: never.
+    pub fn member_until(&self, renewed_at: Ts) -> Option<Ts> {
+        (self.card_validity_days > 0)
+            .then(|| renewed_at + chrono::Duration::days(i64::from(self.card_validity_days)))
+    }
 }

@@ -31,6 +31,29 @@ pub struct CardState {
     pub level: Level,
     pub pin_fail_count: u32,
     pub has_pin: bool,
+    /// When the membership lapses (protocol.md §6.2 validity; of the
+    /// membership, never of the money); `None`: never.
+    pub member_until: Option<super::lots::Ts>,
+}
+
+impl CardState {
+    /// Whether the membership has lapsed at `now`.
+    pub fn membership_lapsed(&self, now: super::lots::Ts) -> bool {
+        self.member_until.is_some_and(|until| now >= until)
+    }
+
+    /// The level a sale is priced at: the card's, or, once its membership
+    /// has lapsed, one with no discount that earns no points.
+    pub fn pricing_level(&self, now: super::lots::Ts) -> Level {
+        if !self.membership_lapsed(now) {
+            return self.level.clone();
+        }
+        Level {
+            name: self.level.name.clone(),
+            discount: rust_decimal::Decimal::ONE,
+            points_rate: rust_decimal::Decimal::ZERO,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize)]

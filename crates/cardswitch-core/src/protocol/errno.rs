@@ -27,13 +27,14 @@ pub enum Errno {
     OperatorRefused = 2011,
     CardInUse = 2012,
     NotForThisTerminal = 2013,
+    MembershipExpired = 2015,
     Tampered = 3001,
     Unavailable = 3002,
     Internal = 3003,
 }
 
 impl Errno {
-    pub const ALL: [Errno; 26] = [
+    pub const ALL: [Errno; 27] = [
         Errno::Ok,
         Errno::Malformed,
         Errno::UnknownTerminal,
@@ -57,6 +58,7 @@ impl Errno {
         Errno::OperatorRefused,
         Errno::CardInUse,
         Errno::NotForThisTerminal,
+        Errno::MembershipExpired,
         Errno::Tampered,
         Errno::Unavailable,
         Errno::Internal,
@@ -96,6 +98,7 @@ impl Errno {
             Errno::OperatorRefused => "operator not allowed",
             Errno::CardInUse => "card number already in use",
             Errno::NotForThisTerminal => "operation not allowed for this terminal",
+            Errno::MembershipExpired => "membership expired",
             Errno::Tampered => "stored data failed its integrity check",
             Errno::Unavailable => "service unavailable",
             Errno::Internal => "internal error",

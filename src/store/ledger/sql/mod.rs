@@ -46,6 +46,7 @@ pub(super) use claim_set::{claim_set_sql, CLAIM_SET_TYPES};
 pub(super) use load::{load_sql, LoadColumn, LoadColumns, LOAD_TYPES};
 pub(super) use write::{write_sql, WriteSection, WriteSections, REFUSE_SQL};
 
+use crate::store::protected::card_renewed_at;
 use load::{load_part, FOLDED_PARAMS};
 
 /// What a request's claim statement does besides spending its `ts` and
@@ -197,18 +198,23 @@ fn claim_ctes(shape: ClaimShape) -> String {
 
 /// A card with its member and level, as the ledger's checks read it (one
 /// JSON object per card: `rows::CardRow`).
-const CARD_ROW: &str =
+const CARD_ROW: &str = concat!(
     "SELECT c.card_no, c.member_id, c.status, c.balance::text AS balance, c.points,
            encode(c.pin_hash, 'hex') AS pin_hash, encode(c.pin_salt, 'hex') AS pin_salt,
            c.pin_fail_count, m.level, l.discount::text AS discount,
            l.points_rate::text AS points_rate, m.name, m.phone, m.birthday::text AS birthday,
            floor(extract(epoch FROM c.opened_at) * 1000)::bigint AS opened_at,
+           floor(extract(epoch FROM c.renewed_at) * 1000)::bigint AS renewed_at,
+           floor(extract(epoch FROM ",
+    card_renewed_at!(),
+    ") * 1000)::bigint AS renewed_ms,
            encode(c.row_mac, 'hex') AS row_mac, c.mac_key_id, encode(c.last_mac, 'hex') AS last_mac,
            encode(c.sealed, 'hex') AS sealed,
            c.chain_len, m.referrer, encode(m.row_mac, 'hex') AS member_mac,
            m.mac_key_id AS member_key_id, encode(l.row_mac, 'hex') AS level_mac,
            l.mac_key_id AS level_key_id
-      FROM cards c JOIN members m ON m.member_id = c.member_id JOIN levels l ON l.level = m.level";
+      FROM cards c JOIN members m ON m.member_id = c.member_id JOIN levels l ON l.level = m.level"
+);
 
 /// `find` (protocol.md §6.1): every card of the members whose phone is $1
 /// or who hold card $1, at most $2, members in id order, their cards in

@@ -63,27 +63,31 @@ impl WriteSection {
                 level text, row_mac text, mac_key_id text, sealed text)",
             WriteSection::NewCards => "
     INSERT INTO cards (card_no, member_id, status, balance, points, pin_hash, pin_salt, opened_at,
-           row_mac, mac_key_id, sealed, last_mac, chain_len, store_id)
+           renewed_at, row_mac, mac_key_id, sealed, last_mac, chain_len, store_id)
     SELECT x.card_no, x.member_id, x.status, x.balance,
            x.points, decode(x.pin_hash, 'hex'), decode(x.pin_salt, 'hex'), x.at,
+           'epoch'::timestamptz + x.renewed_at_ms * interval '1 millisecond',
            decode(x.row_mac, 'hex'), x.mac_key_id, decode(x.sealed, 'hex'),
            decode(x.last_mac, 'hex'), x.chain_len, x.store_id
       FROM j, jsonb_to_recordset(j.j->'new_cards')
            AS x(card_no text, member_id bigint, status text, balance numeric, points bigint,
-                pin_hash text, pin_salt text, at timestamptz, row_mac text, mac_key_id text,
-                sealed text, last_mac text, chain_len bigint, store_id text)",
+                pin_hash text, pin_salt text, at timestamptz, renewed_at_ms bigint,
+                row_mac text, mac_key_id text, sealed text, last_mac text, chain_len bigint,
+                store_id text)",
             WriteSection::Cards => "
     UPDATE cards c SET balance = x.balance, points = x.points, status = x.status,
            pin_fail_count = x.pin_fail_count,
            row_mac = decode(x.row_mac, 'hex'), mac_key_id = x.mac_key_id,
            sealed = decode(x.sealed, 'hex'), last_mac = decode(x.last_mac, 'hex'),
            chain_len = x.chain_len,
+           renewed_at = 'epoch'::timestamptz + x.renewed_at_ms * interval '1 millisecond',
            closed_at = CASE WHEN x.status = 'closed' AND c.status <> 'closed' THEN x.at
                             ELSE c.closed_at END
       FROM j, jsonb_to_recordset(j.j->'cards')
            AS x(card_no text, old_balance numeric, old_points bigint, balance numeric,
                 points bigint, status text, pin_fail_count integer, at timestamptz,
-                row_mac text, mac_key_id text, sealed text, last_mac text, chain_len bigint)
+                renewed_at_ms bigint, row_mac text, mac_key_id text, sealed text,
+                last_mac text, chain_len bigint)
      WHERE c.card_no = x.card_no AND c.balance = x.old_balance AND c.points = x.old_points
        AND c.card_no = ANY (ARRAY(SELECT e->>'card_no' FROM jsonb_array_elements($1::jsonb->'cards') e))",
             WriteSection::Postings => "
