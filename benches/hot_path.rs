@@ -55,10 +55,12 @@ fn card() -> CardState {
             name: "gold".into(),
             discount: Decimal::new(95, 2),
             points_rate: Decimal::ONE,
+            limits: Default::default(),
         },
         pin_fail_count: 0,
         has_pin: false,
         member_until: None,
+        spent_today: cardswitch::ledger::Money::ZERO,
     }
 }
 

@@ -155,6 +155,7 @@ async fn run(cluster: &Cluster, dir: &std::path::Path, n: i64) -> anyhow::Result
                 last_mac: head.clone(),
                 // As a card from before migration 0019: no renewal stored.
                 renewed_at_ms: None,
+                spent: None,
             };
             let img = cv.image();
             c_no.push(card_no);

@@ -89,7 +89,8 @@ pub fn errno_http_status(e: Errno) -> u16 {
         | Errno::OperatorRefused
         | Errno::CardInUse
         | Errno::NotForThisTerminal
-        | Errno::MembershipExpired => 200,
+        | Errno::MembershipExpired
+        | Errno::OverLimit => 200,
         Errno::Unavailable => 503,
         Errno::Tampered | Errno::Internal => 500,
     }

@@ -99,6 +99,7 @@ pub async fn seed(
             name: spec.level.clone(),
             discount,
             points_rate,
+            limits: Default::default(),
         },
         offset: config.business.offset(),
         keys: secrets.row_keys,
@@ -246,6 +247,7 @@ fn decide(
         pin_fail_count: 0,
         has_pin: false,
         member_until: None,
+        spent_today: crate::ledger::Money::ZERO,
     };
     let top = decide_topup(
         &ctx.cfg,
@@ -324,6 +326,7 @@ fn card_values(
         chain_len: 2,
         last_mac: head,
         renewed_at_ms: Some(at.timestamp_millis()),
+        spent: None,
     }
 }
 

@@ -3,6 +3,7 @@
 use clap::Subcommand;
 
 use crate::config::Config;
+use crate::integrity::LevelLimits;
 use crate::store::{self};
 
 #[derive(Subcommand)]
@@ -54,9 +55,49 @@ pub enum LevelAction {
         /// Points per currency unit charged.
         #[arg(long)]
         points_rate: rust_decimal::Decimal,
+        /// No top-up or incoming transfer takes a card's balance above this.
+        #[arg(long)]
+        max_balance: Option<rust_decimal::Decimal>,
+        /// What one business day's debits and outgoing transfers may take
+        /// from a card's balance.
+        #[arg(long)]
+        daily_debit_limit: Option<rust_decimal::Decimal>,
+    },
+    /// Change a level's limits (an absent flag leaves that limit; `none`
+    /// lifts it). Postings decided after the change obey it.
+    Set {
+        name: String,
+        #[arg(long, value_parser = limit_arg)]
+        max_balance: Option<LimitArg>,
+        #[arg(long, value_parser = limit_arg)]
+        daily_debit_limit: Option<LimitArg>,
     },
     /// List levels.
     List,
+}
+
+/// A limit on the command line: an amount, or `none` (no limit).
+#[derive(Clone, Copy, Debug)]
+pub struct LimitArg(Option<rust_decimal::Decimal>);
+
+fn limit_arg(s: &str) -> Result<LimitArg, String> {
+    if s == "none" {
+        return Ok(LimitArg(None));
+    }
+    s.parse()
+        .map(|d| LimitArg(Some(d)))
+        .map_err(|_| format!("{s:?} is neither an amount nor `none`"))
+}
+
+fn limits_text(l: LevelLimits) -> String {
+    let show = |v: Option<rust_decimal::Decimal>| {
+        v.map_or("none".to_owned(), |d| d.normalize().to_string())
+    };
+    format!(
+        "max_balance={}\tdaily_debit_limit={}",
+        show(l.max_balance),
+        show(l.daily_debit_limit)
+    )
 }
 
 /// The first line of stdin, without its line end.
@@ -146,21 +187,59 @@ pub async fn operator_command(action: OperatorAction, config: &Config) -> anyhow
 pub async fn level_command(action: LevelAction, config: &Config) -> anyhow::Result<()> {
     use crate::store::operators;
     let db = store::open(config).await?;
-    let client = db.pool.get().await?;
+    let mut client = db.pool.get().await?;
     let result = async {
         match action {
             LevelAction::Add {
                 name,
                 discount,
                 points_rate,
+                max_balance,
+                daily_debit_limit,
             } => {
                 let keys = crate::keys::admin::row_keys(config, &client).await?;
-                operators::add_level(&client, &keys, &name, discount, points_rate).await?;
+                let tx = client.transaction().await?;
+                operators::add_level(&tx, &keys, &name, discount, points_rate).await?;
+                let limits = LevelLimits {
+                    max_balance,
+                    daily_debit_limit,
+                };
+                if limits != LevelLimits::default() {
+                    operators::set_level_limits(&tx, &keys, &name, limits).await?;
+                }
+                tx.commit().await?;
                 println!("level {name} added: pays {discount}, {points_rate} points per unit");
             }
+            LevelAction::Set {
+                name,
+                max_balance,
+                daily_debit_limit,
+            } => {
+                let keys = crate::keys::admin::row_keys(config, &client).await?;
+                let tx = client.transaction().await?;
+                let now = operators::levels(&tx)
+                    .await?
+                    .into_iter()
+                    .find(|l| l.level == name)
+                    .ok_or_else(|| anyhow::anyhow!("no level {name}"))?
+                    .limits;
+                let limits = LevelLimits {
+                    max_balance: max_balance.map_or(now.max_balance, |a| a.0),
+                    daily_debit_limit: daily_debit_limit.map_or(now.daily_debit_limit, |a| a.0),
+                };
+                operators::set_level_limits(&tx, &keys, &name, limits).await?;
+                tx.commit().await?;
+                println!("level {name}: {}", limits_text(limits));
+            }
             LevelAction::List => {
-                for (name, d, r) in operators::list_levels(&client).await? {
-                    println!("{name}\tdiscount={d}\tpoints_rate={r}");
+                for l in operators::levels(&client).await? {
+                    println!(
+                        "{}\tdiscount={}\tpoints_rate={}\t{}",
+                        l.level,
+                        l.discount.normalize(),
+                        l.points_rate.normalize(),
+                        limits_text(l.limits)
+                    );
                 }
             }
         }

@@ -77,6 +77,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "membership_renewal",
         include_str!("migrations/0019_membership_renewal.sql"),
     ),
+    (20, "limits", include_str!("migrations/0020_limits.sql")),
 ];
 
 /// An arbitrary constant naming our advisory lock.

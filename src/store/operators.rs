@@ -7,7 +7,8 @@ use rust_decimal::Decimal;
 
 use crate::crypto::keyed_hash::{keyed_hash, random_salt, DOMAIN_MANAGER_PIN};
 use crate::crypto::Secret32;
-use crate::integrity::{level_image, operator_image, RowKeys};
+use crate::integrity::{level_image, operator_image, LevelLimits, RowKeys};
+use crate::store::protected::{select_all, LevelRow, Protected};
 
 /// An operator as listed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -225,7 +226,7 @@ pub async fn add_level<C: GenericClient>(
         crate::protocol::grammar::terminal(name).is_ok(),
         "level names are [A-Za-z0-9_-]{{1,32}}"
     );
-    let img = level_image(name, discount, points_rate);
+    let img = level_image(name, discount, points_rate, LevelLimits::default());
     let (mac, kid) = keys.mac_with_id(&img, None);
     c.execute(
         "INSERT INTO levels (level, discount, points_rate, row_mac, mac_key_id, sealed)
@@ -235,6 +236,63 @@ pub async fn add_level<C: GenericClient>(
     .await
     .map_err(|e| anyhow::anyhow!("cannot add level {name}: {e}"))?;
     Ok(())
+}
+
+/// Sets a level's limits (protocol.md §6.2; `None`: none), its MAC and
+/// sealed copy written anew from the values read under the row's lock (a
+/// level that fails its MAC check is left for `verify`). Run in a
+/// transaction.
+pub async fn set_level_limits<C: GenericClient>(
+    c: &C,
+    keys: &RowKeys,
+    name: &str,
+    limits: LevelLimits,
+) -> anyhow::Result<()> {
+    for v in [limits.max_balance, limits.daily_debit_limit]
+        .into_iter()
+        .flatten()
+    {
+        anyhow::ensure!(
+            crate::ledger::Money::new(v).is_ok(),
+            "a limit is an amount >= 0 with at most two decimals"
+        );
+    }
+    let sql = format!(
+        "SELECT {} FROM levels WHERE level = $1 FOR UPDATE",
+        LevelRow::COLUMNS
+    );
+    let row = c
+        .query_opt(&sql, &[&name])
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no level {name}"))?;
+    let mut level = LevelRow::decode(&row);
+    anyhow::ensure!(
+        level.mac_ok(keys),
+        "level {name} fails its MAC check: run verify"
+    );
+    level.limits = limits;
+    let img = level.image();
+    let (mac, kid) = keys.mac_with_id(&img, None);
+    c.execute(
+        "UPDATE levels SET max_balance = $2, daily_debit_limit = $3, row_mac = $4,
+                mac_key_id = $5, sealed = $6 WHERE level = $1",
+        &[
+            &name,
+            &limits.max_balance,
+            &limits.daily_debit_limit,
+            &mac,
+            &kid,
+            &keys.seal(&img),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Every level as stored, limits included.
+pub async fn levels<C: GenericClient>(c: &C) -> anyhow::Result<Vec<LevelRow>> {
+    let rows = c.query(&select_all::<LevelRow>(false), &[]).await?;
+    Ok(rows.iter().map(LevelRow::decode).collect())
 }
 
 /// `(name, discount, points_rate)` of every level.

@@ -13,7 +13,7 @@ use tokio_postgres::Row;
 use crate::crypto::row::RowImage;
 use crate::integrity::{
     canonical_json, level_image, lot_image, member_image, operator_image, session_image,
-    CardValues, OrderValues, PostingValues, RowKeys,
+    CardValues, LevelLimits, OrderValues, PostingValues, RowKeys,
 };
 
 /// A table whose rows each carry `row_mac` and `mac_key_id` over an image of
@@ -103,7 +103,7 @@ pub fn remac_sql<T: Protected>() -> String {
 /// or re-MACs a card.
 pub const CARD_COLUMNS: &str = "c.card_no, c.member_id, c.status, c.balance, c.points, \
      c.pin_hash, c.pin_salt, c.pin_fail_count, c.chain_len, c.last_mac, c.row_mac, c.mac_key_id, \
-     floor(extract(epoch FROM c.renewed_at) * 1000)::bigint";
+     floor(extract(epoch FROM c.renewed_at) * 1000)::bigint, c.spent_day::text, c.spent_today";
 
 /// When the membership of card `c` was renewed (protocol.md §6.2): as
 /// stored, or, on a card not written since migration 0019, its last
@@ -119,7 +119,7 @@ macro_rules! card_renewed_at {
 }
 pub(crate) use card_renewed_at;
 
-/// Columns 0–9 and 12 of a row read with [`CARD_COLUMNS`] first.
+/// Columns 0–9 and 12–14 of a row read with [`CARD_COLUMNS`] first.
 pub fn card_values(r: &Row) -> CardValues {
     CardValues {
         card_no: r.get(0),
@@ -133,6 +133,9 @@ pub fn card_values(r: &Row) -> CardValues {
         chain_len: r.get(8),
         last_mac: r.get(9),
         renewed_at_ms: r.get(12),
+        spent: r
+            .get::<_, Option<String>>(13)
+            .zip(r.get::<_, Option<Decimal>>(14)),
     }
 }
 
@@ -410,6 +413,7 @@ pub struct LevelRow {
     pub level: String,
     pub discount: Decimal,
     pub points_rate: Decimal,
+    pub limits: LevelLimits,
     pub row_mac: Option<Vec<u8>>,
     pub mac_key_id: Option<String>,
 }
@@ -417,13 +421,18 @@ pub struct LevelRow {
 impl Protected for LevelRow {
     const TABLE: &'static str = "levels";
     const KEY: &'static [(&'static str, &'static str)] = &[("level", "text")];
-    const COLUMNS: &'static str = "level, discount, points_rate, row_mac, mac_key_id";
+    const COLUMNS: &'static str =
+        "level, discount, points_rate, row_mac, mac_key_id, max_balance, daily_debit_limit";
 
     fn decode(r: &Row) -> Self {
         LevelRow {
             level: r.get(0),
             discount: r.get(1),
             points_rate: r.get(2),
+            limits: LevelLimits {
+                max_balance: r.get(5),
+                daily_debit_limit: r.get(6),
+            },
             row_mac: r.get(3),
             mac_key_id: r.get(4),
         }
@@ -434,7 +443,7 @@ impl Protected for LevelRow {
     }
 
     fn image(&self) -> RowImage {
-        level_image(&self.level, self.discount, self.points_rate)
+        level_image(&self.level, self.discount, self.points_rate, self.limits)
     }
 
     fn row_mac(&self) -> Option<&[u8]> {

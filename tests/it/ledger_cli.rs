@@ -11,7 +11,7 @@ use crate::ledger_support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cardswitch");
 
-fn cli(url: &str, keys: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
+pub(crate) fn cli(url: &str, keys: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(BIN)
         .arg("--database-url")
         .arg(url)
@@ -32,7 +32,7 @@ fn cli(url: &str, keys: &std::path::Path, args: &[&str], stdin: Option<&str>) ->
     child.wait_with_output().unwrap()
 }
 
-fn out(o: &Output) -> String {
+pub(crate) fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 

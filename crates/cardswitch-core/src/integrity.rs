@@ -174,15 +174,25 @@ pub struct CardValues {
     /// `None` on a card not written since migration 0019, whose MAC then
     /// covers what it did before.
     pub renewed_at_ms: Option<i64>,
+    /// What the card's last business day with spending (`YYYY-MM-DD`) took
+    /// from it; `None` on a card not written since migration 0020.
+    pub spent: Option<(String, Decimal)>,
 }
 
 impl CardValues {
+    /// Fields added by later migrations are covered only once a row has
+    /// them, so a row written before keeps its MAC.
     pub fn image(&self) -> RowImage {
-        let image = self.image_before_0019();
-        match self.renewed_at_ms {
-            Some(ms) => image.with("renewed_at", Value::Int(ms)),
-            None => image,
+        let mut image = self.image_before_0019();
+        if let Some(ms) = self.renewed_at_ms {
+            image = image.with("renewed_at", Value::Int(ms));
         }
+        if let Some((day, amount)) = &self.spent {
+            image = image
+                .with("spent_day", Value::Text(day.clone()))
+                .with("spent_today", Value::Money(*amount));
+        }
+        image
     }
 
     fn image_before_0019(&self) -> RowImage {
@@ -227,6 +237,10 @@ impl CardValues {
             chain_len: int("chain_len")?,
             last_mac: by("last_mac")?,
             renewed_at_ms: int("renewed_at"),
+            spent: match (img.get("spent_day"), img.get("spent_today")) {
+                (Some(Value::Text(d)), Some(Value::Money(a))) => Some((d.clone(), *a)),
+                _ => None,
+            },
         })
     }
 }
@@ -450,10 +464,30 @@ pub fn session_image(
 }
 
 /// A level's values.
-pub fn level_image(level: &str, discount: Decimal, points_rate: Decimal) -> RowImage {
-    RowImage::new("levels", level)
+pub fn level_image(
+    level: &str,
+    discount: Decimal,
+    points_rate: Decimal,
+    limits: LevelLimits,
+) -> RowImage {
+    let mut img = RowImage::new("levels", level)
         .with("discount", Value::Money(discount))
-        .with("points_rate", Value::Money(points_rate))
+        .with("points_rate", Value::Money(points_rate));
+    // Only when set, so a level from before migration 0020 keeps its MAC.
+    if let Some(cap) = limits.max_balance {
+        img = img.with("max_balance", Value::Money(cap));
+    }
+    if let Some(daily) = limits.daily_debit_limit {
+        img = img.with("daily_debit_limit", Value::Money(daily));
+    }
+    img
+}
+
+/// A level's limits as its row stores them (protocol.md §6.2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LevelLimits {
+    pub max_balance: Option<Decimal>,
+    pub daily_debit_limit: Option<Decimal>,
 }
 
 /// An audit row's values; `detail` as [`canonical_json`] writes it.
@@ -544,6 +578,7 @@ mod tests {
             chain_len: 3,
             last_mac: Some(vec![9; 32]),
             renewed_at_ms: None,
+            spent: None,
         };
         let sealed = keys.seal(&c.image());
         let back = CardValues::from_image(&keys.open("cards", "C1", &sealed).unwrap()).unwrap();
@@ -556,6 +591,7 @@ mod tests {
         // keeps the image it had before migration 0019.
         let renewed = CardValues {
             renewed_at_ms: Some(1_795_000_000_000),
+            spent: Some(("2026-12-02".into(), Decimal::new(950, 2))),
             ..c.clone()
         };
         assert!(c.image().get("renewed_at").is_none());

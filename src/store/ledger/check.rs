@@ -152,14 +152,7 @@ pub(super) fn fetched(
     known(keys, ids)?;
     check_chains(keys, cards, &f.chains)?;
     if let Some(lv) = &f.level {
-        check_level(
-            keys,
-            &lv.level,
-            &lv.discount,
-            &lv.points_rate,
-            &lv.row_mac,
-            &lv.mac_key_id,
-        )?;
+        check_level(keys, lv.protected()?)?;
     }
     if !f.lots_complete {
         return Ok(());
@@ -216,6 +209,7 @@ impl CardRow {
             chain_len: self.chain_len,
             last_mac: hex_bytes(&self.last_mac)?,
             renewed_at_ms: self.renewed_at,
+            spent: self.spent()?,
         })
     }
 }
@@ -281,14 +275,13 @@ pub(super) fn cards<'a>(keys: &RowKeys, rows: impl IntoIterator<Item = &'a CardR
         ) {
             return Err(tampered(format!("members {}: mac", r.member_id)));
         }
-        check_level(
-            keys,
+        let level = super::rows::protected_level(
             &r.level,
-            &r.discount,
-            &r.points_rate,
-            &r.level_mac,
-            &r.level_key_id,
+            (&r.discount, &r.points_rate),
+            (&r.max_balance, &r.daily_debit_limit),
+            (&r.level_mac, &r.level_key_id),
         )?;
+        check_level(keys, level)?;
     }
     Ok(())
 }
@@ -356,23 +349,9 @@ pub(super) fn json_dec(v: &serde_json::Value, name: &str) -> Result<Decimal> {
 }
 
 /// A level a card (or a register) relies on.
-fn check_level(
-    keys: &RowKeys,
-    level: &str,
-    discount: &str,
-    points_rate: &str,
-    mac: &Option<String>,
-    key_id: &Option<String>,
-) -> Result<()> {
-    let row = protected::LevelRow {
-        level: level.to_owned(),
-        discount: dec(discount)?,
-        points_rate: dec(points_rate)?,
-        row_mac: hex_bytes(mac)?,
-        mac_key_id: key_id.clone(),
-    };
+fn check_level(keys: &RowKeys, row: protected::LevelRow) -> Result<()> {
     if !row.mac_ok(keys) {
-        return Err(tampered(format!("levels {level}: mac")));
+        return Err(tampered(format!("levels {}: mac", row.level)));
     }
     Ok(())
 }

@@ -251,12 +251,13 @@ fn expire<'a>(
 ) -> Result<Loaded<'a>> {
     let now = crate::ledger::lots::truncate_ms(ctx.now);
     let cfg = ledger_config(&env.config.ledger, &env.config.business)?;
+    let today = crate::ledger::business_day(now, &env.config.business.offset());
     let mut lots = std::mem::take(&mut fetched.lots);
     let mut states: BTreeMap<String, CardState> = BTreeMap::new();
     let mut expiries: Vec<CardChange> = Vec::new();
     let expires = !matches!(req.op(), OpKind::Member | OpKind::History);
     for (no, row) in &rows {
-        let mut st = row.state(&cfg)?;
+        let mut st = row.state(&cfg, today)?;
         let card_lots = lots.entry(no.clone()).or_default();
         if let Some(p) = expires
             .then(|| decide_expire("", &st, card_lots, now))

@@ -398,19 +398,23 @@ fn write_new_card(
         }
         MemberRef::Existing(id) => *id,
     };
-    // A replacement carries the membership over; a new card starts one.
-    let renewed_ms = match plan.op {
+    // A replacement carries the membership and the day's spending over; a
+    // new card starts a membership.
+    let old = match plan.op {
         OpKind::Replace => plan
             .cards
             .iter()
             .find(|c| c.card_no != nc.card_no)
             .and_then(|c| x.rows.get(&c.card_no)),
         _ => None,
-    }
-    .map_or(x.now.timestamp_millis(), |r| r.renewed_ms);
+    };
+    let renewed_ms = old.map_or(x.now.timestamp_millis(), |r| r.renewed_ms);
+    let spent = old.map(CardRow::spent).transpose()?.flatten();
     w.new_cards.push(json!({
         "card_no": nc.card_no,
         "renewed_at_ms": renewed_ms,
+        "spent_day": spent.as_ref().map(|s| s.0.clone()),
+        "spent_today": spent.as_ref().map(|s| s.1.to_string()),
         "member_id": member_id,
         "status": status_text(last.and_then(|c| c.status).unwrap_or(CardStatus::Active)),
         "balance": money_text(last.map_or(Money::ZERO, |c| c.new_balance)),

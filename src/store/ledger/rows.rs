@@ -13,8 +13,8 @@ use crate::error::{Error, Result};
 use crate::integrity::{canonical_json, OrderValues};
 use crate::ledger::request::PinText;
 use crate::ledger::{
-    CardState, CardStatus, Effect, LedgerConfig, Level, LotTake, Money, OpKind, Original, Pin,
-    Role, Standing, Tender,
+    CardState, CardStatus, Effect, LedgerConfig, Level, Limits, LotTake, Money, OpKind, Original,
+    Pin, Role, Standing, Tender,
 };
 use crate::protocol::xml::Row;
 use crate::store::txn::TxnEnv;
@@ -54,6 +54,11 @@ pub(super) struct CardRow {
     /// When the membership was renewed: as stored, or for a card from
     /// before migration 0019 its last register, import, replace or top-up.
     pub(super) renewed_ms: i64,
+    /// The card's last business day with spending and what it took.
+    pub(super) spent_day: Option<String>,
+    pub(super) spent_today: Option<String>,
+    pub(super) max_balance: Option<String>,
+    pub(super) daily_debit_limit: Option<String>,
     pub(super) row_mac: Option<String>,
     pub(super) mac_key_id: Option<String>,
     pub(super) last_mac: Option<String>,
@@ -164,6 +169,8 @@ pub(super) struct LevelRow {
     pub(super) level: String,
     pub(super) discount: String,
     pub(super) points_rate: String,
+    pub(super) max_balance: Option<String>,
+    pub(super) daily_debit_limit: Option<String>,
     pub(super) row_mac: Option<String>,
     pub(super) mac_key_id: Option<String>,
 }
@@ -174,8 +181,49 @@ impl LevelRow {
             name: self.level.clone(),
             discount: dec(&self.discount)?,
             points_rate: dec(&self.points_rate)?,
+            limits: limits(&self.max_balance, &self.daily_debit_limit)?,
         })
     }
+
+    /// The row as the protected table describes it (for its MAC check).
+    pub(super) fn protected(&self) -> Result<crate::store::protected::LevelRow> {
+        protected_level(
+            &self.level,
+            (&self.discount, &self.points_rate),
+            (&self.max_balance, &self.daily_debit_limit),
+            (&self.row_mac, &self.mac_key_id),
+        )
+    }
+}
+
+/// A level's limits as read (text, as the JSON of the reads carries them).
+fn limits(max_balance: &Option<String>, daily: &Option<String>) -> Result<Limits> {
+    let m = |s: &Option<String>| s.as_deref().map(money).transpose();
+    Ok(Limits {
+        max_balance: m(max_balance)?,
+        daily_debit: m(daily)?,
+    })
+}
+
+/// A level row from the text columns a read gives.
+pub(super) fn protected_level(
+    level: &str,
+    (discount, points_rate): (&str, &str),
+    (max_balance, daily): (&Option<String>, &Option<String>),
+    (mac, key_id): (&Option<String>, &Option<String>),
+) -> Result<crate::store::protected::LevelRow> {
+    let d = |s: &Option<String>| s.as_deref().map(dec).transpose();
+    Ok(crate::store::protected::LevelRow {
+        level: level.to_owned(),
+        discount: dec(discount)?,
+        points_rate: dec(points_rate)?,
+        limits: crate::integrity::LevelLimits {
+            max_balance: d(max_balance)?,
+            daily_debit_limit: d(daily)?,
+        },
+        row_mac: hex_bytes(mac)?,
+        mac_key_id: key_id.clone(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -241,7 +289,8 @@ pub(super) fn at_ms(ms: i64) -> Result<DateTime<Utc>> {
 }
 
 impl CardRow {
-    pub(super) fn state(&self, cfg: &LedgerConfig) -> Result<CardState> {
+    /// The card as the ledger decides on it on business day `today`.
+    pub(super) fn state(&self, cfg: &LedgerConfig, today: NaiveDate) -> Result<CardState> {
         Ok(CardState {
             card_no: self.card_no.clone(),
             member_id: self.member_id,
@@ -252,11 +301,30 @@ impl CardRow {
                 name: self.level.clone(),
                 discount: dec(&self.discount)?,
                 points_rate: dec(&self.points_rate)?,
+                limits: limits(&self.max_balance, &self.daily_debit_limit)?,
             },
             pin_fail_count: u32::try_from(self.pin_fail_count).unwrap_or(0),
             has_pin: self.pin_hash.is_some(),
             member_until: cfg.member_until(at_ms(self.renewed_ms)?),
+            spent_today: self.spent_on(today)?,
         })
+    }
+
+    /// What the card spent on `day` (nothing if its last spending was on
+    /// another day).
+    pub(super) fn spent_on(&self, day: NaiveDate) -> Result<Money> {
+        match (&self.spent_day, &self.spent_today) {
+            (Some(d), Some(a)) if *d == day.to_string() => money(a),
+            _ => Ok(Money::ZERO),
+        }
+    }
+
+    /// The stored spending, as the card's MAC covers it.
+    pub(super) fn spent(&self) -> Result<Option<(String, Decimal)>> {
+        match (&self.spent_day, &self.spent_today) {
+            (Some(d), Some(a)) => Ok(Some((d.clone(), dec(a)?))),
+            _ => Ok(None),
+        }
     }
 
     /// The request's `pin` checked against this card's hash.

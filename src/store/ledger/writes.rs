@@ -250,6 +250,8 @@ struct CardFinal {
     status: CardStatus,
     pin_fail_count: u32,
     renewed_ms: i64,
+    /// The stored spending (day, amount) as it will be written.
+    spent: Option<(String, Decimal)>,
 }
 
 impl Writes {
@@ -401,6 +403,7 @@ impl Writes {
                 status: row.status,
                 pin_fail_count: u32::try_from(row.pin_fail_count).unwrap_or(0),
                 renewed_ms: row.renewed_ms,
+                spent: row.spent()?,
             });
             e.balance = c.new_balance;
             e.points = c.new_points;
@@ -413,6 +416,16 @@ impl Writes {
             if c.renews_membership {
                 e.renewed_ms = self.now.timestamp_millis();
             }
+            if !c.day_spend.is_zero() {
+                // Today's count, from nothing on a new day; a reverse never
+                // takes it below zero.
+                let today = self.business_day.to_string();
+                let base = match &e.spent {
+                    Some((day, amount)) if *day == today => *amount,
+                    _ => Decimal::ZERO,
+                };
+                e.spent = Some((today, (base + c.day_spend).max(Decimal::ZERO)));
+            }
         }
         for (no, f) in finals {
             let row = &rows[no];
@@ -424,6 +437,8 @@ impl Writes {
                 "pin_fail_count": f.pin_fail_count, "at": self.now.to_rfc3339(),
                 // A card from before migration 0019 gets its renewal stored.
                 "renewed_at_ms": f.renewed_ms,
+                "spent_day": f.spent.as_ref().map(|s| s.0.clone()),
+                "spent_today": f.spent.as_ref().map(|s| s.1.to_string()),
                 // Not written as such: what the card's MAC covers.
                 "member_id": row.member_id, "pin_hash": row.pin_hash, "pin_salt": row.pin_salt,
                 "last_mac": row.last_mac, "chain_len": row.chain_len,
@@ -507,6 +522,10 @@ impl Writes {
                 chain_len: len,
                 last_mac: last,
                 renewed_at_ms: c["renewed_at_ms"].as_i64(),
+                spent: match (c["spent_day"].as_str(), c["spent_today"].as_str()) {
+                    (Some(d), Some(a)) => Some((d.to_owned(), super::rows::dec(a)?)),
+                    _ => None,
+                },
             };
             let img = v.image();
             c["last_mac"] = v.last_mac.as_ref().map(hex::encode).into();

@@ -118,9 +118,9 @@ impl CardRead {
             values: card_values(c),
             row_mac: c.get(10),
             key_id: c.get(11),
-            sealed_blob: c.get(13),
-            live_lots: c.get(14),
-            store_id: c.get(15),
+            sealed_blob: c.get(15),
+            live_lots: c.get(16),
+            store_id: c.get(17),
         }
     }
 

@@ -53,7 +53,8 @@ pub(super) async fn repair(
                 "UPDATE cards SET member_id = $2, status = $3, balance = $4, points = $5,
                         pin_hash = $6, pin_salt = $7, pin_fail_count = $8, chain_len = $9,
                         last_mac = $10, row_mac = $11, mac_key_id = $12, sealed = $13,
-                        renewed_at = 'epoch'::timestamptz + $19::bigint * interval '1 millisecond'
+                        renewed_at = 'epoch'::timestamptz + $19::bigint * interval '1 millisecond',
+                        spent_day = $20::text::date, spent_today = $21
                   WHERE card_no = $1 AND status = $14 AND balance = $15 AND points = $16
                     AND chain_len = $17 AND last_mac IS NOT DISTINCT FROM $18",
                 &[
@@ -76,6 +77,8 @@ pub(super) async fn repair(
                     &s.values.chain_len,
                     &s.values.last_mac,
                     &sealed.renewed_at_ms,
+                    &sealed.spent.as_ref().map(|s| s.0.as_str()),
+                    &sealed.spent.as_ref().map(|s| s.1),
                 ],
             )
             .await?;
@@ -138,7 +141,8 @@ fn restore_sql(table: &str) -> Option<&'static str> {
         }
         "levels" => {
             "UPDATE levels SET discount = $2::text::numeric, points_rate = $3::text::numeric,
-                    row_mac = $4, mac_key_id = $5 WHERE level = $1"
+                    max_balance = $4::text::numeric, daily_debit_limit = $5::text::numeric,
+                    row_mac = $6, mac_key_id = $7 WHERE level = $1"
         }
         _ => return None,
     })
@@ -172,7 +176,16 @@ fn restore_values(table: &str, img: &RowImage) -> Option<Vec<Option<Field>>> {
                 .map(|(s, _)| Field::Text(Some(s.into())));
             vec![store, f("role"), f("status"), b("pin_hash"), b("pin_salt")]
         }
-        "levels" => vec![f("discount"), f("points_rate")],
+        "levels" => {
+            // A limit the image leaves out is no limit (migration 0020).
+            let limit = |n: &str| f(n).or(Some(Field::Text(None)));
+            vec![
+                f("discount"),
+                f("points_rate"),
+                limit("max_balance"),
+                limit("daily_debit_limit"),
+            ]
+        }
         _ => return None,
     })
 }

@@ -154,10 +154,12 @@ mod tests {
                 name: "std".into(),
                 discount: rust_decimal::Decimal::ONE,
                 points_rate: rust_decimal::Decimal::ONE,
+                limits: Default::default(),
             },
             pin_fail_count: 0,
             has_pin: false,
             member_until: None,
+            spent_today: crate::ledger::Money::ZERO,
         };
         let plan = decide_topup(
             &LedgerConfig::default(),

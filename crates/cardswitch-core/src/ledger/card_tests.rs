@@ -89,6 +89,7 @@ fn register_status_replace_close() {
     let old = CardState {
         has_pin: true,
         member_until: None,
+        spent_today: crate::ledger::Money::ZERO,
         ..with(Lost, card("A1", "12.34", 20))
     };
     let p = decide_replace(

@@ -141,7 +141,14 @@ impl Model {
                 decide_register(None, Some(&self.levels[level]), &req)
             }
             MOp::Wait { hours } => {
+                let day = self.now.date_naive();
                 self.now += Duration::hours(hours);
+                if self.now.date_naive() != day {
+                    // A new business day: nothing spent on it yet.
+                    for c in self.cards.values_mut() {
+                        c.state.spent_today = Money::ZERO;
+                    }
+                }
                 return None;
             }
             _ if self.cards.is_empty() => return None,
@@ -270,6 +277,13 @@ impl Model {
                     "{op:?}"
                 );
                 assert_eq!(plan.answer.order_no, order);
+                if matches!(plan.op, OpKind::Topup | OpKind::Transfer) {
+                    // Money coming in stays under the receiving card's cap.
+                    let c = plan.cards.last().unwrap();
+                    if let Some(cap) = self.card(&c.card_no).level.limits.max_balance {
+                        assert!(c.new_balance <= cap, "{op:?}");
+                    }
+                }
                 self.apply(&plan, tender);
                 if plan.op == OpKind::Expire {
                     let no = &plan.cards[0].card_no;

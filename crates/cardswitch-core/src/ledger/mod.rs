@@ -43,6 +43,8 @@ mod card_tests;
 #[cfg(test)]
 mod fuzz;
 #[cfg(test)]
+mod limits_tests;
+#[cfg(test)]
 mod model;
 #[cfg(test)]
 mod ops_tests;
@@ -52,6 +54,8 @@ mod request_tests;
 mod split_tests;
 #[cfg(test)]
 mod validity_tests;
+#[cfg(test)]
+mod vectors_tests;
 
 pub use lots::{live_points, Lot, LotId, LotTake, NewLot, Ts};
 pub use money::{round_half_up_cents, Money, Points, MAX_POINTS};
@@ -68,7 +72,7 @@ pub use plan::{
     business_day, Answer, AnswerRow, CardChange, Decision, Effect, LedgerConfig, MemberRef,
     NewCard, NewMember, Original, OriginalUpdate, PinSource, Plan, SplitLegs,
 };
-pub use rules::{BonusRule, Level};
+pub use rules::{BonusRule, Level, Limits};
 pub use state::{
     authorize, check_pin, require_active, CardState, CardStatus, OpKind, Payment, Pin, PinWrite,
     Refusal, Role, Standing, Tender, TerminalKind, ALL_STORES, PIN_TRIES,

@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 use super::lots::{Lot, LotId, Ts};
 use super::money::Money;
 use super::plan::*;
-use super::rules::{BonusRule, Level};
+use super::rules::{BonusRule, Level, Limits};
 
 /// Card number, status, balance, points, lots holding points.
 pub(super) type Snap = (String, CardStatus, Money, i64, Vec<Lot>);
@@ -49,6 +49,7 @@ impl Model {
             name: n.into(),
             discount: dec(d),
             points_rate: dec(r),
+            limits: Default::default(),
         };
         Model {
             cfg: LedgerConfig {
@@ -68,7 +69,13 @@ impl Model {
             levels: vec![
                 level("std", "1", "1"),
                 level("gold", "0.95", "0.5"),
-                level("vip", "0.88", "2.25"),
+                Level {
+                    limits: Limits {
+                        max_balance: Some(money("1500")),
+                        daily_debit: Some(money("300")),
+                    },
+                    ..level("vip", "0.88", "2.25")
+                },
             ],
             cards: BTreeMap::new(),
             originals: BTreeMap::new(),
@@ -158,6 +165,7 @@ impl Model {
                 pin_fail_count: 0,
                 has_pin: n.pin != PinSource::None,
                 member_until: None,
+                spent_today: crate::ledger::Money::ZERO,
             };
             self.cards.insert(
                 n.card_no.clone(),
@@ -187,6 +195,8 @@ impl Model {
             if let Some(n) = ch.pin_fail_count {
                 s.pin_fail_count = n;
             }
+            let spent = (s.spent_today.amount() + ch.day_spend).max(Decimal::ZERO);
+            s.spent_today = Money::new(spent).unwrap();
             for t in &ch.lots_taken {
                 let l = card.lots.iter_mut().find(|l| l.id == t.lot_id).unwrap();
                 assert!(t.points > 0 && l.points_left >= t.points);
@@ -275,6 +285,13 @@ impl Model {
             assert_eq!(s.points, lots, "{}: points are the sum of lots", s.card_no);
             if s.status == CardStatus::Closed {
                 assert!(s.balance.is_zero() && s.points == 0);
+            }
+            if let Some(limit) = s.level.limits.daily_debit {
+                assert!(
+                    s.spent_today <= limit,
+                    "{}: over its daily limit",
+                    s.card_no
+                );
             }
         }
         for o in self.originals.values().filter(|o| o.op == OpKind::Debit) {

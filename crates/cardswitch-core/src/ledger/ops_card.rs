@@ -88,6 +88,7 @@ fn fresh_card(card_no: &str, member_id: i64, level: Level, has_pin: bool) -> Car
         pin_fail_count: 0,
         has_pin,
         member_until: None,
+        spent_today: crate::ledger::Money::ZERO,
     }
 }
 

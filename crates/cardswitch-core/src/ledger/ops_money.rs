@@ -33,6 +33,8 @@ pub fn decide_debit(cfg: &LedgerConfig, card: &CardState, req: &DebitReq, now: T
     let earned = points_earned(charged, &level)?;
     let (from_balance, split) = payment_legs(req.payment, charged)?;
     let mut c = CardChange::build(card, -from_balance.amount(), earned)?;
+    card.within_daily_limit(from_balance)?;
+    c.day_spend = from_balance.amount();
     if earned > 0 {
         c.lots_created.push(NewLot {
             points: earned,
@@ -90,7 +92,8 @@ pub struct TopupReq {
 }
 
 /// Balance up by the amount plus the bonus of the highest rule reached. A
-/// balance that would pass the column's maximum is 2010.
+/// balance that would pass the column's maximum is 2010, the level's cap
+/// 2016.
 pub fn decide_topup(cfg: &LedgerConfig, card: &CardState, req: &TopupReq) -> Decision {
     require_active(card)?;
     if req.amount.is_zero() {
@@ -99,6 +102,7 @@ pub fn decide_topup(cfg: &LedgerConfig, card: &CardState, req: &TopupReq) -> Dec
     let bonus = topup_bonus(req.amount, &cfg.bonus_rules);
     let credit = req.amount.checked_add(bonus).ok_or(Errno::InvalidAmount)?;
     let mut c = CardChange::build(card, credit.amount(), 0)?;
+    card.within_balance_cap(c.new_balance)?;
     c.renews_membership = true;
     let mut plan = Plan::single(&req.order_no, OpKind::Topup, c);
     plan.answer.amount = req.amount;
@@ -179,7 +183,8 @@ pub struct TransferReq {
 }
 
 /// Balance moved from one active card to another: the two deltas sum to
-/// zero. The same card on both sides is 1001 (the request makes no sense, it
+/// zero. It counts toward the `from` card's daily limit and may not take the
+/// `to` card past its cap (2016). The same card on both sides is 1001 (the request makes no sense, it
 /// is no amount problem).
 pub fn decide_transfer(from: &CardState, to: &CardState, req: &TransferReq) -> Decision {
     if from.card_no == to.card_no {
@@ -192,8 +197,11 @@ pub fn decide_transfer(from: &CardState, to: &CardState, req: &TransferReq) -> D
         return Err(Errno::InvalidAmount.into());
     }
     let mut out = CardChange::build(from, -req.amount.amount(), 0)?;
+    from.within_daily_limit(req.amount)?;
+    out.day_spend = req.amount.amount();
     out.pin_fail_count = pin_reset;
     let into = CardChange::build(to, req.amount.amount(), 0)?;
+    to.within_balance_cap(into.new_balance)?;
     let mut plan = Plan::single(&req.order_no, OpKind::Transfer, out);
     plan.cards.push(into);
     plan.answer.amount = req.amount;
@@ -260,6 +268,13 @@ pub fn decide_reverse(
             return Err(Errno::Internal.into());
         }
         let mut c = CardChange::build(card, -e.balance_delta, -e.points_delta)?;
+        // Undone whole: what it took from the balance today is given back
+        // to the daily limit (a reverse is same-day only).
+        if matches!(original.op, OpKind::Debit | OpKind::Transfer)
+            && e.balance_delta.is_sign_negative()
+        {
+            c.day_spend = e.balance_delta;
+        }
         c.lots_taken = e.lots_created.clone();
         c.lots_restored = e.lots_taken.clone();
         changes.push(c);

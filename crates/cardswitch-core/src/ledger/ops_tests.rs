@@ -33,10 +33,12 @@ pub(super) fn card(no: &str, balance: &str, points: i64) -> CardState {
             name: "gold".into(),
             discount: Decimal::from_str("0.95").unwrap(),
             points_rate: Decimal::ONE,
+            limits: Default::default(),
         },
         pin_fail_count: 0,
         has_pin: false,
         member_until: None,
+        spent_today: crate::ledger::Money::ZERO,
     }
 }
 
@@ -132,6 +134,7 @@ fn five_wrong_pins_lock_the_card() {
     let mut c = CardState {
         has_pin: true,
         member_until: None,
+        spent_today: crate::ledger::Money::ZERO,
         ..card("A1", "100", 0)
     };
     for n in 1..=5 {

@@ -28,6 +28,9 @@ pub struct CardChange {
     pub pin_fail_count: Option<u32>,
     /// A top-up renews the membership from now (protocol.md §6.2).
     pub renews_membership: bool,
+    /// Signed change of what today's debits and outgoing transfers took
+    /// from the balance (the daily limit's count): a reverse gives back.
+    pub day_spend: Decimal,
     /// The card's values after the change, for the answer and for the store
     /// to check its `UPDATE … RETURNING` against.
     pub new_balance: Money,
@@ -69,6 +72,7 @@ impl CardChange {
             status: None,
             pin_fail_count: None,
             renews_membership: false,
+            day_spend: Decimal::ZERO,
             new_balance,
             new_points,
         })

@@ -14,6 +14,17 @@ pub struct Level {
     pub discount: Decimal,
     /// Points per currency unit charged.
     pub points_rate: Decimal,
+    pub limits: Limits,
+}
+
+/// A level's limits (protocol.md §6.2), each 2016 when passed; `None`: none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// No top-up or incoming transfer takes the balance above it.
+    pub max_balance: Option<Money>,
+    /// What one business day's debits (their balance legs) and outgoing
+    /// transfers may take from a card.
+    pub daily_debit: Option<Money>,
 }
 
 impl Level {
@@ -129,6 +140,7 @@ mod tests {
             name: "gold".into(),
             discount: Decimal::from_str(discount).unwrap(),
             points_rate: Decimal::from_str(rate).unwrap(),
+            limits: Default::default(),
         }
     }
 
@@ -198,6 +210,7 @@ mod tests {
                 name: "x".into(),
                 discount: Decimal::new(pct.into(), 2),
                 points_rate: Decimal::new(rate.into(), 2),
+                limits: Default::default(),
             };
             let sale = Money::from_cents(cents).unwrap();
             if let Ok((disc, charged)) = debit_amounts(sale, &l) {

@@ -34,9 +34,31 @@ pub struct CardState {
     /// When the membership lapses (protocol.md §6.2 validity; of the
     /// membership, never of the money); `None`: never.
     pub member_until: Option<super::lots::Ts>,
+    /// What this business day's debits and outgoing transfers took from
+    /// the balance (for the level's daily limit).
+    pub spent_today: Money,
 }
 
 impl CardState {
+    /// 2016 when taking `take` from the balance would pass the level's
+    /// daily debit limit (taking nothing never does).
+    pub fn within_daily_limit(&self, take: Money) -> Result<(), Errno> {
+        let spent = self.spent_today.checked_add(take).ok_or(Errno::OverLimit)?;
+        match self.level.limits.daily_debit {
+            Some(limit) if spent > limit && !take.is_zero() => Err(Errno::OverLimit),
+            _ => Ok(()),
+        }
+    }
+
+    /// 2016 when money coming in would take the balance above the level's
+    /// cap (a refund or reverse never asks).
+    pub fn within_balance_cap(&self, new_balance: Money) -> Result<(), Errno> {
+        match self.level.limits.max_balance {
+            Some(cap) if new_balance > cap => Err(Errno::OverLimit),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether the membership has lapsed at `now`.
     pub fn membership_lapsed(&self, now: super::lots::Ts) -> bool {
         self.member_until.is_some_and(|until| now >= until)
@@ -52,6 +74,7 @@ impl CardState {
             name: self.level.name.clone(),
             discount: rust_decimal::Decimal::ONE,
             points_rate: rust_decimal::Decimal::ZERO,
+            limits: self.level.limits,
         }
     }
 }

@@ -28,13 +28,14 @@ pub enum Errno {
     CardInUse = 2012,
     NotForThisTerminal = 2013,
     MembershipExpired = 2015,
+    OverLimit = 2016,
     Tampered = 3001,
     Unavailable = 3002,
     Internal = 3003,
 }
 
 impl Errno {
-    pub const ALL: [Errno; 27] = [
+    pub const ALL: [Errno; 28] = [
         Errno::Ok,
         Errno::Malformed,
         Errno::UnknownTerminal,
@@ -59,6 +60,7 @@ impl Errno {
         Errno::CardInUse,
         Errno::NotForThisTerminal,
         Errno::MembershipExpired,
+        Errno::OverLimit,
         Errno::Tampered,
         Errno::Unavailable,
         Errno::Internal,
@@ -99,6 +101,7 @@ impl Errno {
             Errno::CardInUse => "card number already in use",
             Errno::NotForThisTerminal => "operation not allowed for this terminal",
             Errno::MembershipExpired => "membership expired",
+            Errno::OverLimit => "over a limit",
             Errno::Tampered => "stored data failed its integrity check",
             Errno::Unavailable => "service unavailable",
             Errno::Internal => "internal error",

@@ -309,14 +309,25 @@ impl InnerForm {
     }
 }
 
-/// `attr2` with its pairs sorted; a value that does not parse is kept as is
-/// (only [`InnerForm::parse`] builds checked values, so that is a caller's
+/// `attr2` with its pairs sorted and its amounts (`cash`) normalised as
+/// `amount` is; a value that does not parse is kept as is (only
+/// [`InnerForm::parse`] builds checked values, so that is a caller's
 /// hand-built form, and hashing it verbatim still separates it from others).
 fn canonical_attr2(raw: &str) -> String {
     let Ok(f) = parse_form_any(raw.as_bytes()) else {
         return raw.to_owned();
     };
-    let mut pairs: Vec<(&str, &str)> = f.pairs().collect();
+    let owned: Vec<(&str, String)> = f
+        .pairs()
+        .map(|(name, v)| match name {
+            "cash" => (
+                name,
+                grammar::amount(v).map_or_else(|_| v.to_owned(), |d| d.normalize().to_string()),
+            ),
+            _ => (name, v.to_owned()),
+        })
+        .collect();
+    let mut pairs: Vec<(&str, &str)> = owned.iter().map(|(n, v)| (*n, v.as_str())).collect();
     pairs.sort_unstable();
     encode_form(&pairs)
 }

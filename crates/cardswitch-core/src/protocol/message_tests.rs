@@ -314,6 +314,18 @@ fn canonical_encoding() {
         }
         .digest()
     );
+    // A split's cash leg compares as a number too; another leg differs.
+    let split = "cardswitch-v1-inner\nop=debit&amount=50&order_no=S1&attr1=CARD1234&attr2=cash%3D20%26tender%3Dsplit";
+    assert_eq!(
+        canon(
+            b"op=debit&amount=50.00&order_no=S1&attr1=CARD1234&attr2=tender%3Dsplit%26cash%3D20.00"
+        ),
+        split
+    );
+    assert_ne!(
+        canon(b"op=debit&amount=50&order_no=S1&attr1=CARD1234&attr2=tender%3Dsplit%26cash%3D20.01"),
+        split
+    );
     let z = InnerForm::parse(b"op=topup&amount=0.00&order_no=O1&attr1=CARD1234").unwrap();
     let want = b"cardswitch-v1-inner\nop=topup&amount=0&order_no=O1&attr1=CARD1234";
     assert_eq!(z.canonical_bytes(), want);

@@ -79,7 +79,8 @@ impl LoadColumn {
             }
             LoadColumn::Level => {
                 "(SELECT json_build_object('level', level, 'discount', discount::text,
-               'points_rate', points_rate::text, 'row_mac', encode(row_mac, 'hex'),
+               'points_rate', points_rate::text, 'max_balance', max_balance::text,
+               'daily_debit_limit', daily_debit_limit::text, 'row_mac', encode(row_mac, 'hex'),
                'mac_key_id', mac_key_id) FROM levels WHERE level = {level})"
             }
             LoadColumn::TxnId => "CASE WHEN {want_txn} THEN nextval('txn_id_seq') END",

@@ -63,16 +63,18 @@ impl WriteSection {
                 level text, row_mac text, mac_key_id text, sealed text)",
             WriteSection::NewCards => "
     INSERT INTO cards (card_no, member_id, status, balance, points, pin_hash, pin_salt, opened_at,
-           renewed_at, row_mac, mac_key_id, sealed, last_mac, chain_len, store_id)
+           renewed_at, spent_day, spent_today, row_mac, mac_key_id, sealed, last_mac, chain_len,
+           store_id)
     SELECT x.card_no, x.member_id, x.status, x.balance,
            x.points, decode(x.pin_hash, 'hex'), decode(x.pin_salt, 'hex'), x.at,
            'epoch'::timestamptz + x.renewed_at_ms * interval '1 millisecond',
+           x.spent_day, x.spent_today,
            decode(x.row_mac, 'hex'), x.mac_key_id, decode(x.sealed, 'hex'),
            decode(x.last_mac, 'hex'), x.chain_len, x.store_id
       FROM j, jsonb_to_recordset(j.j->'new_cards')
            AS x(card_no text, member_id bigint, status text, balance numeric, points bigint,
                 pin_hash text, pin_salt text, at timestamptz, renewed_at_ms bigint,
-                row_mac text, mac_key_id text, sealed text, last_mac text, chain_len bigint,
+                spent_day date, spent_today numeric, row_mac text, mac_key_id text, sealed text, last_mac text, chain_len bigint,
                 store_id text)",
             WriteSection::Cards => "
     UPDATE cards c SET balance = x.balance, points = x.points, status = x.status,
@@ -81,13 +83,14 @@ impl WriteSection {
            sealed = decode(x.sealed, 'hex'), last_mac = decode(x.last_mac, 'hex'),
            chain_len = x.chain_len,
            renewed_at = 'epoch'::timestamptz + x.renewed_at_ms * interval '1 millisecond',
+           spent_day = x.spent_day, spent_today = x.spent_today,
            closed_at = CASE WHEN x.status = 'closed' AND c.status <> 'closed' THEN x.at
                             ELSE c.closed_at END
       FROM j, jsonb_to_recordset(j.j->'cards')
            AS x(card_no text, old_balance numeric, old_points bigint, balance numeric,
                 points bigint, status text, pin_fail_count integer, at timestamptz,
-                renewed_at_ms bigint, row_mac text, mac_key_id text, sealed text,
-                last_mac text, chain_len bigint)
+                renewed_at_ms bigint, spent_day date, spent_today numeric, row_mac text,
+                mac_key_id text, sealed text, last_mac text, chain_len bigint)
      WHERE c.card_no = x.card_no AND c.balance = x.old_balance AND c.points = x.old_points
        AND c.card_no = ANY (ARRAY(SELECT e->>'card_no' FROM jsonb_array_elements($1::jsonb->'cards') e))",
             WriteSection::Postings => "
