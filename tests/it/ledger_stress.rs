@@ -294,7 +294,10 @@ async fn concurrent_mix_keeps_the_books() {
         (posted + replays) as f64 / secs
     );
     assert!(posted > 100, "the load did run");
-    assert!(errnos.contains_key(&2016), "the gold cards' limits were met");
+    assert!(
+        errnos.contains_key(&2016),
+        "the gold cards' limits were met"
+    );
     let expiries = l
         .count("SELECT count(*) FROM postings WHERE op = 'expire'")
         .await;
