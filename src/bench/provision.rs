@@ -138,10 +138,10 @@ async fn provision_ledger(
     use crate::store::operators;
     let c = pool.get().await?;
     let secrets = crate::keys::load_secrets(&config.keys_dir, &c).await?;
-    let have_level = operators::list_levels(&c)
+    let have_level = operators::levels(&c)
         .await?
         .iter()
-        .any(|l| l.0 == LEVEL);
+        .any(|l| l.level == LEVEL);
     if !have_level {
         operators::add_level(
             &c,

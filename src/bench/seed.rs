@@ -81,11 +81,12 @@ pub async fn seed(
     let t0 = Instant::now();
     let c = pool.get().await?;
     let secrets = crate::keys::load_secrets(&config.keys_dir, &c).await?;
-    let (_, discount, points_rate) = crate::store::operators::list_levels(&c)
+    let stored = crate::store::operators::levels(&c)
         .await?
         .into_iter()
-        .find(|l| l.0 == spec.level)
+        .find(|l| l.level == spec.level)
         .ok_or_else(|| anyhow!("no level {}", spec.level))?;
+    let (discount, points_rate) = (stored.discount, stored.points_rate);
     let card = |i: usize| super::load::card_no(&spec.prefix, i);
     let existing: HashSet<String> =
         sb::cards_between(&c, &card(spec.from), &card(spec.from + spec.count))

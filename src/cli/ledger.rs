@@ -205,7 +205,7 @@ pub async fn level_command(action: LevelAction, config: &Config) -> anyhow::Resu
                     daily_debit_limit,
                 };
                 if limits != LevelLimits::default() {
-                    operators::set_level_limits(&tx, &keys, &name, limits).await?;
+                    operators::set_level_limits(&tx, &keys, &name, |_| limits).await?;
                 }
                 tx.commit().await?;
                 println!("level {name} added: pays {discount}, {points_rate} points per unit");
@@ -217,17 +217,11 @@ pub async fn level_command(action: LevelAction, config: &Config) -> anyhow::Resu
             } => {
                 let keys = crate::keys::admin::row_keys(config, &client).await?;
                 let tx = client.transaction().await?;
-                let now = operators::levels(&tx)
-                    .await?
-                    .into_iter()
-                    .find(|l| l.level == name)
-                    .ok_or_else(|| anyhow::anyhow!("no level {name}"))?
-                    .limits;
-                let limits = LevelLimits {
+                let limits = operators::set_level_limits(&tx, &keys, &name, |now| LevelLimits {
                     max_balance: max_balance.map_or(now.max_balance, |a| a.0),
                     daily_debit_limit: daily_debit_limit.map_or(now.daily_debit_limit, |a| a.0),
-                };
-                operators::set_level_limits(&tx, &keys, &name, limits).await?;
+                })
+                .await?;
                 tx.commit().await?;
                 println!("level {name}: {}", limits_text(limits));
             }

@@ -238,25 +238,17 @@ pub async fn add_level<C: GenericClient>(
     Ok(())
 }
 
-/// Sets a level's limits (protocol.md §6.2; `None`: none), its MAC and
-/// sealed copy written anew from the values read under the row's lock (a
+/// Sets a level's limits (protocol.md §6.2; `None`: none) to what `change`
+/// makes of the limits read under the row's lock, so two changes of one
+/// level never lose either; its MAC and sealed copy are written anew (a
 /// level that fails its MAC check is left for `verify`). Run in a
-/// transaction.
+/// transaction. Returns the limits set.
 pub async fn set_level_limits<C: GenericClient>(
     c: &C,
     keys: &RowKeys,
     name: &str,
-    limits: LevelLimits,
-) -> anyhow::Result<()> {
-    for v in [limits.max_balance, limits.daily_debit_limit]
-        .into_iter()
-        .flatten()
-    {
-        anyhow::ensure!(
-            crate::ledger::Money::new(v).is_ok(),
-            "a limit is an amount >= 0 with at most two decimals"
-        );
-    }
+    change: impl FnOnce(LevelLimits) -> LevelLimits,
+) -> anyhow::Result<LevelLimits> {
     let sql = format!(
         "SELECT {} FROM levels WHERE level = $1 FOR UPDATE",
         LevelRow::COLUMNS
@@ -270,6 +262,16 @@ pub async fn set_level_limits<C: GenericClient>(
         level.mac_ok(keys),
         "level {name} fails its MAC check: run verify"
     );
+    let limits = change(level.limits);
+    for v in [limits.max_balance, limits.daily_debit_limit]
+        .into_iter()
+        .flatten()
+    {
+        anyhow::ensure!(
+            crate::ledger::Money::new(v).is_ok(),
+            "a limit is an amount >= 0 with at most two decimals"
+        );
+    }
     level.limits = limits;
     let img = level.image();
     let (mac, kid) = keys.mac_with_id(&img, None);
@@ -286,27 +288,11 @@ pub async fn set_level_limits<C: GenericClient>(
         ],
     )
     .await?;
-    Ok(())
+    Ok(limits)
 }
 
 /// Every level as stored, limits included.
 pub async fn levels<C: GenericClient>(c: &C) -> anyhow::Result<Vec<LevelRow>> {
     let rows = c.query(&select_all::<LevelRow>(false), &[]).await?;
     Ok(rows.iter().map(LevelRow::decode).collect())
-}
-
-/// `(name, discount, points_rate)` of every level.
-pub async fn list_levels<C: GenericClient>(
-    c: &C,
-) -> anyhow::Result<Vec<(String, Decimal, Decimal)>> {
-    let rows = c
-        .query(
-            "SELECT level, discount, points_rate FROM levels ORDER BY level",
-            &[],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect())
 }

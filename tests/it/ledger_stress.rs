@@ -234,7 +234,7 @@ async fn concurrent_mix_keeps_the_books() {
         max_balance: Some(d("2000")),
         daily_debit_limit: Some(d("300")),
     };
-    cardswitch::store::operators::set_level_limits(&tx, &l.env.row_keys, "gold", limits)
+    cardswitch::store::operators::set_level_limits(&tx, &l.env.row_keys, "gold", |_| limits)
         .await
         .unwrap();
     tx.commit().await.unwrap();

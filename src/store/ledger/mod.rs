@@ -35,7 +35,7 @@ use serde_json::Value;
 
 use crate::crypto::keyed_hash::{verify_keyed_hash, DOMAIN_MANAGER_PIN};
 use crate::error::{Error, Result};
-use crate::ledger::answer_row::{mask_phone, money_text, status_text};
+use crate::ledger::answer_row::{mask_phone, money_text, ms, status_text};
 use crate::ledger::request::{Body, OfficeReq, Operator, ReadOp, ReadReq, Request};
 use crate::ledger::{
     authorize, check_read, decide_expire, BonusRule, CardChange, CardState, LedgerConfig, Lot,
@@ -368,7 +368,7 @@ fn read_rows(op: ReadOp, st: &CardState, cr: &CardRow, x: &Loaded<'_>) -> Result
                 .with("level", &st.level.name)
                 .with("status", status_text(st.status));
             if let Some(until) = st.member_until {
-                r.push("expires_at", until.timestamp_millis().to_string());
+                r.push("expires_at", ms(until).to_string());
             }
             vec![r]
         }

@@ -513,9 +513,9 @@ fn cash_moved(p: &PostingReq, plan: &Plan) -> Decimal {
             ..
         } => a.charged.amount(),
         PostingOp::Debit {
-            payment: Payment::Split { .. },
+            payment: Payment::Split { cash },
             ..
-        } => a.split.map_or(Decimal::ZERO, |s| s.cash.amount()),
+        } => cash.amount(),
         PostingOp::Topup {
             tender: Tender::Cash,
             ..

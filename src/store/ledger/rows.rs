@@ -313,8 +313,10 @@ impl CardRow {
     /// What the card spent on `day` (nothing if its last spending was on
     /// another day).
     pub(super) fn spent_on(&self, day: NaiveDate) -> Result<Money> {
-        match (&self.spent_day, &self.spent_today) {
-            (Some(d), Some(a)) if *d == day.to_string() => money(a),
+        match self.spent()? {
+            Some((d, amount)) if d == day.to_string() => {
+                Money::new(amount).map_err(|_| Error::internal("stored spending"))
+            }
             _ => Ok(Money::ZERO),
         }
     }

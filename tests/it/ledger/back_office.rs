@@ -41,7 +41,7 @@ pub(crate) async fn day(l: &Ledger) -> String {
     r.get(0)
 }
 
-fn valid(rows: &Rows) {
+pub(crate) fn valid(rows: &Rows) {
     crate::harness::assert_valid(
         "rows.xsd",
         cardswitch::protocol::xml::encode_rows(rows).as_bytes(),

@@ -17,7 +17,7 @@ async fn limit(l: &Ledger, level: &str, max_balance: Option<&str>, daily: Option
         max_balance: max_balance.map(d),
         daily_debit_limit: daily.map(d),
     };
-    cardswitch::store::operators::set_level_limits(&tx, &l.env.row_keys, level, limits)
+    cardswitch::store::operators::set_level_limits(&tx, &l.env.row_keys, level, |_| limits)
         .await
         .unwrap();
     tx.commit().await.unwrap();

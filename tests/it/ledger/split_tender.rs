@@ -2,8 +2,9 @@
 //! from the balance; its replay, its refund (to the balance first) and its
 //! reverse; the statement, settlement and event of each.
 
-use cardswitch::protocol::xml::{Row, Rows};
+use cardswitch::protocol::xml::Row;
 
+use crate::ledger::back_office::valid;
 use crate::ledger_support::*;
 
 fn split(card: &str, amount: &str, order: &str, cash: &str) -> Req {
@@ -12,13 +13,6 @@ fn split(card: &str, amount: &str, order: &str, cash: &str) -> Req {
         .order(order)
         .a2("tender", "split")
         .a2("cash", cash)
-}
-
-fn valid(rows: &Rows) {
-    crate::harness::assert_valid(
-        "rows.xsd",
-        cardswitch::protocol::xml::encode_rows(rows).as_bytes(),
-    );
 }
 
 #[tokio::test]

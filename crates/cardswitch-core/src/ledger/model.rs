@@ -304,7 +304,7 @@ impl Model {
                 !o.reversed || o.refunded.is_zero(),
                 "never both reversed and refunded"
             );
-            let from_balance = -o.effects[0].balance_delta;
+            let from_balance = o.taken_from_balance().unwrap().amount();
             let cash_leg = o.charged.amount() - from_balance;
             match o.tender {
                 Tender::Balance => assert!(cash_leg.is_zero()),

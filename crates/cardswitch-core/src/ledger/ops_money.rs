@@ -68,12 +68,7 @@ fn payment_legs(payment: Payment, charged: Money) -> Result<(Money, Option<Split
 /// way), and the rest in cash. A balance debit is thus refunded to the
 /// balance, a cash debit in cash, and a split debit to its balance leg first.
 fn refund_legs(original: &Original, amount: Money) -> Result<(Money, Money), Errno> {
-    let taken = -original
-        .effects
-        .first()
-        .ok_or(Errno::Internal)?
-        .balance_delta;
-    let from_balance = Money::new(taken).map_err(|_| Errno::Internal)?;
+    let from_balance = original.taken_from_balance()?;
     let given_back = from_balance.min(original.refunded);
     let room = from_balance
         .checked_sub(given_back)
@@ -289,13 +284,10 @@ pub fn decide_reverse(
             .checked_sub(original.charged)
             .ok_or(Errno::Internal)?;
         // What did not come from the balance was paid at the counter.
-        let from_balance = -original
-            .effects
-            .first()
-            .ok_or(Errno::Internal)?
-            .balance_delta;
-        answer.cash_out =
-            Money::new(original.charged.amount() - from_balance).map_err(|_| Errno::Internal)?;
+        answer.cash_out = original
+            .charged
+            .checked_sub(original.taken_from_balance()?)
+            .ok_or(Errno::Internal)?;
     }
     Ok(Plan {
         op: OpKind::Reverse,

@@ -237,6 +237,15 @@ pub struct Original {
     pub effects: Vec<Effect>,
 }
 
+impl Original {
+    /// What the original took from its (first) card's balance: a debit's
+    /// charge less what was paid at the counter.
+    pub fn taken_from_balance(&self) -> Result<Money, Errno> {
+        let e = self.effects.first().ok_or(Errno::Internal)?;
+        Money::new(-e.balance_delta).map_err(|_| Errno::Internal)
+    }
+}
+
 /// The store adds these to the original's row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OriginalUpdate {

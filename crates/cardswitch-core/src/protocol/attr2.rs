@@ -161,8 +161,7 @@ pub fn check(op: Op, attr2: &Form) -> Result<(), Malformed> {
 fn tender_pairs(op: Op, attr2: &Form) -> Result<(), Malformed> {
     let split = attr2.get("tender") == Some("split");
     match (op, split, attr2.get("cash").is_some()) {
-        (Op::Debit, true, false) => Err(Malformed::at("attr2.cash")),
-        (Op::Debit, false, true) => Err(Malformed::at("attr2.cash")),
+        (Op::Debit, split, cash) if split != cash => Err(Malformed::at("attr2.cash")),
         (Op::Debit, ..) => Ok(()),
         (_, true, _) => Err(Malformed::at("attr2.tender")),
         _ => Ok(()),
