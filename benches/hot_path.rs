@@ -61,6 +61,8 @@ fn card() -> CardState {
         has_pin: false,
         member_until: None,
         spent_today: cardswitch::ledger::Money::ZERO,
+        held: cardswitch::ledger::Money::ZERO,
+        active_holds: 0,
     }
 }
 

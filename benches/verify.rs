@@ -156,6 +156,7 @@ async fn run(cluster: &Cluster, dir: &std::path::Path, n: i64) -> anyhow::Result
                 // As a card from before migration 0019: no renewal stored.
                 renewed_at_ms: None,
                 spent: None,
+                held: None,
             };
             let img = cv.image();
             c_no.push(card_no);

@@ -90,7 +90,8 @@ pub fn errno_http_status(e: Errno) -> u16 {
         | Errno::CardInUse
         | Errno::NotForThisTerminal
         | Errno::MembershipExpired
-        | Errno::OverLimit => 200,
+        | Errno::OverLimit
+        | Errno::HasHolds => 200,
         Errno::Unavailable => 503,
         Errno::Tampered | Errno::Internal => 500,
     }

@@ -249,6 +249,8 @@ fn decide(
         has_pin: false,
         member_until: None,
         spent_today: crate::ledger::Money::ZERO,
+        held: crate::ledger::Money::ZERO,
+        active_holds: 0,
     };
     let top = decide_topup(
         &ctx.cfg,
@@ -328,6 +330,7 @@ fn card_values(
         last_mac: head,
         renewed_at_ms: Some(at.timestamp_millis()),
         spent: None,
+        held: None,
     }
 }
 

@@ -78,6 +78,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("migrations/0019_membership_renewal.sql"),
     ),
     (20, "limits", include_str!("migrations/0020_limits.sql")),
+    (21, "holds", include_str!("migrations/0021_holds.sql")),
 ];
 
 /// An arbitrary constant naming our advisory lock.

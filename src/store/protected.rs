@@ -103,7 +103,8 @@ pub fn remac_sql<T: Protected>() -> String {
 /// or re-MACs a card.
 pub const CARD_COLUMNS: &str = "c.card_no, c.member_id, c.status, c.balance, c.points, \
      c.pin_hash, c.pin_salt, c.pin_fail_count, c.chain_len, c.last_mac, c.row_mac, c.mac_key_id, \
-     floor(extract(epoch FROM c.renewed_at) * 1000)::bigint, c.spent_day::text, c.spent_today";
+     floor(extract(epoch FROM c.renewed_at) * 1000)::bigint, c.spent_day::text, c.spent_today, \
+     c.held";
 
 /// When the membership of card `c` was renewed (protocol.md §6.2): as
 /// stored, or, on a card not written since migration 0019, its last
@@ -119,7 +120,7 @@ macro_rules! card_renewed_at {
 }
 pub(crate) use card_renewed_at;
 
-/// Columns 0–9 and 12–14 of a row read with [`CARD_COLUMNS`] first.
+/// Columns 0–9 and 12–15 of a row read with [`CARD_COLUMNS`] first.
 pub fn card_values(r: &Row) -> CardValues {
     CardValues {
         card_no: r.get(0),
@@ -136,6 +137,7 @@ pub fn card_values(r: &Row) -> CardValues {
         spent: r
             .get::<_, Option<String>>(13)
             .zip(r.get::<_, Option<Decimal>>(14)),
+        held: r.get(15),
     }
 }
 
@@ -183,7 +185,8 @@ impl Protected for OrderRow {
     const COLUMNS: &'static str = "terminal_id, order_no, digest, op, card_no, cards, txn_id,
         business_day::text, floor(extract(epoch FROM posted_at) * 1000)::bigint, amount, charged,
         tender, points_earned, effects, answer, reversed, refunded, points_taken_back, row_mac,
-        mac_key_id";
+        mac_key_id, floor(extract(epoch FROM hold_expires_at) * 1000)::bigint, hold_discount,
+        hold_points_rate";
 
     fn decode(r: &Row) -> Self {
         OrderRow {
@@ -212,6 +215,10 @@ impl Protected for OrderRow {
                 reversed: r.get(15),
                 refunded: r.get(16),
                 points_taken_back: r.get(17),
+                hold: match (r.get(20), r.get(21), r.get(22)) {
+                    (Some(at), Some(d), Some(p)) => Some((at, d, p)),
+                    _ => None,
+                },
             },
             row_mac: r.get(18),
             mac_key_id: r.get(19),

@@ -150,7 +150,8 @@ pub struct Liability {
     /// Cards not closed.
     pub cards: i64,
     pub balance: Decimal,
-    /// Active holds (none until card products add them).
+    /// What active holds keep from being spent (protocol.md §6.2): part
+    /// of `balance`, owed until captured or released.
     pub held: Decimal,
     pub points: i64,
     /// When the data read was current (Unix ms): a replica's replay time.
@@ -165,7 +166,11 @@ pub async fn liability<C: GenericClient>(c: &C, store: &str) -> Result<Liability
                     coalesce(sum(points), 0)::bigint,
                     floor(extract(epoch FROM CASE WHEN pg_is_in_recovery()
                         THEN pg_last_xact_replay_timestamp() ELSE statement_timestamp() END)
-                        * 1000)::bigint
+                        * 1000)::bigint,
+                    coalesce((SELECT sum(o.charged) FROM orders o JOIN cards h USING (card_no)
+                               WHERE o.op = 'hold' AND NOT o.reversed
+                                 AND o.hold_expires_at > statement_timestamp()
+                                 AND ($1 = '*' OR h.store_id = $1)), 0)
                FROM cards WHERE $1 = '*' OR store_id = $1",
             &[&store],
         )
@@ -173,7 +178,7 @@ pub async fn liability<C: GenericClient>(c: &C, store: &str) -> Result<Liability
     Ok(Liability {
         cards: r.get(0),
         balance: r.get(1),
-        held: Decimal::ZERO,
+        held: r.get(4),
         points: r.get(2),
         as_of_ms: r.get(3),
     })
@@ -183,7 +188,7 @@ pub async fn liability<C: GenericClient>(c: &C, store: &str) -> Result<Liability
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DayTotals {
     pub day: NaiveDate,
-    /// What sales charged (`debit` postings' `charged`).
+    /// What sales charged (`debit` and `capture` postings' `charged`).
     pub debits: Decimal,
     /// What top-ups put on the cards (`topup` postings' `balance_delta`,
     /// bonuses included).
@@ -202,7 +207,7 @@ pub async fn daily<C: GenericClient>(
     let rows = c
         .query(
             "SELECT business_day,
-                    coalesce(sum(charged) FILTER (WHERE op = 'debit'), 0),
+                    coalesce(sum(charged) FILTER (WHERE op IN ('debit', 'capture')), 0),
                     coalesce(sum(balance_delta) FILTER (WHERE op = 'topup'), 0),
                     count(*) FILTER (WHERE op IN ('register', 'import'))
                FROM postings

@@ -182,6 +182,32 @@ impl Ledger {
     }
 }
 
+impl Ledger {
+    /// Makes hold `order_no` lapse `ago_ms` in the past, as time passing
+    /// would, its order's MAC written anew (an UPDATE alone is tampering).
+    pub async fn age_hold(&self, order_no: &str, ago_ms: i64) {
+        use cardswitch::store::protected::{OrderRow, Protected};
+        let c = self.client().await;
+        let sql = format!(
+            "SELECT {} FROM orders WHERE order_no = $1 AND op = 'hold'",
+            OrderRow::COLUMNS
+        );
+        let mut row = OrderRow::decode(&c.query_one(&sql, &[&order_no]).await.unwrap());
+        let at = chrono::Utc::now().timestamp_millis() - ago_ms;
+        let terms = row.values.hold.as_mut().expect("a hold has terms");
+        terms.0 = at;
+        let (mac, kid) = self.env.row_keys.mac_with_id(&row.image(), None);
+        c.execute(
+            "UPDATE orders SET row_mac = $3, mac_key_id = $4,
+                    hold_expires_at = 'epoch'::timestamptz + $2::bigint * interval '1 millisecond'
+              WHERE order_no = $1 AND op = 'hold'",
+            &[&order_no, &at, &mac, &kid],
+        )
+        .await
+        .unwrap();
+    }
+}
+
 pub async fn setup() -> Ledger {
     setup_with(|_| {}).await
 }
@@ -377,7 +403,8 @@ impl Ledger {
 
     /// The books balance: for every card, balance = sum of its postings'
     /// balance deltas, points = sum of points deltas = sum of its lots'
-    /// points left; nothing negative.
+    /// points left; what it holds = what its unreleased holds keep, never
+    /// more than its balance; nothing negative.
     pub async fn check_books(&self) {
         let c = self.client().await;
         let bad = c
@@ -385,7 +412,10 @@ impl Ledger {
                 "SELECT c.card_no, c.balance, c.points,
                         coalesce((SELECT sum(balance_delta) FROM postings p WHERE p.card_no = c.card_no), 0),
                         coalesce((SELECT sum(points_delta) FROM postings p WHERE p.card_no = c.card_no), 0)::bigint,
-                        coalesce((SELECT sum(points_left) FROM lots l WHERE l.card_no = c.card_no), 0)::bigint
+                        coalesce((SELECT sum(points_left) FROM lots l WHERE l.card_no = c.card_no), 0)::bigint,
+                        coalesce(c.held, 0),
+                        coalesce((SELECT sum(charged) FROM orders o WHERE o.card_no = c.card_no
+                                     AND o.op = 'hold' AND NOT o.reversed), 0)
                    FROM cards c",
                 &[],
             )
@@ -398,6 +428,9 @@ impl Ledger {
             assert_eq!(p, sp, "card {no}: points vs postings");
             assert_eq!(p, sl, "card {no}: points vs lots");
             assert!(b >= Decimal::ZERO && p >= 0, "card {no} negative");
+            let (held, holds): (Decimal, Decimal) = (r.get(6), r.get(7));
+            assert_eq!(held, holds, "card {no}: held vs its holds");
+            assert!(held <= b, "card {no}: holds more than its balance");
         }
         let neg: i64 = c
             .query_one(

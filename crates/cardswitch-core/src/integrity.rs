@@ -177,6 +177,9 @@ pub struct CardValues {
     /// What the card's last business day with spending (`YYYY-MM-DD`) took
     /// from it; `None` on a card not written since migration 0020.
     pub spent: Option<(String, Decimal)>,
+    /// What the card's active holds keep; `None` on a card not written
+    /// since migration 0021 (it had none).
+    pub held: Option<Decimal>,
 }
 
 impl CardValues {
@@ -191,6 +194,9 @@ impl CardValues {
             image = image
                 .with("spent_day", Value::Text(day.clone()))
                 .with("spent_today", Value::Money(*amount));
+        }
+        if let Some(held) = self.held {
+            image = image.with("held", Value::Money(held));
         }
         image
     }
@@ -239,6 +245,10 @@ impl CardValues {
             renewed_at_ms: int("renewed_at"),
             spent: match (img.get("spent_day"), img.get("spent_today")) {
                 (Some(Value::Text(d)), Some(Value::Money(a))) => Some((d.clone(), *a)),
+                _ => None,
+            },
+            held: match img.get("held") {
+                Some(Value::Money(h)) => Some(*h),
                 _ => None,
             },
         })
@@ -321,6 +331,9 @@ pub struct OrderValues {
     pub reversed: bool,
     pub refunded: Decimal,
     pub points_taken_back: i64,
+    /// A hold's terms (migration 0021): when it lapses (Unix ms), and its
+    /// discount and points rates; `None` for any other order.
+    pub hold: Option<(i64, Decimal, Decimal)>,
 }
 
 impl OrderValues {
@@ -329,7 +342,7 @@ impl OrderValues {
     pub fn image(&self) -> RowImage {
         let json = |v: &Option<String>| text(v.as_deref());
         let int = |v: Option<i64>| v.map_or(Value::Null, Value::Int);
-        RowImage::new("orders", &format!("{}/{}", self.terminal_id, self.order_no))
+        let image = RowImage::new("orders", &format!("{}/{}", self.terminal_id, self.order_no))
             .with("digest", Value::Bytes(self.digest.clone()))
             .with("op", Value::Text(self.op.clone()))
             .with("card_no", text(self.card_no.as_deref()))
@@ -345,7 +358,14 @@ impl OrderValues {
             .with("answer", json(&self.answer))
             .with("reversed", Value::Bool(self.reversed))
             .with("refunded", Value::Money(self.refunded))
-            .with("points_taken_back", Value::Int(self.points_taken_back))
+            .with("points_taken_back", Value::Int(self.points_taken_back));
+        match self.hold {
+            Some((expires_at_ms, discount, points_rate)) => image
+                .with("hold_expires_at", Value::Int(expires_at_ms))
+                .with("hold_discount", Value::Money(discount))
+                .with("hold_points_rate", Value::Money(points_rate)),
+            None => image,
+        }
     }
 }
 
@@ -579,6 +599,7 @@ mod tests {
             last_mac: Some(vec![9; 32]),
             renewed_at_ms: None,
             spent: None,
+            held: None,
         };
         let sealed = keys.seal(&c.image());
         let back = CardValues::from_image(&keys.open("cards", "C1", &sealed).unwrap()).unwrap();
@@ -592,9 +613,11 @@ mod tests {
         let renewed = CardValues {
             renewed_at_ms: Some(1_795_000_000_000),
             spent: Some(("2026-12-02".into(), Decimal::new(950, 2))),
+            held: Some(Decimal::new(5700, 2)),
             ..c.clone()
         };
         assert!(c.image().get("renewed_at").is_none());
+        assert!(c.image().get("held").is_none());
         assert_ne!(renewed.image(), c.image());
         let sealed = keys.seal(&renewed.image());
         let back = CardValues::from_image(&keys.open("cards", "C1", &sealed).unwrap()).unwrap();

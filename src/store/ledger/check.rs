@@ -210,6 +210,7 @@ impl CardRow {
             last_mac: hex_bytes(&self.last_mac)?,
             renewed_at_ms: self.renewed_at,
             spent: self.spent()?,
+            held: self.held()?,
         })
     }
 }

@@ -68,7 +68,7 @@ impl<'a> LoadArgs<'a> {
             card_to_create: req.card_to_create(),
             wants_lots: matches!(
                 op,
-                OpKind::Debit | OpKind::Points | OpKind::Replace | OpKind::Import
+                OpKind::Debit | OpKind::Points | OpKind::Replace | OpKind::Import | OpKind::Capture
             ),
             level,
             want_txn: op.is_posting() || op == OpKind::Query,
@@ -126,6 +126,9 @@ fn reads_no_lot(op: OpKind) -> bool {
             | OpKind::Found
             | OpKind::Lock
             | OpKind::Unlock
+            | OpKind::Hold
+            | OpKind::Capture
+            | OpKind::Void
             | OpKind::Query
             | OpKind::Member
             | OpKind::History

@@ -38,8 +38,8 @@ use crate::error::{Error, Result};
 use crate::ledger::answer_row::{mask_phone, money_text, ms, status_text};
 use crate::ledger::request::{Body, OfficeReq, Operator, ReadOp, ReadReq, Request};
 use crate::ledger::{
-    authorize, check_read, decide_expire, BonusRule, CardChange, CardState, LedgerConfig, Lot,
-    Money, OpKind, Original, Role, Standing, TerminalKind,
+    authorize, check_read, decide_expire, expire_holds, BonusRule, CardChange, CardState,
+    LedgerConfig, Lot, Money, OpKind, Original, Role, Standing, TerminalKind,
 };
 use crate::protocol::errno::Errno;
 use crate::protocol::message::InnerForm;
@@ -49,6 +49,7 @@ use crate::store::txn::{TxnConn, TxnContext, TxnEnv};
 mod check;
 mod claim;
 mod find;
+mod holds;
 mod load;
 mod office;
 mod posting;
@@ -185,7 +186,14 @@ pub(crate) async fn execute_request(
     let named = named_lots(orig.as_ref().map(|o| &o.1));
     let fetched = load::run(tx, &args, &named, folded, &cards).await?;
     check::fetched(&env.row_keys, &cards, &fetched)?;
-    let x = expire(env, req, ctx, cards, fetched, (orig, kind), form.digest())?;
+    let holds = holds::Holds::load(tx, &env.row_keys, &cards).await?;
+    let found = Found {
+        rows: cards,
+        fetched,
+        holds,
+        orig,
+    };
+    let x = expire(env, req, ctx, found, kind, form.digest())?;
     match then {
         Then::Read(r) => read(tx, ctx, &x, r, refuse).await,
         Then::Post(p) => post(tx, ctx, &x, p, refuse, operator_reset).await,
@@ -237,18 +245,31 @@ fn named_lots(original: Option<&Original>) -> Vec<i64> {
         .collect()
 }
 
-/// Points expired since each card was last used, posted first so the
-/// decision and the answer see live points only (`member` and `history`
-/// read the card as it is).
+/// What a card request read under its locks, checked.
+struct Found {
+    rows: BTreeMap<String, CardRow>,
+    fetched: load::Fetched,
+    holds: holds::Holds,
+    orig: Option<(OrigRow, Original)>,
+}
+
+/// Points and holds expired since each card was last used, posted first
+/// so the decision and the answer see live points and holds only
+/// (`member` and `history` read the card as it is).
 fn expire<'a>(
     env: &'a TxnEnv,
     req: &'a Request,
     ctx: &TxnContext,
-    rows: BTreeMap<String, CardRow>,
-    mut fetched: load::Fetched,
-    (orig, kind): (Option<(OrigRow, Original)>, TerminalKind),
+    found: Found,
+    kind: TerminalKind,
     digest: [u8; 32],
 ) -> Result<Loaded<'a>> {
+    let Found {
+        rows,
+        mut fetched,
+        holds,
+        orig,
+    } = found;
     let now = crate::ledger::lots::truncate_ms(ctx.now);
     let cfg = ledger_config(&env.config.ledger, &env.config.business)?;
     let today = crate::ledger::business_day(now, &env.config.business.offset());
@@ -270,6 +291,17 @@ fn expire<'a>(
                 expiries.push(c);
             }
         }
+        let card_holds = holds.by_card.get(no).map_or(&[][..], Vec::as_slice);
+        st.active_holds = u32::try_from(card_holds.len()).unwrap_or(u32::MAX);
+        if expires {
+            if let Some(c) = expire_holds(&st, card_holds, now, today)? {
+                st.held = c.new_held;
+                st.active_holds -= c.holds_expired.len() as u32;
+                st.spent_today = Money::new((st.spent_today.amount() + c.day_spend).max(0.into()))
+                    .map_err(|_| Error::internal("spending after an expiry"))?;
+                expiries.push(c);
+            }
+        }
         states.insert(no.clone(), st);
     }
     Ok(Loaded {
@@ -285,6 +317,7 @@ fn expire<'a>(
         orig,
         kind,
         digest,
+        holds,
     })
 }
 
@@ -346,9 +379,7 @@ async fn read(
     if pin_reset.is_some() || !x.expiries.is_empty() {
         let txn_id = x.fetched.txn_id.unwrap_or_default();
         let mut w = Writes::new(ctx, x.now, txn_id, x.env).with_lots(&x.fetched.lot_rows);
-        for c in &x.expiries {
-            w.posting(c, OpKind::Expire, None, None, &[]);
-        }
+        posting::write_expiries(&mut w, x)?;
         w.fold_cards(&x.expiries, &x.rows, None)?;
         if let Some(n) = pin_reset {
             w.set_pin_count(st, &x.rows, n)?;
@@ -370,6 +401,8 @@ fn read_rows(op: ReadOp, st: &CardState, cr: &CardRow, x: &Loaded<'_>) -> Result
             if let Some(until) = st.member_until {
                 r.push("expires_at", ms(until).to_string());
             }
+            r.push("available", money_text(st.available()));
+            r.push("holds", st.active_holds.to_string());
             vec![r]
         }
         ReadOp::Member => vec![Row::new()

@@ -11,19 +11,21 @@ use serde_json::{json, Value};
 use crate::crypto::keyed_hash::{keyed_hash, random_salt, DOMAIN_CARD_PIN};
 use crate::error::{Error, Result};
 use crate::ledger::answer_row::{money_text, posting_row, status_text, RowContext};
+use crate::ledger::ops_holds::expiry_answer;
 use crate::ledger::request::{PostingOp, PostingReq, Request};
 use crate::ledger::{
-    business_day, decide_close, decide_debit, decide_points, decide_redeem, decide_refund,
-    decide_register, decide_replace, decide_reverse, decide_status, decide_topup, decide_transfer,
-    CardChange, CardState, CardStatus, CloseReq, DebitReq, Effect, LedgerConfig, Lot, MemberRef,
-    Money, NewCard, OpKind, Original, Payment, Pin, PinSource, Plan, PointsReq, RedeemReq,
-    RefundReq, Refusal, RegisterReq, ReplaceReq, ReverseReq, Tender, TerminalKind, TopupReq,
-    TransferReq,
+    business_day, decide_capture, decide_close, decide_debit, decide_hold, decide_points,
+    decide_redeem, decide_refund, decide_register, decide_replace, decide_reverse, decide_status,
+    decide_topup, decide_transfer, decide_void, CaptureReq, CardChange, CardState, CardStatus,
+    CloseReq, DebitReq, Effect, HoldReq, LedgerConfig, Lot, MemberRef, Money, NewCard, OpKind,
+    Original, Payment, Pin, PinSource, Plan, PointsReq, RedeemReq, RefundReq, Refusal, RegisterReq,
+    ReplaceReq, ReverseReq, Tender, TerminalKind, TopupReq, TransferReq, VoidReq,
 };
 use crate::protocol::errno::Errno;
 use crate::protocol::xml::Row;
 use crate::store::txn::{TxnContext, TxnEnv};
 
+use super::holds::{order_update, Holds};
 use super::load::Fetched;
 use super::rows::{effect_json, row_to_json, CardRow, LevelRow, OrigRow};
 use super::writes::Writes;
@@ -46,6 +48,8 @@ pub(super) struct Loaded<'a> {
     pub(super) kind: TerminalKind,
     /// The request's idempotency digest, as its order row keeps it.
     pub(super) digest: [u8; 32],
+    /// The locked cards' active holds, expired ones included.
+    pub(super) holds: Holds,
 }
 
 impl Loaded<'_> {
@@ -206,6 +210,52 @@ pub(super) fn decide_posting(x: &Loaded<'_>, p: &PostingReq) -> Result<Decision>
         PostingOp::Close { card, .. } => x.with_card(card, |st, pin, lots| {
             decide_close(st, lots, &CloseReq { order_no, pin })
         }),
+        PostingOp::Hold {
+            card,
+            sale,
+            expires_s,
+            ..
+        } => x.with_card(card, |st, pin, _| {
+            let (sale, expires_s) = (*sale, *expires_s);
+            let req = HoldReq {
+                order_no,
+                sale,
+                pin,
+                expires_s,
+            };
+            decide_hold(st, &req, now)
+        }),
+        PostingOp::Capture { amount, .. } => x.with_hold_card(|o, st| {
+            let req = CaptureReq {
+                order_no,
+                amount: *amount,
+            };
+            decide_capture(cfg, o, st, &req, (now, x.today()))
+        }),
+        PostingOp::Void { .. } => {
+            x.with_hold_card(|o, st| decide_void(o, st, &VoidReq { order_no }, (now, x.today())))
+        }
+    }
+}
+
+impl Loaded<'_> {
+    fn today(&self) -> chrono::NaiveDate {
+        business_day(self.now, &self.env.config.business.offset())
+    }
+
+    /// `decide` on the hold a capture or void names and the card it is on.
+    fn with_hold_card(
+        &self,
+        decide: impl FnOnce(&Original, &CardState) -> Decision,
+    ) -> Result<Decision> {
+        let o = match self.original() {
+            Err(e) => return Ok(Err(e.into())),
+            Ok(o) => o,
+        };
+        let Some(card) = o.effects.first().map(|e| e.card_no.as_str()) else {
+            return Ok(Err(Errno::OriginalNotFound.into()));
+        };
+        self.with_card(card, |st, _, _| decide(o, st))
     }
 }
 
@@ -257,9 +307,7 @@ pub(super) fn plan_writes(
         .ok_or_else(|| Error::internal("no txn id for a posting"))?;
     let orig = x.orig.as_ref().map(|o| &o.0);
     let mut w = Writes::new(ctx, x.now, txn_id, x.env).with_lots(&x.fetched.lot_rows);
-    for c in &x.expiries {
-        w.posting(c, OpKind::Expire, None, None, &[]);
-    }
+    write_expiries(&mut w, x)?;
     let effects = write_postings(&mut w, x, p, plan, orig)?;
     // New card first: its row gets the final values of its changes.
     if let Some(nc) = &plan.new_card {
@@ -276,18 +324,7 @@ pub(super) fn plan_writes(
     let row = answer(x, p, plan, txn_id, orig);
     w.order = Some(order_json(ctx, x, p, plan, &w, &effects, &row));
     if let (Some(u), Some(o)) = (&plan.original, orig) {
-        // The original's row re-MACed with its new counters (issue 12).
-        let mut v = o.values()?;
-        v.reversed |= u.mark_reversed;
-        v.refunded += u.refunded_add.amount();
-        v.points_taken_back += u.points_taken_back_add;
-        let (mac, key_id) = x.env.row_keys.mac_with_id(&v.image(), None);
-        w.orig = Some(json!({
-            "terminal_id": o.terminal, "order_no": u.order_no,
-            "reversed": u.mark_reversed, "refunded_add": money_text(u.refunded_add),
-            "taken_add": u.points_taken_back_add,
-            "row_mac": hex::encode(mac), "mac_key_id": key_id,
-        }));
+        w.orig.push(order_update(o, u, &x.env.row_keys)?);
     }
     if operator_reset {
         w.operator_reset = Some(json!({
@@ -295,6 +332,24 @@ pub(super) fn plan_writes(
         }));
     }
     Ok((w, row))
+}
+
+/// The expiries the load found, posted first: points lots zeroed
+/// (`expire`) and holds released (`hold_expire`, their orders marked).
+pub(super) fn write_expiries(w: &mut Writes, x: &Loaded<'_>) -> Result<()> {
+    for c in &x.expiries {
+        if c.holds_expired.is_empty() {
+            w.posting(c, OpKind::Expire, None, None, &[]);
+            continue;
+        }
+        let mut plan = Plan::single("", OpKind::HoldExpire, c.clone());
+        plan.answer = expiry_answer(c);
+        w.posting(c, OpKind::HoldExpire, None, Some(&plan), &[]);
+        for h in &c.holds_expired {
+            w.orig.push(x.holds.release(h, &x.env.row_keys)?);
+        }
+    }
+    Ok(())
 }
 
 /// One posting per card change, with the lots it creates (ids taken from
@@ -338,6 +393,12 @@ fn event_extras(w: &mut Writes, plan: &Plan, c: &CardChange) {
         }
         (OpKind::Close, ..) => {
             w.event_extra("cash_refund", money_text(plan.answer.cash_out).into());
+        }
+        (OpKind::Hold, ..) => {
+            if let Some(h) = plan.answer.hold {
+                w.event_extra("available", money_text(h.available).into());
+                w.event_extra("hold_expires_at", h.expires_at.timestamp_millis().into());
+            }
         }
         // Its `cash` leg is the event's `cash`, as for every posting.
         (OpKind::Debit, ..) => {
@@ -453,12 +514,16 @@ fn order_json(
     effects: &[Effect],
     row: &Row,
 ) -> Value {
-    let points_earned = if plan.op == OpKind::Debit {
+    let points_earned = if matches!(plan.op, OpKind::Debit | OpKind::Capture) {
         plan.cards.first().map_or(0, |c| c.points_delta.max(0))
     } else {
         0
     };
+    let hold = plan.hold.as_ref();
     json!({
+        "hold_exp_ms": hold.map(|h| h.expires_at.timestamp_millis()),
+        "hold_discount": hold.map(|h| h.discount.to_string()),
+        "hold_points_rate": hold.map(|h| h.points_rate.to_string()),
         "terminal_id": ctx.terminal,
         "order_no": p.order_no,
         "digest": hex::encode(x.digest),

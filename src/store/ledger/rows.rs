@@ -13,8 +13,8 @@ use crate::error::{Error, Result};
 use crate::integrity::{canonical_json, OrderValues};
 use crate::ledger::request::PinText;
 use crate::ledger::{
-    CardState, CardStatus, Effect, LedgerConfig, Level, Limits, LotTake, Money, OpKind, Original,
-    Pin, Role, Standing, Tender,
+    CardState, CardStatus, Effect, HoldTerms, LedgerConfig, Level, Limits, LotTake, Money, OpKind,
+    Original, Pin, Role, Standing, Tender,
 };
 use crate::protocol::xml::Row;
 use crate::store::txn::TxnEnv;
@@ -57,6 +57,9 @@ pub(super) struct CardRow {
     /// The card's last business day with spending and what it took.
     pub(super) spent_day: Option<String>,
     pub(super) spent_today: Option<String>,
+    /// What its active holds keep (`None` on a card not written since
+    /// migration 0021).
+    pub(super) held: Option<String>,
     pub(super) max_balance: Option<String>,
     pub(super) daily_debit_limit: Option<String>,
     pub(super) row_mac: Option<String>,
@@ -93,6 +96,13 @@ pub(super) struct OrigRow {
     pub(super) answer: Option<Value>,
     pub(super) row_mac: Option<String>,
     pub(super) mac_key_id: Option<String>,
+    /// A hold's terms (migration 0021).
+    #[serde(default)]
+    pub(super) hold_expires_at: Option<i64>,
+    #[serde(default)]
+    pub(super) hold_discount: Option<String>,
+    #[serde(default)]
+    pub(super) hold_points_rate: Option<String>,
 }
 
 impl OrigRow {
@@ -117,7 +127,24 @@ impl OrigRow {
             reversed: self.reversed,
             refunded: money(&self.refunded)?.amount(),
             points_taken_back: self.points_taken_back,
+            hold: self.hold_terms()?,
         })
+    }
+
+    /// A hold's terms as stored: all three columns, or none.
+    fn hold_terms(&self) -> Result<Option<(i64, Decimal, Decimal)>> {
+        match (
+            self.hold_expires_at,
+            &self.hold_discount,
+            &self.hold_points_rate,
+        ) {
+            (None, None, None) => Ok(None),
+            (Some(at), Some(d), Some(r)) => Ok(Some((at, dec(d)?, dec(r)?))),
+            _ => Err(Error::Tampered(format!(
+                "orders {}/{}: hold terms",
+                self.terminal, self.order_no
+            ))),
+        }
     }
 
     /// Whether the row's MAC holds: a stored answer, original or counter
@@ -143,7 +170,9 @@ pub(super) const ORDER_JSON_COLUMNS: &str = "o.terminal_id AS terminal, o.order_
            o.refunded::text AS refunded, o.points_taken_back, o.effects, o.cards,
            encode(o.digest, 'hex') AS digest, o.card_no, o.txn_id,
            floor(extract(epoch FROM o.posted_at) * 1000)::bigint AS posted_at, o.answer,
-           encode(o.row_mac, 'hex') AS row_mac, o.mac_key_id";
+           encode(o.row_mac, 'hex') AS row_mac, o.mac_key_id,
+           floor(extract(epoch FROM o.hold_expires_at) * 1000)::bigint AS hold_expires_at,
+           o.hold_discount::text AS hold_discount, o.hold_points_rate::text AS hold_points_rate";
 
 #[derive(Deserialize, Clone)]
 pub(super) struct LotRow {
@@ -307,7 +336,17 @@ impl CardRow {
             has_pin: self.pin_hash.is_some(),
             member_until: cfg.member_until(at_ms(self.renewed_ms)?),
             spent_today: self.spent_on(today)?,
+            held: self.held()?.map_or(Ok(Money::ZERO), |h| {
+                Money::new(h).map_err(|_| Error::internal("stored held"))
+            })?,
+            // Counted once its holds are read (`holds::load`).
+            active_holds: 0,
         })
+    }
+
+    /// The held sum as stored, as the card's MAC covers it.
+    pub(super) fn held(&self) -> Result<Option<Decimal>> {
+        self.held.as_deref().map(dec).transpose()
     }
 
     /// What the card spent on `day` (nothing if its last spending was on
@@ -409,6 +448,16 @@ impl OrigRow {
             refunded: money(&self.refunded)?,
             points_taken_back: self.points_taken_back,
             effects,
+            hold: self
+                .hold_terms()?
+                .map(|(at, discount, points_rate)| {
+                    Ok::<_, Error>(HoldTerms {
+                        expires_at: at_ms(at)?,
+                        discount,
+                        points_rate,
+                    })
+                })
+                .transpose()?,
         })
     }
 }

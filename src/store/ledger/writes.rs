@@ -164,7 +164,9 @@ pub(super) struct Writes {
     pub(super) lot_states: BTreeMap<i64, LotRow>,
     pub(super) new_lots: Vec<Value>,
     pub(super) order: Option<Value>,
-    pub(super) orig: Option<Value>,
+    /// The orders a posting updates: the original of a reverse, refund,
+    /// capture or void, and the holds an expiry releases.
+    pub(super) orig: Vec<Value>,
     pub(super) operator_reset: Option<Value>,
 }
 
@@ -236,6 +238,18 @@ fn mac_order(o: &mut Value, keys: &RowKeys) -> Result<()> {
         reversed: false,
         refunded: Decimal::ZERO,
         points_taken_back: 0,
+        hold: match (
+            o["hold_exp_ms"].as_i64(),
+            &o["hold_discount"],
+            &o["hold_points_rate"],
+        ) {
+            (Some(at), Value::String(_), Value::String(_)) => Some((
+                at,
+                json_dec(o, "hold_discount")?,
+                json_dec(o, "hold_points_rate")?,
+            )),
+            _ => None,
+        },
     };
     let (mac, id) = keys.mac_with_id(&v.image(), None);
     o["row_mac"] = hex::encode(mac).into();
@@ -252,6 +266,9 @@ struct CardFinal {
     renewed_ms: i64,
     /// The stored spending (day, amount) as it will be written.
     spent: Option<(String, Decimal)>,
+    /// The held sum as it will be written: left as stored (`None` too)
+    /// unless a change holds or releases money.
+    held: Option<Decimal>,
 }
 
 impl Writes {
@@ -271,7 +288,7 @@ impl Writes {
             lot_states: BTreeMap::new(),
             new_lots: vec![],
             order: None,
-            orig: None,
+            orig: vec![],
             operator_reset: None,
         }
     }
@@ -404,6 +421,7 @@ impl Writes {
                 pin_fail_count: u32::try_from(row.pin_fail_count).unwrap_or(0),
                 renewed_ms: row.renewed_ms,
                 spent: row.spent()?,
+                held: row.held()?,
             });
             e.balance = c.new_balance;
             e.points = c.new_points;
@@ -412,6 +430,9 @@ impl Writes {
             }
             if let Some(n) = c.pin_fail_count.or(pin) {
                 e.pin_fail_count = n;
+            }
+            if !c.held_delta.is_zero() {
+                e.held = Some(c.new_held.amount());
             }
             if c.renews_membership {
                 e.renewed_ms = self.now.timestamp_millis();
@@ -439,6 +460,7 @@ impl Writes {
                 "renewed_at_ms": f.renewed_ms,
                 "spent_day": f.spent.as_ref().map(|s| s.0.clone()),
                 "spent_today": f.spent.as_ref().map(|s| s.1.to_string()),
+                "held": f.held.map(|h| h.to_string()),
                 // Not written as such: what the card's MAC covers.
                 "member_id": row.member_id, "pin_hash": row.pin_hash, "pin_salt": row.pin_salt,
                 "last_mac": row.last_mac, "chain_len": row.chain_len,
@@ -526,6 +548,7 @@ impl Writes {
                     (Some(d), Some(a)) => Some((d.to_owned(), super::rows::dec(a)?)),
                     _ => None,
                 },
+                held: c["held"].as_str().map(super::rows::dec).transpose()?,
             };
             let img = v.image();
             c["last_mac"] = v.last_mac.as_ref().map(hex::encode).into();
@@ -602,7 +625,7 @@ impl Writes {
             events: self.events,
             new_lots: self.new_lots,
             order: self.order.into_iter().collect(),
-            orig: self.orig.into_iter().collect(),
+            orig: self.orig,
             operator_reset: self.operator_reset.into_iter().collect(),
             orders,
         };

@@ -30,9 +30,13 @@ pub(super) struct CardScan {
 
 fn cards_sql() -> String {
     format!(
-        "SELECT {CARD_COLUMNS}, c.sealed, coalesce(l.live, 0)::bigint, c.store_id
+        "SELECT {CARD_COLUMNS}, c.sealed, coalesce(l.live, 0)::bigint, c.store_id,
+                coalesce(h.held, 0)::numeric(14,2)
            FROM cards c
            LEFT JOIN (SELECT card_no, sum(points_left) AS live FROM lots GROUP BY card_no) l
+                  USING (card_no)
+           LEFT JOIN (SELECT card_no, sum(charged) AS held FROM orders
+                       WHERE op = 'hold' AND NOT reversed GROUP BY card_no) h
                   USING (card_no)
           ORDER BY c.card_no COLLATE \"C\""
     )
@@ -110,6 +114,8 @@ struct CardRead {
     sealed_blob: Option<Vec<u8>>,
     live_lots: i64,
     store_id: Option<String>,
+    /// What the card's unreleased holds keep, by their orders.
+    active_holds: Decimal,
 }
 
 impl CardRead {
@@ -118,9 +124,10 @@ impl CardRead {
             values: card_values(c),
             row_mac: c.get(10),
             key_id: c.get(11),
-            sealed_blob: c.get(15),
-            live_lots: c.get(16),
-            store_id: c.get(17),
+            sealed_blob: c.get(16),
+            live_lots: c.get(17),
+            store_id: c.get(18),
+            active_holds: c.get(19),
         }
     }
 
@@ -309,6 +316,11 @@ impl Chain {
         if card.live_lots != v.points {
             let why = format!("points {} ≠ live lots {}", v.points, card.live_lots);
             found.push(finding("cards", no, "lots", why));
+        }
+        let held = v.held.unwrap_or_default();
+        if card.active_holds != held {
+            let why = format!("held {held} ≠ active holds {}", card.active_holds);
+            found.push(finding("cards", no, "held", why));
         }
         ok
     }

@@ -8,6 +8,7 @@ mod card_status;
 mod cards;
 mod contention;
 mod errnos;
+mod holds;
 mod limits;
 mod money;
 mod office;

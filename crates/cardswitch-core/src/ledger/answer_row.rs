@@ -105,6 +105,12 @@ pub fn posting_row(plan: &Plan, row: &AnswerRow, rc: &RowContext<'_>) -> Row {
         OpKind::Topup => {
             r.push("bonus", money_text(a.bonus));
         }
+        OpKind::Hold => {
+            if let Some(h) = a.hold {
+                r.push("available", money_text(h.available));
+                r.push("hold_expires_at", ms(h.expires_at).to_string());
+            }
+        }
         OpKind::Debit => {
             if let Some(s) = a.split {
                 r.push("cash", money_text(s.cash));
@@ -160,6 +166,8 @@ mod tests {
             has_pin: false,
             member_until: None,
             spent_today: crate::ledger::Money::ZERO,
+            held: crate::ledger::Money::ZERO,
+            active_holds: 0,
         };
         let plan = decide_topup(
             &LedgerConfig::default(),

@@ -90,6 +90,8 @@ fn register_status_replace_close() {
         has_pin: true,
         member_until: None,
         spent_today: crate::ledger::Money::ZERO,
+        held: crate::ledger::Money::ZERO,
+        active_holds: 0,
         ..with(Lost, card("A1", "12.34", 20))
     };
     let p = decide_replace(

@@ -31,6 +31,7 @@ pub mod answer_row;
 pub mod lots;
 pub mod money;
 pub mod ops_card;
+pub mod ops_holds;
 pub mod ops_money;
 pub mod ops_points;
 pub mod plan;
@@ -42,6 +43,8 @@ pub mod state;
 mod card_tests;
 #[cfg(test)]
 mod fuzz;
+#[cfg(test)]
+mod holds_tests;
 #[cfg(test)]
 mod limits_tests;
 #[cfg(test)]
@@ -63,14 +66,19 @@ pub use ops_card::{
     check_read, decide_close, decide_register, decide_replace, decide_status, CloseReq,
     RegisterReq, ReplaceReq, StatusOp,
 };
+pub use ops_holds::{
+    decide_capture, decide_hold, decide_void, expire_holds, ActiveHold, CaptureReq, HoldReq,
+    VoidReq, MAX_ACTIVE_HOLDS,
+};
 pub use ops_money::{
     decide_debit, decide_refund, decide_reverse, decide_topup, decide_transfer, CardWithLots,
     DebitReq, RefundReq, ReverseReq, TopupReq, TransferReq,
 };
 pub use ops_points::{decide_expire, decide_points, decide_redeem, PointsReq, RedeemReq};
 pub use plan::{
-    business_day, Answer, AnswerRow, CardChange, Decision, Effect, LedgerConfig, MemberRef,
-    NewCard, NewMember, Original, OriginalUpdate, PinSource, Plan, SplitLegs,
+    business_day, Answer, AnswerRow, CardChange, Decision, Effect, HoldAnswer, HoldRef, HoldTerms,
+    LedgerConfig, MemberRef, NewCard, NewMember, Original, OriginalUpdate, PinSource, Plan,
+    SplitLegs,
 };
 pub use rules::{BonusRule, Level, Limits};
 pub use state::{

@@ -166,6 +166,8 @@ impl Model {
                 has_pin: n.pin != PinSource::None,
                 member_until: None,
                 spent_today: crate::ledger::Money::ZERO,
+                held: crate::ledger::Money::ZERO,
+                active_holds: 0,
             };
             self.cards.insert(
                 n.card_no.clone(),
@@ -259,6 +261,7 @@ impl Model {
                 reversed: false,
                 refunded: Money::ZERO,
                 points_taken_back: 0,
+                hold: None,
                 effects,
             },
         );

@@ -89,6 +89,8 @@ fn fresh_card(card_no: &str, member_id: i64, level: Level, has_pin: bool) -> Car
         has_pin,
         member_until: None,
         spent_today: crate::ledger::Money::ZERO,
+        held: crate::ledger::Money::ZERO,
+        active_holds: 0,
     }
 }
 
@@ -152,7 +154,7 @@ pub struct ReplaceReq {
 /// The member's balance, points and lots (with their expiry dates) move to a
 /// new card, and the old card is closed. An active card or a lost one (the
 /// usual reason to replace) can be replaced; a locked or closed one cannot
-/// (2003). A new number already in use is 2012. The answer is about the new
+/// (2003); one with active holds is 2017. A new number already in use is 2012. The answer is about the new
 /// card: `cards[0]` is the new card, `cards[1]` the old.
 pub fn decide_replace(
     old: &CardState,
@@ -163,6 +165,7 @@ pub fn decide_replace(
     if old.status != CardStatus::Lost {
         require_active(old)?;
     }
+    old.without_holds()?;
     if new_existing.is_some() || req.new_card_no == old.card_no {
         return Err(Errno::CardInUse.into());
     }
@@ -201,6 +204,7 @@ pub fn decide_replace(
         }),
         cards: vec![into, out],
         original: None,
+        hold: None,
         answer,
     })
 }
@@ -214,10 +218,12 @@ pub struct CloseReq {
 /// The card is returned: its balance is paid out in cash (`cash_out`) and
 /// zeroed by this posting, so the balance still equals the sum of its
 /// postings; its points are forfeited (they are no money and a closed card
-/// cannot spend them). Only an active card (lost 2002: replace it instead).
+/// cannot spend them). Only an active card (lost 2002: replace it instead)
+/// without active holds (2017, after its PIN).
 pub fn decide_close(card: &CardState, lots: &[Lot], req: &CloseReq) -> Decision {
     require_active(card)?;
     let pin_reset = check_pin(card, req.pin)?;
+    card.without_holds()?;
     let takes = take_all(card, lots)?;
     let mut c = CardChange::build(card, -card.balance.amount(), -card.points)?;
     c.lots_taken = takes;

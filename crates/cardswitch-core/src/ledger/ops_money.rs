@@ -126,7 +126,8 @@ pub fn decide_refund(
     req: &RefundReq,
     now: Ts,
 ) -> Decision {
-    if original.op != OpKind::Debit {
+    // A capture is a debit against a hold (protocol.md §6.2).
+    if !matches!(original.op, OpKind::Debit | OpKind::Capture) {
         return Err(Errno::OriginalNotFound.into());
     }
     if original.effects.first().map(|e| e.card_no.as_str()) != Some(card.card_no.as_str()) {
@@ -227,7 +228,12 @@ pub fn decide_reverse(
 ) -> Decision {
     let reversible = matches!(
         original.op,
-        OpKind::Debit | OpKind::Topup | OpKind::Points | OpKind::Redeem | OpKind::Transfer
+        OpKind::Debit
+            | OpKind::Topup
+            | OpKind::Points
+            | OpKind::Redeem
+            | OpKind::Transfer
+            | OpKind::Capture
     );
     if !reversible {
         return Err(Errno::OriginalNotFound.into());
@@ -278,7 +284,7 @@ pub fn decide_reverse(
     let mut answer = Answer::for_change(&req.order_no, OpKind::Reverse, first);
     answer.amount = original.amount;
     answer.charged = original.charged;
-    if original.op == OpKind::Debit {
+    if matches!(original.op, OpKind::Debit | OpKind::Capture) {
         answer.discount = original
             .amount
             .checked_sub(original.charged)
@@ -299,6 +305,7 @@ pub fn decide_reverse(
             refunded_add: Money::ZERO,
             points_taken_back_add: 0,
         }),
+        hold: None,
         answer,
     })
 }

@@ -39,6 +39,8 @@ pub(super) fn card(no: &str, balance: &str, points: i64) -> CardState {
         has_pin: false,
         member_until: None,
         spent_today: crate::ledger::Money::ZERO,
+        held: crate::ledger::Money::ZERO,
+        active_holds: 0,
     }
 }
 
@@ -135,6 +137,8 @@ fn five_wrong_pins_lock_the_card() {
         has_pin: true,
         member_until: None,
         spent_today: crate::ledger::Money::ZERO,
+        held: crate::ledger::Money::ZERO,
+        active_holds: 0,
         ..card("A1", "100", 0)
     };
     for n in 1..=5 {
@@ -341,6 +345,7 @@ pub(super) fn original_debit(tender: Tender) -> Original {
         points_earned: 95,
         reversed: false,
         refunded: Money::ZERO,
+        hold: None,
         points_taken_back: 0,
         effects: vec![Effect {
             card_no: "A1".into(),

@@ -31,10 +31,24 @@ pub struct CardChange {
     /// Signed change of what today's debits and outgoing transfers took
     /// from the balance (the daily limit's count): a reverse gives back.
     pub day_spend: Decimal,
+    /// Signed change of the money held by the card's active holds
+    /// (protocol.md §6.2): a hold adds, its capture, void or expiry takes.
+    pub held_delta: Decimal,
+    /// Holds past their expiry this change releases (`hold_expire`): the
+    /// store marks their orders released.
+    pub holds_expired: Vec<HoldRef>,
     /// The card's values after the change, for the answer and for the store
     /// to check its `UPDATE … RETURNING` against.
     pub new_balance: Money,
     pub new_points: Points,
+    pub new_held: Money,
+}
+
+/// A hold, by its order.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HoldRef {
+    pub terminal: String,
+    pub order_no: String,
 }
 
 impl CardChange {
@@ -45,6 +59,19 @@ impl CardChange {
         balance_delta: Decimal,
         points_delta: Points,
     ) -> Result<Self, Errno> {
+        CardChange::build_held(card, balance_delta, points_delta, Decimal::ZERO)
+    }
+
+    /// [`CardChange::build`] with the held money changed too. Money taken
+    /// from the balance, or newly held, must leave the balance at least
+    /// what stays held (2004): a spend takes from what is available.
+    pub fn build_held(
+        card: &CardState,
+        balance_delta: Decimal,
+        points_delta: Points,
+        held_delta: Decimal,
+    ) -> Result<Self, Errno> {
+        let new_held = card.held.checked_apply(held_delta).ok_or(Errno::Internal)?;
         let new_balance = match card.balance.checked_apply(balance_delta) {
             Some(b) => b,
             None if card.balance.amount() + balance_delta < Decimal::ZERO => {
@@ -62,6 +89,10 @@ impl CardChange {
         if new_points > MAX_POINTS {
             return Err(Errno::InvalidAmount);
         }
+        let spends = balance_delta.is_sign_negative() || held_delta > Decimal::ZERO;
+        if spends && new_balance < new_held {
+            return Err(Errno::InsufficientBalance);
+        }
         Ok(CardChange {
             card_no: card.card_no.clone(),
             balance_delta: super::money::delta(balance_delta),
@@ -73,8 +104,11 @@ impl CardChange {
             pin_fail_count: None,
             renews_membership: false,
             day_spend: Decimal::ZERO,
+            held_delta: super::money::delta(held_delta),
+            holds_expired: vec![],
             new_balance,
             new_points,
+            new_held,
         })
     }
 
@@ -169,6 +203,15 @@ pub struct Answer {
     pub points_delta: Points,
     pub balance: Money,
     pub points: Points,
+    /// A hold's row (protocol.md §6.2): what the card has left to spend,
+    /// and when the hold lapses.
+    pub hold: Option<HoldAnswer>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HoldAnswer {
+    pub available: Money,
+    pub expires_at: Ts,
 }
 
 impl Answer {
@@ -186,6 +229,7 @@ impl Answer {
             points_delta: c.points_delta,
             balance: c.new_balance,
             points: c.new_points,
+            hold: None,
         }
     }
 
@@ -235,6 +279,18 @@ pub struct Original {
     pub points_taken_back: Points,
     /// In the order of the original plan's card changes.
     pub effects: Vec<Effect>,
+    /// A hold's terms (its order's); `None` for any other op.
+    pub hold: Option<HoldTerms>,
+}
+
+/// What a hold fixed when it was placed (protocol.md §6.2), kept on its
+/// order: its capture is priced at these whatever the card's level says
+/// by then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HoldTerms {
+    pub expires_at: Ts,
+    pub discount: Decimal,
+    pub points_rate: Decimal,
 }
 
 impl Original {
@@ -263,6 +319,8 @@ pub struct Plan {
     pub new_card: Option<NewCard>,
     pub cards: Vec<CardChange>,
     pub original: Option<OriginalUpdate>,
+    /// A hold placed: the terms its order keeps.
+    pub hold: Option<HoldTerms>,
     pub answer: Answer,
 }
 
@@ -274,6 +332,7 @@ impl Plan {
             answer: Answer::for_change(order_no, op, &change),
             cards: vec![change],
             original: None,
+            hold: None,
         }
     }
 }

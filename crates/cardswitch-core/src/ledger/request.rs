@@ -42,6 +42,9 @@ pub fn op_kind(op: Op) -> OpKind {
         Op::Unlock => OpKind::Unlock,
         Op::Replace => OpKind::Replace,
         Op::Close => OpKind::Close,
+        Op::Hold => OpKind::Hold,
+        Op::Capture => OpKind::Capture,
+        Op::Void => OpKind::Void,
         Op::Import => OpKind::Import,
     }
 }
@@ -246,6 +249,21 @@ pub enum PostingOp {
         card: String,
         pin: Option<PinText>,
     },
+    /// Money reserved on the card for `expires_s` (protocol.md §6.2).
+    Hold {
+        card: String,
+        sale: Money,
+        pin: Option<PinText>,
+        expires_s: u32,
+    },
+    /// `amount` of the sale taken against the hold `original` names.
+    Capture {
+        original: OriginalRef,
+        amount: Money,
+    },
+    Void {
+        original: OriginalRef,
+    },
 }
 
 /// An imported card's opening balance and points (`Op::Import`).
@@ -411,7 +429,9 @@ impl Request {
             Body::Posting(p) => match &p.op {
                 PostingOp::Register { .. }
                 | PostingOp::Reverse { .. }
-                | PostingOp::Refund { .. } => {
+                | PostingOp::Refund { .. }
+                | PostingOp::Capture { .. }
+                | PostingOp::Void { .. } => {
                     vec![]
                 }
                 PostingOp::Transfer { card, to, .. } => vec![card.clone(), to.clone()],
@@ -440,7 +460,11 @@ impl Request {
     pub fn original<'a>(&'a self, own_terminal: &'a str) -> Option<(&'a str, &'a str)> {
         match &self.body {
             Body::Posting(PostingReq {
-                op: PostingOp::Reverse { original } | PostingOp::Refund { original, .. },
+                op:
+                    PostingOp::Reverse { original }
+                    | PostingOp::Refund { original, .. }
+                    | PostingOp::Capture { original, .. }
+                    | PostingOp::Void { original },
                 ..
             }) => Some((
                 original.terminal.as_deref().unwrap_or(own_terminal),
@@ -460,7 +484,8 @@ impl Request {
                 | PostingOp::Debit { pin, .. }
                 | PostingOp::Redeem { pin, .. }
                 | PostingOp::Transfer { pin, .. }
-                | PostingOp::Close { pin, .. } => pin.as_ref(),
+                | PostingOp::Close { pin, .. }
+                | PostingOp::Hold { pin, .. } => pin.as_ref(),
                 _ => None,
             },
         }
@@ -489,6 +514,9 @@ impl PostingOp {
             },
             PostingOp::Replace { .. } => OpKind::Replace,
             PostingOp::Close { .. } => OpKind::Close,
+            PostingOp::Hold { .. } => OpKind::Hold,
+            PostingOp::Capture { .. } => OpKind::Capture,
+            PostingOp::Void { .. } => OpKind::Void,
         }
     }
 
@@ -504,8 +532,12 @@ impl PostingOp {
             | PostingOp::Transfer { card, .. }
             | PostingOp::Status { card, .. }
             | PostingOp::Replace { card, .. }
-            | PostingOp::Close { card, .. } => Some(card),
-            PostingOp::Reverse { .. } | PostingOp::Refund { .. } => None,
+            | PostingOp::Close { card, .. }
+            | PostingOp::Hold { card, .. } => Some(card),
+            PostingOp::Reverse { .. }
+            | PostingOp::Refund { .. }
+            | PostingOp::Capture { .. }
+            | PostingOp::Void { .. } => None,
         }
     }
 }
@@ -634,6 +666,22 @@ fn posting(op: Op, f: &Fields<'_>) -> Result<PostingOp, Errno> {
         Op::Close => PostingOp::Close {
             card: f.card()?,
             pin: f.pin("pin"),
+        },
+        Op::Hold => PostingOp::Hold {
+            card: f.card()?,
+            sale: f.amount()?,
+            pin: f.pin("pin"),
+            expires_s: match f.attr2.get("expires") {
+                None => crate::protocol::attr2::HOLD_EXPIRES_DEFAULT_S,
+                Some(v) => crate::protocol::attr2::hold_expires_s(v)?,
+            },
+        },
+        Op::Capture => PostingOp::Capture {
+            original: f.original()?,
+            amount: f.amount()?,
+        },
+        Op::Void => PostingOp::Void {
+            original: f.original()?,
         },
         Op::Query
         | Op::Member

@@ -37,9 +37,27 @@ pub struct CardState {
     /// What this business day's debits and outgoing transfers took from
     /// the balance (for the level's daily limit).
     pub spent_today: Money,
+    /// Money the card's active holds keep from being spent.
+    pub held: Money,
+    /// How many active holds the card has.
+    pub active_holds: u32,
 }
 
 impl CardState {
+    /// What a spend may take: the balance less what active holds keep.
+    pub fn available(&self) -> Money {
+        self.balance.checked_sub(self.held).unwrap_or(Money::ZERO)
+    }
+
+    /// 2017 while any hold on the card is active: a card that may still be
+    /// captured against is neither closed nor replaced.
+    pub fn without_holds(&self) -> Result<(), Errno> {
+        match self.active_holds {
+            0 if self.held.is_zero() => Ok(()),
+            _ => Err(Errno::HasHolds),
+        }
+    }
+
     /// 2016 when taking `take` from the balance would pass the level's
     /// daily debit limit (taking nothing never does).
     pub fn within_daily_limit(&self, take: Money) -> Result<(), Errno> {
@@ -176,14 +194,21 @@ pub enum OpKind {
     Unlock,
     Replace,
     Close,
+    /// Card products (protocol.md §6.2).
+    Hold,
+    Capture,
+    Void,
     Expire,
+    /// The store's own posting that releases a hold past its expiry; no
+    /// terminal sends it.
+    HoldExpire,
     /// A member brought over by `cardswitch import members`: a register
     /// with its opening balance and points; no terminal sends it.
     Import,
 }
 
 impl OpKind {
-    pub const WIRE: [OpKind; 21] = [
+    pub const WIRE: [OpKind; 24] = [
         OpKind::Query,
         OpKind::Member,
         OpKind::History,
@@ -205,6 +230,9 @@ impl OpKind {
         OpKind::Unlock,
         OpKind::Replace,
         OpKind::Close,
+        OpKind::Hold,
+        OpKind::Capture,
+        OpKind::Void,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -230,7 +258,11 @@ impl OpKind {
             OpKind::Unlock => "unlock",
             OpKind::Replace => "replace",
             OpKind::Close => "close",
+            OpKind::Hold => "hold",
+            OpKind::Capture => "capture",
+            OpKind::Void => "void",
             OpKind::Expire => "expire",
+            OpKind::HoldExpire => "hold_expire",
             OpKind::Import => "import",
         }
     }
@@ -244,6 +276,7 @@ impl OpKind {
     pub fn from_stored(s: &str) -> Option<OpKind> {
         match s {
             "expire" => Some(OpKind::Expire),
+            "hold_expire" => Some(OpKind::HoldExpire),
             "import" => Some(OpKind::Import),
             s => OpKind::from_wire(s),
         }
@@ -266,6 +299,9 @@ impl OpKind {
                 | OpKind::Topup
                 | OpKind::Points
                 | OpKind::Redeem
+                | OpKind::Hold
+                | OpKind::Capture
+                | OpKind::Void
         )
     }
 
@@ -290,7 +326,7 @@ impl OpKind {
 /// Unknown operator, a cashier on an M op, or an M op without the right
 /// manager PIN: 2011. A manager on a cashier op needs no `mpin`.
 pub fn authorize(op: OpKind, operator: Option<Role>, mpin_ok: bool) -> Result<(), Errno> {
-    if op == OpKind::Expire {
+    if matches!(op, OpKind::Expire | OpKind::HoldExpire) {
         return Err(Errno::OperatorRefused);
     }
     match (operator, op.is_manager_op()) {

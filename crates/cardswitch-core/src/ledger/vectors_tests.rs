@@ -46,6 +46,8 @@ fn card(c: &Value) -> CardState {
             .unwrap_or(false)
             .then(|| now() - Duration::days(1)),
         spent_today: money(&c["spent_today"]).unwrap_or(Money::ZERO),
+        held: crate::ledger::Money::ZERO,
+        active_holds: 0,
     }
 }
 
@@ -62,6 +64,7 @@ fn original(o: &Value) -> Original {
         points_earned: earned,
         reversed: false,
         refunded: money(&o["refunded"]).unwrap(),
+        hold: None,
         points_taken_back: o["points_taken_back"].as_i64().unwrap(),
         effects: vec![Effect {
             card_no: "GOLD0001".into(),

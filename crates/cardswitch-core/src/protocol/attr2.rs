@@ -108,6 +108,24 @@ pub fn birthday(v: &str) -> Result<(), Errno> {
         .ok_or(Errno::Malformed)
 }
 
+/// A hold's life in seconds when the request sets none (protocol.md §6.2).
+pub const HOLD_EXPIRES_DEFAULT_S: u32 = 604_800;
+/// The shortest and longest life a request may give a hold.
+pub const HOLD_EXPIRES_S: std::ops::RangeInclusive<u32> = 60..=2_592_000;
+
+/// `expires`: `[1-9][0-9]{1,6}` seconds, within [`HOLD_EXPIRES_S`].
+pub fn hold_expires_s(v: &str) -> Result<u32, Errno> {
+    digits(v, 2, 7)?;
+    if v.starts_with('0') {
+        return Err(Errno::Malformed);
+    }
+    let s: u32 = v.parse().map_err(|_| Errno::Malformed)?;
+    HOLD_EXPIRES_S
+        .contains(&s)
+        .then_some(s)
+        .ok_or(Errno::Malformed)
+}
+
 /// Checks one named value of `attr2` of `op` (`to` is a card for a
 /// `transfer`, a time for a `statement`).
 pub fn check_value(op: Op, name: &str, v: &str) -> Result<(), Errno> {
@@ -140,6 +158,7 @@ fn check_named(op: Op, name: &str, v: &str) -> Result<(), Errno> {
         "balance" => grammar::amount(v).map(drop),
         "points" => count(v, 15).map(drop),
         "terminal" => grammar::terminal(v).map(drop),
+        "expires" => hold_expires_s(v).map(drop),
         _ => Err(Errno::Malformed),
     }
 }

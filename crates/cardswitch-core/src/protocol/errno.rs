@@ -29,13 +29,14 @@ pub enum Errno {
     NotForThisTerminal = 2013,
     MembershipExpired = 2015,
     OverLimit = 2016,
+    HasHolds = 2017,
     Tampered = 3001,
     Unavailable = 3002,
     Internal = 3003,
 }
 
 impl Errno {
-    pub const ALL: [Errno; 28] = [
+    pub const ALL: [Errno; 29] = [
         Errno::Ok,
         Errno::Malformed,
         Errno::UnknownTerminal,
@@ -61,6 +62,7 @@ impl Errno {
         Errno::NotForThisTerminal,
         Errno::MembershipExpired,
         Errno::OverLimit,
+        Errno::HasHolds,
         Errno::Tampered,
         Errno::Unavailable,
         Errno::Internal,
@@ -102,6 +104,7 @@ impl Errno {
             Errno::NotForThisTerminal => "operation not allowed for this terminal",
             Errno::MembershipExpired => "membership expired",
             Errno::OverLimit => "over a limit",
+            Errno::HasHolds => "card has active holds",
             Errno::Tampered => "stored data failed its integrity check",
             Errno::Unavailable => "service unavailable",
             Errno::Internal => "internal error",

@@ -26,13 +26,18 @@ pub enum Op {
     Unlock,
     Replace,
     Close,
+    /// Card products (protocol.md §6.2): money reserved, then taken or
+    /// released.
+    Hold,
+    Capture,
+    Void,
     /// `cardswitch import members`: a register with an opening balance and
     /// points. Not in [`Op::ALL`], so no terminal can send it.
     Import,
 }
 
 impl Op {
-    pub const ALL: [Op; 21] = [
+    pub const ALL: [Op; 24] = [
         Op::Query,
         Op::Member,
         Op::History,
@@ -54,6 +59,9 @@ impl Op {
         Op::Unlock,
         Op::Replace,
         Op::Close,
+        Op::Hold,
+        Op::Capture,
+        Op::Void,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +87,9 @@ impl Op {
             Op::Unlock => "unlock",
             Op::Replace => "replace",
             Op::Close => "close",
+            Op::Hold => "hold",
+            Op::Capture => "capture",
+            Op::Void => "void",
             Op::Import => "import",
         }
     }
@@ -107,7 +118,7 @@ impl Op {
     /// What `attr1` holds.
     pub fn attr1(self) -> Attr1 {
         match self {
-            Op::Reverse | Op::Refund => Attr1::OrderNo,
+            Op::Reverse | Op::Refund | Op::Capture | Op::Void => Attr1::OrderNo,
             Op::Find => Attr1::PhoneOrCard,
             Op::Settlement => Attr1::Day,
             Op::Liability => Attr1::StoreOrAll,
@@ -134,7 +145,10 @@ impl Op {
     /// Whether the op's `amount` column in §6 is filled (it is then
     /// required, and forbidden for every other op).
     pub fn needs_amount(self) -> bool {
-        matches!(self, Op::Debit | Op::Topup | Op::Refund | Op::Transfer)
+        matches!(
+            self,
+            Op::Debit | Op::Topup | Op::Refund | Op::Transfer | Op::Hold | Op::Capture
+        )
     }
 
     /// The names `attr2` may carry for this op (§6); any other is 1001.
@@ -156,6 +170,8 @@ impl Op {
             Op::Lost | Op::Found | Op::Lock | Op::Unlock => &["mpin"],
             Op::Replace => &["mpin", "new"],
             Op::Close => &["mpin", "pin"],
+            Op::Hold => &["pin", "expires"],
+            Op::Capture | Op::Void => &["terminal"],
             Op::Import => &[
                 "name", "phone", "level", "pin", "birthday", "balance", "points",
             ],
@@ -182,7 +198,8 @@ impl Op {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Attr1 {
     Card,
-    /// `reverse`, `refund`: the original's `order_no`.
+    /// `reverse`, `refund`, and `capture`, `void` (the hold's): an order's
+    /// `order_no`.
     OrderNo,
     /// `find`: a phone number, or a card number.
     PhoneOrCard,

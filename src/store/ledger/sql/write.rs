@@ -83,14 +83,14 @@ impl WriteSection {
            sealed = decode(x.sealed, 'hex'), last_mac = decode(x.last_mac, 'hex'),
            chain_len = x.chain_len,
            renewed_at = 'epoch'::timestamptz + x.renewed_at_ms * interval '1 millisecond',
-           spent_day = x.spent_day, spent_today = x.spent_today,
+           spent_day = x.spent_day, spent_today = x.spent_today, held = x.held,
            closed_at = CASE WHEN x.status = 'closed' AND c.status <> 'closed' THEN x.at
                             ELSE c.closed_at END
       FROM j, jsonb_to_recordset(j.j->'cards')
            AS x(card_no text, old_balance numeric, old_points bigint, balance numeric,
                 points bigint, status text, pin_fail_count integer, at timestamptz,
-                renewed_at_ms bigint, spent_day date, spent_today numeric, row_mac text,
-                mac_key_id text, sealed text, last_mac text, chain_len bigint)
+                renewed_at_ms bigint, spent_day date, spent_today numeric, held numeric,
+                row_mac text, mac_key_id text, sealed text, last_mac text, chain_len bigint)
      WHERE c.card_no = x.card_no AND c.balance = x.old_balance AND c.points = x.old_points
        AND c.card_no = ANY (ARRAY(SELECT e->>'card_no' FROM jsonb_array_elements($1::jsonb->'cards') e))",
             WriteSection::Postings => "
@@ -135,15 +135,18 @@ impl WriteSection {
             WriteSection::Order => "
     INSERT INTO orders (terminal_id, order_no, digest, op, card_no, cards, txn_id, business_day,
            posted_at, amount, charged, tender, points_earned, effects, answer, row_mac,
-           mac_key_id)
+           mac_key_id, hold_expires_at, hold_discount, hold_points_rate)
     SELECT x.terminal_id, x.order_no, decode(x.digest, 'hex'), x.op, x.card_no, x.cards,
            x.txn_id, x.business_day, x.posted_at, x.amount, x.charged, x.tender,
-           x.points_earned, x.effects, x.answer, decode(x.row_mac, 'hex'), x.mac_key_id
+           x.points_earned, x.effects, x.answer, decode(x.row_mac, 'hex'), x.mac_key_id,
+           'epoch'::timestamptz + x.hold_exp_ms * interval '1 millisecond', x.hold_discount,
+           x.hold_points_rate
       FROM j, jsonb_to_recordset(j.j->'order')
            AS x(terminal_id text, order_no text, digest text, op text, card_no text,
                 cards text[], txn_id bigint, business_day date, posted_at timestamptz,
                 amount numeric, charged numeric, tender text, points_earned bigint,
-                effects jsonb, answer jsonb, row_mac text, mac_key_id text)
+                effects jsonb, answer jsonb, row_mac text, mac_key_id text,
+                hold_exp_ms bigint, hold_discount numeric, hold_points_rate numeric)
     ON CONFLICT DO NOTHING",
             WriteSection::Orig => "
     UPDATE orders o SET reversed = o.reversed OR x.reversed,
