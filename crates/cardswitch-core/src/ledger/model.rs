@@ -20,6 +20,8 @@ pub(super) struct MCard {
     pub(super) lots: Vec<Lot>,
     /// (balance delta, points delta) of every posting on the card.
     pub(super) postings: Vec<(Decimal, i64)>,
+    /// Its holds not yet released.
+    pub(super) holds: Vec<super::ops_holds::ActiveHold>,
 }
 
 pub(super) struct Model {
@@ -33,6 +35,18 @@ pub(super) struct Model {
     pub(super) next_order: u64,
     pub(super) next_member: i64,
     pub(super) now: Ts,
+    /// How many plans of each op were applied, so a test can say the
+    /// sequences reached them.
+    pub(super) seen: Seen,
+}
+
+#[derive(Default)]
+pub(super) struct Seen(pub(super) BTreeMap<&'static str, u64>);
+
+impl Seen {
+    fn record(&mut self, op: OpKind) {
+        *self.0.entry(op.as_str()).or_default() += 1;
+    }
 }
 
 fn dec(s: &str) -> Decimal {
@@ -84,6 +98,7 @@ impl Model {
             next_order: 1,
             next_member: 1,
             now: DateTime::from_timestamp_millis(1_795_000_000_000).unwrap(),
+            seen: Seen::default(),
         }
     }
 
@@ -175,6 +190,7 @@ impl Model {
                     state,
                     lots: vec![],
                     postings: vec![],
+                    holds: vec![],
                 },
             );
         }
@@ -189,8 +205,11 @@ impl Model {
             );
             assert_eq!(s.points + ch.points_delta, ch.new_points);
             assert_eq!(ch.balance_delta.scale(), 2);
+            assert_eq!(s.held.amount() + ch.held_delta, ch.new_held.amount());
             s.balance = ch.new_balance;
             s.points = ch.new_points;
+            s.held = ch.new_held;
+            card.holds.retain(|h| !ch.holds_expired.contains(&h.hold));
             if let Some(st) = ch.status {
                 s.status = st;
             }
@@ -231,6 +250,10 @@ impl Model {
         }
         if let Some(u) = &plan.original {
             let o = self.originals.get_mut(&u.order_no).unwrap();
+            if o.op == OpKind::Hold {
+                let card = self.cards.get_mut(&o.effects[0].card_no).unwrap();
+                card.holds.retain(|h| h.hold.order_no != u.order_no);
+            }
             o.reversed |= u.mark_reversed;
             o.refunded = o.refunded.checked_add(u.refunded_add).unwrap();
             o.points_taken_back += u.points_taken_back_add;
@@ -240,6 +263,22 @@ impl Model {
                 r.1 += plan.answer.cash_out.amount();
             }
         }
+        if let (OpKind::Hold, Some(t)) = (plan.op, plan.hold) {
+            let card = self.cards.get_mut(&plan.cards[0].card_no).unwrap();
+            card.holds.push(super::ops_holds::ActiveHold {
+                hold: HoldRef {
+                    terminal: "T".into(),
+                    order_no: plan.answer.order_no.clone(),
+                },
+                amount: plan.answer.charged,
+                business_day: self.now.date_naive(),
+                expires_at: t.expires_at,
+            });
+        }
+        for c in self.cards.values_mut() {
+            c.state.active_holds = c.holds.len() as u32;
+        }
+        self.seen.record(plan.op);
         let a = &plan.answer;
         assert_eq!(a.card, plan.cards[0].card_no);
         assert_eq!(a.balance, plan.cards[0].new_balance);
@@ -253,7 +292,7 @@ impl Model {
                 amount: a.amount,
                 charged: a.charged,
                 tender,
-                points_earned: if plan.op == OpKind::Debit {
+                points_earned: if matches!(plan.op, OpKind::Debit | OpKind::Capture) {
                     a.points_delta
                 } else {
                     0
@@ -261,10 +300,26 @@ impl Model {
                 reversed: false,
                 refunded: Money::ZERO,
                 points_taken_back: 0,
-                hold: None,
+                hold: plan.hold,
                 effects,
             },
         );
+    }
+
+    /// Releases every hold past its expiry, as the store's load does.
+    pub(super) fn expire_holds(&mut self) {
+        let today = self.now.date_naive();
+        let mut plans = vec![];
+        for c in self.cards.values() {
+            if let Some(ch) =
+                super::ops_holds::expire_holds(&c.state, &c.holds, self.now, today).unwrap()
+            {
+                plans.push(Plan::single("", OpKind::HoldExpire, ch));
+            }
+        }
+        for p in plans {
+            self.apply(&p, Tender::Balance);
+        }
     }
 
     pub(super) fn check(&self) {
@@ -287,8 +342,11 @@ impl Model {
             let lots: i64 = c.lots.iter().map(|l| l.points_left).sum();
             assert_eq!(s.points, lots, "{}: points are the sum of lots", s.card_no);
             if s.status == CardStatus::Closed {
-                assert!(s.balance.is_zero() && s.points == 0);
+                assert!(s.balance.is_zero() && s.points == 0 && s.held.is_zero());
             }
+            let held: Decimal = c.holds.iter().map(|h| h.amount.amount()).sum();
+            assert_eq!(s.held.amount(), held, "{}: held is its holds'", s.card_no);
+            assert!(s.held <= s.balance, "{}: holds more than it has", s.card_no);
             if let Some(limit) = s.level.limits.daily_debit {
                 assert!(
                     s.spent_today <= limit,
@@ -355,6 +413,9 @@ pub(super) fn balance_flow(plan: &Plan, original: Option<&Original>, tender: Ten
             a.amount.amount() - a.cash_out.amount()
         }
         OpKind::Close => -a.cash_out.amount(),
+        // A hold moves no money; its capture is a debit.
+        OpKind::Hold | OpKind::Void | OpKind::HoldExpire => Decimal::ZERO,
+        OpKind::Capture => -a.charged.amount(),
         OpKind::Reverse => {
             let o = original.unwrap();
             for (c, e) in plan.cards.iter().zip(&o.effects) {
