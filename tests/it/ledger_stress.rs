@@ -90,7 +90,7 @@ async fn worker(l: Arc<Ledger>, task: usize, stop: Arc<AtomicBool>, clock: Clock
                     req("void", &h).order(&order)
                 }
             }
-            0..=24 => {
+            9..=24 => {
                 let mut r = req("debit", &a)
                     .amount(&cents(&mut rng, 3000))
                     .order(&order);
