@@ -24,6 +24,8 @@ async fn business_abuse() {
         .await;
     w.ok(&w.t1, &format!("op=reverse&order_no=R1-X&attr1=R1&{boss}"))
         .await;
+    w.ok(&w.t1, "op=hold&amount=2&order_no=HD1&attr1=CARD0001")
+        .await;
     let (t1, t3, h1) = (&w.t1, &w.t3, &w.h1);
     let cases: Vec<(&str, &cardswitch::client::Session, String, Errno)> = vec![
         ("a debit over the balance", t1, "op=debit&amount=1000&order_no=B1&attr1=CARD0001".into(), Errno::InsufficientBalance),
@@ -58,6 +60,12 @@ async fn business_abuse() {
         ("a posting from an office terminal", h1, "op=debit&amount=1&order_no=B25&attr1=CARD0001".into(), Errno::NotForThisTerminal),
         ("a store's office asking about another store", h1, "op=liability&attr1=S2".into(), Errno::NotForThisTerminal),
         ("a store's office asking about every store", h1, "op=liability&attr1=*".into(), Errno::NotForThisTerminal),
+        ("a capture of an order that is no hold", t1, "op=capture&amount=1&order_no=B30&attr1=D1".into(), Errno::OriginalNotFound),
+        ("a void of a hold that never was", t1, "op=void&order_no=B31&attr1=NOHOLD1".into(), Errno::OriginalNotFound),
+        ("a capture over the hold's sale", t1, "op=capture&amount=2.01&order_no=B32&attr1=HD1".into(), Errno::InvalidAmount),
+        ("a hold over what the card has available", t1, "op=hold&amount=1000&order_no=B33&attr1=CARD0001".into(), Errno::InsufficientBalance),
+        ("a close of a card with an active hold", t1, format!("op=close&order_no=B34&attr1=CARD0001&{boss}"), Errno::HasHolds),
+        ("a reverse of a hold", t1, format!("op=reverse&order_no=B35&attr1=HD1&{boss}"), Errno::OriginalNotFound),
         ("a query of a card that does not exist", t1, "op=query&attr1=NOCARD02".into(), Errno::CardNotFound),
         ("a query of a PIN card without its PIN", t1, "op=query&attr1=PINC0001".into(), Errno::WrongPin),
     ];

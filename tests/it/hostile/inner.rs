@@ -56,6 +56,10 @@ async fn inner_forms() {
         ("a cash leg on a balance debit", "op=debit&amount=1&order_no=IN-14&attr1=CARD0001&attr2=cash%3D1".into(), "attr2.cash"),
         ("a negative cash leg", "op=debit&amount=1&order_no=IN-15&attr1=CARD0001&attr2=tender%3Dsplit%26cash%3D-1".into(), "attr2.cash"),
         ("a split top-up", "op=topup&amount=1&order_no=IN-16&attr1=CARD0001&attr2=tender%3Dsplit".into(), "attr2.tender"),
+        ("a hold's life under a minute", "op=hold&amount=1&order_no=IN-17&attr1=CARD0001&attr2=expires%3D59".into(), "attr2.expires"),
+        ("a hold's life past thirty days", "op=hold&amount=1&order_no=IN-18&attr1=CARD0001&attr2=expires%3D2592001".into(), "attr2.expires"),
+        ("a capture without an amount", "op=capture&order_no=IN-19&attr1=H1".into(), "amount"),
+        ("a void with an amount", "op=void&amount=1&order_no=IN-20&attr1=H1".into(), "amount"),
     ];
     assert!(cases.len() >= 30);
     let mut used = Vec::new();

@@ -9,6 +9,7 @@
 mod audit;
 mod cards;
 mod chain_places;
+mod holds;
 mod key_rows;
 mod lots;
 mod orders;
