@@ -63,6 +63,7 @@ fn card() -> CardState {
         spent_today: cardswitch::ledger::Money::ZERO,
         held: cardswitch::ledger::Money::ZERO,
         active_holds: 0,
+        visits: 0,
     }
 }
 

@@ -130,6 +130,7 @@ async fn run(cluster: &Cluster, dir: &std::path::Path, n: i64) -> anyhow::Result
                     business_day: day.clone(),
                     posted_at_ms: at.timestamp_millis(),
                     chain_pos: Some(k + 1),
+                    visits_delta: None,
                 };
                 let mac = keys.mac(&v.image(), head.as_deref());
                 p_txn.push(txn_id);
@@ -157,6 +158,7 @@ async fn run(cluster: &Cluster, dir: &std::path::Path, n: i64) -> anyhow::Result
                 renewed_at_ms: None,
                 spent: None,
                 held: None,
+                visits: None,
             };
             let img = cv.image();
             c_no.push(card_no);

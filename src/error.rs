@@ -89,6 +89,7 @@ pub fn errno_http_status(e: Errno) -> u16 {
         | Errno::OperatorRefused
         | Errno::CardInUse
         | Errno::NotForThisTerminal
+        | Errno::NotEnoughVisits
         | Errno::MembershipExpired
         | Errno::OverLimit
         | Errno::HasHolds => 200,

@@ -251,6 +251,7 @@ fn decide(
         spent_today: crate::ledger::Money::ZERO,
         held: crate::ledger::Money::ZERO,
         active_holds: 0,
+        visits: 0,
     };
     let top = decide_topup(
         &ctx.cfg,
@@ -331,6 +332,7 @@ fn card_values(
         renewed_at_ms: Some(at.timestamp_millis()),
         spent: None,
         held: None,
+        visits: None,
     }
 }
 
@@ -391,6 +393,7 @@ fn posting(
         business_day: business_day(now, &ctx.offset).to_string(),
         posted_at_ms: now.timestamp_millis(),
         chain_pos: Some(chain_pos),
+        visits_delta: None,
     }
 }
 

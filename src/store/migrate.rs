@@ -79,6 +79,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (20, "limits", include_str!("migrations/0020_limits.sql")),
     (21, "holds", include_str!("migrations/0021_holds.sql")),
+    (22, "visits", include_str!("migrations/0022_visits.sql")),
 ];
 
 /// An arbitrary constant naming our advisory lock.

@@ -104,7 +104,7 @@ pub fn remac_sql<T: Protected>() -> String {
 pub const CARD_COLUMNS: &str = "c.card_no, c.member_id, c.status, c.balance, c.points, \
      c.pin_hash, c.pin_salt, c.pin_fail_count, c.chain_len, c.last_mac, c.row_mac, c.mac_key_id, \
      floor(extract(epoch FROM c.renewed_at) * 1000)::bigint, c.spent_day::text, c.spent_today, \
-     c.held";
+     c.held, c.visits";
 
 /// When the membership of card `c` was renewed (protocol.md §6.2): as
 /// stored, or, on a card not written since migration 0019, its last
@@ -120,7 +120,7 @@ macro_rules! card_renewed_at {
 }
 pub(crate) use card_renewed_at;
 
-/// Columns 0–9 and 12–15 of a row read with [`CARD_COLUMNS`] first.
+/// Columns 0–9 and 12–16 of a row read with [`CARD_COLUMNS`] first.
 pub fn card_values(r: &Row) -> CardValues {
     CardValues {
         card_no: r.get(0),
@@ -138,17 +138,19 @@ pub fn card_values(r: &Row) -> CardValues {
             .get::<_, Option<String>>(13)
             .zip(r.get::<_, Option<Decimal>>(14)),
         held: r.get(15),
+        visits: r.get(16),
     }
 }
 
 /// A posting's MAC-covered columns, then `row_mac` (14), `mac_key_id` (15),
-/// `posting_id` (16) and `chain_pos` (17, also MAC-covered): what
-/// [`posting_values`] decodes.
+/// `posting_id` (16), `chain_pos` (17) and `visits_delta` (18, both also
+/// MAC-covered): what [`posting_values`] decodes.
 pub const POSTING_COLUMNS: &str = "card_no, txn_id, terminal_id, order_no, op, balance_delta, \
      points_delta, balance, points, amount, discount, charged, business_day::text, \
-     floor(extract(epoch FROM posted_at) * 1000)::bigint, row_mac, mac_key_id, posting_id, chain_pos";
+     floor(extract(epoch FROM posted_at) * 1000)::bigint, row_mac, mac_key_id, posting_id, chain_pos, \
+     visits_delta";
 
-/// Columns 0–13 and 17 of a row read with [`POSTING_COLUMNS`].
+/// Columns 0–13, 17 and 18 of a row read with [`POSTING_COLUMNS`].
 pub fn posting_values(r: &Row) -> PostingValues {
     PostingValues {
         card_no: r.get(0),
@@ -166,6 +168,7 @@ pub fn posting_values(r: &Row) -> PostingValues {
         business_day: r.get(12),
         posted_at_ms: r.get(13),
         chain_pos: r.get(17),
+        visits_delta: r.get(18),
     }
 }
 
@@ -254,13 +257,15 @@ pub struct PointsLotRow {
     pub expires_at_ms: Option<i64>,
     pub row_mac: Option<Vec<u8>>,
     pub mac_key_id: Option<String>,
+    /// A lot of visits' service (migration 0022); `None`: a lot of points.
+    pub service: Option<String>,
 }
 
 impl Protected for PointsLotRow {
     const TABLE: &'static str = "lots";
     const KEY: &'static [(&'static str, &'static str)] = &[("lot_id", "bigint")];
     const COLUMNS: &'static str = "lot_id, card_no, points_left,
-        floor(extract(epoch FROM expires_at) * 1000)::bigint, row_mac, mac_key_id";
+        floor(extract(epoch FROM expires_at) * 1000)::bigint, row_mac, mac_key_id, service";
 
     fn decode(r: &Row) -> Self {
         PointsLotRow {
@@ -270,6 +275,7 @@ impl Protected for PointsLotRow {
             expires_at_ms: r.get(3),
             row_mac: r.get(4),
             mac_key_id: r.get(5),
+            service: r.get(6),
         }
     }
 
@@ -283,6 +289,7 @@ impl Protected for PointsLotRow {
             &self.card_no,
             self.points_left,
             self.expires_at_ms,
+            self.service.as_deref(),
         )
     }
 

@@ -137,14 +137,20 @@ impl Ledger {
                 &format!(
                     "UPDATE lots SET expires_at = now() - interval '{ago}' WHERE lot_id = ANY ($1)
                      RETURNING lot_id, card_no, points_left,
-                               floor(extract(epoch FROM expires_at) * 1000)::bigint"
+                               floor(extract(epoch FROM expires_at) * 1000)::bigint, service"
                 ),
                 &[&ids],
             )
             .await
             .unwrap();
         for r in aged {
-            let img = cardswitch::integrity::lot_image(r.get(0), r.get(1), r.get(2), r.get(3));
+            let img = cardswitch::integrity::lot_image(
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get::<_, Option<&str>>(4),
+            );
             let (mac, kid) = self.env.row_keys.mac_with_id(&img, None);
             tx.execute(
                 "UPDATE lots SET row_mac = $2, mac_key_id = $3 WHERE lot_id = $1",
@@ -403,8 +409,9 @@ impl Ledger {
 
     /// The books balance: for every card, balance = sum of its postings'
     /// balance deltas, points = sum of points deltas = sum of its lots'
-    /// points left; what it holds = what its unreleased holds keep, never
-    /// more than its balance; nothing negative.
+    /// points left; visits = sum of its postings' visits deltas = sum of
+    /// its lots of visits; what it holds = what its unreleased holds keep,
+    /// never more than its balance; nothing negative.
     pub async fn check_books(&self) {
         let c = self.client().await;
         let bad = c
@@ -412,10 +419,15 @@ impl Ledger {
                 "SELECT c.card_no, c.balance, c.points,
                         coalesce((SELECT sum(balance_delta) FROM postings p WHERE p.card_no = c.card_no), 0),
                         coalesce((SELECT sum(points_delta) FROM postings p WHERE p.card_no = c.card_no), 0)::bigint,
-                        coalesce((SELECT sum(points_left) FROM lots l WHERE l.card_no = c.card_no), 0)::bigint,
+                        coalesce((SELECT sum(points_left) FROM lots l WHERE l.card_no = c.card_no
+                                     AND l.service IS NULL), 0)::bigint,
                         coalesce(c.held, 0),
                         coalesce((SELECT sum(charged) FROM orders o WHERE o.card_no = c.card_no
-                                     AND o.op = 'hold' AND NOT o.reversed), 0)
+                                     AND o.op = 'hold' AND NOT o.reversed), 0),
+                        coalesce(c.visits, 0),
+                        coalesce((SELECT sum(visits_delta) FROM postings p WHERE p.card_no = c.card_no), 0)::bigint,
+                        coalesce((SELECT sum(points_left) FROM lots l WHERE l.card_no = c.card_no
+                                     AND l.service IS NOT NULL), 0)::bigint
                    FROM cards c",
                 &[],
             )
@@ -431,6 +443,10 @@ impl Ledger {
             let (held, holds): (Decimal, Decimal) = (r.get(6), r.get(7));
             assert_eq!(held, holds, "card {no}: held vs its holds");
             assert!(held <= b, "card {no}: holds more than its balance");
+            let (v, sv, lv): (i64, i64, i64) = (r.get(8), r.get(9), r.get(10));
+            assert_eq!(v, sv, "card {no}: visits vs postings");
+            assert_eq!(v, lv, "card {no}: visits vs lots of visits");
+            assert!(v >= 0, "card {no}: negative visits");
         }
         let neg: i64 = c
             .query_one(

@@ -180,6 +180,9 @@ pub struct CardValues {
     /// What the card's active holds keep; `None` on a card not written
     /// since migration 0021 (it had none).
     pub held: Option<Decimal>,
+    /// Visits its lots hold; `None` on a card that never had any
+    /// (migration 0022).
+    pub visits: Option<i64>,
 }
 
 impl CardValues {
@@ -197,6 +200,9 @@ impl CardValues {
         }
         if let Some(held) = self.held {
             image = image.with("held", Value::Money(held));
+        }
+        if let Some(visits) = self.visits {
+            image = image.with("visits", Value::Int(visits));
         }
         image
     }
@@ -251,6 +257,7 @@ impl CardValues {
                 Some(Value::Money(h)) => Some(*h),
                 _ => None,
             },
+            visits: int("visits"),
         })
     }
 }
@@ -277,6 +284,9 @@ pub struct PostingValues {
     /// last two postings instead of counting them all. `None` for postings
     /// written before migration 0016, whose image goes without it.
     pub chain_pos: Option<i64>,
+    /// Visits the posting added (or took, negative); `None` on a posting
+    /// that moved none (migration 0022), whose image goes without it.
+    pub visits_delta: Option<i64>,
 }
 
 impl PostingValues {
@@ -298,8 +308,12 @@ impl PostingValues {
             .with("charged", Value::Money(self.charged))
             .with("business_day", Value::Text(self.business_day.clone()))
             .with("posted_at", Value::Int(self.posted_at_ms));
-        match self.chain_pos {
+        let image = match self.chain_pos {
             Some(pos) => image.with("chain_pos", Value::Int(pos)),
+            None => image,
+        };
+        match self.visits_delta {
+            Some(v) => image.with("visits_delta", Value::Int(v)),
             None => image,
         }
     }
@@ -372,16 +386,25 @@ impl OrderValues {
 /// A points lot's values (issue 12): its card, what it still holds and
 /// until when (not its original points, creating txn or time, which decide
 /// nothing once it exists).
+///
+/// A lot of visits (migration 0022) also covers its service, so visits
+/// cannot be moved from one service to another; a points lot's image is as
+/// before.
 pub fn lot_image(
     lot_id: i64,
     card_no: &str,
     points_left: i64,
     expires_at_ms: Option<i64>,
+    service: Option<&str>,
 ) -> RowImage {
-    RowImage::new("lots", &lot_id.to_string())
+    let image = RowImage::new("lots", &lot_id.to_string())
         .with("card_no", Value::Text(card_no.to_owned()))
         .with("points_left", Value::Int(points_left))
-        .with("expires_at", expires_at_ms.map_or(Value::Null, Value::Int))
+        .with("expires_at", expires_at_ms.map_or(Value::Null, Value::Int));
+    match service {
+        Some(s) => image.with("service", Value::Text(s.to_owned())),
+        None => image,
+    }
 }
 
 /// A member's values.
@@ -567,6 +590,7 @@ mod tests {
             business_day: "2026-12-02".into(),
             posted_at_ms: 1,
             chain_pos: None,
+            visits_delta: None,
         };
         let old = v.image();
         assert!(old.get("chain_pos").is_none(), "existing MACs stay valid");
@@ -600,6 +624,7 @@ mod tests {
             renewed_at_ms: None,
             spent: None,
             held: None,
+            visits: None,
         };
         let sealed = keys.seal(&c.image());
         let back = CardValues::from_image(&keys.open("cards", "C1", &sealed).unwrap()).unwrap();

@@ -60,6 +60,9 @@ pub(super) struct PostingRow {
     /// Absent on postings from before migration 0016.
     #[serde(default)]
     pub(super) chain_pos: Option<i64>,
+    /// Absent on postings that moved no visits.
+    #[serde(default)]
+    pub(super) visits_delta: Option<i64>,
 }
 
 impl PostingRow {
@@ -80,6 +83,7 @@ impl PostingRow {
             business_day: self.business_day.clone(),
             posted_at_ms: self.posted_at,
             chain_pos: self.chain_pos,
+            visits_delta: self.visits_delta,
         })
     }
 }
@@ -168,13 +172,19 @@ pub(super) fn fetched(
 /// number of rows, as with the chain).
 fn check_lots(cards: &BTreeMap<String, CardRow>, lots: &BTreeMap<String, Vec<Lot>>) -> Result<()> {
     for (no, row) in cards {
-        let in_lots: i64 = lots
-            .get(no)
-            .map_or(0, |v| v.iter().map(|l| l.points_left).sum());
-        if in_lots != row.points {
+        let held_in = |points: bool| -> i64 {
+            lots.get(no).map_or(0, |v| {
+                v.iter()
+                    .filter(|l| l.is_points() == points)
+                    .map(|l| l.points_left)
+                    .sum()
+            })
+        };
+        let (points, visits) = (held_in(true), held_in(false));
+        if points != row.points || visits != row.visits.unwrap_or(0) {
             return Err(Error::Tampered(format!(
-                "card {no}: points {} but its lots hold {in_lots}",
-                row.points
+                "card {no}: points {}, visits {:?} but its lots hold {points}, {visits}",
+                row.points, row.visits
             )));
         }
     }
@@ -211,6 +221,7 @@ impl CardRow {
             renewed_at_ms: self.renewed_at,
             spent: self.spent()?,
             held: self.held()?,
+            visits: self.visits,
         })
     }
 }

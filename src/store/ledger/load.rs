@@ -68,7 +68,12 @@ impl<'a> LoadArgs<'a> {
             card_to_create: req.card_to_create(),
             wants_lots: matches!(
                 op,
-                OpKind::Debit | OpKind::Points | OpKind::Replace | OpKind::Import | OpKind::Capture
+                OpKind::Debit
+                    | OpKind::Points
+                    | OpKind::Replace
+                    | OpKind::Import
+                    | OpKind::Capture
+                    | OpKind::VisitsAdd
             ),
             level,
             want_txn: op.is_posting() || op == OpKind::Query,
@@ -191,6 +196,7 @@ fn decode(l: &tokio_postgres::Row, args: &LoadArgs<'_>, chains: Vec<ChainRow>) -
             id: lr.id,
             points_left: lr.left,
             expires_at: lr.exp.map(at_ms).transpose()?,
+            service: lr.service,
         });
     }
     for v in lots.values_mut() {

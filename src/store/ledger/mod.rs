@@ -291,6 +291,15 @@ fn expire<'a>(
                 expiries.push(c);
             }
         }
+        if let Some(c) = expires
+            .then(|| crate::ledger::decide_visits_expire(&st, card_lots, now))
+            .transpose()?
+            .flatten()
+        {
+            take_from(card_lots, &c);
+            st.visits = c.new_visits;
+            expiries.push(c);
+        }
         let card_holds = holds.by_card.get(no).map_or(&[][..], Vec::as_slice);
         st.active_holds = u32::try_from(card_holds.len()).unwrap_or(u32::MAX);
         if expires {
@@ -414,6 +423,18 @@ fn read_rows(op: ReadOp, st: &CardState, cr: &CardRow, x: &Loaded<'_>) -> Result
             .with("status", status_text(st.status))
             .with("registered_at", cr.opened_at.to_string())],
         ReadOp::History { .. } => history_rows(x.fetched.history.clone().unwrap_or_default())?,
+        ReadOp::Visits => crate::ledger::visits_by_service(x.lots_of(&st.card_no), x.now)
+            .into_iter()
+            .map(|v| {
+                let mut r = Row::new()
+                    .with("service", &v.service)
+                    .with("visits", v.visits.to_string());
+                if let Some(e) = v.next_expiry {
+                    r.push("next_expiry", ms(e).to_string());
+                }
+                r
+            })
+            .collect(),
     })
 }
 

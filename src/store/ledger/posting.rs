@@ -19,8 +19,10 @@ use crate::ledger::{
     decide_topup, decide_transfer, decide_void, CaptureReq, CardChange, CardState, CardStatus,
     CloseReq, DebitReq, Effect, HoldReq, LedgerConfig, Lot, MemberRef, Money, NewCard, OpKind,
     Original, Payment, Pin, PinSource, Plan, PointsReq, RedeemReq, RefundReq, Refusal, RegisterReq,
-    ReplaceReq, ReverseReq, Tender, TerminalKind, TopupReq, TransferReq, VoidReq,
+    ReplaceReq, ReverseReq, Tender, TerminalKind, TopupReq, TransferReq, VisitReq, VisitsAddReq,
+    VoidReq,
 };
+use crate::ledger::{decide_visit, decide_visits_add};
 use crate::protocol::errno::Errno;
 use crate::protocol::xml::Row;
 use crate::store::txn::{TxnContext, TxnEnv};
@@ -235,6 +237,40 @@ pub(super) fn decide_posting(x: &Loaded<'_>, p: &PostingReq) -> Result<Decision>
         PostingOp::Void { .. } => {
             x.with_hold_card(|o, st| decide_void(o, st, &VoidReq { order_no }, (now, x.today())))
         }
+        PostingOp::VisitsAdd {
+            card,
+            price,
+            service,
+            count,
+            days,
+            payment,
+            ..
+        } => x.with_card(card, |st, pin, lots| {
+            let req = VisitsAddReq {
+                order_no,
+                price: *price,
+                service: service.clone(),
+                count: *count,
+                days: *days,
+                payment: *payment,
+                pin,
+            };
+            decide_visits_add(st, lots, &req, now)
+        }),
+        PostingOp::Visit {
+            card,
+            service,
+            count,
+            ..
+        } => x.with_card(card, |st, pin, lots| {
+            let req = VisitReq {
+                order_no,
+                service: service.clone(),
+                count: *count,
+                pin,
+            };
+            decide_visit(st, lots, &req, now)
+        }),
     }
 }
 
@@ -339,7 +375,11 @@ pub(super) fn plan_writes(
 pub(super) fn write_expiries(w: &mut Writes, x: &Loaded<'_>) -> Result<()> {
     for c in &x.expiries {
         if c.holds_expired.is_empty() {
-            w.posting(c, OpKind::Expire, None, None, &[]);
+            let op = match c.visits_delta {
+                0 => OpKind::Expire,
+                _ => OpKind::VisitsExpire,
+            };
+            w.posting(c, op, None, None, &[]);
             continue;
         }
         let mut plan = Plan::single("", OpKind::HoldExpire, c.clone());
@@ -373,7 +413,7 @@ fn write_postings(
         w.posting_detail(detail.clone());
         event_extras(w, plan, c);
         for (n, id) in c.lots_created.iter().zip(&created) {
-            w.new_lot(&c.card_no, *id, n.points, n.expires_at);
+            w.new_lot(&c.card_no, *id, n);
         }
         effects.push(c.effect(&created));
     }
@@ -402,6 +442,15 @@ fn event_extras(w: &mut Writes, plan: &Plan, c: &CardChange) {
         }
         // Its `cash` leg is the event's `cash`, as for every posting.
         (OpKind::Debit, ..) => {
+            if let Some(s) = plan.answer.split {
+                w.event_extra("from_balance", money_text(s.from_balance).into());
+            }
+        }
+        (OpKind::VisitsAdd | OpKind::Visit, ..) => {
+            if let Some(v) = &plan.answer.visits {
+                w.event_extra("service", v.service.clone().into());
+                w.event_extra("visits", v.visits.into());
+            }
             if let Some(s) = plan.answer.split {
                 w.event_extra("from_balance", money_text(s.from_balance).into());
             }
@@ -480,6 +529,7 @@ fn write_new_card(
         "status": status_text(last.and_then(|c| c.status).unwrap_or(CardStatus::Active)),
         "balance": money_text(last.map_or(Money::ZERO, |c| c.new_balance)),
         "points": last.map_or(0, |c| c.new_points),
+        "visits": last.map(|c| c.new_visits).filter(|v| *v != 0),
         "pin_hash": hash, "pin_salt": salt, "at": x.now.to_rfc3339(),
         "store_id": store_id,
     }));
@@ -553,7 +603,7 @@ fn placeholder(card_no: &str, like: &CardState) -> CardState {
 /// The tender a posting names (`balance` when it names none).
 fn tender_of(p: &PostingReq) -> Tender {
     match &p.op {
-        PostingOp::Debit { payment, .. } => payment.tender(),
+        PostingOp::Debit { payment, .. } | PostingOp::VisitsAdd { payment, .. } => payment.tender(),
         PostingOp::Topup { tender, .. } => *tender,
         _ => Tender::Balance,
     }
@@ -576,8 +626,16 @@ fn cash_moved(p: &PostingReq, plan: &Plan) -> Decimal {
         PostingOp::Debit {
             payment: Payment::Cash,
             ..
+        }
+        | PostingOp::VisitsAdd {
+            payment: Payment::Cash,
+            ..
         } => a.charged.amount(),
         PostingOp::Debit {
+            payment: Payment::Split { cash },
+            ..
+        }
+        | PostingOp::VisitsAdd {
             payment: Payment::Split { cash },
             ..
         } => cash.amount(),
@@ -598,6 +656,13 @@ fn detail_json(req: &Request, p: &PostingReq, plan: &Plan, orig: Option<&OrigRow
     match &p.op {
         PostingOp::Debit { .. } | PostingOp::Topup { .. } => {
             d.insert("tender".into(), tender_text(tender_of(p)).into());
+        }
+        PostingOp::VisitsAdd { service, .. } => {
+            d.insert("tender".into(), tender_text(tender_of(p)).into());
+            d.insert("service".into(), service.clone().into());
+        }
+        PostingOp::Visit { service, .. } => {
+            d.insert("service".into(), service.clone().into());
         }
         PostingOp::Points { reason, .. } => {
             d.insert("reason".into(), reason.clone().into());

@@ -60,6 +60,9 @@ pub(super) struct CardRow {
     /// What its active holds keep (`None` on a card not written since
     /// migration 0021).
     pub(super) held: Option<String>,
+    /// What its lots of visits hold (`None`: it never had any).
+    #[serde(default)]
+    pub(super) visits: Option<i64>,
     pub(super) max_balance: Option<String>,
     pub(super) daily_debit_limit: Option<String>,
     pub(super) row_mac: Option<String>,
@@ -180,6 +183,9 @@ pub(super) struct LotRow {
     pub(super) id: i64,
     pub(super) left: i64,
     pub(super) exp: Option<i64>,
+    /// `None`: a lot of points; else the service its visits are of.
+    #[serde(default)]
+    pub(super) service: Option<String>,
     pub(super) row_mac: Option<String>,
     pub(super) mac_key_id: Option<String>,
 }
@@ -188,7 +194,13 @@ impl LotRow {
     /// Whether the lot's MAC holds (issue 12).
     pub(super) fn mac_ok(&self, keys: &crate::integrity::RowKeys) -> bool {
         let mac = self.row_mac.as_deref().and_then(|m| hex::decode(m).ok());
-        let img = crate::integrity::lot_image(self.id, &self.card_no, self.left, self.exp);
+        let img = crate::integrity::lot_image(
+            self.id,
+            &self.card_no,
+            self.left,
+            self.exp,
+            self.service.as_deref(),
+        );
         keys.verify(self.mac_key_id.as_deref(), &img, None, mac.as_deref())
     }
 }
@@ -341,6 +353,7 @@ impl CardRow {
             })?,
             // Counted once its holds are read (`holds::load`).
             active_holds: 0,
+            visits: self.visits.unwrap_or(0),
         })
     }
 
@@ -392,13 +405,18 @@ pub(super) fn effect_json(e: &Effect) -> Value {
             .collect::<Vec<_>>()
             .into()
     };
-    json!({
+    let mut v = json!({
         "card_no": e.card_no,
         "balance_delta": e.balance_delta.to_string(),
         "points_delta": e.points_delta,
         "lots_created": pairs(&e.lots_created),
         "lots_taken": pairs(&e.lots_taken),
-    })
+    });
+    // Only when it moved visits: an effect from before keeps its form.
+    if e.visits_delta != 0 {
+        v["visits_delta"] = e.visits_delta.into();
+    }
+    v
 }
 
 pub(super) fn takes_from_json(v: &Value) -> Result<Vec<LotTake>> {
@@ -417,6 +435,7 @@ pub(super) fn effect_from_json(v: &Value) -> Result<Effect> {
         points_delta: from_json(s("points_delta"), "effect points")?,
         lots_created: takes_from_json(&s("lots_created"))?,
         lots_taken: takes_from_json(&s("lots_taken"))?,
+        visits_delta: v.get("visits_delta").and_then(Value::as_i64).unwrap_or(0),
     })
 }
 

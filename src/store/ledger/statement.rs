@@ -96,8 +96,8 @@ async fn page(c: &tokio_postgres::Client, s: &StatementReq, after_id: i64) -> Re
             row_mac: r.get(14),
             key_id: r.get(15),
             posting_id: r.get(16),
-            tender: r.get(18),
-            cash: r.get(19),
+            tender: r.get(19),
+            cash: r.get(20),
         })
         .collect();
     let limit = s.limit as usize;
@@ -167,5 +167,10 @@ fn line_row(l: &Line) -> Row {
     if let Some(t) = &l.tender {
         r.push("tender", t);
     }
-    r.with("cash", signed_money_text(l.cash))
+    r.push("cash", signed_money_text(l.cash));
+    // Under the posting's MAC, so a count card's statement is checked too.
+    if let Some(n) = v.visits_delta {
+        r.push("visits_delta", n.to_string());
+    }
+    r
 }

@@ -200,6 +200,7 @@ fn mac_new_lot(l: &mut Value, keys: &RowKeys) {
         l["card_no"].as_str().unwrap_or_default(),
         l["points"].as_i64().unwrap_or_default(),
         l["exp_ms"].as_i64(),
+        l["service"].as_str(),
     );
     let (mac, id) = keys.mac_with_id(&img, None);
     l["row_mac"] = hex::encode(mac).into();
@@ -269,6 +270,9 @@ struct CardFinal {
     /// The held sum as it will be written: left as stored (`None` too)
     /// unless a change holds or releases money.
     held: Option<Decimal>,
+    /// The visits as they will be written: as stored unless a change
+    /// moves some.
+    visits: Option<i64>,
 }
 
 impl Writes {
@@ -334,6 +338,7 @@ impl Writes {
                 .map(|(id, n)| json!([id, n.points])).collect::<Vec<_>>(),
             "lots_taken": pairs(&c.lots_taken),
             "lots_restored": pairs(&c.lots_restored),
+            "visits_delta": (c.visits_delta != 0).then_some(c.visits_delta),
             "detail": {},
         }));
         let money = |m: Money| money_text(m);
@@ -352,6 +357,11 @@ impl Writes {
                 "points": c.new_points,
             },
         }));
+        if c.visits_delta != 0 {
+            if let Some(e) = self.events.last_mut() {
+                e["body"]["visits_delta"] = c.visits_delta.into();
+            }
+        }
         for t in &c.lots_taken {
             *self
                 .lot_moves
@@ -387,15 +397,10 @@ impl Writes {
         }
     }
 
-    pub(super) fn new_lot(
-        &mut self,
-        card_no: &str,
-        id: i64,
-        points: i64,
-        exp: Option<DateTime<Utc>>,
-    ) {
+    pub(super) fn new_lot(&mut self, card_no: &str, id: i64, lot: &crate::ledger::NewLot) {
+        let (points, exp) = (lot.points, lot.expires_at);
         self.new_lots.push(json!({
-            "lot_id": id, "card_no": card_no, "points": points,
+            "lot_id": id, "card_no": card_no, "points": points, "service": lot.service,
             "expires_at": exp.map(|e| e.to_rfc3339()), "txn_id": self.txn_id,
             "at": self.now.to_rfc3339(), "exp_ms": exp.map(|e| e.timestamp_millis()),
         }));
@@ -422,6 +427,7 @@ impl Writes {
                 renewed_ms: row.renewed_ms,
                 spent: row.spent()?,
                 held: row.held()?,
+                visits: row.visits,
             });
             e.balance = c.new_balance;
             e.points = c.new_points;
@@ -433,6 +439,9 @@ impl Writes {
             }
             if !c.held_delta.is_zero() {
                 e.held = Some(c.new_held.amount());
+            }
+            if c.visits_delta != 0 {
+                e.visits = Some(c.new_visits);
             }
             if c.renews_membership {
                 e.renewed_ms = self.now.timestamp_millis();
@@ -461,6 +470,7 @@ impl Writes {
                 "spent_day": f.spent.as_ref().map(|s| s.0.clone()),
                 "spent_today": f.spent.as_ref().map(|s| s.1.to_string()),
                 "held": f.held.map(|h| h.to_string()),
+                "visits": f.visits,
                 // Not written as such: what the card's MAC covers.
                 "member_id": row.member_id, "pin_hash": row.pin_hash, "pin_salt": row.pin_salt,
                 "last_mac": row.last_mac, "chain_len": row.chain_len,
@@ -518,6 +528,7 @@ impl Writes {
                 business_day: self.business_day.to_string(),
                 posted_at_ms: self.now.timestamp_millis(),
                 chain_pos: Some(pos),
+                visits_delta: p["visits_delta"].as_i64(),
             };
             let (mac, id) = keys.mac_with_id(&v.image(), head.0.as_deref());
             p["row_mac"] = hex::encode(&mac).into();
@@ -549,6 +560,7 @@ impl Writes {
                     _ => None,
                 },
                 held: c["held"].as_str().map(super::rows::dec).transpose()?,
+                visits: c["visits"].as_i64(),
             };
             let img = v.image();
             c["last_mac"] = v.last_mac.as_ref().map(hex::encode).into();
@@ -586,7 +598,7 @@ impl Writes {
             if !lot.mac_ok(keys) || lot.card_no != *card {
                 return Err(Error::Tampered(format!("lots {id}: mac")));
             }
-            let img = lot_image(*id, card, lot.left + d, lot.exp);
+            let img = lot_image(*id, card, lot.left + d, lot.exp, lot.service.as_deref());
             let (mac, key_id) = keys.mac_with_id(&img, None);
             out.push(json!({
                 "lot_id": id, "card_no": card, "delta": d,

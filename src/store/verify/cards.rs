@@ -23,6 +23,8 @@ pub(super) struct CardScan {
     pub(super) balance_sum: Decimal,
     pub(super) points_sum: i64,
     pub(super) live_lots: i64,
+    pub(super) visits_sum: i64,
+    pub(super) visit_lots: i64,
     /// The store the card was issued at, by its first posting, when the
     /// card's `store_id` says otherwise.
     pub(super) issued_at: Option<Option<String>>,
@@ -31,9 +33,11 @@ pub(super) struct CardScan {
 fn cards_sql() -> String {
     format!(
         "SELECT {CARD_COLUMNS}, c.sealed, coalesce(l.live, 0)::bigint, c.store_id,
-                coalesce(h.held, 0)::numeric(14,2)
+                coalesce(h.held, 0)::numeric(14,2), coalesce(l.visits, 0)::bigint
            FROM cards c
-           LEFT JOIN (SELECT card_no, sum(points_left) AS live FROM lots GROUP BY card_no) l
+           LEFT JOIN (SELECT card_no, sum(points_left) FILTER (WHERE service IS NULL) AS live,
+                             sum(points_left) FILTER (WHERE service IS NOT NULL) AS visits
+                        FROM lots GROUP BY card_no) l
                   USING (card_no)
            LEFT JOIN (SELECT card_no, sum(charged) AS held FROM orders
                        WHERE op = 'hold' AND NOT reversed GROUP BY card_no) h
@@ -84,6 +88,8 @@ pub(super) async fn scan_cards(
                     balance_sum: chain.balance_sum,
                     points_sum: chain.points_sum,
                     live_lots: card.live_lots,
+                    visits_sum: chain.visits_sum,
+                    visit_lots: card.visit_lots,
                     issued_at,
                 },
             );
@@ -116,6 +122,8 @@ struct CardRead {
     store_id: Option<String>,
     /// What the card's unreleased holds keep, by their orders.
     active_holds: Decimal,
+    /// What its lots of visits hold.
+    visit_lots: i64,
 }
 
 impl CardRead {
@@ -124,10 +132,11 @@ impl CardRead {
             values: card_values(c),
             row_mac: c.get(10),
             key_id: c.get(11),
-            sealed_blob: c.get(16),
-            live_lots: c.get(17),
-            store_id: c.get(18),
-            active_holds: c.get(19),
+            sealed_blob: c.get(17),
+            live_lots: c.get(18),
+            store_id: c.get(19),
+            active_holds: c.get(20),
+            visit_lots: c.get(21),
         }
     }
 
@@ -175,6 +184,7 @@ struct Chain {
     ok: bool,
     balance_sum: Decimal,
     points_sum: i64,
+    visits_sum: i64,
     /// The terminal of the card's first posting.
     first_terminal: Option<String>,
 }
@@ -218,6 +228,7 @@ impl Postings<'_> {
             ok: true,
             balance_sum: Decimal::ZERO,
             points_sum: 0,
+            visits_sum: 0,
             first_terminal: None,
         };
         while let Some(p) = self.rows.peek().await? {
@@ -249,6 +260,7 @@ impl Postings<'_> {
             }
             ch.balance_sum += v.balance_delta;
             ch.points_sum += v.points_delta;
+            ch.visits_sum += v.visits_delta.unwrap_or(0);
             if ch.ok && (v.balance != ch.balance_sum || v.points != ch.points_sum) {
                 ch.ok = false;
                 let why = "balance or points after the posting ≠ the sum of the postings so far";
@@ -316,6 +328,14 @@ impl Chain {
         if card.live_lots != v.points {
             let why = format!("points {} ≠ live lots {}", v.points, card.live_lots);
             found.push(finding("cards", no, "lots", why));
+        }
+        let visits = v.visits.unwrap_or(0);
+        if self.visits_sum != visits || card.visit_lots != visits {
+            let why = format!(
+                "visits {visits} ≠ sum of postings {} or lots of visits {}",
+                self.visits_sum, card.visit_lots
+            );
+            found.push(finding("cards", no, "visits", why));
         }
         let held = v.held.unwrap_or_default();
         if card.active_holds != held {

@@ -39,7 +39,9 @@ pub(super) async fn repair(
             && sealed.last_mac == s.head
             && sealed.balance == s.balance_sum
             && sealed.points == s.points_sum
-            && sealed.points == s.live_lots;
+            && sealed.points == s.live_lots
+            && sealed.visits.unwrap_or(0) == s.visits_sum
+            && sealed.visits.unwrap_or(0) == s.visit_lots;
         // Values equal to the sealed copy with only the MAC wrong (a MAC
         // copied from another row) are restored too: the MAC is rewritten.
         if !agrees {
@@ -54,7 +56,8 @@ pub(super) async fn repair(
                         pin_hash = $6, pin_salt = $7, pin_fail_count = $8, chain_len = $9,
                         last_mac = $10, row_mac = $11, mac_key_id = $12, sealed = $13,
                         renewed_at = 'epoch'::timestamptz + $19::bigint * interval '1 millisecond',
-                        spent_day = $20::text::date, spent_today = $21, held = $22
+                        spent_day = $20::text::date, spent_today = $21, held = $22,
+                        visits = $23
                   WHERE card_no = $1 AND status = $14 AND balance = $15 AND points = $16
                     AND chain_len = $17 AND last_mac IS NOT DISTINCT FROM $18",
                 &[
@@ -80,6 +83,7 @@ pub(super) async fn repair(
                     &sealed.spent.as_ref().map(|s| s.0.as_str()),
                     &sealed.spent.as_ref().map(|s| s.1),
                     &sealed.held,
+                    &sealed.visits,
                 ],
             )
             .await?;

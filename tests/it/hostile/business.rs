@@ -26,6 +26,17 @@ async fn business_abuse() {
         .await;
     w.ok(&w.t1, "op=hold&amount=2&order_no=HD1&attr1=CARD0001")
         .await;
+    // Two visits bought (VA1), one of them used (VU1).
+    w.ok(
+        &w.t1,
+        "op=visits_add&amount=0&order_no=VA1&attr1=CARD0001&attr2=service%3Dswim%26count%3D2",
+    )
+    .await;
+    w.ok(
+        &w.t1,
+        "op=visit&order_no=VU1&attr1=CARD0001&attr2=service%3Dswim",
+    )
+    .await;
     let (t1, t3, h1) = (&w.t1, &w.t3, &w.h1);
     let cases: Vec<(&str, &cardswitch::client::Session, String, Errno)> = vec![
         ("a debit over the balance", t1, "op=debit&amount=1000&order_no=B1&attr1=CARD0001".into(), Errno::InsufficientBalance),
@@ -66,6 +77,12 @@ async fn business_abuse() {
         ("a hold over what the card has available", t1, "op=hold&amount=1000&order_no=B33&attr1=CARD0001".into(), Errno::InsufficientBalance),
         ("a close of a card with an active hold", t1, format!("op=close&order_no=B34&attr1=CARD0001&{boss}"), Errno::HasHolds),
         ("a reverse of a hold", t1, format!("op=reverse&order_no=B35&attr1=HD1&{boss}"), Errno::OriginalNotFound),
+        ("a visit of a service the card has none of", t1, "op=visit&order_no=B36&attr1=CARD0001&attr2=service%3Dgym".into(), Errno::NotEnoughVisits),
+        ("more visits than the card has left", t1, "op=visit&order_no=B37&attr1=CARD0001&attr2=service%3Dswim%26count%3D2".into(), Errno::NotEnoughVisits),
+        ("visits bought over what the card has available", t1, "op=visits_add&amount=1000&order_no=B38&attr1=CARD0001&attr2=service%3Dswim%26count%3D1".into(), Errno::InsufficientBalance),
+        ("a reverse of visits bought and partly used", t1, format!("op=reverse&order_no=B39&attr1=VA1&{boss}"), Errno::AlreadyReversed),
+        ("a refund of visits bought", t1, format!("op=refund&amount=1&order_no=B40&attr1=VA1&{boss}"), Errno::OriginalNotFound),
+        ("a visit of a lost card", t1, "op=visit&order_no=B41&attr1=CARD0003&attr2=service%3Dswim".into(), Errno::CardLost),
         ("a query of a card that does not exist", t1, "op=query&attr1=NOCARD02".into(), Errno::CardNotFound),
         ("a query of a PIN card without its PIN", t1, "op=query&attr1=PINC0001".into(), Errno::WrongPin),
     ];

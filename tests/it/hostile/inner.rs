@@ -60,6 +60,13 @@ async fn inner_forms() {
         ("a hold's life past thirty days", "op=hold&amount=1&order_no=IN-18&attr1=CARD0001&attr2=expires%3D2592001".into(), "attr2.expires"),
         ("a capture without an amount", "op=capture&order_no=IN-19&attr1=H1".into(), "amount"),
         ("a void with an amount", "op=void&amount=1&order_no=IN-20&attr1=H1".into(), "amount"),
+        ("visits bought without a service", "op=visits_add&amount=1&order_no=IN-21&attr1=CARD0001&attr2=count%3D1".into(), "attr2.service"),
+        ("visits bought without a count", "op=visits_add&amount=1&order_no=IN-22&attr1=CARD0001&attr2=service%3Dswim".into(), "attr2.count"),
+        ("no visits bought", "op=visits_add&amount=1&order_no=IN-23&attr1=CARD0001&attr2=service%3Dswim%26count%3D0".into(), "attr2.count"),
+        ("ten thousand visits at once", "op=visits_add&amount=1&order_no=IN-24&attr1=CARD0001&attr2=service%3Dswim%26count%3D10000".into(), "attr2.count"),
+        ("visits valid for no day", "op=visits_add&amount=1&order_no=IN-25&attr1=CARD0001&attr2=service%3Dswim%26count%3D1%26days%3D0".into(), "attr2.days"),
+        ("visits bought without a price", "op=visits_add&order_no=IN-26&attr1=CARD0001&attr2=service%3Dswim%26count%3D1".into(), "amount"),
+        ("a visit with a price", "op=visit&amount=1&order_no=IN-27&attr1=CARD0001&attr2=service%3Dswim".into(), "amount"),
     ];
     assert!(cases.len() >= 30);
     let mut used = Vec::new();

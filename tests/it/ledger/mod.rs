@@ -20,3 +20,4 @@ mod reversals;
 mod split_tender;
 mod statements;
 mod validity;
+mod visits;

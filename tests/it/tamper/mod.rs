@@ -17,6 +17,7 @@ mod postings;
 mod reference_rows;
 mod rotations;
 mod verify;
+mod visits;
 
 use cardswitch::store::verify::{Options, Report};
 

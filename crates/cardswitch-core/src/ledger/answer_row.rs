@@ -3,7 +3,7 @@
 
 use super::lots::Ts;
 use super::money::Money;
-use super::plan::{AnswerRow, CardStatus, OpKind, Plan};
+use super::plan::{Answer, AnswerRow, CardStatus, OpKind, Plan};
 use crate::protocol::xml::Row;
 
 /// Money as the wire writes it: two decimals.
@@ -111,15 +111,24 @@ pub fn posting_row(plan: &Plan, row: &AnswerRow, rc: &RowContext<'_>) -> Row {
                 r.push("hold_expires_at", ms(h.expires_at).to_string());
             }
         }
-        OpKind::Debit => {
-            if let Some(s) = a.split {
-                r.push("cash", money_text(s.cash));
-                r.push("from_balance", money_text(s.from_balance));
+        OpKind::Debit => split_legs(&mut r, a),
+        OpKind::VisitsAdd | OpKind::Visit => {
+            if let Some(v) = &a.visits {
+                r.push("service", &v.service);
+                r.push("visits", v.visits.to_string());
             }
+            split_legs(&mut r, a);
         }
         _ => {}
     }
     r
+}
+
+fn split_legs(r: &mut Row, a: &Answer) {
+    if let Some(s) = a.split {
+        r.push("cash", money_text(s.cash));
+        r.push("from_balance", money_text(s.from_balance));
+    }
 }
 
 pub fn ms(t: Ts) -> i64 {
@@ -168,6 +177,7 @@ mod tests {
             spent_today: crate::ledger::Money::ZERO,
             held: crate::ledger::Money::ZERO,
             active_holds: 0,
+            visits: 0,
         };
         let plan = decide_topup(
             &LedgerConfig::default(),

@@ -92,6 +92,7 @@ fn register_status_replace_close() {
         spent_today: crate::ledger::Money::ZERO,
         held: crate::ledger::Money::ZERO,
         active_holds: 0,
+        visits: 0,
         ..with(Lost, card("A1", "12.34", 20))
     };
     let p = decide_replace(

@@ -13,6 +13,7 @@ use super::ops_holds::*;
 use super::ops_money::*;
 use super::ops_points::*;
 use super::plan::*;
+use super::visits::*;
 use crate::protocol::errno::Errno;
 
 #[derive(Clone, Debug)]
@@ -80,6 +81,31 @@ pub(super) enum MOp {
     Void {
         order: usize,
     },
+    VisitsAdd {
+        card: usize,
+        cents: i64,
+        service: usize,
+        count: u32,
+        days: Option<u32>,
+        pay: MPay,
+    },
+    Visit {
+        card: usize,
+        service: usize,
+        count: u32,
+    },
+}
+
+const SERVICES: [&str; 2] = ["swim", "gym"];
+
+fn payment(pay: MPay) -> Payment {
+    match pay {
+        MPay::Balance => Payment::Balance,
+        MPay::Cash => Payment::Cash,
+        MPay::Split { cents } => Payment::Split {
+            cash: Money::from_cents(cents).unwrap(),
+        },
+    }
 }
 
 /// How a generated debit pays; a split's cash leg may pass the charge (2010).
@@ -124,6 +150,12 @@ pub(super) fn mop() -> impl Strategy<Value = MOp> {
             .prop_map(|(card, cents, secs)| MOp::Hold { card, cents, secs }),
         3 => (0usize..64, 0i64..30_000).prop_map(|(order, cents)| MOp::Capture { order, cents }),
         1 => (0usize..64).prop_map(|order| MOp::Void { order }),
+        2 => (c.clone(), 0i64..20_000, 0usize..2, 1u32..20, proptest::option::of(1u32..60), pay())
+            .prop_map(|(card, cents, service, count, days, pay)| {
+                MOp::VisitsAdd { card, cents, service, count, days, pay }
+            }),
+        3 => (c.clone(), 0usize..2, 1u32..4)
+            .prop_map(|(card, service, count)| MOp::Visit { card, service, count }),
     ]
 }
 
@@ -180,13 +212,7 @@ impl Model {
                 pin,
             } => {
                 let no = self.card_no(card);
-                let payment = match pay {
-                    MPay::Balance => Payment::Balance,
-                    MPay::Cash => Payment::Cash,
-                    MPay::Split { cents } => Payment::Split {
-                        cash: Money::from_cents(cents).unwrap(),
-                    },
-                };
+                let payment = payment(pay);
                 tender = payment.tender();
                 let req = DebitReq {
                     order_no: order.clone(),
@@ -313,6 +339,42 @@ impl Model {
                 original = Some(o);
                 d
             }
+            MOp::VisitsAdd {
+                card,
+                cents,
+                service,
+                count,
+                days,
+                pay,
+            } => {
+                let no = self.card_no(card);
+                let payment = payment(pay);
+                tender = payment.tender();
+                let req = VisitsAddReq {
+                    order_no: order.clone(),
+                    price: Money::from_cents(cents).unwrap(),
+                    service: SERVICES[service].into(),
+                    count,
+                    days,
+                    payment,
+                    pin: Pin::Correct,
+                };
+                decide_visits_add(self.card(&no), self.lots(&no), &req, now)
+            }
+            MOp::Visit {
+                card,
+                service,
+                count,
+            } => {
+                let no = self.card_no(card);
+                let req = VisitReq {
+                    order_no: order.clone(),
+                    service: SERVICES[service].into(),
+                    count,
+                    pin: Pin::Correct,
+                };
+                decide_visit(self.card(&no), self.lots(&no), &req, now)
+            }
             MOp::Expire { card } => {
                 let no = self.card_no(card);
                 match decide_expire(&order, self.card(&no), self.lots(&no), now).unwrap() {
@@ -399,7 +461,10 @@ proptest! {
             m.step(p);
         }
         let reversible = matches!(op, MOp::Debit { .. } | MOp::Topup { .. } | MOp::Points { .. }
-            | MOp::Redeem { .. } | MOp::Transfer { .. });
+            | MOp::Redeem { .. } | MOp::Transfer { .. } | MOp::VisitsAdd { .. } | MOp::Visit { .. });
+        // What lapsed by now is zeroed first (as the step would), so only
+        // the op and its reverse stand between the two snapshots.
+        m.expire_holds();
         let before = m.snapshot();
         if let (true, Some(plan)) = (reversible, m.step(&op)) {
             let o = m.originals[&plan.answer.order_no].clone();
@@ -448,6 +513,9 @@ fn the_sequences_reach_every_card_product_op() {
         "capture",
         "void",
         "hold_expire",
+        "visits_add",
+        "visit",
+        "visits_expire",
     ] {
         assert!(
             seen.get(op).copied().unwrap_or(0) > 0,

@@ -291,6 +291,7 @@ fn a_capture_is_reversed_and_refunded_as_a_debit() {
         id: 1,
         points_left: 38,
         expires_at: None,
+        service: None,
     }];
     let rev = decide_reverse(
         &orig,

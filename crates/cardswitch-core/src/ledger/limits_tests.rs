@@ -81,6 +81,7 @@ fn the_cap_refuses_money_coming_in_and_never_a_refund() {
         id: 9,
         points_left: 95,
         expires_at: None,
+        service: None,
     }];
     let o = original_debit(Tender::Balance);
     let req = RefundReq {

@@ -1,6 +1,8 @@
-//! Points kept as lots, so that points can expire by the date they were earned.
+//! Points kept as lots, so that points can expire by the date they were earned;
+//! and a count card's visits of a service, kept the same way (a lot with a
+//! `service`: see [`super::visits`]).
 //!
-//! A card's `points` is the sum of `points_left` over its lots. A lot whose
+//! A card's `points` is the sum of `points_left` over its points lots. A lot whose
 //! `expires_at` is at or before `now` is expired: it no longer counts for
 //! spending, and an expiry posting (see [`expire`]) zeroes it; until that
 //! posting its points still sit in the card's total.
@@ -18,12 +20,29 @@ pub type LotId = i64;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lot {
     pub id: LotId,
+    /// Points left, or for a lot of visits, visits left.
     pub points_left: Points,
     /// `None`: never expires.
     pub expires_at: Option<Ts>,
+    /// `None`: a lot of points; else the service its visits are of.
+    pub service: Option<String>,
 }
 
 impl Lot {
+    /// A lot of points (no service).
+    pub fn points(id: LotId, points_left: Points, expires_at: Option<Ts>) -> Lot {
+        Lot {
+            id,
+            points_left,
+            expires_at,
+            service: None,
+        }
+    }
+
+    pub fn is_points(&self) -> bool {
+        self.service.is_none()
+    }
+
     pub fn is_live(&self, now: Ts) -> bool {
         self.points_left > 0
             && match self.expires_at {
@@ -41,16 +60,29 @@ pub struct LotTake {
 }
 
 /// A lot to create; the store assigns its id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewLot {
+    /// Points, or for a lot of visits, visits.
     pub points: Points,
     pub expires_at: Option<Ts>,
+    /// `None`: a lot of points; else the service its visits are of.
+    pub service: Option<String>,
+}
+
+impl NewLot {
+    pub fn points(points: Points, expires_at: Option<Ts>) -> NewLot {
+        NewLot {
+            points,
+            expires_at,
+            service: None,
+        }
+    }
 }
 
 /// Points that can be spent now.
 pub fn live_points(lots: &[Lot], now: Ts) -> Points {
     lots.iter()
-        .filter(|l| l.is_live(now))
+        .filter(|l| l.is_points() && l.is_live(now))
         .map(|l| l.points_left)
         .sum()
 }
@@ -66,7 +98,16 @@ pub fn spend(lots: &[Lot], n: Points, now: Ts) -> Result<Vec<LotTake>, Errno> {
     if live_points(lots, now) < n {
         return Err(Errno::InsufficientPoints);
     }
-    let mut live: Vec<&Lot> = lots.iter().filter(|l| l.is_live(now)).collect();
+    let live: Vec<&Lot> = lots
+        .iter()
+        .filter(|l| l.is_points() && l.is_live(now))
+        .collect();
+    Ok(take_soonest(live, n))
+}
+
+/// `n` units from `live` (holding at least `n`), the soonest to expire
+/// first, lots without expiry last, ties by lot id.
+pub(super) fn take_soonest(mut live: Vec<&Lot>, n: Points) -> Vec<LotTake> {
     live.sort_by_key(|l| (l.expires_at.is_none(), l.expires_at, l.id));
     let mut left = n;
     let mut takes = Vec::new();
@@ -81,14 +122,17 @@ pub fn spend(lots: &[Lot], n: Points, now: Ts) -> Result<Vec<LotTake>, Errno> {
         });
         left -= t;
     }
-    Ok(takes)
+    takes
 }
 
-/// The expired lots that still hold points, and how many: what an expiry
-/// posting takes.
+/// The expired lots of points that still hold some, and how many: what an
+/// expiry posting takes.
 pub fn expire(lots: &[Lot], now: Ts) -> Vec<LotTake> {
-    lots.iter()
-        .filter(|l| l.points_left > 0 && l.expires_at.is_some_and(|e| e <= now))
+    expired(lots.iter().filter(|l| l.is_points()), now)
+}
+
+pub(super) fn expired<'a>(lots: impl Iterator<Item = &'a Lot>, now: Ts) -> Vec<LotTake> {
+    lots.filter(|l| l.points_left > 0 && l.expires_at.is_some_and(|e| e <= now))
         .map(|l| LotTake {
             lot_id: l.id,
             points: l.points_left,
@@ -120,11 +164,7 @@ mod tests {
     }
 
     fn lot(id: LotId, p: Points, exp: Option<i64>) -> Lot {
-        Lot {
-            id,
-            points_left: p,
-            expires_at: exp.map(at),
-        }
+        Lot::points(id, p, exp.map(at))
     }
 
     #[test]

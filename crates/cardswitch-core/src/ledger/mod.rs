@@ -38,6 +38,7 @@ pub mod plan;
 pub mod request;
 pub mod rules;
 pub mod state;
+pub mod visits;
 
 #[cfg(test)]
 mod card_tests;
@@ -59,6 +60,8 @@ mod split_tests;
 mod validity_tests;
 #[cfg(test)]
 mod vectors_tests;
+#[cfg(test)]
+mod visits_tests;
 
 pub use lots::{live_points, Lot, LotId, LotTake, NewLot, Ts};
 pub use money::{round_half_up_cents, Money, Points, MAX_POINTS};
@@ -78,10 +81,14 @@ pub use ops_points::{decide_expire, decide_points, decide_redeem, PointsReq, Red
 pub use plan::{
     business_day, Answer, AnswerRow, CardChange, Decision, Effect, HoldAnswer, HoldRef, HoldTerms,
     LedgerConfig, MemberRef, NewCard, NewMember, Original, OriginalUpdate, PinSource, Plan,
-    SplitLegs,
+    SplitLegs, VisitsAnswer,
 };
 pub use rules::{BonusRule, Level, Limits};
 pub use state::{
     authorize, check_pin, require_active, CardState, CardStatus, OpKind, Payment, Pin, PinWrite,
     Refusal, Role, Standing, Tender, TerminalKind, ALL_STORES, PIN_TRIES,
+};
+pub use visits::{
+    decide_visit, decide_visits_add, decide_visits_expire, live_visits, visits_by_service,
+    ServiceVisits, VisitReq, VisitsAddReq,
 };

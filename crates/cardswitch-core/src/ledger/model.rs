@@ -22,6 +22,8 @@ pub(super) struct MCard {
     pub(super) postings: Vec<(Decimal, i64)>,
     /// Its holds not yet released.
     pub(super) holds: Vec<super::ops_holds::ActiveHold>,
+    /// The sum of the visits deltas of its postings.
+    pub(super) visits_posted: i64,
 }
 
 pub(super) struct Model {
@@ -183,6 +185,7 @@ impl Model {
                 spent_today: crate::ledger::Money::ZERO,
                 held: crate::ledger::Money::ZERO,
                 active_holds: 0,
+                visits: 0,
             };
             self.cards.insert(
                 n.card_no.clone(),
@@ -191,6 +194,7 @@ impl Model {
                     lots: vec![],
                     postings: vec![],
                     holds: vec![],
+                    visits_posted: 0,
                 },
             );
         }
@@ -206,6 +210,9 @@ impl Model {
             assert_eq!(s.points + ch.points_delta, ch.new_points);
             assert_eq!(ch.balance_delta.scale(), 2);
             assert_eq!(s.held.amount() + ch.held_delta, ch.new_held.amount());
+            assert_eq!(s.visits + ch.visits_delta, ch.new_visits, "{:?}", plan.op);
+            s.visits = ch.new_visits;
+            card.visits_posted += ch.visits_delta;
             s.balance = ch.new_balance;
             s.points = ch.new_points;
             s.held = ch.new_held;
@@ -218,6 +225,31 @@ impl Model {
             }
             let spent = (s.spent_today.amount() + ch.day_spend).max(Decimal::ZERO);
             s.spent_today = Money::new(spent).unwrap();
+            // Each move by the kind of its lot: points lots against the
+            // points delta, lots of visits against the visits delta.
+            let mut moved = (0i64, 0i64);
+            let mut count = |lots: &[Lot], id: LotId, n: i64| match lots
+                .iter()
+                .find(|l| l.id == id)
+                .unwrap()
+                .is_points()
+            {
+                true => moved.0 += n,
+                false => moved.1 += n,
+            };
+            for t in &ch.lots_taken {
+                count(&card.lots, t.lot_id, -t.points);
+            }
+            for t in &ch.lots_restored {
+                count(&card.lots, t.lot_id, t.points);
+            }
+            for n in &ch.lots_created {
+                match n.service {
+                    None => moved.0 += n.points,
+                    Some(_) => moved.1 += n.points,
+                }
+            }
+            assert_eq!(moved, (ch.points_delta, ch.visits_delta), "{:?}", plan.op);
             for t in &ch.lots_taken {
                 let l = card.lots.iter_mut().find(|l| l.id == t.lot_id).unwrap();
                 assert!(t.points > 0 && l.points_left >= t.points);
@@ -237,14 +269,11 @@ impl Model {
                     id: *next_lot,
                     points_left: n.points,
                     expires_at: n.expires_at,
+                    service: n.service.clone(),
                 });
                 created.push(*next_lot);
                 *next_lot += 1;
             }
-            let lot_moves: i64 = ch.lots_created.iter().map(|n| n.points).sum::<i64>()
-                + ch.lots_restored.iter().map(|t| t.points).sum::<i64>()
-                - ch.lots_taken.iter().map(|t| t.points).sum::<i64>();
-            assert_eq!(lot_moves, ch.points_delta, "{:?}", plan.op);
             card.postings.push((ch.balance_delta, ch.points_delta));
             effects.push(ch.effect(&created));
         }
@@ -306,10 +335,21 @@ impl Model {
         );
     }
 
-    /// Releases every hold past its expiry, as the store's load does.
+    /// Releases every hold past its expiry and zeroes every lapsed lot of
+    /// visits, as the store's load does.
     pub(super) fn expire_holds(&mut self) {
         let today = self.now.date_naive();
         let mut plans = vec![];
+        for c in self.cards.values() {
+            if let Some(ch) =
+                super::visits::decide_visits_expire(&c.state, &c.lots, self.now).unwrap()
+            {
+                plans.push(Plan::single("", OpKind::VisitsExpire, ch));
+            }
+        }
+        for p in plans.drain(..) {
+            self.apply(&p, Tender::Balance);
+        }
         for c in self.cards.values() {
             if let Some(ch) =
                 super::ops_holds::expire_holds(&c.state, &c.holds, self.now, today).unwrap()
@@ -339,10 +379,33 @@ impl Model {
                 s.card_no
             );
             assert!(c.lots.iter().all(|l| l.points_left >= 0));
-            let lots: i64 = c.lots.iter().map(|l| l.points_left).sum();
-            assert_eq!(s.points, lots, "{}: points are the sum of lots", s.card_no);
+            let in_lots = |points: bool| -> i64 {
+                c.lots
+                    .iter()
+                    .filter(|l| l.is_points() == points)
+                    .map(|l| l.points_left)
+                    .sum()
+            };
+            assert_eq!(
+                s.points,
+                in_lots(true),
+                "{}: points are the sum of lots",
+                s.card_no
+            );
+            assert_eq!(
+                s.visits,
+                in_lots(false),
+                "{}: visits are their lots'",
+                s.card_no
+            );
+            assert_eq!(
+                s.visits, c.visits_posted,
+                "{}: visits are their postings'",
+                s.card_no
+            );
             if s.status == CardStatus::Closed {
                 assert!(s.balance.is_zero() && s.points == 0 && s.held.is_zero());
+                assert_eq!(s.visits, 0);
             }
             let held: Decimal = c.holds.iter().map(|h| h.amount.amount()).sum();
             assert_eq!(s.held.amount(), held, "{}: held is its holds'", s.card_no);
@@ -416,11 +479,23 @@ pub(super) fn balance_flow(plan: &Plan, original: Option<&Original>, tender: Ten
         // A hold moves no money; its capture is a debit.
         OpKind::Hold | OpKind::Void | OpKind::HoldExpire => Decimal::ZERO,
         OpKind::Capture => -a.charged.amount(),
+        // Visits bought at no discount: what leaves the balance is the price
+        // less its cash leg.
+        OpKind::VisitsAdd => {
+            assert!(a.discount.is_zero() && a.charged == a.amount);
+            match (tender, a.split) {
+                (Tender::Balance, None) => -a.charged.amount(),
+                (Tender::Cash, None) => Decimal::ZERO,
+                (Tender::Split, Some(s)) => -s.from_balance.amount(),
+                other => panic!("a purchase's tender and legs disagree: {other:?}"),
+            }
+        }
         OpKind::Reverse => {
             let o = original.unwrap();
             for (c, e) in plan.cards.iter().zip(&o.effects) {
                 assert_eq!(c.balance_delta, -e.balance_delta);
                 assert_eq!(c.points_delta, -e.points_delta);
+                assert_eq!(c.visits_delta, -e.visits_delta);
             }
             -o.effects.iter().map(|e| e.balance_delta).sum::<Decimal>()
         }

@@ -50,10 +50,10 @@ pub fn decide_register(
         Some(o) => {
             let mut c = CardChange::build(&card, o.balance.amount(), o.points)?;
             if o.points > 0 {
-                c.lots_created.push(crate::ledger::lots::NewLot {
-                    points: o.points,
-                    expires_at: req.points_expire_at,
-                });
+                c.lots_created.push(crate::ledger::lots::NewLot::points(
+                    o.points,
+                    req.points_expire_at,
+                ));
             }
             (OpKind::Import, c)
         }
@@ -91,6 +91,7 @@ fn fresh_card(card_no: &str, member_id: i64, level: Level, has_pin: bool) -> Car
         spent_today: crate::ledger::Money::ZERO,
         held: crate::ledger::Money::ZERO,
         active_holds: 0,
+        visits: 0,
     }
 }
 
@@ -139,7 +140,13 @@ fn take_all(card: &CardState, lots: &[Lot]) -> Result<Vec<LotTake>, Errno> {
             points: l.points_left,
         })
         .collect();
-    if takes.iter().map(|t| t.points).sum::<i64>() != card.points {
+    let sum = |points: bool| -> i64 {
+        lots.iter()
+            .filter(|l| l.points_left > 0 && l.is_points() == points)
+            .map(|l| l.points_left)
+            .sum()
+    };
+    if sum(true) != card.points || sum(false) != card.visits {
         return Err(Errno::Internal);
     }
     Ok(takes)
@@ -170,7 +177,8 @@ pub fn decide_replace(
         return Err(Errno::CardInUse.into());
     }
     let takes = take_all(old, old_lots)?;
-    let mut out = CardChange::build(old, -old.balance.amount(), -old.points)?;
+    let mut out = CardChange::build(old, -old.balance.amount(), -old.points)?
+        .with_visits(old, -old.visits)?;
     out.status = Some(CardStatus::Closed);
     let fresh = fresh_card(
         &req.new_card_no,
@@ -178,13 +186,15 @@ pub fn decide_replace(
         old.level.clone(),
         old.has_pin,
     );
-    let mut into = CardChange::build(&fresh, old.balance.amount(), old.points)?;
+    let mut into = CardChange::build(&fresh, old.balance.amount(), old.points)?
+        .with_visits(&fresh, old.visits)?;
     into.lots_created = old_lots
         .iter()
         .filter(|l| l.points_left > 0)
         .map(|l| NewLot {
             points: l.points_left,
             expires_at: l.expires_at,
+            service: l.service.clone(),
         })
         .collect();
     out.lots_taken = takes;
@@ -217,7 +227,8 @@ pub struct CloseReq {
 
 /// The card is returned: its balance is paid out in cash (`cash_out`) and
 /// zeroed by this posting, so the balance still equals the sum of its
-/// postings; its points are forfeited (they are no money and a closed card
+/// postings; its points and visits are forfeited (no money comes back for
+/// them: reverse an unused `visits_add` first to refund it; a closed card
 /// cannot spend them). Only an active card (lost 2002: replace it instead)
 /// without active holds (2017, after its PIN).
 pub fn decide_close(card: &CardState, lots: &[Lot], req: &CloseReq) -> Decision {
@@ -225,7 +236,8 @@ pub fn decide_close(card: &CardState, lots: &[Lot], req: &CloseReq) -> Decision 
     let pin_reset = check_pin(card, req.pin)?;
     card.without_holds()?;
     let takes = take_all(card, lots)?;
-    let mut c = CardChange::build(card, -card.balance.amount(), -card.points)?;
+    let mut c = CardChange::build(card, -card.balance.amount(), -card.points)?
+        .with_visits(card, -card.visits)?;
     c.lots_taken = takes;
     c.status = Some(CardStatus::Closed);
     c.pin_fail_count = pin_reset;

@@ -141,10 +141,10 @@ pub fn decide_capture(
     let mut c = CardChange::build_held(card, -charged.amount(), earned, -held.amount())?;
     c.day_spend = day_give_back(original.business_day, today, unused);
     if earned > 0 {
-        c.lots_created.push(NewLot {
-            points: earned,
-            expires_at: lot_expiry(now, cfg.points_expiry_months),
-        });
+        c.lots_created.push(NewLot::points(
+            earned,
+            lot_expiry(now, cfg.points_expiry_months),
+        ));
     }
     let mut plan = Plan::single(&req.order_no, OpKind::Capture, c);
     plan.answer.amount = req.amount;

@@ -36,10 +36,10 @@ pub fn decide_debit(cfg: &LedgerConfig, card: &CardState, req: &DebitReq, now: T
     card.within_daily_limit(from_balance)?;
     c.day_spend = from_balance.amount();
     if earned > 0 {
-        c.lots_created.push(NewLot {
-            points: earned,
-            expires_at: lot_expiry(now, cfg.points_expiry_months),
-        });
+        c.lots_created.push(NewLot::points(
+            earned,
+            lot_expiry(now, cfg.points_expiry_months),
+        ));
     }
     c.pin_fail_count = pin_reset;
     let mut plan = Plan::single(&req.order_no, OpKind::Debit, c);
@@ -52,7 +52,10 @@ pub fn decide_debit(cfg: &LedgerConfig, card: &CardState, req: &DebitReq, now: T
 
 /// What a charge takes from the balance, and a split's two legs. A cash leg
 /// above the charge is 2010 (protocol.md §6.2).
-fn payment_legs(payment: Payment, charged: Money) -> Result<(Money, Option<SplitLegs>), Errno> {
+pub(super) fn payment_legs(
+    payment: Payment,
+    charged: Money,
+) -> Result<(Money, Option<SplitLegs>), Errno> {
     match payment {
         Payment::Balance => Ok((charged, None)),
         Payment::Cash => Ok((Money::ZERO, None)),
@@ -234,6 +237,8 @@ pub fn decide_reverse(
             | OpKind::Redeem
             | OpKind::Transfer
             | OpKind::Capture
+            | OpKind::VisitsAdd
+            | OpKind::Visit
     );
     if !reversible {
         return Err(Errno::OriginalNotFound.into());
@@ -257,8 +262,14 @@ pub fn decide_reverse(
                 .iter()
                 .find(|l| l.id == t.lot_id)
                 .ok_or(Errno::Internal)?;
+            // Points earned and spent since: 2005; visits bought and used
+            // since: the purchase is no longer whole (2008).
             if lot.points_left < t.points {
-                return Err(Errno::InsufficientPoints.into());
+                return Err(match lot.service {
+                    None => Errno::InsufficientPoints,
+                    Some(_) => Errno::AlreadyReversed,
+                }
+                .into());
             }
         }
         if !e
@@ -268,11 +279,14 @@ pub fn decide_reverse(
         {
             return Err(Errno::Internal.into());
         }
-        let mut c = CardChange::build(card, -e.balance_delta, -e.points_delta)?;
+        let mut c = CardChange::build(card, -e.balance_delta, -e.points_delta)?
+            .with_visits(card, -e.visits_delta)?;
         // Undone whole: what it took from the balance today is given back
         // to the daily limit (a reverse is same-day only).
-        if matches!(original.op, OpKind::Debit | OpKind::Transfer)
-            && e.balance_delta.is_sign_negative()
+        if matches!(
+            original.op,
+            OpKind::Debit | OpKind::Transfer | OpKind::VisitsAdd
+        ) && e.balance_delta.is_sign_negative()
         {
             c.day_spend = e.balance_delta;
         }
@@ -284,7 +298,10 @@ pub fn decide_reverse(
     let mut answer = Answer::for_change(&req.order_no, OpKind::Reverse, first);
     answer.amount = original.amount;
     answer.charged = original.charged;
-    if matches!(original.op, OpKind::Debit | OpKind::Capture) {
+    if matches!(
+        original.op,
+        OpKind::Debit | OpKind::Capture | OpKind::VisitsAdd
+    ) {
         answer.discount = original
             .amount
             .checked_sub(original.charged)

@@ -33,10 +33,10 @@ pub fn decide_points(
     }
     let mut c = CardChange::build(card, Decimal::ZERO, req.delta)?;
     if req.delta > 0 {
-        c.lots_created.push(NewLot {
-            points: req.delta,
-            expires_at: lot_expiry(now, cfg.points_expiry_months),
-        });
+        c.lots_created.push(NewLot::points(
+            req.delta,
+            lot_expiry(now, cfg.points_expiry_months),
+        ));
     } else {
         c.lots_taken = spend(lots, -req.delta, now)?;
     }

@@ -41,6 +41,7 @@ pub(super) fn card(no: &str, balance: &str, points: i64) -> CardState {
         spent_today: crate::ledger::Money::ZERO,
         held: crate::ledger::Money::ZERO,
         active_holds: 0,
+        visits: 0,
     }
 }
 
@@ -139,6 +140,7 @@ fn five_wrong_pins_lock_the_card() {
         spent_today: crate::ledger::Money::ZERO,
         held: crate::ledger::Money::ZERO,
         active_holds: 0,
+        visits: 0,
         ..card("A1", "100", 0)
     };
     for n in 1..=5 {
@@ -229,16 +231,19 @@ pub(super) fn lots() -> Vec<Lot> {
             id: 1,
             points_left: 10,
             expires_at: Some(now() - Duration::days(1)),
+            service: None,
         },
         Lot {
             id: 2,
             points_left: 5,
             expires_at: None,
+            service: None,
         },
         Lot {
             id: 3,
             points_left: 5,
             expires_at: Some(now() + Duration::days(1)),
+            service: None,
         },
     ]
 }
@@ -360,6 +365,7 @@ pub(super) fn original_debit(tender: Tender) -> Original {
                 points: 95,
             }],
             lots_taken: vec![],
+            visits_delta: 0,
         }],
     }
 }
@@ -371,6 +377,7 @@ fn refund_rules() {
         id: 9,
         points_left: 95,
         expires_at: None,
+        service: None,
     }];
     let req = |amt: &str| RefundReq {
         order_no: "f".into(),
@@ -450,6 +457,7 @@ fn reverse_rules() {
         id: 9,
         points_left: 95,
         expires_at: None,
+        service: None,
     }];
     let req = ReverseReq {
         order_no: "v".into(),
@@ -494,6 +502,7 @@ fn reverse_rules() {
         id: 9,
         points_left: 94,
         expires_at: None,
+        service: None,
     }];
     assert_eq!(
         errno(decide_reverse(

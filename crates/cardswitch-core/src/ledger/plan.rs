@@ -37,11 +37,15 @@ pub struct CardChange {
     /// Holds past their expiry this change releases (`hold_expire`): the
     /// store marks their orders released.
     pub holds_expired: Vec<HoldRef>,
+    /// Signed change of the visits the card's lots hold (protocol.md §6.2
+    /// count cards), all services together; the lots say which service.
+    pub visits_delta: i64,
     /// The card's values after the change, for the answer and for the store
     /// to check its `UPDATE … RETURNING` against.
     pub new_balance: Money,
     pub new_points: Points,
     pub new_held: Money,
+    pub new_visits: i64,
 }
 
 /// A hold, by its order.
@@ -106,10 +110,27 @@ impl CardChange {
             day_spend: Decimal::ZERO,
             held_delta: super::money::delta(held_delta),
             holds_expired: vec![],
+            visits_delta: 0,
             new_balance,
             new_points,
             new_held,
+            new_visits: card.visits,
         })
+    }
+
+    /// The change with the card's visits changed by `delta` too; fewer than
+    /// none is 2014.
+    pub fn with_visits(mut self, card: &CardState, delta: i64) -> Result<Self, Errno> {
+        let new_visits = card.visits.checked_add(delta).ok_or(Errno::InvalidAmount)?;
+        if new_visits < 0 {
+            return Err(Errno::NotEnoughVisits);
+        }
+        if new_visits > MAX_POINTS {
+            return Err(Errno::InvalidAmount);
+        }
+        self.visits_delta = delta;
+        self.new_visits = new_visits;
+        Ok(self)
     }
 
     /// The record of this change the store keeps for a later reverse, once it
@@ -134,6 +155,7 @@ impl CardChange {
                 })
                 .collect(),
             lots_taken: self.lots_taken.clone(),
+            visits_delta: self.visits_delta,
         }
     }
 
@@ -206,6 +228,14 @@ pub struct Answer {
     /// A hold's row (protocol.md §6.2): what the card has left to spend,
     /// and when the hold lapses.
     pub hold: Option<HoldAnswer>,
+    /// A count-card op's row: its service and the visits of it left.
+    pub visits: Option<VisitsAnswer>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VisitsAnswer {
+    pub service: String,
+    pub visits: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,6 +260,7 @@ impl Answer {
             balance: c.new_balance,
             points: c.new_points,
             hold: None,
+            visits: None,
         }
     }
 
@@ -261,6 +292,7 @@ pub struct Effect {
     pub points_delta: Points,
     pub lots_created: Vec<LotTake>,
     pub lots_taken: Vec<LotTake>,
+    pub visits_delta: i64,
 }
 
 /// An original posting named by a `reverse` or `refund`.

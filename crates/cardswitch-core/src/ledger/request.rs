@@ -45,6 +45,9 @@ pub fn op_kind(op: Op) -> OpKind {
         Op::Hold => OpKind::Hold,
         Op::Capture => OpKind::Capture,
         Op::Void => OpKind::Void,
+        Op::VisitsAdd => OpKind::VisitsAdd,
+        Op::Visit => OpKind::Visit,
+        Op::Visits => OpKind::Visits,
         Op::Import => OpKind::Import,
     }
 }
@@ -119,6 +122,8 @@ pub enum ReadOp {
     History {
         limit: u32,
     },
+    /// A count card's live visits, per service.
+    Visits,
 }
 
 /// The back-office ops of protocol.md §6.1, which only office terminals
@@ -264,6 +269,22 @@ pub enum PostingOp {
     Void {
         original: OriginalRef,
     },
+    /// `count` visits of `service` bought for `price` (protocol.md §6.2).
+    VisitsAdd {
+        card: String,
+        price: Money,
+        service: String,
+        count: u32,
+        days: Option<u32>,
+        payment: Payment,
+        pin: Option<PinText>,
+    },
+    Visit {
+        card: String,
+        service: String,
+        count: u32,
+        pin: Option<PinText>,
+    },
 }
 
 /// An imported card's opening balance and points (`Op::Import`).
@@ -328,6 +349,27 @@ impl Fields<'_> {
         }
     }
 
+    /// `count` (protocol.md §6.2), at most `max`; `None` when absent.
+    fn count(&self, max: u32) -> Result<Option<u32>, Errno> {
+        let n = self
+            .attr2
+            .get("count")
+            .map(|v| crate::protocol::attr2::positive(v, 4))
+            .transpose()?;
+        match n {
+            Some(n) if n > max => Err(Errno::Malformed),
+            n => Ok(n),
+        }
+    }
+
+    /// `days` a visits lot is valid; `None`: for ever.
+    fn days(&self) -> Result<Option<u32>, Errno> {
+        self.attr2
+            .get("days")
+            .map(|v| crate::protocol::attr2::positive(v, 5))
+            .transpose()
+    }
+
     /// `limit`, within the op's largest; `default` when absent.
     fn limit(&self, op: Op, default: u32) -> Result<u32, Errno> {
         match self.attr2.get("limit") {
@@ -385,7 +427,7 @@ impl Request {
         };
         let operator = operator(form, &f)?;
         let body = match form.op {
-            Op::Query | Op::Member | Op::History => Body::Read(read(form.op, &f)?),
+            Op::Query | Op::Member | Op::History | Op::Visits => Body::Read(read(form.op, &f)?),
             op if op.is_office() => Body::Office(office(op, &f)?),
             op => Body::Posting(PostingReq {
                 order_no: form.order_no.clone().ok_or(Errno::Malformed)?,
@@ -401,6 +443,7 @@ impl Request {
                 ReadOp::Query => OpKind::Query,
                 ReadOp::Member => OpKind::Member,
                 ReadOp::History { .. } => OpKind::History,
+                ReadOp::Visits => OpKind::Visits,
             },
             Body::Office(o) => match o {
                 OfficeReq::Find { .. } => OpKind::Find,
@@ -485,7 +528,9 @@ impl Request {
                 | PostingOp::Redeem { pin, .. }
                 | PostingOp::Transfer { pin, .. }
                 | PostingOp::Close { pin, .. }
-                | PostingOp::Hold { pin, .. } => pin.as_ref(),
+                | PostingOp::Hold { pin, .. }
+                | PostingOp::VisitsAdd { pin, .. }
+                | PostingOp::Visit { pin, .. } => pin.as_ref(),
                 _ => None,
             },
         }
@@ -517,6 +562,8 @@ impl PostingOp {
             PostingOp::Hold { .. } => OpKind::Hold,
             PostingOp::Capture { .. } => OpKind::Capture,
             PostingOp::Void { .. } => OpKind::Void,
+            PostingOp::VisitsAdd { .. } => OpKind::VisitsAdd,
+            PostingOp::Visit { .. } => OpKind::Visit,
         }
     }
 
@@ -533,7 +580,9 @@ impl PostingOp {
             | PostingOp::Status { card, .. }
             | PostingOp::Replace { card, .. }
             | PostingOp::Close { card, .. }
-            | PostingOp::Hold { card, .. } => Some(card),
+            | PostingOp::Hold { card, .. }
+            | PostingOp::VisitsAdd { card, .. }
+            | PostingOp::Visit { card, .. } => Some(card),
             PostingOp::Reverse { .. }
             | PostingOp::Refund { .. }
             | PostingOp::Capture { .. }
@@ -559,6 +608,7 @@ fn read(op: Op, f: &Fields<'_>) -> Result<ReadReq, Errno> {
     let op = match op {
         Op::Query => ReadOp::Query,
         Op::Member => ReadOp::Member,
+        Op::Visits => ReadOp::Visits,
         _ => ReadOp::History {
             limit: f.limit(Op::History, DEFAULT_HISTORY_LIMIT)?,
         },
@@ -683,7 +733,27 @@ fn posting(op: Op, f: &Fields<'_>) -> Result<PostingOp, Errno> {
         Op::Void => PostingOp::Void {
             original: f.original()?,
         },
+        Op::VisitsAdd => PostingOp::VisitsAdd {
+            card: f.card()?,
+            price: f.amount()?,
+            service: f.required("service")?,
+            count: f
+                .count(crate::protocol::attr2::VISITS_COUNT_MAX)?
+                .unwrap_or(1),
+            days: f.days()?,
+            payment: f.payment()?,
+            pin: f.pin("pin"),
+        },
+        Op::Visit => PostingOp::Visit {
+            card: f.card()?,
+            service: f.required("service")?,
+            count: f
+                .count(crate::protocol::attr2::VISITS_COUNT_MAX)?
+                .unwrap_or(1),
+            pin: f.pin("pin"),
+        },
         Op::Query
+        | Op::Visits
         | Op::Member
         | Op::History
         | Op::Find

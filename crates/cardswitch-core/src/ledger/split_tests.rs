@@ -86,6 +86,7 @@ fn lots() -> Vec<Lot> {
         id: 9,
         points_left: 95,
         expires_at: None,
+        service: None,
     }]
 }
 

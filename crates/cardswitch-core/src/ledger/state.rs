@@ -41,6 +41,9 @@ pub struct CardState {
     pub held: Money,
     /// How many active holds the card has.
     pub active_holds: u32,
+    /// Visits its count-card lots hold, of every service, expired ones not
+    /// yet posted included.
+    pub visits: i64,
 }
 
 impl CardState {
@@ -198,17 +201,23 @@ pub enum OpKind {
     Hold,
     Capture,
     Void,
+    /// Count cards (protocol.md §6.2): visits bought, used, and read.
+    VisitsAdd,
+    Visit,
+    Visits,
     Expire,
     /// The store's own posting that releases a hold past its expiry; no
     /// terminal sends it.
     HoldExpire,
+    /// The store's own posting that zeroes visit lots past their expiry.
+    VisitsExpire,
     /// A member brought over by `cardswitch import members`: a register
     /// with its opening balance and points; no terminal sends it.
     Import,
 }
 
 impl OpKind {
-    pub const WIRE: [OpKind; 24] = [
+    pub const WIRE: [OpKind; 27] = [
         OpKind::Query,
         OpKind::Member,
         OpKind::History,
@@ -233,6 +242,9 @@ impl OpKind {
         OpKind::Hold,
         OpKind::Capture,
         OpKind::Void,
+        OpKind::VisitsAdd,
+        OpKind::Visit,
+        OpKind::Visits,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -261,8 +273,12 @@ impl OpKind {
             OpKind::Hold => "hold",
             OpKind::Capture => "capture",
             OpKind::Void => "void",
+            OpKind::VisitsAdd => "visits_add",
+            OpKind::Visit => "visit",
+            OpKind::Visits => "visits",
             OpKind::Expire => "expire",
             OpKind::HoldExpire => "hold_expire",
+            OpKind::VisitsExpire => "visits_expire",
             OpKind::Import => "import",
         }
     }
@@ -277,6 +293,7 @@ impl OpKind {
         match s {
             "expire" => Some(OpKind::Expire),
             "hold_expire" => Some(OpKind::HoldExpire),
+            "visits_expire" => Some(OpKind::VisitsExpire),
             "import" => Some(OpKind::Import),
             s => OpKind::from_wire(s),
         }
@@ -289,6 +306,7 @@ impl OpKind {
             OpKind::Query
                 | OpKind::Member
                 | OpKind::History
+                | OpKind::Visits
                 | OpKind::Find
                 | OpKind::Statement
                 | OpKind::Settlement
@@ -302,6 +320,8 @@ impl OpKind {
                 | OpKind::Hold
                 | OpKind::Capture
                 | OpKind::Void
+                | OpKind::VisitsAdd
+                | OpKind::Visit
         )
     }
 
@@ -312,6 +332,7 @@ impl OpKind {
             OpKind::Query
                 | OpKind::Member
                 | OpKind::History
+                | OpKind::Visits
                 | OpKind::Find
                 | OpKind::Statement
                 | OpKind::Settlement
@@ -326,7 +347,10 @@ impl OpKind {
 /// Unknown operator, a cashier on an M op, or an M op without the right
 /// manager PIN: 2011. A manager on a cashier op needs no `mpin`.
 pub fn authorize(op: OpKind, operator: Option<Role>, mpin_ok: bool) -> Result<(), Errno> {
-    if matches!(op, OpKind::Expire | OpKind::HoldExpire) {
+    if matches!(
+        op,
+        OpKind::Expire | OpKind::HoldExpire | OpKind::VisitsExpire
+    ) {
         return Err(Errno::OperatorRefused);
     }
     match (operator, op.is_manager_op()) {

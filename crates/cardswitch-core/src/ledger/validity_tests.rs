@@ -79,6 +79,7 @@ fn a_lapsed_card_cannot_redeem_and_a_top_up_renews_it() {
         id: 1,
         points_left: 10,
         expires_at: None,
+        service: None,
     }];
     assert_eq!(
         errno(decide_redeem(&lapsed("1"), &lots, &req, now())),

@@ -49,6 +49,7 @@ fn card(c: &Value) -> CardState {
         spent_today: money(&c["spent_today"]).unwrap_or(Money::ZERO),
         held: money(&c["held"]).unwrap_or(Money::ZERO),
         active_holds: u32::from(c["held"].is_string()),
+        visits: 0,
     }
 }
 
@@ -72,6 +73,7 @@ fn hold(o: &Value) -> Original {
             points_delta: 0,
             lots_created: vec![],
             lots_taken: vec![],
+            visits_delta: 0,
         }],
         hold: Some(HoldTerms {
             expires_at: DateTime::from_timestamp_millis(o["expires_at_ms"].as_i64().unwrap())
@@ -106,6 +108,7 @@ fn original(o: &Value) -> Original {
                 points: earned,
             }],
             lots_taken: vec![],
+            visits_delta: 0,
         }],
     }
 }
@@ -119,6 +122,7 @@ fn decide(v: &Value, req: &Request, st: &CardState) -> Decision {
         id: 1,
         points_left: st.points,
         expires_at: None,
+        service: None,
     }];
     let cfg = LedgerConfig::default();
     match &p.op {

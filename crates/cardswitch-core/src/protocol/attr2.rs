@@ -126,6 +126,20 @@ pub fn hold_expires_s(v: &str) -> Result<u32, Errno> {
         .ok_or(Errno::Malformed)
 }
 
+/// The most visits one `visits_add` buys, and the longest they may last.
+pub const VISITS_COUNT_MAX: u32 = 9_999;
+pub const VISITS_DAYS_MAX: u32 = 99_999;
+
+/// `count` `[1-9][0-9]{0,3}` and `days` `[1-9][0-9]{0,4}` (protocol.md
+/// §6.2): a positive number of at most `max_digits` digits.
+pub fn positive(v: &str, max_digits: usize) -> Result<u32, Errno> {
+    digits(v, 1, max_digits)?;
+    if v.starts_with('0') {
+        return Err(Errno::Malformed);
+    }
+    v.parse().map_err(|_| Errno::Malformed)
+}
+
 /// Checks one named value of `attr2` of `op` (`to` is a card for a
 /// `transfer`, a time for a `statement`).
 pub fn check_value(op: Op, name: &str, v: &str) -> Result<(), Errno> {
@@ -159,6 +173,10 @@ fn check_named(op: Op, name: &str, v: &str) -> Result<(), Errno> {
         "points" => count(v, 15).map(drop),
         "terminal" => grammar::terminal(v).map(drop),
         "expires" => hold_expires_s(v).map(drop),
+        // A service is named as a level is.
+        "service" => grammar::terminal(v).map(drop),
+        "count" => positive(v, 4).map(drop),
+        "days" => positive(v, 5).map(drop),
         _ => Err(Errno::Malformed),
     }
 }
@@ -180,8 +198,10 @@ pub fn check(op: Op, attr2: &Form) -> Result<(), Malformed> {
 fn tender_pairs(op: Op, attr2: &Form) -> Result<(), Malformed> {
     let split = attr2.get("tender") == Some("split");
     match (op, split, attr2.get("cash").is_some()) {
-        (Op::Debit, split, cash) if split != cash => Err(Malformed::at("attr2.cash")),
-        (Op::Debit, ..) => Ok(()),
+        (Op::Debit | Op::VisitsAdd, split, cash) if split != cash => {
+            Err(Malformed::at("attr2.cash"))
+        }
+        (Op::Debit | Op::VisitsAdd, ..) => Ok(()),
         (_, true, _) => Err(Malformed::at("attr2.tender")),
         _ => Ok(()),
     }

@@ -27,6 +27,7 @@ pub enum Errno {
     OperatorRefused = 2011,
     CardInUse = 2012,
     NotForThisTerminal = 2013,
+    NotEnoughVisits = 2014,
     MembershipExpired = 2015,
     OverLimit = 2016,
     HasHolds = 2017,
@@ -36,7 +37,7 @@ pub enum Errno {
 }
 
 impl Errno {
-    pub const ALL: [Errno; 29] = [
+    pub const ALL: [Errno; 30] = [
         Errno::Ok,
         Errno::Malformed,
         Errno::UnknownTerminal,
@@ -60,6 +61,7 @@ impl Errno {
         Errno::OperatorRefused,
         Errno::CardInUse,
         Errno::NotForThisTerminal,
+        Errno::NotEnoughVisits,
         Errno::MembershipExpired,
         Errno::OverLimit,
         Errno::HasHolds,
@@ -102,6 +104,7 @@ impl Errno {
             Errno::OperatorRefused => "operator not allowed",
             Errno::CardInUse => "card number already in use",
             Errno::NotForThisTerminal => "operation not allowed for this terminal",
+            Errno::NotEnoughVisits => "not enough visits",
             Errno::MembershipExpired => "membership expired",
             Errno::OverLimit => "over a limit",
             Errno::HasHolds => "card has active holds",

@@ -31,13 +31,17 @@ pub enum Op {
     Hold,
     Capture,
     Void,
+    /// Count cards (protocol.md §6.2): visits bought, used, and read.
+    VisitsAdd,
+    Visit,
+    Visits,
     /// `cardswitch import members`: a register with an opening balance and
     /// points. Not in [`Op::ALL`], so no terminal can send it.
     Import,
 }
 
 impl Op {
-    pub const ALL: [Op; 24] = [
+    pub const ALL: [Op; 27] = [
         Op::Query,
         Op::Member,
         Op::History,
@@ -62,6 +66,9 @@ impl Op {
         Op::Hold,
         Op::Capture,
         Op::Void,
+        Op::VisitsAdd,
+        Op::Visit,
+        Op::Visits,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +97,9 @@ impl Op {
             Op::Hold => "hold",
             Op::Capture => "capture",
             Op::Void => "void",
+            Op::VisitsAdd => "visits_add",
+            Op::Visit => "visit",
+            Op::Visits => "visits",
             Op::Import => "import",
         }
     }
@@ -104,7 +114,7 @@ impl Op {
 
     /// Posting ops change the ledger and need an `order_no`.
     pub fn is_posting(self) -> bool {
-        !matches!(self, Op::Query | Op::Member | Op::History) && !self.is_office()
+        !matches!(self, Op::Query | Op::Member | Op::History | Op::Visits) && !self.is_office()
     }
 
     /// The back-office ops (protocol.md §6.1), for office terminals only.
@@ -147,14 +157,20 @@ impl Op {
     pub fn needs_amount(self) -> bool {
         matches!(
             self,
-            Op::Debit | Op::Topup | Op::Refund | Op::Transfer | Op::Hold | Op::Capture
+            Op::Debit
+                | Op::Topup
+                | Op::Refund
+                | Op::Transfer
+                | Op::Hold
+                | Op::Capture
+                | Op::VisitsAdd
         )
     }
 
     /// The names `attr2` may carry for this op (§6); any other is 1001.
     pub fn attr2_fields(self) -> &'static [&'static str] {
         match self {
-            Op::Query | Op::Member => &["pin"],
+            Op::Query | Op::Member | Op::Visits => &["pin"],
             Op::History => &["pin", "limit"],
             Op::Find => &["limit"],
             Op::Statement => &["from", "to", "after", "limit"],
@@ -172,6 +188,8 @@ impl Op {
             Op::Close => &["mpin", "pin"],
             Op::Hold => &["pin", "expires"],
             Op::Capture | Op::Void => &["terminal"],
+            Op::VisitsAdd => &["pin", "service", "count", "days", "tender", "cash"],
+            Op::Visit => &["pin", "service", "count"],
             Op::Import => &[
                 "name", "phone", "level", "pin", "birthday", "balance", "points",
             ],
@@ -188,6 +206,8 @@ impl Op {
             Op::Redeem => &["cost", "gift"],
             Op::Transfer => &["mpin", "to"],
             Op::Replace => &["mpin", "new"],
+            Op::VisitsAdd => &["service", "count"],
+            Op::Visit => &["service"],
             op if op.is_manager() => &["mpin"],
             _ => &[],
         }
@@ -242,7 +262,8 @@ mod tests {
                 Op::Find,
                 Op::Statement,
                 Op::Settlement,
-                Op::Liability
+                Op::Liability,
+                Op::Visits
             ]
         );
         assert_eq!(Op::ALL.into_iter().filter(|o| o.is_manager()).count(), 9);

@@ -112,7 +112,8 @@ impl LoadColumn {
                           discount::text AS discount, charged::text AS charged,
                           business_day::text AS business_day,
                           floor(extract(epoch FROM posted_at) * 1000)::bigint AS posted_at,
-                          encode(row_mac, 'hex') AS row_mac, mac_key_id, chain_pos
+                          encode(row_mac, 'hex') AS row_mac, mac_key_id, chain_pos,
+                          visits_delta
                      FROM postings p WHERE p.card_no = u.card_no
                     ORDER BY posting_id DESC LIMIT 2) q) lp)"
             }
@@ -224,11 +225,11 @@ pub(super) struct LoadParams {
 /// A lot as the load's `lots` column has it (`rows::LotRow`).
 const LOT_JSON: &str = "json_build_object('card_no', card_no, 'id', lot_id,
                'left', points_left, 'exp', floor(extract(epoch FROM expires_at) * 1000)::bigint,
-               'row_mac', encode(row_mac, 'hex'), 'mac_key_id', mac_key_id)";
+               'service', service, 'row_mac', encode(row_mac, 'hex'), 'mac_key_id', mac_key_id)";
 
 /// The live lots of a statement for one txn.
 const LIVE_LOTS: &str = "lv AS (
-    SELECT card_no, lot_id, points_left, expires_at, row_mac, mac_key_id FROM lots
+    SELECT card_no, lot_id, points_left, expires_at, service, row_mac, mac_key_id FROM lots
      WHERE card_no = ANY ({cards}) AND (points_left > 0 OR lot_id = ANY ({named_lots}))
 )";
 

@@ -206,7 +206,7 @@ const CARD_ROW: &str = concat!(
            l.daily_debit_limit::text AS daily_debit_limit,
            m.name, m.phone, m.birthday::text AS birthday,
            c.spent_day::text AS spent_day, c.spent_today::text AS spent_today,
-           c.held::text AS held,
+           c.held::text AS held, c.visits,
            floor(extract(epoch FROM c.opened_at) * 1000)::bigint AS opened_at,
            floor(extract(epoch FROM c.renewed_at) * 1000)::bigint AS renewed_at,
            floor(extract(epoch FROM ",

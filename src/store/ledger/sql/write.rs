@@ -64,18 +64,18 @@ impl WriteSection {
             WriteSection::NewCards => "
     INSERT INTO cards (card_no, member_id, status, balance, points, pin_hash, pin_salt, opened_at,
            renewed_at, spent_day, spent_today, row_mac, mac_key_id, sealed, last_mac, chain_len,
-           store_id)
+           store_id, visits)
     SELECT x.card_no, x.member_id, x.status, x.balance,
            x.points, decode(x.pin_hash, 'hex'), decode(x.pin_salt, 'hex'), x.at,
            'epoch'::timestamptz + x.renewed_at_ms * interval '1 millisecond',
            x.spent_day, x.spent_today,
            decode(x.row_mac, 'hex'), x.mac_key_id, decode(x.sealed, 'hex'),
-           decode(x.last_mac, 'hex'), x.chain_len, x.store_id
+           decode(x.last_mac, 'hex'), x.chain_len, x.store_id, x.visits
       FROM j, jsonb_to_recordset(j.j->'new_cards')
            AS x(card_no text, member_id bigint, status text, balance numeric, points bigint,
                 pin_hash text, pin_salt text, at timestamptz, renewed_at_ms bigint,
                 spent_day date, spent_today numeric, row_mac text, mac_key_id text, sealed text, last_mac text, chain_len bigint,
-                store_id text)",
+                store_id text, visits bigint)",
             WriteSection::Cards => "
     UPDATE cards c SET balance = x.balance, points = x.points, status = x.status,
            pin_fail_count = x.pin_fail_count,
@@ -84,30 +84,32 @@ impl WriteSection {
            chain_len = x.chain_len,
            renewed_at = 'epoch'::timestamptz + x.renewed_at_ms * interval '1 millisecond',
            spent_day = x.spent_day, spent_today = x.spent_today, held = x.held,
+           visits = x.visits,
            closed_at = CASE WHEN x.status = 'closed' AND c.status <> 'closed' THEN x.at
                             ELSE c.closed_at END
       FROM j, jsonb_to_recordset(j.j->'cards')
            AS x(card_no text, old_balance numeric, old_points bigint, balance numeric,
                 points bigint, status text, pin_fail_count integer, at timestamptz,
                 renewed_at_ms bigint, spent_day date, spent_today numeric, held numeric,
-                row_mac text, mac_key_id text, sealed text, last_mac text, chain_len bigint)
+                visits bigint, row_mac text, mac_key_id text, sealed text, last_mac text, chain_len bigint)
      WHERE c.card_no = x.card_no AND c.balance = x.old_balance AND c.points = x.old_points
        AND c.card_no = ANY (ARRAY(SELECT e->>'card_no' FROM jsonb_array_elements($1::jsonb->'cards') e))",
             WriteSection::Postings => "
     INSERT INTO postings (txn_id, card_no, terminal_id, order_no, op, balance_delta,
            points_delta, balance, points, amount, discount, charged, business_day, posted_at,
-           lots_created, lots_taken, lots_restored, detail, row_mac, mac_key_id, chain_pos)
+           lots_created, lots_taken, lots_restored, detail, row_mac, mac_key_id, chain_pos,
+           visits_delta)
     SELECT x.txn_id, x.card_no, x.terminal_id, x.order_no, x.op, x.balance_delta,
            x.points_delta, x.balance, x.points, x.amount, x.discount, x.charged,
            x.business_day, x.posted_at, x.lots_created, x.lots_taken, x.lots_restored, x.detail,
-           decode(x.row_mac, 'hex'), x.mac_key_id, x.chain_pos
+           decode(x.row_mac, 'hex'), x.mac_key_id, x.chain_pos, x.visits_delta
       FROM j, jsonb_to_recordset(j.j->'postings')
            AS x(txn_id bigint, card_no text, terminal_id text, order_no text, op text,
                 balance_delta numeric, points_delta bigint, balance numeric, points bigint,
                 amount numeric, discount numeric, charged numeric, business_day date,
                 posted_at timestamptz, lots_created jsonb, lots_taken jsonb,
                 lots_restored jsonb, detail jsonb, row_mac text, mac_key_id text,
-                chain_pos bigint)",
+                chain_pos bigint, visits_delta bigint)",
             WriteSection::Events => "
     INSERT INTO events (created_at, card_no, op, store_id, body)
     SELECT x.created_at, x.card_no, x.op, x.store_id, x.body
@@ -123,12 +125,12 @@ impl WriteSection {
                                    FROM jsonb_array_elements($1::jsonb->'lot_moves') e))",
             WriteSection::NewLots => "
     INSERT INTO lots (lot_id, card_no, points, points_left, expires_at, txn_id, created_at,
-           row_mac, mac_key_id)
+           row_mac, mac_key_id, service)
     SELECT x.lot_id, x.card_no, x.points, x.points, x.expires_at, x.txn_id, x.at,
-           decode(x.row_mac, 'hex'), x.mac_key_id
+           decode(x.row_mac, 'hex'), x.mac_key_id, x.service
       FROM j, jsonb_to_recordset(j.j->'new_lots')
            AS x(lot_id bigint, card_no text, points bigint, expires_at timestamptz,
-                txn_id bigint, at timestamptz, row_mac text, mac_key_id text)",
+                txn_id bigint, at timestamptz, row_mac text, mac_key_id text, service text)",
             // The order's one write: the claim only found its number new,
             // under the order lock; a twin that got past the lock anyway
             // would conflict here, and the row count fails the write.
