@@ -495,7 +495,8 @@ fn history_rows(v: Value) -> Result<Vec<Row>> {
             if let Some(o) = h.order_no {
                 r.push("order_no", o);
             }
-            Ok(r.with("op", h.op)
+            let mut r = r
+                .with("op", h.op)
                 .with("txn_id", h.txn_id.to_string())
                 .with("card", h.card_no)
                 .with("amount", money_text(money(&h.amount)?))
@@ -505,7 +506,11 @@ fn history_rows(v: Value) -> Result<Vec<Row>> {
                 .with("balance", money_text(money(&h.balance)?))
                 .with("points", h.points.to_string())
                 .with("posted_at", h.posted_at.to_string())
-                .with("terminal", h.terminal_id))
+                .with("terminal", h.terminal_id);
+            if let Some(v) = h.visits_delta {
+                r.push("visits_delta", v.to_string());
+            }
+            Ok(r)
         })
         .collect()
 }

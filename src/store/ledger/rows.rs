@@ -282,6 +282,9 @@ pub(super) struct HistoryRow {
     pub(super) points: i64,
     pub(super) posted_at: i64,
     pub(super) terminal_id: String,
+    /// Set on postings that added or used visits.
+    #[serde(default)]
+    pub(super) visits_delta: Option<i64>,
 }
 
 pub(super) fn dec(s: &str) -> Result<Decimal> {

@@ -5,7 +5,10 @@
 //! `visits_expire` posting when the card is next used. Concurrent visits
 //! never use more than the card holds.
 
+use cardswitch::protocol::xml::Row;
 use futures_util::future::join_all;
+
+use crate::ledger::back_office::valid;
 
 use crate::ledger_support::*;
 
@@ -24,6 +27,7 @@ fn visit(card: &str, service: &str, order: &str) -> Req {
 /// The `visits` read's rows as (service, visits, has next_expiry).
 async fn read(l: &Ledger, card: &str) -> Vec<(String, String, bool)> {
     let rows = l.send(&req("visits", card)).await.unwrap();
+    valid(&rows);
     rows.0
         .iter()
         .map(|r| {
@@ -189,4 +193,56 @@ async fn concurrent_visits_never_use_more_than_the_card_holds() {
     assert!(results.iter().all(|r| matches!(errno_of(r), 0 | 2014)));
     assert!(read(&l, "CARD0001").await.is_empty());
     l.check_books().await;
+}
+
+#[tokio::test]
+async fn visits_show_in_history_statement_settlement_and_events() {
+    let l = setup().await;
+    l.card("CARD0001", "std", Some("100"), None).await;
+    l.ok(&add("CARD0001", "30", "swim", "3", "V1")).await;
+    l.ok(&add("CARD0001", "12", "swim", "1", "V2").a2("tender", "cash"))
+        .await;
+    l.ok(&visit("CARD0001", "swim", "U1").a2("count", "2"))
+        .await;
+    let h = l.send(&req("history", "CARD0001")).await.unwrap();
+    valid(&h);
+    assert_eq!(h.0[0].get("op"), Some("visit"));
+    assert_eq!(h.0[0].get("visits_delta"), Some("-2"));
+    let st = l
+        .send_from("O1", &req("statement", "CARD0001"))
+        .await
+        .unwrap();
+    valid(&st);
+    let deltas: Vec<(Option<&str>, Option<&str>)> =
+        st.0.iter()
+            .map(|r| (r.get("order_no"), r.get("visits_delta")))
+            .collect();
+    assert!(deltas.contains(&(Some("V1"), Some("3"))), "{deltas:?}");
+    assert!(deltas.contains(&(Some("U1"), Some("-2"))), "{deltas:?}");
+    // The settlement counts what was paid for visits, by tender.
+    let day = crate::ledger::back_office::day(&l).await;
+    let set = l.send_from("O1", &req("settlement", &day)).await.unwrap();
+    valid(&set);
+    let bought = |tender: &str| -> Row {
+        set.0
+            .iter()
+            .find(|r| r.get("op") == Some("visits_add") && r.get("tender") == Some(tender))
+            .unwrap_or_else(|| panic!("no {tender} visits_add row in {set:?}"))
+            .clone()
+    };
+    assert_eq!(bought("balance").get("balance_delta"), Some("-30.00"));
+    assert_eq!(bought("cash").get("cash"), Some("12.00"));
+    let c = l.client().await;
+    let body: serde_json::Value = c
+        .query_one(
+            "SELECT body FROM events WHERE op = 'visit' AND body->>'order_no' = 'U1'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        (&body["service"], &body["visits"], &body["visits_delta"]),
+        (&"swim".into(), &2.into(), &(-2).into())
+    );
 }

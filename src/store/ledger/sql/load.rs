@@ -89,7 +89,8 @@ impl LoadColumn {
             SELECT posting_id, order_no, op, txn_id, card_no, amount::text AS amount,
                    discount::text AS discount, charged::text AS charged, points_delta,
                    balance::text AS balance, points,
-                   floor(extract(epoch FROM posted_at) * 1000)::bigint AS posted_at, terminal_id
+                   floor(extract(epoch FROM posted_at) * 1000)::bigint AS posted_at, terminal_id,
+                   visits_delta
               FROM postings WHERE card_no = {hist}
              ORDER BY posted_at DESC, posting_id DESC LIMIT {limit}) h)"
             }
