@@ -14,6 +14,7 @@ use super::ops_points::*;
 use super::plan::*;
 use super::request::{Body, PostingOp, Request};
 use super::rules::{Level, Limits};
+use super::visits::*;
 use crate::protocol::message::InnerForm;
 
 fn now() -> Ts {
@@ -49,8 +50,25 @@ fn card(c: &Value) -> CardState {
         spent_today: money(&c["spent_today"]).unwrap_or(Money::ZERO),
         held: money(&c["held"]).unwrap_or(Money::ZERO),
         active_holds: u32::from(c["held"].is_string()),
-        visits: 0,
+        visits: visit_lots(c).iter().map(|l| l.points_left).sum(),
     }
+}
+
+/// The card's lots of visits (`visit_lots`), each with its service.
+fn visit_lots(c: &Value) -> Vec<Lot> {
+    let Some(lots) = c["visit_lots"].as_array() else {
+        return vec![];
+    };
+    lots.iter()
+        .map(|l| Lot {
+            id: l["id"].as_i64().unwrap(),
+            points_left: l["visits"].as_i64().unwrap(),
+            expires_at: l["expires_at_ms"]
+                .as_i64()
+                .map(|ms| DateTime::from_timestamp_millis(ms).unwrap()),
+            service: l["service"].as_str().map(str::to_owned),
+        })
+        .collect()
 }
 
 /// The hold a capture names, with its terms.
@@ -118,12 +136,8 @@ fn decide(v: &Value, req: &Request, st: &CardState) -> Decision {
         panic!("only postings here")
     };
     let order_no = p.order_no.clone();
-    let lots = [Lot {
-        id: 1,
-        points_left: st.points,
-        expires_at: None,
-        service: None,
-    }];
+    let mut lots = vec![Lot::points(1, st.points, None)];
+    lots.extend(visit_lots(&v["card"]));
     let cfg = LedgerConfig::default();
     match &p.op {
         PostingOp::Debit { sale, payment, .. } => {
@@ -178,6 +192,34 @@ fn decide(v: &Value, req: &Request, st: &CardState) -> Decision {
             let at = (now(), now().date_naive());
             decide_capture(&cfg, &hold(&v["original"]), st, &c, at)
         }
+        PostingOp::VisitsAdd {
+            price,
+            service,
+            count,
+            days,
+            payment,
+            ..
+        } => {
+            let r = VisitsAddReq {
+                order_no,
+                price: *price,
+                service: service.clone(),
+                count: *count,
+                days: *days,
+                payment: *payment,
+                pin: Pin::Absent,
+            };
+            decide_visits_add(st, &lots, &r, now())
+        }
+        PostingOp::Visit { service, count, .. } => {
+            let r = VisitReq {
+                order_no,
+                service: service.clone(),
+                count: *count,
+                pin: Pin::Absent,
+            };
+            decide_visit(st, &lots, &r, now())
+        }
         other => panic!("no vector decides {other:?}"),
     }
 }
@@ -187,7 +229,7 @@ fn the_card_product_vectors_of_proto_spec() {
     let file = include_str!("../../../../proto-spec/vectors/card-products-v1.json");
     let doc: Value = serde_json::from_str(file).unwrap();
     let vectors = doc["vectors"].as_array().unwrap();
-    assert!(vectors.len() >= 13);
+    assert!(vectors.len() >= 19);
     for v in vectors {
         let name = v["name"].as_str().unwrap();
         let form = InnerForm::parse(v["inner_form"].as_str().unwrap().as_bytes()).unwrap();
@@ -220,6 +262,17 @@ fn the_card_product_vectors_of_proto_spec() {
         );
         for (field, value) in v["row"].as_object().unwrap() {
             assert_eq!(row.get(field), value.as_str(), "{name}: {field}");
+        }
+        if let Some(takes) = v["lots_taken"].as_array() {
+            let got: Vec<LotTake> = plan.cards[0].lots_taken.clone();
+            let want: Vec<LotTake> = takes
+                .iter()
+                .map(|t| LotTake {
+                    lot_id: t[0].as_i64().unwrap(),
+                    points: t[1].as_i64().unwrap(),
+                })
+                .collect();
+            assert_eq!(got, want, "{name}: lots taken");
         }
     }
 }
