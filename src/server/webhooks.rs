@@ -283,8 +283,9 @@ async fn send_new(
     let mut failed = attempt_all(state, http, secrets, &dues).await;
     failing.note(&endpoints, &dues, &failed);
     failed.extend(skipped);
-    let ids: Vec<i64> = taken.iter().map(|e| e.event_id).collect();
-    events::finish_new(&tx, &ids, &failed).await?;
+    if let Some(last) = taken.last() {
+        events::finish_new(&tx, last, &failed).await?;
+    }
     tx.commit().await?;
     Ok(taken.len() as i64 >= NEW_BATCH)
 }

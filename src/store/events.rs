@@ -136,6 +136,9 @@ pub async fn active_endpoints<C: GenericClient>(c: &C) -> PgResult<Vec<Endpoint>
 #[derive(Clone, Debug)]
 pub struct NewEvent {
     pub event_id: i64,
+    /// The transaction that wrote it (`xid8` as text): with `event_id`,
+    /// its place in the order the cursor walks.
+    pub xid: String,
     pub op: String,
     pub store_id: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -144,32 +147,49 @@ pub struct NewEvent {
     pub phone: Option<String>,
 }
 
-/// Up to `limit` events not yet sent, oldest first, row-locked in the
-/// caller's transaction (`SKIP LOCKED`: another daemon takes others). The
-/// lock is the lease: a daemon that dies leaves them to the next at once.
+/// Up to `limit` events not yet sent, in the cursor's order (migration
+/// 0023): past the cursor and below the xid horizon, so none can commit
+/// behind them later. The cursor's row is locked in the caller's
+/// transaction (`SKIP LOCKED`: while one daemon fans out, another takes
+/// nothing); the lock is the lease: a daemon that dies leaves the events
+/// to the next at once.
 pub async fn take_new<C: GenericClient>(
     c: &C,
     limit: i64,
     with_phone: bool,
 ) -> PgResult<Vec<NewEvent>> {
+    let Some(cur) = c
+        .query_opt(
+            "SELECT xid::text, event_id FROM events_cursor FOR UPDATE SKIP LOCKED",
+            &[],
+        )
+        .await?
+    else {
+        return Ok(vec![]);
+    };
+    let (cur_xid, cur_id): (String, i64) = (cur.get(0), cur.get(1));
     let rows = c
         .query(
             "WITH e AS (
-                 SELECT event_id, op, store_id, created_at, body, card_no FROM events
-                  WHERE NOT fanned_out ORDER BY event_id LIMIT $1 FOR UPDATE SKIP LOCKED
+                 SELECT event_id, xid, op, store_id, created_at, body, card_no FROM events
+                  WHERE xid IS NOT NULL AND (xid, event_id) > ($3::text::xid8, $4)
+                    AND xid < pg_snapshot_xmin(pg_current_snapshot())
+                  ORDER BY xid, event_id LIMIT $1
              )
              SELECT e.event_id, e.op, e.store_id, e.created_at, e.body,
                     CASE WHEN $2 THEN (SELECT m.phone FROM cards c
                                          JOIN members m ON m.member_id = c.member_id
-                                        WHERE c.card_no = e.card_no) END
-               FROM e ORDER BY e.event_id",
-            &[&limit, &with_phone],
+                                        WHERE c.card_no = e.card_no) END,
+                    e.xid::text
+               FROM e ORDER BY e.xid, e.event_id",
+            &[&limit, &with_phone, &cur_xid, &cur_id],
         )
         .await?;
     Ok(rows
         .iter()
         .map(|r| NewEvent {
             event_id: r.get(0),
+            xid: r.get(6),
             op: r.get(1),
             store_id: r.get(2),
             created_at: r.get(3),
@@ -190,16 +210,18 @@ pub struct FirstFailure {
     pub error: String,
 }
 
-/// The taken events marked sent (their first attempts made), and a
-/// delivery row for each first attempt that failed, retried from there.
+/// The taken events marked sent (their first attempts made): the cursor
+/// moved to the last of them, one row written however many were taken;
+/// and a delivery row for each first attempt that failed, retried from
+/// there.
 pub async fn finish_new<C: GenericClient>(
     c: &C,
-    taken: &[i64],
+    last: &NewEvent,
     failed: &[FirstFailure],
 ) -> PgResult<()> {
     c.execute(
-        "UPDATE events SET fanned_out = true WHERE event_id = ANY ($1)",
-        &[&taken],
+        "UPDATE events_cursor SET xid = $1::text::xid8, event_id = $2",
+        &[&last.xid, &last.event_id],
     )
     .await?;
     if failed.is_empty() {
@@ -320,7 +342,8 @@ pub async fn backlog<C: GenericClient>(c: &C) -> PgResult<(i64, i64)> {
     let r = c
         .query_one(
             "WITH w AS (
-                 SELECT created_at FROM events WHERE NOT fanned_out
+                 SELECT e.created_at FROM events e, events_cursor c
+                  WHERE e.xid IS NOT NULL AND (e.xid, e.event_id) > (c.xid, c.event_id)
                  UNION ALL
                  SELECT e.created_at FROM deliveries d JOIN events e USING (event_id)
                   WHERE d.status = 'pending'
@@ -353,12 +376,14 @@ pub async fn list_events<C: GenericClient>(
 ) -> PgResult<Vec<EventRow>> {
     let rows = c
         .query(
-            "SELECT e.event_id, e.created_at, e.body, e.fanned_out,
+            "SELECT e.event_id, e.created_at, e.body,
+                    e.xid IS NULL OR (e.xid, e.event_id) <= (c.xid, c.event_id),
                     coalesce((SELECT jsonb_agg(jsonb_build_object('webhook', d.webhook,
                                  'status', d.status, 'attempts', d.attempts,
                                  'last_error', d.last_error) ORDER BY d.webhook)
                                 FROM deliveries d WHERE d.event_id = e.event_id), '[]')
-               FROM events e WHERE e.event_id > $1 ORDER BY e.event_id LIMIT $2",
+               FROM events e, events_cursor c
+              WHERE e.event_id > $1 ORDER BY e.event_id LIMIT $2",
             &[&since, &limit],
         )
         .await?;
@@ -378,8 +403,9 @@ pub async fn list_events<C: GenericClient>(
 /// or failed) removed, with their deliveries; how many.
 pub async fn purge<C: GenericClient>(c: &C, keep_days: i64) -> PgResult<u64> {
     c.execute(
-        "DELETE FROM events e
-          WHERE e.created_at < now() - $1::bigint * interval '1 day' AND e.fanned_out
+        "DELETE FROM events e USING events_cursor c
+          WHERE e.created_at < now() - $1::bigint * interval '1 day'
+            AND (e.xid IS NULL OR (e.xid, e.event_id) <= (c.xid, c.event_id))
             AND NOT EXISTS (SELECT 1 FROM deliveries d
                              WHERE d.event_id = e.event_id AND d.status = 'pending')",
         &[&keep_days],

@@ -80,6 +80,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (20, "limits", include_str!("migrations/0020_limits.sql")),
     (21, "holds", include_str!("migrations/0021_holds.sql")),
     (22, "visits", include_str!("migrations/0022_visits.sql")),
+    (
+        23,
+        "events_cursor",
+        include_str!("migrations/0023_events_cursor.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming our advisory lock.
