@@ -101,7 +101,7 @@ impl Receiver {
         let pending = loop {
             let r = c
                 .query_one(
-                    "SELECT (SELECT count(*) FROM events e, events_cursor c WHERE e.xid IS NOT NULL AND (e.xid, e.event_id) > (c.xid, c.event_id))
+                    "SELECT (SELECT count(*) FROM events e WHERE e.xid IS NOT NULL AND (e.xid, e.event_id) > ((SELECT xid FROM events_cursor), (SELECT event_id FROM events_cursor)))
                           + (SELECT count(*) FROM deliveries WHERE status = 'pending')",
                     &[],
                 )

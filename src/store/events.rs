@@ -168,6 +168,12 @@ pub async fn take_new<C: GenericClient>(
         return Ok(vec![]);
     };
     let (cur_xid, cur_id): (String, i64) = (cur.get(0), cur.get(1));
+    // The events past the cursor are a short range of `events_by_xid`;
+    // on statistics older than the outbox's growth the planner may prefer
+    // a parallel scan of the whole table, whose workers cost more than
+    // the range (issue 14).
+    c.execute("SET LOCAL max_parallel_workers_per_gather = 0", &[])
+        .await?;
     let rows = c
         .query(
             "WITH e AS (
@@ -342,8 +348,9 @@ pub async fn backlog<C: GenericClient>(c: &C) -> PgResult<(i64, i64)> {
     let r = c
         .query_one(
             "WITH w AS (
-                 SELECT e.created_at FROM events e, events_cursor c
-                  WHERE e.xid IS NOT NULL AND (e.xid, e.event_id) > (c.xid, c.event_id)
+                 SELECT e.created_at FROM events e
+                  WHERE e.xid IS NOT NULL AND (e.xid, e.event_id) > (
+                        (SELECT xid FROM events_cursor), (SELECT event_id FROM events_cursor))
                  UNION ALL
                  SELECT e.created_at FROM deliveries d JOIN events e USING (event_id)
                   WHERE d.status = 'pending'
