@@ -6,3 +6,4 @@
 mod cli;
 mod delivery;
 mod receiver;
+mod upgrade;
