@@ -172,15 +172,8 @@ pub(super) fn fetched(
 /// number of rows, as with the chain).
 fn check_lots(cards: &BTreeMap<String, CardRow>, lots: &BTreeMap<String, Vec<Lot>>) -> Result<()> {
     for (no, row) in cards {
-        let held_in = |points: bool| -> i64 {
-            lots.get(no).map_or(0, |v| {
-                v.iter()
-                    .filter(|l| l.is_points() == points)
-                    .map(|l| l.points_left)
-                    .sum()
-            })
-        };
-        let (points, visits) = (held_in(true), held_in(false));
+        let (points, visits) =
+            crate::ledger::lots::totals(lots.get(no).map_or(&[][..], Vec::as_slice));
         if points != row.points || visits != row.visits.unwrap_or(0) {
             return Err(Error::Tampered(format!(
                 "card {no}: points {}, visits {:?} but its lots hold {points}, {visits}",

@@ -440,22 +440,18 @@ fn event_extras(w: &mut Writes, plan: &Plan, c: &CardChange) {
                 w.event_extra("hold_expires_at", h.expires_at.timestamp_millis().into());
             }
         }
-        // Its `cash` leg is the event's `cash`, as for every posting.
-        (OpKind::Debit, ..) => {
-            if let Some(s) = plan.answer.split {
-                w.event_extra("from_balance", money_text(s.from_balance).into());
-            }
-        }
         (OpKind::VisitsAdd | OpKind::Visit, ..) => {
             if let Some(v) = &plan.answer.visits {
                 w.event_extra("service", v.service.clone().into());
                 w.event_extra("visits", v.visits.into());
             }
-            if let Some(s) = plan.answer.split {
-                w.event_extra("from_balance", money_text(s.from_balance).into());
-            }
         }
         _ => {}
+    }
+    // A split sale (a debit or a purchase of visits): its `cash` leg is the
+    // event's `cash`, as for every posting.
+    if let Some(s) = plan.answer.split {
+        w.event_extra("from_balance", money_text(s.from_balance).into());
     }
     if let Some(st) = c.status {
         w.event_extra("status", status_text(st).into());

@@ -79,6 +79,16 @@ impl NewLot {
     }
 }
 
+/// What a card's lots hold, expired ones not yet posted included: its
+/// points, and its visits (the lots of visits of every service); the card's
+/// `points` and `visits` must equal them.
+pub fn totals(lots: &[Lot]) -> (Points, i64) {
+    lots.iter().fold((0, 0), |(p, v), l| match l.is_points() {
+        true => (p + l.points_left, v),
+        false => (p, v + l.points_left),
+    })
+}
+
 /// Points that can be spent now.
 pub fn live_points(lots: &[Lot], now: Ts) -> Points {
     lots.iter()

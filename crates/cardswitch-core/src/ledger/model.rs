@@ -379,25 +379,13 @@ impl Model {
                 s.card_no
             );
             assert!(c.lots.iter().all(|l| l.points_left >= 0));
-            let in_lots = |points: bool| -> i64 {
-                c.lots
-                    .iter()
-                    .filter(|l| l.is_points() == points)
-                    .map(|l| l.points_left)
-                    .sum()
-            };
+            let (points, visits) = super::lots::totals(&c.lots);
             assert_eq!(
-                s.points,
-                in_lots(true),
+                s.points, points,
                 "{}: points are the sum of lots",
                 s.card_no
             );
-            assert_eq!(
-                s.visits,
-                in_lots(false),
-                "{}: visits are their lots'",
-                s.card_no
-            );
+            assert_eq!(s.visits, visits, "{}: visits are their lots'", s.card_no);
             assert_eq!(
                 s.visits, c.visits_posted,
                 "{}: visits are their postings'",

@@ -140,13 +140,7 @@ fn take_all(card: &CardState, lots: &[Lot]) -> Result<Vec<LotTake>, Errno> {
             points: l.points_left,
         })
         .collect();
-    let sum = |points: bool| -> i64 {
-        lots.iter()
-            .filter(|l| l.points_left > 0 && l.is_points() == points)
-            .map(|l| l.points_left)
-            .sum()
-    };
-    if sum(true) != card.points || sum(false) != card.visits {
+    if crate::ledger::lots::totals(lots) != (card.points, card.visits) {
         return Err(Errno::Internal);
     }
     Ok(takes)
