@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use super::claim::Claimed;
@@ -342,15 +341,6 @@ fn check_chains(
         }
     }
     Ok(())
-}
-
-/// Parses a decimal the ledger wrote into its JSON.
-pub(super) fn json_dec(v: &serde_json::Value, name: &str) -> Result<Decimal> {
-    match v.get(name) {
-        Some(serde_json::Value::String(s)) => dec(s),
-        Some(serde_json::Value::Number(n)) => dec(&n.to_string()),
-        _ => Err(Error::internal(format!("posting field {name} missing"))),
-    }
 }
 
 /// A level a card (or a register) relies on.

@@ -56,6 +56,7 @@ mod posting;
 mod rows;
 mod sql;
 mod statement;
+mod write_rows;
 mod writes;
 
 use claim::{Claim, Claimed};

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::crypto::keyed_hash::{keyed_hash, random_salt, DOMAIN_CARD_PIN};
 use crate::error::{Error, Result};
-use crate::ledger::answer_row::{money_text, posting_row, status_text, RowContext};
+use crate::ledger::answer_row::{posting_row, status_text, RowContext};
 use crate::ledger::ops_holds::expiry_answer;
 use crate::ledger::request::{PostingOp, PostingReq, Request};
 use crate::ledger::{
@@ -29,7 +29,8 @@ use crate::store::txn::{TxnContext, TxnEnv};
 
 use super::holds::{order_update, Holds};
 use super::load::Fetched;
-use super::rows::{effect_json, row_to_json, CardRow, LevelRow, OrigRow};
+use super::rows::{CardRow, LevelRow, OrigRow};
+use super::write_rows::{answer_text, effects_text, CardWrite, Detail, OrderWrite, OriginalRef};
 use super::writes::Writes;
 
 /// What a request's decision reads: the request and the rows loaded,
@@ -358,7 +359,7 @@ pub(super) fn plan_writes(
     );
     w.fold_cards(&all, &x.rows, None)?;
     let row = answer(x, p, plan, txn_id, orig);
-    w.order = Some(order_json(ctx, x, p, plan, &w, &effects, &row));
+    w.order = Some(order_write(ctx, x, p, plan, &w, &effects, &row)?);
     if let (Some(u), Some(o)) = (&plan.original, orig) {
         w.orig.push(order_update(o, u, &x.env.row_keys)?);
     }
@@ -403,7 +404,7 @@ fn write_postings(
 ) -> Result<Vec<Effect>> {
     let mut ids = x.fetched.lot_ids.iter().copied();
     let mut effects = Vec::with_capacity(plan.cards.len());
-    let detail = detail_json(x.req, p, plan, orig);
+    let detail = detail(x.req, p, plan, orig);
     for c in &plan.cards {
         let created: Vec<i64> = (0..c.lots_created.len())
             .map(|_| ids.next())
@@ -422,28 +423,27 @@ fn write_postings(
 
 /// The op's own fields of a posting's event (protocol.md §8).
 fn event_extras(w: &mut Writes, plan: &Plan, c: &CardChange) {
+    let Some(e) = w.last_event() else { return };
     match (plan.op, plan.cards.as_slice(), &plan.new_card) {
         (OpKind::Transfer, [from, to], _) => {
-            w.event_extra("from_card", from.card_no.clone().into());
-            w.event_extra("to_card", to.card_no.clone().into());
+            e.from_card = Some(from.card_no.clone());
+            e.to_card = Some(to.card_no.clone());
         }
         (OpKind::Replace, [old, ..], Some(nc)) => {
-            w.event_extra("old_card", old.card_no.clone().into());
-            w.event_extra("new_card", nc.card_no.clone().into());
+            e.old_card = Some(old.card_no.clone());
+            e.new_card = Some(nc.card_no.clone());
         }
-        (OpKind::Close, ..) => {
-            w.event_extra("cash_refund", money_text(plan.answer.cash_out).into());
-        }
+        (OpKind::Close, ..) => e.cash_refund = Some(plan.answer.cash_out.amount()),
         (OpKind::Hold, ..) => {
             if let Some(h) = plan.answer.hold {
-                w.event_extra("available", money_text(h.available).into());
-                w.event_extra("hold_expires_at", h.expires_at.timestamp_millis().into());
+                e.available = Some(h.available.amount());
+                e.hold_expires_at = Some(h.expires_at.timestamp_millis());
             }
         }
         (OpKind::VisitsAdd | OpKind::Visit, ..) => {
             if let Some(v) = &plan.answer.visits {
-                w.event_extra("service", v.service.clone().into());
-                w.event_extra("visits", v.visits.into());
+                e.service = Some(v.service.clone());
+                e.visits = Some(v.visits);
             }
         }
         _ => {}
@@ -451,10 +451,10 @@ fn event_extras(w: &mut Writes, plan: &Plan, c: &CardChange) {
     // A split sale (a debit or a purchase of visits): its `cash` leg is the
     // event's `cash`, as for every posting.
     if let Some(s) = plan.answer.split {
-        w.event_extra("from_balance", money_text(s.from_balance).into());
+        e.from_balance = Some(s.from_balance.amount());
     }
     if let Some(st) = c.status {
-        w.event_extra("status", status_text(st).into());
+        e.status = Some(status_text(st));
     }
 }
 
@@ -516,19 +516,30 @@ fn write_new_card(
     };
     let renewed_ms = old.map_or(x.now.timestamp_millis(), |r| r.renewed_ms);
     let spent = old.map(CardRow::spent).transpose()?.flatten();
-    w.new_cards.push(json!({
-        "card_no": nc.card_no,
-        "renewed_at_ms": renewed_ms,
-        "spent_day": spent.as_ref().map(|s| s.0.clone()),
-        "spent_today": spent.as_ref().map(|s| s.1.to_string()),
-        "member_id": member_id,
-        "status": status_text(last.and_then(|c| c.status).unwrap_or(CardStatus::Active)),
-        "balance": money_text(last.map_or(Money::ZERO, |c| c.new_balance)),
-        "points": last.map_or(0, |c| c.new_points),
-        "visits": last.map(|c| c.new_visits).filter(|v| *v != 0),
-        "pin_hash": hash, "pin_salt": salt, "at": x.now.to_rfc3339(),
-        "store_id": store_id,
-    }));
+    w.new_cards.push(CardWrite {
+        card_no: nc.card_no.clone(),
+        old_balance: None,
+        old_points: None,
+        balance: last.map_or(Money::ZERO, |c| c.new_balance).amount(),
+        points: last.map_or(0, |c| c.new_points),
+        status: status_text(last.and_then(|c| c.status).unwrap_or(CardStatus::Active)),
+        pin_fail_count: 0,
+        at: w.now_text.clone(),
+        renewed_at_ms: renewed_ms,
+        spent_day: spent.as_ref().map(|s| s.0.clone()),
+        spent_today: spent.as_ref().map(|s| s.1),
+        held: None,
+        visits: last.map(|c| c.new_visits).filter(|v| *v != 0),
+        store_id: Some(store_id.to_owned()),
+        member_id,
+        pin_hash: hash,
+        pin_salt: salt,
+        last_mac: None,
+        chain_len: 0,
+        row_mac: String::new(),
+        mac_key_id: String::new(),
+        sealed: String::new(),
+    });
     Ok(())
 }
 
@@ -551,7 +562,7 @@ fn answer(x: &Loaded<'_>, p: &PostingReq, plan: &Plan, txn_id: i64, orig: Option
 }
 
 /// The `orders` row: what a replay answers and a reverse or refund reads.
-fn order_json(
+fn order_write(
     ctx: &TxnContext,
     x: &Loaded<'_>,
     p: &PostingReq,
@@ -559,32 +570,35 @@ fn order_json(
     w: &Writes,
     effects: &[Effect],
     row: &Row,
-) -> Value {
+) -> Result<OrderWrite> {
     let points_earned = if matches!(plan.op, OpKind::Debit | OpKind::Capture) {
         plan.cards.first().map_or(0, |c| c.points_delta.max(0))
     } else {
         0
     };
     let hold = plan.hold.as_ref();
-    json!({
-        "hold_exp_ms": hold.map(|h| h.expires_at.timestamp_millis()),
-        "hold_discount": hold.map(|h| h.discount.to_string()),
-        "hold_points_rate": hold.map(|h| h.points_rate.to_string()),
-        "terminal_id": ctx.terminal,
-        "order_no": p.order_no,
-        "digest": hex::encode(x.digest),
-        "op": x.req.op().as_str(),
-        "card_no": plan.answer.card,
-        "cards": plan.cards.iter().map(|c| c.card_no.clone()).collect::<Vec<_>>(),
-        "txn_id": w.txn_id,
-        "business_day": w.business_day.to_string(),
-        "posted_at": x.now.to_rfc3339(),
-        "amount": money_text(plan.answer.amount),
-        "charged": money_text(plan.answer.charged),
-        "tender": tender_text(tender_of(p)),
-        "points_earned": points_earned,
-        "effects": effects.iter().map(effect_json).collect::<Vec<_>>(),
-        "answer": row_to_json(row),
+    Ok(OrderWrite {
+        hold_exp_ms: hold.map(|h| h.expires_at.timestamp_millis()),
+        hold_discount: hold.map(|h| h.discount),
+        hold_points_rate: hold.map(|h| h.points_rate),
+        terminal_id: ctx.terminal.clone(),
+        order_no: p.order_no.clone(),
+        digest: hex::encode(x.digest),
+        op: x.req.op().as_str(),
+        card_no: plan.answer.card.clone().into(),
+        cards: plan.cards.iter().map(|c| c.card_no.clone()).collect(),
+        txn_id: w.txn_id,
+        business_day: w.business_day.to_string(),
+        posted_at: w.now_text.clone(),
+        posted_at_ms: x.now.timestamp_millis(),
+        amount: plan.answer.amount.amount(),
+        charged: plan.answer.charged.amount(),
+        tender: tender_text(tender_of(p)),
+        points_earned,
+        effects: effects_text(effects)?,
+        answer: answer_text(row)?,
+        row_mac: String::new(),
+        mac_key_id: String::new(),
     })
 }
 
@@ -643,41 +657,33 @@ fn cash_moved(p: &PostingReq, plan: &Plan) -> Decimal {
     }
 }
 
-fn detail_json(req: &Request, p: &PostingReq, plan: &Plan, orig: Option<&OrigRow>) -> Value {
-    let mut d = serde_json::Map::new();
+fn detail(req: &Request, p: &PostingReq, plan: &Plan, orig: Option<&OrigRow>) -> Detail {
     let cash = cash_moved(p, plan);
-    if !cash.is_zero() {
-        d.insert("cash".into(), cash.to_string().into());
-    }
+    let mut d = Detail {
+        cash: (!cash.is_zero()).then(|| cash.to_string()),
+        operator: req.operator.id().map(str::to_owned),
+        ..Detail::default()
+    };
     match &p.op {
         PostingOp::Debit { .. } | PostingOp::Topup { .. } => {
-            d.insert("tender".into(), tender_text(tender_of(p)).into());
+            d.tender = Some(tender_text(tender_of(p)).into());
         }
         PostingOp::VisitsAdd { service, .. } => {
-            d.insert("tender".into(), tender_text(tender_of(p)).into());
-            d.insert("service".into(), service.clone().into());
+            d.tender = Some(tender_text(tender_of(p)).into());
+            d.service = Some(service.clone());
         }
-        PostingOp::Visit { service, .. } => {
-            d.insert("service".into(), service.clone().into());
-        }
-        PostingOp::Points { reason, .. } => {
-            d.insert("reason".into(), reason.clone().into());
-        }
-        PostingOp::Redeem { gift, .. } => {
-            d.insert("gift".into(), gift.clone().into());
-        }
+        PostingOp::Visit { service, .. } => d.service = Some(service.clone()),
+        PostingOp::Points { reason, .. } => d.reason = Some(reason.clone()),
+        PostingOp::Redeem { gift, .. } => d.gift = Some(gift.clone()),
         _ => {}
     }
     if let Some(o) = orig {
         // A refund or reverse is settled in its original's tender.
-        d.insert("tender".into(), o.tender.clone().into());
-        d.insert(
-            "original".into(),
-            json!({"terminal": o.terminal, "order_no": o.order_no}),
-        );
+        d.tender = Some(o.tender.clone());
+        d.original = Some(OriginalRef {
+            terminal: o.terminal.clone(),
+            order_no: o.order_no.clone(),
+        });
     }
-    if let Some(op) = req.operator.id() {
-        d.insert("operator".into(), op.into());
-    }
-    Value::Object(d)
+    d
 }

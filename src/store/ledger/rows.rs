@@ -5,7 +5,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::str::FromStr;
 
 use crate::crypto::keyed_hash::{verify_keyed_hash, DOMAIN_CARD_PIN};
@@ -401,27 +401,6 @@ impl CardRow {
     }
 }
 
-pub(super) fn effect_json(e: &Effect) -> Value {
-    let pairs = |v: &[LotTake]| -> Value {
-        v.iter()
-            .map(|t| json!([t.lot_id, t.points]))
-            .collect::<Vec<_>>()
-            .into()
-    };
-    let mut v = json!({
-        "card_no": e.card_no,
-        "balance_delta": e.balance_delta.to_string(),
-        "points_delta": e.points_delta,
-        "lots_created": pairs(&e.lots_created),
-        "lots_taken": pairs(&e.lots_taken),
-    });
-    // Only when it moved visits: an effect from before keeps its form.
-    if e.visits_delta != 0 {
-        v["visits_delta"] = e.visits_delta.into();
-    }
-    v
-}
-
 pub(super) fn takes_from_json(v: &Value) -> Result<Vec<LotTake>> {
     let pairs: Vec<(i64, i64)> = from_json(v.clone(), "lot moves")?;
     Ok(pairs
@@ -482,15 +461,6 @@ impl OrigRow {
                 .transpose()?,
         })
     }
-}
-
-/// The stored answer row: `[[name, value], …]`.
-pub(super) fn row_to_json(row: &Row) -> Value {
-    row.0
-        .iter()
-        .map(|(n, v)| json!([n, v]))
-        .collect::<Vec<_>>()
-        .into()
 }
 
 pub(super) fn replayed_row(stored: Value) -> Result<Row> {

@@ -5,19 +5,19 @@ use std::collections::BTreeMap;
 
 use crate::store::txn::TxnConn;
 use chrono::{DateTime, NaiveDate, Utc};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::check::json_dec;
 use super::rows::{hex_bytes, money, CardRow, LotRow};
 use super::sql::{write_sql, WriteSection, WriteSections, REFUSE_SQL};
-use crate::error::{Error, Result};
-use crate::integrity::{
-    canonical_json, lot_image, member_image, CardValues, OrderValues, PostingValues, RowKeys,
+use super::write_rows::{
+    pairs, CardWrite, Detail, EventBody, EventWrite, LotMoveWrite, NewLotWrite, OrderWrite,
+    PostingWrite,
 };
-use crate::ledger::answer_row::{money_text, status_text};
+use crate::error::{Error, Result};
+use crate::integrity::{lot_image, member_image, CardValues, OrderValues, PostingValues, RowKeys};
+use crate::ledger::answer_row::status_text;
 use crate::ledger::{
-    business_day, CardChange, CardState, CardStatus, LotTake, Money, OpKind, Plan, Refusal,
-    PIN_TRIES,
+    business_day, CardChange, CardState, CardStatus, Money, OpKind, Plan, Refusal, PIN_TRIES,
 };
 use crate::protocol::errno::Errno;
 use crate::store::txn::{TxnContext, TxnEnv};
@@ -130,40 +130,53 @@ impl RefusalWrites {
 }
 
 /// The document [`write_sql`] expands: each section's rows.
-#[derive(Debug, serde::Serialize)]
+#[derive(serde::Serialize)]
 struct WriteDoc<'a> {
     members: &'a [Value],
-    new_cards: &'a [Value],
-    cards: &'a [Value],
-    postings: &'a [Value],
-    events: &'a [Value],
-    lot_moves: &'a [Value],
-    new_lots: &'a [Value],
-    order: &'a [Value],
+    new_cards: &'a [CardWrite],
+    cards: &'a [CardWrite],
+    postings: &'a [PostingWrite],
+    events: &'a [EventWrite],
+    lot_moves: &'a [LotMoveWrite],
+    new_lots: &'a [NewLotWrite],
+    order: &'a [OrderWrite],
     orig: &'a [Value],
     operator_reset: &'a [Value],
+}
+
+/// `ToSql` wants `Debug`: the rows' counts, never their values.
+impl std::fmt::Debug for WriteDoc<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteDoc")
+            .field("cards", &self.cards.len())
+            .field("postings", &self.postings.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The rows one posting writes, as the JSON document [`write_sql`] expands.
 pub(super) struct Writes {
     pub(super) terminal: String,
     pub(super) now: DateTime<Utc>,
+    /// `now` as the statement reads a timestamp, made once.
+    pub(super) now_text: String,
     pub(super) business_day: NaiveDate,
+    business_day_text: String,
     pub(super) txn_id: i64,
     pub(super) members: Vec<Value>,
-    pub(super) new_cards: Vec<Value>,
-    pub(super) cards: Vec<Value>,
-    pub(super) postings: Vec<Value>,
+    pub(super) new_cards: Vec<CardWrite>,
+    pub(super) cards: Vec<CardWrite>,
+    pub(super) postings: Vec<PostingWrite>,
     /// One per posting, in the same order (protocol.md §8); `card_seq` is
     /// filled in when the chain is sealed.
-    pub(super) events: Vec<Value>,
+    pub(super) events: Vec<EventWrite>,
     store: String,
     pub(super) lot_moves: BTreeMap<(i64, String), i64>,
     /// Each loaded lot as read: what a move checks (its MAC) and what its
     /// new MAC is computed from (points left, expiry in Unix ms).
     pub(super) lot_states: BTreeMap<i64, LotRow>,
-    pub(super) new_lots: Vec<Value>,
-    pub(super) order: Option<Value>,
+    pub(super) new_lots: Vec<NewLotWrite>,
+    pub(super) order: Option<OrderWrite>,
     /// The orders a posting updates: the original of a reverse, refund,
     /// capture or void, and the holds an expiry releases.
     pub(super) orig: Vec<Value>,
@@ -193,68 +206,49 @@ fn mac_member(m: &mut Value, keys: &RowKeys) -> Result<()> {
 /// A card's chain end: the last posting's MAC and the chain's length.
 type ChainHead = (Option<Vec<u8>>, i64);
 
-/// A new lot's MAC (issue 12), from its JSON row: all its points left.
-fn mac_new_lot(l: &mut Value, keys: &RowKeys) {
+/// A new lot's MAC (issue 12): all its points left.
+fn mac_new_lot(l: &mut NewLotWrite, keys: &RowKeys) {
     let img = lot_image(
-        l["lot_id"].as_i64().unwrap_or_default(),
-        l["card_no"].as_str().unwrap_or_default(),
-        l["points"].as_i64().unwrap_or_default(),
-        l["exp_ms"].as_i64(),
-        l["service"].as_str(),
+        l.lot_id,
+        &l.card_no,
+        l.points,
+        l.exp_ms,
+        l.service.as_deref(),
     );
     let (mac, id) = keys.mac_with_id(&img, None);
-    l["row_mac"] = hex::encode(mac).into();
-    l["mac_key_id"] = id.into();
+    l.row_mac = hex::encode(mac);
+    l.mac_key_id = id;
 }
 
-/// The order row's MAC (issue 12), from its JSON row: nothing reversed or
-/// refunded yet.
-fn mac_order(o: &mut Value, keys: &RowKeys) -> Result<()> {
-    let t = |n: &str| o[n].as_str().map(str::to_owned);
+/// The order row's MAC (issue 12): nothing reversed or refunded yet.
+fn mac_order(o: &mut OrderWrite, keys: &RowKeys) -> Result<()> {
     let v = OrderValues {
-        terminal_id: t("terminal_id").unwrap_or_default(),
-        order_no: t("order_no").unwrap_or_default(),
-        digest: hex_bytes(&t("digest"))?.unwrap_or_default(),
-        op: t("op").unwrap_or_default(),
-        card_no: t("card_no"),
-        cards: o["cards"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|c| c.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        txn_id: o["txn_id"].as_i64(),
-        business_day: t("business_day"),
-        posted_at_ms: t("posted_at")
-            .and_then(|p| DateTime::parse_from_rfc3339(&p).ok())
-            .map(|p| p.timestamp_millis()),
-        amount: json_dec(o, "amount")?,
-        charged: json_dec(o, "charged")?,
-        tender: t("tender").unwrap_or_default(),
-        points_earned: o["points_earned"].as_i64().unwrap_or_default(),
-        effects: Some(canonical_json(&o["effects"])),
-        answer: Some(canonical_json(&o["answer"])),
+        terminal_id: o.terminal_id.clone(),
+        order_no: o.order_no.clone(),
+        digest: hex::decode(&o.digest).map_err(|_| Error::internal("order digest"))?,
+        op: o.op.to_owned(),
+        card_no: o.card_no.clone(),
+        cards: o.cards.clone(),
+        txn_id: Some(o.txn_id),
+        business_day: Some(o.business_day.clone()),
+        posted_at_ms: Some(o.posted_at_ms),
+        amount: o.amount,
+        charged: o.charged,
+        tender: o.tender.to_owned(),
+        points_earned: o.points_earned,
+        effects: Some(o.effects.get().to_owned()),
+        answer: Some(o.answer.get().to_owned()),
         reversed: false,
         refunded: Decimal::ZERO,
         points_taken_back: 0,
-        hold: match (
-            o["hold_exp_ms"].as_i64(),
-            &o["hold_discount"],
-            &o["hold_points_rate"],
-        ) {
-            (Some(at), Value::String(_), Value::String(_)) => Some((
-                at,
-                json_dec(o, "hold_discount")?,
-                json_dec(o, "hold_points_rate")?,
-            )),
+        hold: match (o.hold_exp_ms, o.hold_discount, o.hold_points_rate) {
+            (Some(at), Some(d), Some(r)) => Some((at, d, r)),
             _ => None,
         },
     };
     let (mac, id) = keys.mac_with_id(&v.image(), None);
-    o["row_mac"] = hex::encode(mac).into();
-    o["mac_key_id"] = id.into();
+    o.row_mac = hex::encode(mac);
+    o.mac_key_id = id;
     Ok(())
 }
 
@@ -275,12 +269,60 @@ struct CardFinal {
     visits: Option<i64>,
 }
 
+impl CardFinal {
+    /// The card's values as the load read them under lock.
+    fn read(row: &CardRow) -> Result<CardFinal> {
+        Ok(CardFinal {
+            balance: money(&row.balance)?,
+            points: row.points,
+            status: row.status,
+            pin_fail_count: u32::try_from(row.pin_fail_count).unwrap_or(0),
+            renewed_ms: row.renewed_ms,
+            spent: row.spent()?,
+            held: row.held()?,
+            visits: row.visits,
+        })
+    }
+}
+
+/// A written card's MAC and sealed copy, over its values and its chain's
+/// new end.
+fn seal_card(c: &mut CardWrite, last: Option<Vec<u8>>, len: i64, keys: &RowKeys) -> Result<()> {
+    let v = CardValues {
+        card_no: c.card_no.clone(),
+        member_id: c.member_id,
+        status: c.status.to_owned(),
+        balance: c.balance,
+        points: c.points,
+        pin_hash: hex_bytes(&c.pin_hash)?,
+        pin_salt: hex_bytes(&c.pin_salt)?,
+        pin_fail_count: i64::from(c.pin_fail_count),
+        chain_len: len,
+        last_mac: last,
+        renewed_at_ms: Some(c.renewed_at_ms),
+        spent: c.spent_day.clone().zip(c.spent_today),
+        held: c.held,
+        visits: c.visits,
+    };
+    let img = v.image();
+    c.last_mac = v.last_mac.as_ref().map(hex::encode);
+    c.chain_len = len;
+    let (mac, id) = keys.mac_with_id(&img, None);
+    c.row_mac = hex::encode(mac);
+    c.mac_key_id = id;
+    c.sealed = hex::encode(keys.seal(&img));
+    Ok(())
+}
+
 impl Writes {
     pub(super) fn new(ctx: &TxnContext, now: DateTime<Utc>, txn_id: i64, env: &TxnEnv) -> Writes {
+        let business_day = business_day(now, &env.config.business.offset());
         Writes {
             terminal: ctx.terminal.clone(),
             now,
-            business_day: business_day(now, &env.config.business.offset()),
+            now_text: now.to_rfc3339(),
+            business_day,
+            business_day_text: business_day.to_string(),
             txn_id,
             members: vec![],
             new_cards: vec![],
@@ -303,7 +345,8 @@ impl Writes {
         self
     }
 
-    /// One postings row for a card change; its lot moves recorded.
+    /// One postings row for a card change, and its event; its lot moves
+    /// recorded.
     pub(super) fn posting(
         &mut self,
         c: &CardChange,
@@ -312,56 +355,65 @@ impl Writes {
         plan: Option<&Plan>,
         created: &[i64],
     ) {
-        let pairs = |v: &[LotTake]| -> Value {
-            v.iter()
-                .map(|t| json!([t.lot_id, t.points]))
-                .collect::<Vec<_>>()
-                .into()
-        };
-        let a = plan.map(|p| &p.answer);
-        self.postings.push(json!({
-            "txn_id": self.txn_id,
-            "card_no": c.card_no,
-            "terminal_id": self.terminal,
-            "order_no": order_no,
-            "op": op.as_str(),
-            "balance_delta": c.balance_delta.to_string(),
-            "points_delta": c.points_delta,
-            "balance": money_text(c.new_balance),
-            "points": c.new_points,
-            "amount": money_text(a.map_or(Money::ZERO, |a| a.amount)),
-            "discount": money_text(a.map_or(Money::ZERO, |a| a.discount)),
-            "charged": money_text(a.map_or(Money::ZERO, |a| a.charged)),
-            "business_day": self.business_day.to_string(),
-            "posted_at": self.now.to_rfc3339(),
-            "lots_created": created.iter().zip(&c.lots_created)
-                .map(|(id, n)| json!([id, n.points])).collect::<Vec<_>>(),
-            "lots_taken": pairs(&c.lots_taken),
-            "lots_restored": pairs(&c.lots_restored),
-            "visits_delta": (c.visits_delta != 0).then_some(c.visits_delta),
-            "detail": {},
-        }));
-        let money = |m: Money| money_text(m);
-        self.events.push(json!({
-            "created_at": self.now.to_rfc3339(), "card_no": c.card_no, "op": op.as_str(),
-            "store_id": self.store,
-            "body": {
-                "type": "posting", "op": op.as_str(), "created_at": self.now.timestamp_millis(),
-                "store": self.store, "terminal": self.terminal, "order_no": order_no,
-                "txn_id": self.txn_id.to_string(), "card": c.card_no,
-                "amount": money(a.map_or(Money::ZERO, |a| a.amount)),
-                "discount": money(a.map_or(Money::ZERO, |a| a.discount)),
-                "charged": money(a.map_or(Money::ZERO, |a| a.charged)),
-                "balance_delta": crate::ledger::answer_row::signed_money_text(c.balance_delta),
-                "points_delta": c.points_delta, "balance": money(c.new_balance),
-                "points": c.new_points,
+        let (amount, discount, charged) =
+            plan.map_or((Decimal::ZERO, Decimal::ZERO, Decimal::ZERO), |p| {
+                let a = &p.answer;
+                (a.amount.amount(), a.discount.amount(), a.charged.amount())
+            });
+        let visits_delta = (c.visits_delta != 0).then_some(c.visits_delta);
+        self.postings.push(PostingWrite {
+            txn_id: self.txn_id,
+            card_no: c.card_no.clone(),
+            terminal_id: self.terminal.clone(),
+            order_no: order_no.map(str::to_owned),
+            op: op.as_str(),
+            balance_delta: c.balance_delta,
+            points_delta: c.points_delta,
+            balance: c.new_balance.amount(),
+            points: c.new_points,
+            amount,
+            discount,
+            charged,
+            business_day: self.business_day_text.clone(),
+            posted_at: self.now_text.clone(),
+            lots_created: created
+                .iter()
+                .zip(&c.lots_created)
+                .map(|(id, n)| [*id, n.points])
+                .collect(),
+            lots_taken: pairs(&c.lots_taken),
+            lots_restored: pairs(&c.lots_restored),
+            visits_delta,
+            detail: Detail::default(),
+            row_mac: String::new(),
+            mac_key_id: String::new(),
+            chain_pos: 0,
+        });
+        self.events.push(EventWrite {
+            created_at: self.now_text.clone(),
+            card_no: c.card_no.clone(),
+            op: op.as_str(),
+            store_id: self.store.clone(),
+            body: EventBody {
+                kind: "posting",
+                op: op.as_str(),
+                created_at: self.now.timestamp_millis(),
+                store: self.store.clone(),
+                terminal: self.terminal.clone(),
+                order_no: order_no.map(str::to_owned),
+                txn_id: self.txn_id.to_string(),
+                card: c.card_no.clone(),
+                amount,
+                discount,
+                charged,
+                balance_delta: c.balance_delta,
+                points_delta: c.points_delta,
+                balance: c.new_balance.amount(),
+                points: c.new_points,
+                visits_delta,
+                ..EventBody::default()
             },
-        }));
-        if c.visits_delta != 0 {
-            if let Some(e) = self.events.last_mut() {
-                e["body"]["visits_delta"] = c.visits_delta.into();
-            }
-        }
+        });
         for t in &c.lots_taken {
             *self
                 .lot_moves
@@ -376,34 +428,37 @@ impl Writes {
         }
     }
 
-    pub(super) fn posting_detail(&mut self, d: Value) {
+    /// The last posting's detail; its tender and cash are its event's too.
+    pub(super) fn posting_detail(&mut self, d: Detail) {
         if let Some(e) = self.events.last_mut() {
-            for k in ["tender", "cash"] {
-                if let Some(v) = d.get(k) {
-                    e["body"][k] = v.clone();
-                }
-            }
+            e.body.tender = d.tender.clone();
+            e.body.cash = d.cash.clone();
         }
         if let Some(p) = self.postings.last_mut() {
-            p["detail"] = d;
+            p.detail = d;
         }
     }
 
-    /// The op's own fields of the last posting's event (`to_card`,
+    /// The last posting's event, for the op's own fields (`to_card`,
     /// `new_card`, `status`, …; protocol.md §8).
-    pub(super) fn event_extra(&mut self, name: &str, value: Value) {
-        if let Some(e) = self.events.last_mut() {
-            e["body"][name] = value;
-        }
+    pub(super) fn last_event(&mut self) -> Option<&mut EventBody> {
+        self.events.last_mut().map(|e| &mut e.body)
     }
 
     pub(super) fn new_lot(&mut self, card_no: &str, id: i64, lot: &crate::ledger::NewLot) {
-        let (points, exp) = (lot.points, lot.expires_at);
-        self.new_lots.push(json!({
-            "lot_id": id, "card_no": card_no, "points": points, "service": lot.service,
-            "expires_at": exp.map(|e| e.to_rfc3339()), "txn_id": self.txn_id,
-            "at": self.now.to_rfc3339(), "exp_ms": exp.map(|e| e.timestamp_millis()),
-        }));
+        let exp = lot.expires_at;
+        self.new_lots.push(NewLotWrite {
+            lot_id: id,
+            card_no: card_no.to_owned(),
+            points: lot.points,
+            service: lot.service.clone(),
+            expires_at: exp.map(|e| e.to_rfc3339()),
+            txn_id: self.txn_id,
+            at: self.now_text.clone(),
+            exp_ms: exp.map(|e| e.timestamp_millis()),
+            row_mac: String::new(),
+            mac_key_id: String::new(),
+        });
     }
 
     /// One update per existing card with the final values of its changes in
@@ -419,64 +474,74 @@ impl Writes {
             let row = rows
                 .get(&c.card_no)
                 .ok_or_else(|| Error::internal("change of a card not locked"))?;
-            let e = finals.entry(c.card_no.as_str()).or_insert(CardFinal {
-                balance: money(&row.balance)?,
-                points: row.points,
-                status: row.status,
-                pin_fail_count: u32::try_from(row.pin_fail_count).unwrap_or(0),
-                renewed_ms: row.renewed_ms,
-                spent: row.spent()?,
-                held: row.held()?,
-                visits: row.visits,
-            });
-            e.balance = c.new_balance;
-            e.points = c.new_points;
-            if let Some(s) = c.status {
-                e.status = s;
-            }
-            if let Some(n) = c.pin_fail_count.or(pin) {
-                e.pin_fail_count = n;
-            }
-            if !c.held_delta.is_zero() {
-                e.held = Some(c.new_held.amount());
-            }
-            if c.visits_delta != 0 {
-                e.visits = Some(c.new_visits);
-            }
-            if c.renews_membership {
-                e.renewed_ms = self.now.timestamp_millis();
-            }
-            if !c.day_spend.is_zero() {
-                // Today's count, from nothing on a new day; a reverse never
-                // takes it below zero.
-                let today = self.business_day.to_string();
-                let base = match &e.spent {
-                    Some((day, amount)) if *day == today => *amount,
-                    _ => Decimal::ZERO,
-                };
-                e.spent = Some((today, (base + c.day_spend).max(Decimal::ZERO)));
-            }
+            let e = match finals.entry(c.card_no.as_str()) {
+                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => v.insert(CardFinal::read(row)?),
+            };
+            self.fold_change(e, c, pin);
         }
         for (no, f) in finals {
             let row = &rows[no];
-            self.cards.push(json!({
-                "card_no": no,
-                "old_balance": row.balance, "old_points": row.points,
-                "balance": money_text(f.balance), "points": f.points,
-                "status": status_text(f.status),
-                "pin_fail_count": f.pin_fail_count, "at": self.now.to_rfc3339(),
+            self.cards.push(CardWrite {
+                card_no: no.to_owned(),
+                old_balance: Some(row.balance.clone()),
+                old_points: Some(row.points),
+                balance: f.balance.amount(),
+                points: f.points,
+                status: status_text(f.status),
+                pin_fail_count: f.pin_fail_count,
+                at: self.now_text.clone(),
                 // A card from before migration 0019 gets its renewal stored.
-                "renewed_at_ms": f.renewed_ms,
-                "spent_day": f.spent.as_ref().map(|s| s.0.clone()),
-                "spent_today": f.spent.as_ref().map(|s| s.1.to_string()),
-                "held": f.held.map(|h| h.to_string()),
-                "visits": f.visits,
-                // Not written as such: what the card's MAC covers.
-                "member_id": row.member_id, "pin_hash": row.pin_hash, "pin_salt": row.pin_salt,
-                "last_mac": row.last_mac, "chain_len": row.chain_len,
-            }));
+                renewed_at_ms: f.renewed_ms,
+                spent_day: f.spent.as_ref().map(|s| s.0.clone()),
+                spent_today: f.spent.as_ref().map(|s| s.1),
+                held: f.held,
+                visits: f.visits,
+                store_id: None,
+                member_id: row.member_id,
+                pin_hash: row.pin_hash.clone(),
+                pin_salt: row.pin_salt.clone(),
+                last_mac: row.last_mac.clone(),
+                chain_len: row.chain_len,
+                row_mac: String::new(),
+                mac_key_id: String::new(),
+                sealed: String::new(),
+            });
         }
         Ok(())
+    }
+
+    /// One change folded into its card's final values.
+    fn fold_change(&self, e: &mut CardFinal, c: &CardChange, pin: Option<u32>) {
+        e.balance = c.new_balance;
+        e.points = c.new_points;
+        if let Some(s) = c.status {
+            e.status = s;
+        }
+        if let Some(n) = c.pin_fail_count.or(pin) {
+            e.pin_fail_count = n;
+        }
+        if !c.held_delta.is_zero() {
+            e.held = Some(c.new_held.amount());
+        }
+        if c.visits_delta != 0 {
+            e.visits = Some(c.new_visits);
+        }
+        if c.renews_membership {
+            e.renewed_ms = self.now.timestamp_millis();
+        }
+        if !c.day_spend.is_zero() {
+            // Today's count, from nothing on a new day; a reverse never
+            // takes it below zero.
+            let base = match &e.spent {
+                Some((day, amount)) if *day == self.business_day_text => *amount,
+                _ => Decimal::ZERO,
+            };
+            e.spent = Some((
+                self.business_day_text.clone(),
+                (base + c.day_spend).max(Decimal::ZERO),
+            ));
+        }
     }
 
     /// A read that clears a card's PIN counter.
@@ -486,12 +551,8 @@ impl Writes {
         rows: &BTreeMap<String, CardRow>,
         n: u32,
     ) -> Result<()> {
-        if let Some(c) = self
-            .cards
-            .iter_mut()
-            .find(|c| c["card_no"] == st.card_no.as_str())
-        {
-            c["pin_fail_count"] = n.into();
+        if let Some(c) = self.cards.iter_mut().find(|c| c.card_no == st.card_no) {
+            c.pin_fail_count = n;
             return Ok(());
         }
         let mut c = CardChange::unchanged(st);
@@ -499,76 +560,44 @@ impl Writes {
         self.fold_cards(&[c], rows, Some(n))
     }
 
-    /// Writes it all in one statement; checks every row landed.
     /// The MACs and sealed copies of every row written: each posting chained
     /// to the one before it on its card (in the order they are inserted,
     /// which is the order of their ids), each card keeping the last.
     fn seal(&mut self, keys: &RowKeys) -> Result<()> {
         let mut heads = self.chain_heads()?;
         for (p, e) in self.postings.iter_mut().zip(self.events.iter_mut()) {
-            let text = |n: &str| p[n].as_str().map(str::to_owned);
-            let card_no = text("card_no").unwrap_or_default();
             let head = heads
-                .get_mut(&card_no)
+                .get_mut(&p.card_no)
                 .ok_or_else(|| Error::internal("a posting of a card not written"))?;
             let pos = head.1 + 1;
             let v = PostingValues {
-                card_no,
-                txn_id: self.txn_id,
-                terminal_id: self.terminal.clone(),
-                order_no: text("order_no"),
-                op: text("op").unwrap_or_default(),
-                balance_delta: json_dec(p, "balance_delta")?,
-                points_delta: p["points_delta"].as_i64().unwrap_or_default(),
-                balance: json_dec(p, "balance")?,
-                points: p["points"].as_i64().unwrap_or_default(),
-                amount: json_dec(p, "amount")?,
-                discount: json_dec(p, "discount")?,
-                charged: json_dec(p, "charged")?,
-                business_day: self.business_day.to_string(),
+                card_no: p.card_no.clone(),
+                txn_id: p.txn_id,
+                terminal_id: p.terminal_id.clone(),
+                order_no: p.order_no.clone(),
+                op: p.op.to_owned(),
+                balance_delta: p.balance_delta,
+                points_delta: p.points_delta,
+                balance: p.balance,
+                points: p.points,
+                amount: p.amount,
+                discount: p.discount,
+                charged: p.charged,
+                business_day: p.business_day.clone(),
                 posted_at_ms: self.now.timestamp_millis(),
                 chain_pos: Some(pos),
-                visits_delta: p["visits_delta"].as_i64(),
+                visits_delta: p.visits_delta,
             };
             let (mac, id) = keys.mac_with_id(&v.image(), head.0.as_deref());
-            p["row_mac"] = hex::encode(&mac).into();
-            p["mac_key_id"] = id.into();
-            p["chain_pos"] = pos.into();
+            p.row_mac = hex::encode(&mac);
+            p.mac_key_id = id;
+            p.chain_pos = pos;
             *head = (Some(mac), pos);
-            e["body"]["card_seq"] = pos.into();
+            e.body.card_seq = pos;
         }
         for c in self.cards.iter_mut().chain(self.new_cards.iter_mut()) {
-            let no = c["card_no"].as_str().unwrap_or_default().to_owned();
-            let (last, len) = heads.remove(&no).unwrap_or((None, 0));
-            let h = |n: &str| hex_bytes(&c[n].as_str().map(str::to_owned));
-            let v = CardValues {
-                card_no: no,
-                member_id: c["member_id"]
-                    .as_i64()
-                    .ok_or_else(|| Error::internal("card without member id"))?,
-                status: c["status"].as_str().unwrap_or_default().to_owned(),
-                balance: json_dec(c, "balance")?,
-                points: c["points"].as_i64().unwrap_or_default(),
-                pin_hash: h("pin_hash")?,
-                pin_salt: h("pin_salt")?,
-                pin_fail_count: c["pin_fail_count"].as_i64().unwrap_or(0),
-                chain_len: len,
-                last_mac: last,
-                renewed_at_ms: c["renewed_at_ms"].as_i64(),
-                spent: match (c["spent_day"].as_str(), c["spent_today"].as_str()) {
-                    (Some(d), Some(a)) => Some((d.to_owned(), super::rows::dec(a)?)),
-                    _ => None,
-                },
-                held: c["held"].as_str().map(super::rows::dec).transpose()?,
-                visits: c["visits"].as_i64(),
-            };
-            let img = v.image();
-            c["last_mac"] = v.last_mac.as_ref().map(hex::encode).into();
-            c["chain_len"] = len.into();
-            let (mac, id) = keys.mac_with_id(&img, None);
-            c["row_mac"] = hex::encode(mac).into();
-            c["mac_key_id"] = id.into();
-            c["sealed"] = hex::encode(keys.seal(&img)).into();
+            let (last, len) = heads.remove(&c.card_no).unwrap_or((None, 0));
+            seal_card(c, last, len, keys)?;
         }
         for m in &mut self.members {
             mac_member(m, keys)?;
@@ -588,7 +617,7 @@ impl Writes {
     /// or restores are the ones whose points and expiry decide it. (Checking
     /// every live lot on every load would cost an HMAC per lot a card ever
     /// earned and still holds; `verify` checks them all.)
-    fn lot_moves_json(&self, keys: &RowKeys) -> Result<Vec<Value>> {
+    fn lot_move_rows(&self, keys: &RowKeys) -> Result<Vec<LotMoveWrite>> {
         let mut out = Vec::new();
         for ((id, card), d) in self.lot_moves.iter().filter(|(_, d)| **d != 0) {
             let lot = self
@@ -600,10 +629,13 @@ impl Writes {
             }
             let img = lot_image(*id, card, lot.left + d, lot.exp, lot.service.as_deref());
             let (mac, key_id) = keys.mac_with_id(&img, None);
-            out.push(json!({
-                "lot_id": id, "card_no": card, "delta": d,
-                "row_mac": hex::encode(mac), "mac_key_id": key_id,
-            }));
+            out.push(LotMoveWrite {
+                lot_id: *id,
+                card_no: card.clone(),
+                delta: *d,
+                row_mac: hex::encode(mac),
+                mac_key_id: key_id,
+            });
         }
         Ok(out)
     }
@@ -613,13 +645,11 @@ impl Writes {
     fn chain_heads(&self) -> Result<BTreeMap<String, ChainHead>> {
         let mut heads = BTreeMap::new();
         for c in &self.cards {
-            let no = c["card_no"].as_str().unwrap_or_default().to_owned();
-            let last = hex_bytes(&c["last_mac"].as_str().map(str::to_owned))?;
-            heads.insert(no, (last, c["chain_len"].as_i64().unwrap_or(0)));
+            let last = hex_bytes(&c.last_mac)?;
+            heads.insert(c.card_no.clone(), (last, c.chain_len));
         }
         for c in &self.new_cards {
-            let no = c["card_no"].as_str().unwrap_or_default().to_owned();
-            heads.insert(no, (None, 0));
+            heads.insert(c.card_no.clone(), (None, 0));
         }
         Ok(heads)
     }
@@ -629,7 +659,7 @@ impl Writes {
     pub(super) async fn run(mut self, tx: &TxnConn, orders: i64, keys: &RowKeys) -> Result<()> {
         self.seal(keys)?;
         let rows = WriteRows {
-            lot_moves: self.lot_moves_json(keys)?,
+            lot_moves: self.lot_move_rows(keys)?,
             members: self.members,
             new_cards: self.new_cards,
             cards: self.cards,
@@ -661,13 +691,13 @@ impl Writes {
 #[derive(Default)]
 pub(crate) struct WriteRows {
     members: Vec<Value>,
-    new_cards: Vec<Value>,
-    cards: Vec<Value>,
-    postings: Vec<Value>,
-    events: Vec<Value>,
-    lot_moves: Vec<Value>,
-    new_lots: Vec<Value>,
-    order: Vec<Value>,
+    new_cards: Vec<CardWrite>,
+    cards: Vec<CardWrite>,
+    postings: Vec<PostingWrite>,
+    events: Vec<EventWrite>,
+    lot_moves: Vec<LotMoveWrite>,
+    new_lots: Vec<NewLotWrite>,
+    order: Vec<OrderWrite>,
     orig: Vec<Value>,
     operator_reset: Vec<Value>,
     /// Order rows the statement must find answered.

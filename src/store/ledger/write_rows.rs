@@ -1,0 +1,373 @@
+//! The rows of the write document, typed (issue 14): serialized straight
+//! into the write statement's one JSON parameter, with no
+//! `serde_json::Value` tree built, looked up by name and dropped on the way.
+//! Field names are the columns [`super::sql::write_sql`] reads; a field left
+//! out reads as NULL there.
+
+use rust_decimal::Decimal;
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
+
+use crate::error::{Error, Result};
+use crate::ledger::{Effect, LotTake};
+use crate::protocol::xml::Row;
+
+/// Money as the events state it: two decimals, `-` below zero.
+fn two_places<S: Serializer>(d: &Decimal, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{d:.2}"))
+}
+
+fn opt_two_places<S: Serializer>(
+    d: &Option<Decimal>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => two_places(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// Lot moves as stored: `[[lot_id, points], …]`.
+pub(super) fn pairs(v: &[LotTake]) -> Vec<[i64; 2]> {
+    v.iter().map(|t| [t.lot_id, t.points]).collect()
+}
+
+/// One `postings` row; `row_mac`, `mac_key_id` and `chain_pos` are filled
+/// in when the card's chain is sealed.
+#[derive(Serialize)]
+pub(super) struct PostingWrite {
+    pub(super) txn_id: i64,
+    pub(super) card_no: String,
+    pub(super) terminal_id: String,
+    pub(super) order_no: Option<String>,
+    pub(super) op: &'static str,
+    pub(super) balance_delta: Decimal,
+    pub(super) points_delta: i64,
+    pub(super) balance: Decimal,
+    pub(super) points: i64,
+    pub(super) amount: Decimal,
+    pub(super) discount: Decimal,
+    pub(super) charged: Decimal,
+    pub(super) business_day: String,
+    pub(super) posted_at: String,
+    pub(super) lots_created: Vec<[i64; 2]>,
+    pub(super) lots_taken: Vec<[i64; 2]>,
+    pub(super) lots_restored: Vec<[i64; 2]>,
+    pub(super) visits_delta: Option<i64>,
+    pub(super) detail: Detail,
+    pub(super) row_mac: String,
+    pub(super) mac_key_id: String,
+    pub(super) chain_pos: i64,
+}
+
+/// A posting's `detail` (read by statement, history and settlement): what
+/// the op adds to the amounts.
+#[derive(Serialize, Default, Clone)]
+pub(super) struct Detail {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) cash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) tender: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) gift: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) original: Option<OriginalRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) operator: Option<String>,
+}
+
+/// The posting a refund or reverse answers to.
+#[derive(Serialize, Clone)]
+pub(super) struct OriginalRef {
+    pub(super) terminal: String,
+    pub(super) order_no: String,
+}
+
+/// One `events` row (protocol.md §8), its body as delivered.
+#[derive(Serialize)]
+pub(super) struct EventWrite {
+    pub(super) created_at: String,
+    pub(super) card_no: String,
+    pub(super) op: &'static str,
+    pub(super) store_id: String,
+    pub(super) body: EventBody,
+}
+
+/// A posting's event body; the op's own fields only where it has them.
+#[derive(Serialize, Default)]
+pub(super) struct EventBody {
+    #[serde(rename = "type")]
+    pub(super) kind: &'static str,
+    pub(super) op: &'static str,
+    pub(super) created_at: i64,
+    pub(super) store: String,
+    pub(super) terminal: String,
+    pub(super) order_no: Option<String>,
+    pub(super) txn_id: String,
+    pub(super) card: String,
+    #[serde(serialize_with = "two_places")]
+    pub(super) amount: Decimal,
+    #[serde(serialize_with = "two_places")]
+    pub(super) discount: Decimal,
+    #[serde(serialize_with = "two_places")]
+    pub(super) charged: Decimal,
+    #[serde(serialize_with = "two_places")]
+    pub(super) balance_delta: Decimal,
+    pub(super) points_delta: i64,
+    #[serde(serialize_with = "two_places")]
+    pub(super) balance: Decimal,
+    pub(super) points: i64,
+    /// The posting's place in its card's chain, set when it is sealed.
+    pub(super) card_seq: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) visits_delta: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) tender: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) cash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) from_card: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) to_card: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) old_card: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) new_card: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_two_places"
+    )]
+    pub(super) cash_refund: Option<Decimal>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_two_places"
+    )]
+    pub(super) available: Option<Decimal>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) hold_expires_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) visits: Option<i64>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_two_places"
+    )]
+    pub(super) from_balance: Option<Decimal>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) status: Option<&'static str>,
+}
+
+/// A card row written: an update (with the values it was read at, which
+/// guard it) or a new card (with `store_id`). The MAC, sealed copy and
+/// chain end are filled in when the postings are sealed.
+#[derive(Serialize)]
+pub(super) struct CardWrite {
+    pub(super) card_no: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) old_balance: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) old_points: Option<i64>,
+    pub(super) balance: Decimal,
+    pub(super) points: i64,
+    pub(super) status: &'static str,
+    pub(super) pin_fail_count: u32,
+    pub(super) at: String,
+    pub(super) renewed_at_ms: i64,
+    pub(super) spent_day: Option<String>,
+    pub(super) spent_today: Option<Decimal>,
+    pub(super) held: Option<Decimal>,
+    pub(super) visits: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) store_id: Option<String>,
+    // What the card's MAC covers besides, not written by an update.
+    pub(super) member_id: i64,
+    pub(super) pin_hash: Option<String>,
+    pub(super) pin_salt: Option<String>,
+    pub(super) last_mac: Option<String>,
+    pub(super) chain_len: i64,
+    pub(super) row_mac: String,
+    pub(super) mac_key_id: String,
+    pub(super) sealed: String,
+}
+
+/// A new lot, all its points left; MACed when the rows are sealed.
+#[derive(Serialize)]
+pub(super) struct NewLotWrite {
+    pub(super) lot_id: i64,
+    pub(super) card_no: String,
+    pub(super) points: i64,
+    pub(super) service: Option<String>,
+    pub(super) expires_at: Option<String>,
+    pub(super) txn_id: i64,
+    pub(super) at: String,
+    #[serde(skip)]
+    pub(super) exp_ms: Option<i64>,
+    pub(super) row_mac: String,
+    pub(super) mac_key_id: String,
+}
+
+/// A lot's points moved, with its new MAC.
+#[derive(Serialize)]
+pub(super) struct LotMoveWrite {
+    pub(super) lot_id: i64,
+    pub(super) card_no: String,
+    pub(super) delta: i64,
+    pub(super) row_mac: String,
+    pub(super) mac_key_id: String,
+}
+
+/// The `orders` row. Its effects and answer go as the very text its MAC
+/// covers ([`crate::integrity::canonical_json`]'s form: keys sorted, no
+/// spaces), written once.
+#[derive(Serialize)]
+pub(super) struct OrderWrite {
+    pub(super) terminal_id: String,
+    pub(super) order_no: String,
+    pub(super) digest: String,
+    pub(super) op: &'static str,
+    pub(super) card_no: Option<String>,
+    pub(super) cards: Vec<String>,
+    pub(super) txn_id: i64,
+    pub(super) business_day: String,
+    pub(super) posted_at: String,
+    #[serde(skip)]
+    pub(super) posted_at_ms: i64,
+    pub(super) amount: Decimal,
+    pub(super) charged: Decimal,
+    pub(super) tender: &'static str,
+    pub(super) points_earned: i64,
+    pub(super) effects: Box<RawValue>,
+    pub(super) answer: Box<RawValue>,
+    pub(super) hold_exp_ms: Option<i64>,
+    pub(super) hold_discount: Option<Decimal>,
+    pub(super) hold_points_rate: Option<Decimal>,
+    pub(super) row_mac: String,
+    pub(super) mac_key_id: String,
+}
+
+/// An order's effect in canonical form: fields in name order, as
+/// `canonical_json` sorts an object's keys; `visits_delta` only when it
+/// moved visits, so an effect from before keeps its form.
+#[derive(Serialize)]
+struct EffectText<'a> {
+    balance_delta: String,
+    card_no: &'a str,
+    lots_created: Vec<[i64; 2]>,
+    lots_taken: Vec<[i64; 2]>,
+    points_delta: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    visits_delta: Option<i64>,
+}
+
+/// The effects a reverse reads back, as the order row's canonical text.
+pub(super) fn effects_text(effects: &[Effect]) -> Result<Box<RawValue>> {
+    let rows: Vec<EffectText<'_>> = effects
+        .iter()
+        .map(|e| EffectText {
+            balance_delta: e.balance_delta.to_string(),
+            card_no: &e.card_no,
+            lots_created: pairs(&e.lots_created),
+            lots_taken: pairs(&e.lots_taken),
+            points_delta: e.points_delta,
+            visits_delta: (e.visits_delta != 0).then_some(e.visits_delta),
+        })
+        .collect();
+    raw(&rows)
+}
+
+/// The answer row a replay gives back, `[[name, value], …]`.
+pub(super) fn answer_text(row: &Row) -> Result<Box<RawValue>> {
+    raw(&row.0)
+}
+
+fn raw<T: Serialize + ?Sized>(v: &T) -> Result<Box<RawValue>> {
+    serde_json::value::to_raw_value(v).map_err(|e| Error::internal(format!("order json: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::integrity::canonical_json;
+    use serde_json::json;
+
+    /// What `verify` recomputes from the stored row: the effects parsed
+    /// back into a tree, printed with sorted keys.
+    fn tree_form(e: &Effect) -> serde_json::Value {
+        let mut v = json!({
+            "card_no": e.card_no,
+            "balance_delta": e.balance_delta.to_string(),
+            "points_delta": e.points_delta,
+            "lots_created": pairs(&e.lots_created),
+            "lots_taken": pairs(&e.lots_taken),
+        });
+        if e.visits_delta != 0 {
+            v["visits_delta"] = e.visits_delta.into();
+        }
+        v
+    }
+
+    #[test]
+    fn the_order_texts_are_the_canonical_form_verify_recomputes() {
+        let take = |lot_id, points| LotTake { lot_id, points };
+        let effects = vec![
+            Effect {
+                card_no: "C\"1".into(),
+                balance_delta: Decimal::new(-1234, 2),
+                points_delta: 12,
+                lots_created: vec![take(7, 12)],
+                lots_taken: vec![],
+                visits_delta: 0,
+            },
+            Effect {
+                card_no: "C2".into(),
+                balance_delta: Decimal::new(500, 1),
+                points_delta: -3,
+                lots_created: vec![],
+                lots_taken: vec![take(3, 2), take(4, 1)],
+                visits_delta: -2,
+            },
+        ];
+        let tree: Vec<_> = effects.iter().map(tree_form).collect();
+        let text = effects_text(&effects).unwrap();
+        assert_eq!(text.get(), canonical_json(&json!(tree)));
+        let row = Row(vec![
+            ("balance".into(), "1.00".into()),
+            ("n\"é".into(), "<&>".into()),
+        ]);
+        let tree = json!(row.0.iter().map(|(n, v)| json!([n, v])).collect::<Vec<_>>());
+        assert_eq!(answer_text(&row).unwrap().get(), canonical_json(&tree));
+    }
+
+    #[test]
+    fn event_money_has_two_places_and_absent_fields_are_left_out() {
+        #[derive(Serialize)]
+        struct M {
+            #[serde(serialize_with = "two_places")]
+            a: Decimal,
+            #[serde(
+                skip_serializing_if = "Option::is_none",
+                serialize_with = "opt_two_places"
+            )]
+            b: Option<Decimal>,
+            #[serde(
+                skip_serializing_if = "Option::is_none",
+                serialize_with = "opt_two_places"
+            )]
+            c: Option<Decimal>,
+        }
+        let m = M {
+            a: Decimal::new(-5, 0),
+            b: Some(Decimal::new(123, 1)),
+            c: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"a":"-5.00","b":"12.30"}"#
+        );
+    }
+}
