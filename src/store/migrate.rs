@@ -85,6 +85,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "events_cursor",
         include_str!("migrations/0023_events_cursor.sql"),
     ),
+    (
+        24,
+        "jsonb_statistics",
+        include_str!("migrations/0024_jsonb_statistics.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming our advisory lock.

@@ -17,14 +17,20 @@ pub fn partition_name(month: NaiveDate) -> String {
     format!("postings_{}", month.format("%Y%m"))
 }
 
-/// The DDL of the partition holding `month` (any day of it).
+/// The DDL of the partition holding `month` (any day of it). A new
+/// partition does not take its parent's per-column statistics targets, so
+/// it is given migration 0024's: none for the JSON columns.
 pub fn partition_sql(month: NaiveDate) -> String {
     let from = month_start(month);
     let to = from + Months::new(1);
+    let name = partition_name(from);
     format!(
-        "CREATE TABLE IF NOT EXISTS {} PARTITION OF postings \
-         FOR VALUES FROM ('{} 00:00:00+00') TO ('{} 00:00:00+00')",
-        partition_name(from),
+        "CREATE TABLE IF NOT EXISTS {name} PARTITION OF postings \
+         FOR VALUES FROM ('{} 00:00:00+00') TO ('{} 00:00:00+00'); \
+         ALTER TABLE {name} ALTER COLUMN detail SET STATISTICS 0, \
+         ALTER COLUMN lots_created SET STATISTICS 0, \
+         ALTER COLUMN lots_taken SET STATISTICS 0, \
+         ALTER COLUMN lots_restored SET STATISTICS 0",
         from.format("%Y-%m-%d"),
         to.format("%Y-%m-%d"),
     )
@@ -43,8 +49,19 @@ pub async fn ensure_partitions(
         .await?;
     let this = month_start(now.date_naive());
     for i in 0..2 {
-        tx.batch_execute(&partition_sql(this + Months::new(i)))
-            .await?;
+        let month = this + Months::new(i);
+        // Only a missing one: the ALTER would rewrite the catalog rows
+        // (and invalidate every backend's plans on postings) each hour.
+        let exists: bool = tx
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL",
+                &[&partition_name(month)],
+            )
+            .await?
+            .get(0);
+        if !exists {
+            tx.batch_execute(&partition_sql(month)).await?;
+        }
     }
     tx.commit().await
 }

@@ -2,7 +2,10 @@
 //! into the write statement's one JSON parameter, with no
 //! `serde_json::Value` tree built, looked up by name and dropped on the way.
 //! Field names are the columns [`super::sql::write_sql`] reads; a field left
-//! out reads as NULL there.
+//! out reads as NULL there. Each struct declares its fields in the order
+//! jsonb keeps an object's keys (shorter first, then bytewise): PostgreSQL
+//! sorts every object it parses, and its sort returns at once on input
+//! already in order (a test below holds the structs to it).
 
 use rust_decimal::Decimal;
 use serde::{Serialize, Serializer};
@@ -36,28 +39,28 @@ pub(super) fn pairs(v: &[LotTake]) -> Vec<[i64; 2]> {
 /// in when the card's chain is sealed.
 #[derive(Serialize)]
 pub(super) struct PostingWrite {
-    pub(super) txn_id: i64,
-    pub(super) card_no: String,
-    pub(super) terminal_id: String,
-    pub(super) order_no: Option<String>,
     pub(super) op: &'static str,
-    pub(super) balance_delta: Decimal,
-    pub(super) points_delta: i64,
-    pub(super) balance: Decimal,
-    pub(super) points: i64,
     pub(super) amount: Decimal,
-    pub(super) discount: Decimal,
-    pub(super) charged: Decimal,
-    pub(super) business_day: String,
-    pub(super) posted_at: String,
-    pub(super) lots_created: Vec<[i64; 2]>,
-    pub(super) lots_taken: Vec<[i64; 2]>,
-    pub(super) lots_restored: Vec<[i64; 2]>,
-    pub(super) visits_delta: Option<i64>,
     pub(super) detail: Detail,
+    pub(super) points: i64,
+    pub(super) txn_id: i64,
+    pub(super) balance: Decimal,
+    pub(super) card_no: String,
+    pub(super) charged: Decimal,
     pub(super) row_mac: String,
-    pub(super) mac_key_id: String,
+    pub(super) discount: Decimal,
+    pub(super) order_no: Option<String>,
     pub(super) chain_pos: i64,
+    pub(super) posted_at: String,
+    pub(super) lots_taken: Vec<[i64; 2]>,
+    pub(super) mac_key_id: String,
+    pub(super) terminal_id: String,
+    pub(super) business_day: String,
+    pub(super) lots_created: Vec<[i64; 2]>,
+    pub(super) points_delta: i64,
+    pub(super) visits_delta: Option<i64>,
+    pub(super) balance_delta: Decimal,
+    pub(super) lots_restored: Vec<[i64; 2]>,
 }
 
 /// A posting's `detail` (read by statement, history and settlement): what
@@ -67,76 +70,82 @@ pub(super) struct Detail {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) cash: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) gift: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) tender: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) service: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) gift: Option<String>,
+    pub(super) operator: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) original: Option<OriginalRef>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) operator: Option<String>,
 }
 
 /// The posting a refund or reverse answers to.
 #[derive(Serialize, Clone)]
 pub(super) struct OriginalRef {
-    pub(super) terminal: String,
     pub(super) order_no: String,
+    pub(super) terminal: String,
 }
 
 /// One `events` row (protocol.md §8), its body as delivered.
 #[derive(Serialize)]
 pub(super) struct EventWrite {
-    pub(super) created_at: String,
-    pub(super) card_no: String,
     pub(super) op: &'static str,
-    pub(super) store_id: String,
     pub(super) body: EventBody,
+    pub(super) card_no: String,
+    pub(super) store_id: String,
+    pub(super) created_at: String,
 }
 
 /// A posting's event body; the op's own fields only where it has them.
 #[derive(Serialize, Default)]
 pub(super) struct EventBody {
-    #[serde(rename = "type")]
-    pub(super) kind: &'static str,
     pub(super) op: &'static str,
-    pub(super) created_at: i64,
-    pub(super) store: String,
-    pub(super) terminal: String,
-    pub(super) order_no: Option<String>,
-    pub(super) txn_id: String,
     pub(super) card: String,
-    #[serde(serialize_with = "two_places")]
-    pub(super) amount: Decimal,
-    #[serde(serialize_with = "two_places")]
-    pub(super) discount: Decimal,
-    #[serde(serialize_with = "two_places")]
-    pub(super) charged: Decimal,
-    #[serde(serialize_with = "two_places")]
-    pub(super) balance_delta: Decimal,
-    pub(super) points_delta: i64,
-    #[serde(serialize_with = "two_places")]
-    pub(super) balance: Decimal,
-    pub(super) points: i64,
-    /// The posting's place in its card's chain, set when it is sealed.
-    pub(super) card_seq: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) visits_delta: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) tender: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) cash: Option<String>,
+    #[serde(rename = "type")]
+    pub(super) kind: &'static str,
+    pub(super) store: String,
+    #[serde(serialize_with = "two_places")]
+    pub(super) amount: Decimal,
+    pub(super) points: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) from_card: Option<String>,
+    pub(super) status: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) tender: Option<String>,
+    pub(super) txn_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) visits: Option<i64>,
+    #[serde(serialize_with = "two_places")]
+    pub(super) balance: Decimal,
+    #[serde(serialize_with = "two_places")]
+    pub(super) charged: Decimal,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) service: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) to_card: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) old_card: Option<String>,
+    /// The posting's place in its card's chain, set when it is sealed.
+    pub(super) card_seq: i64,
+    #[serde(serialize_with = "two_places")]
+    pub(super) discount: Decimal,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) new_card: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) old_card: Option<String>,
+    pub(super) order_no: Option<String>,
+    pub(super) terminal: String,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_two_places"
+    )]
+    pub(super) available: Option<Decimal>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) from_card: Option<String>,
+    pub(super) created_at: i64,
     #[serde(
         skip_serializing_if = "Option::is_none",
         serialize_with = "opt_two_places"
@@ -146,77 +155,72 @@ pub(super) struct EventBody {
         skip_serializing_if = "Option::is_none",
         serialize_with = "opt_two_places"
     )]
-    pub(super) available: Option<Decimal>,
+    pub(super) from_balance: Option<Decimal>,
+    pub(super) points_delta: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) visits_delta: Option<i64>,
+    #[serde(serialize_with = "two_places")]
+    pub(super) balance_delta: Decimal,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) hold_expires_at: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) service: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) visits: Option<i64>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "opt_two_places"
-    )]
-    pub(super) from_balance: Option<Decimal>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) status: Option<&'static str>,
 }
 
 /// A card row written: an update (with the values it was read at, which
 /// guard it) or a new card (with `store_id`). The MAC, sealed copy and
-/// chain end are filled in when the postings are sealed.
+/// chain end are filled in when the postings are sealed; `member_id` and
+/// the PIN's hash and salt are what the MAC covers, not written by an
+/// update.
 #[derive(Serialize)]
 pub(super) struct CardWrite {
-    pub(super) card_no: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) old_balance: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) old_points: Option<i64>,
-    pub(super) balance: Decimal,
-    pub(super) points: i64,
-    pub(super) status: &'static str,
-    pub(super) pin_fail_count: u32,
     pub(super) at: String,
-    pub(super) renewed_at_ms: i64,
-    pub(super) spent_day: Option<String>,
-    pub(super) spent_today: Option<Decimal>,
     pub(super) held: Option<Decimal>,
+    pub(super) points: i64,
+    pub(super) sealed: String,
+    pub(super) status: &'static str,
     pub(super) visits: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) store_id: Option<String>,
-    // What the card's MAC covers besides, not written by an update.
-    pub(super) member_id: i64,
+    pub(super) balance: Decimal,
+    pub(super) card_no: String,
+    pub(super) row_mac: String,
+    pub(super) last_mac: Option<String>,
     pub(super) pin_hash: Option<String>,
     pub(super) pin_salt: Option<String>,
-    pub(super) last_mac: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) store_id: Option<String>,
     pub(super) chain_len: i64,
-    pub(super) row_mac: String,
+    pub(super) member_id: i64,
+    pub(super) spent_day: Option<String>,
     pub(super) mac_key_id: String,
-    pub(super) sealed: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) old_points: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) old_balance: Option<String>,
+    pub(super) spent_today: Option<Decimal>,
+    pub(super) renewed_at_ms: i64,
+    pub(super) pin_fail_count: u32,
 }
 
 /// A new lot, all its points left; MACed when the rows are sealed.
 #[derive(Serialize)]
 pub(super) struct NewLotWrite {
-    pub(super) lot_id: i64,
-    pub(super) card_no: String,
-    pub(super) points: i64,
-    pub(super) service: Option<String>,
-    pub(super) expires_at: Option<String>,
-    pub(super) txn_id: i64,
     pub(super) at: String,
     #[serde(skip)]
     pub(super) exp_ms: Option<i64>,
+    pub(super) lot_id: i64,
+    pub(super) points: i64,
+    pub(super) txn_id: i64,
+    pub(super) card_no: String,
     pub(super) row_mac: String,
+    pub(super) service: Option<String>,
+    pub(super) expires_at: Option<String>,
     pub(super) mac_key_id: String,
 }
 
 /// A lot's points moved, with its new MAC.
 #[derive(Serialize)]
 pub(super) struct LotMoveWrite {
+    pub(super) delta: i64,
     pub(super) lot_id: i64,
     pub(super) card_no: String,
-    pub(super) delta: i64,
     pub(super) row_mac: String,
     pub(super) mac_key_id: String,
 }
@@ -226,28 +230,28 @@ pub(super) struct LotMoveWrite {
 /// spaces), written once.
 #[derive(Serialize)]
 pub(super) struct OrderWrite {
-    pub(super) terminal_id: String,
-    pub(super) order_no: String,
-    pub(super) digest: String,
     pub(super) op: &'static str,
-    pub(super) card_no: Option<String>,
     pub(super) cards: Vec<String>,
+    pub(super) amount: Decimal,
+    pub(super) answer: Box<RawValue>,
+    pub(super) digest: String,
+    pub(super) tender: &'static str,
     pub(super) txn_id: i64,
-    pub(super) business_day: String,
+    pub(super) card_no: Option<String>,
+    pub(super) charged: Decimal,
+    pub(super) effects: Box<RawValue>,
+    pub(super) row_mac: String,
+    pub(super) order_no: String,
     pub(super) posted_at: String,
+    pub(super) mac_key_id: String,
+    pub(super) hold_exp_ms: Option<i64>,
+    pub(super) terminal_id: String,
+    pub(super) business_day: String,
     #[serde(skip)]
     pub(super) posted_at_ms: i64,
-    pub(super) amount: Decimal,
-    pub(super) charged: Decimal,
-    pub(super) tender: &'static str,
-    pub(super) points_earned: i64,
-    pub(super) effects: Box<RawValue>,
-    pub(super) answer: Box<RawValue>,
-    pub(super) hold_exp_ms: Option<i64>,
     pub(super) hold_discount: Option<Decimal>,
+    pub(super) points_earned: i64,
     pub(super) hold_points_rate: Option<Decimal>,
-    pub(super) row_mac: String,
-    pub(super) mac_key_id: String,
 }
 
 /// An order's effect in canonical form: fields in name order, as
@@ -369,5 +373,171 @@ mod tests {
             serde_json::to_string(&m).unwrap(),
             r#"{"a":"-5.00","b":"12.30"}"#
         );
+    }
+
+    /// The keys of a JSON object's text, as written (depth 1 only).
+    fn keys_in_order(text: &str) -> Vec<String> {
+        let (mut depth, mut keys, mut chars) = (0, vec![], text.chars().peekable());
+        let mut expect_key = false;
+        while let Some(c) = chars.next() {
+            match c {
+                '{' | '[' => {
+                    depth += 1;
+                    expect_key = c == '{' && depth == 1;
+                }
+                '}' | ']' => depth -= 1,
+                ',' => expect_key = depth == 1,
+                '"' => {
+                    let mut s = String::new();
+                    while let Some(c) = chars.next() {
+                        match c {
+                            '\\' => s.extend(chars.next()),
+                            '"' => break,
+                            c => s.push(c),
+                        }
+                    }
+                    if expect_key {
+                        keys.push(s);
+                        expect_key = false;
+                    }
+                }
+                _ => {}
+            }
+        }
+        keys
+    }
+
+    fn assert_jsonb_order<T: Serialize>(v: &T) {
+        let keys = keys_in_order(&serde_json::to_string(v).unwrap());
+        let mut sorted = keys.clone();
+        sorted.sort_by(|a, b| (a.len(), a.as_bytes()).cmp(&(b.len(), b.as_bytes())));
+        assert_eq!(keys, sorted);
+        assert!(keys.len() > 4, "{keys:?}");
+    }
+
+    #[test]
+    fn the_rows_keys_come_in_jsonb_order() {
+        let s = || Some("x".to_owned());
+        let d = || Some(Decimal::ONE);
+        assert_jsonb_order(&PostingWrite {
+            op: "debit",
+            amount: Decimal::ONE,
+            detail: Detail::default(),
+            points: 1,
+            txn_id: 1,
+            balance: Decimal::ONE,
+            card_no: "C".into(),
+            charged: Decimal::ONE,
+            row_mac: String::new(),
+            discount: Decimal::ZERO,
+            order_no: s(),
+            chain_pos: 1,
+            posted_at: String::new(),
+            lots_taken: vec![],
+            mac_key_id: String::new(),
+            terminal_id: "T".into(),
+            business_day: String::new(),
+            lots_created: vec![[1, 2]],
+            points_delta: 1,
+            visits_delta: Some(1),
+            balance_delta: Decimal::ONE,
+            lots_restored: vec![],
+        });
+        assert_jsonb_order(&Detail {
+            cash: s(),
+            gift: s(),
+            reason: s(),
+            tender: s(),
+            service: s(),
+            operator: s(),
+            original: Some(OriginalRef {
+                order_no: "O".into(),
+                terminal: "T".into(),
+            }),
+        });
+        assert_jsonb_order(&EventBody {
+            kind: "posting",
+            cash: s(),
+            status: Some("lost"),
+            tender: s(),
+            visits: Some(1),
+            service: s(),
+            to_card: s(),
+            new_card: s(),
+            old_card: s(),
+            available: d(),
+            from_card: s(),
+            cash_refund: d(),
+            from_balance: d(),
+            visits_delta: Some(1),
+            hold_expires_at: Some(1),
+            ..EventBody::default()
+        });
+        assert_jsonb_order(&CardWrite {
+            at: String::new(),
+            held: d(),
+            points: 1,
+            sealed: String::new(),
+            status: "active",
+            visits: Some(1),
+            balance: Decimal::ONE,
+            card_no: "C".into(),
+            row_mac: String::new(),
+            last_mac: s(),
+            pin_hash: s(),
+            pin_salt: s(),
+            store_id: s(),
+            chain_len: 1,
+            member_id: 1,
+            spent_day: s(),
+            mac_key_id: String::new(),
+            old_points: Some(1),
+            old_balance: s(),
+            spent_today: d(),
+            renewed_at_ms: 1,
+            pin_fail_count: 0,
+        });
+        assert_jsonb_order(&NewLotWrite {
+            at: String::new(),
+            lot_id: 1,
+            points: 1,
+            txn_id: 1,
+            card_no: "C".into(),
+            row_mac: String::new(),
+            service: s(),
+            exp_ms: None,
+            expires_at: s(),
+            mac_key_id: String::new(),
+        });
+        assert_jsonb_order(&LotMoveWrite {
+            delta: 1,
+            lot_id: 1,
+            card_no: "C".into(),
+            row_mac: String::new(),
+            mac_key_id: String::new(),
+        });
+        assert_jsonb_order(&OrderWrite {
+            op: "debit",
+            cards: vec![],
+            amount: Decimal::ONE,
+            answer: answer_text(&Row(vec![])).unwrap(),
+            digest: String::new(),
+            tender: "cash",
+            txn_id: 1,
+            card_no: s(),
+            charged: Decimal::ONE,
+            effects: effects_text(&[]).unwrap(),
+            row_mac: String::new(),
+            order_no: "O".into(),
+            posted_at: String::new(),
+            mac_key_id: String::new(),
+            hold_exp_ms: Some(1),
+            terminal_id: "T".into(),
+            business_day: String::new(),
+            posted_at_ms: 1,
+            hold_discount: d(),
+            points_earned: 1,
+            hold_points_rate: d(),
+        });
     }
 }

@@ -129,18 +129,19 @@ impl RefusalWrites {
     }
 }
 
-/// The document [`write_sql`] expands: each section's rows.
+/// The document [`write_sql`] expands: each section's rows, in jsonb's
+/// key order (see [`super::write_rows`]).
 #[derive(serde::Serialize)]
 struct WriteDoc<'a> {
-    members: &'a [Value],
-    new_cards: &'a [CardWrite],
-    cards: &'a [CardWrite],
-    postings: &'a [PostingWrite],
-    events: &'a [EventWrite],
-    lot_moves: &'a [LotMoveWrite],
-    new_lots: &'a [NewLotWrite],
-    order: &'a [OrderWrite],
     orig: &'a [Value],
+    cards: &'a [CardWrite],
+    order: &'a [OrderWrite],
+    events: &'a [EventWrite],
+    members: &'a [Value],
+    new_lots: &'a [NewLotWrite],
+    postings: &'a [PostingWrite],
+    lot_moves: &'a [LotMoveWrite],
+    new_cards: &'a [CardWrite],
     operator_reset: &'a [Value],
 }
 

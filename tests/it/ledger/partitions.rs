@@ -19,6 +19,21 @@ async fn postings_partitions_and_safety_net() {
             .unwrap();
     }
     assert_eq!(l.count(parts).await, 3, "making them again changes nothing");
+    // No statistics for the JSON columns (migration 0024), on the
+    // partitions made with it and on one made later alike.
+    {
+        let mut c = l.client().await;
+        let later = chrono::Utc::now() + chrono::TimeDelta::days(70);
+        cardswitch::store::postings::ensure_partitions(&mut c, later)
+            .await
+            .unwrap();
+    }
+    let stats =
+        "SELECT count(*) FROM pg_attribute a JOIN pg_inherits i ON a.attrelid = i.inhrelid \
+                 WHERE i.inhparent = 'postings'::regclass AND a.attname = 'detail' \
+                   AND a.attstattarget = 0";
+    assert_eq!(l.count(stats).await, l.count(parts).await);
+    assert!(l.count(parts).await >= 4, "a partition was made for later");
     l.card("CARD0015", "std", Some("10"), None).await;
     assert_eq!(
         l.count("SELECT count(*) FROM postings_default").await,
