@@ -7,7 +7,7 @@ use crate::store::txn::TxnConn;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
-use super::rows::{hex_bytes, money, CardRow, LotRow};
+use super::rows::{hex_bytes, money, unhex, CardRow, LotRow};
 use super::sql::{write_sql, WriteSection, WriteSections, REFUSE_SQL};
 use super::write_rows::{
     pairs, CardWrite, Detail, EventBody, EventWrite, LotMoveWrite, NewLotWrite, OrderWrite,
@@ -226,7 +226,7 @@ fn mac_order(o: &mut OrderWrite, keys: &RowKeys) -> Result<()> {
     let v = OrderValues {
         terminal_id: o.terminal_id.clone(),
         order_no: o.order_no.clone(),
-        digest: hex::decode(&o.digest).map_err(|_| Error::internal("order digest"))?,
+        digest: unhex(&o.digest).ok_or_else(|| Error::internal("order digest"))?,
         op: o.op.to_owned(),
         card_no: o.card_no.clone(),
         cards: o.cards.clone(),
