@@ -29,7 +29,7 @@ use crate::store::txn::{TxnContext, TxnEnv};
 
 use super::holds::{order_update, Holds};
 use super::load::Fetched;
-use super::rows::{CardRow, LevelRow, OrigRow};
+use super::rows::{hex_text, CardRow, LevelRow, OrigRow};
 use super::write_rows::{answer_text, effects_text, CardWrite, Detail, OrderWrite, OriginalRef};
 use super::writes::Writes;
 
@@ -474,7 +474,7 @@ fn write_new_card(
                 let salt = random_salt();
                 let pin = pin.expose().as_bytes();
                 let h = keyed_hash(&x.env.hash_key, DOMAIN_CARD_PIN, &salt, pin);
-                (Some(hex::encode(h)), Some(hex::encode(salt)))
+                (Some(hex_text(&h)), Some(hex_text(&salt)))
             }
             None => (None, None),
         },
@@ -583,7 +583,7 @@ fn order_write(
         hold_points_rate: hold.map(|h| h.points_rate),
         terminal_id: ctx.terminal.clone(),
         order_no: p.order_no.clone(),
-        digest: hex::encode(x.digest),
+        digest: hex_text(&x.digest),
         op: x.req.op().as_str(),
         card_no: plan.answer.card.clone().into(),
         cards: plan.cards.iter().map(|c| c.card_no.clone()).collect(),

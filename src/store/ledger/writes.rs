@@ -7,7 +7,7 @@ use crate::store::txn::TxnConn;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
-use super::rows::{hex_bytes, money, unhex, CardRow, LotRow};
+use super::rows::{hex_bytes, hex_text, money, unhex, CardRow, LotRow};
 use super::sql::{write_sql, WriteSection, WriteSections, REFUSE_SQL};
 use super::write_rows::{
     pairs, CardWrite, Detail, EventBody, EventWrite, LotMoveWrite, NewLotWrite, OrderWrite,
@@ -198,9 +198,9 @@ fn mac_member(m: &mut Value, keys: &RowKeys) -> Result<()> {
         &t("level").unwrap_or_default(),
     );
     let (mac, id) = keys.mac_with_id(&img, None);
-    m["row_mac"] = hex::encode(mac).into();
+    m["row_mac"] = hex_text(&mac).into();
     m["mac_key_id"] = id.into();
-    m["sealed"] = hex::encode(keys.seal(&img)).into();
+    m["sealed"] = hex_text(&keys.seal(&img)).into();
     Ok(())
 }
 
@@ -217,7 +217,7 @@ fn mac_new_lot(l: &mut NewLotWrite, keys: &RowKeys) {
         l.service.as_deref(),
     );
     let (mac, id) = keys.mac_with_id(&img, None);
-    l.row_mac = hex::encode(mac);
+    l.row_mac = hex_text(&mac);
     l.mac_key_id = id;
 }
 
@@ -248,7 +248,7 @@ fn mac_order(o: &mut OrderWrite, keys: &RowKeys) -> Result<()> {
         },
     };
     let (mac, id) = keys.mac_with_id(&v.image(), None);
-    o.row_mac = hex::encode(mac);
+    o.row_mac = hex_text(&mac);
     o.mac_key_id = id;
     Ok(())
 }
@@ -306,12 +306,12 @@ fn seal_card(c: &mut CardWrite, last: Option<Vec<u8>>, len: i64, keys: &RowKeys)
         visits: c.visits,
     };
     let img = v.image();
-    c.last_mac = v.last_mac.as_ref().map(hex::encode);
+    c.last_mac = v.last_mac.as_ref().map(|m| hex_text(m));
     c.chain_len = len;
     let (mac, id) = keys.mac_with_id(&img, None);
-    c.row_mac = hex::encode(mac);
+    c.row_mac = hex_text(&mac);
     c.mac_key_id = id;
-    c.sealed = hex::encode(keys.seal(&img));
+    c.sealed = hex_text(&keys.seal(&img));
     Ok(())
 }
 
@@ -590,7 +590,7 @@ impl Writes {
                 visits_delta: p.visits_delta,
             };
             let (mac, id) = keys.mac_with_id(&v.image(), head.0.as_deref());
-            p.row_mac = hex::encode(&mac);
+            p.row_mac = hex_text(&mac);
             p.mac_key_id = id;
             p.chain_pos = pos;
             *head = (Some(mac), pos);
@@ -634,7 +634,7 @@ impl Writes {
                 lot_id: *id,
                 card_no: card.clone(),
                 delta: *d,
-                row_mac: hex::encode(mac),
+                row_mac: hex_text(&mac),
                 mac_key_id: key_id,
             });
         }
