@@ -3,7 +3,7 @@
 //! vectors both use these, so what the vectors pin is what the client does.
 
 use crate::crypto::kdf::{self, SessionKeys};
-use crate::crypto::mac::{ct_eq, hmac_sha256};
+use crate::crypto::mac::ct_eq;
 use crate::crypto::rsa::RsaPublic;
 use crate::crypto::{aead, Secret32};
 use crate::protocol::answer::{HelloAnswer, LoginAnswer};
@@ -156,10 +156,9 @@ pub fn txn_body(
         ("iv", &base64_encode(iv)),
         ("data", &base64_encode(&data)),
     ]);
-    let mac = hmac_sha256(
-        keys.mac.expose(),
-        &[&canonical::request_mac_input(body.as_bytes())],
-    );
+    let mac = keys
+        .mac_key
+        .sign(&[&canonical::request_mac_input(body.as_bytes())]);
     TxnBody { body, mac }
 }
 
@@ -191,10 +190,9 @@ pub fn open_txn_answer(
     let mac_verified = match mac_header {
         Some(h) => {
             let given = canonical::parse_mac_header(h).map_err(|_| invalid("answer MAC header"))?;
-            let want = hmac_sha256(
-                keys.mac.expose(),
-                &[&canonical::response_mac_input(ts, request_mac, raw)],
-            );
+            let want = keys
+                .mac_key
+                .sign(&[&canonical::response_mac_input(ts, request_mac, raw)]);
             if !ct_eq(&given, &want) {
                 return Err(invalid("answer MAC does not verify"));
             }

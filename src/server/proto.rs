@@ -12,7 +12,6 @@ use super::http::{self, Answer, BodyError};
 use super::throttle::Verdict;
 use super::AppState;
 use crate::crypto::kdf::SessionKeys;
-use crate::crypto::mac::hmac_sha256;
 use crate::error::errno_http_status;
 use crate::protocol::canonical;
 use crate::protocol::errno::Errno;
@@ -52,7 +51,7 @@ pub fn xml_at(
         // The same input as `canonical::response_mac_input`, without copying
         // the body after the head.
         let head = canonical::response_mac_head(m.ts, &m.request_mac);
-        let tag = hmac_sha256(m.keys.mac.expose(), &[&head, text.as_bytes()]);
+        let tag = m.keys.mac_key.sign(&[&head, text.as_bytes()]);
         b = b.header("x-cardswitch-mac", canonical::format_mac_header(&tag));
     }
     if errno == Errno::Throttled {

@@ -10,7 +10,7 @@ use super::http::Answer;
 use super::proto::{self, in_window, MacCtx, Refusal};
 use super::AppState;
 use crate::crypto::aead;
-use crate::crypto::mac::{ct_eq, hmac_sha256};
+use crate::crypto::mac::ct_eq;
 use crate::protocol::canonical;
 use crate::protocol::errno::Errno;
 use crate::protocol::fault::Malformed;
@@ -71,10 +71,10 @@ pub async fn txn(state: &AppState, peer: SocketAddr, headers: &HeaderMap, body: 
     let mac = MacCtx {
         keys: &session.keys,
         ts: req.ts,
-        request_mac: hmac_sha256(
-            session.keys.mac.expose(),
-            &[&canonical::request_mac_input(&body)],
-        ),
+        request_mac: session
+            .keys
+            .mac_key
+            .sign(&[&canonical::request_mac_input(&body)]),
     };
     if let Err(a) = check_window_and_mac(state, &refusal, &req, headers, &mac).await {
         return a;
