@@ -30,6 +30,11 @@ fn opt_two_places<S: Serializer>(
     }
 }
 
+/// Bytes as the write statement's `decode(…, 'hex')` reads them.
+fn hex_digits<S: Serializer>(b: &[u8; 32], s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&super::rows::hex_text(b))
+}
+
 /// Lot moves as stored: `[[lot_id, points], …]`.
 pub(super) fn pairs(v: &[LotTake]) -> Vec<[i64; 2]> {
     v.iter().map(|t| [t.lot_id, t.points]).collect()
@@ -234,7 +239,9 @@ pub(super) struct OrderWrite {
     pub(super) cards: Vec<String>,
     pub(super) amount: Decimal,
     pub(super) answer: Box<RawValue>,
-    pub(super) digest: String,
+    /// Sent as hex; kept as bytes for the row's MAC.
+    #[serde(serialize_with = "hex_digits")]
+    pub(super) digest: [u8; 32],
     pub(super) tender: &'static str,
     pub(super) txn_id: i64,
     pub(super) card_no: Option<String>,
@@ -521,7 +528,7 @@ mod tests {
             cards: vec![],
             amount: Decimal::ONE,
             answer: answer_text(&Row(vec![])).unwrap(),
-            digest: String::new(),
+            digest: [0; 32],
             tender: "cash",
             txn_id: 1,
             card_no: s(),

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use crate::store::txn::TxnConn;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::rows::{hex_bytes, hex_text, money, unhex, CardRow, LotRow};
+use super::rows::{hex_bytes, hex_text, money, CardRow, LotRow};
 use super::sql::{write_sql, WriteSection, WriteSections, REFUSE_SQL};
 use super::write_rows::{
     pairs, CardWrite, Detail, EventBody, EventWrite, LotMoveWrite, NewLotWrite, OrderWrite,
@@ -161,8 +161,9 @@ pub(super) struct Writes {
     pub(super) now: DateTime<Utc>,
     /// `now` as the statement reads a timestamp, made once.
     pub(super) now_text: String,
-    pub(super) business_day: NaiveDate,
-    business_day_text: String,
+    /// The posting's business day as the rows carry it (`YYYY-MM-DD`),
+    /// made once.
+    pub(super) business_day: String,
     pub(super) txn_id: i64,
     pub(super) members: Vec<Value>,
     pub(super) new_cards: Vec<CardWrite>,
@@ -226,7 +227,7 @@ fn mac_order(o: &mut OrderWrite, keys: &RowKeys) -> Result<()> {
     let v = OrderValues {
         terminal_id: o.terminal_id.clone(),
         order_no: o.order_no.clone(),
-        digest: unhex(&o.digest).ok_or_else(|| Error::internal("order digest"))?,
+        digest: o.digest.to_vec(),
         op: o.op.to_owned(),
         card_no: o.card_no.clone(),
         cards: o.cards.clone(),
@@ -317,13 +318,11 @@ fn seal_card(c: &mut CardWrite, last: Option<Vec<u8>>, len: i64, keys: &RowKeys)
 
 impl Writes {
     pub(super) fn new(ctx: &TxnContext, now: DateTime<Utc>, txn_id: i64, env: &TxnEnv) -> Writes {
-        let business_day = business_day(now, &env.config.business.offset());
         Writes {
             terminal: ctx.terminal.clone(),
             now,
             now_text: now.to_rfc3339(),
-            business_day,
-            business_day_text: business_day.to_string(),
+            business_day: business_day(now, &env.config.business.offset()).to_string(),
             txn_id,
             members: vec![],
             new_cards: vec![],
@@ -375,7 +374,7 @@ impl Writes {
             amount,
             discount,
             charged,
-            business_day: self.business_day_text.clone(),
+            business_day: self.business_day.clone(),
             posted_at: self.now_text.clone(),
             lots_created: created
                 .iter()
@@ -535,11 +534,11 @@ impl Writes {
             // Today's count, from nothing on a new day; a reverse never
             // takes it below zero.
             let base = match &e.spent {
-                Some((day, amount)) if *day == self.business_day_text => *amount,
+                Some((day, amount)) if *day == self.business_day => *amount,
                 _ => Decimal::ZERO,
             };
             e.spent = Some((
-                self.business_day_text.clone(),
+                self.business_day.clone(),
                 (base + c.day_spend).max(Decimal::ZERO),
             ));
         }
