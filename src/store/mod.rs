@@ -25,7 +25,7 @@ pub mod verify;
 use std::time::Duration;
 
 use anyhow::Context;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, QueueMode, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use crate::config::Config;
@@ -132,6 +132,11 @@ pub fn make_pool(
     );
     Pool::builder(mgr)
         .max_size(size)
+        // Last in, first out: the few connections a load keeps busy are
+        // the ones reused, so their backends' plans and caches stay warm.
+        // First in, first out rotated every request through all of them,
+        // and every ANALYZE made each one re-plan each statement shape.
+        .queue_mode(QueueMode::Lifo)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(connect_timeout))
         .create_timeout(Some(connect_timeout))
