@@ -30,7 +30,9 @@ use crate::store::txn::{TxnContext, TxnEnv};
 use super::holds::{order_update, Holds};
 use super::load::Fetched;
 use super::rows::{hex_text, CardRow, LevelRow, OrigRow};
-use super::write_rows::{answer_text, effects_text, CardWrite, Detail, OrderWrite, OriginalRef};
+use super::write_rows::{
+    answer_text, effects_text, Blob, CardWrite, Detail, OrderWrite, OriginalRef,
+};
 use super::writes::Writes;
 
 /// What a request's decision reads: the request and the rows loaded,
@@ -536,9 +538,9 @@ fn write_new_card(
         pin_salt: salt,
         last_mac: None,
         chain_len: 0,
-        row_mac: String::new(),
+        row_mac: Blob::default(),
         mac_key_id: String::new(),
-        sealed: String::new(),
+        sealed: Blob::default(),
     });
     Ok(())
 }
@@ -583,7 +585,7 @@ fn order_write(
         hold_points_rate: hold.map(|h| h.points_rate),
         terminal_id: ctx.terminal.clone(),
         order_no: p.order_no.clone(),
-        digest: x.digest,
+        digest: Blob::new(x.digest.to_vec()),
         op: x.req.op().as_str(),
         card_no: plan.answer.card.clone().into(),
         cards: plan.cards.iter().map(|c| c.card_no.clone()).collect(),
@@ -597,7 +599,7 @@ fn order_write(
         points_earned,
         effects: effects_text(effects)?,
         answer: answer_text(row)?,
-        row_mac: String::new(),
+        row_mac: Blob::default(),
         mac_key_id: String::new(),
     })
 }

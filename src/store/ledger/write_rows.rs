@@ -30,9 +30,50 @@ fn opt_two_places<S: Serializer>(
     }
 }
 
-/// Bytes as the write statement's `decode(…, 'hex')` reads them.
-fn hex_digits<S: Serializer>(b: &[u8; 32], s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_str(&super::rows::hex_text(b))
+/// Bytes the write statement takes from its `bytea[]` parameter, at the
+/// place (1-based) the JSON gives for them. As hex in the JSON (a card's
+/// sealed copy some 600 digits) they cost the daemon their encoding and
+/// escaping, and PostgreSQL their lexing and `decode` (issue 14).
+#[derive(Default)]
+pub(super) struct Blob {
+    bytes: Vec<u8>,
+    place: u32,
+}
+
+impl Blob {
+    pub(super) fn new(bytes: Vec<u8>) -> Blob {
+        Blob { bytes, place: 0 }
+    }
+
+    pub(super) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Moves the bytes to the end of `all`, remembering their place there.
+    fn place(&mut self, all: &mut Vec<Vec<u8>>) {
+        all.push(std::mem::take(&mut self.bytes));
+        self.place = u32::try_from(all.len()).unwrap_or(u32::MAX);
+    }
+}
+
+impl Serialize for Blob {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        // Unplaced bytes would be written as NULL: never silently.
+        if self.place == 0 {
+            return Err(serde::ser::Error::custom("a blob sent without its place"));
+        }
+        s.serialize_u32(self.place)
+    }
+}
+
+/// The blobs of every row, moved into the statement's `bytea[]`
+/// parameter; each row's JSON keeps their places.
+pub(super) fn place_blobs<'a>(blobs: impl IntoIterator<Item = &'a mut Blob>) -> Vec<Vec<u8>> {
+    let mut all = Vec::new();
+    for b in blobs {
+        b.place(&mut all);
+    }
+    all
 }
 
 /// Lot moves as stored: `[[lot_id, points], …]`.
@@ -52,7 +93,7 @@ pub(super) struct PostingWrite {
     pub(super) balance: Decimal,
     pub(super) card_no: String,
     pub(super) charged: Decimal,
-    pub(super) row_mac: String,
+    pub(super) row_mac: Blob,
     pub(super) discount: Decimal,
     pub(super) order_no: Option<String>,
     pub(super) chain_pos: i64,
@@ -180,13 +221,13 @@ pub(super) struct CardWrite {
     pub(super) at: String,
     pub(super) held: Option<Decimal>,
     pub(super) points: i64,
-    pub(super) sealed: String,
+    pub(super) sealed: Blob,
     pub(super) status: &'static str,
     pub(super) visits: Option<i64>,
     pub(super) balance: Decimal,
     pub(super) card_no: String,
-    pub(super) row_mac: String,
-    pub(super) last_mac: Option<String>,
+    pub(super) row_mac: Blob,
+    pub(super) last_mac: Option<Blob>,
     pub(super) pin_hash: Option<String>,
     pub(super) pin_salt: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -214,7 +255,7 @@ pub(super) struct NewLotWrite {
     pub(super) points: i64,
     pub(super) txn_id: i64,
     pub(super) card_no: String,
-    pub(super) row_mac: String,
+    pub(super) row_mac: Blob,
     pub(super) service: Option<String>,
     pub(super) expires_at: Option<String>,
     pub(super) mac_key_id: String,
@@ -226,7 +267,7 @@ pub(super) struct LotMoveWrite {
     pub(super) delta: i64,
     pub(super) lot_id: i64,
     pub(super) card_no: String,
-    pub(super) row_mac: String,
+    pub(super) row_mac: Blob,
     pub(super) mac_key_id: String,
 }
 
@@ -239,15 +280,13 @@ pub(super) struct OrderWrite {
     pub(super) cards: Vec<String>,
     pub(super) amount: Decimal,
     pub(super) answer: Box<RawValue>,
-    /// Sent as hex; kept as bytes for the row's MAC.
-    #[serde(serialize_with = "hex_digits")]
-    pub(super) digest: [u8; 32],
+    pub(super) digest: Blob,
     pub(super) tender: &'static str,
     pub(super) txn_id: i64,
     pub(super) card_no: Option<String>,
     pub(super) charged: Decimal,
     pub(super) effects: Box<RawValue>,
-    pub(super) row_mac: String,
+    pub(super) row_mac: Blob,
     pub(super) order_no: String,
     pub(super) posted_at: String,
     pub(super) mac_key_id: String,
@@ -414,6 +453,23 @@ mod tests {
         keys
     }
 
+    fn placed() -> Blob {
+        Blob {
+            bytes: vec![],
+            place: 1,
+        }
+    }
+
+    #[test]
+    fn blobs_go_by_place_and_never_unplaced() {
+        let mut a = Blob::new(vec![1, 2]);
+        let mut b = Blob::new(vec![3]);
+        assert!(serde_json::to_string(&a).is_err());
+        let all = place_blobs([&mut a, &mut b]);
+        assert_eq!(all, vec![vec![1, 2], vec![3]]);
+        assert_eq!(serde_json::to_string(&[&a, &b]).unwrap(), "[1,2]");
+    }
+
     fn assert_jsonb_order<T: Serialize>(v: &T) {
         let keys = keys_in_order(&serde_json::to_string(v).unwrap());
         let mut sorted = keys.clone();
@@ -435,7 +491,7 @@ mod tests {
             balance: Decimal::ONE,
             card_no: "C".into(),
             charged: Decimal::ONE,
-            row_mac: String::new(),
+            row_mac: placed(),
             discount: Decimal::ZERO,
             order_no: s(),
             chain_pos: 1,
@@ -484,13 +540,13 @@ mod tests {
             at: String::new(),
             held: d(),
             points: 1,
-            sealed: String::new(),
+            sealed: placed(),
             status: "active",
             visits: Some(1),
             balance: Decimal::ONE,
             card_no: "C".into(),
-            row_mac: String::new(),
-            last_mac: s(),
+            row_mac: placed(),
+            last_mac: Some(placed()),
             pin_hash: s(),
             pin_salt: s(),
             store_id: s(),
@@ -510,7 +566,7 @@ mod tests {
             points: 1,
             txn_id: 1,
             card_no: "C".into(),
-            row_mac: String::new(),
+            row_mac: placed(),
             service: s(),
             exp_ms: None,
             expires_at: s(),
@@ -520,7 +576,7 @@ mod tests {
             delta: 1,
             lot_id: 1,
             card_no: "C".into(),
-            row_mac: String::new(),
+            row_mac: placed(),
             mac_key_id: String::new(),
         });
         assert_jsonb_order(&OrderWrite {
@@ -528,13 +584,13 @@ mod tests {
             cards: vec![],
             amount: Decimal::ONE,
             answer: answer_text(&Row(vec![])).unwrap(),
-            digest: [0; 32],
+            digest: placed(),
             tender: "cash",
             txn_id: 1,
             card_no: s(),
             charged: Decimal::ONE,
             effects: effects_text(&[]).unwrap(),
-            row_mac: String::new(),
+            row_mac: placed(),
             order_no: "O".into(),
             posted_at: String::new(),
             mac_key_id: String::new(),

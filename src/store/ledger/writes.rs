@@ -10,8 +10,8 @@ use serde_json::Value;
 use super::rows::{hex_bytes, hex_text, money, CardRow, LotRow};
 use super::sql::{write_sql, WriteSection, WriteSections, REFUSE_SQL};
 use super::write_rows::{
-    pairs, CardWrite, Detail, EventBody, EventWrite, LotMoveWrite, NewLotWrite, OrderWrite,
-    PostingWrite,
+    pairs, place_blobs, Blob, CardWrite, Detail, EventBody, EventWrite, LotMoveWrite, NewLotWrite,
+    OrderWrite, PostingWrite,
 };
 use crate::error::{Error, Result};
 use crate::integrity::{lot_image, member_image, CardValues, OrderValues, PostingValues, RowKeys};
@@ -218,7 +218,7 @@ fn mac_new_lot(l: &mut NewLotWrite, keys: &RowKeys) {
         l.service.as_deref(),
     );
     let (mac, id) = keys.mac_with_id(&img, None);
-    l.row_mac = hex_text(&mac);
+    l.row_mac = Blob::new(mac);
     l.mac_key_id = id;
 }
 
@@ -227,7 +227,7 @@ fn mac_order(o: &mut OrderWrite, keys: &RowKeys) -> Result<()> {
     let v = OrderValues {
         terminal_id: o.terminal_id.clone(),
         order_no: o.order_no.clone(),
-        digest: o.digest.to_vec(),
+        digest: o.digest.bytes().to_vec(),
         op: o.op.to_owned(),
         card_no: o.card_no.clone(),
         cards: o.cards.clone(),
@@ -249,7 +249,7 @@ fn mac_order(o: &mut OrderWrite, keys: &RowKeys) -> Result<()> {
         },
     };
     let (mac, id) = keys.mac_with_id(&v.image(), None);
-    o.row_mac = hex_text(&mac);
+    o.row_mac = Blob::new(mac);
     o.mac_key_id = id;
     Ok(())
 }
@@ -307,12 +307,12 @@ fn seal_card(c: &mut CardWrite, last: Option<Vec<u8>>, len: i64, keys: &RowKeys)
         visits: c.visits,
     };
     let img = v.image();
-    c.last_mac = v.last_mac.as_ref().map(|m| hex_text(m));
+    c.last_mac = v.last_mac.map(Blob::new);
     c.chain_len = len;
     let (mac, id) = keys.mac_with_id(&img, None);
-    c.row_mac = hex_text(&mac);
+    c.row_mac = Blob::new(mac);
     c.mac_key_id = id;
-    c.sealed = hex_text(&keys.seal(&img));
+    c.sealed = Blob::new(keys.seal(&img));
     Ok(())
 }
 
@@ -385,7 +385,7 @@ impl Writes {
             lots_restored: pairs(&c.lots_restored),
             visits_delta,
             detail: Detail::default(),
-            row_mac: String::new(),
+            row_mac: Blob::default(),
             mac_key_id: String::new(),
             chain_pos: 0,
         });
@@ -456,7 +456,7 @@ impl Writes {
             txn_id: self.txn_id,
             at: self.now_text.clone(),
             exp_ms: exp.map(|e| e.timestamp_millis()),
-            row_mac: String::new(),
+            row_mac: Blob::default(),
             mac_key_id: String::new(),
         });
     }
@@ -501,11 +501,11 @@ impl Writes {
                 member_id: row.member_id,
                 pin_hash: row.pin_hash.clone(),
                 pin_salt: row.pin_salt.clone(),
-                last_mac: row.last_mac.clone(),
+                last_mac: hex_bytes(&row.last_mac)?.map(Blob::new),
                 chain_len: row.chain_len,
-                row_mac: String::new(),
+                row_mac: Blob::default(),
                 mac_key_id: String::new(),
-                sealed: String::new(),
+                sealed: Blob::default(),
             });
         }
         Ok(())
@@ -589,7 +589,7 @@ impl Writes {
                 visits_delta: p.visits_delta,
             };
             let (mac, id) = keys.mac_with_id(&v.image(), head.0.as_deref());
-            p.row_mac = hex_text(&mac);
+            p.row_mac = Blob::new(mac.clone());
             p.mac_key_id = id;
             p.chain_pos = pos;
             *head = (Some(mac), pos);
@@ -633,7 +633,7 @@ impl Writes {
                 lot_id: *id,
                 card_no: card.clone(),
                 delta: *d,
-                row_mac: hex_text(&mac),
+                row_mac: Blob::new(mac),
                 mac_key_id: key_id,
             });
         }
@@ -645,7 +645,7 @@ impl Writes {
     fn chain_heads(&self) -> Result<BTreeMap<String, ChainHead>> {
         let mut heads = BTreeMap::new();
         for c in &self.cards {
-            let last = hex_bytes(&c.last_mac)?;
+            let last = c.last_mac.as_ref().map(|b| b.bytes().to_vec());
             heads.insert(c.card_no.clone(), (last, c.chain_len));
         }
         for c in &self.new_cards {
@@ -735,7 +735,7 @@ impl WriteRows {
     }
 
     /// The one statement (its COMMIT with it, outside a batch).
-    pub(crate) async fn execute(self, tx: &TxnConn) -> Result<()> {
+    pub(crate) async fn execute(mut self, tx: &TxnConn) -> Result<()> {
         let sections = WriteSection::ALL
             .iter()
             .fold(WriteSections::default(), |m, &s| {
@@ -753,6 +753,7 @@ impl WriteRows {
                 s => self.rows(s) as i64,
             })
             .collect();
+        let blobs = self.place_blobs();
         // Borrowed and serialized once, into the parameter itself: `json!`
         // copied every row into a second tree first (issue 14).
         let doc = postgres_types::Json(WriteDoc {
@@ -771,7 +772,33 @@ impl WriteRows {
         // card's, lands fewer rows: the statement raises, and nothing of
         // the request stays.
         let stmt = tx.prepare_cached(&write_sql(sections)).await?;
-        tx.query_one_and_commit(&stmt, &[&doc, &want]).await?;
+        tx.query_one_and_commit(&stmt, &[&doc, &want, &blobs])
+            .await?;
         Ok(())
+    }
+
+    /// Every row's MACs, sealed copies and digests, in one array.
+    fn place_blobs(&mut self) -> Vec<Vec<u8>> {
+        let cards = self.cards.iter_mut().chain(self.new_cards.iter_mut());
+        let cards = cards.flat_map(|c| {
+            [
+                Some(&mut c.row_mac),
+                Some(&mut c.sealed),
+                c.last_mac.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+        });
+        let orders = self
+            .order
+            .iter_mut()
+            .flat_map(|o| [&mut o.row_mac, &mut o.digest]);
+        place_blobs(
+            cards
+                .chain(self.postings.iter_mut().map(|p| &mut p.row_mac))
+                .chain(self.lot_moves.iter_mut().map(|l| &mut l.row_mac))
+                .chain(self.new_lots.iter_mut().map(|l| &mut l.row_mac))
+                .chain(orders),
+        )
     }
 }
