@@ -125,6 +125,7 @@ async fn prepare(
         hash_key: secrets.hash_key,
         row_keys: Arc::new(secrets.row_keys),
         replica: None,
+        statements: Default::default(),
     })
 }
 

@@ -62,6 +62,7 @@ impl AppState {
             hash_key: keys.hash_key.clone(),
             row_keys: keys.row_keys.clone(),
             replica,
+            statements: Default::default(),
         });
         let limits = group::GroupLimits::of(&config.db);
         let group =

@@ -4,7 +4,10 @@
 //! without a second commit.
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{Object, Pool};
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use deadpool_postgres::{Object, ObjectId, Pool};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
 
@@ -24,6 +27,52 @@ pub struct TxnEnv {
     pub row_keys: std::sync::Arc<crate::integrity::RowKeys>,
     /// Where reads that lock nothing may go while it is current (issue 13).
     pub replica: Option<std::sync::Arc<crate::store::replica::Replica>>,
+    /// The ledger's prepared statements, on the connections of the one
+    /// pool this environment's txns run on.
+    pub statements: std::sync::Arc<KeptStatements>,
+}
+
+/// Prepared statements of the ledger's statement shapes, by connection and
+/// by the address of their `'static` text (issue 14). deadpool's own cache
+/// hashes the whole text, several KB a shape, on every look-up: 4.7 % of the
+/// daemon's instructions per txn. For one pool's connections, since an
+/// [`ObjectId`] names a connection within its pool, and never reused there.
+#[derive(Default)]
+pub struct KeptStatements(std::sync::Mutex<HashMap<StatementKey, Statement>>);
+
+/// A connection, and a text's address and length.
+type StatementKey = (ObjectId, usize, usize);
+
+/// Connections times shapes: past it, all are dropped (and prepared again
+/// from deadpool's cache), so that the statements of connections closed by
+/// the pool do not pile up.
+const KEPT_STATEMENTS_MAX: usize = 4096;
+
+impl KeptStatements {
+    fn get(&self, key: StatementKey) -> Option<Statement> {
+        self.0.lock().ok()?.get(&key).cloned()
+    }
+
+    fn put(&self, key: StatementKey, stmt: Statement) {
+        if let Ok(mut m) = self.0.lock() {
+            if m.len() >= KEPT_STATEMENTS_MAX {
+                m.clear();
+            }
+            m.insert(key, stmt);
+        }
+    }
+
+    /// A connection taken out of the pool: its statements go with it.
+    fn forget(&self, id: ObjectId) {
+        if let Ok(mut m) = self.0.lock() {
+            m.retain(|k, _| k.0 != id);
+        }
+    }
+
+    /// How many statements are kept, on every connection.
+    pub fn count(&self) -> usize {
+        self.0.lock().map(|m| m.len()).unwrap_or(0)
+    }
 }
 
 /// Who sent the txn and when, as established by the protocol layer.
@@ -148,8 +197,7 @@ async fn run_once(
     ctx: &TxnContext,
     form: &InnerForm,
 ) -> Result<Committed> {
-    let begin = begin_sql(&env.config.db);
-    let mut conn = TxnConn::new(pool.get().await?, begin, false);
+    let mut conn = TxnConn::new(pool.get().await?, env, false);
     match crate::store::ledger::execute(&conn, env, ctx, form).await {
         Ok(Outcome::Answered(rows)) => {
             conn.commit().await?;
@@ -226,7 +274,7 @@ pub async fn run_batch(
     let Ok(obj) = pool.get().await else {
         return Err(BatchFailed::RolledBack);
     };
-    let mut conn = TxnConn::new(obj, begin_sql(&env.config.db), true);
+    let mut conn = TxnConn::new(obj, env, true);
     let done = match run_all(&conn, env, items).await {
         Ok(d) => d,
         Err(_) => {
@@ -303,6 +351,7 @@ async fn run_in_batch(
 /// inside a transaction.
 pub struct TxnConn {
     obj: Option<Object>,
+    kept: std::sync::Arc<KeptStatements>,
     /// BEGIN and the transaction's timeouts, one simple-query message.
     begin: String,
     state: StateCell,
@@ -340,11 +389,12 @@ enum TxnState {
 }
 
 impl TxnConn {
-    fn new(obj: Object, begin: String, batched: bool) -> TxnConn {
+    fn new(obj: Object, env: &TxnEnv, batched: bool) -> TxnConn {
         let batch = batched.then(|| std::sync::Mutex::new(WriteRows::default()));
         TxnConn {
             obj: Some(obj),
-            begin,
+            kept: env.statements.clone(),
+            begin: begin_sql(&env.config.db),
             state: StateCell(std::sync::atomic::AtomicU8::new(TxnState::NotBegun as u8)),
             batch,
         }
@@ -400,6 +450,32 @@ impl TxnConn {
         types: &[tokio_postgres::types::Type],
     ) -> Result<Statement> {
         Ok(self.client().prepare_typed_cached(sql, types).await?)
+    }
+
+    /// A statement of one of the ledger's shapes: looked up by its text's
+    /// address when the text is kept for the process's life (each shape's
+    /// is, up to the memo's limit), by the text itself otherwise. `types`
+    /// must be the same for a text at every call.
+    pub async fn prepare_kept(
+        &self,
+        sql: Cow<'static, str>,
+        types: &[tokio_postgres::types::Type],
+    ) -> Result<Statement> {
+        let text = match sql {
+            Cow::Borrowed(text) => text,
+            Cow::Owned(text) => return self.prepare_typed_cached(&text, types).await,
+        };
+        let key = (
+            Object::id(self.client()),
+            text.as_ptr() as usize,
+            text.len(),
+        );
+        if let Some(stmt) = self.kept.get(key) {
+            return Ok(stmt);
+        }
+        let stmt = self.prepare_typed_cached(text, types).await?;
+        self.kept.put(key, stmt.clone());
+        Ok(stmt)
     }
 
     /// One statement in the transaction; the first one carries the BEGIN.
@@ -507,6 +583,7 @@ impl Drop for TxnConn {
     fn drop(&mut self) {
         if self.state.get() != TxnState::Ended && self.state.get() != TxnState::NotBegun {
             if let Some(obj) = self.obj.take() {
+                self.kept.forget(Object::id(&obj));
                 drop(Object::take(obj));
             }
         }

@@ -277,6 +277,7 @@ pub async fn setup_with(tweak: impl FnOnce(&mut Config)) -> Ledger {
             hash_key,
             row_keys,
             replica: None,
+            statements: Default::default(),
         }),
         url,
         config,

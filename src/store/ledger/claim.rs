@@ -4,6 +4,7 @@
 //! operator and the original read, a card number about to be created
 //! serialised, and the cards locked in card-number order.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
@@ -100,9 +101,7 @@ async fn claim_row(
     let digest = req.order_no().map(|_| digest);
     let orig = req.original(&ctx.terminal);
     let no_lots: Vec<i64> = Vec::new();
-    let stmt = tx
-        .prepare_typed_cached(&claim_sql(shape), claim_types())
-        .await?;
+    let stmt = tx.prepare_kept(claim_sql(shape), claim_types()).await?;
     let (operator, order_no, op) = (req.operator.id(), req.order_no(), req.op().as_str());
     let (cards, orig_terminal, orig_order) =
         (req.cards_to_lock(), orig.map(|o| o.0), orig.map(|o| o.1));
@@ -123,7 +122,7 @@ async fn claim_row(
     if order_no.is_none() {
         return tx.query_one(&stmt, &params).await;
     }
-    let lock = tx.prepare_cached(ORDER_LOCK_SQL).await?;
+    let lock = tx.prepare_kept(Cow::Borrowed(ORDER_LOCK_SQL), &[]).await?;
     let (terminals, orders) = (vec![ctx.terminal.as_str()], vec![order_no]);
     let lock_params: [&(dyn ToSql + Sync); 2] = [&terminals, &orders];
     tx.query_one_after((&lock, &lock_params), &stmt, &params)
@@ -161,10 +160,10 @@ pub(super) async fn run_set(
     }
     // Every statement prepared first, so that the order lock goes out
     // ahead of the claims and nothing between them.
-    let lock = tx.prepare_cached(ORDER_LOCK_SQL).await?;
+    let lock = tx.prepare_kept(Cow::Borrowed(ORDER_LOCK_SQL), &[]).await?;
     let mut prepared = Vec::with_capacity(groups.len());
     for (_, sql, at) in groups {
-        let stmt = tx.prepare_typed_cached(&sql, &CLAIM_SET_TYPES).await?;
+        let stmt = tx.prepare_kept(sql, &CLAIM_SET_TYPES).await?;
         prepared.push((stmt, at));
     }
     let terminals: Vec<&str> = items.iter().map(|it| it.ctx.terminal.as_str()).collect();

@@ -179,7 +179,7 @@ pub(super) async fn run(
     }
     let locked_nos: Vec<String> = rows.keys().cloned().collect();
     let stmt = tx
-        .prepare_typed_cached(&load_sql(args.mask(!locked_nos.is_empty())), &LOAD_TYPES)
+        .prepare_kept(load_sql(args.mask(!locked_nos.is_empty())), &LOAD_TYPES)
         .await?;
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&locked_nos];
     params.extend(args.params(named_lots));

@@ -771,7 +771,7 @@ impl WriteRows {
         // A card row that changed under our lock, or a lot that is not the
         // card's, lands fewer rows: the statement raises, and nothing of
         // the request stays.
-        let stmt = tx.prepare_cached(&write_sql(sections)).await?;
+        let stmt = tx.prepare_kept(write_sql(sections), &[]).await?;
         tx.query_one_and_commit(&stmt, &[&doc, &want, &blobs])
             .await?;
         Ok(())

@@ -9,6 +9,7 @@ mod cards;
 mod contention;
 mod errnos;
 mod holds;
+mod kept_statements;
 mod limits;
 mod money;
 mod office;
