@@ -2,7 +2,6 @@
 //! and the inner (encrypted) form of a txn with its canonical encoding.
 
 use rust_decimal::Decimal;
-use sha2::{Digest, Sha256};
 
 use super::errno::Errno;
 use super::fault::{At, Malformed};
@@ -305,7 +304,7 @@ impl InnerForm {
 
     /// SHA-256 of [`InnerForm::canonical_bytes`]: the idempotency hash.
     pub fn digest(&self) -> [u8; 32] {
-        Sha256::digest(self.canonical_bytes()).into()
+        crate::crypto::mac::sha256(&self.canonical_bytes())
     }
 }
 
