@@ -137,7 +137,9 @@ impl WriteSection {
                 txn_id bigint, at timestamptz, row_mac int, mac_key_id text, service text)",
             // The order's one write: the claim only found its number new,
             // under the order lock; a twin that got past the lock anyway
-            // would conflict here, and the row count fails the write.
+            // fails this insert on the key, and nothing of the request
+            // stays. A plain insert, not `ON CONFLICT DO NOTHING`, whose
+            // speculative insertion probed the key a second time (issue 14).
             WriteSection::Order => "
     INSERT INTO orders (terminal_id, order_no, digest, op, card_no, cards, txn_id, business_day,
            posted_at, amount, charged, tender, points_earned, effects, answer, row_mac,
@@ -152,8 +154,7 @@ impl WriteSection {
                 cards text[], txn_id bigint, business_day date, posted_at timestamptz,
                 amount numeric, charged numeric, tender text, points_earned bigint,
                 effects jsonb, answer jsonb, row_mac int, mac_key_id text,
-                hold_exp_ms bigint, hold_discount numeric, hold_points_rate numeric)
-    ON CONFLICT DO NOTHING",
+                hold_exp_ms bigint, hold_discount numeric, hold_points_rate numeric)",
             WriteSection::Orig => "
     UPDATE orders o SET reversed = o.reversed OR x.reversed,
            refunded = o.refunded + x.refunded_add,
