@@ -29,13 +29,14 @@ pub(super) struct TerminalRow {
     pub(super) mac_key_id: Option<String>,
 }
 
-/// The last postings of a card (newest first, at most 2) and how many it
-/// has: the last one's place when it has one, else a count.
+/// A card's last posting, the MAC of the one before it (hex) and how many
+/// it has: the last one's place when it has one, else a count.
 #[derive(Deserialize)]
 pub(super) struct ChainRow {
     pub(super) card_no: String,
     pub(super) count: i64,
-    pub(super) last: Option<Vec<PostingRow>>,
+    pub(super) last: Option<PostingRow>,
+    pub(super) prev_mac: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -148,7 +149,7 @@ pub(super) fn fetched(
     let ids = f
         .chains
         .iter()
-        .flat_map(|c| c.last.iter().flatten())
+        .flat_map(|c| c.last.iter())
         .map(|p| p.mac_key_id.as_deref())
         .chain(f.level.iter().map(|l| l.mac_key_id.as_deref()))
         .chain(f.lot_rows.iter().map(|l| l.mac_key_id.as_deref()));
@@ -294,7 +295,8 @@ pub(super) fn cards<'a>(keys: &RowKeys, rows: impl IntoIterator<Item = &'a CardR
 /// posting's place (under that posting's MAC) is the length the card's MAC
 /// says, its MAC (chained to the one before) is the card's `last_mac`, and
 /// its balance and points are the card's. The last posting deleted, one
-/// added at the end, or a change to either of the last two is caught here;
+/// added at the end, a change to it or to the MAC of the one before it
+/// (which it chains to) is caught here;
 /// a posting deleted, added or changed deeper in the chain by `verify`,
 /// which walks it whole (reading a constant number of rows here, not a
 /// count that grows with the card's history, is issue 14's trade).
@@ -314,22 +316,21 @@ fn check_chains(
                 ch.count, r.chain_len
             )));
         }
-        let last = ch.last.as_deref().unwrap_or(&[]);
         let card_last = hex_bytes(&r.last_mac)?;
-        match last.first() {
+        match &ch.last {
             None => {
                 if card_last.is_some() {
                     return Err(tampered(format!("postings {no}: chain")));
                 }
             }
             Some(p) => {
-                let prev = last.get(1).map(|q| hex_bytes(&q.row_mac)).transpose()?;
+                let prev = hex_bytes(&ch.prev_mac)?;
                 let mac = hex_bytes(&p.row_mac)?;
                 let v = p.values()?;
                 let ok = keys.verify(
                     p.mac_key_id.as_deref(),
                     &v.image(),
-                    prev.as_ref().and_then(|m| m.as_deref()),
+                    prev.as_deref(),
                     mac.as_deref(),
                 ) && mac == card_last
                     && v.balance == dec(&r.balance)?

@@ -222,9 +222,8 @@ fn fresh(chains: &[ChainRow], rows: &BTreeMap<String, CardRow>) -> bool {
     chains.len() == rows.len()
         && chains.iter().all(|ch| {
             rows.get(&ch.card_no).is_some_and(|c| {
-                let last = ch.last.as_deref().and_then(|l| l.first());
                 ch.count == c.chain_len
-                    && last.and_then(|p| p.row_mac.as_deref()) == c.last_mac.as_deref()
+                    && ch.last.as_ref().and_then(|p| p.row_mac.as_deref()) == c.last_mac.as_deref()
             })
         })
 }
@@ -253,8 +252,11 @@ mod tests {
                 "posted_at": 0, "row_mac": mac,
             })
         };
-        let last = last_mac.map(|m| vec![posting(m)]);
-        serde_json::from_value(json!({"card_no": no, "count": count, "last": last})).unwrap()
+        let last = last_mac.map(posting);
+        serde_json::from_value(
+            json!({"card_no": no, "count": count, "last": last, "prev_mac": null}),
+        )
+        .unwrap()
     }
 
     #[test]

@@ -66,3 +66,20 @@ async fn swapped_posting_amounts_are_found_and_refused() {
     assert_found(&l, "postings", "CARD0001", "chain").await;
     next_posting_refused(&l, "CARD0001").await;
 }
+
+/// The posting before the last reaches a posting's checks by its MAC alone,
+/// the MAC the last one chains to: that MAC changed is refused on use.
+#[tokio::test]
+async fn the_mac_of_the_posting_before_the_last_changed_is_refused() {
+    let l = setup().await;
+    busy_card(&l, "CARD0001").await;
+    exec(
+        &l,
+        "UPDATE postings SET row_mac = sha256(row_mac)
+          WHERE posting_id = (SELECT posting_id FROM postings WHERE card_no = 'CARD0001'
+                               ORDER BY posting_id DESC OFFSET 1 LIMIT 1)",
+    )
+    .await;
+    assert_found(&l, "postings", "CARD0001", "chain").await;
+    next_posting_refused(&l, "CARD0001").await;
+}
