@@ -55,6 +55,7 @@ pub(super) async fn run(
     batched: Option<tokio_postgres::Row>,
 ) -> Result<Claim> {
     let shape = shape_of(req, &ctx.terminal, args);
+    let in_batch = batched.is_some();
     let row = match batched {
         Some(row) => row,
         None => claim_row(tx, ctx, req, args, shape, digest).await?,
@@ -65,7 +66,11 @@ pub(super) async fn run(
     if req.order_no().is_some() && row.get::<_, i64>("claimed") == 0 {
         return Ok(Claim::Settled(settle(tx, ctx, req, keys, digest).await?));
     }
-    let cards: Vec<CardRow> = json_col(&row, "cards", "card rows")?;
+    let cards: Vec<CardRow> = if in_batch {
+        CardRow::from_columns(&row)?.into_iter().collect()
+    } else {
+        json_col(&row, "cards", "card rows")?
+    };
     Ok(Claim::Locked(Box::new(Claimed {
         terminal: json_col_opt(&row, "terminal", "terminal row")?,
         operator: json_col_opt(&row, "operator", "operator row")?,

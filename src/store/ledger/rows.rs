@@ -77,6 +77,60 @@ pub(super) struct CardRow {
     pub(super) level_key_id: Option<String>,
 }
 
+impl CardRow {
+    /// The card of a batch's claim row, from its `c_…` columns
+    /// (`sql::CARD_FIELDS`); `None` when it locked none.
+    pub(super) fn from_columns(r: &tokio_postgres::Row) -> Result<Option<CardRow>> {
+        let Some(card_no) = col::<Option<String>>(r, "c_card_no")? else {
+            return Ok(None);
+        };
+        let status: String = col(r, "c_status")?;
+        let status = CardStatus::parse(&status)
+            .ok_or_else(|| Error::internal(format!("card {card_no}: status {status}")))?;
+        Ok(Some(CardRow {
+            card_no,
+            member_id: col(r, "c_member_id")?,
+            status,
+            balance: col(r, "c_balance")?,
+            points: col(r, "c_points")?,
+            pin_hash: col(r, "c_pin_hash")?,
+            pin_salt: col(r, "c_pin_salt")?,
+            pin_fail_count: col(r, "c_pin_fail_count")?,
+            level: col(r, "c_level")?,
+            discount: col(r, "c_discount")?,
+            points_rate: col(r, "c_points_rate")?,
+            name: col(r, "c_name")?,
+            phone: col(r, "c_phone")?,
+            birthday: col(r, "c_birthday")?,
+            opened_at: col(r, "c_opened_at")?,
+            renewed_at: col(r, "c_renewed_at")?,
+            renewed_ms: col(r, "c_renewed_ms")?,
+            spent_day: col(r, "c_spent_day")?,
+            spent_today: col(r, "c_spent_today")?,
+            held: col(r, "c_held")?,
+            visits: col(r, "c_visits")?,
+            max_balance: col(r, "c_max_balance")?,
+            daily_debit_limit: col(r, "c_daily_debit_limit")?,
+            row_mac: col(r, "c_row_mac")?,
+            mac_key_id: col(r, "c_mac_key_id")?,
+            last_mac: col(r, "c_last_mac")?,
+            sealed: col(r, "c_sealed")?,
+            chain_len: col(r, "c_chain_len")?,
+            referrer: col(r, "c_referrer")?,
+            member_mac: col(r, "c_member_mac")?,
+            member_key_id: col(r, "c_member_key_id")?,
+            level_mac: col(r, "c_level_mac")?,
+            level_key_id: col(r, "c_level_key_id")?,
+        }))
+    }
+}
+
+/// One column of a row, by name.
+fn col<'a, T: postgres_types::FromSql<'a>>(r: &'a tokio_postgres::Row, name: &str) -> Result<T> {
+    r.try_get(name)
+        .map_err(|e| Error::internal(format!("column {name}: {e}")))
+}
+
 #[derive(Deserialize)]
 pub(super) struct OrigRow {
     pub(super) terminal: String,

@@ -163,6 +163,9 @@ async fn concurrent_debits_share_commits_and_move_balances_by_what_was_acknowled
         all < (TERMINALS * DEBITS_EACH) as u64 && alone < all,
         "no transaction held more than one txn: {all} commits, {alone} of one txn"
     );
+    // Nothing here fails a batch: one rolled back would mean the batch's
+    // own path broke and its txns posted alone.
+    assert_eq!(rolled_back(&d).await, 0, "batches rolled back");
     d.stop().await.unwrap();
 }
 

@@ -19,6 +19,19 @@ pub enum CardStatus {
     Closed,
 }
 
+impl CardStatus {
+    /// As a stored row spells it.
+    pub fn parse(s: &str) -> Option<CardStatus> {
+        match s {
+            "active" => Some(CardStatus::Active),
+            "lost" => Some(CardStatus::Lost),
+            "locked" => Some(CardStatus::Locked),
+            "closed" => Some(CardStatus::Closed),
+            _ => None,
+        }
+    }
+}
+
 /// A card row as loaded (and locked) by the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CardState {
@@ -491,5 +504,15 @@ mod tests {
         assert_eq!(OpKind::from_wire("expire"), None);
         assert!(authorize(OpKind::Expire, Some(Role::Manager), true).is_err());
         assert!(!OpKind::Query.is_posting() && OpKind::Lost.is_posting());
+    }
+
+    #[test]
+    fn a_card_status_parses_as_its_stored_spelling() {
+        for s in ["active", "lost", "locked", "closed"] {
+            let by_serde: CardStatus = serde_json::from_value(serde_json::json!(s)).unwrap();
+            assert_eq!(CardStatus::parse(s), Some(by_serde));
+        }
+        assert_eq!(CardStatus::parse("Active"), None);
+        assert_eq!(CardStatus::parse(""), None);
     }
 }

@@ -220,6 +220,44 @@ const CARD_ROW: &str = concat!(
       FROM cards c JOIN members m ON m.member_id = c.member_id JOIN levels l ON l.level = m.level"
 );
 
+/// [`CARD_ROW`]'s columns, each of which a batch's claim returns as a
+/// column of its own, `c_` and the name (`rows::CardRow::from_columns`).
+pub(super) const CARD_FIELDS: [&str; 33] = [
+    "card_no",
+    "member_id",
+    "status",
+    "balance",
+    "points",
+    "pin_hash",
+    "pin_salt",
+    "pin_fail_count",
+    "level",
+    "discount",
+    "points_rate",
+    "max_balance",
+    "daily_debit_limit",
+    "name",
+    "phone",
+    "birthday",
+    "spent_day",
+    "spent_today",
+    "held",
+    "visits",
+    "opened_at",
+    "renewed_at",
+    "renewed_ms",
+    "row_mac",
+    "mac_key_id",
+    "last_mac",
+    "sealed",
+    "chain_len",
+    "referrer",
+    "member_mac",
+    "member_key_id",
+    "level_mac",
+    "level_key_id",
+];
+
 /// `find` (protocol.md §6.1): every card of the members whose phone is $1
 /// or who hold card $1, at most $2, members in id order, their cards in
 /// card order (the phone is an index look-up: migration 0010).
