@@ -172,7 +172,10 @@ pub(super) async fn run(
     rows: &BTreeMap<String, CardRow>,
 ) -> Result<Fetched> {
     if let Some(r) = claim {
-        let chains: Vec<ChainRow> = json_col(&r, "chains", "chains")?;
+        let chains: Vec<ChainRow> = match ChainRow::from_columns(&r)? {
+            Some(c) => c,
+            None => json_col(&r, "chains", "chains")?,
+        };
         if fresh(&chains, rows) {
             return decode(&r, args, chains);
         }

@@ -125,6 +125,49 @@ impl CardRow {
     }
 }
 
+impl super::check::ChainRow {
+    /// The chain of a batch's claim row, from its `h_…` columns
+    /// (`sql::claim_set`): `None` when the row has none (JSON then), no
+    /// chain when it locked no card.
+    pub(super) fn from_columns(r: &tokio_postgres::Row) -> Result<Option<Vec<Self>>> {
+        if !r.columns().iter().any(|c| c.name() == "h_count") {
+            return Ok(None);
+        }
+        let Some(count) = col::<Option<i64>>(r, "h_count")? else {
+            return Ok(Some(Vec::new()));
+        };
+        let last = match col::<Option<i64>>(r, "h_txn_id")? {
+            None => None,
+            Some(txn_id) => Some(super::check::PostingRow {
+                txn_id,
+                card_no: col(r, "h_card_no")?,
+                terminal_id: col(r, "h_terminal_id")?,
+                order_no: col(r, "h_order_no")?,
+                op: col(r, "h_op")?,
+                balance_delta: col(r, "h_balance_delta")?,
+                points_delta: col(r, "h_points_delta")?,
+                balance: col(r, "h_balance")?,
+                points: col(r, "h_points")?,
+                amount: col(r, "h_amount")?,
+                discount: col(r, "h_discount")?,
+                charged: col(r, "h_charged")?,
+                business_day: col(r, "h_business_day")?,
+                posted_at: col(r, "h_posted_at")?,
+                row_mac: col(r, "h_row_mac")?,
+                mac_key_id: col(r, "h_mac_key_id")?,
+                chain_pos: col(r, "h_chain_pos")?,
+                visits_delta: col(r, "h_visits_delta")?,
+            }),
+        };
+        Ok(Some(vec![super::check::ChainRow {
+            card_no: col(r, "c_card_no")?,
+            count,
+            last,
+            prev_mac: col(r, "h_prev_mac")?,
+        }]))
+    }
+}
+
 /// One column of a row, by name.
 fn col<'a, T: postgres_types::FromSql<'a>>(r: &'a tokio_postgres::Row, name: &str) -> Result<T> {
     r.try_get(name)

@@ -4,6 +4,22 @@
 
 use tokio_postgres::types::Type;
 
+/// The columns of a card's last postings as the chain check reads them
+/// (`check::PostingRow`), for the load's JSON and a batch's claim's columns.
+macro_rules! last_posting_columns {
+    () => {
+        "posting_id, txn_id, card_no, terminal_id, order_no, op,
+                          balance_delta::text AS balance_delta, points_delta,
+                          balance::text AS balance, points, amount::text AS amount,
+                          discount::text AS discount, charged::text AS charged,
+                          business_day::text AS business_day,
+                          floor(extract(epoch FROM posted_at) * 1000)::bigint AS posted_at,
+                          encode(row_mac, 'hex') AS row_mac, mac_key_id, chain_pos,
+                          visits_delta"
+    };
+}
+pub(super) use last_posting_columns;
+
 /// The load statement's columns, each with what it is when left out; a
 /// request's statement computes only those it needs ([`load_sql`]): a
 /// debit skips the history, the level, the new card's existence and the
@@ -103,7 +119,7 @@ impl LoadColumn {
             // posting before it only the MAC, which the last one's chains
             // to: building and parsing its whole row cost the claim 6 %
             // (issue 14).
-            LoadColumn::Chains => {
+            LoadColumn::Chains => concat!(
                 "(SELECT coalesce(json_agg(json_build_object('card_no', u.card_no,
                'count', coalesce((lp.last->>'chain_pos')::bigint,
                                  (SELECT count(*) FROM postings p WHERE p.card_no = u.card_no)),
@@ -112,17 +128,12 @@ impl LoadColumn {
                LATERAL (SELECT to_json((array_agg(q ORDER BY q.posting_id DESC))[1]) AS last,
                                (array_agg(q.row_mac ORDER BY q.posting_id DESC))[2] AS prev_mac
                           FROM (
-                   SELECT posting_id, txn_id, card_no, terminal_id, order_no, op,
-                          balance_delta::text AS balance_delta, points_delta,
-                          balance::text AS balance, points, amount::text AS amount,
-                          discount::text AS discount, charged::text AS charged,
-                          business_day::text AS business_day,
-                          floor(extract(epoch FROM posted_at) * 1000)::bigint AS posted_at,
-                          encode(row_mac, 'hex') AS row_mac, mac_key_id, chain_pos,
-                          visits_delta
+                   SELECT ",
+                last_posting_columns!(),
+                "
                      FROM postings p WHERE p.card_no = u.card_no
                     ORDER BY posting_id DESC LIMIT 2) q) lp)"
-            }
+            ),
         }
     }
 
@@ -154,6 +165,11 @@ impl LoadColumns {
     /// `self`, with `c` when `on`.
     pub(in crate::store::ledger) fn with(self, c: LoadColumn, on: bool) -> LoadColumns {
         LoadColumns(if on { self.0 | 1 << c as u16 } else { self.0 })
+    }
+
+    /// `self` without `c`.
+    pub(in crate::store::ledger) fn without(self, c: LoadColumn) -> LoadColumns {
+        LoadColumns(self.0 & !(1 << c as u16))
     }
 
     pub(in crate::store::ledger) fn has(self, c: LoadColumn) -> bool {
