@@ -18,7 +18,7 @@ use std::sync::{Mutex, OnceLock};
 
 use tokio_postgres::types::Type;
 
-use super::load::{last_posting_columns, load_part, LoadParams};
+use super::load::{last_posting, load_part, LoadParams};
 use super::LoadColumn;
 use super::{memo, operator_row, terminal_row, ClaimShape, CARD_FIELDS, CARD_ROW};
 
@@ -63,30 +63,33 @@ const SET_PARAMS: LoadParams = LoadParams {
     upto: "x.upto",
 };
 
-/// The locked card's last posting and the MAC of the one before it (which
-/// the last chains to), as one row; what the load's `chains` column has as
-/// JSON. As columns, the claim of 10 debits ran 12 % faster (issue 14).
-const LAST_POSTING: &str = concat!(
-    "SELECT q.*, lead(q.row_mac) OVER (ORDER BY q.posting_id DESC) AS prev_mac FROM (
-      SELECT ",
-    last_posting_columns!(),
-    "
-        FROM postings p WHERE p.card_no = l.card_no
-       ORDER BY posting_id DESC LIMIT 2) q
-     ORDER BY q.posting_id DESC LIMIT 1"
-);
+/// The chain's columns (`rows::ChainRow::from_columns`): `last_posting!`'s
+/// as `h_…`, each of these, then its length, `h_count`.
+const CHAIN_FIELDS: [&str; 19] = [
+    "txn_id",
+    "card_no",
+    "terminal_id",
+    "order_no",
+    "op",
+    "balance_delta",
+    "points_delta",
+    "balance",
+    "points",
+    "amount",
+    "discount",
+    "charged",
+    "business_day",
+    "posted_at",
+    "row_mac",
+    "mac_key_id",
+    "chain_pos",
+    "visits_delta",
+    "prev_mac",
+];
 
-/// The chain's columns (`rows::ChainRow::from_columns`): the last posting's
-/// as `h_…`, and the chain's length, its place or (before places, or with
+/// The chain's length: its last posting's place or (before places, or with
 /// no posting) a count; NULL when no card was locked.
-const CHAIN_COLUMNS: &str = ",
-       lp.txn_id AS h_txn_id, lp.card_no AS h_card_no, lp.terminal_id AS h_terminal_id,
-       lp.order_no AS h_order_no, lp.op AS h_op, lp.balance_delta AS h_balance_delta,
-       lp.points_delta AS h_points_delta, lp.balance AS h_balance, lp.points AS h_points,
-       lp.amount AS h_amount, lp.discount AS h_discount, lp.charged AS h_charged,
-       lp.business_day AS h_business_day, lp.posted_at AS h_posted_at,
-       lp.row_mac AS h_row_mac, lp.mac_key_id AS h_mac_key_id, lp.chain_pos AS h_chain_pos,
-       lp.visits_delta AS h_visits_delta, lp.prev_mac AS h_prev_mac,
+const CHAIN_COUNT: &str = ",
        CASE WHEN l.card_no IS NOT NULL
             THEN coalesce(lp.chain_pos,
                           (SELECT count(*) FROM postings p WHERE p.card_no = l.card_no))
@@ -102,7 +105,7 @@ pub(in crate::store::ledger) fn claim_set_sql(shape: ClaimShape) -> Option<Cow<'
 fn build(shape: ClaimShape) -> String {
     let mut sql = ctes(shape.order);
     let fold = shape.fold.expect("a batch claim folds the load");
-    // The chain comes as columns of its own (`CHAIN_COLUMNS`), not JSON.
+    // The chain comes as columns of its own (`CHAIN_FIELDS`), not JSON.
     let (lv, load_cols) = load_part(fold.without(LoadColumn::Chains), &SET_PARAMS);
     if let Some(lv) = lv {
         sql.push_str(",\n");
@@ -116,7 +119,10 @@ fn build(shape: ClaimShape) -> String {
     for f in CARD_FIELDS {
         sql.push_str(&format!(",\n       l.{f} AS c_{f}"));
     }
-    sql.push_str(CHAIN_COLUMNS);
+    for f in CHAIN_FIELDS {
+        sql.push_str(&format!(",\n       lp.{f} AS h_{f}"));
+    }
+    sql.push_str(CHAIN_COUNT);
     // Joined, not looked up per row: a batch holds no two txns of one
     // terminal or card, so each input row meets at most one row of each
     // (and `run_set` checks the answer has one row per txn, in order).
@@ -127,7 +133,7 @@ fn build(shape: ClaimShape) -> String {
   LEFT JOIN locked l ON l.card_no = x.card
   LEFT JOIN LATERAL (",
     );
-    sql.push_str(LAST_POSTING);
+    sql.push_str(last_posting!("l.card_no"));
     sql.push_str(") lp ON true\n ORDER BY x.i");
     sql
 }

@@ -4,21 +4,31 @@
 
 use tokio_postgres::types::Type;
 
-/// The columns of a card's last postings as the chain check reads them
-/// (`check::PostingRow`), for the load's JSON and a batch's claim's columns.
-macro_rules! last_posting_columns {
-    () => {
-        "posting_id, txn_id, card_no, terminal_id, order_no, op,
-                          balance_delta::text AS balance_delta, points_delta,
-                          balance::text AS balance, points, amount::text AS amount,
-                          discount::text AS discount, charged::text AS charged,
-                          business_day::text AS business_day,
-                          floor(extract(epoch FROM posted_at) * 1000)::bigint AS posted_at,
-                          encode(row_mac, 'hex') AS row_mac, mac_key_id, chain_pos,
-                          visits_delta"
+/// A card's last posting as the chain check reads it (`check::PostingRow`)
+/// and the MAC of the one before it (which the last chains to), as one row
+/// (none when the card has no posting): for the load's JSON and a batch's
+/// claim's columns. `lead()` over the last two, not aggregates of them:
+/// the claim of 10 debits ran 12 % faster (issue 14).
+macro_rules! last_posting {
+    ($card:literal) => {
+        concat!(
+            "SELECT q.*, lead(q.row_mac) OVER (ORDER BY q.posting_id DESC) AS prev_mac FROM (
+      SELECT posting_id, txn_id, card_no, terminal_id, order_no, op,
+             balance_delta::text AS balance_delta, points_delta,
+             balance::text AS balance, points, amount::text AS amount,
+             discount::text AS discount, charged::text AS charged,
+             business_day::text AS business_day,
+             floor(extract(epoch FROM posted_at) * 1000)::bigint AS posted_at,
+             encode(row_mac, 'hex') AS row_mac, mac_key_id, chain_pos, visits_delta
+        FROM postings p WHERE p.card_no = ",
+            $card,
+            "
+       ORDER BY posting_id DESC LIMIT 2) q
+     ORDER BY q.posting_id DESC LIMIT 1"
+        )
     };
 }
-pub(super) use last_posting_columns;
+pub(super) use last_posting;
 
 /// The load statement's columns, each with what it is when left out; a
 /// request's statement computes only those it needs ([`load_sql`]): a
@@ -118,21 +128,18 @@ impl LoadColumn {
             // there is none (COALESCE runs the count only then). Of the
             // posting before it only the MAC, which the last one's chains
             // to: building and parsing its whole row cost the claim 6 %
-            // (issue 14).
+            // (issue 14). `last` carries `posting_id` and `prev_mac` too,
+            // which its reader ignores.
             LoadColumn::Chains => concat!(
                 "(SELECT coalesce(json_agg(json_build_object('card_no', u.card_no,
-               'count', coalesce((lp.last->>'chain_pos')::bigint,
+               'count', coalesce(lp.chain_pos,
                                  (SELECT count(*) FROM postings p WHERE p.card_no = u.card_no)),
-               'last', lp.last, 'prev_mac', lp.prev_mac)), '[]'::json)
-          FROM unnest({cards}) AS u(card_no),
-               LATERAL (SELECT to_json((array_agg(q ORDER BY q.posting_id DESC))[1]) AS last,
-                               (array_agg(q.row_mac ORDER BY q.posting_id DESC))[2] AS prev_mac
-                          FROM (
-                   SELECT ",
-                last_posting_columns!(),
-                "
-                     FROM postings p WHERE p.card_no = u.card_no
-                    ORDER BY posting_id DESC LIMIT 2) q) lp)"
+               'last', CASE WHEN lp.txn_id IS NOT NULL THEN to_json(lp) END,
+               'prev_mac', lp.prev_mac)), '[]'::json)
+          FROM unnest({cards}) AS u(card_no)
+          LEFT JOIN LATERAL (",
+                last_posting!("u.card_no"),
+                ") lp ON true)"
             ),
         }
     }
