@@ -116,9 +116,15 @@ pub fn make_pool(
     // custom plans looked cheaper than the generic one: planning was 1.9 ms of
     // a debit's 3.3 ms in the database (pg_stat_statements, issue 6). Every
     // statement of ours names its rows by key, so the generic plan is the plan.
+    // No JIT: a generic plan's row guesses can cost it past `jit_above_cost`,
+    // and a plan is compiled again at every execution. The event outbox's
+    // read of 256 rows (0.3 ms) was compiled on each call (14 ms), a fifth
+    // of PostgreSQL's CPU in a debit run (issue 14). The reports, which scan
+    // whole days, turn it back on with their custom plans.
+    const OPTIONS: &str = "-c plan_cache_mode=force_generic_plan -c jit=off";
     let options = match pg.get_options() {
-        Some(o) if !o.trim().is_empty() => format!("{o} -c plan_cache_mode=force_generic_plan"),
-        _ => "-c plan_cache_mode=force_generic_plan".to_owned(),
+        Some(o) if !o.trim().is_empty() => format!("{o} {OPTIONS}"),
+        _ => OPTIONS.to_owned(),
     };
     pg.options(&options);
     let mgr = Manager::from_config(

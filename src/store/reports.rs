@@ -60,9 +60,10 @@ pub async fn settlement<C: GenericClient>(
     // The pool plans every statement generically; for one day's postings a
     // generic plan guesses a few thousand rows and sorts a million on disk
     // (0.73 s for 1,000,000 postings here) where the plan made for the
-    // actual day hashes them (0.34 s). Callers run this in a transaction,
-    // which the setting ends with.
-    c.batch_execute("SET LOCAL plan_cache_mode = force_custom_plan")
+    // actual day hashes them (0.34 s). JIT, off in the pool, may pay for
+    // itself over a million rows, so PostgreSQL decides as by default.
+    // Callers run this in a transaction, which the settings end with.
+    c.batch_execute("SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL jit = on")
         .await?;
     let rows = c
         .query(

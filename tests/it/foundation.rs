@@ -171,6 +171,21 @@ async fn migrations_run_twice_change_nothing() {
     assert_eq!(n as usize, migrate::MIGRATIONS.len());
 }
 
+/// What every pooled connection plans with: generic plans, kept per
+/// connection, and no JIT (a generic plan of the event outbox's read was
+/// compiled at each call, 14 ms against its 0.3 ms of work).
+#[tokio::test]
+async fn pooled_connections_plan_generically_and_never_compile() {
+    let url = harness::fresh_database().await;
+    let pool = store::make_pool(url.parse().unwrap(), 2, Duration::from_secs(5)).unwrap();
+    let client = pool.get().await.unwrap();
+    let setting = |row: tokio_postgres::Row| row.get::<_, String>(0);
+    let jit = setting(client.query_one("SHOW jit", &[]).await.unwrap());
+    let plans = setting(client.query_one("SHOW plan_cache_mode", &[]).await.unwrap());
+    assert_eq!(jit, "off");
+    assert_eq!(plans, "force_generic_plan");
+}
+
 #[tokio::test]
 async fn healthz_follows_the_database_without_a_restart() {
     let cluster = harness::private_cluster();
