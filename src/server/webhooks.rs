@@ -242,7 +242,8 @@ async fn attempt_each(
     Tried { results, unopened }
 }
 
-/// One round of new events: taken, sent to each endpoint that wants them
+/// One round of new events (with no endpoint, only passed: the cursor
+/// moves, no body is read): taken, sent to each endpoint that wants them
 /// ([`EventsConfig::batch`] requests at a time), marked sent with a
 /// delivery row per failed attempt, committed. Whether the round was full.
 async fn send_new(
@@ -254,6 +255,11 @@ async fn send_new(
     let mut client = state.pool.get().await?;
     let endpoints = events::active_endpoints(&client).await?;
     let tx = client.transaction().await?;
+    if endpoints.is_empty() {
+        let passed = events::pass_new(&tx, NEW_BATCH).await?;
+        tx.commit().await?;
+        return Ok(passed >= NEW_BATCH);
+    }
     let with_phone = endpoints.iter().any(|e| e.include_phone);
     let taken = events::take_new(&tx, NEW_BATCH, with_phone).await?;
     if taken.is_empty() {

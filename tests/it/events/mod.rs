@@ -5,5 +5,6 @@
 
 mod cli;
 mod delivery;
+mod outbox;
 mod receiver;
 mod upgrade;
