@@ -147,6 +147,19 @@ pub struct NewEvent {
     pub phone: Option<String>,
 }
 
+/// The events past the cursor (`$2` its xid as text, `$3` its event id)
+/// and below the xid horizon, so that none can commit behind them later,
+/// in the cursor's order, `$1` at most: the range both [`take_new`] and
+/// [`pass_new`] walk, one text so the two cannot disagree on it.
+macro_rules! past_cursor {
+    () => {
+        " FROM events
+          WHERE xid IS NOT NULL AND (xid, event_id) > ($2::text::xid8, $3)
+            AND xid < pg_snapshot_xmin(pg_current_snapshot())
+          ORDER BY xid, event_id LIMIT $1"
+    };
+}
+
 /// Up to `limit` events not yet sent, in the cursor's order (migration
 /// 0023): past the cursor and below the xid horizon, so none can commit
 /// behind them later. The cursor's row is locked in the caller's
@@ -169,19 +182,18 @@ pub async fn take_new<C: GenericClient>(
         .await?;
     let rows = c
         .query(
-            "WITH e AS (
-                 SELECT event_id, xid, op, store_id, created_at, body, card_no FROM events
-                  WHERE xid IS NOT NULL AND (xid, event_id) > ($3::text::xid8, $4)
-                    AND xid < pg_snapshot_xmin(pg_current_snapshot())
-                  ORDER BY xid, event_id LIMIT $1
-             )
+            concat!(
+                "WITH e AS (SELECT event_id, xid, op, store_id, created_at, body, card_no",
+                past_cursor!(),
+                ")
              SELECT e.event_id, e.op, e.store_id, e.created_at, e.body,
-                    CASE WHEN $2 THEN (SELECT m.phone FROM cards c
+                    CASE WHEN $4 THEN (SELECT m.phone FROM cards c
                                          JOIN members m ON m.member_id = c.member_id
                                         WHERE c.card_no = e.card_no) END,
                     e.xid::text
-               FROM e ORDER BY e.xid, e.event_id",
-            &[&limit, &with_phone, &cur_xid, &cur_id],
+               FROM e ORDER BY e.xid, e.event_id"
+            ),
+            &[&limit, &cur_xid, &cur_id, &with_phone],
         )
         .await?;
     Ok(rows
@@ -210,14 +222,15 @@ pub async fn pass_new<C: GenericClient>(c: &C, limit: i64) -> PgResult<i64> {
     };
     let row = c
         .query_opt(
-            "WITH e AS (SELECT xid, event_id FROM events
-                         WHERE xid IS NOT NULL AND (xid, event_id) > ($2::text::xid8, $3)
-                           AND xid < pg_snapshot_xmin(pg_current_snapshot())
-                         ORDER BY xid, event_id LIMIT $1),
+            concat!(
+                "WITH e AS (SELECT xid, event_id",
+                past_cursor!(),
+                "),
                   last AS (SELECT xid, event_id, (SELECT count(*) FROM e) AS n FROM e
                             ORDER BY xid DESC, event_id DESC LIMIT 1)
              UPDATE events_cursor c SET xid = last.xid, event_id = last.event_id
-               FROM last RETURNING last.n",
+               FROM last RETURNING last.n"
+            ),
             &[&limit, &cur_xid, &cur_id],
         )
         .await?;

@@ -326,10 +326,8 @@ async fn schema(c: &tokio_postgres::Client) -> Vec<(String, String, String)> {
 #[tokio::test]
 async fn once_only_values_survive_and_old_partitions_go() {
     use cardswitch::store::seen_ts;
-    let url = harness::fresh_database().await;
-    let pool = store::make_pool(url.parse().unwrap(), 2, Duration::from_secs(5)).unwrap();
+    let pool = harness::migrated_pool().await;
     let mut client = pool.get().await.unwrap();
-    migrate::run(&mut client).await.unwrap();
     let now = chrono::Utc::now();
     seen_ts::ensure_partitions(&mut client, now).await.unwrap();
     seen_ts::ensure_partitions(&mut client, now).await.unwrap();

@@ -102,6 +102,17 @@ pub async fn fresh_database() -> String {
     url_for(cluster, &name)
 }
 
+/// A pool of 2 on a new database with every migration run: for tests of
+/// one store module's SQL, without keys or a daemon.
+pub async fn migrated_pool() -> deadpool_postgres::Pool {
+    let url = fresh_database().await;
+    let pool =
+        cardswitch::store::make_pool(url.parse().unwrap(), 2, Duration::from_secs(5)).unwrap();
+    let mut client = pool.get().await.unwrap();
+    cardswitch::store::migrate::run(&mut client).await.unwrap();
+    pool
+}
+
 pub async fn create_database(cluster: &Cluster, name: &str) {
     let (client, conn) = cluster
         .pg_config("postgres")

@@ -1,18 +1,14 @@
 //! The outbox's cursor without endpoints: events pass it in order, as
 //! many as asked, and what a later endpoint gets starts after them.
 
-use std::time::Duration;
-
-use cardswitch::store::{self, events, migrate};
+use cardswitch::store::events;
 
 use crate::harness;
 
 #[tokio::test]
 async fn with_no_endpoint_events_pass_the_cursor_in_order_and_in_rounds() {
-    let url = harness::fresh_database().await;
-    let pool = store::make_pool(url.parse().unwrap(), 2, Duration::from_secs(5)).unwrap();
+    let pool = harness::migrated_pool().await;
     let mut client = pool.get().await.unwrap();
-    migrate::run(&mut client).await.unwrap();
     for op in ["topup", "debit", "refund"] {
         client
             .execute(
